@@ -1,0 +1,78 @@
+"""Shared fixtures.
+
+- Every test runs with ``XANESDB_HOME`` in a temporary folder and no user config file.
+- ``local_server``: the real local MongoDB server (SecantusDB) started once per session on a
+  free port in a temporary folder, stopped at the end. ``XANESDB_TEST_DB_URI`` points the
+  integration tests at another MongoDB instead. Never skipped.
+- ``db_settings``: settings pointing at a fresh database on that server, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TEST_DATA = Path(__file__).resolve().parent / "test_data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XANESDB_HOME", str(tmp_path / "xanesdb-home"))
+    monkeypatch.setenv("XANESDB_CONFIG_FILE", str(tmp_path / "no-config.yaml"))
+    monkeypatch.delenv("XANESDB_DB_URI", raising=False)
+    monkeypatch.delenv("XANESDB_DB_NAME", raising=False)
+
+
+@pytest.fixture(scope="session")
+def local_server(tmp_path_factory):
+    """URI of a real MongoDB server: the local SecantusDB, started for this session."""
+    uri = os.environ.get("XANESDB_TEST_DB_URI")
+    if uri:
+        yield uri
+        return
+    from xanesdb.platform.server import LocalServer, find_free_port
+
+    home = tmp_path_factory.mktemp("server-home")
+    server = LocalServer(home, port=find_free_port())
+    info = server.ensure_running()
+    yield info.uri()
+    server.stop()
+
+
+@pytest.fixture
+def db_settings(local_server, monkeypatch):
+    """Settings for a fresh database on the real server; the database is dropped afterwards."""
+    import pymongo
+
+    from xanesdb.platform.settings import get_settings
+
+    name = f"test_{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("XANESDB_DB_URI", local_server)
+    monkeypatch.setenv("XANESDB_DB_NAME", name)
+    yield get_settings()
+    client = pymongo.MongoClient(local_server)
+    client.drop_database(name)
+    client.close()
+
+
+@pytest.fixture
+def memory_jobstore():
+    """A jobflow JobStore in memory (mongomock), for unit tests of jobs."""
+    from jobflow import JobStore
+    from maggma.stores import MemoryStore
+
+    store = JobStore(MemoryStore(), additional_stores={"data": MemoryStore()})
+    store.connect()
+    return store
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real data beside the checkout (../shared/data)."""
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"{SHARED_DATA} is missing: the tests need ../shared/data beside the checkout")
+    return SHARED_DATA

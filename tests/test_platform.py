@@ -1,0 +1,153 @@
+"""Settings, the local server lifecycle, stores and query parsing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pymongo
+import pytest
+
+from xanesdb.platform.errors import DatabaseUnavailableError, XanesdbUserError
+from xanesdb.platform.queries import parse_filter
+from xanesdb.platform.server import LocalServer, find_free_port
+from xanesdb.platform.settings import get_settings
+from xanesdb.platform.stores import get_database, get_store, redact_uri
+
+
+def test_settings_env_and_yaml(tmp_path, monkeypatch):
+    cfg = tmp_path / "x.yaml"
+    cfg.write_text("workers: 3\nfeff_preset: mp\n")
+    monkeypatch.setenv("XANESDB_CONFIG_FILE", str(cfg))
+    monkeypatch.setenv("XANESDB_FEFF_PRESET", "fast")
+    s = get_settings()
+    assert s.WORKERS == 3  # from YAML
+    assert s.FEFF_PRESET == "fast"  # env beats YAML
+    assert s.n_workers == 3
+
+
+def test_settings_refuse_world_readable_uri(tmp_path, monkeypatch):
+    cfg = tmp_path / "x.yaml"
+    cfg.write_text("db_uri: mongodb://u:secret@host/\n")
+    cfg.chmod(0o644)
+    monkeypatch.setenv("XANESDB_CONFIG_FILE", str(cfg))
+    with pytest.raises(ValueError, match="chmod 600"):
+        get_settings()
+    cfg.chmod(0o600)
+    assert get_settings().DB_URI.get_secret_value().endswith("host/")
+    assert "secret" not in repr(get_settings())
+
+
+def test_bad_uri_rejected(monkeypatch):
+    monkeypatch.setenv("XANESDB_DB_URI", "http://example.org")
+    with pytest.raises(ValueError, match="mongodb://"):
+        get_settings()
+
+
+def test_redact_uri():
+    assert redact_uri("mongodb://alice:pw@h:1/db") == "mongodb://alice:***@h:1/db"
+    assert redact_uri("mongodb+srv://a:b@c/") == "mongodb+srv://a:***@c/"
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("{bad", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"$where": "this.a > 1"}', r"\$where is not allowed"),
+        ('{"a": {"$function": {}}}', r"\$function"),
+        ('{"$or": [{"x": 1}, {"$accumulator": 1}]}', r"\$accumulator"),
+    ],
+)
+def test_parse_filter_rejects(text, match):
+    with pytest.raises(XanesdbUserError, match=match):
+        parse_filter(text)
+
+
+def test_parse_filter_ok():
+    assert parse_filter('{"element": "Fe", "lce_class": {"$in": ["T4"]}}')["element"] == "Fe"
+
+
+@pytest.mark.integration
+def test_local_server_lifecycle(tmp_path):
+    server = LocalServer(tmp_path / "home")
+    assert server.status()[0] == "stopped"
+    info = server.ensure_running()
+    try:
+        # reused, not restarted
+        assert server.ensure_running().pid == info.pid
+        client = pymongo.MongoClient(info.uri(), serverSelectionTimeoutMS=5000)
+        client.x.y.insert_one({"a": 1})
+        # the server died (SIGKILL): detected as stale and restarted on the same data
+        os.kill(info.pid, signal.SIGKILL)
+        time.sleep(0.3)
+        assert server.status()[0] == "stale"
+        info2 = server.ensure_running()
+        assert info2.pid != info.pid
+        client = pymongo.MongoClient(info2.uri(), serverSelectionTimeoutMS=5000)
+        assert client.x.y.count_documents({}) == 1
+        # a garbage record file counts as no server
+        server.stop()
+        server.info_file.write_text("not json")
+        assert server.status()[0] == "stopped"
+    finally:
+        server.stop()
+
+
+@pytest.mark.integration
+def test_fixed_port_in_use_is_reported(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        server = LocalServer(tmp_path / "home", port=port)
+        with pytest.raises(DatabaseUnavailableError, match="already in use"):
+            server.ensure_running()
+
+
+@pytest.mark.integration
+def test_store_upsert_idempotent(db_settings):
+    with get_store("structures", db_settings) as store:
+        docs = [{"material_id": f"m{i}", "v": i} for i in range(50)]
+        store.update(docs)
+        store.update(docs)
+        assert store.count() == 50
+    db = get_database(db_settings)
+    names = {ix["name"] for ix in db.structures.list_indexes()}
+    assert "material_id_unique" in names
+    with pytest.raises(pymongo.errors.DuplicateKeyError):
+        db.structures.insert_one({"material_id": "m1"})
+
+
+@pytest.mark.integration
+def test_cli_db_uri_is_usable_by_pymongo(tmp_path):
+    env = {**os.environ, "XANESDB_HOME": str(tmp_path / "h")}
+    exe = [sys.executable, "-m", "xanesdb.cli"]
+    try:
+        out = subprocess.run(exe + ["db", "uri"], env=env, capture_output=True, text=True, check=True)
+        uri = out.stdout.strip()
+        assert uri.startswith("mongodb://127.0.0.1:")
+        # a second command reuses the same server
+        out2 = subprocess.run(exe + ["db", "uri"], env=env, capture_output=True, text=True, check=True)
+        assert out2.stdout.strip() == uri
+        client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
+        assert client.admin.command("ping")["ok"] == 1
+    finally:
+        subprocess.run(exe + ["db", "stop"], env=env, capture_output=True)
+
+
+def test_cli_unreachable_uri_exit_2(tmp_path):
+    env = {**os.environ, "XANESDB_HOME": str(tmp_path / "h"),
+           "XANESDB_DB_URI": f"mongodb://127.0.0.1:{find_free_port()}/", "XANESDB_DB_TIMEOUT_S": "0.5"}
+    out = subprocess.run([sys.executable, "-m", "xanesdb.cli", "db", "stats"], env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: cannot reach MongoDB")
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in out.stderr

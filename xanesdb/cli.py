@@ -1,0 +1,144 @@
+"""The ``xanesdb`` command line: parses arguments and calls the layers below.
+
+Bad input raises :class:`~xanesdb.platform.errors.XanesdbUserError`; :func:`main` prints it on
+one line (``error: ...``) and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from xanesdb.platform.errors import XanesdbUserError
+from xanesdb.platform.settings import get_settings
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True)
+
+app = typer.Typer(help="xanesdb: computed XANES spectra and site-geometry classifiers in MongoDB.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+db_app = typer.Typer(help="The database: local server, URI, statistics, queries.", no_args_is_help=True)
+structures_app = typer.Typer(help="Crystal structures: fetch from a source.", no_args_is_help=True)
+sites_app = typer.Typer(help="Absorbing sites: ChemEnv labels.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(structures_app, name="structures")
+app.add_typer(sites_app, name="sites")
+
+# --- sub-apps of other areas: one line each, `app.add_typer(<module>.app, name="<name>")`
+# (the modules live in xanesdb/commands/; keep each area's commands in its own module)
+
+
+def _parse_json_filter(text: str) -> dict:
+    """A Mongo filter from JSON text; refuses server-side code and write stages."""
+    from xanesdb.platform.queries import parse_filter
+
+    return parse_filter(text)
+
+
+# ----------------------------------------------------------------------------- db
+@db_app.command("serve")
+def db_serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for a lab network)."),
+    port: int = typer.Option(27017, help="Port to listen on."),
+) -> None:
+    """Run the local MongoDB server in the foreground, for other groups to connect to."""
+    from xanesdb.platform.server import LocalServer
+
+    s = get_settings()
+    server = LocalServer(s.HOME)
+    console.print(f"serving {s.HOME / 'db' / 'data'} on mongodb://{host}:{port}/ (Ctrl-C stops)")
+    raise typer.Exit(server.serve_foreground(host, port))
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the local MongoDB server started by xanesdb."""
+    from xanesdb.platform.server import LocalServer
+
+    s = get_settings()
+    stopped = LocalServer(s.HOME).stop()
+    console.print("stopped the local database server" if stopped else "no local database server was running")
+
+
+@db_app.command("uri")
+def db_uri() -> None:
+    """Print the URI that pymongo.MongoClient or mongosh can use (starts the local server)."""
+    from xanesdb.platform.stores import database_uri
+
+    print(database_uri(get_settings()))
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Say whether the local server runs, and where the database is."""
+    from xanesdb.platform.server import LocalServer
+    from xanesdb.platform.stores import redact_uri
+
+    s = get_settings()
+    if s.DB_URI is not None:
+        console.print(f"external database: {redact_uri(s.DB_URI.get_secret_value())}")
+        return
+    state, info = LocalServer(s.HOME).status()
+    where = f" pid {info.pid} at {info.uri()}" if info else ""
+    console.print(f"local server: {state}{where}; data under {s.HOME / 'db' / 'data'}")
+
+
+@db_app.command("stats")
+def db_stats() -> None:
+    """Counts per collection, and unique sites per element x class."""
+    from xanesdb.platform.stats import print_stats
+
+    print_stats(console, get_settings())
+
+
+@db_app.command("query")
+def db_query(
+    filter: str = typer.Argument("{}", help="JSON filter, e.g. '{\"element\": \"Fe\"}'."),
+    collection: str = typer.Option("sites", "--collection", "-c", help="Collection to query."),
+    fmt: str = typer.Option("table", "--format", help="table or jsonl."),
+    limit: int = typer.Option(20, help="Maximum documents to print (0: all)."),
+    fields: Optional[str] = typer.Option(None, help="Comma-separated fields to show."),
+) -> None:
+    """Query a collection with a JSON filter."""
+    from xanesdb.platform.stats import run_query
+
+    if fmt not in ("table", "jsonl"):
+        raise XanesdbUserError(f"unknown --format {fmt!r}; use table or jsonl")
+    criteria = _parse_json_filter(filter)
+    run_query(console, get_settings(), collection, criteria, fmt=fmt, limit=limit,
+              fields=fields.split(",") if fields else None)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app(args=argv, standalone_mode=False)
+    except XanesdbUserError as err:
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        err_console.print(f"error: {msg}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except SystemExit:
+        raise
+    except Exception as err:  # click usage errors
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err_console.print(f"error: {err.format_message()}", markup=False, highlight=False)
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

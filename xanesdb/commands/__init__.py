@@ -1,0 +1,1 @@
+"""Command groups of the xanesdb CLI, one module per area (registered in xanesdb/cli.py)."""

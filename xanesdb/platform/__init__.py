@@ -1,0 +1,1 @@
+"""Settings, the local MongoDB server, stores, indexes and bundled data access."""

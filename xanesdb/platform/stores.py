@@ -1,0 +1,148 @@
+"""Where xanesdb's collections live: the database URI, maggma stores and indexes.
+
+With ``XANESDB_DB_URI`` set, every store points at that MongoDB and nothing local starts.
+Without it, :func:`database_uri` starts (or reuses) the local SecantusDB server under
+``XANESDB_HOME`` and returns its URI.
+
+Examples
+--------
+>>> from xanesdb.platform.stores import get_store
+>>> with get_store("structures") as store:          # doctest: +SKIP
+...     store.count({"elements": "Fe"})
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import pymongo
+from pymongo.errors import PyMongoError
+
+from xanesdb.platform.errors import DatabaseUnavailableError
+from xanesdb.platform.settings import XanesdbSettings, get_settings
+
+if TYPE_CHECKING:
+    from maggma.core import Store
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "COLLECTIONS",
+    "database_uri",
+    "redact_uri",
+    "get_client",
+    "get_database",
+    "get_store",
+    "ensure_indexes",
+]
+
+#: collection name -> (key field, further indexed fields)
+COLLECTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "structures": ("material_id", ("elements", "source", "formula", "last_updated")),
+    "sites": (
+        "site_id",
+        ("material_id", "element", "lce_class", "chemenv_symbol", "source", "last_updated"),
+    ),
+    "feff_tasks": (
+        "task_id",
+        ("site_id", "material_id", "element", "state", "source", "preset", "last_updated"),
+    ),
+    "spectra": (
+        "spectrum_id",
+        ("task_id", "site_id", "material_id", "element", "lce_class", "source", "duplicate_of",
+         "last_updated"),
+    ),  # fmt: skip
+    "models": ("run_id", ("kind", "fingerprint", "created")),
+}
+
+
+def redact_uri(uri: str) -> str:
+    """The URI with any password replaced by ``***`` (for messages and logs)."""
+    return re.sub(r"(mongodb(?:\+srv)?://[^:/@]+):[^@]*@", r"\1:***@", uri)
+
+
+def database_uri(settings: XanesdbSettings | None = None) -> str:
+    """URI of the configured database, starting the local server when none is configured."""
+    settings = settings or get_settings()
+    if settings.DB_URI is not None:
+        return settings.DB_URI.get_secret_value()
+    from xanesdb.platform.server import LocalServer
+
+    server = LocalServer(settings.HOME, host=settings.DB_HOST, port=settings.DB_PORT)
+    return server.ensure_running().uri()
+
+
+def get_client(settings: XanesdbSettings | None = None, check: bool = True) -> pymongo.MongoClient:
+    """A pymongo client for the configured database; checks that it answers."""
+    settings = settings or get_settings()
+    uri = database_uri(settings)
+    timeout_ms = int(settings.DB_TIMEOUT_S * 1000)
+    try:
+        client = pymongo.MongoClient(
+            uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
+        )
+        if check:
+            client.admin.command("ping")
+    except (PyMongoError, ValueError) as err:
+        raise DatabaseUnavailableError(
+            f"cannot reach MongoDB at {redact_uri(uri)} within {settings.DB_TIMEOUT_S:g} s "
+            f"({type(err).__name__}); check XANESDB_DB_URI, the network, or unset it to use "
+            "the local server"
+        ) from err
+    return client
+
+
+def get_database(settings: XanesdbSettings | None = None):
+    """The xanesdb database (a pymongo ``Database``), indexes ensured."""
+    settings = settings or get_settings()
+    db = get_client(settings)[settings.DB_NAME]
+    for name in COLLECTIONS:
+        ensure_indexes(db[name], name)
+    return db
+
+
+def get_store(collection: str, settings: XanesdbSettings | None = None, **kwargs: Any) -> Store:
+    """A maggma store for one of xanesdb's collections (connect with ``with store:``)."""
+    from maggma.stores import MongoStore
+
+    if collection not in COLLECTIONS:
+        raise ValueError(f"unknown collection {collection!r}; one of {sorted(COLLECTIONS)}")
+    settings = settings or get_settings()
+    key = COLLECTIONS[collection][0]
+    # checks the connection and creates the indexes before the first upsert
+    client = get_client(settings)
+    ensure_indexes(client[settings.DB_NAME][collection], collection)
+    client.close()
+    return MongoStore.from_uri(
+        database_uri(settings),
+        collection,
+        database=settings.DB_NAME,
+        key=key,
+        **kwargs,
+    )
+
+
+def ensure_indexes(collection: Any, name: str | None = None) -> None:
+    """Create the collection's unique key index and field indexes (idempotent).
+
+    Accepts a pymongo collection or a maggma store. Like maggma's ``ensure_indexes``, a failure
+    is logged rather than raised (a read-only user cannot create indexes).
+    """
+    from maggma.core import Store as MaggmaStore
+
+    is_store = isinstance(collection, MaggmaStore)
+    name = name or (collection.collection_name if is_store else collection.name)
+    key, fields = COLLECTIONS[name]
+    if is_store:
+        collection.ensure_index(key, unique=True)
+        for f in fields:
+            collection.ensure_index(f)
+        return
+    try:
+        collection.create_index(key, unique=True, name=f"{key}_unique")
+        for f in fields:
+            collection.create_index(f)
+    except PyMongoError as err:
+        logger.warning("could not create indexes on %s: %s", name, err)

@@ -1,0 +1,43 @@
+"""The ``spectra`` collection: standardised spectra ready for learning."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from xanesdb.schemas.base import XanesdbDoc
+
+__all__ = ["SpectrumDoc"]
+
+
+class SpectrumDoc(XanesdbDoc):
+    """One unique site's spectrum on its absorber's 100-point grid, scaled to max 1."""
+
+    collection: ClassVar[str] = "spectra"
+    key_field: ClassVar[str] = "spectrum_id"
+
+    spectrum_id: str = Field(..., description="'<task_id>:std' - one per FEFF task.")
+    task_id: str = Field(..., description="FEFF task the spectrum came from.")
+    site_id: str = Field(..., description="Unique site.")
+    material_id: str = Field(..., description="Structure.")
+    formula: str | None = Field(None, description="Reduced formula.")
+    element: str = Field(..., description="Absorbing element.")
+    edge: str = Field("K", description="Edge.")
+    source: str = Field(..., description="'xanesdb' (FEFF10), 'omnixas' (FEFF9), 'mp'; never deduplicated across.")
+    code: str = Field(..., description="Code that computed it.")
+    preset: str = Field(..., description="FEFF preset of the task.")
+    multiplicity: int = Field(1, description="Equivalent sites in the cell (weight in site averages).")
+    chemenv_symbol: str | None = Field(None, description="ChemEnv symbol (1.2 cutoff).")
+    csm: float | None = Field(None, description="CSM of the symbol.")
+    lce_class: Literal["T4", "S5", "O6"] | None = Field(None, description="Paper's class or None.")
+    coordination_number: int | None = Field(None, description="From the site.")
+    mean_bond_length: float | None = Field(None, description="From the site (Angstrom).")
+    grid_name: str = Field(..., description="Name/version of the absorber's grid, e.g. 'Fe-K-v1'.")
+    energies: list[float] = Field(..., description="Grid energies (eV), 100 points.")
+    mu: list[float] = Field(..., description="mu on the grid, scaled to max 1.")
+    e0: float | None = Field(None, description="Edge energy used to align the spectrum (eV).")
+    dedup_threshold: float = Field(0.015, description="Mean-absolute-difference threshold used.")
+    duplicate_of: str | None = Field(None, description="spectrum_id this one duplicates, or None if kept.")
+    state: Literal["successful", "failed"] = Field("successful", description="Standardisation outcome.")
+    error: str | None = Field(None, description="Why standardisation failed.")
