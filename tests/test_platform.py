@@ -151,3 +151,56 @@ def test_cli_unreachable_uri_exit_2(tmp_path):
     assert out.stderr.startswith("error: cannot reach MongoDB")
     assert len(out.stderr.strip().splitlines()) == 1
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.integration
+def test_jobflow_flow_runs_into_local_server(db_settings):
+    """A jobflow flow stores its outputs (and GridFS data) in the local server."""
+    from jobflow import Flow, job, run_locally
+
+    from xanesdb.platform.stores import job_store
+
+    @job(data="big")
+    def make(n):
+        return {"n": n, "big": list(range(n))}
+
+    @job
+    def add(a, b):
+        return a["n"] + b["n"]
+
+    j1, j2 = make(3), make(4)
+    j3 = add(j1.output, j2.output)
+    store = job_store(db_settings)
+    responses = run_locally(Flow([j1, j2, j3]), store=store, ensure_success=True)
+    assert responses[j3.uuid][1].output == 7
+    store.connect()
+    assert store.count({"uuid": j3.uuid}) == 1
+    assert store.get_output(j1.uuid, load=True)["big"] == [0, 1, 2]
+
+
+@pytest.mark.integration
+def test_two_processes_share_local_server(tmp_path):
+    """A writer process and `xanesdb db query` in another process use the same server."""
+    env = {**os.environ, "XANESDB_HOME": str(tmp_path / "h")}
+    exe = [sys.executable, "-m", "xanesdb.cli"]
+    writer = (
+        "import sys\n"
+        "from xanesdb.platform.stores import get_store\n"
+        "with get_store('sites') as s:\n"
+        "    for i in range(200):\n"
+        "        s.update([{'site_id': f'x:Fe:{i}', 'element': 'Fe', 'lce_class': 'O6'}])\n"
+    )
+    try:
+        p = subprocess.Popen([sys.executable, "-c", writer], env=env)
+        q = subprocess.run(exe + ["db", "query", '{"element": "Fe"}', "--format", "jsonl", "--limit", "0"],
+                           env=env, capture_output=True, text=True)
+        assert p.wait(timeout=120) == 0
+        assert q.returncode == 0, q.stderr
+        q2 = subprocess.run(exe + ["db", "query", '{"element": "Fe"}', "--format", "jsonl", "--limit", "0"],
+                            env=env, capture_output=True, text=True, check=True)
+        assert len(q2.stdout.strip().splitlines()) == 200
+        uri = subprocess.run(exe + ["db", "uri"], env=env, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        assert pymongo.MongoClient(uri).xanesdb.sites.count_documents({}) == 200
+    finally:
+        subprocess.run(exe + ["db", "stop"], env=env, capture_output=True)

@@ -36,6 +36,7 @@ __all__ = [
     "get_database",
     "get_store",
     "ensure_indexes",
+    "job_store",
 ]
 
 #: collection name -> (key field, further indexed fields)
@@ -146,3 +147,19 @@ def ensure_indexes(collection: Any, name: str | None = None) -> None:
             collection.create_index(f)
     except PyMongoError as err:
         logger.warning("could not create indexes on %s: %s", name, err)
+
+
+def job_store(settings: XanesdbSettings | None = None):
+    """A jobflow ``JobStore`` in the xanesdb database (collection ``jobs``, bulky data in GridFS).
+
+    Flows run with ``run_locally(flow, store=job_store())`` or on FireWorks keep their job outputs
+    beside xanesdb's own collections.
+    """
+    from jobflow import JobStore
+    from maggma.stores import GridFSStore, MongoStore
+
+    settings = settings or get_settings()
+    uri = database_uri(settings)
+    docs = MongoStore.from_uri(uri, "jobs", database=settings.DB_NAME, key="uuid")
+    data = GridFSStore.from_uri(uri, "job_data", database=settings.DB_NAME)
+    return JobStore(docs, additional_stores={"data": data})
