@@ -16,7 +16,7 @@ from xanesdb.platform.errors import DatabaseUnavailableError, XanesdbUserError
 from xanesdb.platform.queries import parse_filter
 from xanesdb.platform.server import LocalServer, find_free_port
 from xanesdb.platform.settings import get_settings
-from xanesdb.platform.stores import get_database, get_store, redact_uri
+from xanesdb.platform.stores import get_client, get_database, get_store, redact_uri
 
 
 def test_settings_env_and_yaml(tmp_path, monkeypatch):
@@ -204,3 +204,44 @@ def test_two_processes_share_local_server(tmp_path):
         assert pymongo.MongoClient(uri).xanesdb.sites.count_documents({}) == 200
     finally:
         subprocess.run(exe + ["db", "stop"], env=env, capture_output=True)
+
+
+@pytest.mark.integration
+def test_snapshot_dump_and_load_roundtrip(db_settings, tmp_path, monkeypatch):
+    from pymatgen.core import Lattice, Structure
+
+    from xanesdb.platform.snapshot import dump_collections, load_snapshot
+    from xanesdb.schemas import Provenance, StructureDoc
+
+    s = Structure(Lattice.cubic(4.2), ["Ni", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    db = get_database(db_settings)
+    for i in range(5):
+        db.structures.insert_one(StructureDoc.from_structure(s, f"t:{i}", "files", Provenance(origin="file")).to_mongo())
+    counts = dump_collections(db_settings, tmp_path / "snap", ["structures"])
+    assert counts == {"structures": 5}
+    first = (tmp_path / "snap" / "structures.jsonl.gz").read_bytes()
+    dump_collections(db_settings, tmp_path / "snap", ["structures"])
+    assert (tmp_path / "snap" / "structures.jsonl.gz").read_bytes() == first  # deterministic
+    monkeypatch.setenv("XANESDB_DB_NAME", db_settings.DB_NAME + "_b")
+    other = get_settings()
+    try:
+        assert load_snapshot(other, tmp_path / "snap") == {"structures": 5}
+        assert load_snapshot(other, tmp_path / "snap") == {"structures": 5}
+        assert get_database(other).structures.count_documents({}) == 5
+    finally:
+        get_client(other).drop_database(other.DB_NAME)
+
+
+@pytest.mark.integration
+def test_damaged_snapshot_writes_nothing(db_settings, tmp_path):
+    import gzip
+
+    from xanesdb.platform.snapshot import load_snapshot
+
+    snap = tmp_path / "bad"
+    snap.mkdir()
+    with gzip.open(snap / "structures.jsonl.gz", "wt") as fh:
+        fh.write('{"material_id": "a"}\n')
+    with pytest.raises(XanesdbUserError, match="does not match the structures schema"):
+        load_snapshot(db_settings, snap)
+    assert get_database(db_settings).structures.count_documents({}) == 0

@@ -115,6 +115,56 @@ def db_query(
               fields=fields.split(",") if fields else None)
 
 
+@db_app.command("dump")
+def db_dump(
+    out: Path = typer.Argument(..., help="Folder for <collection>.jsonl.gz files."),
+    collection: list[str] = typer.Option(
+        ["structures", "sites", "feff_tasks", "spectra"], "--collection", "-c", help="Collections to dump."
+    ),
+    query: Optional[str] = typer.Option(None, help="JSON filter applied to every dumped collection."),
+) -> None:
+    """Dump collections to gzipped JSON Lines (a snapshot that `db load` reads back)."""
+    from xanesdb.platform.snapshot import dump_collections
+    from xanesdb.platform.stores import COLLECTIONS
+
+    unknown = [c for c in collection if c not in COLLECTIONS]
+    if unknown:
+        raise XanesdbUserError(f"unknown collection {unknown[0]!r}; choose from {', '.join(COLLECTIONS)}")
+    criteria = _parse_json_filter(query) if query else {}
+    counts = dump_collections(get_settings(), out, collection, {c: criteria for c in collection})
+    for name, n in counts.items():
+        console.print(f"{name}: {n} documents -> {out / (name + '.jsonl.gz')}")
+
+
+def _load(path: Path) -> None:
+    from rich.progress import Progress
+
+    from xanesdb.platform.snapshot import load_snapshot
+
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task("loading", total=None)
+        counts = load_snapshot(get_settings(), path, progress=lambda name, n: progress.update(
+            task, advance=n, description=f"loading {name}"))
+    for name, n in counts.items():
+        console.print(f"{name}: {n} documents upserted")
+
+
+@db_app.command("load")
+def db_load(path: Path = typer.Argument(..., help="Snapshot folder written by `xanesdb db dump`.")) -> None:
+    """Load a snapshot into the current database (idempotent upserts)."""
+    if not path.is_dir():
+        raise XanesdbUserError(f"{path} is not a folder; give the folder written by `xanesdb db dump`")
+    _load(path)
+
+
+@db_app.command("load-bundled")
+def db_load_bundled() -> None:
+    """Load the database shipped with xanesdb (structures, sites, FEFF tasks, spectra) in seconds."""
+    from xanesdb.platform.snapshot import BUNDLED_DB_DIR
+
+    _load(BUNDLED_DB_DIR)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user errors into one line and exit code 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

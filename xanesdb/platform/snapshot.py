@@ -1,0 +1,114 @@
+"""Database snapshots: dump collections to gzipped JSON Lines and load them back by upsert.
+
+The bundled database shipped in ``xanesdb/data/db/`` is such a snapshot (``xanesdb db
+load-bundled``); ``xanesdb db dump`` writes one, e.g. to commit the results of a long FEFF campaign
+as it grows. Every document is validated by its pydantic schema before it is written, and
+writes are upserts on the collection's key, so loading twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bson import json_util
+from pymongo import ReplaceOne
+
+from xanesdb.platform.errors import XanesdbUserError
+from xanesdb.platform.stores import COLLECTIONS, get_database
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BUNDLED_DB_DIR", "dump_collections", "load_snapshot", "iter_snapshot", "SNAPSHOT_ORDER"]
+
+BUNDLED_DB_DIR = Path(__file__).resolve().parents[1] / "data" / "db"
+#: load order: parents before children
+SNAPSHOT_ORDER = ("structures", "sites", "feff_tasks", "spectra", "models")
+_JSON_OPTIONS = json_util.JSONOptions(json_mode=json_util.JSONMode.RELAXED, tz_aware=True)
+
+
+def _schema_for(collection: str):
+    from xanesdb.schemas import ALL_DOCUMENTS
+
+    return {d.collection: d for d in ALL_DOCUMENTS}[collection]
+
+
+def iter_snapshot(path: Path) -> Iterator[dict[str, Any]]:
+    """Documents of one ``<collection>.jsonl.gz`` file."""
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json_util.loads(line, json_options=_JSON_OPTIONS)
+            except (ValueError, json.JSONDecodeError) as err:
+                raise XanesdbUserError(f"{path}: line {n} is not valid JSON ({err}); the snapshot is damaged") from None
+
+
+def dump_collections(
+    settings,
+    out_dir: Path,
+    collections: Iterable[str] = SNAPSHOT_ORDER,
+    criteria: dict[str, dict] | None = None,
+) -> dict[str, int]:
+    """Write each collection (optionally filtered) to ``out_dir/<collection>.jsonl.gz``, sorted by key."""
+    db = get_database(settings)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for name in collections:
+        key = COLLECTIONS[name][0]
+        tmp = out_dir / f".{name}.jsonl.gz.tmp"
+        n = 0
+        # mtime=0: the same documents give a byte-identical file (clean git diffs)
+        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+            for doc in db[name].find((criteria or {}).get(name, {}), {"_id": 0}).sort(key, 1):
+                gz.write((json_util.dumps(doc, json_options=_JSON_OPTIONS, sort_keys=True) + "\n").encode())
+                n += 1
+        tmp.replace(out_dir / f"{name}.jsonl.gz")
+        counts[name] = n
+    return counts
+
+
+def load_snapshot(
+    settings,
+    snapshot_dir: Path = BUNDLED_DB_DIR,
+    batch_size: int = 1000,
+    progress: Callable[[str, int], None] | None = None,
+) -> dict[str, int]:
+    """Upsert every document of a snapshot into the database; returns documents per collection.
+
+    All documents of a collection are validated before its first write, so a damaged snapshot
+    writes nothing of that collection.
+    """
+    snapshot_dir = Path(snapshot_dir)
+    files = [snapshot_dir / f"{c}.jsonl.gz" for c in SNAPSHOT_ORDER if (snapshot_dir / f"{c}.jsonl.gz").exists()]
+    if not files:
+        raise XanesdbUserError(f"no snapshot files (<collection>.jsonl.gz) in {snapshot_dir}")
+    db = get_database(settings)
+    counts: dict[str, int] = {}
+    for path in files:
+        name = path.name.split(".")[0]
+        key = COLLECTIONS[name][0]
+        schema = _schema_for(name)
+        docs = []
+        for d in iter_snapshot(path):
+            try:
+                docs.append(schema.from_mongo(d).to_mongo())
+            except ValueError as err:
+                raise XanesdbUserError(
+                    f"{path}: document {d.get(key)!r} does not match the {name} schema: "
+                    f"{str(err).splitlines()[0]}"
+                ) from None
+        for i in range(0, len(docs), batch_size):
+            batch = docs[i : i + batch_size]
+            db[name].bulk_write([ReplaceOne({key: d[key]}, d, upsert=True) for d in batch], ordered=False)
+            if progress:
+                progress(name, len(batch))
+        counts[name] = len(docs)
+        logger.info("loaded %d %s from %s", len(docs), name, path)
+    return counts
