@@ -83,7 +83,7 @@ def main() -> None:
         print(f"check n={args.check}: blocked == brute force: {np.array_equal(ref, got)} "
               f"({int((ref >= 0).sum())} duplicates; brute force {tb:.1f} s)")
 
-    header = (f"{'n':>8} {'block':>6} {'seconds':>8} {'duplicates':>10} {'window pairs':>13} "
+    header = (f"{'n':>8} {'block':>6} {'seconds':>8} {'duplicates':>10} {'proj. pairs':>13} "
               f"{'segment pairs':>14} {'close pairs':>12} {'all pairs':>14} {'max RSS MiB':>11}")
     print(header)
     print("-" * len(header))

@@ -11,8 +11,9 @@ names the kept one it duplicates.
 The all-pairs MAD is never formed. Two exact lower bounds of the MAD prune the pairs first:
 
 1. ``|w.(x - y)| <= MAD(x, y)`` for any ``w`` with ``|w_i| <= 1/d``; with ``w`` the sign
-   pattern of the first principal axis over ``d``, spectra sorted by ``w.x`` only need
-   comparing inside a window of width ``threshold``;
+   patterns of the first three principal axes over ``d``, spectra sorted by the first
+   projection only need comparing inside a window of width ``threshold``, and the other two
+   filter each block x block tile of that window;
 2. the L1 distance of segment sums over ``d`` (``sum_s |sum_{i in s}(x_i - y_i)| / d``),
    computed block x block;
 3. the exact MAD of the pairs left, in chunks.
@@ -53,17 +54,20 @@ def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(np.asarray(a) - np.asarray(b)).mean(axis=-1)
 
 
-def _projection(x: np.ndarray, sample: int = 4096) -> np.ndarray:
-    """Weights ``sign(v1) / d`` of the first principal axis of a deterministic sample."""
+def _projections(x: np.ndarray, k: int = 3, sample: int = 4096) -> np.ndarray:
+    """Weights ``sign(v_i) / d`` of the first ``k`` principal axes of a deterministic sample.
+
+    Each column ``w`` has ``|w_i| = 1/d``, so ``|w.(x - y)|`` is a lower bound of the MAD.
+    """
     n, d = x.shape
     idx = np.linspace(0, n - 1, min(n, sample)).astype(np.int64)
     s = x[idx].astype(np.float64)
     s -= s.mean(axis=0)
     if len(s) < 2 or not np.any(s):
-        return np.full(d, 1.0 / d)
-    # first eigenvector of the d x d covariance (cheaper than an SVD of the sample)
+        return np.full((d, 1), 1.0 / d)
+    # leading eigenvectors of the d x d covariance (cheaper than an SVD of the sample)
     _, vecs = np.linalg.eigh(s.T @ s)
-    w = np.sign(vecs[:, -1])
+    w = np.sign(vecs[:, ::-1][:, :k])
     w[w == 0] = 1.0
     return w / d
 
@@ -141,10 +145,11 @@ def find_duplicates(
     m = len(reps)
     stats.n_unique_rows = m
 
-    # bound 1: projection, sorted
-    p = (u @ _projection(u).astype(np.float32)).astype(np.float64)
-    order = np.argsort(p, kind="stable")
-    ps = p[order]
+    # bound 1: projections; sorted by the first, the others filter each tile
+    proj = (u @ _projections(u).astype(np.float32)).astype(np.float64)
+    order = np.argsort(proj[:, 0], kind="stable")
+    ps = proj[order, 0]
+    pk = proj[order, 1:]
     us = u[order]
     seg = _segment_sums(us, n_segments).astype(np.float32)
     t1 = time.perf_counter()
@@ -161,6 +166,8 @@ def find_duplicates(
             c1 = min(c_end, c0 + block)
             # bound 1 on the block x block tile (upper triangle only: sorted position j > i)
             mask = np.abs(ps[r0:r1, None] - ps[None, c0:c1]) < bound
+            for q in range(pk.shape[1]):
+                mask &= np.abs(pk[r0:r1, q, None] - pk[None, c0:c1, q]) < bound
             if c0 == r0:
                 mask &= np.arange(r0, r1)[:, None] < np.arange(c0, c1)[None, :]
             ii, jj = np.nonzero(mask)

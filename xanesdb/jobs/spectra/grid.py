@@ -27,6 +27,7 @@ __all__ = [
     "choose_grid",
     "edge_energy",
     "grid_name",
+    "interpolate",
     "standardise",
 ]
 
@@ -107,10 +108,15 @@ def choose_grid(
     version
         Version number of the grid name.
     """
-    if not spectra:
-        raise ValueError(f"no spectra to choose a {element} {edge} grid for source {source!r} from")
-    e0s = np.array([edge_energy(e, m) for e, m in spectra])
-    firsts = np.array([float(e[0]) for e, _ in spectra])
+    e0s, firsts = [], []
+    for e, m in spectra:
+        try:
+            e0s.append(edge_energy(e, m))
+        except ValueError:  # unusable spectrum: it will fail standardisation too
+            continue
+        firsts.append(float(e[0]))
+    if not e0s:
+        raise ValueError(f"no usable spectra to choose a {element} {edge} grid for source {source!r} from")
     e0_median = float(np.median(e0s))
     start = max(e0_median - PRE_EDGE_EV, float(np.percentile(firsts, 99)))
     start = float(np.ceil(start * 10 - 1e-9) / 10)
@@ -122,26 +128,19 @@ def choose_grid(
         version=version,
         start=start,
         method=f"max(median e0 - {PRE_EDGE_EV:g} eV, 99th percentile of first energies)",
-        n_spectra=len(spectra),
+        n_spectra=len(e0s),
         e0_median=e0_median,
     )
 
 
-def standardise(
-    energies: Sequence[float], mu: Sequence[float], grid: EnergyGrid
-) -> tuple[np.ndarray, float]:
-    """Interpolate a raw spectrum onto ``grid`` (cubic spline) and scale it to max 1.
-
-    Returns
-    -------
-    tuple
-        ``(mu_on_grid, e0)`` with ``e0`` the edge energy of the raw spectrum (eV).
+def interpolate(energies: Sequence[float], mu: Sequence[float], grid: EnergyGrid) -> np.ndarray:
+    """A raw spectrum on ``grid`` by cubic spline, unscaled.
 
     Raises
     ------
     ValueError
         When the spectrum does not cover the grid (beyond ``EXTRAPOLATE_EV`` at the start),
-        its energies are not increasing, or it has no positive maximum on the grid.
+        or its energies are not increasing.
     """
     from scipy.interpolate import make_interp_spline
 
@@ -160,8 +159,27 @@ def standardise(
         raise ValueError(f"spectrum ends at {e[-1]:.2f} eV, below the grid end {g[-1]:.2f} eV")
     spline = make_interp_spline(e, m, k=3)
     # below the first energy (at most EXTRAPOLATE_EV) the first value is held
-    y = np.where(g < e[0], m[0], spline(np.clip(g, e[0], e[-1])))
+    return np.where(g < e[0], m[0], spline(np.clip(g, e[0], e[-1])))
+
+
+def standardise(
+    energies: Sequence[float], mu: Sequence[float], grid: EnergyGrid
+) -> tuple[np.ndarray, float]:
+    """Interpolate a raw spectrum onto ``grid`` (cubic spline) and scale it to max 1.
+
+    Returns
+    -------
+    tuple
+        ``(mu_on_grid, e0)`` with ``e0`` the edge energy of the raw spectrum (eV).
+
+    Raises
+    ------
+    ValueError
+        When the spectrum does not cover the grid (beyond ``EXTRAPOLATE_EV`` at the start),
+        its energies are not increasing, or it has no positive maximum on the grid.
+    """
+    y = interpolate(energies, mu, grid)
     top = float(y.max())
     if not top > 0:
         raise ValueError("no positive absorption on the grid")
-    return y / top, edge_energy(e, m)
+    return y / top, edge_energy(energies, mu)
