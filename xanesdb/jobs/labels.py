@@ -1,0 +1,637 @@
+"""ChemEnv labels of symmetry-unique absorbing sites (collection ``sites``).
+
+The recipe of Carbone et al. (Phys. Rev. Materials 3, 033604, 2019): ChemEnv's
+``LocalGeometryFinder`` with ``SimplestChemenvStrategy(distance_cutoff=1.2, angle_cutoff=0.3)``;
+the label is the coordination geometry of lowest continuous symmetry measure (CSM). ChemEnv's own
+default strategy (distance cutoff 1.4) is computed from the same structure environments and stored
+beside it, so disagreements between the two can be counted and ambiguous sites flagged.
+
+Two traps handled here:
+
+- ``LocalGeometryFinder.setup_structure`` may replace the input by a refined (conventional,
+  re-sorted) structure; site indices are always taken from ``lgf.structure`` and mapped back to the
+  input structure (:func:`map_sites_to_lgf`).
+- ChemEnv strategies cache per-site results keyed by site index only, so a strategy reused across
+  structures returns the previous structure's answer: a fresh strategy is made per structure.
+
+Examples
+--------
+>>> from pymatgen.core import Lattice, Structure
+>>> rutile = Structure.from_spacegroup(
+...     "P4_2/mnm", Lattice.tetragonal(4.5937, 2.9587), ["Ti", "O"], [[0, 0, 0], [0.30478, 0.30478, 0]]
+... )
+>>> [d.chemenv_symbol for d in label_structure(rutile, "rutile", source="literature")]
+['O:6']
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from jobflow import job
+from maggma.core import StoreError
+
+from xanesdb.platform.settings import SETTINGS, XanesdbSettings, get_settings
+from xanesdb.schemas.site import ChemEnvCandidate, ChemEnvResult, SiteDoc, lce_class_of, site_id
+from xanesdb.schemas.structure import StructureDoc
+
+if TYPE_CHECKING:
+    from maggma.core import Store
+    from pymatgen.core import Structure
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ABSORBERS",
+    "PAPER_STRATEGY",
+    "DEFAULT_STRATEGY",
+    "LabelSummary",
+    "label_structure",
+    "label_sites_chemenv",
+    "label_structures",
+    "map_sites_to_lgf",
+    "failed_site_docs",
+]
+
+#: default absorbers (the paper's)
+ABSORBERS: tuple[str, ...] = ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu")
+#: (distance_cutoff, angle_cutoff) of the paper's strategy and of ChemEnv's default strategy
+PAPER_STRATEGY: tuple[float, float] = (1.2, 0.3)
+DEFAULT_STRATEGY: tuple[float, float] = (1.4, 0.3)
+#: neighbours are searched up to this factor of the nearest distance (must exceed both cutoffs)
+MAXIMUM_DISTANCE_FACTOR = 1.5
+#: a best CSM above this is a poor fit (flagged ambiguous)
+POOR_CSM = 3.0
+#: a runner-up geometry whose CSM is within this of the best one makes the label ambiguous
+CLOSE_CSM_GAP = 0.5
+#: the CSM ChemEnv's strategies compare
+CSM_TYPE = "csm_wcs_ctwcc"
+
+
+# ----------------------------------------------------------------------------- one structure
+def map_sites_to_lgf(
+    structure: Structure, lgf_structure: Structure, indices: Iterable[int], spg_dataset: Any = None,
+    tol: float = 0.5,
+) -> dict[int, int]:
+    """Map site indices of ``structure`` onto the sites of ChemEnv's ``lgf.structure``.
+
+    ``lgf.structure`` is either a copy of the input (possibly re-ordered) or, with structure
+    refinement, spglib's refined conventional cell, sorted by species. With the same lattice,
+    sites are matched by species and fractional position modulo the lattice; with a refined cell,
+    input fractional coordinates are first transformed with spglib's ``transformation_matrix`` and
+    ``origin_shift`` (``x_std = P x + p``). Any symmetry-equivalent image is a valid answer.
+
+    Parameters
+    ----------
+    structure
+        The input structure whose indices are stored in the ``sites`` documents.
+    lgf_structure
+        The structure ChemEnv works on (``lgf.structure``).
+    indices
+        Indices of ``structure`` to map.
+    spg_dataset
+        spglib dataset of ``structure`` (``lgf.spg_analyzer.get_symmetry_dataset()``); needed only
+        when the lattices differ.
+    tol
+        Largest accepted distance (Angstrom) between a site and its match.
+
+    Returns
+    -------
+    dict[int, int]
+        Input index -> index in ``lgf_structure``.
+
+    Raises
+    ------
+    ValueError
+        When a site has no match (different cells and no spglib dataset, or too far).
+    """
+    same_cell = np.allclose(structure.lattice.matrix, lgf_structure.lattice.matrix, atol=1e-6)
+    if not same_cell and spg_dataset is None:
+        raise ValueError("lgf.structure has another cell and no spglib dataset was given to map sites")
+    target_frac = lgf_structure.frac_coords
+    target_species = [site.species for site in lgf_structure]
+    mapping: dict[int, int] = {}
+    for i in indices:
+        frac = structure[i].frac_coords
+        if not same_cell:
+            frac = np.asarray(spg_dataset.transformation_matrix) @ frac + np.asarray(spg_dataset.origin_shift)
+        delta = target_frac - frac
+        delta -= np.round(delta)
+        dist = np.linalg.norm(delta @ lgf_structure.lattice.matrix, axis=1)
+        same = np.array([sp == structure[i].species for sp in target_species])
+        dist[~same] = np.inf
+        j = int(np.argmin(dist))
+        if not np.isfinite(dist[j]) or dist[j] > tol:
+            raise ValueError(f"site {i} ({structure[i].species_string}) has no match in lgf.structure")
+        mapping[i] = j
+    return mapping
+
+
+def _unique_absorber_sites(structure: Structure, elements: Sequence[str], symprec: float) -> list[dict]:
+    """Symmetry-unique sites whose element is an absorber: index, equivalents, Wyckoff symbol."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    sym = SpacegroupAnalyzer(structure, symprec=symprec).get_symmetrized_structure()
+    out = []
+    for indices, wyckoff in zip(sym.equivalent_indices, sym.wyckoff_symbols, strict=True):
+        el = structure[indices[0]].specie.symbol
+        if el in elements:
+            idx = sorted(indices)
+            out.append({"element": el, "site_index": idx[0], "equivalent_indices": idx, "wyckoff": wyckoff})
+    return sorted(out, key=lambda g: (g["element"], g["site_index"]))
+
+
+def _oxidation_states(structure: Structure) -> list[float | None]:
+    """Per-site oxidation states: bond valence first, else the composition's first guess."""
+    from pymatgen.analysis.bond_valence import BVAnalyzer
+
+    try:
+        return [float(v) for v in BVAnalyzer().get_valences(structure)]
+    except Exception:  # BVAnalyzer raises ValueError when no valid assignment exists
+        pass
+    try:
+        guesses = structure.composition.oxi_state_guesses(max_sites=-50)
+    except Exception:
+        guesses = []
+    if guesses:
+        return [float(guesses[0].get(site.specie.symbol, np.nan)) for site in structure]
+    return [None] * len(structure)
+
+
+def _strategy_result(se: Any, lgf_structure: Structure, isite: int, cutoffs: tuple[float, float]):
+    """ChemEnvResult and the chosen neighbour set of one site, with a fresh strategy object."""
+    from pymatgen.analysis.chemenv.coordination_environments.chemenv_strategies import (
+        SimplestChemenvStrategy,
+    )
+
+    dist, ang = cutoffs
+    name = f"SimplestChemenvStrategy distance_cutoff={dist:g} angle_cutoff={ang:g}"
+    # a new strategy per structure: strategies cache per-site answers keyed by site index only
+    strategy = SimplestChemenvStrategy(distance_cutoff=dist, angle_cutoff=ang)
+    strategy.set_structure_environments(se)
+    found = strategy.get_site_coordination_environment(lgf_structure[isite], isite=isite, return_map=True)
+    if found is None:
+        return ChemEnvResult(strategy=name, distance_cutoff=dist), None
+    _, cn_map = found
+    cn, inb = cn_map
+    ce = se.ce_list[isite][cn][inb]
+    nb_set = se.neighbors_sets[isite][cn][inb]
+    candidates = []
+    if ce is not None:
+        for symbol, info in ce.minimum_geometries(symmetry_measure_type=CSM_TYPE):
+            candidates.append(ChemEnvCandidate(symbol=symbol, csm=float(info["other_symmetry_measures"][CSM_TYPE])))
+    best = candidates[0] if candidates else None
+    result = ChemEnvResult(
+        strategy=name,
+        distance_cutoff=dist,
+        symbol=best.symbol if best else f"UNKNOWN:{cn}",
+        csm=best.csm if best else None,
+        coordination_number=int(cn),
+        candidates=candidates,
+    )
+    return result, nb_set
+
+
+def _ambiguity(paper: ChemEnvResult, default: ChemEnvResult, poor_csm: float, close_gap: float) -> list[str]:
+    reasons = []
+    if paper.symbol is None:
+        reasons.append("no environment found with the 1.2 cutoff")
+    if paper.symbol != default.symbol:
+        reasons.append(f"strategies disagree: {paper.symbol} (cutoff 1.2) vs {default.symbol} (cutoff 1.4)")
+    if paper.csm is not None and paper.csm > poor_csm:
+        reasons.append(f"poor fit: CSM of {paper.symbol} is {paper.csm:.2f} > {poor_csm:g}")
+    if len(paper.candidates) > 1 and paper.csm is not None:
+        runner = paper.candidates[1]
+        if runner.csm - paper.csm < close_gap:
+            reasons.append(
+                f"runner-up {runner.symbol} (CSM {runner.csm:.2f}) within {close_gap:g} of {paper.symbol}"
+            )
+    return reasons
+
+
+def label_structure(
+    structure: Structure,
+    material_id: str,
+    source: str,
+    formula: str | None = None,
+    elements: Sequence[str] = ABSORBERS,
+    symprec: float = SETTINGS.SYMPREC,
+    structure_refinement: str = "none",
+    poor_csm: float = POOR_CSM,
+    close_gap: float = CLOSE_CSM_GAP,
+) -> list[SiteDoc]:
+    """Label every symmetry-unique absorbing site of one structure with ChemEnv.
+
+    Parameters
+    ----------
+    structure
+        An ordered pymatgen structure.
+    material_id, source, formula
+        Copied into the documents (``formula`` defaults to the reduced formula).
+    elements
+        Absorbing elements to label; sites of other elements are not computed.
+    symprec
+        Symmetry precision (Angstrom) for site equivalence.
+    structure_refinement
+        ChemEnv's refinement: ``"none"`` (default: ChemEnv works on the input cell) or
+        ``"refined"`` (spglib's conventional cell; indices are mapped back either way).
+    poor_csm, close_gap
+        Thresholds of the ``ambiguous`` flag (see :data:`POOR_CSM`, :data:`CLOSE_CSM_GAP`).
+
+    Returns
+    -------
+    list[SiteDoc]
+        One document per unique absorbing site, sorted by element and site index.
+    """
+    from pymatgen.analysis.chemenv.coordination_environments.coordination_geometry_finder import (
+        LocalGeometryFinder,
+    )
+
+    t0 = time.perf_counter()
+    if not structure.is_ordered:
+        raise ValueError(f"{material_id}: disordered structures cannot be labelled by ChemEnv")
+    formula = formula or structure.composition.reduced_formula
+    groups = _unique_absorber_sites(structure, elements, symprec)
+    if not groups:
+        return []
+    oxi = _oxidation_states(structure)
+
+    # find the environments of the representative sites only (the expensive part)
+    lgf = LocalGeometryFinder()
+    lgf.setup_parameters(
+        centering_type="centroid", include_central_site_in_centroid=True, structure_refinement=structure_refinement
+    )
+    lgf.setup_structure(structure)
+    dataset = lgf.spg_analyzer.get_symmetry_dataset() if lgf.spg_analyzer is not None else None
+    to_lgf = map_sites_to_lgf(structure, lgf.structure, [g["site_index"] for g in groups], dataset)
+    se = lgf.compute_structure_environments(
+        only_indices=sorted(set(to_lgf.values())),
+        only_cations=False,
+        maximum_distance_factor=MAXIMUM_DISTANCE_FACTOR,
+    )
+
+    docs = []
+    for g in groups:
+        isite = to_lgf[g["site_index"]]
+        paper, nb_set = _strategy_result(se, lgf.structure, isite, PAPER_STRATEGY)
+        default, _ = _strategy_result(se, lgf.structure, isite, DEFAULT_STRATEGY)
+        # first-shell descriptors from the neighbours of the paper's strategy
+        bonds: list[tuple[float, str]] = []
+        if nb_set is not None:
+            centre = lgf.structure[isite].coords
+            for nb in nb_set.neighb_sites_and_indices:
+                bonds.append((float(np.linalg.norm(nb["site"].coords - centre)), nb["site"].specie.symbol))
+            bonds.sort()
+        reasons = _ambiguity(paper, default, poor_csm, close_gap)
+        ox = oxi[g["site_index"]]
+        docs.append(
+            SiteDoc(
+                site_id=site_id(material_id, g["element"], g["site_index"]),
+                material_id=material_id,
+                source=source,
+                formula=formula,
+                element=g["element"],
+                site_index=g["site_index"],
+                equivalent_indices=g["equivalent_indices"],
+                multiplicity=len(g["equivalent_indices"]),
+                wyckoff=g["wyckoff"],
+                chemenv_symbol=paper.symbol,
+                csm=paper.csm,
+                lce_class=lce_class_of(paper.symbol),
+                chemenv=paper,
+                chemenv_default=default,
+                strategies_agree=paper.symbol == default.symbol,
+                ambiguous=bool(reasons),
+                ambiguity_reasons=reasons,
+                coordination_number=paper.coordination_number,
+                bond_lengths=[round(d, 4) for d, _ in bonds],
+                mean_bond_length=round(float(np.mean([d for d, _ in bonds])), 4) if bonds else None,
+                neighbor_elements=[el for _, el in bonds],
+                oxidation_state=None if ox is None or np.isnan(ox) else float(ox),
+            )
+        )
+    elapsed = time.perf_counter() - t0
+    for doc in docs:
+        doc.labelling_seconds = round(elapsed, 4)
+    return docs
+
+
+def failed_site_docs(
+    structure: Structure | None,
+    material_id: str,
+    source: str,
+    reason: str,
+    formula: str | None = None,
+    elements: Sequence[str] = ABSORBERS,
+    symprec: float = SETTINGS.SYMPREC,
+    seconds: float | None = None,
+) -> list[SiteDoc]:
+    """Failed documents (``state="failed"``, ``error=reason``), one per unique absorbing site.
+
+    When even the symmetry analysis fails, one document per absorbing element is written, keyed
+    on the element's first site, with all its sites as equivalents.
+    """
+    if structure is None:
+        return []
+    formula = formula or structure.composition.reduced_formula
+    try:
+        groups = _unique_absorber_sites(structure, elements, symprec)
+    except Exception:
+        groups = []
+        for el in sorted({s.specie.symbol for s in structure if s.is_ordered} & set(elements)):
+            idx = [i for i, s in enumerate(structure) if s.specie.symbol == el]
+            groups.append({"element": el, "site_index": idx[0], "equivalent_indices": idx, "wyckoff": None})
+    return [
+        SiteDoc(
+            site_id=site_id(material_id, g["element"], g["site_index"]),
+            material_id=material_id,
+            source=source,
+            formula=formula,
+            element=g["element"],
+            site_index=g["site_index"],
+            equivalent_indices=g["equivalent_indices"],
+            multiplicity=len(g["equivalent_indices"]),
+            wyckoff=g["wyckoff"],
+            state="failed",
+            error=reason,
+            labelling_seconds=None if seconds is None else round(seconds, 4),
+        )
+        for g in groups
+    ]
+
+
+def _label_doc(doc: StructureDoc, elements: Sequence[str], symprec: float) -> list[SiteDoc]:
+    """Label one structure document; any error becomes failed documents."""
+    structure = doc.to_structure()
+    t0 = time.perf_counter()
+    try:
+        return label_structure(structure, doc.material_id, doc.source, doc.formula, elements, symprec)
+    except Exception as err:  # recorded per structure, like maggma's MapBuilder.process_item
+        logger.warning("labelling %s failed: %s", doc.material_id, err)
+        reason = f"{type(err).__name__}: {err}"
+        return failed_site_docs(
+            structure, doc.material_id, doc.source, reason, doc.formula, elements, symprec,
+            time.perf_counter() - t0,
+        )
+
+
+@job
+def label_sites_chemenv(
+    structure_doc: StructureDoc | dict,
+    elements: Sequence[str] = ABSORBERS,
+    symprec: float = SETTINGS.SYMPREC,
+) -> list[dict]:
+    """Label the unique absorbing sites of one structure document with ChemEnv.
+
+    Parameters
+    ----------
+    structure_doc
+        A :class:`StructureDoc` or its dict (as stored in ``structures``).
+    elements
+        Absorbing elements to label.
+    symprec
+        Symmetry precision for site equivalence.
+
+    Returns
+    -------
+    list[dict]
+        :class:`SiteDoc` dicts (JSON types), failed ones with ``state="failed"`` and ``error``.
+    """
+    doc = structure_doc if isinstance(structure_doc, StructureDoc) else StructureDoc.from_mongo(structure_doc)
+    return [d.model_dump(mode="json") for d in _label_doc(doc, tuple(elements), symprec)]
+
+
+# ----------------------------------------------------------------------------- batches
+def _worker(conn: Any, elements: tuple[str, ...], symprec: float) -> None:
+    """Worker process: label structure dicts received on ``conn`` until ``None`` arrives."""
+    conn.send("ready")
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        doc = StructureDoc.from_mongo(task)
+        conn.send([d.model_dump(mode="json") for d in _label_doc(doc, elements, symprec)])
+
+
+@dataclass
+class _Slot:
+    process: Any
+    conn: Any
+    ready: bool = False
+    task: dict | None = None
+    started: float = 0.0
+
+
+@dataclass
+class LabelSummary:
+    """What a batch labelling run did."""
+
+    structures: int = 0
+    skipped: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    sites_written: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def _context():
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        # forked workers start with pymatgen already imported and no database client
+        ctx.set_forkserver_preload(["xanesdb.jobs.labels"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def _done_elements(store: Store, material_ids: list[str]) -> dict[str, set[str]]:
+    done: dict[str, set[str]] = {}
+    for d in store.query({"material_id": {"$in": material_ids}}, properties=["material_id", "element"]):
+        done.setdefault(d["material_id"], set()).add(d["element"])
+    return done
+
+
+def label_structures(
+    docs: Iterable[StructureDoc | dict],
+    store: Store | None = None,
+    settings: XanesdbSettings | None = None,
+    workers: int | None = None,
+    timeout: float | None = None,
+    elements: Sequence[str] = ABSORBERS,
+    force: bool = False,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> LabelSummary:
+    """Label many structures in worker processes, each with a time limit, into ``sites``.
+
+    A structure whose sites (for every requested element it contains) are already in the store is
+    skipped unless ``force``; re-running is therefore idempotent. A structure that runs past
+    ``timeout`` has its worker killed (and replaced) and is recorded as failed documents.
+
+    Parameters
+    ----------
+    docs
+        Structure documents (or their dicts).
+    store
+        The ``sites`` store; defaults to ``get_store("sites", settings)``. Connected here if needed.
+    settings
+        Settings for the defaults (workers, time limit, symprec, database).
+    workers
+        Worker processes (default ``settings.n_workers``).
+    timeout
+        Seconds allowed per structure (default ``settings.CHEMENV_TIMEOUT_S``).
+    elements
+        Absorbing elements to label.
+    force
+        Relabel structures whose sites are already stored.
+    progress
+        Called as ``progress(done, failed, remaining)`` after each structure.
+
+    Returns
+    -------
+    LabelSummary
+    """
+    settings = settings or get_settings()
+    workers = max(1, workers or settings.n_workers)
+    timeout = settings.CHEMENV_TIMEOUT_S if timeout is None else timeout
+    elements = tuple(elements)
+    if store is None:
+        from xanesdb.platform.stores import get_store
+
+        store = get_store("sites", settings)
+    summary = LabelSummary()
+    structs = [d if isinstance(d, StructureDoc) else StructureDoc.from_mongo(d) for d in docs]
+    close_store = False
+    try:
+        store.count({"site_id": None})
+    except StoreError:
+        store.connect()
+        close_store = True
+    try:
+        # skip what is done (only elements still missing are labelled)
+        done = {} if force else _done_elements(store, [s.material_id for s in structs])
+        todo: list[tuple[StructureDoc, tuple[str, ...]]] = []
+        for s in structs:
+            wanted = tuple(el for el in elements if el in s.elements)
+            missing = tuple(el for el in wanted if el not in done.get(s.material_id, set()))
+            if not missing:
+                summary.skipped += 1
+            else:
+                todo.append((s, missing))
+        summary.structures = len(todo)
+        if todo:
+            _run_pool(todo, store, settings.SYMPREC, workers, timeout, summary, progress)
+    finally:
+        if close_store:
+            store.close()
+    return summary
+
+
+def _run_pool(todo, store, symprec, workers, timeout, summary, progress) -> None:
+    """Feed ``todo`` to killable worker processes; upsert results as they come."""
+    ctx = _context()
+    # a worker serves one element set: group the structures by the elements still to label
+    by_elements: dict[tuple[str, ...], list[StructureDoc]] = {}
+    for s, els in todo:
+        by_elements.setdefault(els, []).append(s)
+    remaining = len(todo)
+
+    def finish(slot: _Slot, els: tuple[str, ...], site_docs: list[dict], failed: str | None) -> None:
+        nonlocal remaining
+        task, slot.task = slot.task, None
+        seconds = time.perf_counter() - slot.started
+        remaining -= 1
+        if failed is not None:
+            s = StructureDoc.from_mongo(task)
+            docs = failed_site_docs(s.to_structure(), s.material_id, s.source, failed, s.formula, els,
+                                    symprec, seconds)
+        else:
+            docs = [SiteDoc.model_validate(d) for d in site_docs]
+        if docs:
+            store.update([d.to_mongo() for d in docs], key="site_id")
+            summary.sites_written += len(docs)
+        errors = [d.error for d in docs if d.state == "failed"]
+        if errors:
+            summary.failed += 1
+            summary.failures[task["material_id"]] = errors[0] or "failed"
+        else:
+            summary.succeeded += 1
+            summary.seconds[task["material_id"]] = seconds
+        if progress is not None:
+            progress(summary.succeeded + summary.failed, summary.failed, remaining)
+
+    for els, queue in by_elements.items():
+
+        def start(els: tuple[str, ...] = els) -> _Slot:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(child, els, symprec), daemon=True)
+            proc.start()
+            child.close()
+            return _Slot(proc, parent)
+
+        slots = [start() for _ in range(min(workers, len(queue)))]
+        try:
+            while slots:
+                # hand out work to idle, ready workers; stop idle ones when nothing is left
+                for sl in slots:
+                    if sl.ready and sl.task is None and queue:
+                        sl.task = queue.pop(0).to_mongo()
+                        sl.started = time.perf_counter()
+                        sl.conn.send(sl.task)
+                ready = wait([sl.conn for sl in slots], timeout=0.05)
+                keep: list[_Slot] = []
+                for sl in slots:
+                    if sl.conn in ready:
+                        try:
+                            msg = sl.conn.recv()
+                        except EOFError:  # the worker died (crash, out of memory)
+                            if sl.task is not None:
+                                finish(sl, els, [], f"worker process died (exit code {sl.process.exitcode})")
+                            _stop(sl)
+                            if queue:
+                                keep.append(start())
+                            continue
+                        if msg == "ready":
+                            sl.ready = True
+                        else:
+                            finish(sl, els, msg, None)
+                    elif sl.task is not None and time.perf_counter() - sl.started > timeout:
+                        # past the time limit: kill the worker, record the failure, start another
+                        _stop(sl, kill=True)
+                        finish(sl, els, [], f"timeout: labelling took longer than {timeout:g} s")
+                        if queue:
+                            keep.append(start())
+                        continue
+                    if sl.ready and sl.task is None and not queue:
+                        _stop(sl)
+                        continue
+                    keep.append(sl)
+                slots = keep
+        finally:
+            for sl in slots:
+                _stop(sl, kill=True)
+
+
+def _stop(slot: _Slot, kill: bool = False) -> None:
+    """End a worker: politely (``None`` task) or by killing it."""
+    if not kill:
+        try:
+            slot.conn.send(None)
+        except OSError:
+            kill = True
+        else:
+            slot.process.join(5)
+    if slot.process.is_alive():
+        slot.process.kill()
+    slot.process.join(5)
+    slot.conn.close()
