@@ -1,0 +1,340 @@
+"""Incremental build of the ``spectra`` collection from successful ``feff_tasks``.
+
+One spectrum per successful FEFF task (one task per symmetry-unique site): interpolated onto
+its absorber's grid (per element, edge and source; see :mod:`xanesdb.jobs.spectra.grid`),
+scaled to max 1, joined with the site's ChemEnv label, its edge energy ``e0`` recorded, and
+then deduplicated within each (element, edge, source) group
+(:mod:`xanesdb.jobs.spectra.dedup`). Spectra of different sources are never compared.
+
+Only tasks that are new, or changed since their spectrum was written (task or site
+``last_updated`` later than the spectrum's, or a new grid), are standardised again; a group is
+deduplicated again only when one of its spectra changed or the threshold did. Writes are upserts
+on ``spectrum_id`` (``'<task_id>:std'``), so re-running never duplicates.
+
+Examples
+--------
+>>> from xanesdb.jobs.spectra import build_spectra
+>>> report = build_spectra(elements=["Cu"])          # doctest: +SKIP
+>>> report.processed, report.n_duplicates            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from jobflow import job
+from pymongo import UpdateOne
+
+from xanesdb.jobs.spectra.dedup import find_duplicates
+from xanesdb.jobs.spectra.grid import EnergyGrid, choose_grid, standardise
+from xanesdb.platform.settings import XanesdbSettings, get_settings
+from xanesdb.platform.stores import get_database, get_store
+from xanesdb.schemas.base import utcnow
+from xanesdb.schemas.spectrum import SpectrumDoc
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEDUP_THRESHOLD",
+    "GRID_COLLECTION",
+    "BuildReport",
+    "build_spectra",
+    "build_spectra_job",
+    "current_grid",
+    "spectra_counts",
+    "spectrum_id",
+]
+
+#: the paper's mean-absolute-difference threshold for near-duplicates
+DEDUP_THRESHOLD = 0.015
+#: collection holding the grid definitions (one document per grid version)
+GRID_COLLECTION = "spectrum_grids"
+#: site fields copied onto each spectrum
+SITE_FIELDS = (
+    "formula",
+    "multiplicity",
+    "chemenv_symbol",
+    "csm",
+    "lce_class",
+    "coordination_number",
+    "mean_bond_length",
+)
+_BATCH = 500
+
+
+def spectrum_id(task_id: str) -> str:
+    """Key of the spectrum of a FEFF task: ``'<task_id>:std'``."""
+    return f"{task_id}:std"
+
+
+@dataclass
+class BuildReport:
+    """What one build did, and the state of the collection afterwards."""
+
+    processed: int = 0
+    failed: int = 0
+    up_to_date: int = 0
+    removed: int = 0
+    grids_created: list[str] = field(default_factory=list)
+    groups_deduplicated: list[str] = field(default_factory=list)
+    duplicate_changes: int = 0
+    n_duplicates: int = 0
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the job's output)."""
+        return asdict(self)
+
+
+def _grids(settings: XanesdbSettings):
+    coll = get_database(settings)[GRID_COLLECTION]
+    coll.create_index("grid_name", unique=True)
+    return coll
+
+
+def current_grid(
+    element: str, source: str, edge: str = "K", settings: XanesdbSettings | None = None
+) -> EnergyGrid | None:
+    """The latest stored grid of an absorber and source, or None."""
+    doc = _grids(settings or get_settings()).find_one(
+        {"element": element, "edge": edge, "source": source}, sort=[("version", -1)]
+    )
+    if doc is None:
+        return None
+    doc.pop("_id", None)
+    return EnergyGrid.model_validate(doc)
+
+
+def _new_grid(coll, element: str, edge: str, source: str, tasks_store, task_ids: Sequence[str]) -> EnergyGrid:
+    """Choose a grid from the raw spectra of ``task_ids`` and store it as the next version."""
+    last = coll.find_one({"element": element, "edge": edge, "source": source}, sort=[("version", -1)])
+    version = 1 if last is None else int(last["version"]) + 1
+    raw = [
+        (t["energies"], t["mu"])
+        for t in tasks_store.query({"task_id": {"$in": list(task_ids)}}, properties=["energies", "mu"])
+        if t.get("energies") and t.get("mu")
+    ]
+    grid = choose_grid(element, edge, source, raw, version=version)
+    coll.update_one({"grid_name": grid.grid_name}, {"$set": grid.model_dump()}, upsert=True)
+    logger.info("new grid %s starting at %.1f eV from %d spectra", grid.grid_name, grid.start, grid.n_spectra)
+    return grid
+
+
+def _make_doc(task: dict, site: dict | None, grid: EnergyGrid, threshold: float) -> SpectrumDoc:
+    """Standardise one task into a spectrum document (``state='failed'`` when it cannot)."""
+    labels = {k: site.get(k) for k in SITE_FIELDS if site and site.get(k) is not None}
+    common = {
+        "spectrum_id": spectrum_id(task["task_id"]),
+        "task_id": task["task_id"],
+        "site_id": task["site_id"],
+        "material_id": task["material_id"],
+        "element": task["element"],
+        "edge": task.get("edge", "K"),
+        "source": task.get("source", "xanesdb"),
+        "code": task["code"],
+        "preset": task["preset"],
+        "grid_name": grid.grid_name,
+        "energies": grid.energies.tolist(),
+        "dedup_threshold": threshold,
+        **labels,
+    }
+    try:
+        mu, e0 = standardise(task.get("energies") or [], task.get("mu") or [], grid)
+    except ValueError as err:
+        return SpectrumDoc(**common, mu=[], state="failed", error=str(err))
+    return SpectrumDoc(**common, mu=np.round(mu, 7).tolist(), e0=round(e0, 4))
+
+
+def _dedup_group(spectra_coll, element: str, edge: str, source: str, threshold: float) -> tuple[int, int]:
+    """Deduplicate one group; returns (duplicates in the group, documents changed)."""
+    crit = {"element": element, "edge": edge, "source": source, "state": "successful"}
+    docs = list(
+        spectra_coll.find(crit, {"_id": 0, "spectrum_id": 1, "mu": 1, "grid_name": 1, "duplicate_of": 1,
+                                 "dedup_threshold": 1}).sort("spectrum_id", 1)
+    )
+    if not docs:
+        return 0, 0
+    grids = {d["grid_name"] for d in docs}
+    if len(grids) > 1:  # cannot happen after a build; guard against a half-finished regrid
+        raise RuntimeError(f"{element} {edge} {source} spectra are on several grids {sorted(grids)}; rebuild")
+    ids = [d["spectrum_id"] for d in docs]
+    dup = find_duplicates(np.array([d["mu"] for d in docs], dtype=np.float32), threshold)
+    now = utcnow()
+    ops = []
+    for d, j in zip(docs, dup.tolist()):
+        new = ids[j] if j >= 0 else None
+        if d.get("duplicate_of") != new or d.get("dedup_threshold") != threshold:
+            ops.append(UpdateOne({"spectrum_id": d["spectrum_id"]},
+                                 {"$set": {"duplicate_of": new, "dedup_threshold": threshold,
+                                           "last_updated": now}}))
+    for i in range(0, len(ops), 5000):
+        spectra_coll.bulk_write(ops[i:i + 5000], ordered=False)
+    return int((dup >= 0).sum()), len(ops)
+
+
+def spectra_counts(settings: XanesdbSettings | None = None, elements: Sequence[str] | None = None) -> dict:
+    """Counts of successful spectra per ``'element|class|source'``: kept and duplicates."""
+    db = get_database(settings or get_settings())
+    match: dict[str, Any] = {"state": "successful"}
+    if elements:
+        match["element"] = {"$in": list(elements)}
+    pipeline = [
+        {"$match": match},
+        {"$group": {"_id": {"e": "$element", "c": "$lce_class", "s": "$source",
+                            "d": {"$ne": ["$duplicate_of", None]}}, "n": {"$sum": 1}}},
+    ]
+    out: dict[str, dict[str, int]] = {}
+    for row in db["spectra"].aggregate(pipeline):
+        k = row["_id"]
+        key = f"{k['e']}|{k.get('c') or 'other'}|{k['s']}"
+        entry = out.setdefault(key, {"kept": 0, "duplicates": 0})
+        entry["duplicates" if k["d"] else "kept"] += row["n"]
+    return dict(sorted(out.items()))
+
+
+def build_spectra(
+    settings: XanesdbSettings | None = None,
+    elements: Sequence[str] | None = None,
+    threshold: float = DEDUP_THRESHOLD,
+    regrid: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> BuildReport:
+    """Standardise new or changed successful FEFF tasks into spectra, then deduplicate.
+
+    Parameters
+    ----------
+    settings
+        Where the database is (default: the current settings).
+    elements
+        Absorbers to build (default: all).
+    threshold
+        Mean-absolute-difference threshold of the dedup, recorded on each spectrum.
+    regrid
+        Choose new grids (next version) from all current data and re-standardise every spectrum
+        of the groups built.
+    progress
+        Called as ``progress(done, total)`` while standardising.
+
+    Returns
+    -------
+    BuildReport
+        Counts of what was done, and the counts per element x class x source afterwards.
+    """
+    t_start = time.perf_counter()
+    settings = settings or get_settings()
+    report = BuildReport()
+    crit: dict[str, Any] = {"state": "successful"}
+    if elements:
+        crit["element"] = {"$in": list(elements)}
+    db = get_database(settings)
+    grids_coll = _grids(settings)
+    tasks_store = get_store("feff_tasks", settings)
+    sites_store = get_store("sites", settings)
+    spectra_store = get_store("spectra", settings)
+    with tasks_store, sites_store, spectra_store:
+        tasks = list(tasks_store.query(crit, properties=["task_id", "site_id", "element", "edge", "source",
+                                                         "last_updated"]))
+        spec_crit = {"element": crit["element"]} if elements else {}
+        spectra = {s["task_id"]: s for s in spectra_store.query(
+            spec_crit, properties=["spectrum_id", "task_id", "last_updated", "grid_name", "dedup_threshold",
+                                   "element", "edge", "source"])}
+        site_ids = sorted({t["site_id"] for t in tasks})
+        site_times = {s["site_id"]: s.get("last_updated") for s in sites_store.query(
+            {"site_id": {"$in": site_ids}}, properties=["site_id", "last_updated"])}
+
+        # remove spectra whose task is gone or no longer successful
+        live = {t["task_id"] for t in tasks}
+        stale = [s["spectrum_id"] for tid, s in spectra.items() if tid not in live]
+        touched: set[tuple[str, str, str]] = set()
+        if stale:
+            for tid, s in spectra.items():
+                if tid not in live:
+                    touched.add((s["element"], s.get("edge", "K"), s["source"]))
+            spectra_store.remove_docs({"spectrum_id": {"$in": stale}})
+            report.removed = len(stale)
+
+        # grids, per (element, edge, source)
+        groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+        for t in tasks:
+            groups[(t["element"], t.get("edge", "K"), t.get("source", "xanesdb"))].append(t)
+        todo: list[tuple[dict, EnergyGrid]] = []
+        for (element, edge, source), group in sorted(groups.items()):
+            grid = None if regrid else current_grid(element, source, edge, settings)
+            if grid is None:
+                grid = _new_grid(grids_coll, element, edge, source, tasks_store, [t["task_id"] for t in group])
+                report.grids_created.append(grid.grid_name)
+            for t in group:
+                s = spectra.get(t["task_id"])
+                site_t = site_times.get(t["site_id"])
+                if (
+                    s is None
+                    or s.get("grid_name") != grid.grid_name
+                    or s["last_updated"] < t["last_updated"]
+                    or (site_t is not None and s["last_updated"] < site_t)
+                ):
+                    todo.append((t, grid))
+                else:
+                    report.up_to_date += 1
+                    if s.get("dedup_threshold") != threshold:
+                        touched.add((element, edge, source))
+
+        # standardise, in batches
+        total = len(todo)
+        if progress:
+            progress(0, total)
+        for b0 in range(0, total, _BATCH):
+            batch = todo[b0:b0 + _BATCH]
+            by_id = {t["task_id"]: g for t, g in batch}
+            full = list(tasks_store.query({"task_id": {"$in": list(by_id)}}))
+            sites = {s["site_id"]: s for s in sites_store.query(
+                {"site_id": {"$in": sorted({t["site_id"] for t in full})}},
+                properties=["site_id", *SITE_FIELDS])}
+            docs = []
+            for t in full:
+                if t["site_id"] not in sites:
+                    logger.warning("site %s of task %s is not in 'sites': spectrum has no label",
+                                   t["site_id"], t["task_id"])
+                doc = _make_doc(t, sites.get(t["site_id"]), by_id[t["task_id"]], threshold)
+                if doc.state == "failed":
+                    report.failed += 1
+                    report.errors[doc.spectrum_id] = doc.error or ""
+                docs.append(doc.to_mongo())  # duplicate_of is set by the group's dedup below
+                touched.add((doc.element, doc.edge, doc.source))
+            spectra_store.update(docs)
+            report.processed += len(docs)
+            if progress:
+                progress(min(total, b0 + len(batch)), total)
+
+    # dedup of the groups that changed
+    for element, edge, source in sorted(touched):
+        n_dup, changed = _dedup_group(db["spectra"], element, edge, source, threshold)
+        report.groups_deduplicated.append(f"{element}-{edge}-{source}")
+        report.duplicate_changes += changed
+    report.counts = spectra_counts(settings, elements)
+    report.n_duplicates = sum(c["duplicates"] for c in report.counts.values())
+    report.seconds = round(time.perf_counter() - t_start, 3)
+    return report
+
+
+@job(name="build spectra")
+def build_spectra_job(
+    elements: list[str] | None = None, threshold: float = DEDUP_THRESHOLD, regrid: bool = False
+) -> dict[str, Any]:
+    """Jobflow job around :func:`build_spectra` with the current settings.
+
+    Returns
+    -------
+    dict
+        :meth:`BuildReport.as_dict` of the build.
+    """
+    return build_spectra(elements=elements, threshold=threshold, regrid=regrid).as_dict()
