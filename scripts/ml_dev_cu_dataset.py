@@ -61,6 +61,7 @@ def label_sites(cache: Path = CACHE, timeout_s: int = 120, limit: int | None = N
     from pymatgen.analysis.chemenv.coordination_environments.structure_environments import (
         LightStructureEnvironments,
     )
+    from pymatgen.analysis.bond_valence import BVAnalyzer
     from pymatgen.core import Structure
 
     logging.getLogger("pymatgen").setLevel(logging.ERROR)
@@ -81,7 +82,6 @@ def label_sites(cache: Path = CACHE, timeout_s: int = 120, limit: int | None = N
     todo.sort(key=lambda m: len(structures[m]["sites"]))
     strategy = SimplestChemenvStrategy(distance_cutoff=1.2, angle_cutoff=0.3)
     lgf = LocalGeometryFinder()
-    lgf.setup_parameters(centering_type="centroid", include_central_site_in_centroid=True)
     signal.signal(signal.SIGALRM, _alarm)
     t0 = time.time()
     with cache.open("a") as fh:
@@ -91,9 +91,16 @@ def label_sites(cache: Path = CACHE, timeout_s: int = 120, limit: int | None = N
             rec = {"material_id": mid, "sites": {}}
             signal.alarm(timeout_s)
             try:
+                # valences make the strategy's anion-cation bond condition work (as emmet's
+                # ChemEnv builder); without them most sites get no environment
+                try:
+                    valences = BVAnalyzer().get_valences(structure)
+                except ValueError:
+                    valences = "undefined"
+                    rec["valences"] = "undefined"
                 lgf.setup_structure(structure)
                 se = lgf.compute_structure_environments(
-                    only_indices=indices, maximum_distance_factor=1.25, only_cations=False
+                    only_indices=indices, maximum_distance_factor=1.41, valences=valences
                 )
                 lse = LightStructureEnvironments.from_structure_environments(
                     strategy=strategy, structure_environments=se

@@ -1,0 +1,177 @@
+"""``xanesdb train``, ``xanesdb models list|show`` and ``xanesdb predict``.
+
+Thin: parse arguments, call :mod:`xanesdb.ml`. Keras is imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from xanesdb.platform.errors import XanesdbUserError
+from xanesdb.platform.settings import get_settings
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True)
+
+app = typer.Typer(help="Trained models: list and inspect the registry.", no_args_is_help=True)
+models_app = app
+
+
+def _fmt_f1(v) -> str:
+    return f"{v[0]:.3f} ± {v[1]:.3f}" if isinstance(v, (list, tuple)) and len(v) == 2 else "-"
+
+
+def train(
+    query: str = typer.Option(..., "--query", "-q", help="JSON filter on spectra, e.g. '{\"element\": \"Cu\"}'."),
+    model: str = typer.Option("mlp", "--model", "-m", help="mlp or cnn."),
+    epochs: int = typer.Option(50, help="Training epochs (paper: 50)."),
+    augment: str = typer.Option("", help="Comma-separated augmentations: shift, noise (training data only)."),
+    seed: int = typer.Option(0, help="Random seed (splits, initialisation, dropout, noise)."),
+    protocol: str = typer.Option("paper", help="paper (stratified 90/10) or grouped (no material in train and test)."),
+    n_models: int = typer.Option(10, "--n-models", help="Networks trained side by side, one per split."),
+    label: str = typer.Option("lce_class", help="Spectrum field to learn."),
+    class_weight: Optional[str] = typer.Option(None, help="balanced: weight classes by inverse frequency."),
+    pre_edge: bool = typer.Option(False, "--pre-edge", help="Use only the grid points before the main edge."),
+    curves: bool = typer.Option(True, help="Compute robustness curves (test shift and noise)."),
+) -> None:
+    """Train classifiers on the spectra a query selects, score them, and register the run."""
+    from xanesdb.platform.queries import parse_filter
+
+    criteria = parse_filter(query)
+    if model not in ("mlp", "cnn"):
+        raise XanesdbUserError(f"unknown --model {model!r}; use mlp or cnn")
+    if protocol not in ("paper", "grouped"):
+        raise XanesdbUserError(f"unknown --protocol {protocol!r}; use paper or grouped")
+    kinds = tuple(a.strip() for a in augment.split(",") if a.strip())
+    bad = [a for a in kinds if a not in ("shift", "noise")]
+    if bad:
+        raise XanesdbUserError(f"unknown augmentation {bad[0]!r}; use shift, noise or shift,noise")
+    if class_weight not in (None, "balanced"):
+        raise XanesdbUserError(f"unknown --class-weight {class_weight!r}; use balanced")
+    if epochs < 1 or n_models < 1:
+        raise XanesdbUserError("--epochs and --n-models must be at least 1")
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from xanesdb.ml.train import TrainConfig, train_from_query
+
+    config = TrainConfig(kind=model, epochs=epochs, augment=kinds, seed=seed, protocol=protocol,
+                         n_models=n_models, class_weight=class_weight, pre_edge=pre_edge, curves=curves)  # fmt: skip
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=err_console, transient=True) as progress:  # fmt: skip
+        task = progress.add_task(f"training {n_models} {model} side by side", total=epochs)
+        result = train_from_query(
+            criteria, config, get_settings(), label_field=label,
+            on_epoch=lambda e, loss: progress.update(task, completed=e, description=f"training {n_models} {model} (loss {loss:.3f})"),
+        )  # fmt: skip
+    doc = result.doc
+    console.print(f"model {doc.run_id}: {doc.n_spectra} spectra, classes {', '.join(doc.classes)}, "
+                  f"fingerprint {doc.fingerprint}")  # fmt: skip
+    _print_f1(doc)
+    console.print(f"timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in doc.timings.items()))
+
+
+def _print_f1(doc) -> None:
+    f1 = doc.metrics.get("f1", {})
+    t = Table(title=f"F1 ({doc.hyperparameters.get('protocol')} protocol, mean ± std over networks x bootstraps)")
+    for c in [*doc.classes, "macro"]:
+        t.add_column(c)
+    t.add_row(*[_fmt_f1(f1.get(c)) for c in [*doc.classes, "macro"]])
+    console.print(t)
+
+
+@app.command("list")
+def models_list(
+    query: Optional[str] = typer.Option(None, "--query", "-q", help="JSON filter on the models collection."),
+) -> None:
+    """List registered training runs, newest first."""
+    from xanesdb.ml.registry import list_runs
+    from xanesdb.platform.queries import parse_filter
+
+    runs = list_runs(get_settings(), parse_filter(query) if query else None)
+    if not runs:
+        console.print("no models registered; train one with `xanesdb train --query ...`")
+        return
+    t = Table()
+    for col in ("run_id", "kind", "state", "protocol", "augment", "n", "macro F1", "query", "created"):
+        t.add_column(col)
+    for r in runs:
+        hp = r.get("hyperparameters", {})
+        kind = r["kind"] + (" pre-edge" if hp.get("pre_edge") else "")
+        t.add_row(r["run_id"], kind, r.get("state", ""), str(hp.get("protocol", "")), ",".join(hp.get("augment", [])) or "-",
+                  str(r.get("n_spectra", "")), _fmt_f1(r.get("metrics", {}).get("f1", {}).get("macro")),
+                  json.dumps(r.get("query", {}))[:60], str(r.get("created", ""))[:19])  # fmt: skip
+    console.print(t)
+
+
+@app.command("show")
+def models_show(
+    run_id: str = typer.Argument(..., help="Run id (or a unique prefix) from `xanesdb models list`."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole document as JSON."),
+) -> None:
+    """Show one training run: query, fingerprint, knobs, scores, versions, timings."""
+    from xanesdb.ml.registry import get_run
+
+    doc = get_run(run_id, get_settings())
+    if as_json:
+        print(json.dumps(doc.model_dump(mode="json"), indent=2))
+        return
+    console.print(f"[bold]{doc.run_id}[/] ({doc.kind}, {doc.state}) created {doc.created:%Y-%m-%d %H:%M:%S}")
+    console.print(f"query: {json.dumps(doc.query)}  label: {doc.label_field}  classes: {', '.join(doc.classes)}")
+    console.print(f"data: {doc.n_spectra} spectra, fingerprint {doc.fingerprint}, grid {doc.grid_name}")
+    hp = {k: v for k, v in doc.hyperparameters.items() if k != "feature_indices"}
+    console.print(f"hyper-parameters: {json.dumps(hp)}; {len(doc.hyperparameters.get('feature_indices', []))} input points")
+    console.print(f"backend {doc.backend} on {doc.device}; seed {doc.seed}; weights {doc.weights_file_id}")
+    console.print("versions: " + ", ".join(f"{k} {v}" for k, v in doc.versions.items()))
+    console.print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in doc.timings.items()))
+    _print_f1(doc)
+    conf = doc.metrics.get("confusion")
+    if conf:
+        t = Table(title="confusion (rows true, columns predicted; summed over test sets)")
+        t.add_column("")
+        for c in doc.classes:
+            t.add_column(c)
+        for c, row in zip(doc.classes, conf):
+            t.add_row(c, *map(str, row))
+        console.print(t)
+    for name in ("shift_curve", "noise_curve"):
+        cur = doc.metrics.get(name)
+        if cur:
+            pts = ", ".join(f"{x:g}: {m:.2f}" for x, m in zip(cur["x"], cur["mean"]))
+            console.print(f"{name} (macro F1): {pts}")
+
+
+def predict(
+    files: list[Path] = typer.Argument(..., help="Spectrum files: CSV energy,mu or xmu.dat-style columns."),
+    model: str = typer.Option(..., "--model", "-m", help="Run id from `xanesdb models list`."),
+    align: str = typer.Option("none", help="none (absolute energies) or edge (move the edge onto the training data's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
+) -> None:
+    """Class probabilities of spectra from a registered model (mean over its networks)."""
+    from xanesdb.ml.predict import predict_spectra, read_spectrum
+    from xanesdb.ml.registry import get_run, load_model
+
+    if align not in ("none", "edge"):
+        raise XanesdbUserError(f"unknown --align {align!r}; use none or edge")
+    settings = get_settings()
+    doc = get_run(model, settings)
+    for f in files:  # fail fast on malformed files, before loading Keras
+        read_spectrum(f)
+    rows = predict_spectra(doc, load_model(doc, settings), files, align=align)
+    if as_json:
+        for r in rows:
+            print(json.dumps(r))
+        return
+    t = Table(title=f"model {doc.run_id}")
+    t.add_column("file")
+    for c in doc.classes:
+        t.add_column(f"P({c})")
+    t.add_column("predicted")
+    for r in rows:
+        t.add_row(r["file"], *[f"{r['probabilities'][c]:.3f}" for c in doc.classes], r["predicted"])
+    console.print(t)

@@ -1,0 +1,149 @@
+"""The model registry: ``TrainingRunDoc`` in ``models``, ``.keras`` files in GridFS ``model_files``.
+
+Registration is two-phase, so a killed run never leaves a ``complete`` document without weights:
+the document is first upserted with ``state="training"``, then the weights go to GridFS, and only
+then is the document switched to ``"complete"`` with the GridFS id (and any older file of the same
+run id deleted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from xanesdb.platform.errors import XanesdbUserError
+from xanesdb.schemas import TrainingRunDoc
+
+if TYPE_CHECKING:
+    from xanesdb.ml.dataset import XanesDataset
+    from xanesdb.ml.train import TrainConfig
+    from xanesdb.platform.settings import XanesdbSettings
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["run_id_of", "make_run_doc", "register_run", "list_runs", "get_run", "load_model", "GRIDFS_BUCKET"]
+
+GRIDFS_BUCKET = "model_files"
+
+
+def run_id_of(kind: str, fingerprint: str, label_field: str, hyperparameters: dict[str, Any], seed: int) -> str:
+    """Deterministic id: same data, label, knobs and seed -> same run id."""
+    blob = json.dumps({"label": label_field, "hp": hyperparameters, "seed": seed}, sort_keys=True, default=str)
+    return f"{kind}-{fingerprint[:10]}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+
+def make_run_doc(
+    ds: XanesDataset,
+    config: TrainConfig,
+    metrics: dict[str, Any],
+    feature_indices: np.ndarray,
+    timings: dict[str, float],
+) -> TrainingRunDoc:
+    """The registry document of a finished training (state 'training' until registered)."""
+    from xanesdb.ml.train import runtime_info
+
+    info = runtime_info()
+    hp = config.as_dict()
+    hp["feature_indices"] = [int(i) for i in feature_indices]
+    run_id = run_id_of(config.kind, ds.fingerprint, ds.label_field, hp, config.seed)
+    return TrainingRunDoc(
+        run_id=run_id,
+        kind=config.kind,
+        task="classification",
+        query=ds.query,
+        label_field=ds.label_field,
+        classes=list(ds.classes),
+        fingerprint=ds.fingerprint,
+        n_spectra=len(ds),
+        grid_name=ds.grid_name,
+        energies=[float(e) for e in ds.energies],
+        hyperparameters=hp,
+        seed=config.seed,
+        metrics=metrics,
+        versions=info["versions"],
+        backend=info["backend"],
+        device=info["device"],
+        timings={k: float(v) for k, v in timings.items()},
+        state="training",
+    )
+
+
+def _db(settings: XanesdbSettings | None):
+    from xanesdb.platform.settings import get_settings
+    from xanesdb.platform.stores import get_database
+
+    return get_database(settings or get_settings())
+
+
+def register_run(doc: TrainingRunDoc, model: Any, settings: XanesdbSettings | None = None) -> TrainingRunDoc:
+    """Store the run: document 'training' -> weights in GridFS -> document 'complete'."""
+    import gridfs
+
+    db = _db(settings)
+    runs = db["models"]
+    previous = runs.find_one({"run_id": doc.run_id}, {"weights_file_id": 1})
+    doc = doc.model_copy(update={"state": "training", "weights_file_id": None})
+    runs.replace_one({"run_id": doc.run_id}, doc.to_mongo(), upsert=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{doc.run_id}.keras"
+        model.save(path)
+        fs = gridfs.GridFS(db, GRIDFS_BUCKET)
+        file_id = fs.put(path.read_bytes(), filename=path.name, run_id=doc.run_id)
+    doc = doc.model_copy(update={"state": "complete", "weights_file_id": str(file_id)})
+    runs.update_one({"run_id": doc.run_id}, {"$set": {"state": "complete", "weights_file_id": str(file_id)}})
+    old = (previous or {}).get("weights_file_id")
+    if old and old != str(file_id):
+        from bson import ObjectId
+
+        gridfs.GridFS(db, GRIDFS_BUCKET).delete(ObjectId(old))
+    logger.info("registered %s (weights %s)", doc.run_id, file_id)
+    return doc
+
+
+def list_runs(settings: XanesdbSettings | None = None, criteria: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Summaries of registered runs, newest first."""
+    fields = {"_id": 0, "run_id": 1, "kind": 1, "query": 1, "n_spectra": 1, "classes": 1, "state": 1,
+              "created": 1, "hyperparameters.protocol": 1, "hyperparameters.augment": 1,
+              "hyperparameters.pre_edge": 1, "metrics.f1.macro": 1, "backend": 1, "seed": 1}  # fmt: skip
+    return list(_db(settings)["models"].find(criteria or {}, fields).sort("created", -1))
+
+
+def get_run(run_id: str, settings: XanesdbSettings | None = None) -> TrainingRunDoc:
+    """The registry document of ``run_id`` (a unique prefix is enough)."""
+    import re
+
+    runs = _db(settings)["models"]
+    doc = runs.find_one({"run_id": run_id})
+    if doc is None:
+        matches = list(runs.find({"run_id": {"$regex": "^" + re.escape(run_id)}}).limit(2))
+        if len(matches) == 1:
+            doc = matches[0]
+        elif len(matches) > 1:
+            raise XanesdbUserError(f"model id {run_id!r} is ambiguous; give more of it (see `xanesdb models list`)")
+    if doc is None:
+        raise XanesdbUserError(f"no model {run_id!r} in the registry; see `xanesdb models list`")
+    return TrainingRunDoc.from_mongo(doc)
+
+
+def load_model(run: str | TrainingRunDoc, settings: XanesdbSettings | None = None):
+    """The trained Keras model of a complete run, read from GridFS."""
+    import gridfs
+    import keras
+    from bson import ObjectId
+
+    import xanesdb.ml.models  # noqa: F401 - registers the custom layers
+
+    doc = run if isinstance(run, TrainingRunDoc) else get_run(run, settings)
+    if doc.state != "complete" or not doc.weights_file_id:
+        raise XanesdbUserError(f"model {doc.run_id} is {doc.state!r}, not complete; train it again")
+    data = gridfs.GridFS(_db(settings), GRIDFS_BUCKET).get(ObjectId(doc.weights_file_id)).read()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.keras"
+        path.write_bytes(data)
+        return keras.saving.load_model(path)

@@ -1,0 +1,359 @@
+"""Training: a query -> dataset -> ``n_models`` networks trained side by side -> scores -> registry.
+
+:func:`fit_group` trains ``n_models`` networks in one compiled Keras model (see
+:mod:`xanesdb.ml.models`), each on its own (augmented) training set with its own shuffling and
+batch-32 updates. :func:`train_from_query` is what ``xanesdb train`` runs.
+
+Examples
+--------
+>>> cfg = TrainConfig(kind="cnn", augment=("shift",), seed=1)                # doctest: +SKIP
+>>> result = train_from_query({"element": "Cu"}, cfg)                         # doctest: +SKIP
+>>> result.doc.metrics["f1"]["macro"]                                         # doctest: +SKIP
+[0.85, 0.03]
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Literal
+
+import numpy as np
+
+from xanesdb.ml.augment import augment as augment_data
+from xanesdb.ml.evaluate import (
+    DEFAULT_TEST_SHIFTS_EV,
+    DEFAULT_TEST_SIGMAS,
+    make_splits,
+    robustness_curve,
+    score_predictions,
+)
+from xanesdb.platform.errors import XanesdbUserError
+
+if TYPE_CHECKING:
+    import keras
+
+    from xanesdb.ml.dataset import XanesDataset
+    from xanesdb.platform.settings import XanesdbSettings
+    from xanesdb.schemas import TrainingRunDoc
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TrainConfig", "TrainResult", "fit_group", "predict_group", "pre_edge_indices",
+           "train_on_dataset", "train_from_query", "runtime_info"]  # fmt: skip
+
+
+@dataclass
+class TrainConfig:
+    """Knobs of one training run (all stored in the run's ``hyperparameters``).
+
+    Parameters
+    ----------
+    kind
+        ``"mlp"`` or ``"cnn"``.
+    epochs, batch_size, learning_rate
+        Adam training (paper: 50 epochs, batch 32).
+    augment
+        Training-set augmentations: any of ``"shift"`` (+-1, +-2 eV) and ``"noise"`` (sigma 0.03).
+    n_models
+        Networks trained side by side, one per split (paper: 10).
+    protocol
+        ``"paper"`` (stratified 90/10) or ``"grouped"`` (no material in train and test).
+    test_size
+        Test fraction of each split.
+    n_bootstrap
+        Bootstrap resamples of each test set.
+    class_weight
+        None (paper) or ``"balanced"`` (inverse class frequency, helps S5).
+    pre_edge
+        Use only the grid points before the end of the pre-edge (see :func:`pre_edge_indices`).
+    hidden, dropout, filters, kernel_size, pool_size
+        Architecture (paper's defaults).
+    curves
+        Also compute robustness curves (test shift -3..3 eV, noise sigma 0..0.1).
+    seed
+        Seed of splits, initialisation, dropout, shuffling and noise.
+    """
+
+    kind: Literal["mlp", "cnn"] = "mlp"
+    epochs: int = 50
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    augment: tuple[str, ...] = ()
+    n_models: int = 10
+    protocol: Literal["paper", "grouped"] = "paper"
+    test_size: float = 0.1
+    n_bootstrap: int = 10
+    class_weight: Literal["balanced"] | None = None
+    pre_edge: bool = False
+    hidden: tuple[int, ...] = (90, 60, 20)
+    dropout: float = 0.3
+    filters: int = 8
+    kernel_size: int = 10
+    pool_size: int = 2
+    curves: bool = True
+    seed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["augment"] = list(self.augment)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        d = dict(d)
+        d["augment"] = tuple(d.get("augment", ()))
+        d["hidden"] = tuple(d.get("hidden", (90, 60, 20)))
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    model: Any
+    doc: TrainingRunDoc
+    feature_indices: np.ndarray
+    splits: list = field(default_factory=list)
+
+
+def runtime_info() -> dict[str, Any]:
+    """Keras backend, device and library versions (no backend-specific calls beyond imports)."""
+    import importlib.metadata as md
+
+    import keras
+
+    backend = keras.backend.backend()
+    device = f"cpu ({platform.processor() or platform.machine()})"
+    try:
+        devices = keras.distribution.list_devices()
+        gpus = [d for d in devices if "gpu" in str(d).lower() or "cuda" in str(d).lower()]
+        if gpus:
+            device = f"{gpus[0]} (+{len(gpus) - 1} more)" if len(gpus) > 1 else str(gpus[0])
+    except Exception:  # noqa: BLE001 - not every backend lists devices
+        pass
+    versions = {}
+    for pkg in ("xanesdb", "keras", "numpy", "scikit-learn", "tensorflow-cpu", "tensorflow", "jax", "torch"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            continue
+    return {"backend": backend, "device": device, "versions": versions}
+
+
+def pre_edge_indices(X: np.ndarray, fraction: float = 0.3) -> np.ndarray:
+    """Grid points before the end of the pre-edge: where the mean spectrum is below ``fraction``.
+
+    The pre-edge ends where the main edge rises; taken as the first point at which the mean
+    max-scaled training spectrum reaches ``fraction`` of its maximum (at least 10 points).
+    """
+    mean = X.mean(axis=0)
+    above = np.nonzero(mean >= fraction * mean.max())[0]
+    end = int(above[0]) if len(above) else X.shape[1]
+    return np.arange(max(end, 10))
+
+
+def _class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    counts = np.bincount(y, minlength=n_classes).astype(float)
+    return np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
+
+
+def fit_group(
+    X: np.ndarray,
+    y: np.ndarray,
+    train_sets: list[np.ndarray],
+    energies: np.ndarray,
+    n_classes: int,
+    config: TrainConfig,
+    feature_indices: np.ndarray | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> keras.Model:
+    """Train one network per training index set, side by side in one Keras model.
+
+    Parameters
+    ----------
+    X
+        (n, n_energies) max-scaled spectra; y: integer classes.
+    train_sets
+        Row indices of each network's training set.
+    energies
+        Grid energies (for the shift augmentation).
+    n_classes
+        Output classes.
+    config
+        Knobs.
+    feature_indices
+        Columns fed to the networks (all when None); augmentation uses the full grid first.
+    on_epoch
+        Called with (epoch, loss) after every epoch (progress bars).
+
+    Returns
+    -------
+    keras.Model
+        Input ``(batch, n_models, n_features)``; standardisation of each network inside.
+    """
+    import keras
+
+    from xanesdb.ml.models import build_model
+
+    keras.utils.set_random_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    cols = np.arange(X.shape[1]) if feature_indices is None else np.asarray(feature_indices)
+    k = len(train_sets)
+    xs, ys, ws, means, stds = [], [], [], [], []
+    for tr in train_sets:
+        Xtr, ytr = X[tr], y[tr]
+        # standardisation fitted on the (un-augmented) training set only
+        means.append(Xtr[:, cols].mean(axis=0))
+        stds.append(Xtr[:, cols].std(axis=0))
+        if config.augment:
+            Xtr, ytr = augment_data(Xtr, ytr, energies, tuple(config.augment), rng=rng)
+        cw = _class_weights(y[tr], n_classes) if config.class_weight == "balanced" else np.ones(n_classes)
+        xs.append(Xtr[:, cols])
+        ys.append(ytr)
+        ws.append(cw[ytr])
+    # equal lengths: each network's rows in its own random order, padded by resampling
+    n_rows = max(len(a) for a in xs)
+    Xg = np.empty((n_rows, k, len(cols)), dtype=np.float32)
+    Yg = np.zeros((n_rows, k, n_classes), dtype=np.float32)
+    Wg = np.empty((n_rows, k), dtype=np.float32)
+    for j in range(k):
+        order = rng.permutation(len(xs[j]))
+        if len(order) < n_rows:
+            order = np.concatenate([order, rng.integers(0, len(xs[j]), n_rows - len(order))])
+        Xg[:, j] = xs[j][order]
+        Yg[np.arange(n_rows), j, ys[j][order]] = 1.0
+        Wg[:, j] = ws[j][order]
+    model = build_model(
+        config.kind, len(cols), n_classes, n_models=k, hidden=tuple(config.hidden),
+        dropout=config.dropout, filters=config.filters, kernel_size=config.kernel_size,
+        pool_size=config.pool_size, learning_rate=config.learning_rate, seed=config.seed,
+    )  # fmt: skip
+    model.get_layer("standardize").set_stats(np.array(means), np.array(stds))
+    callbacks = []
+    if on_epoch is not None:
+        callbacks.append(
+            keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: on_epoch(e + 1, float(logs.get("loss", np.nan))))
+        )
+    model.fit(Xg, Yg, sample_weight=Wg, batch_size=config.batch_size, epochs=config.epochs,
+              shuffle=True, verbose=0, callbacks=callbacks)  # fmt: skip
+    return model
+
+
+def predict_group(model: keras.Model, X_list: list[np.ndarray], batch_size: int = 1024) -> list[np.ndarray]:
+    """Class probabilities of network ``j`` on ``X_list[j]`` (arrays of its input columns)."""
+    k = model.input_shape[1]
+    if len(X_list) != k:
+        raise ValueError(f"the model holds {k} networks, got {len(X_list)} arrays")
+    n = max(len(a) for a in X_list)
+    Xg = np.zeros((n, k, X_list[0].shape[1]), dtype=np.float32)
+    for j, a in enumerate(X_list):
+        Xg[: len(a), j] = a
+        Xg[len(a) :, j] = a[0] if len(a) else 0.0
+    P = model.predict(Xg, batch_size=batch_size, verbose=0)
+    return [P[: len(a), j] for j, a in enumerate(X_list)]
+
+
+def train_on_dataset(
+    ds: XanesDataset,
+    config: TrainConfig,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> tuple[Any, dict[str, Any], np.ndarray, list]:
+    """Split, train ``config.n_models`` networks side by side, score them.
+
+    Returns
+    -------
+    model, metrics, feature_indices, splits
+    """
+    classes = ds.classes
+    y = ds.encode(classes)
+    counts = np.bincount(y, minlength=len(classes))
+    if len(classes) < 2:
+        raise XanesdbUserError(f"the query selects a single class {classes}; a classifier needs two or more")
+    if counts.min() < 2:
+        raise XanesdbUserError(
+            f"class {classes[int(counts.argmin())]} has {counts.min()} spectrum; every class needs "
+            "at least 2 (widen the query)"
+        )
+    if config.protocol == "grouped" and len(set(ds.groups)) < 2:
+        raise XanesdbUserError("the grouped protocol needs spectra of at least two materials")
+    timings: dict[str, float] = {}
+    splits = make_splits(y, ds.groups, config.protocol, config.n_models, config.test_size, config.seed)
+    cols = pre_edge_indices(ds.X[splits[0][0]]) if config.pre_edge else np.arange(ds.X.shape[1])
+    t0 = time.perf_counter()
+    model = fit_group(ds.X, y, [tr for tr, _ in splits], ds.energies, len(classes), config, cols, on_epoch)
+    timings["fit_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+
+    def predict_classes(X_tests: list[np.ndarray]) -> list[np.ndarray]:
+        return [p.argmax(axis=1) for p in predict_group(model, [X[:, cols] for X in X_tests])]
+
+    X_tests = [ds.X[te] for _, te in splits]
+    y_tests = [y[te] for _, te in splits]
+    metrics = score_predictions(y_tests, predict_classes(X_tests), classes, config.n_bootstrap, config.seed)
+    metrics["n_test"] = [int(len(te)) for _, te in splits]
+    metrics["n_train"] = [int(len(tr)) for tr, _ in splits]
+    metrics["class_counts"] = {c: int(n) for c, n in zip(classes, counts)}
+    # the mean edge of the training spectra, for `xanesdb predict --align edge`
+    mean_train = ds.X[splits[0][0]].mean(axis=0)
+    metrics["train_edge_ev"] = float(ds.energies[int(np.argmax(np.gradient(mean_train, ds.energies)))])
+    timings["evaluate_s"] = time.perf_counter() - t0
+    if config.curves:
+        t0 = time.perf_counter()
+        metrics["shift_curve"] = robustness_curve(
+            predict_classes, X_tests, y_tests, ds.energies, len(classes), shifts_ev=DEFAULT_TEST_SHIFTS_EV
+        )
+        metrics["noise_curve"] = robustness_curve(
+            predict_classes, X_tests, y_tests, ds.energies, len(classes), sigmas=DEFAULT_TEST_SIGMAS,
+            seed=config.seed,
+        )  # fmt: skip
+        timings["curves_s"] = time.perf_counter() - t0
+    metrics["timings"] = timings
+    return model, metrics, cols, splits
+
+
+def train_from_query(
+    query: dict[str, Any],
+    config: TrainConfig,
+    settings: XanesdbSettings | None = None,
+    *,
+    label_field: str = "lce_class",
+    register: bool = True,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Run ``xanesdb train``: dataset from the query, training, scores, and the registry entry.
+
+    Parameters
+    ----------
+    query
+        Mongo filter on ``spectra``.
+    config
+        Training knobs.
+    settings
+        Database and ``HOME``.
+    label_field
+        Field learned (classification of its values).
+    register
+        Store the run and its weights in the ``models`` collection and GridFS.
+    on_epoch
+        Progress callback ``(epoch, loss)``.
+    """
+    from xanesdb.ml.dataset import load_dataset
+    from xanesdb.ml.registry import make_run_doc, register_run
+    from xanesdb.platform.settings import get_settings
+
+    settings = settings or get_settings()
+    t0 = time.perf_counter()
+    ds = load_dataset(query, settings, label_field=label_field)
+    t_data = time.perf_counter() - t0
+    model, metrics, cols, splits = train_on_dataset(ds, config, on_epoch)
+    timings = {"dataset_s": t_data, **metrics.pop("timings")}
+    doc = make_run_doc(ds, config, metrics, cols, timings)
+    if register:
+        t0 = time.perf_counter()
+        doc = register_run(doc, model, settings)
+        doc.timings["register_s"] = time.perf_counter() - t0
+    return TrainResult(model=model, doc=doc, feature_indices=cols, splits=splits)
