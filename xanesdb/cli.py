@@ -34,6 +34,7 @@ app.add_typer(sites_app, name="sites")
 # (the modules live in xanesdb/commands/; keep each area's commands in its own module)
 from xanesdb.commands import spectra as _spectra; app.add_typer(_spectra.app, name="spectra")  # noqa: E402,E702
 from xanesdb.commands import sites as _sites; app.add_typer(_sites.app, name="sites")  # noqa: E402,E702
+from xanesdb.commands import ml as _ml; app.add_typer(_ml.app, name="models"); app.command("train")(_ml.train); app.command("predict")(_ml.predict)  # noqa: E402,E702
 
 
 def _parse_json_filter(text: str) -> dict:
