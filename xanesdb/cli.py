@@ -32,6 +32,7 @@ app.add_typer(sites_app, name="sites")
 
 # --- sub-apps of other areas: one line each, `app.add_typer(<module>.app, name="<name>")`
 # (the modules live in xanesdb/commands/; keep each area's commands in its own module)
+from xanesdb.commands import feff as _feff; app.add_typer(_feff.app, name="feff")  # noqa: E402,E702
 from xanesdb.commands import spectra as _spectra; app.add_typer(_spectra.app, name="spectra")  # noqa: E402,E702
 from xanesdb.commands import sites as _sites; app.add_typer(_sites.app, name="sites")  # noqa: E402,E702
 from xanesdb.commands import ml as _ml; app.add_typer(_ml.app, name="models"); app.command("train")(_ml.train); app.command("predict")(_ml.predict)  # noqa: E402,E702

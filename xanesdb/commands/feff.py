@@ -1,0 +1,178 @@
+"""``xanesdb feff ...``: run FEFF for labelled sites, show task counts, import existing runs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from xanesdb.platform.errors import XanesdbUserError
+from xanesdb.platform.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+console = Console(soft_wrap=True)
+
+app = typer.Typer(help="FEFF XANES tasks: run FEFF10 for labelled sites, status, import finished runs.",
+                  no_args_is_help=True)
+
+DEFAULT_OMNIXAS = Path(__file__).resolve().parents[3] / "shared" / "data" / "omnixas_cu" / "feff9_site_spectra.json.gz"
+
+
+def _check_elements(elements: list[str] | None) -> list[str] | None:
+    if not elements:
+        return None
+    from pymatgen.core import Element
+
+    out = []
+    for el in elements:
+        for e in el.split(","):
+            e = e.strip()
+            if not e:
+                continue
+            try:
+                out.append(Element(e.capitalize() if len(e) <= 2 else e).symbol)
+            except ValueError:
+                raise XanesdbUserError(f"unknown element {e!r}; give symbols like --element Ti --element Fe") from None
+    return out
+
+
+@app.command("run")
+def run(
+    element: Optional[List[str]] = typer.Option(None, "--element", "-e", help="Absorbing element(s); repeat or comma-separate. Default: all labelled sites."),
+    preset: Optional[str] = typer.Option(None, help="FEFF preset: fast or mp (default XANESDB_FEFF_PRESET)."),
+    workers: Optional[int] = typer.Option(None, help="Parallel FEFF processes (default: XANESDB_WORKERS, or one per core)."),
+    limit: Optional[int] = typer.Option(None, help="Compute at most this many sites now."),
+    timeout: Optional[float] = typer.Option(None, help="Wall-time limit per FEFF run in s (default XANESDB_FEFF_TIMEOUT_S)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Also recompute sites whose task failed."),
+    keep_workdirs: bool = typer.Option(False, "--keep-workdirs", help="Keep every run folder under HOME/feff-runs."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Run FEFF for every labelled site without a task under the preset (resumable, never duplicates)."""
+    from xanesdb.jobs.feff.flows import populate_feff
+    from xanesdb.jobs.feff.sets import get_preset
+
+    settings = get_settings()
+    elements = _check_elements(element)
+    preset_name = get_preset(preset or settings.FEFF_PRESET).name
+    if workers is not None and workers < 1:
+        raise XanesdbUserError("--workers must be at least 1")
+    if limit is not None and limit < 0:
+        raise XanesdbUserError("--limit must be 0 or more")
+    if timeout is not None and timeout <= 0:
+        raise XanesdbUserError("--timeout must be positive")
+    summary = populate_feff(settings, elements=elements, preset=preset_name, workers=workers, limit=limit,
+                            timeout=timeout, retry_failed=retry_failed, keep_workdirs=keep_workdirs,
+                            progress=progress, console=console)
+    console.print(
+        f"preset {summary.preset} ({summary.preset_hash}): {summary.n_sites} labelled sites, "
+        f"{summary.n_already} already computed, {summary.n_pending} to do now"
+    )
+    if summary.n_pending == 0:
+        if summary.n_sites == 0:
+            console.print("no labelled sites match; label structures first (xanesdb sites ...)")
+        return
+    n = summary.n_done + summary.n_failed
+    console.print(
+        f"done {summary.n_done}, failed {summary.n_failed}, skipped {summary.n_skipped} in "
+        f"{summary.wall_seconds:.1f} s with {summary.workers} workers ({summary.sites_per_hour:.1f} sites/h)"
+    )
+    if n and summary.feff_seconds > 0:
+        console.print(
+            f"FEFF {summary.feff_seconds / n:.1f} s/site; platform overhead "
+            f"{summary.overhead_seconds / n:.3f} s/site ({100 * summary.overhead_seconds / summary.feff_seconds:.2f} % of FEFF)"
+        )
+    for reason, count in sorted(summary.failures.items(), key=lambda kv: -kv[1])[:5]:
+        console.print(f"  failed x{count}: {reason}")
+
+
+@app.command("status")
+def status(
+    element: Optional[List[str]] = typer.Option(None, "--element", "-e", help="Only these absorbing elements."),
+    top: int = typer.Option(5, help="How many failure reasons to list."),
+) -> None:
+    """Task counts by element x source x state, FEFF time per preset, and the top failure reasons."""
+    from xanesdb.platform.stores import get_database
+
+    settings = get_settings()
+    db = get_database(settings)
+    match: dict = {}
+    elements = _check_elements(element)
+    if elements:
+        match["element"] = {"$in": elements}
+    rows = list(db["feff_tasks"].aggregate([
+        {"$match": match},
+        {"$group": {"_id": {"element": "$element", "source": "$source", "preset": "$preset", "state": "$state"},
+                    "n": {"$sum": 1}, "wall": {"$avg": "$wall_seconds"}}},
+    ]))
+    if not rows:
+        console.print("no FEFF tasks yet: run `xanesdb feff run` or `xanesdb feff import DIR`")
+        return
+    table = Table(title=f"feff_tasks in {settings.DB_NAME}")
+    for col in ("element", "source", "preset", "successful", "failed", "mean FEFF s"):
+        table.add_column(col, justify="right" if col in ("successful", "failed", "mean FEFF s") else "left")
+    agg: dict[tuple, dict] = {}
+    for r in rows:
+        k = (r["_id"].get("element"), r["_id"].get("source"), r["_id"].get("preset"))
+        a = agg.setdefault(k, {"successful": 0, "failed": 0, "wall": None})
+        a[r["_id"].get("state")] = r["n"]
+        if r["_id"].get("state") == "successful" and r.get("wall") is not None:
+            a["wall"] = r["wall"]
+    for (el, src, pre), a in sorted(agg.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        table.add_row(str(el), str(src), str(pre), str(a["successful"]), str(a["failed"]),
+                      f"{a['wall']:.1f}" if a["wall"] is not None else "-")
+    console.print(table)
+    reasons = list(db["feff_tasks"].aggregate([
+        {"$match": {**match, "state": "failed"}},
+        {"$group": {"_id": {"source": "$source", "error": "$error"}, "n": {"$sum": 1}}},
+        {"$sort": {"n": -1}}, {"$limit": top},
+    ]))
+    if reasons:
+        console.print("top failure reasons:")
+        for r in reasons:
+            console.print(f"  {r['n']:>6}  [{r['_id'].get('source')}] {r['_id'].get('error')}", markup=False)
+
+
+@app.command("import")
+def import_dir(
+    directory: Path = typer.Argument(..., help="Folder of finished FEFF runs (feff.inp + xmu.dat each), e.g. the OmniXAS layout <material>/FEFF-XANES/<iii>_<El>/."),
+    source: str = typer.Option("import", help="Source recorded on the tasks and prefixed to their ids, e.g. omnixas."),
+    code: Optional[str] = typer.Option(None, help="Code name and version; default read from xmu.dat/feff.out."),
+    structures: bool = typer.Option(True, "--structures/--no-structures", help="Add structure files found beside the runs (only missing ones)."),
+) -> None:
+    """Import folders of finished FEFF runs into feff_tasks (a folder without xmu.dat -> a failed task)."""
+    from xanesdb.jobs.feff.importer import import_feff_dirs
+    from xanesdb.platform.stores import get_database
+
+    if source == "xanesdb":
+        raise XanesdbUserError("--source xanesdb is reserved for xanesdb's own FEFF10 runs; name the origin, e.g. --source omnixas")
+    if not directory.is_dir():
+        raise XanesdbUserError(f"{directory} is not a folder; give a folder of FEFF run folders")
+    db = get_database(get_settings())
+    s = import_feff_dirs(directory, db, source=source, code=code, with_structures=structures)
+    console.print(f"imported {s.n_folders} run folders as source {source!r}: {s.n_successful} successful, "
+                  f"{s.n_failed} failed; {s.n_structures_added} structures added")
+    for reason, count in sorted(s.failures.items(), key=lambda kv: -kv[1])[:5]:
+        console.print(f"  failed x{count}: {reason}", markup=False)
+
+
+@app.command("import-omnixas")
+def import_omnixas_cmd(
+    path: Optional[Path] = typer.Argument(None, help="feff9_site_spectra.json.gz (parameters.json beside it); default ../shared/data/omnixas_cu."),
+) -> None:
+    """Load the OmniXAS Cu FEFF 9.9.1 site spectra as tasks of source 'omnixas' (idempotent)."""
+    from xanesdb.jobs.feff.importer import import_omnixas
+    from xanesdb.platform.stores import get_database
+
+    path = path or DEFAULT_OMNIXAS
+    if path.is_dir():
+        path = path / "feff9_site_spectra.json.gz"
+    if not path.is_file():
+        raise XanesdbUserError(f"{path} not found; give the path of feff9_site_spectra.json.gz")
+    db = get_database(get_settings())
+    s = import_omnixas(db, path)
+    console.print(f"imported {s.n_folders} OmniXAS tasks: {s.n_successful} successful, {s.n_failed} failed")

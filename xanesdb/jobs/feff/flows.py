@@ -1,0 +1,281 @@
+"""Populating ``feff_tasks``: FEFF for every labelled unique site not yet computed with a preset.
+
+The task key ``<site_id>:<edge>:<preset-hash>`` is computed before anything runs, sites that
+already have a task under that key are skipped, and each task is upserted as soon as its run
+finishes. So a run that is interrupted (Ctrl-C, SIGKILL, a reboot) resumes where it stopped
+when started again, and never duplicates a task. FEFF runs in parallel worker processes
+(default: one per core), each with its own time limit.
+
+Examples
+--------
+>>> from xanesdb.jobs.feff.flows import populate_feff
+>>> summary = populate_feff(elements=["Cu"], preset="fast", workers=2, limit=10)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from xanesdb.jobs.feff.jobs import compute_feff_task, store_feff_task
+from xanesdb.jobs.feff.sets import get_preset, preset_cards
+from xanesdb.platform.errors import XanesdbUserError
+from xanesdb.platform.settings import XanesdbSettings, get_settings
+from xanesdb.schemas import FeffTaskDoc, preset_hash, task_id as make_task_id
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PopulationSummary", "select_pending_sites", "populate_feff"]
+
+
+@dataclass
+class PopulationSummary:
+    """Outcome of one population run.
+
+    ``feff_seconds`` sums FEFF's wall time (worker process included); ``overhead_seconds`` sums
+    everything else spent per site (input set, parsing, validation, database write).
+    """
+
+    preset: str
+    preset_hash: str
+    n_sites: int = 0
+    n_already: int = 0
+    n_pending: int = 0
+    n_done: int = 0
+    n_failed: int = 0
+    n_skipped: int = 0
+    wall_seconds: float = 0.0
+    feff_seconds: float = 0.0
+    stage_seconds: float = 0.0
+    overhead_seconds: float = 0.0
+    workers: int = 1
+    failures: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def sites_per_hour(self) -> float:
+        """Throughput of this run."""
+        n = self.n_done + self.n_failed
+        return 3600.0 * n / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+def select_pending_sites(
+    db: Any,
+    elements: Sequence[str] | None = None,
+    preset: str = "fast",
+    edge: str = "K",
+    limit: int | None = None,
+    retry_failed: bool = False,
+    material_ids: Sequence[str] | None = None,
+) -> tuple[list[dict], int, int]:
+    """Sites (from ``sites``) that have no task under this preset yet.
+
+    Returns ``(pending, n_sites, n_already)``; each pending entry holds site_id, material_id,
+    element, site_index and task_id. Sites are taken in site_id order, so ``limit`` is stable.
+    """
+    phash = preset_hash(preset_cards(preset, edge))
+    criteria: dict[str, Any] = {"state": {"$ne": "failed"}}
+    if elements:
+        criteria["element"] = {"$in": list(elements)}
+    if material_ids:
+        criteria["material_id"] = {"$in": list(material_ids)}
+    sites = list(db["sites"].find(criteria, {"_id": 0, "site_id": 1, "material_id": 1, "element": 1, "site_index": 1})
+                 .sort("site_id", 1))
+    for s in sites:
+        s["task_id"] = make_task_id(s["site_id"], edge, phash)
+    done_criteria: dict[str, Any] = {"preset_hash": phash, "source": "xanesdb"}
+    if retry_failed:
+        done_criteria["state"] = "successful"
+    if elements:
+        done_criteria["element"] = {"$in": list(elements)}
+    done = set(db["feff_tasks"].distinct("task_id", done_criteria))
+    pending = [s for s in sites if s["task_id"] not in done]
+    n_already = len(sites) - len(pending)
+    if limit is not None and limit > 0:
+        pending = pending[:limit]
+    return pending, len(sites), n_already
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def populate_feff(
+    settings: XanesdbSettings | None = None,
+    elements: Sequence[str] | None = None,
+    preset: str | None = None,
+    workers: int | None = None,
+    limit: int | None = None,
+    edge: str = "K",
+    feff_cmd: str | None = None,
+    timeout: float | None = None,
+    retry_failed: bool = False,
+    keep_workdirs: bool = False,
+    material_ids: Sequence[str] | None = None,
+    progress: bool = True,
+    console: Any = None,
+    on_task: Callable[[FeffTaskDoc], None] | None = None,
+) -> PopulationSummary:
+    """Run FEFF for every labelled site not yet computed with ``preset``, in parallel.
+
+    Parameters
+    ----------
+    settings
+        Database, FEFF command and time limit, worker count (default: from the environment).
+    elements
+        Absorbing elements to compute (default: all labelled sites).
+    preset
+        'fast' or 'mp' (default ``settings.FEFF_PRESET``).
+    workers
+        Parallel FEFF processes (default ``settings.n_workers``: one per core).
+    limit
+        Compute at most this many sites in this run.
+    feff_cmd, timeout
+        External FEFF command (default ``settings.FEFF_CMD``; None: FEFF10) and time limit per run.
+    retry_failed
+        Also recompute sites whose task failed.
+    keep_workdirs
+        Keep every run folder under ``HOME/feff-runs`` (failed ones are always kept).
+    progress
+        Show a rich progress bar (done / failed / remaining, sites per hour).
+    on_task
+        Called with each finished task (after it is stored).
+    """
+    from xanesdb.platform.stores import get_database
+
+    settings = settings or get_settings()
+    preset_name = get_preset(preset or settings.FEFF_PRESET).name
+    workers = workers or settings.n_workers
+    if workers < 1:
+        raise XanesdbUserError("--workers must be at least 1")
+    feff_cmd = feff_cmd if feff_cmd is not None else settings.FEFF_CMD
+    timeout = timeout if timeout is not None else settings.FEFF_TIMEOUT_S
+    db = get_database(settings)
+    pending, n_sites, n_already = select_pending_sites(db, elements, preset_name, edge, limit, retry_failed, material_ids)
+    summary = PopulationSummary(preset=preset_name, preset_hash=preset_hash(preset_cards(preset_name, edge)),
+                                n_sites=n_sites, n_already=n_already, n_pending=len(pending), workers=workers)
+    if not pending:
+        return summary
+    # structures of the pending sites, once
+    mids = sorted({s["material_id"] for s in pending})
+    structures: dict[str, dict] = {}
+    for i in range(0, len(mids), 500):
+        for d in db["structures"].find({"material_id": {"$in": mids[i:i + 500]}}, {"_id": 0, "material_id": 1, "structure": 1}):
+            structures[d["material_id"]] = d["structure"]
+    work_root = settings.HOME / "feff-runs"
+    tasks_coll = db["feff_tasks"]
+    lock = threading.Lock()
+
+    def one(site: dict) -> FeffTaskDoc | None:
+        from pymatgen.core import Structure
+
+        t0 = time.perf_counter()
+        sd = structures.get(site["material_id"])
+        if sd is None:
+            logger.warning("no structure %s for site %s; skipped", site["material_id"], site["site_id"])
+            return None
+        structure = Structure.from_dict(sd)
+        workdir = work_root / _safe(site["task_id"])
+        doc = compute_feff_task(structure, site["site_index"], site["material_id"], preset=preset_name, edge=edge,
+                                workdir=workdir, feff_cmd=feff_cmd, timeout=timeout, site_id=site["site_id"],
+                                name=f"feff xanes {site['site_id']}", clean=True)
+        store_feff_task(doc, tasks_coll)
+        if doc.state == "successful" and not keep_workdirs:
+            shutil.rmtree(workdir, ignore_errors=True)
+        total = time.perf_counter() - t0
+        with lock:
+            summary.feff_seconds += doc.wall_seconds or 0.0
+            summary.stage_seconds += sum(doc.stage_seconds.values())
+            summary.overhead_seconds += max(0.0, total - (doc.wall_seconds or 0.0))
+        return doc
+
+    bar = _ProgressBar(len(pending), workers, enabled=progress, console=console)
+    t_start = time.perf_counter()
+    with bar, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="feff") as pool:
+        it = iter(pending)
+        running = {}
+        for site in it:
+            running[pool.submit(one, site)] = site
+            if len(running) >= workers:
+                break
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                site = running.pop(fut)
+                try:
+                    doc = fut.result()
+                except Exception as err:  # noqa: BLE001 - one site never stops the others
+                    logger.exception("site %s: %s", site["site_id"], err)
+                    summary.n_failed += 1
+                    reason = f"{type(err).__name__}: {err}"[:120]
+                    summary.failures[reason] = summary.failures.get(reason, 0) + 1
+                    bar.advance(failed=True)
+                    continue
+                if doc is None:
+                    summary.n_skipped += 1
+                    bar.advance(skipped=True)
+                    continue
+                if doc.state == "successful":
+                    summary.n_done += 1
+                else:
+                    summary.n_failed += 1
+                    reason = (doc.error or "")[:80]
+                    summary.failures[reason] = summary.failures.get(reason, 0) + 1
+                bar.advance(failed=doc.state != "successful")
+                if on_task is not None:
+                    on_task(doc)
+                nxt = next(it, None)
+                if nxt is not None:
+                    running[pool.submit(one, nxt)] = nxt
+    summary.wall_seconds = time.perf_counter() - t_start
+    return summary
+
+
+class _ProgressBar:
+    """rich progress: done / failed / remaining and sites per hour."""
+
+    def __init__(self, total: int, workers: int, enabled: bool = True, console: Any = None) -> None:
+        self.total, self.workers, self.enabled = total, workers, enabled
+        self.done = self.failed = self.skipped = 0
+        self.t0 = time.perf_counter()
+        self._progress = None
+        if enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("FEFF [bold]{task.description}"), BarColumn(), TextColumn("{task.fields[stats]}"),
+                TimeElapsedColumn(), console=console, transient=False,
+            )
+            self._task = self._progress.add_task(f"{workers} workers", total=total, stats=self._stats())
+
+    def _stats(self) -> str:
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        n = self.done + self.failed
+        rate = 3600.0 * n / elapsed if n else 0.0
+        remaining = self.total - n - self.skipped
+        return f"done {self.done}  failed {self.failed}  remaining {remaining}  {rate:.1f} sites/h"
+
+    def advance(self, failed: bool = False, skipped: bool = False) -> None:
+        if skipped:
+            self.skipped += 1
+        elif failed:
+            self.failed += 1
+        else:
+            self.done += 1
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, stats=self._stats())
+
+    def __enter__(self) -> _ProgressBar:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.stop()

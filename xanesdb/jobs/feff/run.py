@@ -1,0 +1,209 @@
+"""Running FEFF: FEFF10 from the ``feff10`` package in its own process, or an external command.
+
+Like atomate2's ``vasp/run.py``: one module, called through its module attribute
+(``run.run_feff``) so tests can swap in the fake of :mod:`xanesdb.testing.feff`.
+
+Every run lives in its own process group with a wall-time limit: a crash, a hang or a
+segfault in FEFF kills only that process (and FEFF10's own per-stage worker processes), never
+the caller. No ``shell=True``; the return code counts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FeffRunResult", "run_feff", "run_feff10", "run_feff_command", "feff10_version", "STAGE_TIMES_FILE"]
+
+#: file the FEFF10 worker writes its per-stage wall times to (JSON)
+STAGE_TIMES_FILE = "feff_stage_times.json"
+
+
+@dataclass
+class FeffRunResult:
+    """What one FEFF run did.
+
+    Parameters
+    ----------
+    ok
+        The process exited with code 0 within the time limit.
+    code
+        'feff10-rs' or the external command's first word.
+    code_version
+        feff10-rs version, or None for an external command.
+    returncode
+        Exit status (negative: killed by that signal; None: timed out).
+    wall_seconds
+        Wall time of the whole run, process start included.
+    stage_seconds
+        Wall time per FEFF stage (FEFF10 only).
+    error
+        Why it failed, in a line.
+    """
+
+    ok: bool
+    code: str
+    code_version: str | None = None
+    returncode: int | None = None
+    wall_seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    log_tail: str = ""
+
+
+def feff10_version() -> str | None:
+    """Installed feff10-rs version (None if the package is missing)."""
+    try:
+        from importlib.metadata import version
+
+        return version("feff10-rs")
+    except Exception:  # noqa: BLE001 - missing package
+        return None
+
+
+def _run_group(cmd: list[str], cwd: Path, timeout: float | None, env: dict | None = None) -> tuple[int | None, str, float]:
+    """Run ``cmd`` in its own session; kill the whole group past ``timeout``."""
+    t0 = time.perf_counter()
+    with open(cwd / "feff_run.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env=env, preexec_fn=_die_with_parent)
+        try:
+            rc: int | None = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            rc = None
+        except BaseException:
+            _kill_group(proc)
+            raise
+        finally:
+            if proc.poll() is None:
+                _kill_group(proc)
+            else:
+                # FEFF10's stage workers belong to the group too; leave none behind
+                _kill_group(proc, quiet=True)
+    wall = time.perf_counter() - t0
+    try:
+        tail = (cwd / "feff_run.log").read_text(errors="replace")[-2000:]
+    except OSError:
+        tail = ""
+    return rc, tail, wall
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the caller dies (Linux), so no FEFF outlives a killed run."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
+def _kill_group(proc: subprocess.Popen, quiet: bool = False) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        if not quiet:
+            logger.debug("process group %s already gone", proc.pid)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # pragma: no cover - a zombie that ignores SIGKILL
+        logger.warning("FEFF process %s did not exit after SIGKILL", proc.pid)
+
+
+def run_feff10(workdir: str | Path = ".", timeout: float | None = None, stages: Sequence[str] | None = None) -> FeffRunResult:
+    """Run FEFF10 (feff10-rs) on ``workdir/feff.inp`` in a separate worker process.
+
+    Parameters
+    ----------
+    workdir
+        Folder holding ``feff.inp``; outputs (``xmu.dat`` ...) are written there.
+    timeout
+        Wall-time limit in seconds; past it the worker and its children are killed.
+    stages
+        FEFF10 stage names to run (default :data:`xanesdb.jobs.feff.sets.XANES_STAGES`).
+    """
+    from xanesdb.jobs.feff.sets import XANES_STAGES
+
+    workdir = Path(workdir).resolve()
+    stages = list(stages or XANES_STAGES)
+    (workdir / STAGE_TIMES_FILE).unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "xanesdb.jobs.feff.run", str(workdir), ",".join(stages)]
+    rc, tail, wall = _run_group(cmd, workdir, timeout)
+    stage_seconds: dict[str, float] = {}
+    try:
+        stage_seconds = json.loads((workdir / STAGE_TIMES_FILE).read_text())
+    except (OSError, ValueError):
+        pass
+    result = FeffRunResult(ok=rc == 0, code="feff10-rs", code_version=feff10_version(), returncode=rc,
+                           wall_seconds=wall, stage_seconds=stage_seconds, log_tail=tail)
+    if rc is None:
+        result.error = f"timeout: FEFF10 ran past {timeout:g} s and was killed"
+    elif rc != 0:
+        last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "")
+        result.error = f"FEFF10 exited with code {rc}: {last[:200]}"
+    return result
+
+
+def run_feff_command(feff_cmd: str, workdir: str | Path = ".", timeout: float | None = None) -> FeffRunResult:
+    """Run an external FEFF executable (e.g. a FEFF9 binary) in ``workdir``; no shell."""
+    workdir = Path(workdir).resolve()
+    argv = shlex.split(feff_cmd)
+    if not argv:
+        raise ValueError("empty FEFF command")
+    try:
+        rc, tail, wall = _run_group(argv, workdir, timeout)
+    except FileNotFoundError as err:
+        return FeffRunResult(ok=False, code=Path(argv[0]).name, error=f"FEFF command not found: {argv[0]} ({err})")
+    result = FeffRunResult(ok=rc == 0, code=Path(argv[0]).name, returncode=rc, wall_seconds=wall, log_tail=tail)
+    if rc is None:
+        result.error = f"timeout: {argv[0]} ran past {timeout:g} s and was killed"
+    elif rc != 0:
+        result.error = f"{argv[0]} exited with code {rc}"
+    return result
+
+
+def run_feff(workdir: str | Path = ".", feff_cmd: str | None = None, timeout: float | None = None,
+             stages: Sequence[str] | None = None, name: str | None = None) -> FeffRunResult:
+    """Run FEFF in ``workdir``: the external ``feff_cmd`` if given, else FEFF10 in a worker process.
+
+    ``name`` labels the run (job name); the fake FEFF of the tests uses it to pick a reference.
+    """
+    if feff_cmd:
+        return run_feff_command(feff_cmd, workdir, timeout)
+    return run_feff10(workdir, timeout, stages)
+
+
+def _worker_main(workdir: str, stage_names: str) -> int:
+    """Body of the FEFF10 worker process: run the stages, write their wall times."""
+    import feff10
+
+    wd = Path(workdir)
+    stages = [feff10.Stage.from_name(n) for n in stage_names.split(",") if n]
+    inp = feff10.FeffInput.from_file(str(wd / "feff.inp"))
+    config = feff10.FeffConfig(str(wd), inp, stages=stages)
+    times: dict[str, float] = {}
+
+    def progress(stage, prog) -> None:
+        if prog.kind == "finished" and prog.duration_secs is not None:
+            times[stage.executable_name] = float(prog.duration_secs)
+            (wd / STAGE_TIMES_FILE).write_text(json.dumps(times))
+
+    feff10.FeffPipeline(config).run_with_progress(progress)
+    (wd / STAGE_TIMES_FILE).write_text(json.dumps(times))
+    return 0
+
+
+if __name__ == "__main__":  # the worker process: python -m xanesdb.jobs.feff.run WORKDIR STAGES
+    sys.exit(_worker_main(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,176 @@
+"""FEFF K-edge XANES input sets: the ``mp`` and ``fast`` presets on top of pymatgen's ``MPXANESSet``.
+
+A preset fixes every card that is not per site (``POTENTIALS`` and ``ATOMS`` are per site) plus the
+cluster radius; :func:`preset_cards` lists them and :func:`xanesdb.schemas.preset_hash` hashes
+them, so the hash names the physics, and ``feff.inp`` text is a pure function of structure, site
+and preset (written twice, byte-identical), which makes the task key a true dedup key.
+
+Examples
+--------
+>>> from xanesdb.jobs.feff.sets import get_preset, feff_input_text
+>>> preset = get_preset("fast")
+>>> text = feff_input_text(structure, 0, preset)          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from xanesdb.platform.errors import XanesdbUserError
+from xanesdb.schemas import preset_hash
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+    from pymatgen.io.feff.sets import MPXANESSet
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FeffPreset",
+    "PRESETS",
+    "XANES_STAGES",
+    "get_preset",
+    "feff_input_set",
+    "feff_input_text",
+    "preset_cards",
+    "input_hash",
+    "stages_for_cards",
+    "preset_hash_of",
+]
+
+#: FEFF10 stages a K-edge XANES run needs. DMDW, LDOS, CRPA, OPCONSAT, SFCONV, COMPTON, EELS
+#: and RHORRP only produce other properties: on CuO (mp-704645, Cu K, FMS 6 A) the spectrum with
+#: these stages only was identical (max |diff| 0.0 over all xmu.dat columns) and took 48 s
+#: instead of 106 s (LDOS alone 68 s). SCREEN is added when the core hole is RPA.
+XANES_STAGES: tuple[str, ...] = ("rdinp", "atomic", "pot", "xsph", "fms", "mkgtr", "path", "genfmt", "ff2x")
+
+
+@dataclass(frozen=True)
+class FeffPreset:
+    """A named set of FEFF settings for K-edge XANES.
+
+    Parameters
+    ----------
+    name
+        Preset name, stored on every task ('fast', 'mp').
+    radius
+        Cluster radius (Angstrom) of the ATOMS list written by pymatgen.
+    user_tag_settings
+        Changes to ``MPXANESSet``'s cards (pymatgen's ``user_tag_settings``; ``_del`` removes).
+    description
+        One line for ``xanesdb feff status`` and the README.
+    """
+
+    name: str
+    radius: float = 10.0
+    user_tag_settings: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def with_cards(self, **cards: Any) -> FeffPreset:
+        """A copy with some cards changed (used by the error ladder)."""
+        uts = {k: v for k, v in self.user_tag_settings.items()}
+        dels = [d for d in uts.get("_del", []) if d not in cards]
+        uts.update(cards)
+        if dels:
+            uts["_del"] = dels
+        else:
+            uts.pop("_del", None)
+        return replace(self, user_tag_settings=uts)
+
+
+#: the presets: ``mp`` is the Materials Project's MPXANESSet as it is; ``fast`` drops SCF and the
+#: LDOS card and uses a 6 A full-multiple-scattering radius (see README for the measurements)
+PRESETS: dict[str, FeffPreset] = {
+    "mp": FeffPreset(
+        name="mp",
+        radius=10.0,
+        user_tag_settings={},
+        description="Materials Project MPXANESSet: SCF 4.5 A, FMS 7.5 A, FSR core hole, cluster 10 A.",
+    ),
+    "fast": FeffPreset(
+        name="fast",
+        radius=8.0,
+        user_tag_settings={"_del": ["SCF", "LDOS"], "FMS": "6.0 0"},
+        description="No SCF, FMS 6 A, FSR core hole, cluster 8 A (MPXANESSet otherwise).",
+    ),
+}
+
+
+def get_preset(name: str | FeffPreset) -> FeffPreset:
+    """The preset called ``name`` (a :class:`FeffPreset` passes through)."""
+    if isinstance(name, FeffPreset):
+        return name
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise XanesdbUserError(f"unknown FEFF preset {name!r}; use one of {', '.join(sorted(PRESETS))}") from None
+
+
+def feff_input_set(structure: Structure, absorbing_index: int, preset: str | FeffPreset = "fast", edge: str = "K") -> MPXANESSet:
+    """pymatgen's ``MPXANESSet`` for one absorbing site under a preset."""
+    from pymatgen.io.feff.sets import MPXANESSet
+
+    preset = get_preset(preset)
+    if not 0 <= absorbing_index < len(structure):
+        raise XanesdbUserError(
+            f"absorbing index {absorbing_index} is outside the structure ({len(structure)} sites)"
+        )
+    # deep copies: MPXANESSet mutates user_tag_settings (pops '_del')
+    uts = {k: (list(v) if isinstance(v, list) else v) for k, v in preset.user_tag_settings.items()}
+    return MPXANESSet(absorbing_index, structure, edge=edge, radius=preset.radius, user_tag_settings=uts)
+
+
+def _card_text(value: Any) -> str:
+    """A card's value as FEFF text (pymatgen's Tags holds lists for some)."""
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def preset_cards(preset: str | FeffPreset, edge: str = "K") -> dict[str, str]:
+    """Every non-per-site card of a preset, by name, plus the cluster radius (``RADIUS``).
+
+    This is what :func:`xanesdb.schemas.preset_hash` hashes: the same for every site.
+    """
+    from pymatgen.io.feff.sets import MPXANESSet
+
+    preset = get_preset(preset)
+    config = dict(MPXANESSet.CONFIG)
+    config["EDGE"] = edge
+    uts = dict(preset.user_tag_settings)
+    for key in uts.pop("_del", []):
+        config.pop(key, None)
+    config.update(uts)
+    cards = {k: _card_text(v) for k, v in config.items()}
+    cards["RADIUS"] = f"{preset.radius:g}"
+    return dict(sorted(cards.items()))
+
+
+def feff_input_text(structure: Structure, absorbing_index: int, preset: str | FeffPreset = "fast", edge: str = "K") -> str:
+    """The complete ``feff.inp`` text for one site, as ``MPXANESSet.write_input`` writes it.
+
+    Deterministic: the same structure, site and preset give byte-identical text.
+    """
+    inp = feff_input_set(structure, absorbing_index, preset, edge=edge).all_input()
+    return "\n\n".join(str(inp[key]) for key in ("HEADER", "PARAMETERS", "POTENTIALS", "ATOMS") if key in inp)
+
+
+def input_hash(text: str) -> str:
+    """SHA-256 of a feff.inp text."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def stages_for_cards(cards: dict[str, Any]) -> list[str]:
+    """FEFF10 stages to run for these cards: :data:`XANES_STAGES`, plus SCREEN for an RPA core hole."""
+    stages = list(XANES_STAGES)
+    if str(cards.get("COREHOLE", "")).strip().upper() == "RPA":
+        stages.insert(stages.index("xsph"), "screen")
+    return stages
+
+
+def preset_hash_of(preset: str | FeffPreset, edge: str = "K") -> str:
+    """The preset hash that names tasks computed with this preset."""
+    return preset_hash(preset_cards(preset, edge))
