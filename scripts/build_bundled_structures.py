@@ -180,6 +180,435 @@ def real_records(shared: Path) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------------
+# 2. substitution into prototypes
+# --------------------------------------------------------------------------------------------
+
+#: absorbers that get the full set of families (Fe and Cu already have >= 100 real structures
+#: and >= 10 unique T:4, S:5 and O:6 sites; they still appear as second cations)
+SUBSTITUTED_ABSORBERS = ["Ti", "V", "Cr", "Mn", "Co", "Ni"]
+#: absorbers that need most (>= 57 more structures): they get the longer family list
+FULL_FAMILIES = ["Cr", "Co", "Ni"]
+LANTHANIDES = ["Y", "La", "Pr", "Nd", "Sm", "Eu", "Gd", "Tb", "Dy", "Ho", "Er"]
+SPINEL_B = ["Al", "Ga", "In", "Sc", "Rh", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni"]
+O_CUTOFF = 2.45  # A, O neighbours counted to tell tetrahedral from octahedral sites of one element
+
+
+def load_prototypes(shared: Path, path: Path = PROTOTYPES) -> dict[str, dict[str, Any]]:
+    """Parent structures with a role per site.
+
+    Parameters
+    ----------
+    shared
+        The shared data folder (real prototypes are read from it).
+    path
+        The prototype definitions (``scripts/prototypes/prototypes.json``).
+
+    Returns
+    -------
+    dict
+        name -> ``{"structure": Structure, "roles": [role per site], "reference": str,
+        "parent": str, "description": str}``.
+    """
+    from pymatgen.core import Lattice, Structure
+
+    defs = json.loads(path.read_text())
+    out: dict[str, dict[str, Any]] = {}
+    for name, d in defs.items():
+        if name.startswith("_"):
+            continue
+        if d["kind"] == "real":
+            with gzip.open(shared / d["file"], "rt") as fh:
+                recs = json.load(fh)
+            rec = next(r for r in recs if (r.get("material_id") or r.get("entry_id")) == d["material_id"])
+            s = Structure.from_dict(rec["structure"])
+            if d.get("primitive"):
+                s = s.get_primitive_structure()
+            s.remove_site_property("magmom") if "magmom" in s.site_properties else None
+            roles = []
+            for i, site in enumerate(s):
+                el = site.specie.symbol
+                rule = d["roles"].get(el, el)
+                if isinstance(rule, dict):
+                    cn = sum(1 for n in s.get_neighbors(site, O_CUTOFF) if n.specie.symbol == "O")
+                    rule = rule[str(cn)]
+                roles.append(rule)
+            parent = d["material_id"]
+            ref = f"{parent} from ../shared/data/{d['file']} (Materials Project, CC BY 4.0)"
+        else:
+            lat = d["lattice"]
+            sg = d["spacegroup"]
+            if "b" in lat:
+                lattice = Lattice.orthorhombic(lat["a"], lat["b"], lat["c"])
+            elif sg.startswith(("P6", "R")):
+                lattice = Lattice.hexagonal(lat["a"], lat["c"])
+            else:
+                lattice = Lattice.tetragonal(lat["a"], lat["c"])
+            species = [f"{el}" for _, el, _ in d["sites"]]
+            coords = [c for _, _, c in d["sites"]]
+            # build once per role so that the role of every generated site is known
+            s = Structure.from_spacegroup(sg, lattice, species, coords, tol=1e-3)
+            role_of = {}
+            for role, el, c in d["sites"]:
+                orbit = Structure.from_spacegroup(sg, lattice, [el], [c], tol=1e-3)
+                for site in orbit:
+                    role_of[tuple(round(x % 1.0, 4) % 1.0 for x in site.frac_coords)] = role
+            roles_full = [role_of[tuple(round(x % 1.0, 4) % 1.0 for x in site.frac_coords)] for site in s]
+            s.add_site_property("role", roles_full)
+            if d.get("primitive"):
+                s = s.get_primitive_structure(use_site_props=True)
+            roles = list(s.site_properties["role"])
+            s.remove_site_property("role")
+            parent = name
+            ref = d["reference"]
+        out[name] = {
+            "structure": s,
+            "roles": roles,
+            "reference": ref,
+            "parent": parent,
+            "description": d["description"],
+        }
+    return out
+
+
+def substitution_plan(absorbers: list[str] = SUBSTITUTED_ABSORBERS) -> list[tuple[str, dict[str, Any]]]:
+    """The substitutions to make: ``(prototype, {role: element or [elements alternating]})``.
+
+    Real compound families (e.g. YBaCo2O5 / LnBaMn2O5, spinels MAl2O4, melilites Ca2CoSi2O7,
+    Ba2TiO4 / Ba2CoO4, brownmillerites Ca2Fe2O5, olivines LiMPO4 ...) extended over the absorbers.
+    The order is fixed, so the output is deterministic; duplicates are dropped.
+    """
+    per_absorber: list[list[tuple[str, dict[str, Any]]]] = []
+    for m in absorbers:
+        full = m in FULL_FAMILIES
+        plan: list[tuple[str, dict[str, Any]]] = []
+        per_absorber.append(plan)
+        for ln in LANTHANIDES:  # S:5 square pyramids (YBaCo2O5, LnBaMn2O5, LnBaFe2O5 family)
+            plan.append(("ybaco2o5", {"A": "Ba", "L": ln, "B": m}))
+        for b in SPINEL_B:  # M tetrahedral in normal spinels MB2O4 (CoAl2O4, MnAl2O4, ...)
+            if b != m:
+                plan.append(("spinel", {"A": m, "B": b}))
+        for a, x in [("Ca", "Si"), ("Ba", "Ge")]:  # melilites (Ca2CoSi2O7, Ba2CoGe2O7): M tetrahedral
+            plan.append(("melilite", {"A": a, "B": m, "X": x}))
+        for a in ["Ba", "Sr"]:  # A2MO4 with isolated MO4 tetrahedra (Ba2TiO4, Ba2CoO4, Ba2CrO4)
+            plan.append(("beta_k2so4", {"A": a, "B": m}))
+        plan.append(("wurtzite", {"B": m}))
+        for a in (["Ca", "Sr", "Ba", "La"] if not full else ["Ca", "Sr", "Ba"] + LANTHANIDES):
+            plan.append(("perovskite", {"A": a, "B": m}))  # LnMO3 (LaNiO3, NdNiO3, LaCoO3, ...)
+        plan.append(("rocksalt", {"B": m}))
+        plan.append(("rutile", {"B": m}))
+        plan.append(("corundum", {"B": m}))
+        plan.append(("olivine", {"B1": "Li", "B2": m, "X": "P"}))  # LiMPO4
+        for a in ["Li", "Na"]:
+            plan.append(("layered", {"A": a, "B": m}))  # LiCoO2, LiNiO2, NaCrO2 ...
+        plan.append(("ilmenite", {"A": "Mg", "B": m}))
+        for a in ["Cu", "Ag"]:
+            plan.append(("delafossite", {"A": a, "B": m}))  # CuCrO2, AgNiO2, ...
+        if not full:
+            continue
+        for ln in ["Y", "La", "Nd", "Sm", "Gd"]:
+            plan.append(("ybaco2o5", {"A": "Sr", "L": ln, "B": m}))
+        for a in ["Mg", "Zn", "Cd"]:  # inverse spinels A[A M]O4: M octahedral
+            plan.append(("spinel", {"A": a, "B": [m, a]}))
+        for a in ["Ca", "Sr"]:  # brownmillerites Ca2Fe2O5, Sr2Co2O5: M octahedral + tetrahedral
+            plan.append(("brownmillerite", {"A": a, "B": m, "T": m}))
+        plan.append(("olivine", {"B1": m, "B2": m, "X": "Si"}))  # M2SiO4
+        for a in ["Zn", "Cd"]:
+            plan.append(("ilmenite", {"A": a, "B": m}))
+        for a in ["Pd", "Pt"]:
+            plan.append(("delafossite", {"A": a, "B": m}))  # PdCoO2, PtCoO2
+    # round-robin over the absorbers, so that a partial build stays balanced
+    from itertools import chain, zip_longest
+
+    merged = [x for x in chain.from_iterable(zip_longest(*per_absorber)) if x is not None]
+    seen: set[str] = set()
+    out = []
+    for proto, mapping in merged:
+        key = substitution_id(proto, mapping)
+        if key not in seen:
+            seen.add(key)
+            out.append((proto, mapping))
+    return out
+
+
+def substitution_id(prototype: str, mapping: dict[str, Any]) -> str:
+    """Deterministic material id ``proto:<prototype>:<role>=<element>,...`` (roles sorted)."""
+    parts = []
+    for role in sorted(mapping):
+        el = mapping[role]
+        parts.append(f"{role}={'/'.join(el) if isinstance(el, list) else el}")
+    return f"proto:{prototype}:{','.join(parts)}"
+
+
+def _radius(el: str) -> float:
+    from pymatgen.core import Element
+
+    e = Element(el)
+    r = float(e.average_ionic_radius or 0.0)
+    return r if r > 0 else float(e.atomic_radius or 1.0)
+
+
+def substitute(proto: dict[str, Any], mapping: dict[str, Any]):
+    """Put elements on the prototype's roles and rescale the cell by ionic radii.
+
+    Parameters
+    ----------
+    proto
+        One entry of :func:`load_prototypes`.
+    mapping
+        role -> element, or role -> list of elements assigned alternately (in site order) to
+        the sites of that role (e.g. an inverse spinel's octahedral sites).
+
+    Returns
+    -------
+    tuple
+        (unrelaxed Structure, substitution dict ``"<role>:<parent element>" -> element``).
+    """
+    from pymatgen.core import Structure
+
+    s0: Structure = proto["structure"]
+    species: list[str] = []
+    put: dict[str, list[str]] = {}
+    seen_in_role: dict[str, int] = {}
+    ratios = []
+    for site, role in zip(s0, proto["roles"]):
+        old = site.specie.symbol
+        new = mapping.get(role, old)
+        if isinstance(new, list):
+            k = seen_in_role.get(role, 0)
+            seen_in_role[role] = k + 1
+            new = new[k % len(new)]
+        species.append(new)
+        if role in mapping:
+            key = f"{role}:{old}"
+            if new not in put.setdefault(key, []):
+                put[key].append(new)
+            ratios.append((_radius(new) + 1.38) / (_radius(old) + 1.38))
+    subst = {k: "/".join(v) for k, v in put.items()}
+    scale = sum(ratios) / len(ratios) if ratios else 1.0
+    lattice = s0.lattice.matrix * scale
+    s = Structure(lattice, species, s0.frac_coords)
+    return s, subst
+
+
+def relax(structure, model=None, fmax: float = 0.1, steps: int = 300):
+    """Relax cell and positions with CHGNet (FIRE); returns (Structure, description, energy/atom)."""
+    import chgnet
+    import torch
+    from chgnet.model import CHGNet, StructOptimizer
+
+    torch.set_num_threads(1)
+    model = model or CHGNet.load(verbose=False)
+    opt = StructOptimizer(model=model, optimizer_class="FIRE")
+    result = opt.relax(structure, fmax=fmax, steps=steps, relax_cell=True, verbose=False)
+    n = len(result["trajectory"].energies)
+    final = result["final_structure"]
+    e = float(result["trajectory"].energies[-1]) / len(final)
+    desc = (
+        f"CHGNet {chgnet.__version__} (model {model.version}), FIRE, cell+positions, fmax {fmax} eV/A, "
+        f"{n} steps of max {steps}{'' if n < steps else ' (not converged)'}"
+    )
+    return final, desc, e
+
+
+def _compact(structure) -> dict[str, Any]:
+    """Structure.as_dict() with rounded coordinates and no site properties (smaller file)."""
+    from pymatgen.core import Lattice, Structure
+
+    lat = Lattice([[round(x, 6) for x in row] for row in structure.lattice.matrix])
+    fc = [[round(x % 1.0, 6) % 1.0 for x in site.frac_coords] for site in structure]
+    return Structure(lat, [site.specie.symbol for site in structure], fc).as_dict()
+
+
+def substituted_records(
+    shared: Path,
+    do_relax: bool = True,
+    cache: Path | None = None,
+    only: list[str] | None = None,
+    absorbers: list[str] = SUBSTITUTED_ABSORBERS,
+) -> list[dict[str, Any]]:
+    """Compact records of the substituted (and, by default, CHGNet-relaxed) structures.
+
+    Parameters
+    ----------
+    shared
+        The shared data folder (real prototypes).
+    do_relax
+        Relax with CHGNet (needs ``pip install xanesdb[relax]``); False keeps the rescaled
+        unrelaxed structures (for tests).
+    cache
+        Folder for a ``relaxed.jsonl`` cache of relaxed structures (resume after interruption).
+    only
+        Restrict to these prototypes.
+    absorbers
+        Absorbers to build families for.
+    """
+    protos = load_prototypes(shared)
+    plan = [(p, m) for p, m in substitution_plan(absorbers) if only is None or p in only]
+    cached: dict[str, dict[str, Any]] = {}
+    cache_file = None
+    if cache is not None and do_relax:
+        cache.mkdir(parents=True, exist_ok=True)
+        cache_file = cache / "relaxed.jsonl"
+        if cache_file.exists():
+            for line in cache_file.read_text().splitlines():
+                if line.strip():
+                    r = json.loads(line)
+                    cached[r["material_id"]] = r
+    model = None
+    out = []
+    t0 = time.time()
+    for i, (pname, mapping) in enumerate(plan):
+        mid = substitution_id(pname, mapping)
+        proto = protos[pname]
+        s, subst = substitute(proto, mapping)
+        relaxation, note = None, None
+        if do_relax:
+            if mid in cached:
+                c = cached[mid]
+            else:
+                if model is None:
+                    from chgnet.model import CHGNet
+
+                    model = CHGNet.load(verbose=False)
+                t = time.time()
+                try:
+                    final, relaxation, e = relax(s, model)
+                    c = {"material_id": mid, "structure": _compact(final), "relaxation": relaxation,
+                         "energy_per_atom": round(e, 4), "ok": True}
+                except Exception as exc:  # noqa: BLE001 - a failed relaxation drops the structure
+                    logger.warning("%s: relaxation failed: %s", mid, exc)
+                    c = {"material_id": mid, "ok": False, "error": str(exc)}
+                logger.info("[%d/%d] %s relaxed in %.1f s", i + 1, len(plan), mid, time.time() - t)
+                if cache_file is not None:
+                    with open(cache_file, "a") as fh:
+                        fh.write(json.dumps(c) + "\n")
+            if not c.get("ok"):
+                continue
+            from pymatgen.core import Structure
+
+            final = Structure.from_dict(c["structure"])
+            if not _sane(s, final):
+                logger.warning("%s: dropped, relaxation went astray", mid)
+                continue
+            struct_dict = c["structure"]
+            relaxation = c["relaxation"]
+            note = f"CHGNet energy {c['energy_per_atom']} eV/atom; hypothetical unless the compound is known"
+        else:
+            struct_dict = _compact(s)
+            note = "unrelaxed (cell rescaled by ionic radii only)"
+        out.append(
+            _record(
+                mid,
+                struct_dict,
+                {
+                    "origin": "prototype",
+                    "reference": proto["reference"],
+                    "licence": "CC BY 4.0 (derived from Materials Project data)"
+                    if proto["parent"].startswith("mp-")
+                    else "CC BY 4.0 (xanesdb; positions from the cited literature)",
+                    "source_id": mid,
+                    "prototype": f"{pname} ({proto['parent']}): {proto['description']}",
+                    "substitution": subst,
+                    "relaxation": relaxation,
+                    "note": note,
+                },
+                ["substituted", f"prototype:{pname}"],
+            )
+        )
+    logger.info("%d substituted structures in %.0f s", len(out), time.time() - t0)
+    return out
+
+
+def _sane(before, after) -> bool:
+    """False when a relaxed cell collapsed or exploded (volume x0.5..x2) or atoms overlap (< 1.0 A)."""
+    import numpy as np
+
+    ratio = after.volume / before.volume
+    if not 0.5 < ratio < 2.0:
+        return False
+    dm = after.distance_matrix + np.eye(len(after)) * 100
+    return bool(dm.min() > 1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# 3. ChemEnv check
+# --------------------------------------------------------------------------------------------
+
+
+def chemenv_labels(structure, elements: list[str], symprec: float = 0.1) -> list[tuple[str, int, str | None]]:
+    """ChemEnv symbol of each symmetry-unique site of ``elements`` (SimplestChemenvStrategy 1.2/0.3).
+
+    Uses ``xanesdb.jobs.labels.label_structure`` when it exists, else pymatgen directly.
+
+    Returns
+    -------
+    list of (element, site index, symbol or None)
+    """
+    try:
+        from xanesdb.jobs.labels import label_structure  # type: ignore[import-not-found]
+    except ImportError:
+        label_structure = None
+    if label_structure is not None:
+        try:
+            docs = label_structure(structure, material_id="check", source="bundled")
+            return [(d.element, d.site_index, d.chemenv.symbol if d.chemenv else None) for d in docs
+                    if d.element in elements]
+        except Exception as exc:  # noqa: BLE001 - fall back to pymatgen when the interface differs
+            logger.debug("label_structure failed (%s); using pymatgen", exc)
+    from pymatgen.analysis.chemenv.coordination_environments.chemenv_strategies import (
+        SimplestChemenvStrategy,
+    )
+    from pymatgen.analysis.chemenv.coordination_environments.coordination_geometry_finder import (
+        LocalGeometryFinder,
+    )
+    from pymatgen.analysis.chemenv.coordination_environments.structure_environments import (
+        LightStructureEnvironments,
+    )
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    try:
+        sym = SpacegroupAnalyzer(structure, symprec=symprec).get_symmetrized_structure()
+        groups = sym.equivalent_indices
+    except Exception:  # noqa: BLE001
+        groups = [[i] for i in range(len(structure))]
+    idx = [g[0] for g in groups if structure[g[0]].specie.symbol in elements]
+    if not idx:
+        return []
+    lgf = LocalGeometryFinder()
+    lgf.setup_parameters(centering_type="centroid", include_central_site_in_centroid=True)
+    lgf.setup_structure(structure)
+    se = lgf.compute_structure_environments(only_indices=idx, maximum_distance_factor=1.41)
+    strategy = SimplestChemenvStrategy(distance_cutoff=1.2, angle_cutoff=0.3)
+    lse = LightStructureEnvironments.from_structure_environments(strategy=strategy, structure_environments=se)
+    out = []
+    for i in idx:
+        ces = lse.coordination_environments[i]
+        sym_ = min(ces, key=lambda c: c["csm"])["ce_symbol"] if ces else None
+        out.append((structure[i].specie.symbol, i, sym_))
+    return out
+
+
+def check_counts(records: list[dict[str, Any]], real_counts: dict | None = None) -> dict[str, Any]:
+    """Structures per absorber and ChemEnv classes of the symmetry-unique absorber sites."""
+    from pymatgen.core import Structure
+
+    n_struct = dict.fromkeys(ABSORBERS, 0)
+    classes = {el: {"T:4": 0, "S:5": 0, "O:6": 0, "other": 0} for el in ABSORBERS}
+    for k, rec in enumerate(records):
+        s = Structure.from_dict(rec["structure"])
+        present = {e.symbol for e in s.composition.elements}
+        for el in ABSORBERS:
+            if el in present:
+                n_struct[el] += 1
+        labels = chemenv_labels(s, [el for el in ABSORBERS if el in present])
+        for el, _, sym in labels:
+            classes[el][sym if sym in ("T:4", "S:5", "O:6") else "other"] += 1
+        if k % 50 == 0:
+            logger.info("checked %d/%d", k, len(records))
+    return {"structures": n_struct, "site_classes": classes}
+
+
+# --------------------------------------------------------------------------------------------
 # output
 # --------------------------------------------------------------------------------------------
 
@@ -204,13 +633,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared-data", type=Path, default=DEFAULT_SHARED)
     parser.add_argument("--output", type=Path, default=OUTPUT)
     parser.add_argument("--real-only", action="store_true", help="only the real MP structures")
+    parser.add_argument("--no-relax", action="store_true", help="skip CHGNet (unrelaxed substitutions)")
+    parser.add_argument("--cache", type=Path, default=None, help="folder caching relaxed structures")
+    parser.add_argument("--only", nargs="*", default=None, help="only these prototypes")
+    parser.add_argument("--check", action="store_true", help="ChemEnv-label the substituted structures")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     t0 = time.time()
     records = real_records(args.shared_data)
     logger.info("%d real structures", len(records))
+    if not args.real_only:
+        subst = substituted_records(args.shared_data, do_relax=not args.no_relax, cache=args.cache, only=args.only)
+        ids = {r["material_id"] for r in records}
+        records += [r for r in subst if r["material_id"] not in ids]
     digest = write_records(records, args.output)
     logger.info("wrote %d records to %s (sha256 %s) in %.1f s", len(records), args.output, digest, time.time() - t0)
+    if args.check and not args.real_only:
+        counts = check_counts([r for r in records if r["material_id"].startswith("proto:")])
+        counts["note"] = "substituted structures only; add the real-structure counts of DESIGN.md"
+        COUNTS.write_text(json.dumps(counts, indent=1) + "\n")
+        logger.info("substituted: %s", json.dumps(counts))
     return 0
 
 
