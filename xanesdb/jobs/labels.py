@@ -148,14 +148,20 @@ def _unique_absorber_sites(structure: Structure, elements: Sequence[str], sympre
     return sorted(out, key=lambda g: (g["element"], g["site_index"]))
 
 
-def _oxidation_states(structure: Structure) -> list[float | None]:
-    """Per-site oxidation states: bond valence first, else the composition's first guess."""
+def _bv_valences(structure: Structure) -> list[int] | None:
+    """Integer bond-valence oxidation states per site, or None where BVAnalyzer finds none."""
     from pymatgen.analysis.bond_valence import BVAnalyzer
 
     try:
-        return [float(v) for v in BVAnalyzer().get_valences(structure)]
+        return [int(v) for v in BVAnalyzer().get_valences(structure)]
     except Exception:  # BVAnalyzer raises ValueError when no valid assignment exists
-        pass
+        return None
+
+
+def _oxidation_states(structure: Structure, bv: list[int] | None) -> list[float | None]:
+    """Per-site oxidation states: bond valence first, else the composition's first guess."""
+    if bv is not None:
+        return [float(v) for v in bv]
     try:
         guesses = structure.composition.oxi_state_guesses(max_sites=-50)
     except Exception:
@@ -261,7 +267,8 @@ def label_structure(
     groups = _unique_absorber_sites(structure, elements, symprec)
     if not groups:
         return []
-    oxi = _oxidation_states(structure)
+    bv = _bv_valences(structure)
+    oxi = _oxidation_states(structure, bv)
 
     # find the environments of the representative sites only (the expensive part)
     lgf = LocalGeometryFinder()
@@ -271,9 +278,13 @@ def label_structure(
     lgf.setup_structure(structure)
     dataset = lgf.spg_analyzer.get_symmetry_dataset() if lgf.spg_analyzer is not None else None
     to_lgf = map_sites_to_lgf(structure, lgf.structure, [g["site_index"] for g in groups], dataset)
+    # with valences ChemEnv keeps only anion-cation bonds (ONLY_ACB), as the Materials Project
+    # does; without them, metal-metal contacts (e.g. Co-Co in NiAs-type CoTe) count as neighbours
+    valences = bv if dataset is None else _bv_valences(lgf.structure)
     se = lgf.compute_structure_environments(
         only_indices=sorted(set(to_lgf.values())),
         only_cations=False,
+        valences=valences if valences is not None else "undefined",
         maximum_distance_factor=MAXIMUM_DISTANCE_FACTOR,
     )
 
