@@ -98,7 +98,8 @@ def models_list(
         console.print("no models registered; train one with `xanesdb train --query ...`")
         return
     t = Table()
-    for col in ("run_id", "kind", "state", "protocol", "augment", "n", "macro F1", "query", "created"):
+    t.add_column("run_id", no_wrap=True, min_width=max(len(r["run_id"]) for r in runs))
+    for col in ("kind", "state", "protocol", "augment", "n", "macro F1", "query", "created"):
         t.add_column(col)
     for r in runs:
         hp = r.get("hyperparameters", {})
