@@ -1,0 +1,170 @@
+"""Integration tests of FEFF tasks against the real local MongoDB server: population (resume,
+no duplicates, SIGKILL mid-way), imports of run folders and of the OmniXAS bundle, and the CLI."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pymatgen.core import Structure
+
+from xanesdb.jobs.feff.flows import populate_feff, select_pending_sites
+from xanesdb.jobs.feff.jobs import feff_task_key
+from xanesdb.jobs.feff.sets import preset_hash_of
+from xanesdb.platform.stores import get_database
+from xanesdb.schemas import FeffTaskDoc, Provenance, SiteDoc, StructureDoc
+from xanesdb.testing.feff import fake_feff_command, monkeypatch_feff
+
+pytestmark = pytest.mark.integration
+
+REF = Path(__file__).parent / "test_data" / "feff"
+
+
+def _load_cu_sites(db, raw: Path, n_materials: int | None = None) -> list[str]:
+    """Structures of the OmniXAS raw sample and one SiteDoc per computed Cu site; returns site ids."""
+    site_ids = []
+    mats = sorted(p for p in raw.iterdir() if (p / "POSCAR").is_file())[:n_materials]
+    for mat in mats:
+        s = Structure.from_file(mat / "POSCAR")
+        sdoc = StructureDoc.from_structure(s, mat.name, "files", Provenance(origin="omnixas", source_id=mat.name))
+        db["structures"].replace_one({"material_id": mat.name}, sdoc.to_mongo(), upsert=True)
+        for run in sorted((mat / "FEFF-XANES").iterdir()):
+            idx = int(run.name.split("_")[0])
+            site = SiteDoc(site_id=f"{mat.name}:Cu:{idx}", material_id=mat.name, source="files",
+                           formula=sdoc.formula, element="Cu", site_index=idx, equivalent_indices=[idx], multiplicity=1)
+            db["sites"].replace_one({"site_id": site.site_id}, site.to_mongo(), upsert=True)
+            site_ids.append(site.site_id)
+    return site_ids
+
+
+def _cli(args: list[str], env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "xanesdb.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def test_population_with_fake_feff_resumes_without_duplicates(db_settings, shared_data, monkeypatch):
+    db = get_database(db_settings)
+    site_ids = _load_cu_sites(db, shared_data / "omnixas_cu" / "raw_sample", n_materials=4)
+    assert len(site_ids) >= 4
+    refs = {f"feff xanes {sid}": "CuO_Cu_K_fast" for sid in site_ids}
+    for update in monkeypatch_feff(monkeypatch, REF, check="cards"):
+        update(refs)
+    pending, n_sites, n_already = select_pending_sites(db, ["Cu"], "fast")
+    assert (len(pending), n_sites, n_already) == (len(site_ids), len(site_ids), 0)
+    # first run stops after 2 sites (--limit), the second finishes the rest
+    s1 = populate_feff(db_settings, elements=["Cu"], preset="fast", workers=2, limit=2, feff_cmd="", progress=False)
+    assert (s1.n_done, s1.n_failed, s1.n_pending) == (2, 0, 2)
+    s2 = populate_feff(db_settings, elements=["Cu"], preset="fast", workers=2, feff_cmd="", progress=True)
+    assert s2.n_already == 2 and s2.n_done == len(site_ids) - 2
+    s3 = populate_feff(db_settings, elements=["Cu"], preset="fast", workers=2, feff_cmd="", progress=False)
+    assert s3.n_pending == 0 and s3.n_already == len(site_ids)
+    docs = list(db["feff_tasks"].find({}, {"_id": 0}))
+    assert sorted(d["site_id"] for d in docs) == sorted(site_ids)
+    assert len({d["task_id"] for d in docs}) == len(docs)
+    doc = FeffTaskDoc.from_mongo(docs[0])
+    assert doc.state == "successful" and doc.source == "xanesdb" and doc.preset_hash == preset_hash_of("fast")
+    assert doc.task_id == feff_task_key(doc.material_id, "Cu", doc.absorbing_index, "fast")
+    # another preset is another task for the same site
+    assert select_pending_sites(db, ["Cu"], "mp")[0][0]["task_id"].endswith(preset_hash_of("mp"))
+    # no sites of another element
+    assert select_pending_sites(db, ["Ti"], "fast")[1] == 0
+
+
+def test_sigkill_mid_run_then_rerun_loses_and_duplicates_nothing(db_settings, shared_data):
+    """SIGKILL the `xanesdb feff run` process mid-way, run it again: every site once, none lost."""
+    db = get_database(db_settings)
+    site_ids = _load_cu_sites(db, shared_data / "omnixas_cu" / "raw_sample", n_materials=7)
+    n = len(site_ids)
+    assert n >= 12
+    env = {"XANESDB_FEFF_CMD": fake_feff_command(REF / "CuO_Cu_K_fast", check="cards", sleep=0.4),
+           "XANESDB_HOME": str(Path(os.environ["XANESDB_HOME"]))}
+    cmd = [sys.executable, "-m", "xanesdb.cli", "feff", "run", "--element", "Cu", "--workers", "2", "--no-progress"]
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 90
+    while db["feff_tasks"].count_documents({}) < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run finished before it could be killed; make the fake slower"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    n_killed = db["feff_tasks"].count_documents({})
+    assert 3 <= n_killed < n
+    rerun = _cli(["feff", "run", "--element", "Cu", "--workers", "2", "--no-progress"], env=env, timeout=180)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"{n_killed} already computed, {n - n_killed} to do now" in rerun.stdout
+    docs = list(db["feff_tasks"].find({}, {"_id": 0, "task_id": 1, "site_id": 1, "state": 1}))
+    assert len(docs) == n
+    assert sorted(d["site_id"] for d in docs) == sorted(site_ids)  # none lost, none twice
+    assert all(d["state"] == "successful" for d in docs)
+
+
+def test_import_run_folders_and_status(db_settings, shared_data):
+    raw = shared_data / "omnixas_cu" / "raw_sample"
+    r = _cli(["feff", "import", str(raw), "--source", "omnixas"])
+    assert r.returncode == 0, r.stderr
+    n_folders = len(list(raw.rglob("feff.inp")))
+    assert f"imported {n_folders} run folders as source 'omnixas': {n_folders - 2} successful, 2 failed" in r.stdout
+    db = get_database(db_settings)
+    failed = list(db["feff_tasks"].find({"state": "failed"}, {"_id": 0}))
+    assert sorted(d["site_id"] for d in failed) == ["mp-1101124:Cu:1", "mp-1101124:Cu:3"]
+    assert all("no xmu.dat" in d["error"] and d["mu"] == [] for d in failed)
+    good = FeffTaskDoc.from_mongo(db["feff_tasks"].find_one({"site_id": "mp-704645:Cu:0"}))
+    assert good.code == "FEFF 9.9.1" and good.code_version == "9.9.1" and good.source == "omnixas"
+    assert good.task_id.startswith("omnixas/mp-704645:Cu:0:K:") and good.cards["COREHOLE"] == "RPA"
+    assert len(good.mu) == 173 and len(good.chi) == 173
+    assert db["structures"].count_documents({}) == 12
+    # re-import: same keys, nothing duplicated
+    assert _cli(["feff", "import", str(raw), "--source", "omnixas"]).returncode == 0
+    assert db["feff_tasks"].count_documents({}) == n_folders
+    st = _cli(["feff", "status"])
+    assert st.returncode == 0
+    assert re.search(r"Cu\s.*omnixas\s.*omnixas\s.*\b%d\b\s.*\b2\b" % (n_folders - 2), st.stdout), st.stdout
+    assert "no xmu.dat" in st.stdout
+
+
+def test_import_omnixas_bundle_kept_apart(db_settings, shared_data, tmp_path):
+    """The bundle importer on the first 150 site spectra of the real bundle (the full 3366 take ~40 s)."""
+    import gzip
+    import json
+    import shutil
+
+    bundle = shared_data / "omnixas_cu"
+    records = json.load(gzip.open(bundle / "feff9_site_spectra.json.gz"))
+    keep = {"mp-704645", "mvc-5770"}
+    subset = [r for r in records if r["material_id"] in keep] + [r for r in records[:150] if r["material_id"] not in keep]
+    with gzip.open(tmp_path / "feff9_site_spectra.json.gz", "wt") as fh:
+        json.dump(subset, fh)
+    shutil.copy(bundle / "parameters.json", tmp_path / "parameters.json")
+    n_failed = len(json.loads((bundle / "parameters.json").read_text())["failed_runs_report_json"]["feff_xanes"])
+    db = get_database(db_settings)
+    r = _cli(["feff", "import-omnixas", str(tmp_path / "feff9_site_spectra.json.gz")], timeout=300)
+    assert r.returncode == 0, r.stderr
+    n = len(subset)
+    assert f"imported {n + n_failed} OmniXAS tasks: {n} successful, {n_failed} failed" in r.stdout
+    assert db["feff_tasks"].count_documents({"source": "omnixas", "state": "successful"}) == n
+    assert db["feff_tasks"].count_documents({"source": {"$ne": "omnixas"}}) == 0
+    assert db["feff_tasks"].count_documents({"task_id": {"$not": {"$regex": "^omnixas/"}}}) == 0
+    doc = FeffTaskDoc.from_mongo(db["feff_tasks"].find_one({"site_id": "mp-704645:Cu:0"}))
+    assert doc.code == "FEFF 9.9.1" and doc.preset == "omnixas" and len(doc.mu) == 173 and doc.cards["FMS"] == "9.0 0"
+    # a folder import of the same runs lands on the same keys (mp-704645 and mvc-5770 are in both)
+    assert _cli(["feff", "import", str(bundle / "raw_sample" / "mvc-5770"), "--source", "omnixas",
+                 "--no-structures"]).returncode == 0
+    assert _cli(["feff", "import", str(bundle / "raw_sample" / "mp-704645"), "--source", "omnixas",
+                 "--no-structures"]).returncode == 0
+    assert db["feff_tasks"].count_documents({}) == n + n_failed
+
+
+def test_cli_rejects_bad_input(db_settings, tmp_path):
+    r = _cli(["feff", "run", "--preset", "bogus"])
+    assert r.returncode == 2 and "error: unknown FEFF preset 'bogus'" in r.stderr
+    r = _cli(["feff", "import", str(tmp_path / "nowhere")])
+    assert r.returncode == 2 and "is not a folder" in r.stderr
+    r = _cli(["feff", "run", "--element", "Qq"])
+    assert r.returncode == 2 and "unknown element" in r.stderr
+    r = _cli(["feff", "run", "--element", "Ti", "--no-progress"])
+    assert r.returncode == 0 and "no labelled sites match" in r.stdout
