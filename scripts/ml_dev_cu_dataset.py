@@ -80,7 +80,7 @@ def label_sites(cache: Path = CACHE, timeout_s: int = 120, limit: int | None = N
         todo = todo[:limit]
     # small structures first: most labels early
     todo.sort(key=lambda m: len(structures[m]["sites"]))
-    strategy = SimplestChemenvStrategy(distance_cutoff=1.2, angle_cutoff=0.3)
+
     lgf = LocalGeometryFinder()
     signal.signal(signal.SIGALRM, _alarm)
     t0 = time.time()
@@ -102,6 +102,8 @@ def label_sites(cache: Path = CACHE, timeout_s: int = 120, limit: int | None = N
                 se = lgf.compute_structure_environments(
                     only_indices=indices, maximum_distance_factor=1.41, valences=valences
                 )
+                # a fresh strategy per structure: a reused one kept stale state (most sites None)
+                strategy = SimplestChemenvStrategy(distance_cutoff=1.2, angle_cutoff=0.3)
                 lse = LightStructureEnvironments.from_structure_environments(
                     strategy=strategy, structure_environments=se
                 )
