@@ -20,11 +20,11 @@ _CLASSES = ("T4", "S5", "O6", "other")
 
 
 def _counts_table(counts: dict[str, dict[str, int]]) -> Table:
-    table = Table(title="spectra per absorber x class x source (kept / duplicates)")
-    table.add_column("element")
-    table.add_column("source")
+    table = Table(title="spectra per absorber x class x source: kept/duplicates")
+    table.add_column("element", no_wrap=True)
+    table.add_column("source", no_wrap=True)
     for c in (*_CLASSES, "total"):
-        table.add_column(c, justify="right")
+        table.add_column(c, justify="right", no_wrap=True)
     rows: dict[tuple[str, str], dict[str, dict[str, int]]] = {}
     for key, n in counts.items():
         element, cls, source = key.split("|")
@@ -33,10 +33,10 @@ def _counts_table(counts: dict[str, dict[str, int]]) -> Table:
         cells = []
         for c in _CLASSES:
             n = by_class.get(c, {"kept": 0, "duplicates": 0})
-            cells.append(f"{n['kept']} / {n['duplicates']}")
+            cells.append(f"{n['kept']}/{n['duplicates']}")
         kept = sum(n["kept"] for n in by_class.values())
         dup = sum(n["duplicates"] for n in by_class.values())
-        table.add_row(element, source, *cells, f"{kept} / {dup}")
+        table.add_row(element, source, *cells, f"{kept}/{dup}")
     return table
 
 

@@ -20,6 +20,7 @@ Examples
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import defaultdict
@@ -115,13 +116,14 @@ def current_grid(
     return EnergyGrid.model_validate(doc)
 
 
-def _new_grid(coll, element: str, edge: str, source: str, tasks_store, task_ids: Sequence[str]) -> EnergyGrid:
-    """Choose a grid from the raw spectra of ``task_ids`` and store it as the next version."""
+def _new_grid(coll, element: str, edge: str, source: str, tasks_store) -> EnergyGrid:
+    """Choose a grid from the group's successful raw spectra and store it as the next version."""
     last = coll.find_one({"element": element, "edge": edge, "source": source}, sort=[("version", -1)])
     version = 1 if last is None else int(last["version"]) + 1
+    crit = {"element": element, "edge": edge, "source": source, "state": "successful"}
     raw = [
         (t["energies"], t["mu"])
-        for t in tasks_store.query({"task_id": {"$in": list(task_ids)}}, properties=["energies", "mu"])
+        for t in tasks_store.query(crit, properties=["energies", "mu"])
         if t.get("energies") and t.get("mu")
     ]
     grid = choose_grid(element, edge, source, raw, version=version)
@@ -248,9 +250,10 @@ def build_spectra(
         spectra = {s["task_id"]: s for s in spectra_store.query(
             spec_crit, properties=["spectrum_id", "task_id", "last_updated", "grid_name", "dedup_threshold",
                                    "element", "edge", "source"])}
-        site_ids = sorted({t["site_id"] for t in tasks})
-        site_times = {s["site_id"]: s.get("last_updated") for s in sites_store.query(
-            {"site_id": {"$in": site_ids}}, properties=["site_id", "last_updated"])}
+        # sites of these elements, read once (a long `$in` list is slow on some servers)
+        site_crit = {"element": crit["element"]} if elements else {}
+        sites = {s["site_id"]: s for s in sites_store.query(
+            site_crit, properties=["site_id", "last_updated", *SITE_FIELDS])}
 
         # remove spectra whose task is gone or no longer successful
         live = {t["task_id"] for t in tasks}
@@ -271,11 +274,11 @@ def build_spectra(
         for (element, edge, source), group in sorted(groups.items()):
             grid = None if regrid else current_grid(element, source, edge, settings)
             if grid is None:
-                grid = _new_grid(grids_coll, element, edge, source, tasks_store, [t["task_id"] for t in group])
+                grid = _new_grid(grids_coll, element, edge, source, tasks_store)
                 report.grids_created.append(grid.grid_name)
             for t in group:
                 s = spectra.get(t["task_id"])
-                site_t = site_times.get(t["site_id"])
+                site_t = sites.get(t["site_id"], {}).get("last_updated")
                 if (
                     s is None
                     or s.get("grid_name") != grid.grid_name
@@ -288,23 +291,26 @@ def build_spectra(
                     if s.get("dedup_threshold") != threshold:
                         touched.add((element, edge, source))
 
-        # standardise, in batches
+        # standardise, in batches: few tasks are fetched by key, many by streaming their elements
         total = len(todo)
         if progress:
             progress(0, total)
-        for b0 in range(0, total, _BATCH):
-            batch = todo[b0:b0 + _BATCH]
-            by_id = {t["task_id"]: g for t, g in batch}
-            full = list(tasks_store.query({"task_id": {"$in": list(by_id)}}))
-            sites = {s["site_id"]: s for s in sites_store.query(
-                {"site_id": {"$in": sorted({t["site_id"] for t in full})}},
-                properties=["site_id", *SITE_FIELDS])}
+        grid_of = {t["task_id"]: g for t, g in todo}
+        if total <= _BATCH:
+            stream = tasks_store.query({"task_id": {"$in": list(grid_of)}})
+        else:
+            stream = (t for t in tasks_store.query(crit) if t["task_id"] in grid_of)
+        done = 0
+        while True:
+            full = list(itertools.islice(stream, _BATCH))
+            if not full:
+                break
             docs = []
             for t in full:
                 if t["site_id"] not in sites:
                     logger.warning("site %s of task %s is not in 'sites': spectrum has no label",
                                    t["site_id"], t["task_id"])
-                doc = _make_doc(t, sites.get(t["site_id"]), by_id[t["task_id"]], threshold)
+                doc = _make_doc(t, sites.get(t["site_id"]), grid_of[t["task_id"]], threshold)
                 if doc.state == "failed":
                     report.failed += 1
                     report.errors[doc.spectrum_id] = doc.error or ""
@@ -312,8 +318,9 @@ def build_spectra(
                 touched.add((doc.element, doc.edge, doc.source))
             spectra_store.update(docs)
             report.processed += len(docs)
+            done += len(full)
             if progress:
-                progress(min(total, b0 + len(batch)), total)
+                progress(done, total)
 
     # dedup of the groups that changed
     for element, edge, source in sorted(touched):

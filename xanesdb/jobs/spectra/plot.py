@@ -83,7 +83,7 @@ def plot_spectra(
     grid_name = docs[0]["grid_name"]
 
     rng = np.random.default_rng(seed)
-    fig, ax = plt.subplots(figsize=(9, 6), dpi=130)
+    fig, ax = plt.subplots(figsize=(9, 7), dpi=130)
     order = [c for c in ("other", "T4", "S5", "O6") if np.any(labels == c)]
     for c in order:
         rows = mu[labels == c]
@@ -104,19 +104,22 @@ def plot_spectra(
     n_dup = coll.count_documents({"element": element, "source": source, "state": "successful",
                                   "duplicate_of": {"$ne": None}})
     what = "all" if include_duplicates else f"unique ({n_dup} duplicates left out)"
-    ax.set_title(f"{element} K-edge XANES, source {source}: {len(docs)} {what} spectra, grid {grid_name}")
+    ax.set_title(f"{element} K-edge XANES, source {source}\n{len(docs)} {what} spectra on grid {grid_name}",
+                 fontsize=11)
     ax.set_xlim(energies[0], energies[-1])
-    ax.set_ylim(bottom=min(0.0, float(mu.min())) - 0.02, top=max(1.05, float(mu.max()) + 0.02))
+    # room above the spectra (max 1) for the legend and the inset
+    ax.set_ylim(bottom=min(0.0, float(mu.min())) - 0.02, top=1.5)
+    ax.set_yticks(np.arange(0, 1.01, 0.2))
     ax.legend(loc="upper left", fontsize=9, frameon=False)
     ax.grid(alpha=0.25)
 
-    # PCA inset (2 components of the plotted spectra), bottom right where the spectra are high
+    # PCA inset (2 components of the plotted spectra), top right above the spectra
     if len(mu) >= 3:
         centred = mu - mu.mean(axis=0)
         _, sv, vt = np.linalg.svd(centred, full_matrices=False)
         scores = centred @ vt[:2].T
         explained = sv[:2] ** 2 / np.sum(sv**2)
-        ins = ax.inset_axes([0.60, 0.07, 0.37, 0.40])
+        ins = ax.inset_axes([0.56, 0.695, 0.42, 0.29])
         for c in order:
             sel = labels == c
             ins.scatter(scores[sel, 0], scores[sel, 1], s=6 if c != "other" else 3, color=CLASS_COLOURS[c],
@@ -124,7 +127,8 @@ def plot_spectra(
         ins.set_xlabel(f"PC1 ({explained[0]:.0%})", fontsize=8)
         ins.set_ylabel(f"PC2 ({explained[1]:.0%})", fontsize=8)
         ins.tick_params(labelsize=7)
-        ins.set_title("PCA", fontsize=8)
+        ins.text(0.02, 0.95, "PCA of the spectra", transform=ins.transAxes, fontsize=8, va="top",
+                 bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 1})
         ins.patch.set_alpha(0.92)
 
     out = Path(out) if out is not None else settings.HOME / "plots" / f"spectra_{element}_{source}.png"
