@@ -209,3 +209,19 @@ def test_fake_names_missing_reference(mock_feff, tmp_path, cuo):
     mock_feff({"other job": "CuO_Cu_K_fast"})
     with pytest.raises(KeyError, match="no reference for run 'feff xanes'"):
         compute_feff_task(cuo, 0, "mp-704645", workdir=tmp_path, feff_cmd=None, name="feff xanes")
+
+
+def test_fan_out_flow_one_job_per_site(monkeypatch, tmp_path, memory_jobstore, cuo):
+    from jobflow import run_locally
+
+    from xanesdb.jobs.feff.jobs import run_feff_for_sites
+
+    for update in monkeypatch_feff(monkeypatch, REF, check="cards"):
+        # siblings get distinct names ("feff xanes <site_id> i/n"); they key the reference data
+        update({f"feff xanes mp-704645:Cu:{i} {i + 1}/2": "CuO_Cu_K_fast" for i in (0, 1)})
+    sites = [{"material_id": "mp-704645", "element": "Cu", "site_index": i} for i in (0, 1)]
+    fan = run_feff_for_sites(sites, {"mp-704645": cuo.as_dict()}, FeffXanesMaker(store_task=False))
+    responses = run_locally(fan, store=memory_jobstore, create_folders=True, root_dir=tmp_path, ensure_success=True)
+    docs = [r[1].output for r in responses.values() if isinstance(r[1].output, FeffTaskDoc)]
+    assert sorted(d.site_id for d in docs) == ["mp-704645:Cu:0", "mp-704645:Cu:1"]
+    assert all(d.state == "successful" for d in docs)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from xanesdb.jobs.feff import run as feff_run
 from xanesdb.jobs.feff.jobs import compute_feff_task, store_feff_task
 from xanesdb.jobs.feff.sets import get_preset, preset_cards
 from xanesdb.platform.errors import XanesdbUserError
@@ -180,11 +181,17 @@ def populate_feff(
         if sd is None:
             logger.warning("no structure %s for site %s; skipped", site["material_id"], site["site_id"])
             return None
-        structure = Structure.from_dict(sd)
         workdir = work_root / _safe(site["task_id"])
-        doc = compute_feff_task(structure, site["site_index"], site["material_id"], preset=preset_name, edge=edge,
-                                workdir=workdir, feff_cmd=feff_cmd, timeout=timeout, site_id=site["site_id"],
-                                name=f"feff xanes {site['site_id']}", clean=True)
+        try:
+            structure = Structure.from_dict(sd)
+            doc = compute_feff_task(structure, site["site_index"], site["material_id"], preset=preset_name, edge=edge,
+                                    workdir=workdir, feff_cmd=feff_cmd, timeout=timeout, site_id=site["site_id"],
+                                    name=f"feff xanes {site['site_id']}", clean=True)
+        except Exception as err:  # noqa: BLE001 - a bad site is a failed task, not a dead run
+            if stop.is_set():
+                raise
+            logger.warning("site %s: %s", site["site_id"], err)
+            doc = _failed_doc(site, preset_name, edge, f"{type(err).__name__}: {err}"[:300])
         store_feff_task(doc, tasks_coll)
         if doc.state == "successful" and not keep_workdirs:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -195,46 +202,74 @@ def populate_feff(
             summary.overhead_seconds += max(0.0, total - (doc.wall_seconds or 0.0))
         return doc
 
+    stop = threading.Event()
     bar = _ProgressBar(len(pending), workers, enabled=progress, console=console)
     t_start = time.perf_counter()
-    with bar, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="feff") as pool:
-        it = iter(pending)
-        running = {}
-        for site in it:
-            running[pool.submit(one, site)] = site
-            if len(running) >= workers:
-                break
-        while running:
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                site = running.pop(fut)
-                try:
-                    doc = fut.result()
-                except Exception as err:  # noqa: BLE001 - one site never stops the others
-                    logger.exception("site %s: %s", site["site_id"], err)
-                    summary.n_failed += 1
-                    reason = f"{type(err).__name__}: {err}"[:120]
-                    summary.failures[reason] = summary.failures.get(reason, 0) + 1
-                    bar.advance(failed=True)
-                    continue
-                if doc is None:
-                    summary.n_skipped += 1
-                    bar.advance(skipped=True)
-                    continue
-                if doc.state == "successful":
-                    summary.n_done += 1
-                else:
-                    summary.n_failed += 1
-                    reason = (doc.error or "")[:80]
-                    summary.failures[reason] = summary.failures.get(reason, 0) + 1
-                bar.advance(failed=doc.state != "successful")
-                if on_task is not None:
-                    on_task(doc)
-                nxt = next(it, None)
-                if nxt is not None:
-                    running[pool.submit(one, nxt)] = nxt
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="feff")
+    try:
+        _drive(pool, pending, workers, one, summary, bar, on_task)
+    except BaseException:
+        # Ctrl-C or a fatal error: run nothing more, kill the FEFF processes that run now;
+        # finished tasks are stored already, so the next run resumes from here
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        n = feff_run.kill_running()
+        logger.warning("interrupted: killed %d running FEFF process(es); finished tasks are stored", n)
+        bar.close()
+        raise
+    pool.shutdown(wait=True)
+    bar.close()
     summary.wall_seconds = time.perf_counter() - t_start
     return summary
+
+
+def _failed_doc(site: dict, preset_name: str, edge: str, error: str) -> FeffTaskDoc:
+    """A failed task for a site whose inputs could not even be made."""
+    phash = preset_hash(preset_cards(preset_name, edge))
+    return FeffTaskDoc(task_id=site["task_id"], site_id=site["site_id"], material_id=site["material_id"],
+                       element=site["element"], absorbing_index=site["site_index"], edge=edge, source="xanesdb",
+                       code="feff10-rs", preset=preset_name, preset_hash=phash, cards=preset_cards(preset_name, edge),
+                       state="failed", error=f"input: {error}")
+
+
+def _drive(pool, pending, workers, one, summary, bar, on_task) -> None:
+    """Keep ``workers`` sites running; account each finished one."""
+    bar.open()
+    it = iter(pending)
+    running = {}
+    for site in it:
+        running[pool.submit(one, site)] = site
+        if len(running) >= workers:
+            break
+    while running:
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            site = running.pop(fut)
+            nxt = next(it, None)
+            if nxt is not None:
+                running[pool.submit(one, nxt)] = nxt
+            try:
+                doc = fut.result()
+            except Exception as err:  # noqa: BLE001 - one site never stops the others (e.g. a DB hiccup)
+                logger.exception("site %s: %s", site["site_id"], err)
+                summary.n_failed += 1
+                reason = f"{type(err).__name__}: {err}"[:120]
+                summary.failures[reason] = summary.failures.get(reason, 0) + 1
+                bar.advance(failed=True)
+                continue
+            if doc is None:
+                summary.n_skipped += 1
+                bar.advance(skipped=True)
+                continue
+            if doc.state == "successful":
+                summary.n_done += 1
+            else:
+                summary.n_failed += 1
+                reason = (doc.error or "")[:80]
+                summary.failures[reason] = summary.failures.get(reason, 0) + 1
+            bar.advance(failed=doc.state != "successful")
+            if on_task is not None:
+                on_task(doc)
 
 
 class _ProgressBar:
@@ -271,11 +306,10 @@ class _ProgressBar:
         if self._progress is not None:
             self._progress.update(self._task, advance=1, stats=self._stats())
 
-    def __enter__(self) -> _ProgressBar:
+    def open(self) -> None:
         if self._progress is not None:
             self._progress.start()
-        return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()

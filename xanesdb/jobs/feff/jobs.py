@@ -39,8 +39,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["compute_feff_task", "FeffXanesMaker", "feff_task_key", "store_feff_task", "should_stop_children", "run_feff_for_sites"]
 
-#: outputs worth keeping in a work folder after a successful run (the rest is deleted)
-_KEEP = {"feff.inp", "xmu.dat", "feff_run.log", "feff_stage_times.json"}
+#: outputs worth keeping in a work folder after a run (the rest, FEFF's bulky by-products, is deleted)
+_KEEP = {"feff.inp", "xmu.dat", "feff_run.log", "feff_stage_times.json", "log.dat", "log1.dat", "feff.out"}
 
 
 def feff_task_key(material_id: str, element: str, absorbing_index: int, preset: str | FeffPreset = "fast", edge: str = "K") -> str:
@@ -132,7 +132,7 @@ def compute_feff_task(
         logger.info("%s: %s -> %s", site_id, error, action.action)
         actions.append(action)
         current = current.with_cards(**action.action)
-    if clean and error is None:
+    if clean:
         for p in attempt.iterdir():
             if p.name not in _KEEP:
                 shutil.rmtree(p) if p.is_dir() else p.unlink()

@@ -24,7 +24,10 @@ from typing import Sequence
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FeffRunResult", "run_feff", "run_feff10", "run_feff_command", "feff10_version", "STAGE_TIMES_FILE"]
+__all__ = ["FeffRunResult", "run_feff", "run_feff10", "run_feff_command", "feff10_version", "kill_running", "STAGE_TIMES_FILE"]
+
+#: FEFF processes running now (so an interrupted caller can kill them all)
+_RUNNING: set = set()
 
 #: file the FEFF10 worker writes its per-stage wall times to (JSON)
 STAGE_TIMES_FILE = "feff_stage_times.json"
@@ -78,6 +81,7 @@ def _run_group(cmd: list[str], cwd: Path, timeout: float | None, env: dict | Non
     with open(cwd / "feff_run.log", "w") as log:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                 env=env, preexec_fn=_die_with_parent)
+        _RUNNING.add(proc)
         try:
             rc: int | None = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -91,12 +95,21 @@ def _run_group(cmd: list[str], cwd: Path, timeout: float | None, env: dict | Non
             else:
                 # FEFF10's stage workers belong to the group too; leave none behind
                 _kill_group(proc, quiet=True)
+            _RUNNING.discard(proc)
     wall = time.perf_counter() - t0
     try:
         tail = (cwd / "feff_run.log").read_text(errors="replace")[-2000:]
     except OSError:
         tail = ""
     return rc, tail, wall
+
+
+def kill_running() -> int:
+    """Kill every FEFF process this process started and that still runs (on Ctrl-C); returns how many."""
+    procs = list(_RUNNING)
+    for proc in procs:
+        _kill_group(proc, quiet=True)
+    return len(procs)
 
 
 def _die_with_parent() -> None:
