@@ -75,12 +75,12 @@ def test_population_with_fake_feff_resumes_without_duplicates(db_settings, share
     # no sites of another element
     assert select_pending_sites(db, ["Ti"], "fast")[1] == 0
     # a site whose input cannot be made is a failed task (kept, not retried), not a dead run
-    bad = SiteDoc(site_id="mp-704645:Cu:99", material_id="mp-704645", source="files", formula="CuO", element="Cu",
+    bad = SiteDoc(site_id="mp-1182377:Cu:99", material_id="mp-1182377", source="files", formula="Ba2CuO6", element="Cu",
                   site_index=99, equivalent_indices=[99], multiplicity=1)
     db["sites"].insert_one(bad.to_mongo())
     s4 = populate_feff(db_settings, elements=["Cu"], preset="fast", workers=2, feff_cmd="", progress=False)
     assert (s4.n_pending, s4.n_done, s4.n_failed) == (1, 0, 1)
-    failed = db["feff_tasks"].find_one({"site_id": "mp-704645:Cu:99"})
+    failed = db["feff_tasks"].find_one({"site_id": "mp-1182377:Cu:99"})
     assert failed["state"] == "failed" and failed["error"].startswith("input:") and "outside the structure" in failed["error"]
     assert populate_feff(db_settings, elements=["Cu"], preset="fast", feff_cmd="", progress=False).n_pending == 0
 

@@ -29,6 +29,7 @@ from xanesdb.jobs.feff.sets import (
     stages_for_cards,
 )
 from xanesdb.jobs.feff.validate import next_action, validate_spectrum
+from xanesdb.platform.errors import XanesdbUserError
 from xanesdb.platform.settings import SETTINGS
 from xanesdb.schemas import FeffTaskDoc, HandlerAction, preset_hash, site_id as make_site_id, task_id as make_task_id
 
@@ -94,6 +95,8 @@ def compute_feff_task(
         ``state='successful'`` with the spectrum, or ``state='failed'`` with ``error``.
     """
     preset = get_preset(preset)
+    if not 0 <= absorbing_index < len(structure):
+        raise XanesdbUserError(f"absorbing index {absorbing_index} is outside the structure ({len(structure)} sites)")
     element = structure[absorbing_index].specie.symbol
     site_id = site_id or make_site_id(material_id, element, absorbing_index)
     cards0 = preset_cards(preset, edge)
