@@ -35,7 +35,8 @@ app = typer.Typer(help="Crystal structures: fetch from a source; import Material
 
 def _progress() -> Progress:
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err_console, transient=True)
+                    TimeElapsedColumn(), console=err_console, transient=True,
+                    disable=not err_console.is_terminal)
 
 
 def _callback(progress: Progress):
