@@ -420,8 +420,22 @@ def label_sites_chemenv(
 
 
 # ----------------------------------------------------------------------------- batches
-def _worker(conn: Any, elements: tuple[str, ...], symprec: float) -> None:
-    """Worker process: label structure dicts received on ``conn`` until ``None`` arrives."""
+#: modules a worker needs: imported once in the fork server (or before "ready" under spawn)
+_WORKER_MODULES = [
+    "xanesdb.jobs.labels",
+    "pymatgen.analysis.chemenv.coordination_environments.coordination_geometry_finder",
+    "pymatgen.analysis.chemenv.coordination_environments.chemenv_strategies",
+    "pymatgen.symmetry.analyzer",
+    "pymatgen.analysis.bond_valence",
+]
+
+
+def _worker(conn: Any, symprec: float) -> None:
+    """Worker process: label ``(structure dict, elements)`` tasks from ``conn`` until ``None``."""
+    import importlib
+
+    for name in _WORKER_MODULES:  # before "ready": imports do not count against the time limit
+        importlib.import_module(name)
     conn.send("ready")
     while True:
         try:
@@ -430,8 +444,8 @@ def _worker(conn: Any, elements: tuple[str, ...], symprec: float) -> None:
             return
         if task is None:
             return
-        doc = StructureDoc.from_mongo(task)
-        conn.send([d.model_dump(mode="json") for d in _label_doc(doc, elements, symprec)])
+        doc, elements = task
+        conn.send([d.model_dump(mode="json") for d in _label_doc(StructureDoc.from_mongo(doc), elements, symprec)])
 
 
 @dataclass
@@ -440,6 +454,7 @@ class _Slot:
     conn: Any
     ready: bool = False
     task: dict | None = None
+    elements: tuple[str, ...] = ()
     started: float = 0.0
 
 
@@ -461,7 +476,7 @@ def _context():
     if "forkserver" in methods:
         ctx = multiprocessing.get_context("forkserver")
         # forked workers start with pymatgen already imported and no database client
-        ctx.set_forkserver_preload(["xanesdb.jobs.labels"])
+        ctx.set_forkserver_preload(_WORKER_MODULES)
         return ctx
     return multiprocessing.get_context("spawn")
 
@@ -551,21 +566,25 @@ def label_structures(
 def _run_pool(todo, store, symprec, workers, timeout, summary, progress) -> None:
     """Feed ``todo`` to killable worker processes; upsert results as they come."""
     ctx = _context()
-    # a worker serves one element set: group the structures by the elements still to label
-    by_elements: dict[tuple[str, ...], list[StructureDoc]] = {}
-    for s, els in todo:
-        by_elements.setdefault(els, []).append(s)
-    remaining = len(todo)
+    queue = list(todo)
+    remaining = len(queue)
 
-    def finish(slot: _Slot, els: tuple[str, ...], site_docs: list[dict], failed: str | None) -> None:
+    def start() -> _Slot:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_worker, args=(child, symprec), daemon=True)
+        proc.start()
+        child.close()
+        return _Slot(proc, parent)
+
+    def finish(slot: _Slot, site_docs: list[dict], failed: str | None) -> None:
         nonlocal remaining
         task, slot.task = slot.task, None
         seconds = time.perf_counter() - slot.started
         remaining -= 1
         if failed is not None:
             s = StructureDoc.from_mongo(task)
-            docs = failed_site_docs(s.to_structure(), s.material_id, s.source, failed, s.formula, els,
-                                    symprec, seconds)
+            docs = failed_site_docs(s.to_structure(), s.material_id, s.source, failed, s.formula,
+                                    slot.elements, symprec, seconds)
         else:
             docs = [SiteDoc.model_validate(d) for d in site_docs]
         if docs:
@@ -581,56 +600,48 @@ def _run_pool(todo, store, symprec, workers, timeout, summary, progress) -> None
         if progress is not None:
             progress(summary.succeeded + summary.failed, summary.failed, remaining)
 
-    for els, queue in by_elements.items():
-
-        def start(els: tuple[str, ...] = els) -> _Slot:
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, els, symprec), daemon=True)
-            proc.start()
-            child.close()
-            return _Slot(proc, parent)
-
-        slots = [start() for _ in range(min(workers, len(queue)))]
-        try:
-            while slots:
-                # hand out work to idle, ready workers; stop idle ones when nothing is left
-                for sl in slots:
-                    if sl.ready and sl.task is None and queue:
-                        sl.task = queue.pop(0).to_mongo()
-                        sl.started = time.perf_counter()
-                        sl.conn.send(sl.task)
-                ready = wait([sl.conn for sl in slots], timeout=0.05)
-                keep: list[_Slot] = []
-                for sl in slots:
-                    if sl.conn in ready:
-                        try:
-                            msg = sl.conn.recv()
-                        except EOFError:  # the worker died (crash, out of memory)
-                            if sl.task is not None:
-                                finish(sl, els, [], f"worker process died (exit code {sl.process.exitcode})")
-                            _stop(sl)
-                            if queue:
-                                keep.append(start())
-                            continue
-                        if msg == "ready":
-                            sl.ready = True
-                        else:
-                            finish(sl, els, msg, None)
-                    elif sl.task is not None and time.perf_counter() - sl.started > timeout:
-                        # past the time limit: kill the worker, record the failure, start another
+    slots = [start() for _ in range(min(workers, len(queue)))]
+    try:
+        while slots:
+            # hand out work to idle, ready workers
+            for sl in slots:
+                if sl.ready and sl.task is None and queue:
+                    doc, sl.elements = queue.pop(0)
+                    sl.task = doc.to_mongo()
+                    sl.started = time.perf_counter()
+                    sl.conn.send((sl.task, sl.elements))
+            ready = wait([sl.conn for sl in slots], timeout=0.05)
+            keep: list[_Slot] = []
+            for sl in slots:
+                if sl.conn in ready:
+                    try:
+                        msg = sl.conn.recv()
+                    except EOFError:  # the worker died (crash, out of memory)
+                        if sl.task is not None:
+                            finish(sl, [], f"worker process died (exit code {sl.process.exitcode})")
                         _stop(sl, kill=True)
-                        finish(sl, els, [], f"timeout: labelling took longer than {timeout:g} s")
                         if queue:
                             keep.append(start())
                         continue
-                    if sl.ready and sl.task is None and not queue:
-                        _stop(sl)
-                        continue
-                    keep.append(sl)
-                slots = keep
-        finally:
-            for sl in slots:
-                _stop(sl, kill=True)
+                    if msg == "ready":
+                        sl.ready = True
+                    else:
+                        finish(sl, msg, None)
+                elif sl.task is not None and time.perf_counter() - sl.started > timeout:
+                    # past the time limit: kill the worker, record the failure, start another
+                    _stop(sl, kill=True)
+                    finish(sl, [], f"timeout: labelling took longer than {timeout:g} s")
+                    if queue:
+                        keep.append(start())
+                    continue
+                if sl.ready and sl.task is None and not queue:
+                    _stop(sl)  # nothing left for this worker
+                    continue
+                keep.append(sl)
+            slots = keep
+    finally:
+        for sl in slots:
+            _stop(sl, kill=True)
 
 
 def _stop(slot: _Slot, kill: bool = False) -> None:
