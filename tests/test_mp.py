@@ -236,19 +236,32 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
                           env=env, timeout=120)
 
 
+def _main(args: list[str]) -> int:
+    """Run the CLI entry point in this process; its exit code."""
+    from xanesdb.cli import main
+
+    try:
+        main(args)
+    except SystemExit as done:
+        return int(done.code or 0)
+    return 0
+
+
 @pytest.mark.integration
-def test_cli_mp_fetch_and_errors(fake_mp, db_settings, local_server):
-    env = {**os.environ, "XANESDB_DB_URI": local_server, "XANESDB_DB_NAME": db_settings.DB_NAME,
-           "MP_API_KEY": FAKE_API_KEY}
-    ok = _cli(["structures", "fetch", "--source", "mp", "-e", "Ti", "--endpoint", fake_mp.endpoint], env)
-    assert ok.returncode == 0, ok.stderr
-    assert "4 structures, 4 new" in ok.stdout and FAKE_DB_VERSION in ok.stdout
-    assert FAKE_API_KEY not in ok.stdout + ok.stderr
-    xas = _cli(["structures", "import-mp-xas", "--element", "Cu", "--endpoint", fake_mp.endpoint], env)
-    assert xas.returncode == 0, xas.stderr
-    assert "5 tasks (4 successful, 1 failed): 5 new" in xas.stdout
-    nokey = _cli(["structures", "fetch", "--source", "mp", "-e", "Fe", "--endpoint", fake_mp.endpoint],
-                 {k: v for k, v in env.items() if k != "MP_API_KEY"})
+def test_cli_mp_fetch_and_errors(fake_mp, db_settings, local_server, capsys):
+    # the commands in this process (the mp-api imports cost seconds per subprocess) ...
+    assert _main(["structures", "fetch", "--source", "mp", "-e", "Ti", "--endpoint", fake_mp.endpoint]) == 0
+    out = capsys.readouterr()
+    assert "4 structures, 4 new" in out.out and FAKE_DB_VERSION in out.out
+    assert FAKE_API_KEY not in out.out + out.err
+    assert _main(["structures", "import-mp-xas", "--element", "Cu", "--endpoint", fake_mp.endpoint]) == 0
+    assert "5 tasks (4 successful, 1 failed): 5 new" in capsys.readouterr().out
+    assert _main(["structures", "fetch", "--source", "mp", "-e", "Ti", "--endpoint", fake_mp.endpoint]) == 0
+    assert "4 structures, 0 new" in capsys.readouterr().out
+    # ... and the exit code of a real process
+    env = {k: v for k, v in os.environ.items() if k != "MP_API_KEY"}
+    env.update(XANESDB_DB_URI=local_server, XANESDB_DB_NAME=db_settings.DB_NAME)
+    nokey = _cli(["structures", "fetch", "--source", "mp", "-e", "Fe", "--endpoint", fake_mp.endpoint], env)
     assert nokey.returncode == 2
     assert nokey.stderr.strip().startswith("error: set MP_API_KEY") and len(nokey.stderr.strip().splitlines()) == 1
     assert len(_all_docs(db_settings, "structures")) == 4 + 5

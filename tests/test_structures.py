@@ -1,0 +1,229 @@
+"""Structure sources: files (CIF, POSCAR, vasp, JSON), the bundled set, upserts, the CLI.
+
+Files are written in a temporary folder from real Materials Project structures in
+``../shared/data/structures/small_sets.json.gz``. Database tests run on the real local server.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xanesdb.platform.errors import XanesdbUserError
+
+
+@pytest.fixture(scope="module")
+def real_structures():
+    """Real MP structures by material id (small_sets: Lightshow Ti-O, pycoordinationnet, veidt)."""
+    from pymatgen.core import Structure
+
+    path = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "structures" / "small_sets.json.gz"
+    records = json.load(gzip.open(path))
+    return {r["material_id"]: Structure.from_dict(r["structure"]) for r in records if r.get("material_id")}
+
+
+@pytest.fixture
+def structure_folder(tmp_path, real_structures):
+    """A folder with one structure per supported format (and a file that is not a structure)."""
+    from pymatgen.io.cif import CifWriter
+    from pymatgen.io.vasp import Poscar
+
+    root = tmp_path / "structures"
+    (root / "sub").mkdir(parents=True)
+    CifWriter(real_structures["mp-2657"]).write_file(root / "rutile.cif")
+    Poscar(real_structures["mp-390"]).write_file(root / "sub" / "POSCAR")
+    Poscar(real_structures["mp-5986"]).write_file(root / "BaTiO3.vasp")
+    (root / "NaFeO2.json").write_text(json.dumps(real_structures["mp-19359"].as_dict()))
+    records = [{"material_id": mid, "structure": real_structures[mid].as_dict()} for mid in ("mp-19418", "mp-24850")]
+    (root / "records.json").write_text(json.dumps(records))
+    (root / "notes.txt").write_text("not a structure file; ignored")
+    return root
+
+
+EXPECTED_IDS = {"file:rutile", "file:sub/POSCAR", "file:BaTiO3", "file:NaFeO2", "mp-19418", "mp-24850"}
+
+
+# ----------------------------------------------------------------------------- parsing (no db)
+def test_file_source_reads_every_format(structure_folder, real_structures):
+    from xanesdb.jobs.structures import file_structure_docs
+
+    docs, skipped = file_structure_docs(structure_folder)
+    by_id = {d.material_id: d for d in docs}
+    assert set(by_id) == EXPECTED_IDS and skipped == {}
+    assert {d.source for d in docs} == {"files"} and {d.provenance.origin for d in docs} == {"file"}
+    assert by_id["file:rutile"].formula == "TiO2" and by_id["file:rutile"].nsites == 6
+    assert by_id["file:sub/POSCAR"].to_structure().matches(real_structures["mp-390"])
+    assert by_id["file:BaTiO3"].formula == "BaTiO3"
+    assert by_id["file:NaFeO2"].elements == ["Fe", "Na", "O"]
+    assert by_id["mp-19418"].provenance.source_id == "mp-19418"
+    assert by_id["mp-19418"].provenance.note == "read from records.json"
+    assert by_id["file:sub/POSCAR"].provenance.source_id == "sub/POSCAR"
+    # element filter and limit
+    docs, skipped = file_structure_docs(structure_folder, elements=["Fe", "co"])
+    assert {d.material_id for d in docs} == {"file:NaFeO2", "mp-24850"}
+    assert skipped == {"no requested element": 4}
+    docs, _ = file_structure_docs([structure_folder / "rutile.cif", structure_folder / "NaFeO2.json"], limit=1)
+    assert [d.material_id for d in docs] == ["file:rutile"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("broken.cif", "data_broken\n_cell_length_a 4.59\nloop_\n_atom_site_label\nTi1 0 0\n", "broken.cif"),
+        ("POSCAR_bad", "TiO2\n1.0\nnot numbers here\n", "POSCAR_bad"),
+        ("bad.json", "{\"lattice\": [1, 2", "bad.json: not valid JSON"),
+        ("nostructure.json", "{\"material_id\": \"mp-1\", \"formula\": \"X\"}", "not a pymatgen Structure dict"),
+        ("empty.vasp", "", "empty.vasp"),
+    ],
+)
+def test_bad_file_is_named(structure_folder, name, content, match):
+    from xanesdb.jobs.structures import file_structure_docs
+
+    (structure_folder / name).write_text(content)
+    with pytest.raises(XanesdbUserError, match=match):
+        file_structure_docs(structure_folder)
+
+
+def test_path_and_source_errors(tmp_path, structure_folder):
+    from xanesdb.jobs.structures import fetch_structures, file_structure_docs
+
+    with pytest.raises(XanesdbUserError, match="does not exist"):
+        file_structure_docs(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(XanesdbUserError, match="no structure files"):
+        file_structure_docs(tmp_path / "empty")
+    (structure_folder / "rutile.json").write_text((structure_folder / "NaFeO2.json").read_text())
+    with pytest.raises(XanesdbUserError, match="both give material id file:rutile"):
+        file_structure_docs(structure_folder)
+    # these fail before any database is touched
+    with pytest.raises(XanesdbUserError, match="unknown source 'nist'"):
+        fetch_structures("nist")
+    with pytest.raises(XanesdbUserError, match="needs a PATH"):
+        fetch_structures("files")
+    with pytest.raises(XanesdbUserError, match="only read with --source files"):
+        fetch_structures("bundled", path=structure_folder)
+    with pytest.raises(XanesdbUserError, match="'Xx' is not an element"):
+        fetch_structures("bundled", elements=["Xx"])
+
+
+def test_is_oxide(real_structures):
+    from xanesdb.jobs.structures import is_oxide
+
+    assert is_oxide(real_structures["mp-2657"]) == (True, "oxide")
+    assert is_oxide(real_structures["mp-788"]) == (False, "no oxygen")  # CoTe
+
+
+# ----------------------------------------------------------------------------- database
+def _docs(settings) -> dict[str, dict]:
+    from xanesdb.platform.stores import get_database
+
+    return {d["material_id"]: d for d in get_database(settings)["structures"].find({}, {"_id": 0})}
+
+
+@pytest.mark.integration
+def test_files_source_upserts_idempotently(structure_folder, db_settings):
+    from xanesdb.jobs.structures import fetch_structures, fetch_structures_summary
+
+    assert fetch_structures("files", path=structure_folder, settings=db_settings) == (6, 6)
+    first = _docs(db_settings)
+    assert set(first) == EXPECTED_IDS
+    assert first["file:rutile"]["provenance"]["origin"] == "file"
+    # re-run: no new documents, nothing rewritten
+    s = fetch_structures_summary("files", path=structure_folder, settings=db_settings)
+    assert (s.n_new, s.n_total, s.n_unchanged, s.n_updated, s.n_in_collection) == (0, 6, 6, 0, 6)
+    again = _docs(db_settings)
+    assert {k: v["last_updated"] for k, v in again.items()} == {k: v["last_updated"] for k, v in first.items()}
+    # a changed file updates its document only
+    from pymatgen.core import Structure
+
+    s2 = Structure.from_file(structure_folder / "BaTiO3.vasp")
+    s2.scale_lattice(s2.volume * 1.05)
+    s2.to(filename=str(structure_folder / "BaTiO3.vasp"), fmt="poscar")
+    s = fetch_structures_summary("files", path=structure_folder, settings=db_settings)
+    assert (s.n_new, s.n_updated, s.n_unchanged, s.n_in_collection) == (0, 1, 5, 6)
+
+
+@pytest.mark.integration
+def test_bad_file_writes_nothing(structure_folder, db_settings):
+    from xanesdb.jobs.structures import fetch_structures
+
+    # sorts after the good files: they were parsed already, and still nothing may be written
+    (structure_folder / "zz_broken.cif").write_text("data_x\nthis is not a CIF\n")
+    with pytest.raises(XanesdbUserError, match="zz_broken.cif"):
+        fetch_structures("files", path=structure_folder, settings=db_settings)
+    assert _docs(db_settings) == {}
+
+
+@pytest.mark.integration
+def test_bundled_source(db_settings):
+    from xanesdb.jobs.structures import fetch_structures, fetch_structures_summary
+    from xanesdb.platform.bundled import iter_bundled_structures
+
+    expected = [d.material_id for d in iter_bundled_structures(elements=["Fe"], limit=5)]
+    s = fetch_structures_summary("bundled", ["Fe"], limit=5, settings=db_settings)
+    assert s.material_ids == expected and (s.n_new, s.n_total) == (5, 5)
+    docs = _docs(db_settings)
+    assert set(docs) == set(expected)
+    assert all(d["source"] == "bundled" and "Fe" in d["elements"] and d["provenance"]["origin"] for d in docs.values())
+    assert fetch_structures("bundled", ["Fe"], limit=5, settings=db_settings) == (0, 5)
+    # a material id another source already wrote is kept, not replaced
+    from xanesdb.jobs.structures import write_structures
+    from xanesdb.schemas import Provenance, StructureDoc
+
+    other = StructureDoc.from_structure(
+        StructureDoc.model_validate({k: v for k, v in docs[expected[0]].items()}).to_structure(),
+        material_id=expected[0], source="files", provenance=Provenance(origin="file"),
+    )
+    counts = write_structures([other], db_settings)
+    assert counts["kept_other_source"] == 1 and _docs(db_settings)[expected[0]]["source"] == "bundled"
+
+
+@pytest.mark.integration
+def test_file_job_in_jobflow(structure_folder, db_settings, memory_jobstore):
+    from jobflow import run_locally
+
+    from xanesdb.jobs.structures import FetchSummary, fetch_file_structures
+
+    job = fetch_file_structures(str(structure_folder), elements=["Ti"])
+    responses = run_locally(job, store=memory_jobstore, ensure_success=True)
+    out = responses[job.uuid][1].output
+    out = out if isinstance(out, FetchSummary) else FetchSummary.model_validate(out)
+    assert set(out.material_ids) == {"file:rutile", "file:sub/POSCAR", "file:BaTiO3"}
+    assert set(_docs(db_settings)) == set(out.material_ids)
+
+
+# ----------------------------------------------------------------------------- CLI
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "xanesdb.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+@pytest.mark.integration
+def test_cli_exit_codes(structure_folder, db_settings, local_server):
+    env = {**os.environ, "XANESDB_DB_URI": local_server, "XANESDB_DB_NAME": db_settings.DB_NAME}
+    env.pop("MP_API_KEY", None)
+    for args, message in [
+        (["--source", "nist"], "error: unknown source 'nist'"),
+        (["--source", "files"], "error: --source files needs a PATH"),
+        (["--source", "mp", "-e", "Fe"], "error: set MP_API_KEY"),
+    ]:
+        r = _cli(["structures", "fetch", *args], env)
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stderr.strip().startswith(message) and len(r.stderr.strip().splitlines()) == 1
+    (structure_folder / "zz_broken.cif").write_text("data_x\nthis is not a CIF\n")
+    r = _cli(["structures", "fetch", "--source", "files", str(structure_folder)], env)
+    assert r.returncode == 2 and "zz_broken.cif" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert _docs(db_settings) == {}
+    (structure_folder / "zz_broken.cif").unlink()
+    r = _cli(["structures", "fetch", "--source", "files", str(structure_folder)], env)
+    assert r.returncode == 0, r.stderr
+    assert "files: 6 structures, 6 new" in r.stdout and "structures collection: 6" in r.stdout
+    r = _cli(["structures", "fetch", "--source", "files", str(structure_folder), "-e", "Fe"], env)
+    assert r.returncode == 0 and "files: 1 structures, 0 new" in r.stdout and "dropped 5" in r.stdout
+    assert len(_docs(db_settings)) == 6
