@@ -4,7 +4,9 @@ The recipe of Carbone et al. (Phys. Rev. Materials 3, 033604, 2019): ChemEnv's
 ``LocalGeometryFinder`` with ``SimplestChemenvStrategy(distance_cutoff=1.2, angle_cutoff=0.3)``;
 the label is the coordination geometry of lowest continuous symmetry measure (CSM). ChemEnv's own
 default strategy (distance cutoff 1.4) is computed from the same structure environments and stored
-beside it, so disagreements between the two can be counted and ambiguous sites flagged.
+beside it, so disagreements between the two can be counted and ambiguous sites flagged. Where
+pymatgen's bond-valence analyser assigns oxidation states they are passed to ChemEnv, which then
+keeps anion-cation bonds only (as the Materials Project's ChemEnv documents do).
 
 Two traps handled here:
 
@@ -503,6 +505,8 @@ def label_structures(
     A structure whose sites (for every requested element it contains) are already in the store is
     skipped unless ``force``; re-running is therefore idempotent. A structure that runs past
     ``timeout`` has its worker killed (and replaced) and is recorded as failed documents.
+    Workers come from a fork server (spawn elsewhere), so a script calling this needs the usual
+    ``if __name__ == "__main__":`` guard.
 
     Parameters
     ----------
