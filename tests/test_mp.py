@@ -147,6 +147,14 @@ def test_mp_source_needs_key_and_writes_nothing(fake_mp, db_settings, monkeypatc
     with pytest.raises(XanesdbUserError, match="refused the key") as info:
         fetch_structures("mp", ["Fe"], settings=db_settings, endpoint=fake_mp.endpoint)
     assert "c" * 32 not in str(info.value)
+    monkeypatch.setenv("MP_API_KEY", "short")
+    with pytest.raises(XanesdbUserError, match="Valid API keys are 32 characters"):
+        fetch_structures("mp", ["Fe"], settings=db_settings, endpoint=fake_mp.endpoint)
+    monkeypatch.setenv("MP_API_KEY", FAKE_API_KEY)
+    from xanesdb.platform.server import find_free_port
+
+    with pytest.raises(XanesdbUserError, match="cannot reach"):
+        fetch_structures("mp", ["Fe"], settings=db_settings, endpoint=f"http://127.0.0.1:{find_free_port()}/")
     assert _all_docs(db_settings, "structures") == []
 
 
