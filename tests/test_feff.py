@@ -225,3 +225,24 @@ def test_fan_out_flow_one_job_per_site(monkeypatch, tmp_path, memory_jobstore, c
     docs = [r[1].output for r in responses.values() if isinstance(r[1].output, FeffTaskDoc)]
     assert sorted(d.site_id for d in docs) == ["mp-704645:Cu:0", "mp-704645:Cu:1"]
     assert all(d.state == "successful" for d in docs)
+
+
+def test_real_scf_failure_climbs_the_ladder(tmp_path):
+    """Replays a real FEFF10 failure (mp preset, Ba2CuO6: SCF gave up, xsph crashed): the task is a
+    non-convergence, the ladder changes the SCF mixing first, then shrinks FMS; all recorded."""
+    from xanesdb.jobs.feff.parse import scf_converged
+
+    case = REF / "Ba2CuO6_Cu_K_mp_scf_fail"
+    assert scf_converged(case / "outputs") is False
+    assert scf_converged(REF / "CuO_Cu_K_fast" / "outputs") is None  # no SCF ran
+    structure = _case_structure("Ba2CuO6_Cu_K_mp_scf_fail")
+    # the first attempt's input is exactly the one the real run got
+    (tmp_path / "feff.inp").write_text(feff_input_text(structure, 4, "mp"))
+    check_feff_inputs(tmp_path / "feff.inp", case / "inputs", check="full")
+    cmd = fake_feff_command(case, check="none") + " --exit-code 1"
+    doc = compute_feff_task(structure, 4, "mp-1182377", preset="mp", workdir=tmp_path / "w", feff_cmd=cmd, timeout=60)
+    assert doc.state == "failed" and doc.error.startswith("non-convergence: SCF did not converge")
+    assert [a.action for a in doc.actions] == [{"SCF": "4.5 0 100 0.05 3"}, {"FMS": "6.5 0"}, {"FMS": "5.5 0"}]
+    assert doc.actions[0].error.startswith("non-convergence")
+    assert doc.cards["SCF"] == "4.5 0 100 0.05 3" and doc.cards["FMS"] == "5.5 0"  # what the last attempt ran
+    assert doc.task_id == feff_task_key("mp-1182377", "Cu", 4, "mp")  # the key stays the preset's

@@ -118,6 +118,8 @@ def compute_feff_task(
         result = feff_run.run_feff(attempt, feff_cmd=feff_cmd, timeout=timeout, stages=stages_for_cards(cards), name=name)
         total_wall += result.wall_seconds
         error = result.error
+        if "SCF" in cards and scf_converged(attempt) is False:
+            error = f"non-convergence: SCF did not converge ({error or 'spectrum not used'})"
         xmu = None
         warnings: list[str] = []
         if (attempt / "xmu.dat").is_file():
@@ -128,8 +130,7 @@ def compute_feff_task(
         elif error is None:
             error = "missing output: FEFF wrote no xmu.dat"
         if xmu is not None and error is None:
-            conv = scf_converged(attempt) if "SCF" in cards else None
-            error, warnings = validate_spectrum(xmu.energies, xmu.mu, element, edge, xmu.edge_energy, conv)
+            error, warnings = validate_spectrum(xmu.energies, xmu.mu, element, edge, xmu.edge_energy)
         if error is None or (action := next_action(error, cards, actions, max_actions)) is None:
             break
         logger.info("%s: %s -> %s", site_id, error, action.action)

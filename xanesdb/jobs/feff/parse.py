@@ -138,8 +138,11 @@ def scf_converged(folder: str | Path) -> bool | None:
     text = "\n".join(texts)
     if not re.search(r"self-consistent|SCF|scf", text):
         return None
+    # FEFF's pot gives up on charge counts it cannot fix ("Bad counts found repeatedly - pot
+    # will exit now") and writes no pot.bin: a non-convergence, whatever stage crashes next
+    if re.search(r"(Bad counts found repeatedly|not converge|convergence not reached|Convergence was not)",
+                 text, re.IGNORECASE):
+        return False
     if re.search(r"Convergence reached", text, re.IGNORECASE):
         return True
-    if re.search(r"(not converge|convergence not reached|Convergence was not)", text, re.IGNORECASE):
-        return False
     return None
