@@ -30,7 +30,7 @@ from xanesdb.jobs.feff.sets import (
 )
 from xanesdb.jobs.feff.validate import next_action, validate_spectrum
 from xanesdb.platform.errors import XanesdbUserError
-from xanesdb.platform.settings import SETTINGS
+from xanesdb.platform.settings import SETTINGS, get_settings
 from xanesdb.schemas import FeffTaskDoc, HandlerAction, preset_hash, site_id as make_site_id, task_id as make_task_id
 
 if TYPE_CHECKING:
@@ -219,7 +219,8 @@ class FeffXanesMaker(Maker):
     @job(output_schema=FeffTaskDoc)
     def make(self, structure: Structure, absorbing_index: int, material_id: str, site_id: str | None = None) -> Response:
         """Input set -> FEFF -> parse -> validate -> store, in the job's folder."""
-        kwargs = {"feff_cmd": SETTINGS.FEFF_CMD, "timeout": SETTINGS.FEFF_TIMEOUT_S, **self.run_feff_kwargs}
+        settings = get_settings()  # read now: the worker's environment, not the one at import
+        kwargs = {"feff_cmd": settings.FEFF_CMD, "timeout": settings.FEFF_TIMEOUT_S, **self.run_feff_kwargs}
         doc = compute_feff_task(structure, absorbing_index, material_id, preset=self.preset, edge=self.edge,
                                 workdir=Path.cwd(), max_actions=self.max_actions, site_id=site_id,
                                 name=self.name, **kwargs)
