@@ -65,13 +65,17 @@ def run(
         raise XanesdbUserError("--limit must be 0 or more")
     if timeout is not None and timeout <= 0:
         raise XanesdbUserError("--timeout must be positive")
+    def log_task(doc) -> None:
+        # without the bar (e.g. a background run writing to a file): one line per finished site
+        what = "done" if doc.state == "successful" else f"FAILED ({doc.error})"
+        console.print(f"{doc.site_id}: {what} in {doc.wall_seconds or 0:.1f} s", markup=False, highlight=False)
+
     summary = populate_feff(settings, elements=elements, preset=preset_name, workers=workers, limit=limit,
                             timeout=timeout, retry_failed=retry_failed, keep_workdirs=keep_workdirs,
-                            progress=progress, console=console)
-    console.print(
-        f"preset {summary.preset} ({summary.preset_hash}): {summary.n_sites} labelled sites, "
-        f"{summary.n_already} already computed, {summary.n_pending} to do now"
-    )
+                            progress=progress, console=console, on_task=None if progress else log_task,
+                            on_start=lambda s: console.print(
+                                f"preset {s.preset} ({s.preset_hash}): {s.n_sites} labelled sites, "
+                                f"{s.n_already} already computed, {s.n_pending} to do now with {s.workers} workers"))
     if summary.n_pending == 0:
         if summary.n_sites == 0:
             console.print("no labelled sites match; label structures first (xanesdb sites ...)")

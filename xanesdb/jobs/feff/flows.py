@@ -15,13 +15,11 @@ Examples
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from xanesdb.jobs.feff import run as feff_run
@@ -122,6 +120,7 @@ def populate_feff(
     progress: bool = True,
     console: Any = None,
     on_task: Callable[[FeffTaskDoc], None] | None = None,
+    on_start: Callable[[PopulationSummary], None] | None = None,
 ) -> PopulationSummary:
     """Run FEFF for every labelled site not yet computed with ``preset``, in parallel.
 
@@ -147,6 +146,8 @@ def populate_feff(
         Show a rich progress bar (done / failed / remaining, sites per hour).
     on_task
         Called with each finished task (after it is stored).
+    on_start
+        Called with the summary once the pending sites are known, before FEFF starts.
     """
     from xanesdb.platform.stores import get_database
 
@@ -161,6 +162,8 @@ def populate_feff(
     pending, n_sites, n_already = select_pending_sites(db, elements, preset_name, edge, limit, retry_failed, material_ids)
     summary = PopulationSummary(preset=preset_name, preset_hash=preset_hash(preset_cards(preset_name, edge)),
                                 n_sites=n_sites, n_already=n_already, n_pending=len(pending), workers=workers)
+    if on_start is not None:
+        on_start(summary)
     if not pending:
         return summary
     # structures of the pending sites, once

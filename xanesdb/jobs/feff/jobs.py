@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import shutil
 import socket
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
