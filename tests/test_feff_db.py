@@ -110,6 +110,9 @@ def test_sigkill_mid_run_then_rerun_loses_and_duplicates_nothing(db_settings, sh
     assert len(docs) == n
     assert sorted(d["site_id"] for d in docs) == sorted(site_ids)  # none lost, none twice
     assert all(d["state"] == "successful" for d in docs)
+    # the killed run's half-done folders were cleaned up by the second run
+    runs = Path(os.environ["XANESDB_HOME"]) / "feff-runs"
+    assert not runs.is_dir() or list(runs.iterdir()) == []
 
 
 def test_import_run_folders_and_status(db_settings, shared_data):

@@ -15,6 +15,7 @@ Examples
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -173,6 +174,7 @@ def populate_feff(
         for d in db["structures"].find({"material_id": {"$in": mids[i:i + 500]}}, {"_id": 0, "material_id": 1, "structure": 1}):
             structures[d["material_id"]] = d["structure"]
     work_root = settings.HOME / "feff-runs"
+    _remove_stale_workdirs(work_root)
     tasks_coll = db["feff_tasks"]
     lock = threading.Lock()
 
@@ -184,7 +186,8 @@ def populate_feff(
         if sd is None:
             logger.warning("no structure %s for site %s; skipped", site["material_id"], site["site_id"])
             return None
-        workdir = work_root / _safe(site["task_id"])
+        # unique per process: two runs on the same sites never share a folder
+        workdir = work_root / f"{_safe(site['task_id'])}.{os.getpid()}"
         try:
             structure = Structure.from_dict(sd)
             doc = compute_feff_task(structure, site["site_index"], site["material_id"], preset=preset_name, edge=edge,
@@ -198,6 +201,8 @@ def populate_feff(
         store_feff_task(doc, tasks_coll)
         if doc.state == "successful" and not keep_workdirs:
             shutil.rmtree(workdir, ignore_errors=True)
+        elif workdir.is_dir():
+            (workdir / "error.txt").write_text(f"{doc.task_id}\n{doc.error or ''}\n")
         total = time.perf_counter() - t0
         with lock:
             summary.feff_seconds += doc.wall_seconds or 0.0
@@ -224,6 +229,22 @@ def populate_feff(
     bar.close()
     summary.wall_seconds = time.perf_counter() - t_start
     return summary
+
+
+def _remove_stale_workdirs(work_root) -> None:
+    """Delete run folders left by a killed run (its pid is gone; failed runs' folders, with error.txt, stay)."""
+    if not work_root.is_dir():
+        return
+    for d in work_root.iterdir():
+        pid = d.suffix.lstrip(".")
+        if not d.is_dir() or not pid.isdigit() or (d / "error.txt").is_file():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except PermissionError:
+            pass
 
 
 def _failed_doc(site: dict, preset_name: str, edge: str, error: str) -> FeffTaskDoc:
