@@ -620,24 +620,52 @@ def chemenv_labels(structure, elements: list[str], symprec: float = 0.1) -> list
     return out
 
 
-def check_counts(records: list[dict[str, Any]], real_counts: dict | None = None) -> dict[str, Any]:
-    """Structures per absorber and ChemEnv classes of the symmetry-unique absorber sites."""
+def check_counts(records: list[dict[str, Any]], cache: Path | None = None) -> dict[str, Any]:
+    """Structures per absorber and ChemEnv classes of the symmetry-unique absorber sites.
+
+    Parameters
+    ----------
+    records
+        Compact records to check.
+    cache
+        Folder for a ``labels.jsonl`` cache of ChemEnv labels (keyed by material id and the
+        sha1 of the structure), so a re-check only labels new structures.
+    """
     from pymatgen.core import Structure
 
+    labels_cache: dict[str, list] = {}
+    cache_file = None
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        cache_file = cache / "labels.jsonl"
+        if cache_file.exists():
+            for line in cache_file.read_text().splitlines():
+                if line.strip():
+                    r = json.loads(line)
+                    labels_cache[r["key"]] = r["labels"]
     n_struct = dict.fromkeys(ABSORBERS, 0)
     classes = {el: {"T:4": 0, "S:5": 0, "O:6": 0, "other": 0} for el in ABSORBERS}
+    per_structure = {}
     for k, rec in enumerate(records):
         s = Structure.from_dict(rec["structure"])
         present = {e.symbol for e in s.composition.elements}
         for el in ABSORBERS:
             if el in present:
                 n_struct[el] += 1
-        labels = chemenv_labels(s, [el for el in ABSORBERS if el in present])
+        key = rec["material_id"] + ":" + hashlib.sha1(json.dumps(rec["structure"], sort_keys=True).encode()).hexdigest()
+        if key in labels_cache:
+            labels = labels_cache[key]
+        else:
+            labels = [list(x) for x in chemenv_labels(s, [el for el in ABSORBERS if el in present])]
+            if cache_file is not None:
+                with open(cache_file, "a") as fh:
+                    fh.write(json.dumps({"key": key, "labels": labels}) + "\n")
+        per_structure[rec["material_id"]] = [f"{el}{i}:{sym}" for el, i, sym in labels]
         for el, _, sym in labels:
             classes[el][sym if sym in ("T:4", "S:5", "O:6") else "other"] += 1
         if k % 50 == 0:
             logger.info("checked %d/%d", k, len(records))
-    return {"structures": n_struct, "site_classes": classes}
+    return {"structures": n_struct, "site_classes": classes, "labels": per_structure}
 
 
 # --------------------------------------------------------------------------------------------
@@ -685,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
     digest = write_records(records, args.output)
     logger.info("wrote %d records to %s (sha256 %s) in %.1f s", len(records), args.output, digest, time.time() - t0)
     if args.check and not args.real_only:
-        counts = check_counts([r for r in records if r["material_id"].startswith("proto:")])
+        counts = check_counts([r for r in records if r["material_id"].startswith("proto:")], cache=args.cache)
         counts["note"] = "substituted structures only; add the real-structure counts of DESIGN.md"
         COUNTS.write_text(json.dumps(counts, indent=1) + "\n")
         logger.info("substituted: %s", json.dumps(counts))
