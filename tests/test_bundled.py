@@ -205,3 +205,26 @@ def test_literature_prototype_roles(build_script, shared_data):
         if role in cn:
             cn[role].add(sum(1 for n in bm["structure"].get_neighbors(site, 2.3) if n.specie.symbol == "O"))
     assert cn == {"B": {6}, "T": {4}}
+
+
+def test_substituted_structures_have_the_intended_geometry():
+    """ChemEnv (paper's 1.2 cutoff) on relaxed substituted structures: the classes they were made for."""
+    from xanesdb.jobs.labels import label_structure
+
+    docs = {
+        d.material_id: d
+        for d in iter_bundled_structures(["Ni"])
+        if d.material_id in ("proto:ybaco2o5:A=Ba,B=Co/Ni,L=Nd", "proto:spinel:A=Ni,B=Al", "proto:layered:A=Ni,B=Co")
+    }
+    assert len(docs) == 3
+    got = {}
+    for mid, doc in docs.items():
+        for site in label_structure(doc.to_structure(), mid, doc.source, elements=["Co", "Ni"]):
+            got[(mid, site.element)] = site.chemenv.symbol
+    assert got == {
+        ("proto:ybaco2o5:A=Ba,B=Co/Ni,L=Nd", "Co"): "S:5",
+        ("proto:ybaco2o5:A=Ba,B=Co/Ni,L=Nd", "Ni"): "S:5",
+        ("proto:spinel:A=Ni,B=Al", "Ni"): "T:4",
+        ("proto:layered:A=Ni,B=Co", "Ni"): "O:6",
+        ("proto:layered:A=Ni,B=Co", "Co"): "O:6",
+    }
