@@ -80,11 +80,12 @@ def run_site(structure, idx: int, preset: FeffPreset, work: Path, timeout: float
     text = feff_input_text(structure, idx, preset)
     # FEFF10 rewrites feff.inp in its folder, so a finished run is recognised by the hash of our input
     old = json.loads((work / "result.json").read_text()) if (work / "result.json").is_file() else {}
-    if old.get("input_hash") != input_hash(text) or not (work / "xmu.dat").is_file():
+    timed_out_before = not old.get("ok", True) and str(old.get("error")).startswith("timeout") and old.get("timeout", 0) < timeout
+    if old.get("input_hash") != input_hash(text) or timed_out_before:
         (work / "feff.inp").write_text(text)
         res = run_feff10(work, timeout=timeout, stages=stages_for_cards(preset_cards(preset)))
         old = {"ok": res.ok, "error": res.error, "wall": res.wall_seconds, "stages": res.stage_seconds,
-               "input_hash": input_hash(text)}
+               "input_hash": input_hash(text), "timeout": timeout}
         (work / "result.json").write_text(json.dumps(old))
     return old
 
@@ -95,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fms", type=float, nargs="+", default=[4.0, 5.0, 6.0], help="FMS radii (A) of no-SCF candidates")
     p.add_argument("--with-mp", action="store_true", help="also run the full mp preset (10-20 min per site)")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/xanesdb-bench-presets"))
-    p.add_argument("--timeout", type=float, default=3600.0)
+    p.add_argument("--timeout", type=float, default=3600.0, help="time limit (s) of one no-SCF run")
+    p.add_argument("--mp-timeout", type=float, default=3600.0, help="time limit (s) of one mp run; slower sites are recorded as not run")
     p.add_argument("--json", type=Path, default=None, help="write the per-site rows here")
     a = p.parse_args(argv)
 
@@ -122,9 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         results = {}
         for name, preset in cands.items():
             t0 = time.perf_counter()
-            res = run_site(s, idx, preset, a.workdir / f"{mid}_{idx}" / name, a.timeout)
+            res = run_site(s, idx, preset, a.workdir / f"{mid}_{idx}" / name, a.mp_timeout if name == "mp" else a.timeout)
             row = {"site": f"{mid}:Cu:{idx}", "formula": recs[mid]["formula"], "candidate": name, "ok": res["ok"],
                    "feff_s": res["wall"], "stage_s": sum(res["stages"].values())}
+            if not res["ok"]:
+                row["error"] = (res.get("error") or "")[:100]
             if res["ok"]:
                 x = parse_xmu(a.workdir / f"{mid}_{idx}" / name / "xmu.dat")
                 results[name] = x
