@@ -246,3 +246,30 @@ def test_real_scf_failure_climbs_the_ladder(tmp_path):
     assert doc.actions[0].error.startswith("non-convergence")
     assert doc.cards["SCF"] == "4.5 0 100 0.05 3" and doc.cards["FMS"] == "5.5 0"  # what the last attempt ran
     assert doc.task_id == feff_task_key("mp-1182377", "Cu", 4, "mp")  # the key stays the preset's
+
+
+def test_stopping_kills_and_starts_no_new_feff(tmp_path):
+    import threading
+
+    holder = {}
+
+    def slow():
+        try:
+            feff_run.run_feff_command(f"{sys.executable} -c 'import time; time.sleep(60)'", tmp_path, timeout=60)
+        except feff_run.FeffInterrupted as err:
+            holder["err"] = err
+
+    t = threading.Thread(target=slow)
+    t0 = time.perf_counter()
+    t.start()
+    while not feff_run._RUNNING and time.perf_counter() - t0 < 10:
+        time.sleep(0.05)
+    try:
+        assert feff_run.kill_running() == 1
+        t.join(timeout=15)
+        assert "killed" in str(holder["err"]) and time.perf_counter() - t0 < 15
+        with pytest.raises(feff_run.FeffInterrupted, match="no new FEFF run"):
+            feff_run.run_feff_command(f"{sys.executable} -c pass", tmp_path, timeout=10)
+    finally:
+        feff_run.allow_runs()
+    assert feff_run.run_feff_command(f"{sys.executable} -c pass", tmp_path, timeout=30).ok

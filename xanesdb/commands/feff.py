@@ -65,6 +65,13 @@ def run(
         raise XanesdbUserError("--limit must be 0 or more")
     if timeout is not None and timeout <= 0:
         raise XanesdbUserError("--timeout must be positive")
+    import signal
+
+    def _terminate(signum, frame):  # `kill PID` stops like Ctrl-C: running FEFF processes are killed too
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+
     def log_task(doc) -> None:
         # without the bar (e.g. a background run writing to a file): one line per finished site
         what = "done" if doc.state == "successful" else f"FAILED ({doc.error})"

@@ -211,6 +211,7 @@ def populate_feff(
         return doc
 
     stop = threading.Event()
+    feff_run.allow_runs()
     bar = _ProgressBar(len(pending), workers, enabled=progress, console=console)
     t_start = time.perf_counter()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="feff")

@@ -17,6 +17,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +25,16 @@ from typing import Sequence
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FeffRunResult", "run_feff", "run_feff10", "run_feff_command", "feff10_version", "kill_running", "STAGE_TIMES_FILE"]
+__all__ = ["FeffRunResult", "run_feff", "run_feff10", "run_feff_command", "feff10_version", "kill_running", "allow_runs", "FeffInterrupted", "STAGE_TIMES_FILE"]
 
 #: FEFF processes running now (so an interrupted caller can kill them all)
 _RUNNING: set = set()
+#: set by :func:`kill_running`: no new FEFF process starts until :func:`allow_runs`
+_STOP = threading.Event()
+
+
+class FeffInterrupted(RuntimeError):
+    """The caller is stopping (Ctrl-C, SIGTERM): FEFF was killed or not started."""
 
 #: file the FEFF10 worker writes its per-stage wall times to (JSON)
 STAGE_TIMES_FILE = "feff_stage_times.json"
@@ -77,6 +84,8 @@ def feff10_version() -> str | None:
 
 def _run_group(cmd: list[str], cwd: Path, timeout: float | None, env: dict | None = None) -> tuple[int | None, str, float]:
     """Run ``cmd`` in its own session; kill the whole group past ``timeout``."""
+    if _STOP.is_set():
+        raise FeffInterrupted("stopping: no new FEFF run is started")
     t0 = time.perf_counter()
     with open(cwd / "feff_run.log", "w") as log:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -96,6 +105,8 @@ def _run_group(cmd: list[str], cwd: Path, timeout: float | None, env: dict | Non
                 # FEFF10's stage workers belong to the group too; leave none behind
                 _kill_group(proc, quiet=True)
             _RUNNING.discard(proc)
+    if _STOP.is_set():
+        raise FeffInterrupted("stopping: FEFF was killed")
     wall = time.perf_counter() - t0
     try:
         tail = (cwd / "feff_run.log").read_text(errors="replace")[-2000:]
@@ -105,11 +116,18 @@ def _run_group(cmd: list[str], cwd: Path, timeout: float | None, env: dict | Non
 
 
 def kill_running() -> int:
-    """Kill every FEFF process this process started and that still runs (on Ctrl-C); returns how many."""
+    """Kill every FEFF process this process started and that still runs (on Ctrl-C), and start no more
+    until :func:`allow_runs`; returns how many were killed."""
+    _STOP.set()
     procs = list(_RUNNING)
     for proc in procs:
         _kill_group(proc, quiet=True)
     return len(procs)
+
+
+def allow_runs() -> None:
+    """Let FEFF runs start again after :func:`kill_running`."""
+    _STOP.clear()
 
 
 def _die_with_parent() -> None:
