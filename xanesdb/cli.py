@@ -24,11 +24,7 @@ err_console = Console(stderr=True)
 app = typer.Typer(help="xanesdb: computed XANES spectra and site-geometry classifiers in MongoDB.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 db_app = typer.Typer(help="The database: local server, URI, statistics, queries.", no_args_is_help=True)
-structures_app = typer.Typer(help="Crystal structures: fetch from a source.", no_args_is_help=True)
-sites_app = typer.Typer(help="Absorbing sites: ChemEnv labels.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-app.add_typer(structures_app, name="structures")
-app.add_typer(sites_app, name="sites")
 
 # --- sub-apps of other areas: one line each, `app.add_typer(<module>.app, name="<name>")`
 # (the modules live in xanesdb/commands/; keep each area's commands in its own module)
