@@ -32,6 +32,7 @@ from xanesdb.commands import feff as _feff; app.add_typer(_feff.app, name="feff"
 from xanesdb.commands import spectra as _spectra; app.add_typer(_spectra.app, name="spectra")  # noqa: E402,E702
 from xanesdb.commands import sites as _sites; app.add_typer(_sites.app, name="sites")  # noqa: E402,E702
 from xanesdb.commands import structures as _structures; app.add_typer(_structures.app, name="structures")  # noqa: E402,E702
+from xanesdb.commands import demo as _demo; app.command("demo")(_demo.demo)  # noqa: E402,E702
 from xanesdb.commands import ml as _ml; app.add_typer(_ml.app, name="models"); app.command("train")(_ml.train); app.command("predict")(_ml.predict)  # noqa: E402,E702
 
 
