@@ -306,10 +306,12 @@ def build_spectra(
             if not full:
                 break
             docs = []
+            unlabelled = [t["site_id"] for t in full if t["site_id"] not in sites]
+            if unlabelled:
+                # one line per batch: label the structures (`xanesdb sites label`) and rebuild
+                logger.warning("%d sites not in 'sites' (e.g. %s): their spectra have no label; "
+                               "run `xanesdb sites label` and rebuild", len(unlabelled), unlabelled[0])
             for t in full:
-                if t["site_id"] not in sites:
-                    logger.warning("site %s of task %s is not in 'sites': spectrum has no label",
-                                   t["site_id"], t["task_id"])
                 doc = _make_doc(t, sites.get(t["site_id"]), grid_of[t["task_id"]], threshold)
                 if doc.state == "failed":
                     report.failed += 1
