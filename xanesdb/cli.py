@@ -13,8 +13,10 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import typer
-from rich.console import Console
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
 
 from xanesdb.platform.errors import XanesdbUserError
 from xanesdb.platform.settings import get_settings
@@ -171,7 +173,6 @@ def db_load_bundled() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user errors into one line and exit code 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     try:
         app(args=argv, standalone_mode=False)
     except XanesdbUserError as err:
