@@ -22,6 +22,7 @@ from pymongo.errors import PyMongoError
 
 from xanesdb.platform.errors import DatabaseUnavailableError
 from xanesdb.platform.settings import XanesdbSettings, get_settings
+from xanesdb.platform.validation import apply_validator
 
 if TYPE_CHECKING:
     from maggma.core import Store
@@ -136,6 +137,8 @@ def ensure_indexes(collection: Any, name: str | None = None) -> None:
     is_store = isinstance(collection, MaggmaStore)
     name = name or (collection.collection_name if is_store else collection.name)
     key, fields = COLLECTIONS[name]
+    # the $jsonSchema validator (xanesdb.platform.validation); logged, not raised, when refused
+    apply_validator(getattr(collection, "_coll", None) if is_store else collection, name)
     if is_store:
         collection.ensure_index(key, unique=True)
         for f in fields:
