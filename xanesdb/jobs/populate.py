@@ -1,0 +1,522 @@
+"""Population campaigns as jobflow flows: one flow per material, run locally or on FireWorks.
+
+A material's flow is ``structure -> ChemEnv labels -> one FEFF job per symmetry-unique absorbing
+site still without a task -> spectra build``, made of the existing jobs:
+:func:`xanesdb.jobs.labels.label_structures` (with its time limit), a
+:class:`~xanesdb.jobs.feff.jobs.FeffXanesMaker` per site and
+:func:`xanesdb.jobs.spectra.build.build_spectra`. The same flows run with jobflow's
+``run_locally`` or as FireWorks workflows (``flow_to_workflow``) drained by ``rlaunch`` workers
+on any host that reaches the database.
+
+Large-campaign safety:
+
+- one workflow per material, never a giant one;
+- sites whose task exists under the preset (the deterministic key
+  ``<site_id>:<edge>:<preset-hash>``) are skipped **before** submission, and the FEFF job checks
+  again when it starts (another worker, another campaign, or a lost run that had stored its task
+  before dying), so nothing is computed twice;
+- FEFF tasks already queued on the LaunchPad (Firework spec ``xanesdb_task_key``), and materials
+  with an unfinished workflow of the same key, are not submitted again; a duplicate that slips
+  through (two submitters at once) is harmless: every write is an upsert on the task key;
+- materials not labelled yet get a labelling job whose FEFF fan-out (``Response(replace=...)``)
+  is decided on the worker after labelling, with the same checks.
+
+Examples
+--------
+>>> from xanesdb.jobs.populate import plan_campaign
+>>> plan = plan_campaign(elements=["Cu"], preset="fast", limit=10)     # doctest: +SKIP
+>>> [c.material_id for c in plan.campaigns]                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from jobflow import Flow, JobConfig, Maker, Response, job
+from jobflow.core.reference import OnMissing
+
+from xanesdb.jobs.feff.jobs import FeffXanesMaker
+from xanesdb.jobs.feff.sets import get_preset, preset_cards
+from xanesdb.jobs.labels import ABSORBERS
+from xanesdb.platform.errors import XanesdbUserError
+from xanesdb.platform.launchpad import TASK_KEY_SPEC
+from xanesdb.platform.settings import XanesdbSettings, get_settings
+from xanesdb.schemas import FeffTaskDoc, preset_hash, site_id as make_site_id, task_id as make_task_id
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "TASK_KEY_SPEC",
+    "SiteFeffMaker",
+    "MaterialXanesMaker",
+    "label_material",
+    "run_pending_feff",
+    "build_material_spectra",
+    "feff_site_jobs",
+    "MaterialCampaign",
+    "CampaignPlan",
+    "plan_campaign",
+    "run_campaign_locally",
+    "submit_campaign",
+]
+
+#: files kept in a successful FEFF job's folder (FEFF's bulky by-products are deleted)
+KEEP_FILES = {"feff.inp", "xmu.dat", "feff_run.log", "feff_stage_times.json", "log.dat", "log1.dat", "feff.out"}
+
+
+def _db(settings: XanesdbSettings | None = None):
+    """The xanesdb database of this process's settings (no index building: a worker calls it per job)."""
+    from xanesdb.platform.stores import get_client
+
+    settings = settings or get_settings()
+    return get_client(settings)[settings.DB_NAME]
+
+
+def _existing_task_ids(db: Any, task_ids: Sequence[str], retry_failed: bool = False) -> set[str]:
+    """Which of ``task_ids`` are stored (successful, or failed too unless ``retry_failed``)."""
+    crit: dict[str, Any] = {}
+    if retry_failed:
+        crit["state"] = "successful"
+    out: set[str] = set()
+    ids = list(task_ids)
+    for i in range(0, len(ids), 1000):
+        crit["task_id"] = {"$in": ids[i:i + 1000]}
+        out.update(d["task_id"] for d in db["feff_tasks"].find(crit, {"_id": 0, "task_id": 1}))
+    return out
+
+
+# ----------------------------------------------------------------------------- FEFF per site
+@dataclass
+class SiteFeffMaker(FeffXanesMaker):
+    """:class:`FeffXanesMaker` for campaigns: skip a site whose task exists, clean up after a good run.
+
+    The task is looked up by its deterministic key when the job starts, on the worker: a site
+    computed meanwhile (by another worker or campaign, or by a run that stored its task and was
+    killed before FireWorks heard of it) is not computed again; the stored task is the output.
+
+    Parameters
+    ----------
+    name
+        Job name; campaign flows make it ``"feff xanes <site_id>"``.
+    preset
+        FEFF preset: 'fast' or 'mp'.
+    edge
+        Absorption edge.
+    run_feff_kwargs
+        Passed to the runner: ``feff_cmd``, ``timeout`` (default: the worker's settings).
+    max_actions
+        Most error-ladder actions per site.
+    store_task
+        Upsert the task into ``feff_tasks`` (the worker's configured database).
+    skip_existing
+        Return the stored task instead of running FEFF when the key exists.
+    retry_failed
+        With ``skip_existing``, still recompute a site whose stored task failed.
+    clean
+        Delete FEFF's bulky by-products of a successful run from the job folder.
+    """
+
+    name: str = "feff xanes"
+    skip_existing: bool = True
+    retry_failed: bool = False
+    clean: bool = True
+
+    def task_key(self, material_id: str, element: str, absorbing_index: int, site_id: str | None = None) -> str:
+        """Deterministic task key of a site under this maker's preset and edge."""
+        phash = preset_hash(preset_cards(self.preset, self.edge))
+        return make_task_id(site_id or make_site_id(material_id, element, absorbing_index), self.edge, phash)
+
+    @job(output_schema=FeffTaskDoc)
+    def make(self, structure: Structure, absorbing_index: int, material_id: str, site_id: str | None = None) -> Response:
+        """Look the task up; if absent run :meth:`FeffXanesMaker.make`'s recipe (inputs, FEFF, parse, store)."""
+        if self.skip_existing and self.store_task:
+            key = self.task_key(material_id, structure[absorbing_index].specie.symbol, absorbing_index, site_id)
+            crit: dict[str, Any] = {"task_id": key}
+            if self.retry_failed:
+                crit["state"] = "successful"
+            found = _db()["feff_tasks"].find_one(crit, {"_id": 0})
+            if found is not None:
+                logger.info("task %s exists (%s): FEFF not run again", key, found.get("state"))
+                return Response(output=FeffTaskDoc.from_mongo(found))
+        response = FeffXanesMaker.make.original(self, structure, absorbing_index, material_id, site_id)
+        if self.clean and response.output is not None and response.output.state == "successful":
+            for attempt in Path.cwd().glob("attempt-*"):
+                for p in attempt.iterdir():
+                    if p.name not in KEEP_FILES:
+                        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        return response
+
+
+def feff_site_jobs(structure: Structure | dict, material_id: str, sites: Sequence[dict],
+                   maker: SiteFeffMaker) -> list:
+    """One FEFF job per site, named ``"feff xanes <site_id>"``, its task key in the job metadata.
+
+    ``sites`` hold ``element``, ``site_index`` and optionally ``site_id``. The key lands in the
+    Firework spec (``xanesdb_task_key``), so the LaunchPad can say which tasks are queued.
+    """
+    from pymatgen.core import Structure as PmgStructure
+
+    if isinstance(structure, dict):
+        structure = PmgStructure.from_dict(structure)
+    jobs = []
+    for s in sites:
+        sid = s.get("site_id") or make_site_id(material_id, s["element"], s["site_index"])
+        j = maker.make(structure, s["site_index"], material_id, site_id=sid)
+        j.name = f"{maker.name} {sid}"
+        j.metadata[TASK_KEY_SPEC] = maker.task_key(material_id, s["element"], s["site_index"], sid)
+        j.metadata["material_id"] = material_id
+        jobs.append(j)
+    return jobs
+
+
+# ----------------------------------------------------------------------------- labels, fan-out, spectra
+@job(name="label sites")
+def label_material(structure_doc: dict, elements: list[str]) -> list[dict]:
+    """Label one material's unique absorbing sites (if not labelled yet) and return the good ones.
+
+    Uses :func:`xanesdb.jobs.labels.label_structures` (one worker process with the ChemEnv time
+    limit; a structure that fails is stored as failed sites, as in ``xanesdb sites label``).
+
+    Returns
+    -------
+    list of dict
+        ``site_id``, ``material_id``, ``element``, ``site_index`` of each successfully labelled site.
+    """
+    from xanesdb.jobs.labels import label_structures
+
+    settings = get_settings()
+    summary = label_structures([structure_doc], settings=settings, workers=1, elements=elements)
+    logger.info("labelled %s: %s", structure_doc["material_id"], summary)
+    crit = {"material_id": structure_doc["material_id"], "element": {"$in": list(elements)}, "state": {"$ne": "failed"}}
+    proj = {"_id": 0, "site_id": 1, "material_id": 1, "element": 1, "site_index": 1}
+    return sorted(_db(settings)["sites"].find(crit, proj), key=lambda s: s["site_id"])
+
+
+@job(name="feff fan-out")
+def run_pending_feff(structure: dict, material_id: str, sites: list[dict], maker: SiteFeffMaker) -> Response:
+    """Replace this job by one FEFF job per site that has no task yet (checked now, on the worker).
+
+    Returns
+    -------
+    Response
+        ``replace`` with the FEFF jobs (output: their task ids), or an empty list when none is pending.
+    """
+    keys = {maker.task_key(material_id, s["element"], s["site_index"], s.get("site_id")): s for s in sites}
+    done = _existing_task_ids(_db(), list(keys), retry_failed=maker.retry_failed)
+    pending = [s for k, s in keys.items() if k not in done]
+    logger.info("%s: %d sites, %d with a task, %d to compute", material_id, len(sites), len(done), len(pending))
+    if not pending:
+        return Response(output=[])
+    jobs = feff_site_jobs(structure, material_id, pending, maker)
+    return Response(replace=Flow(jobs, output=[j.output.task_id for j in jobs], name=f"feff xanes {material_id}"))
+
+
+@job(name="build spectra", config=JobConfig(on_missing_references=OnMissing.NONE))
+def build_material_spectra(material_id: str, elements: list[str], task_ids: list | None = None) -> dict:
+    """Standardise and deduplicate the new FEFF tasks of the material's absorbers (incremental).
+
+    Runs :func:`xanesdb.jobs.spectra.build.build_spectra` for ``elements``: only new or changed
+    tasks are standardised, so it also picks up what other workers finished meanwhile. Runs even
+    when a FEFF job of the material failed (missing outputs resolve to None).
+
+    Returns
+    -------
+    dict
+        ``material_id``, ``task_ids`` (this flow's, None for a failed job), the build's
+        ``processed`` count and ``seconds``, and ``n_spectra`` of the material.
+    """
+    from xanesdb.jobs.spectra.build import build_spectra
+
+    report = build_spectra(elements=list(elements))
+    n = _db()["spectra"].count_documents({"material_id": material_id, "element": {"$in": list(elements)}})
+    return {"material_id": material_id, "task_ids": list(task_ids or []), "processed": report.processed,
+            "seconds": report.seconds, "n_spectra": n}
+
+
+# ----------------------------------------------------------------------------- one material
+@dataclass
+class MaterialXanesMaker(Maker):
+    """The flow of one material: labels (if needed) -> FEFF per pending site -> spectra.
+
+    Parameters
+    ----------
+    name
+        Flow name prefix; the flow is ``"<name> <material_id>"``.
+    elements
+        Absorbing elements.
+    feff_maker
+        Maker of the FEFF jobs (its preset and edge are the campaign's).
+    build_spectra
+        End with a spectra build of the material's absorbers.
+    """
+
+    name: str = "xanes"
+    elements: list[str] = field(default_factory=lambda: list(ABSORBERS))
+    feff_maker: SiteFeffMaker = field(default_factory=SiteFeffMaker)
+    build_spectra: bool = True
+
+    def make(self, structure_doc: dict, sites: list[dict] | None = None) -> Flow:
+        """Build the material's flow.
+
+        Parameters
+        ----------
+        structure_doc
+            The material's ``structures`` document (``material_id``, ``structure``, ``elements``).
+        sites
+            Its labelled sites still to compute (``site_id``, ``element``, ``site_index``); None
+            when the material is not labelled yet: then a labelling job and a fan-out decided on
+            the worker come first.
+        """
+        mid = structure_doc["material_id"]
+        elements = [el for el in self.elements if el in structure_doc.get("elements", self.elements)] or list(self.elements)
+        jobs: list = []
+        if sites is None:
+            label = label_material({k: v for k, v in structure_doc.items() if k != "_id"}, elements)
+            fan = run_pending_feff(structure_doc["structure"], mid, label.output, self.feff_maker)
+            fan.name = f"feff fan-out {mid}"
+            label.name = f"label sites {mid}"
+            jobs += [label, fan]
+            task_ids = fan.output
+        else:
+            feff = feff_site_jobs(structure_doc["structure"], mid, sites, self.feff_maker)
+            jobs += feff
+            task_ids = [j.output.task_id for j in feff]
+        if self.build_spectra:
+            spectra = build_material_spectra(mid, elements, task_ids)
+            spectra.name = f"build spectra {mid}"
+            jobs.append(spectra)
+            output = spectra.output
+        else:
+            output = task_ids
+        return Flow(jobs, output=output, name=f"{self.name} {mid}")
+
+
+# ----------------------------------------------------------------------------- a campaign
+@dataclass
+class MaterialCampaign:
+    """What is submitted for one material."""
+
+    material_id: str
+    key: str
+    elements: list[str]
+    labelled: bool
+    sites: list[dict] = field(default_factory=list)
+    flow: Flow | None = None
+
+    @property
+    def task_keys(self) -> list[str]:
+        """Task keys of the FEFF jobs known at submission (none before labelling)."""
+        return [s["task_id"] for s in self.sites]
+
+    def metadata(self, preset: str, phash: str, edge: str) -> dict:
+        """Workflow metadata (``metadata.xanesdb``) identifying the campaign entry."""
+        return {"key": self.key, "material_id": self.material_id, "elements": self.elements, "preset": preset,
+                "preset_hash": phash, "edge": edge, "labelled": self.labelled, "task_keys": self.task_keys}
+
+
+@dataclass
+class CampaignPlan:
+    """The flows of a campaign and what was left out, and why."""
+
+    preset: str
+    preset_hash: str
+    edge: str
+    elements: list[str]
+    campaigns: list[MaterialCampaign] = field(default_factory=list)
+    n_materials: int = 0
+    n_materials_done: int = 0
+    n_materials_queued: int = 0
+    n_materials_over_limit: int = 0
+    n_to_label: int = 0
+    n_sites: int = 0
+    n_sites_done: int = 0
+    n_sites_queued: int = 0
+
+    @property
+    def n_sites_submitted(self) -> int:
+        """FEFF jobs known at submission (labelling flows add theirs on the worker)."""
+        return sum(len(c.sites) for c in self.campaigns)
+
+
+def campaign_key(material_id: str, elements: Sequence[str], edge: str, phash: str) -> str:
+    """Key of a material's workflow: ``<material_id>:<elements>:<edge>:<preset-hash>``."""
+    return f"{material_id}:{'-'.join(sorted(elements))}:{edge}:{phash}"
+
+
+def plan_campaign(
+    settings: XanesdbSettings | None = None,
+    elements: Sequence[str] | None = None,
+    preset: str | None = None,
+    edge: str = "K",
+    limit: int | None = None,
+    material_ids: Sequence[str] | None = None,
+    queued_task_keys: set[str] | None = None,
+    active_keys: set[str] | None = None,
+    retry_failed: bool = False,
+    feff_maker: SiteFeffMaker | None = None,
+    build_spectra: bool = True,
+) -> CampaignPlan:
+    """Decide which materials get a flow, with which sites, and build the flows.
+
+    Parameters
+    ----------
+    settings
+        Where the database is.
+    elements
+        Absorbers (default: the paper's eight).
+    preset, edge
+        FEFF preset (default ``settings.FEFF_PRESET``) and edge.
+    limit
+        At most this many materials (flows), in material_id order.
+    material_ids
+        Only these materials.
+    queued_task_keys
+        Task keys already queued elsewhere (the LaunchPad's active FEFF Fireworks): not submitted.
+    active_keys
+        Campaign keys of unfinished workflows: those materials are not submitted.
+    retry_failed
+        Recompute sites whose task failed.
+    feff_maker
+        Maker of the FEFF jobs (default :class:`SiteFeffMaker` with ``preset`` and ``edge``).
+    build_spectra
+        End each flow with a spectra build.
+    """
+    from xanesdb.jobs.feff.flows import select_pending_sites
+    from xanesdb.jobs.structures import normalise_elements
+    from xanesdb.platform.stores import get_database
+
+    settings = settings or get_settings()
+    preset_name = get_preset(preset or settings.FEFF_PRESET).name
+    elements = normalise_elements(elements) or list(ABSORBERS)
+    if limit is not None and limit < 0:
+        raise XanesdbUserError(f"--limit must be >= 0, got {limit}")
+    phash = preset_hash(preset_cards(preset_name, edge))
+    queued_task_keys = queued_task_keys or set()
+    active_keys = active_keys or set()
+    feff_maker = feff_maker or SiteFeffMaker(preset=preset_name, edge=edge, retry_failed=retry_failed)
+    material_maker = MaterialXanesMaker(elements=list(elements), feff_maker=feff_maker, build_spectra=build_spectra)
+    plan = CampaignPlan(preset=preset_name, preset_hash=phash, edge=edge, elements=list(elements))
+    db = get_database(settings)
+
+    crit: dict[str, Any] = {"elements": {"$in": list(elements)}}
+    if material_ids:
+        crit["material_id"] = {"$in": list(material_ids)}
+    materials = {d["material_id"]: d["elements"] for d in
+                 db["structures"].find(crit, {"_id": 0, "material_id": 1, "elements": 1}).sort("material_id", 1)}
+    plan.n_materials = len(materials)
+    # labelled elements per material (failed labels count as labelled: they are not retried here)
+    labelled: dict[str, set[str]] = defaultdict(set)
+    for row in db["sites"].aggregate([{"$match": {"element": {"$in": list(elements)}}},
+                                      {"$group": {"_id": {"m": "$material_id", "e": "$element"}}}]):
+        labelled[row["_id"]["m"]].add(row["_id"]["e"])
+    pending, n_sites, n_done = select_pending_sites(db, elements, preset_name, edge, None, retry_failed,
+                                                    list(materials) if material_ids else None)
+    by_material: dict[str, list[dict]] = defaultdict(list)
+    for s in pending:
+        if s["material_id"] in materials:
+            by_material[s["material_id"]].append(s)
+    plan.n_sites, plan.n_sites_done = n_sites, n_done
+
+    for mid, mat_elements in materials.items():
+        wanted = [el for el in elements if el in mat_elements]
+        key = campaign_key(mid, wanted, edge, phash)
+        if key in active_keys:
+            plan.n_materials_queued += 1
+            continue
+        is_labelled = all(el in labelled.get(mid, ()) for el in wanted)
+        sites = None
+        if is_labelled:
+            sites = [s for s in by_material.get(mid, []) if s["task_id"] not in queued_task_keys]
+            plan.n_sites_queued += len(by_material.get(mid, [])) - len(sites)
+            if not sites:
+                if by_material.get(mid):
+                    plan.n_materials_queued += 1
+                else:
+                    plan.n_materials_done += 1
+                continue
+        if limit is not None and len(plan.campaigns) >= limit:
+            plan.n_materials_over_limit += 1
+            continue
+        plan.campaigns.append(MaterialCampaign(mid, key, wanted, is_labelled, sites or []))
+        plan.n_to_label += not is_labelled
+
+    # structures of the chosen materials, then their flows
+    ids = [c.material_id for c in plan.campaigns]
+    docs: dict[str, dict] = {}
+    for i in range(0, len(ids), 500):
+        for d in db["structures"].find({"material_id": {"$in": ids[i:i + 500]}}, {"_id": 0}):
+            docs[d["material_id"]] = d
+    for c in plan.campaigns:
+        c.flow = material_maker.make(docs[c.material_id], c.sites if c.labelled else None)
+    return plan
+
+
+def run_campaign_locally(plan: CampaignPlan, settings: XanesdbSettings | None = None, root_dir: str | Path | None = None,
+                         on_material: Any = None) -> dict[str, Any]:
+    """Run every flow of a plan with jobflow's ``run_locally``, one material after another.
+
+    Job outputs go to the ``jobs`` collection (:func:`xanesdb.platform.stores.job_store`); each
+    job runs in its own folder under ``root_dir`` (default ``HOME/populate-runs``).
+
+    Returns
+    -------
+    dict
+        ``materials`` run, ``failed`` materials (a job that did not finish), ``seconds``.
+    """
+    from jobflow.managers.local import run_locally
+
+    from xanesdb.platform.stores import job_store
+
+    settings = settings or get_settings()
+    root = Path(root_dir or settings.HOME / "populate-runs")
+    root.mkdir(parents=True, exist_ok=True)
+    store = job_store(settings)
+    t0 = time.perf_counter()
+    failed: list[str] = []
+    for c in plan.campaigns:
+        responses = run_locally(c.flow, log=False, store=store, create_folders=True, root_dir=root)
+        ok = all(j.uuid in responses for j in c.flow.jobs)
+        if not ok:
+            failed.append(c.material_id)
+        if on_material is not None:
+            on_material(c, ok)
+    return {"materials": len(plan.campaigns), "failed": failed, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def submit_campaign(plan: CampaignPlan, lp: Any, settings: XanesdbSettings | None = None,
+                    on_material: Any = None) -> dict[int, str]:
+    """Add one FireWorks workflow per material of a plan to the LaunchPad.
+
+    Each flow becomes a workflow with ``flow_to_workflow`` and the worker-resolved JobStore of
+    :func:`xanesdb.platform.launchpad.worker_job_store` (jobs and job_data in the same database);
+    ``metadata.xanesdb`` holds the campaign key, material, preset and task keys.
+
+    Returns
+    -------
+    dict
+        First fw_id of each workflow -> material_id.
+    """
+    from jobflow.managers.fireworks import flow_to_workflow
+
+    from xanesdb.platform.launchpad import CAMPAIGN_META, worker_job_store
+
+    settings = settings or get_settings()
+    store = worker_job_store(settings)
+    added: dict[int, str] = {}
+    for c in plan.campaigns:
+        meta = {CAMPAIGN_META: c.metadata(plan.preset, plan.preset_hash, plan.edge)}
+        wf = flow_to_workflow(c.flow, store=store, name=f"xanes {c.material_id} {plan.preset}", metadata=meta)
+        id_map = lp.add_wf(wf)
+        added[min(id_map.values())] = c.material_id
+        if on_material is not None:
+            on_material(c, True)
+    return added
