@@ -37,6 +37,7 @@ from xanesdb.commands import sites as _sites; app.add_typer(_sites.app, name="si
 from xanesdb.commands import structures as _structures; app.add_typer(_structures.app, name="structures")  # noqa: E402,E702
 from xanesdb.commands import demo as _demo; app.command("demo")(_demo.demo)  # noqa: E402,E702
 from xanesdb.commands import ml as _ml; app.add_typer(_ml.app, name="models"); app.command("train")(_ml.train); app.command("predict")(_ml.predict)  # noqa: E402,E702
+from xanesdb.commands import dbadmin as _dbadmin_top; app.command("export")(_dbadmin_top.export)  # noqa: E402,E702
 
 
 def _parse_json_filter(text: str) -> dict:
@@ -51,14 +52,26 @@ def _parse_json_filter(text: str) -> dict:
 def db_serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for a lab network)."),
     port: int = typer.Option(27017, help="Port to listen on."),
+    auth: bool = typer.Option(False, "--auth", help="Require SCRAM-SHA-256 logins (create users first: "
+                              "`xanesdb db roles --apply`)."),
 ) -> None:
     """Run the local MongoDB server in the foreground, for other groups to connect to."""
     from xanesdb.platform.server import LocalServer
 
     s = get_settings()
-    server = LocalServer(s.HOME)
-    console.print(f"serving {s.HOME / 'db' / 'data'} on mongodb://{host}:{port}/ (Ctrl-C stops)")
+    if auth:
+        from xanesdb.commands.dbadmin import check_users_provisioned
+
+        check_users_provisioned(s)
+    server = LocalServer(s.HOME, auth=auth)
+    login = f" with authentication (authSource={s.DB_NAME})" if auth else ""
+    console.print(f"serving {s.HOME / 'db' / 'data'} on mongodb://{host}:{port}/{login} (Ctrl-C stops)")
     raise typer.Exit(server.serve_foreground(host, port))
+
+
+from xanesdb.commands import dbadmin as _dbadmin  # noqa: E402
+db_app.command("roles")(_dbadmin.roles)
+db_app.command("migrate")(_dbadmin.migrate)
 
 
 @db_app.command("stop")

@@ -107,6 +107,7 @@ class ServerInfo:
     port: int
     started: float
     foreground: bool = False
+    auth: bool = False
 
     def uri(self, host: str | None = None) -> str:
         h = host or (self.host if self.host != "0.0.0.0" else "127.0.0.1")
@@ -116,12 +117,16 @@ class ServerInfo:
 class LocalServer:
     """The local SecantusDB server whose files are under ``home/db``."""
 
-    def __init__(self, home: Path, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 30.0):
+    def __init__(
+        self, home: Path, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 30.0, auth: bool = False
+    ):
         self.home = Path(home)
         self.dir = self.home / "db"
         self.host = host
         self.port = port
         self.timeout_s = timeout_s
+        #: require SCRAM-SHA-256 authentication (``--auth``); provision users first without it
+        self.auth = auth
 
     # files
     @property
@@ -214,7 +219,7 @@ class LocalServer:
             "--storage-path", str(self.data_dir),
             "--log-level", "WARNING",
             "--sync-on-commit",  # acknowledged writes survive a SIGKILL of the server
-        ]  # fmt: skip
+        ] + (["--auth"] if self.auth else [])  # fmt: skip
         log = open(self.log_file, "ab")
         proc = subprocess.Popen(
             cmd,
@@ -233,7 +238,7 @@ class LocalServer:
                     f"{self._log_tail()}; see {self.log_file}"
                 )
             if _ping(self.host, port, timeout_s=0.5):
-                info = ServerInfo(pid=proc.pid, host=self.host, port=port, started=time.time())
+                info = ServerInfo(pid=proc.pid, host=self.host, port=port, started=time.time(), auth=self.auth)
                 self._write_info(info)
                 logger.info("started local database server pid %d on %s:%d", proc.pid, self.host, port)
                 return info
@@ -297,10 +302,11 @@ class LocalServer:
                 "--storage-path", str(self.data_dir),
                 "--log-level", "WARNING",
                 "--sync-on-commit",
-            ]  # fmt: skip
+            ] + (["--auth"] if self.auth else [])  # fmt: skip
             proc = subprocess.Popen(cmd, cwd=self.dir)
             self._write_info(
-                ServerInfo(pid=proc.pid, host=host, port=port, started=time.time(), foreground=True)
+                ServerInfo(pid=proc.pid, host=host, port=port, started=time.time(), foreground=True,
+                           auth=self.auth)
             )
         try:
             return proc.wait()

@@ -44,6 +44,13 @@ class XanesdbSettings(BaseSettings):
     DB_TIMEOUT_S: float = Field(
         10.0, description="Seconds to wait for the database before giving up with an error."
     )
+    DB_RETRIES: int = Field(
+        3,
+        description=(
+            "Further attempts, with exponential backoff, when the database does not answer at "
+            "connection; DB_TIMEOUT_S is shared between the attempts."
+        ),
+    )
     FEFF_CMD: str | None = Field(
         None,
         description=(

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 import pymongo
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
 
 from xanesdb.platform.errors import DatabaseUnavailableError
 from xanesdb.platform.settings import XanesdbSettings, get_settings
@@ -81,19 +82,49 @@ def get_client(settings: XanesdbSettings | None = None, check: bool = True) -> p
     settings = settings or get_settings()
     uri = database_uri(settings)
     timeout_ms = int(settings.DB_TIMEOUT_S * 1000)
-    try:
-        client = pymongo.MongoClient(
-            uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
-        )
-        if check:
-            client.admin.command("ping")
-    except (PyMongoError, ValueError) as err:
-        raise DatabaseUnavailableError(
-            f"cannot reach MongoDB at {redact_uri(uri)} within {settings.DB_TIMEOUT_S:g} s "
-            f"({type(err).__name__}); check XANESDB_DB_URI, the network, or unset it to use "
-            "the local server"
-        ) from err
-    return client
+    attempts = max(1, settings.DB_RETRIES + 1)
+    # the time budget is shared: each attempt waits its share, then backs off 0.1, 0.2, 0.4 ... s
+    per_try_s = max(0.2, settings.DB_TIMEOUT_S / attempts)
+    delay = 0.1
+    for attempt in range(1, attempts + 1):
+        client = None
+        try:
+            # the URI goes to pymongo untouched: tls, authSource, replicaSet ... are honoured
+            client = pymongo.MongoClient(
+                uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
+            )
+            if check:
+                with pymongo.timeout(per_try_s):
+                    client.admin.command("ping")
+            return client
+        except OperationFailure as err:  # the server answered: retrying will not help
+            if client is not None:
+                client.close()
+            if err.code == 18:
+                raise DatabaseUnavailableError(
+                    f"authentication failed at {redact_uri(uri)}; check the user and password in "
+                    "XANESDB_DB_URI and its authSource (the database the user was created in)"
+                ) from err
+            raise DatabaseUnavailableError(
+                f"MongoDB at {redact_uri(uri)} refused the connection check (code {err.code}); "
+                "check XANESDB_DB_URI"
+            ) from err
+        except (PyMongoError, ValueError) as err:
+            if client is not None:
+                client.close()
+            if isinstance(err, (ValueError, ConfigurationError)) or attempt == attempts:
+                raise DatabaseUnavailableError(
+                    f"cannot reach MongoDB at {redact_uri(uri)} within {settings.DB_TIMEOUT_S:g} s "
+                    f"({attempt} attempt{'s' if attempt > 1 else ''}, {type(err).__name__}); check "
+                    "XANESDB_DB_URI, the network, or unset it to use the local server"
+                ) from err
+            logger.warning(
+                "MongoDB at %s did not answer (attempt %d of %d, %s); retrying in %.1f s",
+                redact_uri(uri), attempt, attempts, type(err).__name__, delay,
+            )  # fmt: skip
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def get_database(settings: XanesdbSettings | None = None):
