@@ -38,6 +38,7 @@ from xanesdb.commands import structures as _structures; app.add_typer(_structure
 from xanesdb.commands import demo as _demo; app.command("demo")(_demo.demo)  # noqa: E402,E702
 from xanesdb.commands import ml as _ml; app.add_typer(_ml.app, name="models"); app.command("train")(_ml.train); app.command("predict")(_ml.predict)  # noqa: E402,E702
 from xanesdb.commands import dbadmin as _dbadmin_top; app.command("export")(_dbadmin_top.export)  # noqa: E402,E702
+from xanesdb.commands import populate as _populate; app.add_typer(_populate.app, name="populate")  # noqa: E402,E702
 
 
 def _parse_json_filter(text: str) -> dict:

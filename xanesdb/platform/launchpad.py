@@ -231,6 +231,7 @@ def get_launchpad(settings: XanesdbSettings | None = None, strm_lvl: str = "WARN
                    logdir=logdir, user_indices=[f"spec.{TASK_KEY_SPEC}"],
                    wf_user_indices=[f"metadata.{CAMPAIGN_META}.material_id", f"metadata.{CAMPAIGN_META}.key"],
                    mongoclient_kwargs={"serverSelectionTimeoutMS": timeout_ms})
+    lp.m_logger.propagate = False  # FireWorks logs through its own handler at strm_lvl
     if init:
         ensure_launchpad(lp)
     return lp
