@@ -151,7 +151,7 @@ def migrate_collection(coll: Any, name: str, dry_run: bool = False) -> Migration
         report.scanned += 1
         try:
             new = upgrade_document(name, doc)
-        except ValueError as err:
+        except (ValueError, XanesdbUserError) as err:
             report.failed[str(doc.get(key, doc.get("_id")))] = str(err).splitlines()[0]
             continue
         if dry_run:
