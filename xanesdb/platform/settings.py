@@ -14,12 +14,14 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from xanesdb.platform.errors import XanesdbUserError
 
 DEFAULT_CONFIG_FILE = "~/.xanesdb.yaml"
 
-__all__ = ["XanesdbSettings", "SETTINGS", "get_settings", "mp_api_key"]
+__all__ = ["XanesdbSettings", "SETTINGS", "SettingsError", "get_settings", "mp_api_key"]
 
 
 class XanesdbSettings(BaseSettings):
@@ -125,12 +127,34 @@ class XanesdbSettings(BaseSettings):
         return self.WORKERS if self.WORKERS > 0 else max(1, os.cpu_count() or 1)
 
 
+class SettingsError(XanesdbUserError, ValueError):
+    """Invalid settings (environment or config file); one line, never the values themselves."""
+
+
+def _settings_error(err: ValidationError) -> SettingsError:
+    """The first problem, without pydantic's echo of the input (which may hold a password)."""
+    first = err.errors(include_input=False, include_url=False)[0]
+    msg = str(first.get("msg", "invalid settings")).removeprefix("Value error, ")
+    loc = ".".join(str(p) for p in first.get("loc", ()))
+    return SettingsError(f"invalid setting {loc}: {msg}" if loc else f"invalid settings: {msg}")
+
+
 def get_settings(**overrides: Any) -> XanesdbSettings:
-    """Fresh settings read from the environment now (tests and the CLI use this)."""
-    return XanesdbSettings(**overrides)
+    """Fresh settings read from the environment now (tests and the CLI use this).
+
+    Raises :class:`SettingsError` (a one-line user error and a ``ValueError``) when the
+    environment or the config file is invalid.
+    """
+    try:
+        return XanesdbSettings(**overrides)
+    except ValidationError as err:
+        raise _settings_error(err) from None
 
 
-SETTINGS = XanesdbSettings()
+try:
+    SETTINGS = XanesdbSettings()
+except ValidationError:  # reported, one line, by get_settings() where it is used (e.g. the CLI)
+    SETTINGS = XanesdbSettings.model_construct()
 
 
 def mp_api_key() -> str | None:

@@ -118,7 +118,7 @@ def get_client(settings: XanesdbSettings | None = None, check: bool = True) -> p
                     f"({attempt} attempt{'s' if attempt > 1 else ''}, {type(err).__name__}); check "
                     "XANESDB_DB_URI, the network, or unset it to use the local server"
                 ) from err
-            logger.warning(
+            logger.info(  # info: the CLI shows only the final one-line error
                 "MongoDB at %s did not answer (attempt %d of %d, %s); retrying in %.1f s",
                 redact_uri(uri), attempt, attempts, type(err).__name__, delay,
             )  # fmt: skip
