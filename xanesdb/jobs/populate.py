@@ -194,6 +194,9 @@ def label_material(structure_doc: dict, elements: list[str]) -> list[dict]:
     from xanesdb.jobs.labels import label_structures
 
     settings = get_settings()
+    structure_doc = dict(structure_doc)
+    if hasattr(structure_doc["structure"], "as_dict"):  # a job's inputs come back decoded (monty)
+        structure_doc["structure"] = structure_doc["structure"].as_dict()
     summary = label_structures([structure_doc], settings=settings, workers=1, elements=elements)
     logger.info("labelled %s: %s", structure_doc["material_id"], summary)
     crit = {"material_id": structure_doc["material_id"], "element": {"$in": list(elements)}, "state": {"$ne": "failed"}}
