@@ -1,0 +1,194 @@
+"""Access for other groups, for real: roles and users on the local server run with SCRAM-SHA-256
+(`xanesdb db serve --auth`), the read-only user refused on write, authSource and TLS URI options
+honoured, credentials only from the environment or a 0600 file, never logged or stored."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pymongo
+import pytest
+from pymongo.errors import OperationFailure
+
+from xanesdb.platform.access import read_credentials, user_uri
+from xanesdb.platform.server import LocalServer, _ping, find_free_port
+
+pytestmark = pytest.mark.integration
+READER_PW = "reader-Pw-7f3a9c1e"
+
+
+def _cli(args, env, timeout=120):
+    return subprocess.run([sys.executable, "-m", "xanesdb.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def test_roles_plan_printed_without_a_database(tmp_path):
+    r = _cli(["db", "roles"], {**os.environ, "COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    for word in ("xanesdb_reader", "xanesdb_read", "xanesdb_writer", "xanesdb_admin", "dbOwner",
+                 "read-only", "XANESDB_READER_PASSWORD", "dry run"):
+        assert word in r.stdout, word
+    assert not (Path(os.environ["XANESDB_HOME"]) / "db").exists()  # nothing started
+
+
+def test_serve_auth_reader_refused_on_write(tmp_path):
+    home = tmp_path / "home"
+    port = find_free_port()
+    log_file = tmp_path / "cli.log"
+    env = {**os.environ, "XANESDB_HOME": str(home), "XANESDB_DB_PORT": str(port), "COLUMNS": "200",
+           "XANESDB_READER_PASSWORD": READER_PW}
+    env.pop("XANESDB_DB_URI", None)
+    outputs = []
+    # serving with --auth before any user exists is refused
+    r = _cli(["db", "serve", "--auth", "--port", str(port)], env)
+    assert r.returncode == 2 and "create them first with `xanesdb db roles --apply`" in r.stderr
+    outputs.append(r.stdout + r.stderr)
+    # provision without authentication: roles, users, validators, some data
+    r = _cli(["db", "roles", "--apply"], env)
+    outputs.append(r.stdout + r.stderr)
+    assert r.returncode == 0, r.stderr
+    assert "user xanesdb_reader: created" in r.stdout and "generated passwords for xanesdb_writer, xanesdb_admin" in r.stdout
+    cred = home / "credentials.yaml"
+    assert oct(cred.stat().st_mode & 0o777) == "0o600"
+    pw = read_credentials(cred)
+    assert set(pw) == {"xanesdb_writer", "xanesdb_admin"}  # the reader's came from the environment
+    # a second --apply keeps the generated passwords (no rotation) and updates in place
+    r = _cli(["db", "roles", "--apply"], env)
+    outputs.append(r.stdout + r.stderr)
+    assert "user xanesdb_writer: updated" in r.stdout and read_credentials(cred) == pw
+    # restart with authentication, in the foreground as `xanesdb db serve --auth`
+    server = subprocess.Popen([sys.executable, "-m", "xanesdb.cli", "db", "serve", "--auth", "--port", str(port)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 60
+        local = LocalServer(home)
+        while time.time() < deadline and not (
+            (info := local.read_info()) and info.foreground and info.auth and _ping("127.0.0.1", port, 0.3)
+        ):
+            assert server.poll() is None, server.stdout.read()
+            time.sleep(0.2)
+        base = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        anon = pymongo.MongoClient(base, serverSelectionTimeoutMS=5000)
+        with pytest.raises(OperationFailure) as e:
+            anon.xanesdb.spectra.find_one()
+        assert e.value.code == 13  # Unauthorized
+        writer_uri = user_uri(base, "xanesdb_writer", "xanesdb", pw["xanesdb_writer"])
+        reader_uri = user_uri(base, "xanesdb_reader", "xanesdb", READER_PW)
+        # the writer populates through xanesdb (validated documents), the URI from the environment
+        wenv = {**env, "XANESDB_DB_URI": writer_uri, "XANESDB_DB_TIMEOUT_S": "5"}
+        code = ("import logging, sys; logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)\n"
+                "from xanesdb.platform.snapshot import load_snapshot, BUNDLED_DB_DIR\n"
+                "import shutil, tempfile, gzip, pathlib\n"
+                "d = pathlib.Path(tempfile.mkdtemp())\n"
+                "src = gzip.open(BUNDLED_DB_DIR / 'structures.jsonl.gz', 'rt').readlines()[:20]\n"
+                "gzip.open(d / 'structures.jsonl.gz', 'wt').writelines(src)\n"
+                "print(load_snapshot(None, d))\n")
+        w = subprocess.run([sys.executable, "-c", code], env=wenv, capture_output=True, text=True, timeout=120)
+        outputs.append(w.stdout + w.stderr)
+        assert w.returncode == 0, w.stderr[-2000:]
+        assert "'structures': 20" in w.stdout
+        # the read-only user queries ...
+        renv = {**env, "XANESDB_DB_URI": reader_uri}
+        q = _cli(["db", "query", "{}", "--collection", "structures", "--format", "jsonl", "--limit", "0"], renv)
+        outputs.append(q.stdout + q.stderr)
+        assert q.returncode == 0, q.stderr
+        assert len(q.stdout.strip().splitlines()) == 20
+        reader = pymongo.MongoClient(reader_uri, serverSelectionTimeoutMS=5000)
+        assert reader.xanesdb.structures.count_documents({"elements": "O"}) > 0
+        assert list(reader.xanesdb.structures.aggregate([{"$count": "n"}])) == [{"n": 20}]
+        # ... and cannot write, for real
+        doc = reader.xanesdb.structures.find_one({}, {"_id": 0})
+        for attempt in (lambda: reader.xanesdb.structures.insert_one(dict(doc, material_id="new")),
+                        lambda: reader.xanesdb.structures.update_one({}, {"$set": {"tags": ["x"]}}),
+                        lambda: reader.xanesdb.structures.delete_many({}),
+                        lambda: reader.xanesdb.command("createUser", "evil", pwd="x", roles=[]),
+                        lambda: reader.xanesdb.structures.drop_indexes()):
+            with pytest.raises(OperationFailure) as e:
+                attempt()
+            assert e.value.code == 13
+        assert reader.xanesdb.structures.count_documents({}) == 20
+        # the writer cannot manage users; the admin can
+        writer = pymongo.MongoClient(writer_uri, serverSelectionTimeoutMS=5000)
+        with pytest.raises(OperationFailure):
+            writer.xanesdb.command("createUser", "evil", pwd="x", roles=[])
+        admin = pymongo.MongoClient(user_uri(base, "xanesdb_admin", "xanesdb", pw["xanesdb_admin"]))
+        assert len(admin.xanesdb.command("usersInfo")["users"]) == 3
+        # authSource is honoured: the same user against authSource=admin fails to log in
+        wrong = {**env, "XANESDB_DB_URI": user_uri(base, "xanesdb_reader", "admin", READER_PW)}
+        bad = _cli(["db", "stats"], wrong)
+        outputs.append(bad.stdout + bad.stderr)
+        assert bad.returncode == 2 and bad.stderr.startswith("error: authentication failed at ")
+        assert len(bad.stderr.strip().splitlines()) == 1
+        wrong_pw = {**env, "XANESDB_DB_URI": user_uri(base, "xanesdb_reader", "xanesdb", "not-it")}
+        assert _cli(["db", "stats"], wrong_pw).returncode == 2
+        # no password anywhere: command output, DEBUG logs, stored documents, the server's log
+        secrets = [READER_PW, *pw.values()]
+        stored = "".join(str(d) for c in ("structures", "sites", "feff_tasks", "spectra", "models")
+                         for d in admin.xanesdb[c].find())
+        server_log = (home / "db" / "server.log").read_text(errors="replace") if (home / "db" / "server.log").exists() else ""
+        for text in (*outputs, stored, server_log):
+            for s in secrets:
+                assert s not in text
+        assert "***" in outputs[1]  # the URI shown by --apply is redacted
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        LocalServer(home).stop()
+    log_file.write_text("\n".join(outputs))
+
+
+def test_world_readable_credentials_refused(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    cred = home / "credentials.yaml"
+    cred.write_text("xanesdb_reader: abc\n")
+    cred.chmod(0o644)
+    env = {**os.environ, "XANESDB_HOME": str(home), "XANESDB_DB_URI": "mongodb://127.0.0.1:1/"}
+    r = _cli(["db", "roles", "--apply"], env)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"error: credentials file {cred} is readable by others (mode 644); run `chmod 600 {cred}`"]
+    # a config file holding a URI with a password, readable by others: one line, no password echoed
+    cfg = tmp_path / "xanesdb.yaml"
+    cfg.write_text("db_uri: mongodb://u:hunter2-secret@127.0.0.1:1/\n")
+    cfg.chmod(0o644)
+    env = {**os.environ, "XANESDB_HOME": str(home), "XANESDB_CONFIG_FILE": str(cfg)}
+    env.pop("XANESDB_DB_URI", None)
+    r = _cli(["db", "status"], env)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "chmod 600" in r.stderr
+    assert "hunter2" not in r.stderr + r.stdout
+
+
+def test_tls_uri_options_honoured(tmp_path):
+    """A TLS-only server: the URI's tls/tlsCAFile reach pymongo untouched; without them, no connection."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    from xanesdb.platform.server import server_command
+
+    port = find_free_port()
+    (tmp_path / "empty.toml").touch()
+    proc = subprocess.Popen(server_command() + ["--config", str(tmp_path / "empty.toml"), "--port", str(port),
+                                                "--storage-path", str(tmp_path / "data"), "--log-level", "WARNING",
+                                                "--tls-cert-file", str(cert), "--tls-key-file", str(key)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        tls_uri = f"mongodb://127.0.0.1:{port}/?directConnection=true&tls=true&tlsCAFile={cert}"
+        env = {**os.environ, "XANESDB_DB_URI": tls_uri, "XANESDB_DB_TIMEOUT_S": "20"}
+        r = _cli(["db", "stats"], env)
+        assert r.returncode == 0, r.stderr
+        plain = {**os.environ, "XANESDB_DB_URI": f"mongodb://127.0.0.1:{port}/?directConnection=true",
+                 "XANESDB_DB_TIMEOUT_S": "1"}
+        r = _cli(["db", "stats"], plain)
+        assert r.returncode == 2 and "cannot reach MongoDB" in r.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
