@@ -102,6 +102,10 @@ def register_run(doc: TrainingRunDoc, model: Any, settings: XanesdbSettings | No
         from bson import ObjectId
 
         gridfs.GridFS(db, GRIDFS_BUCKET).delete(ObjectId(old))
+    # weights of an earlier registration of this run killed between the upload and the switch to
+    # 'complete' (found by tests/test_reliability.py): referenced by nothing, removed now
+    for orphan in db[f"{GRIDFS_BUCKET}.files"].find({"run_id": doc.run_id, "_id": {"$ne": file_id}}, {"_id": 1}):
+        gridfs.GridFS(db, GRIDFS_BUCKET).delete(orphan["_id"])
     logger.info("registered %s (weights %s)", doc.run_id, file_id)
     return doc
 
