@@ -243,6 +243,8 @@ def config(
     category: Optional[str] = typer.Option(None, help="FireWorker category."),
     ping: Optional[int] = typer.Option(None, help="Also write FW_config.yaml with PING_TIME_SECS (s)."),
     uri: bool = typer.Option(True, "--uri/--no-uri", help="Write the database URI into my_launchpad.yaml (mode 600)."),
+    slurm_cores: Optional[int] = typer.Option(None, help="Also write a SLURM my_qadapter.yaml: one node job, one FEFF per core."),
+    walltime: str = typer.Option("24:00:00", help="SLURM wall time of a node job (with --slurm-cores)."),
 ) -> None:
     """Write FireWorks worker files for this database and print the rlaunch command."""
     from xanesdb.platform.launchpad import get_launchpad, require_fireworks, rlaunch_command, write_worker_config
@@ -251,10 +253,15 @@ def config(
     settings = get_settings()
     if ping is not None and ping < 1:
         raise XanesdbUserError("--ping must be at least 1 second")
+    if slurm_cores is not None and slurm_cores < 1:
+        raise XanesdbUserError("--slurm-cores must be at least 1")
     get_launchpad(settings).connection.close()  # counters and indexes exist before any worker starts
     written = write_worker_config(folder, settings, worker_name=name, category=category, ping_seconds=ping,
-                                  include_uri=uri)
+                                  include_uri=uri, slurm_cores=slurm_cores, walltime=walltime)
     for kind, path in written.items():
         console.print(f"{kind}: {path}")
     console.print("workers (one per core; the worker's environment needs XANESDB_DB_URI and XANESDB_DB_NAME):")
     console.print("  " + " ".join(rlaunch_command(folder)), markup=False, highlight=False)
+    if slurm_cores is not None:
+        console.print(f"SLURM: qlaunch -q {folder / 'my_qadapter.yaml'} -l {folder / 'my_launchpad.yaml'} rapidfire "
+                      "--nlaunches 4 (node jobs in the queue)", markup=False, highlight=False)

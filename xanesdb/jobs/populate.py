@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -517,7 +518,9 @@ def submit_campaign(plan: CampaignPlan, lp: Any, settings: XanesdbSettings | Non
     added: dict[int, str] = {}
     for c in plan.campaigns:
         meta = {CAMPAIGN_META: c.metadata(plan.preset, plan.preset_hash, plan.edge)}
-        wf = flow_to_workflow(c.flow, store=store, name=f"xanes {c.material_id} {plan.preset}", metadata=meta)
+        with warnings.catch_warnings():  # FEFF jobs of a flow without the spectra job are independent, as meant
+            warnings.filterwarnings("ignore", "Some jobs are not connected", UserWarning)
+            wf = flow_to_workflow(c.flow, store=store, name=f"xanes {c.material_id} {plan.preset}", metadata=meta)
         id_map = lp.add_wf(wf)
         added[min(id_map.values())] = c.material_id
         if on_material is not None:

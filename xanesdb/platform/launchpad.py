@@ -290,7 +290,8 @@ def launchpad_summary(lp: LaunchPad) -> dict[str, dict[str, int]]:
 # ----------------------------------------------------------------------------- worker configuration
 def write_worker_config(folder: str | Path, settings: XanesdbSettings | None = None, worker_name: str | None = None,
                         category: str | None = None, ping_seconds: int | None = None,
-                        include_uri: bool = True) -> dict[str, Path]:
+                        include_uri: bool = True, slurm_cores: int | None = None,
+                        walltime: str = "24:00:00") -> dict[str, Path]:
     """Write ``my_launchpad.yaml`` and ``my_fworker.yaml`` for ``rlaunch``/``qlaunch`` workers.
 
     Parameters
@@ -309,6 +310,11 @@ def write_worker_config(folder: str | Path, settings: XanesdbSettings | None = N
     include_uri
         Put the URI (with any password) into ``my_launchpad.yaml`` (written with mode 600); else
         the host is left as ``$XANESDB_DB_URI`` for you to fill in.
+    slurm_cores
+        Also write a SLURM ``my_qadapter.yaml`` for ``qlaunch``: one node job running
+        ``rlaunch multi <slurm_cores>``, i.e. one single-threaded FEFF process per core.
+    walltime
+        SLURM wall time of each node job.
 
     Returns
     -------
@@ -342,6 +348,19 @@ def write_worker_config(folder: str | Path, settings: XanesdbSettings | None = N
         (folder / "FW_config.yaml").write_text(
             yaml.safe_dump({"PING_TIME_SECS": int(ping_seconds), "RUN_EXPIRATION_SECS": int(ping_seconds) * 4}))
         written["fw_config"] = folder / "FW_config.yaml"
+    if slurm_cores is not None:
+        launch = (f"rlaunch -l {(folder / 'my_launchpad.yaml').resolve()} -w {(folder / 'my_fworker.yaml').resolve()} "
+                  f"multi {int(slurm_cores)} --nlaunches 0 --sleep 60")
+        qadapter = {
+            "_fw_name": "CommonAdapter", "_fw_q_type": "SLURM", "nodes": 1, "ntasks": 1,
+            "cpus_per_task": int(slurm_cores), "walltime": walltime, "queue": None, "account": None,
+            "job_name": "xanesdb-feff",
+            # the URI (a password) comes from ~/.xanesdb.yaml (chmod 600), never from a batch script
+            "pre_rocket": f"export XANESDB_DB_NAME={settings.DB_NAME} OMP_NUM_THREADS=1 XANESDB_WORKERS=1",
+            "rocket_launch": launch, "post_rocket": None,
+        }
+        (folder / "my_qadapter.yaml").write_text(yaml.safe_dump(qadapter, sort_keys=False))
+        written["qadapter"] = folder / "my_qadapter.yaml"
     return written
 
 
