@@ -180,3 +180,53 @@ def test_cli_rejects_bad_input(db_settings, tmp_path):
     assert r.returncode == 2 and "unknown element" in r.stderr
     r = _cli(["feff", "run", "--element", "Ti", "--no-progress"])
     assert r.returncode == 0 and "no labelled sites match" in r.stdout
+
+
+def test_batch_export_run_elsewhere_import(db_settings, shared_data, tmp_path):
+    """Inputs written here, FEFF run by the stand-alone batch runner, outputs imported: each task once."""
+    db = get_database(db_settings)
+    site_ids = _load_cu_sites(db, shared_data / "omnixas_cu" / "raw_sample", n_materials=3)
+    n = len(site_ids)
+    batch = tmp_path / "batch"
+    out = _cli(["feff", "export-inputs", str(batch), "--element", "Cu", "--limit", "2"])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "2 new site folders" in out.stdout
+    out = _cli(["feff", "export-inputs", str(batch), "--element", "Cu"])  # idempotent: only the rest is added
+    assert f"{n - 2} new site folders" in out.stdout and f"({n} in the batch" in out.stdout
+    # the runner needs only the standard library and FEFF: run it as a plain script, with the fake FEFF
+    fake = fake_feff_command(REF / "CuO_Cu_K_fast", check="cards", sleep=0.2)
+    run = subprocess.run([sys.executable, "-m", "xanesdb.jobs.feff.batch", str(batch), "--workers", "2", "--limit", "3",
+                          "--feff-cmd", fake, "--pack", str(tmp_path / "part.tgz")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert '"done": 3' in run.stdout
+    # import the packed part: 3 tasks; twice changes nothing
+    for _ in range(2):
+        imp = _cli(["feff", "import-batch", str(tmp_path / "part.tgz")])
+        assert imp.returncode == 0, imp.stdout + imp.stderr
+    assert db["feff_tasks"].count_documents({"source": "xanesdb", "state": "successful"}) == 3
+    # the rest runs, the whole folder is imported; the local population then finds nothing to do
+    run = subprocess.run([sys.executable, "-m", "xanesdb.jobs.feff.batch", str(batch), "--workers", "2", "--feff-cmd", fake],
+                         capture_output=True, text=True, timeout=120)
+    assert f'"done": {n - 3}' in run.stdout and '"skipped": 3' in run.stdout
+    imp = _cli(["feff", "import-batch", str(batch)])
+    assert f"imported {n - 3} successful" in imp.stdout and "kept 3 already successful" in imp.stdout
+    docs = list(db["feff_tasks"].find({}, {"_id": 0, "site_id": 1, "task_id": 1, "wall_seconds": 1, "preset": 1}))
+    assert sorted(d["site_id"] for d in docs) == sorted(site_ids)
+    for d in docs:  # the deterministic key of a local run: `feff run` would skip these sites
+        mid, el, idx = d["site_id"].split(":")
+        assert d["task_id"] == feff_task_key(mid, el, int(idx))
+    assert all(d["wall_seconds"] > 0 and d["preset"] == "fast" for d in docs)
+    assert select_pending_sites(db, ["Cu"], "fast")[0] == []
+
+
+def test_batch_cli_bad_input(db_settings, tmp_path):
+    (tmp_path / "empty").mkdir()
+    for args in (["feff", "import-batch", str(tmp_path / "empty")], ["feff", "run-batch", str(tmp_path / "empty")],
+                 ["feff", "import-batch", str(tmp_path / "nope.tgz")]):
+        out = _cli(args)
+        assert out.returncode == 2 and out.stderr.strip().startswith("error:") and len(out.stderr.strip().splitlines()) == 1, args
+    (tmp_path / "bad.tgz").write_bytes(b"not a tarball")
+    out = _cli(["feff", "import-batch", str(tmp_path / "bad.tgz")])
+    assert out.returncode == 2 and "not a readable .tar.gz" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "xanesdb.jobs.feff.batch", str(tmp_path / "missing")], capture_output=True, text=True)
+    assert out.returncode == 2 and "export-inputs" in out.stderr

@@ -187,3 +187,90 @@ def import_omnixas_cmd(
     db = get_database(get_settings())
     s = import_omnixas(db, path)
     console.print(f"imported {s.n_folders} OmniXAS tasks: {s.n_successful} successful, {s.n_failed} failed")
+
+
+@app.command("export-inputs")
+def export_inputs_cmd(
+    directory: Path = typer.Argument(..., help="Batch folder to write (created; folders already in it are kept)."),
+    element: Optional[List[str]] = typer.Option(None, "--element", "-e", help="Absorbing element(s); default all labelled sites."),
+    lce_class: Optional[List[str]] = typer.Option(None, "--class", help="Only sites of these ChemEnv classes (e.g. --class T4 --class S5)."),
+    preset: Optional[str] = typer.Option(None, help="FEFF preset: fast or mp (default XANESDB_FEFF_PRESET)."),
+    limit: Optional[int] = typer.Option(None, help="Write at most this many new sites (balanced over absorber x class)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Also write sites whose task failed."),
+) -> None:
+    """Write feff.inp + task.json for every pending site, to run FEFF elsewhere (python -m xanesdb.jobs.feff.batch)."""
+    from xanesdb.jobs.feff.batch import export_inputs
+    from xanesdb.jobs.feff.sets import get_preset
+    from xanesdb.platform.stores import get_database
+
+    settings = get_settings()
+    elements = _check_elements(element)
+    preset_name = get_preset(preset or settings.FEFF_PRESET).name
+    if limit is not None and limit < 0:
+        raise XanesdbUserError("--limit must be 0 or more")
+    if directory.exists() and not directory.is_dir():
+        raise XanesdbUserError(f"{directory} is a file; give a folder for the batch")
+    out = export_inputs(get_database(settings), directory, elements, preset_name, limit=limit, classes=lce_class,
+                        retry_failed=retry_failed, progress=True)
+    console.print(f"{out['written']} new site folders written to {directory} ({out['in_batch']} in the batch; "
+                  f"{out['pending']} sites pending under preset {preset_name}).")
+    console.print(f"run them anywhere feff10 is installed: python -m xanesdb.jobs.feff.batch {directory} --workers N; "
+                  f"then: xanesdb feff import-batch {directory}", markup=False, highlight=False)
+
+
+@app.command("run-batch")
+def run_batch_cmd(
+    directory: Path = typer.Argument(..., help="Batch folder written by `xanesdb feff export-inputs`."),
+    workers: Optional[int] = typer.Option(None, help="Parallel FEFF processes (default: one per core)."),
+    timeout: Optional[float] = typer.Option(None, help="Wall-time limit per site in s (default XANESDB_FEFF_TIMEOUT_S)."),
+    deadline: Optional[float] = typer.Option(None, help="Start no run after this many s; runs cut short run again next time."),
+    limit: Optional[int] = typer.Option(None, help="Run at most this many sites now."),
+) -> None:
+    """Run FEFF10 in every batch folder without a result yet (resumable; no database needed)."""
+    from xanesdb.jobs.feff.batch import MANIFEST, TASK_FILE, run_batch
+
+    if not directory.is_dir() or not ((directory / MANIFEST).is_file() or any(directory.glob(f"*/{TASK_FILE}"))):
+        raise XanesdbUserError(f"{directory} holds no FEFF batch; write one with `xanesdb feff export-inputs {directory}`")
+    if workers is not None and workers < 1:
+        raise XanesdbUserError("--workers must be at least 1")
+    settings = get_settings()
+    out = run_batch(directory, workers or settings.n_workers, timeout or settings.FEFF_TIMEOUT_S, deadline, limit,
+                    feff_cmd=settings.FEFF_CMD)
+    console.print(f"done {out['done']}, failed {out['failed']}, cut by the deadline {out['cut']}, already finished "
+                  f"{out['skipped']}; {out['sites_per_hour']} sites/h on {out['workers']} workers")
+
+
+@app.command("import-batch")
+def import_batch_cmd(
+    directory: Path = typer.Argument(..., help="Batch folder (or an unpacked .tar.gz of one) with finished runs."),
+    replace_successful: bool = typer.Option(False, "--replace-successful", help="Overwrite tasks already successful in the database."),
+) -> None:
+    """Parse, validate and store the finished runs of a batch under their task keys (idempotent)."""
+    import statistics
+    import tarfile
+    import tempfile
+
+    from xanesdb.jobs.feff.batch import TASK_FILE, import_batch
+    from xanesdb.platform.stores import get_database
+
+    tmp = None
+    if directory.is_file() and directory.name.endswith((".tar.gz", ".tgz")):
+        tmp = tempfile.TemporaryDirectory(prefix="xanesdb-batch-")
+        try:
+            with tarfile.open(directory) as tar:
+                tar.extractall(tmp.name, filter="data")
+        except (tarfile.TarError, OSError) as err:
+            raise XanesdbUserError(f"{directory} is not a readable .tar.gz of a FEFF batch ({err})") from None
+        directory = Path(tmp.name)
+    if not directory.is_dir() or not any(directory.glob(f"*/{TASK_FILE}")):
+        raise XanesdbUserError(f"{directory} holds no FEFF batch folders (*/task.json); give the folder run by the batch runner")
+    s = import_batch(directory, get_database(get_settings()), replace_successful=replace_successful)
+    mean = f"{statistics.mean(s.feff_seconds):.1f}" if s.feff_seconds else "-"
+    console.print(f"imported {s.imported} successful and {s.failed} failed tasks; kept {s.kept_existing} already "
+                  f"successful; {s.not_run} folders not run yet. Mean FEFF wall time {mean} s/site.")
+    for el, n in sorted(s.by_element.items()):
+        console.print(f"  {el}: {n}")
+    for reason, n in sorted(s.failures.items(), key=lambda kv: -kv[1])[:10]:
+        console.print(f"  failed {n:5d}  {reason}", markup=False, highlight=False)
+    if tmp is not None:
+        tmp.cleanup()

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["compute_feff_task", "FeffXanesMaker", "feff_task_key", "store_feff_task", "should_stop_children", "run_feff_for_sites"]
+__all__ = ["compute_feff_task", "assess_attempt", "make_task_doc", "FeffXanesMaker", "feff_task_key", "store_feff_task", "should_stop_children", "run_feff_for_sites"]
 
 #: outputs worth keeping in a work folder after a run (the rest, FEFF's bulky by-products, is deleted)
 _KEEP = {"feff.inp", "xmu.dat", "feff_run.log", "feff_stage_times.json", "log.dat", "log1.dat", "feff.out"}
@@ -116,20 +116,7 @@ def compute_feff_task(
         # run FEFF (through the module attribute, so tests can replace it)
         result = feff_run.run_feff(attempt, feff_cmd=feff_cmd, timeout=timeout, stages=stages_for_cards(cards), name=name)
         total_wall += result.wall_seconds
-        error = result.error
-        if "SCF" in cards and scf_converged(attempt) is False:
-            error = f"non-convergence: SCF did not converge ({error or 'spectrum not used'})"
-        xmu = None
-        warnings: list[str] = []
-        if (attempt / "xmu.dat").is_file():
-            try:
-                xmu = parse_xmu(attempt / "xmu.dat")
-            except ValueError as err:
-                error = error or f"missing output: {err}"
-        elif error is None:
-            error = "missing output: FEFF wrote no xmu.dat"
-        if xmu is not None and error is None:
-            error, warnings = validate_spectrum(xmu.energies, xmu.mu, element, edge, xmu.edge_energy)
+        error, xmu, warnings = assess_attempt(attempt, result.error, cards, element, edge)
         if error is None or (action := next_action(error, cards, actions, max_actions)) is None:
             break
         logger.info("%s: %s -> %s", site_id, error, action.action)
@@ -140,7 +127,43 @@ def compute_feff_task(
             if p.name not in _KEEP:
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
     code = result.code if not feff_cmd else (xmu.code if xmu and xmu.code else result.code)
-    doc = FeffTaskDoc(
+    doc = make_task_doc(site_id, material_id, element, absorbing_index, edge, preset.name, phash, cards, text,
+                        error, warnings, actions, xmu, code=code,
+                        code_version=result.code_version or (xmu.code if xmu else None),
+                        stage_seconds=result.stage_seconds, wall_seconds=total_wall, hostname=socket.gethostname())
+    return doc
+
+
+def assess_attempt(attempt: Path, run_error: str | None, cards: dict[str, Any], element: str, edge: str = "K"):
+    """Parse and validate one FEFF attempt's folder.
+
+    Returns ``(error, xmu, warnings)``: ``error`` is None for a good spectrum, else the reason
+    (the runner's own error first, then SCF non-convergence, missing output, validation).
+    """
+    error = run_error
+    if "SCF" in cards and scf_converged(attempt) is False:
+        error = f"non-convergence: SCF did not converge ({error or 'spectrum not used'})"
+    xmu = None
+    warnings: list[str] = []
+    if (attempt / "xmu.dat").is_file():
+        try:
+            xmu = parse_xmu(attempt / "xmu.dat")
+        except ValueError as err:
+            error = error or f"missing output: {err}"
+    elif error is None:
+        error = "missing output: FEFF wrote no xmu.dat"
+    if xmu is not None and error is None:
+        error, warnings = validate_spectrum(xmu.energies, xmu.mu, element, edge, xmu.edge_energy)
+    return error, xmu, warnings
+
+
+def make_task_doc(site_id: str, material_id: str, element: str, absorbing_index: int, edge: str, preset_name: str,
+                  phash: str, cards: dict[str, Any], feff_inp: str, error: str | None, warnings: list[str],
+                  actions: list[HandlerAction], xmu: Any, *, code: str, code_version: str | None,
+                  stage_seconds: dict[str, float], wall_seconds: float, hostname: str | None) -> FeffTaskDoc:
+    """The ``feff_tasks`` document of a finished (or failed) xanesdb FEFF run; the spectrum only when it is good."""
+    good = xmu is not None and error is None
+    return FeffTaskDoc(
         task_id=make_task_id(site_id, edge, phash),
         site_id=site_id,
         material_id=material_id,
@@ -149,26 +172,25 @@ def compute_feff_task(
         edge=edge,
         source="xanesdb",
         code=code,
-        code_version=result.code_version or (xmu.code if xmu else None),
-        preset=preset.name,
+        code_version=code_version,
+        preset=preset_name,
         preset_hash=phash,
         cards=cards,
-        feff_inp=text,
-        input_hash=input_hash(text),
+        feff_inp=feff_inp,
+        input_hash=input_hash(feff_inp),
         state="successful" if error is None else "failed",
         error=error,
         warnings=warnings,
         actions=actions,
-        energies=xmu.energies if xmu and error is None else [],
-        mu=xmu.mu if xmu and error is None else [],
-        mu0=xmu.mu0 if xmu and error is None else [],
-        chi=xmu.chi if xmu and error is None else [],
+        energies=xmu.energies if good else [],
+        mu=xmu.mu if good else [],
+        mu0=xmu.mu0 if good else [],
+        chi=xmu.chi if good else [],
         edge_energy=xmu.edge_energy if xmu else None,
-        stage_seconds=result.stage_seconds,
-        wall_seconds=round(total_wall, 3),
-        hostname=socket.gethostname(),
+        stage_seconds=stage_seconds,
+        wall_seconds=round(wall_seconds, 3),
+        hostname=hostname,
     )
-    return doc
 
 
 def store_feff_task(doc: FeffTaskDoc, collection: Any) -> None:

@@ -165,10 +165,12 @@ def run_feff10(workdir: str | Path = ".", timeout: float | None = None, stages: 
     stages
         FEFF10 stage names to run (default :data:`xanesdb.jobs.feff.sets.XANES_STAGES`).
     """
-    from xanesdb.jobs.feff.sets import XANES_STAGES
+    if not stages:
+        from xanesdb.jobs.feff.sets import XANES_STAGES  # pymatgen: only when the caller gave no stages
 
+        stages = XANES_STAGES
     workdir = Path(workdir).resolve()
-    stages = list(stages or XANES_STAGES)
+    stages = list(stages)
     (workdir / STAGE_TIMES_FILE).unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "xanesdb.jobs.feff.run", str(workdir), ",".join(stages)]
     rc, tail, wall = _run_group(cmd, workdir, timeout)

@@ -1,0 +1,399 @@
+"""FEFF batches: write inputs here, run FEFF on another machine, import the outputs.
+
+For campaigns larger than the local machine: a 16-core node without the database (or without
+xanesdb's dependencies) runs FEFF for thousands of sites, and the results come back as files.
+
+1. :func:`export_inputs` (``xanesdb feff export-inputs DIR``) writes one folder per pending site
+   (sites without a task under the preset, exactly what ``xanesdb feff run`` would compute):
+   ``feff.inp`` plus ``task.json`` (task key, site, preset, cards, FEFF stages). Sites are ordered
+   so that every prefix of the batch is balanced over (absorber, class): run any part of it and
+   each absorber and class has grown.
+2. :func:`run_batch` (``python -m xanesdb.jobs.feff.batch DIR --workers 16``) runs FEFF10 in each
+   folder that has no ``result.json`` yet, one worker process per site with its time limit (the
+   same runner as ``xanesdb feff run``), and writes ``result.json`` (wall time, per-stage times,
+   host, error). It needs only the ``feff10`` package and the standard library: neither pymatgen
+   nor a database. A ``--deadline`` stops it cleanly before a machine's lease ends: runs cut short
+   leave no result and are simply run again next time, so the batch resumes.
+3. :func:`import_batch` (``xanesdb feff import-batch DIR``) parses and validates every finished
+   folder exactly as a local run is (the same error reasons) and upserts the task under its
+   deterministic key, so a site is never stored twice and a finished local task is not replaced.
+
+Examples
+--------
+>>> # here: xanesdb feff export-inputs /scratch/batch --preset fast
+>>> # there: python -m xanesdb.jobs.feff.batch /scratch/batch --workers 16 --deadline 3000
+>>> # here: xanesdb feff import-batch /scratch/batch
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import socket
+import sys
+import tarfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from xanesdb.jobs.feff import run as feff_run
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TASK_FILE", "RESULT_FILE", "MANIFEST", "export_inputs", "run_batch", "import_batch", "pack_results",
+           "BatchImportSummary", "balanced_order"]
+
+TASK_FILE = "task.json"
+RESULT_FILE = "result.json"
+MANIFEST = "manifest.json"
+#: files of a finished folder worth keeping (and packing); FEFF's bulky by-products are deleted
+KEEP = ("feff.inp", TASK_FILE, RESULT_FILE, "xmu.dat", "feff_stage_times.json", "feff_run.log", "log1.dat")
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def balanced_order(sites: Sequence[dict], key: str = "lce_class", main_classes: Sequence[str] = ("T4", "S5", "O6")) -> list[dict]:
+    """Round-robin over (element, class) buckets, main classes first, so every prefix is balanced.
+
+    Within a bucket, sites keep their order (site_id order: stable across runs). Sites of other
+    classes come after every main-class site.
+    """
+    buckets: dict[tuple[str, str], list[dict]] = {}
+    for s in sites:
+        buckets.setdefault((s["element"], str(s.get(key))), []).append(s)
+    main = sorted(k for k in buckets if k[1] in main_classes)
+    rest = sorted(k for k in buckets if k[1] not in main_classes)
+    out: list[dict] = []
+    for keys in (main, rest):
+        queues = [list(buckets[k]) for k in keys]
+        depth = max((len(q) for q in queues), default=0)
+        for i in range(depth):
+            out.extend(q[i] for q in queues if i < len(q))
+    return out
+
+
+def export_inputs(
+    db: Any,
+    out_dir: str | Path,
+    elements: Sequence[str] | None = None,
+    preset: str = "fast",
+    edge: str = "K",
+    limit: int | None = None,
+    classes: Sequence[str] | None = None,
+    retry_failed: bool = False,
+    progress: bool = False,
+) -> dict[str, int]:
+    """Write the FEFF inputs of pending sites into ``out_dir`` (one folder per task), idempotently.
+
+    Parameters
+    ----------
+    db
+        pymongo Database with ``sites``, ``structures`` and ``feff_tasks``.
+    out_dir
+        Batch folder; folders already in it are kept (their task is not written again).
+    elements, classes
+        Absorbers and ChemEnv classes (``lce_class``) to include; default all.
+    preset, edge
+        FEFF preset and edge; sites with a task under this preset are skipped.
+    limit
+        Write at most this many new folders, taken in balanced order.
+    retry_failed
+        Also write sites whose task failed.
+
+    Returns
+    -------
+    dict
+        ``{"pending": ..., "written": ..., "already_in_batch": ..., "in_batch": ...}``
+    """
+    from pymatgen.core import Structure
+
+    from xanesdb.jobs.feff.flows import select_pending_sites
+    from xanesdb.jobs.feff.sets import feff_input_text, get_preset, input_hash, preset_cards, stages_for_cards
+    from xanesdb.schemas import preset_hash
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    preset_obj = get_preset(preset)
+    cards = preset_cards(preset_obj, edge)
+    phash = preset_hash(cards)
+    pending, _, _ = select_pending_sites(db, elements, preset_obj.name, edge, None, retry_failed)
+    labels = {}
+    ids = [s["site_id"] for s in pending]
+    for i in range(0, len(ids), 1000):
+        for d in db["sites"].find({"site_id": {"$in": ids[i:i + 1000]}}, {"_id": 0, "site_id": 1, "lce_class": 1}):
+            labels[d["site_id"]] = d.get("lce_class")
+    for s in pending:
+        s["lce_class"] = labels.get(s["site_id"])
+    if classes:
+        pending = [s for s in pending if s["lce_class"] in set(classes)]
+    ordered = balanced_order(pending)
+    manifest_path = out / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"folders": []}
+    in_batch = set(manifest["folders"])
+    todo = [s for s in ordered if _safe(s["task_id"]) not in in_batch]
+    already = len(ordered) - len(todo)
+    if limit is not None:
+        todo = todo[: max(limit, 0)]
+    structures: dict[str, Any] = {}
+    mids = sorted({s["material_id"] for s in todo})
+    for i in range(0, len(mids), 500):
+        for d in db["structures"].find({"material_id": {"$in": mids[i:i + 500]}}, {"_id": 0, "material_id": 1, "structure": 1}):
+            structures[d["material_id"]] = d["structure"]
+    stages = stages_for_cards(cards)
+    written = 0
+    iterator: Iterable[dict] = todo
+    if progress:
+        from rich.progress import track
+
+        iterator = track(todo, description="writing FEFF inputs")
+    for s in iterator:
+        sd = structures.get(s["material_id"])
+        if sd is None:
+            logger.warning("no structure %s for site %s; skipped", s["material_id"], s["site_id"])
+            continue
+        name = _safe(s["task_id"])
+        folder = out / name
+        tmp = out / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        text = feff_input_text(Structure.from_dict(sd), s["site_index"], preset_obj, edge=edge)
+        (tmp / "feff.inp").write_text(text)
+        task = {"task_id": s["task_id"], "site_id": s["site_id"], "material_id": s["material_id"], "element": s["element"],
+                "absorbing_index": s["site_index"], "lce_class": s["lce_class"], "edge": edge, "preset": preset_obj.name,
+                "preset_hash": phash, "cards": cards, "stages": stages, "input_hash": input_hash(text)}
+        (tmp / TASK_FILE).write_text(json.dumps(task, indent=1))
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+        manifest["folders"].append(name)
+        written += 1
+    manifest.update(preset=preset_obj.name, preset_hash=phash, edge=edge)
+    tmp_manifest = out / f".{MANIFEST}.tmp"
+    tmp_manifest.write_text(json.dumps(manifest, indent=1))
+    tmp_manifest.replace(manifest_path)
+    return {"pending": len(ordered), "written": written, "already_in_batch": already, "in_batch": len(manifest["folders"])}
+
+
+def _folders(batch: Path) -> list[Path]:
+    manifest = batch / MANIFEST
+    if manifest.is_file():
+        names = json.loads(manifest.read_text())["folders"]
+        return [batch / n for n in names if (batch / n / "feff.inp").is_file()]
+    return sorted(p.parent for p in batch.glob(f"*/{TASK_FILE}"))
+
+
+def _clean(folder: Path) -> None:
+    for p in folder.iterdir():
+        if p.name not in KEEP:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def run_batch(
+    batch_dir: str | Path,
+    workers: int | None = None,
+    timeout: float | None = 1800.0,
+    deadline: float | None = None,
+    limit: int | None = None,
+    names: Sequence[str] | None = None,
+    log: Any = None,
+    feff_cmd: str | None = None,
+) -> dict[str, Any]:
+    """Run FEFF10 in every folder of the batch without a ``result.json``; write one per finished run.
+
+    Parameters
+    ----------
+    batch_dir
+        Folder written by :func:`export_inputs`.
+    workers
+        Parallel FEFF processes (default: one per core).
+    timeout
+        Wall-time limit per site (s); a site past it is a failed run ("timeout").
+    deadline
+        Seconds from now after which no run starts, and running ones are killed without a
+        result (they run again next time): fit a batch into a lease.
+    limit
+        Run at most this many folders.
+    names
+        Run only these folders (in this order).
+    log
+        Stream for one line per finished site (default stdout).
+    feff_cmd
+        An external FEFF executable (e.g. FEFF9) run in each folder instead of FEFF10.
+
+    Returns
+    -------
+    dict
+        Counts and timing: ``done``, ``failed``, ``cut`` (stopped by the deadline), ``wall_s``,
+        ``sites_per_hour``, ``workers``.
+    """
+    batch = Path(batch_dir)
+    workers = workers or os.cpu_count() or 1
+    log = log or sys.stdout
+    folders = [batch / n for n in names] if names else _folders(batch)
+    todo = [f for f in folders if not (f / RESULT_FILE).is_file()]
+    finished_before = len(folders) - len(todo)
+    if limit is not None:
+        todo = todo[:limit]
+    t_start = time.monotonic()
+    t_end = t_start + deadline if deadline else None
+    host = socket.gethostname()
+    counts = {"done": 0, "failed": 0, "cut": 0, "skipped": finished_before}
+    lock = threading.Lock()
+    version = feff_run.feff10_version()
+
+    def one(folder: Path) -> None:
+        now = time.monotonic()
+        if t_end is not None and now >= t_end - 1:
+            with lock:
+                counts["cut"] += 1
+            return
+        task = json.loads((folder / TASK_FILE).read_text())
+        limit_s = timeout
+        if t_end is not None:
+            limit_s = min(limit_s or float("inf"), t_end - now)
+        t0 = time.time()
+        result = feff_run.run_feff(folder, feff_cmd=feff_cmd, timeout=limit_s, stages=task.get("stages"))
+        if result.returncode is None and t_end is not None and time.monotonic() >= t_end - 1 and (timeout is None or result.wall_seconds < timeout):
+            _clean(folder)  # cut by the deadline, not by the site's own limit: run again next time
+            (folder / "xmu.dat").unlink(missing_ok=True)
+            with lock:
+                counts["cut"] += 1
+            return
+        if not result.ok:
+            result.error = result.error or "FEFF10 failed"
+        _clean(folder)
+        record = {"ok": result.ok, "returncode": result.returncode, "error": result.error, "code": result.code,
+                  "code_version": result.code_version or version, "wall_seconds": round(result.wall_seconds, 3),
+                  "stage_seconds": result.stage_seconds, "hostname": host, "started": t0, "finished": time.time(),
+                  "workers": workers, "timeout": timeout}
+        tmp = folder / f".{RESULT_FILE}.tmp"
+        tmp.write_text(json.dumps(record, indent=1))
+        tmp.replace(folder / RESULT_FILE)
+        with lock:
+            counts["done" if result.ok else "failed"] += 1
+            n = counts["done"] + counts["failed"]
+            print(f"[{n}/{len(todo)}] {task['task_id']}: {'ok' if result.ok else 'FAILED ' + str(result.error)} "
+                  f"{result.wall_seconds:.1f} s", file=log, flush=True)
+
+    feff_run.allow_runs()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="feff") as pool:
+        try:
+            list(pool.map(one, todo))
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            feff_run.kill_running()
+            raise
+    wall = time.monotonic() - t_start
+    n = counts["done"] + counts["failed"]
+    return {**counts, "workers": workers, "wall_s": round(wall, 1), "sites_per_hour": round(3600 * n / wall, 1) if wall else 0.0}
+
+
+def pack_results(batch_dir: str | Path, out_file: str | Path, names: Sequence[str] | None = None) -> int:
+    """Pack every finished folder (``KEEP`` files only) into a ``.tar.gz``; returns how many."""
+    batch = Path(batch_dir)
+    n = 0
+    with tarfile.open(out_file, "w:gz") as tar:
+        for folder in ([batch / x for x in names] if names else _folders(batch)):
+            if not (folder / RESULT_FILE).is_file():
+                continue
+            for name in KEEP:
+                if (folder / name).is_file():
+                    tar.add(folder / name, arcname=f"{folder.name}/{name}")
+            n += 1
+    return n
+
+
+@dataclass
+class BatchImportSummary:
+    """What :func:`import_batch` did."""
+
+    imported: int = 0
+    failed: int = 0
+    kept_existing: int = 0
+    not_run: int = 0
+    by_element: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
+    feff_seconds: list[float] = field(default_factory=list)
+
+
+def import_batch(batch_dir: str | Path, db: Any, replace_successful: bool = False) -> BatchImportSummary:
+    """Parse, validate and upsert every finished folder of a batch (or an unpacked ``.tar.gz`` of one).
+
+    A task that is already ``successful`` in the database is kept unless ``replace_successful``.
+    """
+    from xanesdb.jobs.feff.importer import write_tasks
+    from xanesdb.jobs.feff.jobs import assess_attempt, make_task_doc
+
+    batch = Path(batch_dir)
+    summary = BatchImportSummary()
+    folders = sorted(p.parent for p in batch.glob(f"*/{TASK_FILE}"))
+    tasks = [json.loads((f / TASK_FILE).read_text()) for f in folders]
+    good = set()
+    ids = [t["task_id"] for t in tasks]
+    if not replace_successful:
+        for i in range(0, len(ids), 1000):
+            good |= set(db["feff_tasks"].distinct("task_id", {"task_id": {"$in": ids[i:i + 1000]}, "state": "successful"}))
+    docs = []
+    for folder, task in zip(folders, tasks):
+        if not (folder / RESULT_FILE).is_file():
+            summary.not_run += 1
+            continue
+        if task["task_id"] in good:
+            summary.kept_existing += 1
+            continue
+        res = json.loads((folder / RESULT_FILE).read_text())
+        text = (folder / "feff.inp").read_text()
+        error, xmu, warnings = assess_attempt(folder, res.get("error"), task["cards"], task["element"], task["edge"])
+        doc = make_task_doc(task["site_id"], task["material_id"], task["element"], task["absorbing_index"], task["edge"],
+                            task["preset"], task["preset_hash"], task["cards"], text, error, warnings, [], xmu,
+                            code=res.get("code") or "feff10-rs", code_version=res.get("code_version"),
+                            stage_seconds=res.get("stage_seconds") or {}, wall_seconds=res.get("wall_seconds") or 0.0,
+                            hostname=res.get("hostname"))
+        if doc.task_id != task["task_id"]:
+            raise ValueError(f"{folder}: task.json names {task['task_id']} but its fields give {doc.task_id}")
+        docs.append(doc)
+        if doc.state == "successful":
+            summary.imported += 1
+            summary.by_element[doc.element] = summary.by_element.get(doc.element, 0) + 1
+            summary.feff_seconds.append(doc.wall_seconds or 0.0)
+        else:
+            summary.failed += 1
+            reason = (doc.error or "")[:80]
+            summary.failures[reason] = summary.failures.get(reason, 0) + 1
+    write_tasks(docs, db["feff_tasks"])
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m xanesdb.jobs.feff.batch DIR``: run a batch where only ``feff10`` is installed."""
+    p = argparse.ArgumentParser(prog="python -m xanesdb.jobs.feff.batch", description=run_batch.__doc__.splitlines()[0])
+    p.add_argument("batch_dir")
+    p.add_argument("--workers", type=int, default=None, help="parallel FEFF processes (default: one per core)")
+    p.add_argument("--timeout", type=float, default=1800.0, help="wall-time limit per site, s")
+    p.add_argument("--deadline", type=float, default=None, help="stop starting runs after this many s; cut runs leave no result")
+    p.add_argument("--limit", type=int, default=None, help="run at most this many folders")
+    p.add_argument("--names", default=None, help="file listing folder names to run, one per line, in order")
+    p.add_argument("--feff-cmd", default=None, help="external FEFF executable to run instead of FEFF10")
+    p.add_argument("--pack", default=None, help="write the finished folders into this .tar.gz afterwards")
+    a = p.parse_args(argv)
+    if not Path(a.batch_dir).is_dir():
+        print(f"error: no batch folder {a.batch_dir}; write one with `xanesdb feff export-inputs DIR`", file=sys.stderr)
+        return 2
+    names = Path(a.names).read_text().split() if a.names else None
+    out = run_batch(a.batch_dir, a.workers, a.timeout, a.deadline, a.limit, names, feff_cmd=a.feff_cmd)
+    print(json.dumps(out), flush=True)
+    if a.pack:
+        n = pack_results(a.batch_dir, a.pack, names)
+        print(f"packed {n} finished folders into {a.pack}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
