@@ -33,4 +33,4 @@ EOF
   python3 -m xanesdb.jobs.feff.batch /tmp/feff-solo --workers 1 --pack "$out/solo.tgz"
 fi
 left=$(( deadline - ($(date +%s) - t0) ))
-python3 -m xanesdb.jobs.feff.batch "$batch" --workers "$(nproc)" --deadline "$left" --pack "$out/results.tgz"
+python3 -m xanesdb.jobs.feff.batch "$batch" --workers "${WORKERS:-$(nproc)}" --deadline "$left" --pack "$out/results.tgz"

@@ -233,3 +233,37 @@ def test_feff_job_skips_a_stored_task(db_settings, shared_data, memory_jobstore,
         run_locally(SiteFeffMaker(retry_failed=True).make(s, 0, "mp-704645"), store=memory_jobstore, log=False,
                     raise_immediately=True, create_folders=True, root_dir=tmp_path)
     assert len(calls) == 1
+
+
+def test_populate_local_engine_and_bad_input(db_settings, shared_data):
+    """`--engine local` runs the same flows here (labels on the fly, FEFF, spectra); a re-run does nothing."""
+    db = get_database(db_settings)
+    raw = shared_data / "omnixas_cu" / "raw_sample"
+    for mid in ("mp-1101124", UNLABELLED):  # one with sites given, one labelled by its flow
+        s = Structure.from_file(raw / mid / "POSCAR")
+        sdoc = StructureDoc.from_structure(s, mid, "files", Provenance(origin="omnixas", source_id=mid))
+        db["structures"].replace_one({"material_id": mid}, sdoc.to_mongo(), upsert=True)
+    for idx in (1, 3):
+        site = SiteDoc(site_id=f"mp-1101124:Cu:{idx}", material_id="mp-1101124", source="files", formula="x",
+                       element="Cu", site_index=idx, equivalent_indices=[idx], multiplicity=1)
+        db["sites"].insert_one(site.to_mongo())
+    env = {"XANESDB_FEFF_CMD": fake_feff_command(REF, check="cards")}
+    r = _cli(["populate", "--engine", "local", "--element", "Cu", "--no-progress"], env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 to run" in r.stdout and "ran 2 material flows" in r.stdout and "0 with a job that did not finish" in r.stdout
+    assert "0 of their sites still without a task" in r.stdout, r.stdout
+    tasks = sorted(d["site_id"] for d in db["feff_tasks"].find({}, {"site_id": 1}))
+    assert tasks == ["mp-1101124:Cu:1", "mp-1101124:Cu:3", f"{UNLABELLED}:Cu:0"]
+    assert db["spectra"].count_documents({}) == 3
+    assert db["jobs"].count_documents({}) >= 5  # job outputs in the same database
+    again = _cli(["populate", "--engine", "local", "--element", "Cu", "--no-progress"], env)
+    assert "2 done, 0 queued already, 0 to run" in again.stdout, again.stdout
+    for args, msg in ((["--engine", "slurm"], "unknown --engine 'slurm'"),
+                      (["--source", "mp"], "unknown --source 'mp'"),
+                      (["--limit", "-1"], "--limit must be 0 or more"),
+                      (["--element", "Xx"], "unknown element"),
+                      (["--preset", "bogus"], "unknown FEFF preset 'bogus'")):
+        bad = _cli(["populate", *args])
+        assert bad.returncode == 2 and f"error: {msg}" in bad.stderr, (args, bad.stderr)
+    bad = _cli(["populate", "recover", "--expiration", "-5"])
+    assert bad.returncode == 2 and "error: --expiration must be 0 or more" in bad.stderr

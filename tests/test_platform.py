@@ -113,8 +113,14 @@ def test_fixed_port_in_use_is_reported(tmp_path):
 
 @pytest.mark.integration
 def test_store_upsert_idempotent(db_settings):
+    from pymatgen.core import Lattice, Structure
+
+    from xanesdb.schemas import Provenance, StructureDoc
+
+    s = Structure(Lattice.cubic(4.2), ["Ni", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    docs = [StructureDoc.from_structure(s, f"m{i}", "files", Provenance(origin="file")).to_mongo()
+            for i in range(50)]
     with get_store("structures", db_settings) as store:
-        docs = [{"material_id": f"m{i}", "v": i} for i in range(50)]
         store.update(docs)
         store.update(docs)
         assert store.count() == 50
@@ -122,7 +128,7 @@ def test_store_upsert_idempotent(db_settings):
     names = {ix["name"] for ix in db.structures.list_indexes()}
     assert "material_id_unique" in names
     with pytest.raises(pymongo.errors.DuplicateKeyError):
-        db.structures.insert_one({"material_id": "m1"})
+        db.structures.insert_one(dict(docs[1]))
 
 
 @pytest.mark.integration
@@ -186,9 +192,12 @@ def test_two_processes_share_local_server(tmp_path):
     writer = (
         "import sys\n"
         "from xanesdb.platform.stores import get_store\n"
+        "from xanesdb.schemas import SiteDoc\n"
         "with get_store('sites') as s:\n"
         "    for i in range(200):\n"
-        "        s.update([{'site_id': f'x:Fe:{i}', 'element': 'Fe', 'lce_class': 'O6'}])\n"
+        "        s.update([SiteDoc(site_id=f'x:Fe:{i}', material_id='x', source='files', formula='FeO',\n"
+        "                          element='Fe', site_index=i, equivalent_indices=[i], multiplicity=1,\n"
+        "                          lce_class='O6').to_mongo()])\n"
     )
     try:
         p = subprocess.Popen([sys.executable, "-c", writer], env=env)
