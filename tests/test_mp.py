@@ -236,6 +236,19 @@ def test_import_mp_xas_uses_labelled_sites_and_stored_structures(fake_mp, fake_m
     site_ids = {d["site_id"] for d in _all_docs(db_settings, "feff_tasks")}
     assert f"mp-704645:Cu:{cu[-1]}" in site_ids and "mp-704645:Cu:0" not in site_ids
     assert not any(sid.startswith("mp-1182377") for sid in site_ids)
+    # only missing sites are computed: the site with an MP spectrum is not pending for FEFF ...
+    from xanesdb.jobs.feff.flows import select_pending_sites
+    from xanesdb.platform.stores import get_database
+
+    db = get_database(db_settings)
+    other = SiteDoc(site_id="mp-1182377:Cu:4", material_id="mp-1182377", source="mp", formula="Ba2CuO6",
+                    element="Cu", site_index=4, equivalent_indices=[4], multiplicity=1)
+    db["sites"].insert_one(other.to_mongo())
+    pending, n_sites, n_done = select_pending_sites(db, ["Cu"], "fast")
+    assert [p["site_id"] for p in pending] == ["mp-1182377:Cu:4"] and (n_sites, n_done) == (2, 1)
+    # ... unless asked
+    pending, _, _ = select_pending_sites(db, ["Cu"], "fast", covered_by=())
+    assert {p["site_id"] for p in pending} == {f"mp-704645:Cu:{cu[-1]}", "mp-1182377:Cu:4"}
 
 
 # ----------------------------------------------------------------------------- CLI

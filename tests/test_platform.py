@@ -254,3 +254,12 @@ def test_damaged_snapshot_writes_nothing(db_settings, tmp_path):
     with pytest.raises(XanesdbUserError, match="does not match the structures schema"):
         load_snapshot(db_settings, snap)
     assert get_database(db_settings).structures.count_documents({}) == 0
+
+
+def test_cli_unknown_option_is_one_line_exit_2(tmp_path):
+    env = {**os.environ, "XANESDB_HOME": str(tmp_path / "h")}
+    r = subprocess.run([sys.executable, "-m", "xanesdb.cli", "spectra", "build", "--no-such-flag"],
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip() == "error: No such option: --no-such-flag"
+    assert not (tmp_path / "h").exists() or not any((tmp_path / "h").rglob("*.wt"))

@@ -200,13 +200,22 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except SystemExit:
         raise
-    except Exception as err:  # click usage errors
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
+    except Exception as err:  # usage errors of click, or of the click that newer typer vendors
+        if _is_usage_error(err):
             err_console.print(f"error: {err.format_message()}", markup=False, highlight=False)
             sys.exit(2)
         raise
+
+
+def _is_usage_error(err: BaseException) -> bool:
+    """A ClickException from ``click`` or from ``typer._click`` (typer >= 0.20 vendors click)."""
+    classes = []
+    for mod in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            classes.append(__import__(mod, fromlist=["ClickException"]).ClickException)
+        except (ImportError, AttributeError):
+            continue
+    return any(isinstance(err, c) for c in classes)
 
 
 if __name__ == "__main__":

@@ -51,8 +51,12 @@ def run(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also recompute sites whose task failed."),
     keep_workdirs: bool = typer.Option(False, "--keep-workdirs", help="Keep every run folder under HOME/feff-runs."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    with_mp: bool = typer.Option(False, "--with-mp-covered", help="Also compute sites that already have an imported Materials Project spectrum (skipped by default)."),
 ) -> None:
-    """Run FEFF for every labelled site without a task under the preset (resumable, never duplicates)."""
+    """Run FEFF for every labelled site without a task under the preset (resumable, never duplicates).
+
+    Sites with a successful imported Materials Project spectrum (`structures import-mp-xas`) are
+    skipped unless --with-mp-covered is given."""
     from xanesdb.jobs.feff.flows import populate_feff
     from xanesdb.jobs.feff.sets import get_preset
 
@@ -80,6 +84,7 @@ def run(
     summary = populate_feff(settings, elements=elements, preset=preset_name, workers=workers, limit=limit,
                             timeout=timeout, retry_failed=retry_failed, keep_workdirs=keep_workdirs,
                             progress=progress, console=console, on_task=None if progress else log_task,
+                            covered_by=() if with_mp else ("mp",),
                             on_start=lambda s: console.print(
                                 f"preset {s.preset} ({s.preset_hash}): {s.n_sites} labelled sites, "
                                 f"{s.n_already} already computed, {s.n_pending} to do now with {s.workers} workers"))

@@ -73,8 +73,14 @@ def select_pending_sites(
     limit: int | None = None,
     retry_failed: bool = False,
     material_ids: Sequence[str] | None = None,
+    covered_by: Sequence[str] = ("mp",),
 ) -> tuple[list[dict], int, int]:
     """Sites (from ``sites``) that have no task under this preset yet.
+
+    A site that already has a successful task of the same edge from one of the sources in
+    ``covered_by`` (default: Materials Project XAS documents imported with
+    ``xanesdb structures import-mp-xas``) counts as computed, so only missing sites are run;
+    pass ``covered_by=()`` to compute them anyway.
 
     Returns ``(pending, n_sites, n_already)``; each pending entry holds site_id, material_id,
     element, site_index and task_id. Sites are taken in site_id order, so ``limit`` is stable.
@@ -95,7 +101,13 @@ def select_pending_sites(
     if elements:
         done_criteria["element"] = {"$in": list(elements)}
     done = set(db["feff_tasks"].distinct("task_id", done_criteria))
-    pending = [s for s in sites if s["task_id"] not in done]
+    covered: set[str] = set()
+    if covered_by:
+        cov_criteria: dict[str, Any] = {"source": {"$in": list(covered_by)}, "edge": edge, "state": "successful"}
+        if elements:
+            cov_criteria["element"] = {"$in": list(elements)}
+        covered = set(db["feff_tasks"].distinct("site_id", cov_criteria))
+    pending = [s for s in sites if s["task_id"] not in done and s["site_id"] not in covered]
     n_already = len(sites) - len(pending)
     if limit is not None and limit > 0:
         pending = pending[:limit]
@@ -122,6 +134,7 @@ def populate_feff(
     console: Any = None,
     on_task: Callable[[FeffTaskDoc], None] | None = None,
     on_start: Callable[[PopulationSummary], None] | None = None,
+    covered_by: Sequence[str] = ("mp",),
 ) -> PopulationSummary:
     """Run FEFF for every labelled site not yet computed with ``preset``, in parallel.
 
@@ -149,6 +162,9 @@ def populate_feff(
         Called with each finished task (after it is stored).
     on_start
         Called with the summary once the pending sites are known, before FEFF starts.
+    covered_by
+        Sources whose successful tasks count as computed (default: imported Materials Project
+        spectra); ``()`` computes every site.
     """
     from xanesdb.platform.stores import get_database
 
@@ -160,7 +176,8 @@ def populate_feff(
     feff_cmd = feff_cmd if feff_cmd is not None else settings.FEFF_CMD
     timeout = timeout if timeout is not None else settings.FEFF_TIMEOUT_S
     db = get_database(settings)
-    pending, n_sites, n_already = select_pending_sites(db, elements, preset_name, edge, limit, retry_failed, material_ids)
+    pending, n_sites, n_already = select_pending_sites(db, elements, preset_name, edge, limit, retry_failed, material_ids,
+                                                      covered_by)
     summary = PopulationSummary(preset=preset_name, preset_hash=preset_hash(preset_cards(preset_name, edge)),
                                 n_sites=n_sites, n_already=n_already, n_pending=len(pending), workers=workers)
     if on_start is not None:
