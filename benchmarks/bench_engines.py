@@ -14,7 +14,10 @@ rest is platform. For each worker count, into a fresh database:
   (their start-up included) and from the first launch to the last (``drain``).
 
 Overhead per site = worker-seconds per site - FEFF seconds per site (FEFF = the stored task's
-``wall_seconds``: the FEFF process from start to exit).
+``wall_seconds``: the FEFF process from start to exit), also as a percentage of that FEFF time
+and of a real FEFF10 site: the mean ``wall_seconds`` of the successful FEFF10 tasks of the
+bundled database (``xanesdb/data/db/feff_tasks.jsonl.gz``, fast preset), since the engine's cost
+does not grow with FEFF's time.
 
 Usage::
 
@@ -60,6 +63,20 @@ def _load_sites(db, n_sites: int) -> list[str]:
             if len(picked) == n_sites:
                 return picked
     return picked
+
+
+def _bundled_feff_seconds(preset: str = "fast") -> tuple[float, int]:
+    """Mean wall time of the bundled database's successful FEFF10 tasks of ``preset``, and their count."""
+    import gzip
+    import json
+
+    times = []
+    with gzip.open(ROOT / "xanesdb" / "data" / "db" / "feff_tasks.jsonl.gz", "rt") as fh:
+        for line in fh:
+            d = json.loads(line)
+            if d.get("source") == "xanesdb" and d.get("preset") == preset and d.get("state") == "successful":
+                times.append(float(d["wall_seconds"]))
+    return (sum(times) / len(times) if times else float("nan")), len(times)
 
 
 def _t(x) -> float:
@@ -136,16 +153,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fireworks, {n} workers: {k} sites in {wall:.1f} s ({drain:.1f} s first launch to last)", flush=True)
     finally:
         server.stop()
+    real, n_real = _bundled_feff_seconds()
     print()
     print(f"fake FEFF sleeping {a.sleep:g} s, {a.sites} Cu sites, {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.1f}; FireWorks flows {'with' if a.spectra else 'without'} the spectra job")
+          f"{os.getloadavg()[0]:.1f}; FireWorks flows {'with' if a.spectra else 'without'} the spectra job; "
+          f"real FEFF10 fast preset: {real:.1f} s/site (mean of the {n_real} bundled tasks)")
     print(f"{'engine':>9} {'workers':>7} {'sites':>5} {'failed':>6} {'wall s':>7} {'drain s':>7} {'sites/h':>8} "
-          f"{'sites/h drain':>13} {'FEFF s/site':>11} {'overhead s/site':>15} {'in-job s/site':>13}")
+          f"{'sites/h drain':>13} {'FEFF s/site':>11} {'overhead s/site':>15} {'% of FEFF':>9} "
+          f"{'% of FEFF10':>11} {'in-job s/site':>13}")
     for eng, n, k, nf, wall, drain, feff, ov, inner in rows:
         print(f"{eng:>9} {n:>7} {k:>5} {nf:>6} {wall:>7.1f} {drain:>7.1f} {3600 * k / wall:>8.0f} "
-              f"{3600 * k / drain:>13.0f} {feff:>11.2f} {ov:>15.2f} {inner:>13.2f}")
+              f"{3600 * k / drain:>13.0f} {feff:>11.2f} {ov:>15.2f} {100 * ov / feff:>8.1f}% "
+              f"{100 * ov / real:>10.1f}% {inner:>13.2f}")
     print("overhead s/site: worker-seconds per site (workers x wall / sites) minus FEFF s/site; FireWorks' wall "
-          "includes starting the worker processes. in-job s/site: pool: input set, parse, validate, upsert; "
+          "includes starting the worker processes. % of FEFF: of this run's (fake) FEFF s/site; % of FEFF10: of "
+          "a real FEFF10 fast-preset site. in-job s/site: pool: input set, parse, validate, upsert; "
           "fireworks: the FEFF Firework's runtime minus FEFF (same work plus the job's JobStore write).")
     return 0
 
