@@ -176,3 +176,141 @@ def predict(
     for r in rows:
         t.add_row(r["file"], *[f"{r['probabilities'][c]:.3f}" for c in doc.classes], r["predicted"])
     console.print(t)
+
+
+# ----------------------------------------------------------------------------- checks and reports
+@app.command("score")
+def models_score(
+    model: str = typer.Option(..., "--model", "-m", help="Run id (or a unique prefix) from `xanesdb models list`."),
+    query: str = typer.Option(..., "--query", "-q", help="JSON filter on spectra to score on, e.g. '{\"source\": \"omnixas\", \"element\": \"Cu\"}'."),
+    align: str = typer.Option("edge", help="edge (move each spectrum's edge onto the training data's mean edge) or none."),
+    shift: float = typer.Option(0.0, "--shift", help="Constant energy shift (eV) added to every spectrum before alignment."),
+    exclude_training: bool = typer.Option(True, "--exclude-training-materials/--no-exclude-training-materials",
+                                          help="Leave out materials that are in the model's training data."),
+    max_extrapolate: float = typer.Option(2.0, "--max-extrapolate", help="eV of the model's grid a spectrum may miss at either end (held flat)."),
+    png: Optional[Path] = typer.Option(None, "--png", help="Write the confusion matrix as a PNG here."),
+    store: bool = typer.Option(True, "--store/--no-store", help="Keep the score on the run document (metrics.cross_scores)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Score a registered model on the spectra another query selects (e.g. FEFF10 model on FEFF9 spectra)."""
+    from xanesdb.ml.crosscheck import ALIGN_MODES, score_model_on_query, store_cross_score
+    from xanesdb.ml.registry import get_run
+    from xanesdb.platform.queries import parse_filter
+
+    criteria = parse_filter(query)
+    if align not in ALIGN_MODES:
+        raise XanesdbUserError(f"unknown --align {align!r}; use {' or '.join(ALIGN_MODES)}")
+    if max_extrapolate < 0:
+        raise XanesdbUserError("--max-extrapolate must be 0 or more (eV)")
+    settings = get_settings()
+    doc = get_run(model, settings)
+    res = score_model_on_query(doc, criteria, settings, align=align, shift_ev=shift,
+                               exclude_training_materials=exclude_training, max_extrapolate_ev=max_extrapolate)  # fmt: skip
+    if store:
+        from pymongo.errors import PyMongoError
+
+        try:
+            store_cross_score(res, settings)
+        except PyMongoError as err:
+            err_console.print(f"warning: score not stored on the run document ({type(err).__name__}: {err})")
+    if png is not None:
+        from xanesdb.ml.plots import plot_confusion
+
+        plot_confusion(res["confusion"], res["classes"], png,
+                       title=f"{doc.run_id} on {res['query_json'][:50]}\n(align {align}; {res['n_scored']} spectra, "
+                             f"networks' mean probabilities)")  # fmt: skip
+    if as_json:
+        print(json.dumps(res))
+        return
+    for w in res["warnings"]:
+        err_console.print(f"warning: {w}")
+    console.print(f"model {doc.run_id} ({doc.kind}, trained on {json.dumps(doc.query)}) scored on {res['query_json']}")
+    unknown = ", ".join(f"{k} {v}" for k, v in res["unknown_labels"].items()) or "none"
+    console.print(f"spectra: {res['n_found']} found, {res['n_excluded_training']} of training materials left out, "
+                  f"{sum(res['unknown_labels'].values())} with other labels ({unknown}), {res['n_off_grid']} off the "
+                  f"model's grid; {res['n_scored']} scored ({res['n_materials']} materials: "
+                  + ", ".join(f"{c} {n}" for c, n in res["class_counts"].items()) + ")")  # fmt: skip
+    if align == "edge":
+        console.print(f"aligned: edges moved onto {res['target_edge_ev']:.2f} eV, shift {res['mean_shift_ev']:+.2f} ± "
+                      f"{res['std_shift_ev']:.2f} eV")  # fmt: skip
+    t = Table(title=f"F1 on {res['n_scored']} spectra (mean ± std over {res['n_networks']} networks)")
+    t.add_column("")
+    for c in [*res["classes"], "macro"]:
+        t.add_column(c)
+    t.add_row("networks", *[_fmt_f1(res["f1"].get(c)) for c in [*res["classes"], "macro"]])
+    t.add_row("ensemble", *[f"{res['f1_ensemble'][c]:.3f}" for c in [*res["classes"], "macro"]])
+    console.print(t)
+    t = Table(title="confusion (rows true, columns predicted; networks' mean probabilities)")
+    t.add_column("")
+    for c in res["classes"]:
+        t.add_column(c)
+    for c, row in zip(res["classes"], res["confusion"]):
+        t.add_row(c, *map(str, row))
+    console.print(t)
+    if png is not None:
+        console.print(f"confusion matrix written to {png}")
+
+
+@app.command("reproduce")
+def models_reproduce(
+    run_id: str = typer.Argument(..., help="Run id (or a unique prefix) from `xanesdb models list`."),
+    tol: float = typer.Option(0.05, "--tol", help="Largest accepted difference of the macro F1."),
+    register: bool = typer.Option(False, "--register", help="Register the new run (same id: replaces the stored one)."),
+) -> None:
+    """Train again from the registry document alone; exit 0 if fingerprint and macro F1 (within --tol) match."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from xanesdb.ml.crosscheck import reproduce_run
+    from xanesdb.ml.registry import get_run
+
+    if tol < 0:
+        raise XanesdbUserError("--tol must be 0 or more")
+    settings = get_settings()
+    doc = get_run(run_id, settings)
+    hp = doc.hyperparameters
+    console.print(f"reproducing {doc.run_id}: {doc.kind} on {json.dumps(doc.query)}, label {doc.label_field}, "
+                  f"seed {doc.seed}, {hp.get('n_models')} networks x {hp.get('epochs')} epochs")  # fmt: skip
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=err_console, transient=True) as progress:  # fmt: skip
+        task = progress.add_task("training", total=hp.get("epochs"))
+        res = reproduce_run(doc, settings, tol=tol, register=register,
+                            on_epoch=lambda e, loss: progress.update(task, completed=e))  # fmt: skip
+    fp = res["fingerprint"]
+    same = "equal" if fp["old"] == fp["new"] else "DIFFERENT"
+    console.print(f"fingerprint: stored {fp['old']}, now {fp['new']} ({same}); "
+                  f"run id {'unchanged' if res['run_id']['old'] == res['run_id']['new'] else res['run_id']['new']}")  # fmt: skip
+    t = Table(title="F1 (mean ± std), stored run vs reproduction")
+    for col in ("", "stored", "reproduced", "difference"):
+        t.add_column(col)
+    for c, v in res["f1"].items():
+        t.add_row(c, _fmt_f1(v["old"]), _fmt_f1(v["new"]), "-" if v["diff"] is None else f"{v['diff']:+.3f}")
+    console.print(t)
+    for k, (a, b) in res["environment_differences"].items():
+        console.print(f"environment differs: {k} {a} -> {b}")
+    if register:
+        console.print(f"registered the reproduction as {res['run_id']['new']}")
+    if not res["ok"]:
+        err_console.print("not reproduced: " + "; ".join(res["reasons"]), markup=False, highlight=False)
+        raise typer.Exit(1)
+    console.print(f"reproduced: same data, macro F1 within {tol:g}")
+
+
+@app.command("report")
+def models_report(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for report.md and the PNGs."),
+    query: Optional[str] = typer.Option(None, "--query", "-q", help="JSON filter on the models collection, e.g. '{\"query.element\": \"Cu\"}'."),
+    title: str = typer.Option("xanesdb training report", help="Report title."),
+) -> None:
+    """Markdown report (F1 tables beside the paper's Table II, confusion matrices, robustness curves)."""
+    from xanesdb.ml.report import select_runs, write_report
+    from xanesdb.platform.queries import parse_filter
+
+    criteria = parse_filter(query) if query else None
+    if out.exists() and not out.is_dir():
+        raise XanesdbUserError(f"--out {out} is a file; give a folder")
+    docs = select_runs(criteria, get_settings())
+    if not docs:
+        raise XanesdbUserError("no complete training runs match; see `xanesdb models list` (and its --query)")
+    path = write_report(docs, out, title=title, selection=f"`{query}`" if query else "")
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    console.print(f"report of {len(docs)} runs: {path} ({len(pngs)} PNGs)")
