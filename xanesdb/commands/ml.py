@@ -6,6 +6,7 @@ Thin: parse arguments, call :mod:`xanesdb.ml`. Keras is imported only when a com
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -291,7 +292,8 @@ def models_reproduce(
         console.print(f"registered the reproduction as {res['run_id']['new']}")
     if not res["ok"]:
         err_console.print("not reproduced: " + "; ".join(res["reasons"]), markup=False, highlight=False)
-        raise typer.Exit(1)
+        # sys.exit, not typer.Exit: the app runs with standalone_mode=False, which returns Exit codes
+        sys.exit(1)
     console.print(f"reproduced: same data, macro F1 within {tol:g}")
 
 

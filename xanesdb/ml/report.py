@@ -253,7 +253,7 @@ def write_report(
                 extras = [f"{paper[_paper_index(d)]:.2f}" if paper else "-",
                           f"{hp.get('n_models')} × {hp.get('epochs')} ep, seed {d.seed}"]  # fmt: skip
                 rows.append((label, d.metrics, extras))
-            md.append(f1_table(rows, list(first.classes), ["paper macro F1", "networks × epochs"]))
+            md.append(f1_table(rows, list(first.classes), ["paper macro F1 (paper protocol)", "networks × epochs"]))
             md.append("")
             # confusion matrices
             for d in runs:
@@ -261,8 +261,8 @@ def write_report(
                 if not conf:
                     continue
                 png = plot_confusion(conf, list(d.classes), out_dir / f"confusion-{_slug(d.run_id)}.png",
-                                     title=f"{_short_title(d)}\nmacro F1 {_pm(d.metrics['f1'].get('macro'))}, "
-                                           "summed over test sets")  # fmt: skip
+                                     title=f"{d.run_id}: {_short_title(d)}\nmacro F1 {_pm(d.metrics['f1'].get('macro'))}; "
+                                           "count / row fraction, summed over test sets")  # fmt: skip
                 md.append(f"![confusion matrix of {d.run_id}]({png.name})")
             # robustness curves where runs with and without augmentation both exist
             with_curves = [d for d in runs if d.metrics.get("shift_curve") or d.metrics.get("noise_curve")]
