@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -228,3 +229,12 @@ def test_substituted_structures_have_the_intended_geometry():
         ("proto:layered:A=Ni,B=Co", "Ni"): "O:6",
         ("proto:layered:A=Ni,B=Co", "Co"): "O:6",
     }
+
+
+def test_shipped_feff10_inputs_regenerate_identically():
+    """The regeneration command would key and write the same FEFF inputs as the shipped tasks."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "check_regeneration.py"
+    r = subprocess.run([sys.executable, str(script), "--run", "0"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    n = int(re.search(r"(\d+) shipped FEFF10 tasks: (\d+) task keys and (\d+) feff.inp hashes", r.stdout).group(1))
+    assert n >= 300 and f"{n} task keys and {n} feff.inp hashes regenerated identically" in r.stdout

@@ -3,6 +3,7 @@ no duplicates, SIGKILL mid-way), imports of run folders and of the OmniXAS bundl
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -208,10 +209,23 @@ def test_batch_export_run_elsewhere_import(db_settings, shared_data, tmp_path):
     run = subprocess.run([sys.executable, "-m", "xanesdb.jobs.feff.batch", str(batch), "--workers", "2", "--feff-cmd", fake],
                          capture_output=True, text=True, timeout=120)
     assert f'"done": {n - 3}' in run.stdout and '"skipped": 3' in run.stdout
+    # FEFF10 rewrites feff.inp in its folder: the stored input must be the one exported, kept in
+    # task.json, or regenerated from the stored structure for batches exported without it
+    exported = {}
+    for i, tj in enumerate(sorted(batch.glob("*/task.json"))):
+        task = json.loads(tj.read_text())
+        exported[task["task_id"]] = task["input_hash"]
+        (tj.parent / "feff.inp").write_text("TITLE rewritten by FEFF\n")
+        if i % 2:
+            del task["feff_inp"]
+            tj.write_text(json.dumps(task))
     imp = _cli(["feff", "import-batch", str(batch)])
     assert f"imported {n - 3} successful" in imp.stdout and "kept 3 already successful" in imp.stdout
-    docs = list(db["feff_tasks"].find({}, {"_id": 0, "site_id": 1, "task_id": 1, "wall_seconds": 1, "preset": 1}))
+    docs = list(db["feff_tasks"].find({}, {"_id": 0, "site_id": 1, "task_id": 1, "wall_seconds": 1, "preset": 1,
+                                           "input_hash": 1, "feff_inp": 1}))
     assert sorted(d["site_id"] for d in docs) == sorted(site_ids)
+    for d in docs:
+        assert d["input_hash"] == exported[d["task_id"]] and "rewritten by FEFF" not in d["feff_inp"], d["feff_inp"][:80]
     for d in docs:  # the deterministic key of a local run: `feff run` would skip these sites
         mid, el, idx = d["site_id"].split(":")
         assert d["task_id"] == feff_task_key(mid, el, int(idx))

@@ -168,7 +168,8 @@ def export_inputs(
         (tmp / "feff.inp").write_text(text)
         task = {"task_id": s["task_id"], "site_id": s["site_id"], "material_id": s["material_id"], "element": s["element"],
                 "absorbing_index": s["site_index"], "lce_class": s["lce_class"], "edge": edge, "preset": preset_obj.name,
-                "preset_hash": phash, "cards": cards, "stages": stages, "input_hash": input_hash(text)}
+                "preset_hash": phash, "cards": cards, "stages": stages, "input_hash": input_hash(text),
+                "feff_inp": text}  # FEFF10 rewrites feff.inp in its folder: the input as written is kept here
         (tmp / TASK_FILE).write_text(json.dumps(task, indent=1))
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
@@ -349,7 +350,7 @@ def import_batch(batch_dir: str | Path, db: Any, replace_successful: bool = Fals
             summary.kept_existing += 1
             continue
         res = json.loads((folder / RESULT_FILE).read_text())
-        text = (folder / "feff.inp").read_text()
+        text = _original_input(folder, task, db)
         error, xmu, warnings = assess_attempt(folder, res.get("error"), task["cards"], task["element"], task["edge"])
         doc = make_task_doc(task["site_id"], task["material_id"], task["element"], task["absorbing_index"], task["edge"],
                             task["preset"], task["preset_hash"], task["cards"], text, error, warnings, [], xmu,
@@ -369,6 +370,28 @@ def import_batch(batch_dir: str | Path, db: Any, replace_successful: bool = Fals
             summary.failures[reason] = summary.failures.get(reason, 0) + 1
     write_tasks(docs, db["feff_tasks"])
     return summary
+
+
+def _original_input(folder: Path, task: dict, db: Any) -> str:
+    """The ``feff.inp`` text as exported (FEFF10 rewrites the file in its run folder).
+
+    Taken from ``task.json``; batches exported before it was kept there get it regenerated from the
+    stored structure, checked against the exported ``input_hash``.
+    """
+    from pymatgen.core import Structure
+
+    from xanesdb.jobs.feff.sets import feff_input_text, get_preset, input_hash
+
+    if task.get("feff_inp"):
+        return task["feff_inp"]
+    sd = db["structures"].find_one({"material_id": task["material_id"]}, {"structure": 1})
+    if sd is not None:
+        text = feff_input_text(Structure.from_dict(sd["structure"]), task["absorbing_index"], get_preset(task["preset"]),
+                               edge=task["edge"])
+        if input_hash(text) == task.get("input_hash"):
+            return text
+    logger.warning("%s: the exported input could not be regenerated; storing the feff.inp FEFF left", folder.name)
+    return (folder / "feff.inp").read_text()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
