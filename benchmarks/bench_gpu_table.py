@@ -81,7 +81,7 @@ CONFIGS = [
 ]
 
 
-def table(data: Path, out_json: Path | None, epochs: int, n_models: int) -> None:
+def table(data: Path, out_json: Path | None, epochs: int, n_models: int, names: list[str] | None = None) -> None:
     from xanesdb.ml.train import TrainConfig, runtime_info, train_on_dataset
 
     info = runtime_info()
@@ -89,7 +89,7 @@ def table(data: Path, out_json: Path | None, epochs: int, n_models: int) -> None
     z = np.load(data, allow_pickle=False)
     rows = []
     t_all = time.perf_counter()
-    for name in [str(n) for n in z["names"]]:
+    for name in [str(n) for n in z["names"] if not names or str(n) in names]:
         ds = _dataset(z, name)
         counts = {c: int((ds.labels == c).sum()) for c in CLASSES}
         runs = [(label, protocol, {**over, "augment": ("shift",)}) for label, over in CONFIGS for protocol in ("paper", "grouped")]
@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--json", type=Path, default=None)
     t.add_argument("--epochs", type=int, default=50)
     t.add_argument("--models", type=int, default=10)
+    t.add_argument("--only", default="", help="comma-separated dataset names (default: all)")
     g = sub.add_parser("timing")
     g.add_argument("--scale", type=float, default=1.0, help="fraction of the paper's dataset sizes")
     g.add_argument("--epochs", type=int, default=50)
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "export":
         export(a.out)
     elif a.cmd == "table":
-        table(a.data, a.json, a.epochs, a.models)
+        table(a.data, a.json, a.epochs, a.models, [n for n in a.only.split(",") if n])
     else:
         timing(a.scale, a.epochs, a.models, a.kinds.split(","), a.together)
     return 0

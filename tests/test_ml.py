@@ -255,3 +255,14 @@ def test_trains_under_a_second_backend(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     acc = float(r.stdout.split("acc")[-1])
     assert acc > 0.8
+
+
+def test_pre_edge_indices_end_where_the_edge_rises():
+    from xanesdb.ml.train import pre_edge_indices
+
+    e = np.arange(100) * 0.5
+    X = np.tile(1 / (1 + np.exp(-(e - 20.0))), (5, 1))  # edge at 20 eV: point 40
+    idx = pre_edge_indices(X)
+    assert idx[0] == 0 and 30 <= len(idx) <= 40
+    early = np.tile(1 / (1 + np.exp(-(e - 2.0))), (5, 1))  # edge at the grid's start: the minimum
+    assert len(pre_edge_indices(early)) == 20

@@ -144,16 +144,17 @@ def runtime_info() -> dict[str, Any]:
     return {"backend": backend, "device": device, "versions": versions}
 
 
-def pre_edge_indices(X: np.ndarray, fraction: float = 0.3) -> np.ndarray:
+def pre_edge_indices(X: np.ndarray, fraction: float = 0.3, min_points: int = 20) -> np.ndarray:
     """Grid points before the end of the pre-edge: where the mean spectrum is below ``fraction``.
 
     The pre-edge ends where the main edge rises; taken as the first point at which the mean
-    max-scaled training spectrum reaches ``fraction`` of its maximum (at least 10 points).
+    max-scaled training spectrum reaches ``fraction`` of its maximum, and at least ``min_points``
+    (10 eV on the 0.5 eV grids, enough for the CNN's kernel of 10 and pooling).
     """
     mean = X.mean(axis=0)
     above = np.nonzero(mean >= fraction * mean.max())[0]
     end = int(above[0]) if len(above) else X.shape[1]
-    return np.arange(max(end, 10))
+    return np.arange(min(max(end, min_points), X.shape[1]))
 
 
 def _class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
