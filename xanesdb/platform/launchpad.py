@@ -312,7 +312,8 @@ def write_worker_config(folder: str | Path, settings: XanesdbSettings | None = N
         the host is left as ``$XANESDB_DB_URI`` for you to fill in.
     slurm_cores
         Also write a SLURM ``my_qadapter.yaml`` for ``qlaunch``: one node job running
-        ``rlaunch multi <slurm_cores>``, i.e. one single-threaded FEFF process per core.
+        ``rlaunch multi <slurm_cores>``, i.e. one single-threaded FEFF process per core (with
+        ``ping_seconds``, its ``pre_rocket`` exports ``FW_CONFIG_FILE`` so the node job reads it).
     walltime
         SLURM wall time of each node job.
 
@@ -356,7 +357,9 @@ def write_worker_config(folder: str | Path, settings: XanesdbSettings | None = N
             "cpus_per_task": int(slurm_cores), "walltime": walltime, "queue": None, "account": None,
             "job_name": "xanesdb-feff",
             # the URI (a password) comes from ~/.xanesdb.yaml (chmod 600), never from a batch script
-            "pre_rocket": f"export XANESDB_DB_NAME={settings.DB_NAME} OMP_NUM_THREADS=1 XANESDB_WORKERS=1",
+            "pre_rocket": f"export XANESDB_DB_NAME={settings.DB_NAME} OMP_NUM_THREADS=1 XANESDB_WORKERS=1"
+            # the node job runs in qlaunch's launch folder, where FireWorks would not find FW_config.yaml
+            + (f" FW_CONFIG_FILE={(folder / 'FW_config.yaml').resolve()}" if ping_seconds is not None else ""),
             "rocket_launch": launch, "post_rocket": None,
         }
         (folder / "my_qadapter.yaml").write_text(yaml.safe_dump(qadapter, sort_keys=False))
