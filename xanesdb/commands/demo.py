@@ -43,6 +43,8 @@ def demo_steps(home, n_cu_structures: int, n_live_sites: int, epochs: int) -> li
         ("build standardised spectra", ["spectra", "build"]),
         ("plot the Cu spectra by class", ["spectra", "plot", "--element", "Cu", "--source", "omnixas",
                                           "--out", str(home / "plots" / "demo_cu_spectra.png")]),
+        ("plot xanesdb's FEFF10 Fe spectra by class", ["spectra", "plot", "--element", "Fe", "--source", "xanesdb",
+                                                       "--out", str(home / "plots" / "demo_fe_feff10_spectra.png")]),
         ("train a CNN on a Mongo query", ["train", "--query", json.dumps(DEMO_QUERY), "--model", "cnn",
                                           "--epochs", str(epochs), "--n-models", "3", "--augment", "shift",
                                           "--class-weight", "balanced"]),
