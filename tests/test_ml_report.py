@@ -175,7 +175,8 @@ def test_report_tables_and_figures(two_sources, tmp_path, capsys):
         assert (out / f"confusion-{d.run_id}.png").stat().st_size > 5000
         assert f"(confusion-{d.run_id}.png)" in md
     assert "| Cu | Carbone et al. 2019, Table II | 0.86 | 0.86 | 0.50 | 0.64 |" in md
-    assert "| Cu | xanesdb, paper protocol |" in md and "| Cu | xanesdb, grouped protocol |" in md
+    assert "| Cu | xanesdb, source xanesdb, paper protocol |" in md
+    assert "| Cu | xanesdb, source xanesdb, grouped protocol |" in md
     assert "### MLP, paper protocol, class weights none" in md and "### MLP, grouped protocol" in md
     f1 = plain.metrics["f1"]["macro"]
     assert f"| no augmentation (`{plain.run_id}`) |" in md and f"**{f1[0]:.2f} ± {f1[1]:.2f}**" in md

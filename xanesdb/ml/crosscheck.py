@@ -5,8 +5,11 @@
   spectra of *other* materials (and the reverse). The spectra may live on another energy grid:
   each is interpolated onto the model's grid (:func:`xanesdb.ml.predict.to_grid`), after an
   optional constant shift and, with ``align="edge"``, after moving its edge
-  (:func:`xanesdb.ml.predict.edge_energy`) onto the training data's mean edge
-  (``metrics.train_edge_ev``), as ``xanesdb predict --align edge`` does. FEFF10 (no SCF) edges sit
+  (:func:`xanesdb.ml.predict.edge_energy`, the largest dmu/dE) onto the training data's mean
+  edge (the mean of its spectra's edges; ``metrics.train_edge_ev``, the edge of the mean training
+  spectrum, when the training data cannot be reloaded). The two differ: on a grid that starts
+  close to the edges (xanesdb's FEFF10 Cu grid) the mean spectrum's steepest point lies 3 eV
+  below the typical edge. FEFF10 (no SCF) edges sit
   5-11 eV below FEFF9's, so without alignment most spectra do not cover the model's grid.
 - :func:`reproduce_run` trains again from the registry document alone (query, label field,
   hyper-parameters, seed) and compares fingerprint and F1 with the stored run.
@@ -38,6 +41,7 @@ __all__ = [
     "ALIGN_MODES",
     "DEFAULT_MAX_EXTRAPOLATE_EV",
     "spectra_onto_grid",
+    "mean_edge_of",
     "score_model_on_query",
     "store_cross_score",
     "reproduce_run",
@@ -114,24 +118,34 @@ def spectra_onto_grid(
     return X, np.array(kept, dtype=int), np.array(shifts, dtype=float)
 
 
-def _training_materials(doc: TrainingRunDoc, settings: XanesdbSettings) -> tuple[set[str], list[str]]:
-    """Materials of the model's training data (its query reloaded) and warnings."""
+def _training_data(doc: TrainingRunDoc, settings: XanesdbSettings, required: bool) -> tuple[Any, list[str]]:
+    """The model's training dataset (its query reloaded), or None when not required and gone."""
     from xanesdb.ml.dataset import load_dataset
 
     warnings = []
     try:
         ds = load_dataset(doc.query, settings, label_field=doc.label_field)
     except XanesdbUserError as err:
-        raise XanesdbUserError(
-            f"the training data of {doc.run_id} cannot be reloaded to exclude its materials ({err}); "
-            "pass --no-exclude-training-materials to score on everything"
-        ) from None
+        if required:
+            raise XanesdbUserError(
+                f"the training data of {doc.run_id} cannot be reloaded to exclude its materials ({err}); "
+                "pass --no-exclude-training-materials to score on everything"
+            ) from None
+        return None, [f"the training data cannot be reloaded ({err})"]
     if ds.fingerprint != doc.fingerprint:
         warnings.append(
             f"the model's training query now selects other data (fingerprint {ds.fingerprint} != "
-            f"{doc.fingerprint}); excluded the materials it selects now"
+            f"{doc.fingerprint}); used the data it selects now"
         )
-    return {str(g) for g in ds.groups}, warnings
+    return ds, warnings
+
+
+def mean_edge_of(X: np.ndarray, energies: np.ndarray) -> float:
+    """Mean of the spectra's edges (:func:`xanesdb.ml.predict.edge_energy` of each row)."""
+    from xanesdb.ml.predict import edge_energy
+
+    energies = np.asarray(energies, dtype=float)
+    return float(np.mean([edge_energy(energies, row) for row in np.asarray(X, dtype=float)]))
 
 
 def score_model_on_query(
@@ -199,14 +213,18 @@ def score_model_on_query(
         )
     warnings: list[str] = []
     n_found = len(docs)
-    # leave out the training materials
+    # the training data: its materials are left out, its mean edge is the alignment target
+    ds, w = _training_data(doc, settings, required=exclude_training_materials)
+    warnings += w
     n_excluded = 0
     if exclude_training_materials:
-        train_materials, w = _training_materials(doc, settings)
-        warnings += w
+        train_materials = {str(g) for g in ds.groups}
         before = len(docs)
         docs = [d for d in docs if d["material_id"] not in train_materials]
         n_excluded = before - len(docs)
+    target_edge = doc.metrics.get("train_edge_ev")  # edge of the mean training spectrum (fallback)
+    if ds is not None:
+        target_edge = mean_edge_of(ds.X, ds.energies)
     # labels the model knows
     unknown: dict[str, int] = {}
     known = []
@@ -226,7 +244,7 @@ def score_model_on_query(
     grid = np.asarray(doc.energies, dtype=float)
     X, kept, shifts = spectra_onto_grid(
         [(np.asarray(d["energies"]), np.asarray(d["mu"])) for d in docs], grid, align=align,
-        target_edge_ev=doc.metrics.get("train_edge_ev"), shift_ev=shift_ev,
+        target_edge_ev=target_edge, shift_ev=shift_ev,
         max_extrapolate_ev=max_extrapolate_ev,
     )  # fmt: skip
     n_off_grid = len(docs) - len(kept)
@@ -272,7 +290,7 @@ def score_model_on_query(
         "f1": f1,
         "f1_ensemble": {**{c: float(ens[i]) for i, c in enumerate(classes)}, "macro": float(ens[-1])},
         "confusion": confusion.tolist(),
-        "target_edge_ev": doc.metrics.get("train_edge_ev") if align == "edge" else None,
+        "target_edge_ev": target_edge if align == "edge" else None,
         "mean_shift_ev": float(shifts.mean()),
         "std_shift_ev": float(shifts.std()),
         "data_fingerprint": fingerprint_of([(d["spectrum_id"], d.get("last_updated")) for d in docs]),

@@ -132,12 +132,14 @@ def select_runs(
 
 def _summary_table(docs: list[TrainingRunDoc]) -> str:
     """Best macro F1 per absorber, protocol and paper column, beside Table II."""
-    cells: dict[tuple[str, str], dict[int, list[TrainingRunDoc]]] = defaultdict(lambda: defaultdict(list))
+    cells: dict[tuple[str, str, str], dict[int, list[TrainingRunDoc]]] = defaultdict(lambda: defaultdict(list))
     for d in docs:
         el = absorber_of(d.query)
         if el is None or not d.metrics.get("f1", {}).get("macro"):
             continue
-        cells[(el, str(d.hyperparameters.get("protocol", "paper")))][_paper_index(d)].append(d)
+        src = d.query.get("source")
+        src = f"source {src}" if isinstance(src, str) else "all sources"
+        cells[(el, src, str(d.hyperparameters.get("protocol", "paper")))][_paper_index(d)].append(d)
     head = "| absorber | source of the numbers | " + " | ".join(PAPER_COLUMNS) + " |"
     lines = [head, "|---" * (2 + len(PAPER_COLUMNS)) + "|"]
     order = list(PAPER_TABLE_II)
@@ -145,10 +147,8 @@ def _summary_table(docs: list[TrainingRunDoc]) -> str:
         paper = PAPER_TABLE_II.get(el)
         if paper:
             lines.append(f"| {el} | Carbone et al. 2019, Table II | " + " | ".join(f"{v:.2f}" for v in paper) + " |")
-        for protocol in ("paper", "grouped"):
-            col = cells.get((el, protocol))
-            if not col:
-                continue
+        for src, protocol in sorted({(k[1], k[2]) for k in cells if k[0] == el}, key=lambda t: (t[0], t[1] != "paper")):
+            col = cells[(el, src, protocol)]
             out = []
             for i in range(len(PAPER_COLUMNS)):
                 runs = col.get(i, [])
@@ -158,7 +158,7 @@ def _summary_table(docs: list[TrainingRunDoc]) -> str:
                 best = max(runs, key=lambda d: d.metrics["f1"]["macro"][0])
                 n = f", best of {len(runs)}" if len(runs) > 1 else ""
                 out.append(f"{_pm(best.metrics['f1']['macro'])} ({variant_of(best)}{n})")
-            lines.append(f"| {el} | xanesdb, {protocol} protocol | " + " | ".join(out) + " |")
+            lines.append(f"| {el} | xanesdb, {src}, {protocol} protocol | " + " | ".join(out) + " |")
     if len(lines) == 2:
         return "_No run has a query that fixes one absorber (`{\"element\": ...}`)._"
     return "\n".join(lines)
@@ -173,13 +173,15 @@ def _cross_table(docs: list[TrainingRunDoc]) -> str | None:
             rows.append(
                 f"| `{d.run_id}` ({_short_title(d)}) | `{s['query_json']}` | {s['align']}"
                 + (f" {s['shift_ev']:+g} eV" if s.get("shift_ev") else "")
-                + f" | {s['n_scored']} ({s['n_materials']}) | {s['n_excluded_training']} | {s['n_off_grid']} | {per} "
+                + f" | {s['n_scored']} ({s['n_materials']}) "
+                + (f"| {s['n_excluded_training']} " if s.get("exclude_training_materials") else "| not excluded ")
+                + f"| {s['n_off_grid']} (> {s.get('max_extrapolate_ev', 2):g} eV) | {per} "
                 f"| **{_pm(s['f1']['macro'])}** | {s['f1_ensemble']['macro']:.2f} |"
             )
     if not rows:
         return None
     head = ("| model (trained on its query) | scored on | align | spectra (materials) scored | left out: training "
-            "materials | left out: off the grid | F1 per class | macro F1 | ensemble macro F1 |")
+            "materials | left out: missing more of the grid than | F1 per class | macro F1 | ensemble macro F1 |")
     return "\n".join([head, "|---" * 9 + "|", *rows])
 
 
