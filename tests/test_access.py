@@ -116,6 +116,16 @@ def test_serve_auth_reader_refused_on_write(tmp_path):
         writer = pymongo.MongoClient(writer_uri, serverSelectionTimeoutMS=5000)
         with pytest.raises(OperationFailure):
             writer.xanesdb.command("createUser", "evil", pwd="x", roles=[])
+        # a FireWorks worker with the writer's credentials can check out work from the LaunchPad
+        from fireworks import Firework, LaunchPad, ScriptTask
+
+        lp = LaunchPad(uri_mode=True, host=writer_uri, name="xanesdb")
+        lp.fw_id_assigner.insert_one({"next_fw_id": 1, "next_launch_id": 1})
+        lp.add_wf(Firework(ScriptTask.from_str("true"), name="probe"))
+        fw, launch_id = lp.checkout_fw(__import__("fireworks").FWorker(name="w"), launch_dir=str(tmp_path))
+        assert fw is not None and fw.name == "probe" and launch_id is not None
+        with pytest.raises(OperationFailure):  # the reader cannot queue work
+            reader.xanesdb.fireworks.insert_one({"fw_id": 99})
         admin = pymongo.MongoClient(user_uri(base, "xanesdb_admin", "xanesdb", pw["xanesdb_admin"]))
         assert len(admin.xanesdb.command("usersInfo")["users"]) == 3
         # authSource is honoured: the same user against authSource=admin fails to log in

@@ -64,8 +64,11 @@ PUBLIC_COLLECTIONS = (
     "structures", "sites", "feff_tasks", "spectra", "models", "grids",
     "model_files.files", "model_files.chunks",
 )  # fmt: skip
-#: collections population workers write (jobflow's job store included)
-WRITER_COLLECTIONS = PUBLIC_COLLECTIONS + ("jobs", "job_data.files", "job_data.chunks")
+#: FireWorks' LaunchPad collections in the same database (see xanesdb.platform.launchpad)
+FIREWORKS_COLLECTIONS = ("fireworks", "launches", "workflows", "fw_id_assigner", "offline_runs",
+                         "fw_gridfs.files", "fw_gridfs.chunks")
+#: collections population workers write (jobflow's job store and FireWorks' LaunchPad included)
+WRITER_COLLECTIONS = PUBLIC_COLLECTIONS + ("jobs", "job_data.files", "job_data.chunks") + FIREWORKS_COLLECTIONS
 READ_ACTIONS = ("find", "listCollections", "listIndexes", "collStats", "dbStats", "killCursors", "changeStream")
 WRITE_ACTIONS = ("insert", "update", "remove", "createIndex", "createCollection")
 PASSWORD_ENV = {
