@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=3600.0, help="time limit (s) of one no-SCF run")
     p.add_argument("--mp-timeout", type=float, default=3600.0, help="time limit (s) of one mp run; slower sites are recorded as not run")
     p.add_argument("--json", type=Path, default=None, help="write the per-site rows here")
+    p.add_argument("--reverse", action="store_true", help="work through the sites from the last (a second process "
+                   "sharing --workdir then meets the first halfway; a final run without new work prints the table)")
     a = p.parse_args(argv)
 
     from pymatgen.core import Structure
@@ -116,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         if key not in sites and key[0] not in {m for m, _ in sites}:
             sites.append(key)
     sites = sites[: a.sites]
+    if a.reverse:
+        sites = sites[::-1]
     cands = candidates(a.fms, a.with_mp)
     rows = []
     for mid, idx in sites:

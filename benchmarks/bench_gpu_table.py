@@ -208,11 +208,20 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--models", type=int, default=10)
     g.add_argument("--kinds", default="mlp,cnn")
     g.add_argument("--together", action="store_true", help="all absorbers' networks side by side in one model")
+    g.add_argument("--compare", action="store_true", help="both ways in one run, and their ratio")
     a = p.parse_args(argv)
     if a.cmd == "export":
         export(a.out)
     elif a.cmd == "table":
         table(a.data, a.json, a.epochs, a.models, [n for n in a.only.split(",") if n])
+    elif a.compare:
+        t0 = time.perf_counter()
+        timing(a.scale, a.epochs, a.models, a.kinds.split(","), False)
+        t1 = time.perf_counter()
+        timing(a.scale, a.epochs, a.models, a.kinds.split(","), True)
+        t2 = time.perf_counter()
+        print(f"\none absorber at a time {t1 - t0:.1f} s, all absorbers side by side {t2 - t1:.1f} s: "
+              f"{(t1 - t0) / (t2 - t1):.2f}x faster side by side (inference included in both)")
     else:
         timing(a.scale, a.epochs, a.models, a.kinds.split(","), a.together)
     return 0
