@@ -36,7 +36,7 @@ def demo_steps(home, n_cu_structures: int, n_live_sites: int, epochs: int) -> li
             ("import the OmniXAS FEFF9 Cu runs", ["feff", "import-omnixas"]),
         ]
     steps += [
-        ("label a few Ti sites live", ["sites", "label", "--element", "Ti", "--limit", "3"]),
+        ("label a few Ti sites live (ChemEnv)", ["sites", "label", "--element", "Ti", "--limit", "3", "--force"]),
         ("run FEFF10 live on new Ti sites", ["feff", "run", "--element", "Ti", "--preset", "fast",
                                              "--limit", str(n_live_sites), "--timeout", "400"]),
         ("FEFF task status", ["feff", "status"]),
