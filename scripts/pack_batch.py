@@ -22,13 +22,16 @@ def main() -> None:
     p.add_argument("out", type=Path)
     p.add_argument("--done", type=Path, action="append", default=[], help="results .tar.gz already run")
     p.add_argument("--limit", type=int, default=None, help="pack at most this many folders")
+    p.add_argument("--names", type=Path, default=None,
+                   help="file of folder names, one per line: pack only these, in this order (to split a batch between machines)")
     a = p.parse_args()
     done: set[str] = set()
     for tgz in a.done:
         with tarfile.open(tgz) as tar:
             done |= {m.name.split("/")[0] for m in tar.getmembers() if m.name.endswith("/" + RESULT_FILE)}
     manifest = json.loads((a.batch / MANIFEST).read_text())
-    todo = [n for n in manifest["folders"] if n not in done and not (a.batch / n / RESULT_FILE).is_file()]
+    order = a.names.read_text().split() if a.names else manifest["folders"]
+    todo = [n for n in order if n not in done and not (a.batch / n / RESULT_FILE).is_file()]
     if a.limit is not None:
         todo = todo[: a.limit]
     with tarfile.open(a.out, "w:gz") as tar:
