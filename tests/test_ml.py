@@ -123,6 +123,23 @@ def test_grouped_networks_are_independent(kind):
     assert np.abs(p1[:, 1] - p2[:, 1]).max() > 1e-4
 
 
+def test_min_steps_raises_epochs_on_small_data_only():
+    """--min-steps: a 40-spectrum set gets enough updates; the paper's runs keep their ids and epochs."""
+    from xanesdb.ml.train import TrainConfig, effective_epochs, fit_group
+
+    assert effective_epochs(TrainConfig(), 40) == 50
+    assert effective_epochs(TrainConfig(min_steps=300), 40) == 150  # 2 batches of 32 per epoch
+    assert effective_epochs(TrainConfig(min_steps=300), 20_000) == 50
+    assert "min_steps" not in TrainConfig().as_dict()  # earlier registry ids unchanged
+    assert TrainConfig.from_dict(TrainConfig(min_steps=300).as_dict()).min_steps == 300
+    rng = np.random.default_rng(0)
+    X, y = rng.random((40, 100)).astype("float32"), rng.integers(0, 3, 40)
+    seen = []
+    fit_group(X, y, [np.arange(30), np.arange(10, 40)], GRID, 3, TrainConfig(epochs=2, min_steps=12),
+              on_epoch=lambda e, loss, total: seen.append((e, total)))  # fmt: skip
+    assert seen[-1] == (12, 12)  # 30 rows: 1 batch per epoch, so 12 epochs
+
+
 # ----------------------------------------------------------------------------- integration
 @pytest.fixture
 def spectra_db(db_settings):

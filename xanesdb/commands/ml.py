@@ -32,6 +32,9 @@ def train(
     query: str = typer.Option(..., "--query", "-q", help="JSON filter on spectra, e.g. '{\"element\": \"Cu\"}'."),
     model: str = typer.Option("mlp", "--model", "-m", help="mlp or cnn."),
     epochs: int = typer.Option(50, help="Training epochs (paper: 50)."),
+    min_steps: Optional[int] = typer.Option(
+        None, "--min-steps", help="At least this many updates per network: more epochs on small datasets (paper: none)."
+    ),
     augment: str = typer.Option("", help="Comma-separated augmentations: shift, noise (training data only)."),
     seed: int = typer.Option(0, help="Random seed (splits, initialisation, dropout, noise)."),
     protocol: str = typer.Option("paper", help="paper (stratified 90/10) or grouped (no material in train and test)."),
@@ -57,18 +60,21 @@ def train(
         raise XanesdbUserError(f"unknown --class-weight {class_weight!r}; use balanced")
     if epochs < 1 or n_models < 1:
         raise XanesdbUserError("--epochs and --n-models must be at least 1")
+    if min_steps is not None and min_steps < 1:
+        raise XanesdbUserError("--min-steps must be at least 1")
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from xanesdb.ml.train import TrainConfig, train_from_query
 
     config = TrainConfig(kind=model, epochs=epochs, augment=kinds, seed=seed, protocol=protocol,
-                         n_models=n_models, class_weight=class_weight, pre_edge=pre_edge, curves=curves)  # fmt: skip
+                         n_models=n_models, class_weight=class_weight, pre_edge=pre_edge, curves=curves,
+                         min_steps=min_steps)  # fmt: skip
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err_console, transient=True) as progress:  # fmt: skip
         task = progress.add_task(f"training {n_models} {model} side by side", total=epochs)
         result = train_from_query(
             criteria, config, get_settings(), label_field=label,
-            on_epoch=lambda e, loss: progress.update(task, completed=e, description=f"training {n_models} {model} (loss {loss:.3f})"),
+            on_epoch=lambda e, loss, total: progress.update(task, completed=e, total=total, description=f"training {n_models} {model} (loss {loss:.3f})"),
         )  # fmt: skip
     doc = result.doc
     console.print(f"model {doc.run_id}: {doc.n_spectra} spectra, classes {', '.join(doc.classes)}, "
@@ -275,7 +281,7 @@ def models_reproduce(
                   TimeElapsedColumn(), console=err_console, transient=True) as progress:  # fmt: skip
         task = progress.add_task("training", total=hp.get("epochs"))
         res = reproduce_run(doc, settings, tol=tol, register=register,
-                            on_epoch=lambda e, loss: progress.update(task, completed=e))  # fmt: skip
+                            on_epoch=lambda e, loss, total: progress.update(task, completed=e, total=total))  # fmt: skip
     fp = res["fingerprint"]
     same = "equal" if fp["old"] == fp["new"] else "DIFFERENT"
     console.print(f"fingerprint: stored {fp['old']}, now {fp['new']} ({same}); "

@@ -185,7 +185,7 @@ def score_model_on_query(
         predicted), counts of spectra scored and left out (and why), alignment details.
     """
     from xanesdb.ml.dataset import fingerprint_of, full_criteria
-    from xanesdb.ml.evaluate import f1_per_class
+    from xanesdb.ml.evaluate import f1_per_class, nan_mean_std
     from xanesdb.ml.registry import get_run, load_model
     from xanesdb.platform.queries import check_filter
     from xanesdb.platform.settings import get_settings
@@ -264,8 +264,7 @@ def score_model_on_query(
     k = model.input_shape[1]
     P = np.asarray(model.predict(np.repeat(X[:, cols][:, None, :], k, axis=1), verbose=0))  # (n, k, classes)
     per_net = np.array([f1_per_class(y, P[:, j].argmax(axis=1), len(classes)) for j in range(k)])
-    f1 = {c: [float(per_net[:, i].mean()), float(per_net[:, i].std())] for i, c in enumerate(classes)}
-    f1["macro"] = [float(per_net[:, -1].mean()), float(per_net[:, -1].std())]
+    f1 = nan_mean_std(per_net, classes)
     y_ens = P.mean(axis=1).argmax(axis=1)
     ens = f1_per_class(y, y_ens, len(classes))
     from sklearn.metrics import confusion_matrix

@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "make_splits",
     "f1_per_class",
+    "nan_mean_std",
     "score_predictions",
     "robustness_curve",
     "DEFAULT_TEST_SHIFTS_EV",
@@ -59,11 +60,35 @@ def make_splits(
 
 
 def f1_per_class(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """One-vs-all F1 of each class, then their mean (macro) as the last entry."""
+    """One-vs-all F1 of each class, then their mean (macro) as the last entry.
+
+    A class that is neither in ``y_true`` nor in ``y_pred`` has no F1 (NaN) and is left out of the
+    macro mean, as scikit-learn's own ``average="macro"`` does with the labels it sees. Scoring it
+    0 instead would punish a model for a class the test set does not hold: on a 3-spectrum test
+    set (10 % of 30) most bootstrap resamples miss a class, and a perfect classifier would score
+    a macro F1 of 0.70 (one spectrum per class, 3-spectrum bootstrap resamples).
+
+    >>> f1_per_class(np.array([0, 0, 2]), np.array([0, 0, 2]), 3).tolist()
+    [1.0, nan, 1.0, 1.0]
+    >>> f1_per_class(np.array([0, 0, 2]), np.array([0, 1, 2]), 3).round(3).tolist()
+    [0.667, 0.0, 1.0, 0.556]
+    """
     from sklearn.metrics import f1_score
 
-    per = f1_score(y_true, y_pred, labels=list(range(n_classes)), average=None, zero_division=0)
-    return np.append(per, per.mean())
+    labels = list(range(n_classes))
+    per = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0).astype(float)
+    present = np.isin(labels, np.concatenate([np.asarray(y_true), np.asarray(y_pred)]))
+    per[~present] = np.nan
+    return np.append(per, np.nanmean(per) if present.any() else np.nan)
+
+
+def nan_mean_std(rows: np.ndarray, classes: tuple[str, ...] | list[str]) -> dict[str, list[float]]:
+    """{class: [mean, std], "macro": [mean, std]} of :func:`f1_per_class` rows, unscored entries left out."""
+    out = {}
+    for i, c in enumerate([*classes, "macro"]):
+        col = rows[:, i][~np.isnan(rows[:, i])]
+        out[c] = [float(col.mean()), float(col.std())] if len(col) else [float("nan"), float("nan")]
+    return out
 
 
 def score_predictions(
@@ -87,7 +112,8 @@ def score_predictions(
     Returns
     -------
     dict
-        ``f1`` {class: [mean, std], "macro": [mean, std]}, ``f1_per_model`` (macro F1 of each
+        ``f1`` {class: [mean, std], "macro": [mean, std]} (a class's mean over the test sets that
+        hold it or predict it; see :func:`f1_per_class`), ``f1_per_model`` (macro F1 of each
         network on its full test set), ``confusion`` (summed over networks; rows true, columns
         predicted).
     """
@@ -105,9 +131,7 @@ def score_predictions(
         for _ in range(n_bootstrap):
             idx = rng.integers(0, len(yt), len(yt))
             rows.append(f1_per_class(yt[idx], yp[idx], n))
-    arr = np.array(rows)
-    f1 = {c: [float(arr[:, i].mean()), float(arr[:, i].std())] for i, c in enumerate(classes)}
-    f1["macro"] = [float(arr[:, -1].mean()), float(arr[:, -1].std())]
+    f1 = nan_mean_std(np.array(rows), classes)
     return {"f1": f1, "f1_per_model": per_model, "confusion": confusion.tolist()}
 
 
@@ -137,6 +161,6 @@ def robustness_curve(
             Xs = [add_noise(X, v, rng) for X in X_tests]
         preds = predict(Xs)
         f1 = [f1_per_class(yt, yp, n_classes)[-1] for yt, yp in zip(y_tests, preds)]
-        out["mean"].append(float(np.mean(f1)))
-        out["std"].append(float(np.std(f1)))
+        out["mean"].append(float(np.nanmean(f1)))
+        out["std"].append(float(np.nanstd(f1)))
     return out

@@ -15,6 +15,7 @@ Examples
 from __future__ import annotations
 
 import logging
+import math
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -71,6 +72,11 @@ class TrainConfig:
         Use only the grid points before the end of the pre-edge (see :func:`pre_edge_indices`).
     hidden, dropout, filters, kernel_size, pool_size
         Architecture (paper's defaults).
+    min_steps
+        At least this many Adam updates per network: epochs are raised to
+        ``ceil(min_steps / steps per epoch)`` when ``epochs`` gives fewer (None: the paper's fixed
+        epochs). 50 epochs of batch 32 on a few dozen spectra are a few hundred updates, far from
+        converged; on the paper's thousands of spectra the floor changes nothing.
     curves
         Also compute robustness curves (test shift -3..3 eV, noise sigma 0..0.1).
     seed
@@ -93,6 +99,7 @@ class TrainConfig:
     filters: int = 8
     kernel_size: int = 10
     pool_size: int = 2
+    min_steps: int | None = None
     curves: bool = True
     seed: int = 0
 
@@ -100,6 +107,8 @@ class TrainConfig:
         d = asdict(self)
         d["augment"] = list(self.augment)
         d["hidden"] = list(self.hidden)
+        if d["min_steps"] is None:  # absent when unused: run ids of earlier runs stay what they were
+            del d["min_steps"]
         return d
 
     @classmethod
@@ -162,6 +171,21 @@ def _class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     return np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
 
 
+def effective_epochs(config: TrainConfig, n_rows: int) -> int:
+    """Epochs actually run on ``n_rows`` (augmented) training rows per network: ``config.epochs``,
+    raised to reach ``config.min_steps`` updates when that is set.
+
+    >>> effective_epochs(TrainConfig(min_steps=2000), n_rows=160)
+    400
+    >>> effective_epochs(TrainConfig(min_steps=2000), n_rows=15000)
+    50
+    """
+    if not config.min_steps:
+        return config.epochs
+    steps_per_epoch = max(1, math.ceil(n_rows / config.batch_size))
+    return max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
+
+
 def fit_group(
     X: np.ndarray,
     y: np.ndarray,
@@ -170,7 +194,7 @@ def fit_group(
     n_classes: int,
     config: TrainConfig,
     feature_indices: np.ndarray | None = None,
-    on_epoch: Callable[[int, float], None] | None = None,
+    on_epoch: Callable[[int, float, int], None] | None = None,
 ) -> keras.Model:
     """Train one network per training index set, side by side in one Keras model.
 
@@ -189,7 +213,7 @@ def fit_group(
     feature_indices
         Columns fed to the networks (all when None); augmentation uses the full grid first.
     on_epoch
-        Called with (epoch, loss) after every epoch (progress bars).
+        Called with (epoch, loss, epochs to run) after every epoch (progress bars).
 
     Returns
     -------
@@ -234,12 +258,13 @@ def fit_group(
         pool_size=config.pool_size, learning_rate=config.learning_rate, seed=config.seed,
     )  # fmt: skip
     model.get_layer("standardize").set_stats(np.array(means), np.array(stds))
+    epochs = effective_epochs(config, n_rows)
     callbacks = []
     if on_epoch is not None:
         callbacks.append(
-            keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: on_epoch(e + 1, float(logs.get("loss", np.nan))))
+            keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: on_epoch(e + 1, float(logs.get("loss", np.nan)), epochs))
         )
-    model.fit(Xg, Yg, sample_weight=Wg, batch_size=config.batch_size, epochs=config.epochs,
+    model.fit(Xg, Yg, sample_weight=Wg, batch_size=config.batch_size, epochs=epochs,
               shuffle=True, verbose=0, callbacks=callbacks)  # fmt: skip
     return model
 
@@ -261,7 +286,7 @@ def predict_group(model: keras.Model, X_list: list[np.ndarray], batch_size: int 
 def train_on_dataset(
     ds: XanesDataset,
     config: TrainConfig,
-    on_epoch: Callable[[int, float], None] | None = None,
+    on_epoch: Callable[[int, float, int], None] | None = None,
 ) -> tuple[Any, dict[str, Any], np.ndarray, list]:
     """Split, train ``config.n_models`` networks side by side, score them.
 
@@ -323,7 +348,7 @@ def train_from_query(
     *,
     label_field: str = "lce_class",
     register: bool = True,
-    on_epoch: Callable[[int, float], None] | None = None,
+    on_epoch: Callable[[int, float, int], None] | None = None,
 ) -> TrainResult:
     """Run ``xanesdb train``: dataset from the query, training, scores, and the registry entry.
 
@@ -340,7 +365,7 @@ def train_from_query(
     register
         Store the run and its weights in the ``models`` collection and GridFS.
     on_epoch
-        Progress callback ``(epoch, loss)``.
+        Progress callback ``(epoch, loss, epochs to run)``.
     """
     from xanesdb.ml.dataset import load_dataset
     from xanesdb.ml.registry import make_run_doc, register_run
