@@ -100,6 +100,12 @@ def test_scores_perfect_and_wrong():
     assert s["f1"]["macro"][0] == pytest.approx(1.0) and s["confusion"][1] == [0, 20, 0]
     s = score_predictions([y], [np.zeros_like(y)], ("O6", "S5", "T4"), n_bootstrap=0)
     assert s["f1"]["S5"][0] == 0.0 and s["f1"]["macro"][0] < 0.3
+    # tiny test sets (10 % of 30 spectra): resamples that miss a class do not count it as 0
+    small = np.array([0, 1, 2])
+    s = score_predictions([small] * 10, [small] * 10, ("O6", "S5", "T4"), n_bootstrap=10)
+    assert s["f1"]["macro"] == [1.0, 0.0] and s["f1"]["S5"][0] == 1.0
+    s = score_predictions([small], [np.array([0, 1, 1])], ("O6", "S5", "T4"), n_bootstrap=0)
+    assert s["f1"]["T4"][0] == 0.0 and s["f1"]["macro"][0] == pytest.approx((1 + 2 / 3 + 0) / 3)
 
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
