@@ -146,6 +146,32 @@ def test_min_steps_raises_epochs_on_small_data_only():
     assert seen[-1] == (12, 12)  # 30 rows: 1 batch per epoch, so 12 epochs
 
 
+def test_ensemble_trains_members_per_split_and_scores_their_mean():
+    """--ensemble K: K networks per split side by side, a split scored on their mean probabilities."""
+    from xanesdb.ml.dataset import XanesDataset
+    from xanesdb.ml.train import TrainConfig, predict_group, train_on_dataset
+
+    assert "ensemble" not in TrainConfig().as_dict()  # earlier registry ids unchanged
+    assert TrainConfig.from_dict(TrainConfig(ensemble=3).as_dict()).ensemble == 3
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1, 2], 20)
+    X = (rng.random((60, 100)) * 0.2 + np.eye(3)[y] @ rng.random((3, 100))).astype("float32")
+    ds = XanesDataset(X=X, labels=np.array(["O6", "S5", "T4"])[y], groups=np.array([f"m{i}" for i in range(60)]),
+                      spectrum_ids=tuple(map(str, range(60))), energies=GRID, grid_name="g", query={},
+                      criteria={}, label_field="lce_class", fingerprint="f")  # fmt: skip
+    cfg = TrainConfig(epochs=3, n_models=2, ensemble=3, n_bootstrap=0, curves=False)
+    model, metrics, cols, splits = train_on_dataset(ds, cfg)
+    assert model.input_shape[1] == 6 and len(splits) == 2
+    # the members of a split differ (own initialisation), and the split is scored on their mean
+    te = splits[0][1]
+    P = predict_group(model, [X[te]] * 6)
+    assert not np.allclose(P[0], P[1])
+    mean_pred = np.mean(P[:3], axis=0).argmax(axis=1)
+    from xanesdb.ml.evaluate import f1_per_class
+
+    assert metrics["f1_per_model"][0] == pytest.approx(float(f1_per_class(ds.encode(ds.classes)[te], mean_pred, 3)[-1]))
+
+
 # ----------------------------------------------------------------------------- integration
 @pytest.fixture
 def spectra_db(db_settings):

@@ -39,6 +39,9 @@ def train(
     seed: int = typer.Option(0, help="Random seed (splits, initialisation, dropout, noise)."),
     protocol: str = typer.Option("paper", help="paper (stratified 90/10) or grouped (no material in train and test)."),
     n_models: int = typer.Option(10, "--n-models", help="Networks trained side by side, one per split."),
+    ensemble: int = typer.Option(
+        1, "--ensemble", help="Networks per split, their probabilities averaged (paper: 1)."
+    ),
     label: str = typer.Option("lce_class", help="Spectrum field to learn."),
     class_weight: Optional[str] = typer.Option(None, help="balanced: weight classes by inverse frequency."),
     pre_edge: bool = typer.Option(False, "--pre-edge", help="Use only the grid points before the main edge."),
@@ -58,8 +61,8 @@ def train(
         raise XanesdbUserError(f"unknown augmentation {bad[0]!r}; use shift, noise or shift,noise")
     if class_weight not in (None, "balanced"):
         raise XanesdbUserError(f"unknown --class-weight {class_weight!r}; use balanced")
-    if epochs < 1 or n_models < 1:
-        raise XanesdbUserError("--epochs and --n-models must be at least 1")
+    if epochs < 1 or n_models < 1 or ensemble < 1:
+        raise XanesdbUserError("--epochs, --n-models and --ensemble must be at least 1")
     if min_steps is not None and min_steps < 1:
         raise XanesdbUserError("--min-steps must be at least 1")
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -68,13 +71,14 @@ def train(
 
     config = TrainConfig(kind=model, epochs=epochs, augment=kinds, seed=seed, protocol=protocol,
                          n_models=n_models, class_weight=class_weight, pre_edge=pre_edge, curves=curves,
-                         min_steps=min_steps)  # fmt: skip
+                         min_steps=min_steps, ensemble=ensemble)  # fmt: skip
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err_console, transient=True) as progress:  # fmt: skip
-        task = progress.add_task(f"training {n_models} {model} side by side", total=epochs)
+        k = n_models * ensemble
+        task = progress.add_task(f"training {k} {model} side by side", total=epochs)
         result = train_from_query(
             criteria, config, get_settings(), label_field=label,
-            on_epoch=lambda e, loss, total: progress.update(task, completed=e, total=total, description=f"training {n_models} {model} (loss {loss:.3f})"),
+            on_epoch=lambda e, loss, total: progress.update(task, completed=e, total=total, description=f"training {k} {model} (loss {loss:.3f})"),
         )  # fmt: skip
     doc = result.doc
     console.print(f"model {doc.run_id}: {doc.n_spectra} spectra, classes {', '.join(doc.classes)}, "
@@ -276,7 +280,7 @@ def models_reproduce(
     doc = get_run(run_id, settings)
     hp = doc.hyperparameters
     console.print(f"reproducing {doc.run_id}: {doc.kind} on {json.dumps(doc.query)}, label {doc.label_field}, "
-                  f"seed {doc.seed}, {hp.get('n_models')} networks x {hp.get('epochs')} epochs")  # fmt: skip
+                  f"seed {doc.seed}, {hp.get('n_models')} x {hp.get('ensemble', 1)} networks x {hp.get('epochs')} epochs")  # fmt: skip
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err_console, transient=True) as progress:  # fmt: skip
         task = progress.add_task("training", total=hp.get("epochs"))

@@ -253,7 +253,8 @@ def write_report(
                 hp = d.hyperparameters
                 label = f"{variant_of(d)} (`{d.run_id}`)"
                 extras = [f"{paper[_paper_index(d)]:.2f}" if paper else "-",
-                          f"{hp.get('n_models')} × {hp.get('epochs')} ep, seed {d.seed}"]  # fmt: skip
+                          f"{hp.get('n_models')}{f' × ensemble {e}' if (e := hp.get('ensemble', 1)) > 1 else ''}"
+                          f" × {hp.get('epochs')} ep, seed {d.seed}"]  # fmt: skip
                 rows.append((label, d.metrics, extras))
             md.append(f1_table(rows, list(first.classes), ["paper macro F1 (paper protocol)", "networks × epochs"]))
             md.append("")

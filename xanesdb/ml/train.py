@@ -77,6 +77,11 @@ class TrainConfig:
         ``ceil(min_steps / steps per epoch)`` when ``epochs`` gives fewer (None: the paper's fixed
         epochs). 50 epochs of batch 32 on a few dozen spectra are a few hundred updates, far from
         converged; on the paper's thousands of spectra the floor changes nothing.
+    ensemble
+        Networks per split, trained on the same training set from different initialisations
+        (and data order, augmentation noise, dropout); a split's test set is scored on their
+        averaged class probabilities, and ``xanesdb predict`` averages all networks anyway.
+        1: the paper's single network per split.
     curves
         Also compute robustness curves (test shift -3..3 eV, noise sigma 0..0.1).
     seed
@@ -100,6 +105,7 @@ class TrainConfig:
     kernel_size: int = 10
     pool_size: int = 2
     min_steps: int | None = None
+    ensemble: int = 1
     curves: bool = True
     seed: int = 0
 
@@ -109,6 +115,8 @@ class TrainConfig:
         d["hidden"] = list(self.hidden)
         if d["min_steps"] is None:  # absent when unused: run ids of earlier runs stay what they were
             del d["min_steps"]
+        if d["ensemble"] == 1:
+            del d["ensemble"]
         return d
 
     @classmethod
@@ -288,7 +296,7 @@ def train_on_dataset(
     config: TrainConfig,
     on_epoch: Callable[[int, float, int], None] | None = None,
 ) -> tuple[Any, dict[str, Any], np.ndarray, list]:
-    """Split, train ``config.n_models`` networks side by side, score them.
+    """Split, train ``config.n_models`` x ``config.ensemble`` networks side by side, score them.
 
     Returns
     -------
@@ -309,13 +317,16 @@ def train_on_dataset(
     timings: dict[str, float] = {}
     splits = make_splits(y, ds.groups, config.protocol, config.n_models, config.test_size, config.seed)
     cols = pre_edge_indices(ds.X[splits[0][0]]) if config.pre_edge else np.arange(ds.X.shape[1])
+    e = max(1, int(config.ensemble))
     t0 = time.perf_counter()
-    model = fit_group(ds.X, y, [tr for tr, _ in splits], ds.energies, len(classes), config, cols, on_epoch)
+    model = fit_group(ds.X, y, [tr for tr, _ in splits for _ in range(e)], ds.energies, len(classes), config,
+                      cols, on_epoch)  # fmt: skip
     timings["fit_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
 
     def predict_classes(X_tests: list[np.ndarray]) -> list[np.ndarray]:
-        return [p.argmax(axis=1) for p in predict_group(model, [X[:, cols] for X in X_tests])]
+        P = predict_group(model, [X[:, cols] for X in X_tests for _ in range(e)])
+        return [np.mean(P[i * e : (i + 1) * e], axis=0).argmax(axis=1) for i in range(len(X_tests))]
 
     X_tests = [ds.X[te] for _, te in splits]
     y_tests = [y[te] for _, te in splits]
