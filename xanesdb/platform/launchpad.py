@@ -95,7 +95,38 @@ def _resolved_uri(settings: XanesdbSettings, require_uri: bool) -> str:
     return database_uri(settings)
 
 
-class SettingsMongoStore(MongoStore):
+class _SettingsResolvedStore:
+    """What the two stores below share: only names are serialised, the server is the connecting
+    process's (see :class:`SettingsMongoStore`). Mixed in before the maggma store class."""
+
+    _scheme = "xanesdb"
+
+    def __init__(self, collection_name: str, database: str | None = None, require_uri: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(database=database or "", collection_name=collection_name, **kwargs)  # type: ignore[call-arg]
+        self.database = database
+        self.require_uri = require_uri
+
+    @property
+    def name(self) -> str:
+        """Where the store is, without credentials."""
+        return f"{self._scheme}://{self.database or '<worker DB_NAME>'}/{self.collection_name}"  # type: ignore[attr-defined]
+
+    def connect(self, force_reset: bool = False) -> None:
+        """Connect to the worker's configured MongoDB."""
+        if getattr(self, "_coll", None) is None or force_reset:
+            settings = get_settings()
+            _check_database(self.database, settings)
+            self.uri = _resolved_uri(settings, self.require_uri)
+            saved, self.database = self.database, settings.DB_NAME
+            try:
+                super().connect(force_reset=True)  # type: ignore[misc]
+            finally:
+                self.database = saved
+                self.uri = None
+
+
+class SettingsMongoStore(_SettingsResolvedStore, MongoStore):
     """A maggma ``MongoStore`` whose server comes from the xanesdb settings of the process that connects.
 
     Serialises to ``{collection_name, database}`` only (no URI, no password); on ``connect`` the
@@ -115,30 +146,6 @@ class SettingsMongoStore(MongoStore):
         Passed to maggma's ``Store`` (``key``, ``last_updated_field``...).
     """
 
-    def __init__(self, collection_name: str, database: str | None = None, require_uri: bool = False,
-                 **kwargs: Any) -> None:
-        super().__init__(database=database or "", collection_name=collection_name, **kwargs)
-        self.database = database
-        self.require_uri = require_uri
-
-    @property
-    def name(self) -> str:
-        """Where the store is, without credentials."""
-        return f"xanesdb://{self.database or '<worker DB_NAME>'}/{self.collection_name}"
-
-    def connect(self, force_reset: bool = False) -> None:
-        """Connect to the worker's configured MongoDB."""
-        if self._coll is None or force_reset:
-            settings = get_settings()
-            _check_database(self.database, settings)
-            self.uri = _resolved_uri(settings, self.require_uri)
-            saved, self.database = self.database, settings.DB_NAME
-            try:
-                super().connect(force_reset=True)
-            finally:
-                self.database = saved
-                self.uri = None
-
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, SettingsMongoStore) and self.collection_name == other.collection_name
                 and self.database == other.database)
@@ -147,7 +154,7 @@ class SettingsMongoStore(MongoStore):
         return hash((self.database, self.collection_name, self.last_updated_field))
 
 
-class SettingsGridFSStore(GridFSStore):
+class SettingsGridFSStore(_SettingsResolvedStore, GridFSStore):
     """A maggma ``GridFSStore`` resolved from the connecting process's settings (see :class:`SettingsMongoStore`).
 
     Parameters
@@ -162,29 +169,7 @@ class SettingsGridFSStore(GridFSStore):
         Passed to ``GridFSStore`` (``compression``, ``searchable_fields``...).
     """
 
-    def __init__(self, collection_name: str, database: str | None = None, require_uri: bool = False,
-                 **kwargs: Any) -> None:
-        super().__init__(database=database or "", collection_name=collection_name, **kwargs)
-        self.database = database
-        self.require_uri = require_uri
-
-    @property
-    def name(self) -> str:
-        """Where the store is, without credentials."""
-        return f"xanesdb-gridfs://{self.database or '<worker DB_NAME>'}/{self.collection_name}"
-
-    def connect(self, force_reset: bool = False) -> None:
-        """Connect to the worker's configured MongoDB."""
-        if not self._coll or force_reset:
-            settings = get_settings()
-            _check_database(self.database, settings)
-            self.uri = _resolved_uri(settings, self.require_uri)
-            saved, self.database = self.database, settings.DB_NAME
-            try:
-                super().connect(force_reset=True)
-            finally:
-                self.database = saved
-                self.uri = None
+    _scheme = "xanesdb-gridfs"
 
 
 def worker_job_store(settings: XanesdbSettings | None = None) -> JobStore:
