@@ -306,15 +306,7 @@ def label_structure(
         ox = oxi[g["site_index"]]
         docs.append(
             SiteDoc(
-                site_id=site_id(material_id, g["element"], g["site_index"]),
-                material_id=material_id,
-                source=source,
-                formula=formula,
-                element=g["element"],
-                site_index=g["site_index"],
-                equivalent_indices=g["equivalent_indices"],
-                multiplicity=len(g["equivalent_indices"]),
-                wyckoff=g["wyckoff"],
+                **_site_identity(material_id, source, formula, g),
                 chemenv_symbol=paper.symbol,
                 csm=paper.csm,
                 lce_class=lce_class_of(paper.symbol),
@@ -334,6 +326,21 @@ def label_structure(
     for doc in docs:
         doc.labelling_seconds = round(elapsed, 4)
     return docs
+
+
+def _site_identity(material_id: str, source: str, formula: str, g: dict[str, Any]) -> dict[str, Any]:
+    """The SiteDoc fields that name a unique absorbing site (``g``: one of ``_unique_absorber_sites``)."""
+    return {
+        "site_id": site_id(material_id, g["element"], g["site_index"]),
+        "material_id": material_id,
+        "source": source,
+        "formula": formula,
+        "element": g["element"],
+        "site_index": g["site_index"],
+        "equivalent_indices": g["equivalent_indices"],
+        "multiplicity": len(g["equivalent_indices"]),
+        "wyckoff": g["wyckoff"],
+    }
 
 
 def failed_site_docs(
@@ -363,15 +370,7 @@ def failed_site_docs(
             groups.append({"element": el, "site_index": idx[0], "equivalent_indices": idx, "wyckoff": None})
     return [
         SiteDoc(
-            site_id=site_id(material_id, g["element"], g["site_index"]),
-            material_id=material_id,
-            source=source,
-            formula=formula,
-            element=g["element"],
-            site_index=g["site_index"],
-            equivalent_indices=g["equivalent_indices"],
-            multiplicity=len(g["equivalent_indices"]),
-            wyckoff=g["wyckoff"],
+            **_site_identity(material_id, source, formula, g),
             state="failed",
             error=reason,
             labelling_seconds=None if seconds is None else round(seconds, 4),
