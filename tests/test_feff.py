@@ -273,3 +273,24 @@ def test_stopping_kills_and_starts_no_new_feff(tmp_path):
     finally:
         feff_run.allow_runs()
     assert feff_run.run_feff_command(f"{sys.executable} -c pass", tmp_path, timeout=30).ok
+
+
+def test_failure_reason_is_feffs_own_message():
+    """A failed FEFF10 run's reason is FEFF's fatal-error line, not the .feff.error boilerplate after it."""
+    from xanesdb.jobs.feff.run import failure_reason
+
+    tail = """Calculating SCF potentials ...
+    4  9.50111E-01  4.99590E-01  1.15000E+00
+:WARNING   Fatal error in subroutine corval. Try to reduce ca1 in the SCF card.
+If this does not help, SEND a bug report to the AUTHORS.
+CORVAL-1
+Traceback (most recent call last):
+  File "/work/main/xanesdb/jobs/feff/run.py", line 242, in <module>
+_feff10.FeffPipelineError: stage 'pot' failed (exit code: 1): worker exited with exit status: 1
+.feff.error:  Starting FEFF9 module pot.  If this message is still here after the module fini
+ shes running, it must have crashed. The content of this file is wiped on succes
+ sful termination.
+"""
+    assert failure_reason(tail) == "Fatal error in subroutine corval. Try to reduce ca1 in the SCF card."
+    assert failure_reason(tail.replace("Fatal error", "Problem")).startswith("stage 'pot' failed")
+    assert failure_reason("") == "" and failure_reason("one line\n") == "one line"

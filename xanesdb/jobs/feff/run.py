@@ -153,6 +153,31 @@ def _kill_group(proc: subprocess.Popen, quiet: bool = False) -> None:
         logger.warning("FEFF process %s did not exit after SIGKILL", proc.pid)
 
 
+def failure_reason(log_tail: str) -> str:
+    r"""FEFF's own reason for a failed run, from the end of its log.
+
+    FEFF prints its fatal errors (``:WARNING   Fatal error in subroutine corval. Try to reduce ca1
+    in the SCF card.``) before the Python traceback of the worker and the boilerplate of
+    ``.feff.error``, so the last line of the log says nothing; the last FEFF error line is taken,
+    else the failed stage, else the last line.
+
+    >>> failure_reason("Calculating SCF\n:WARNING   Fatal error in subroutine corval. Try again.\nCORVAL-1\n"
+    ...                "_feff10.FeffPipelineError: stage 'pot' failed (exit code: 1)\n sful termination.")
+    'Fatal error in subroutine corval. Try again.'
+    >>> failure_reason("Traceback\n_feff10.FeffPipelineError: stage 'pot' failed (exit code: 1): worker exited")
+    "stage 'pot' failed (exit code: 1): worker exited"
+    """
+    lines = [ln.strip() for ln in log_tail.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        low = ln.lower()
+        if "fatal error" in low or low.startswith(("error", ":error")):
+            return ln.lstrip(":").removeprefix("WARNING").strip()
+    for ln in reversed(lines):
+        if "PipelineError:" in ln:
+            return ln.split("PipelineError:", 1)[1].strip()
+    return lines[-1] if lines else ""
+
+
 def run_feff10(workdir: str | Path = ".", timeout: float | None = None, stages: Sequence[str] | None = None) -> FeffRunResult:
     """Run FEFF10 (feff10-rs) on ``workdir/feff.inp`` in a separate worker process.
 
@@ -184,8 +209,7 @@ def run_feff10(workdir: str | Path = ".", timeout: float | None = None, stages: 
     if rc is None:
         result.error = f"timeout: FEFF10 ran past {timeout:g} s and was killed"
     elif rc != 0:
-        last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "")
-        result.error = f"FEFF10 exited with code {rc}: {last[:200]}"
+        result.error = f"FEFF10 exited with code {rc}: {failure_reason(tail)[:200]}"
     return result
 
 
