@@ -68,7 +68,8 @@ def test_cookbook_runs_against_the_local_server(db_settings, tmp_path, capsys):
     build_spectra(db_settings)
     db = get_database(db_settings)
     n_spectra = db.spectra.count_documents({})
-    assert n_spectra == n_tasks
+    n_ok = db.feff_tasks.count_documents({"state": "successful"})
+    assert n_spectra == n_ok >= n_tasks - 5  # one spectrum per successful task; failed tasks are kept, not built
     model = keras.Sequential([keras.Input((100,)), keras.layers.Dense(3, activation="softmax")])
     run = TrainingRunDoc(run_id="mlp-cookbook", kind="mlp", query={"element": "Cu", "lce_class": {"$ne": None}},
                          fingerprint="0" * 16, n_spectra=700, classes=["O6", "S5", "T4"])
