@@ -30,11 +30,12 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	for b in dedup train engines feff_scaling feff_presets; do $(PY) benchmarks/bench_$$b.py || exit 1; done
 
-# the learning tables of the README, from the shipped database (about 1 h on 2 cores)
+# the learning tables and the FEFF batch-order replay of the README, from the shipped database (about 1 h on 2 cores)
 BENCH_DATA ?= $(XANESDB_HOME)/bench_tables.npz
 bench-learning: $(STAMP)
 	$(VENV)/bin/xanesdb db load-bundled
 	$(VENV)/bin/xanesdb spectra build
+	$(PY) benchmarks/bench_batch_order.py
 	$(PY) benchmarks/bench_gpu_table.py export $(BENCH_DATA)
 	$(PY) benchmarks/bench_gpu_table.py table $(BENCH_DATA) --only Ti,V,Cr,Mn,Fe,Co,Ni,Cu
 	$(PY) benchmarks/bench_ensemble.py $(BENCH_DATA) --ensemble 5

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pymatgen.core import Structure
 
@@ -294,3 +295,50 @@ _feff10.FeffPipelineError: stage 'pot' failed (exit code: 1): worker exited with
     assert failure_reason(tail) == "Fatal error in subroutine corval. Try to reduce ca1 in the SCF card."
     assert failure_reason(tail.replace("Fatal error", "Problem")).startswith("stage 'pot' failed")
     assert failure_reason("") == "" and failure_reason("one line\n") == "one line"
+
+
+# ------------------------------------------------------------------ batch order by local environment
+def test_cluster_and_fingerprint_of_a_feff_inp(cuo):
+    from xanesdb.jobs.feff.diversity import cluster_from_feff_inp, environment_fingerprint, fingerprint_distance
+
+    text = feff_input_text(cuo, 0, "fast")
+    z, r = cluster_from_feff_inp(text)
+    # the same neighbours pymatgen finds around the absorber (FEFF input distances are rounded to 1e-5 Å)
+    nbrs = sorted(n.nn_distance for n in cuo.get_neighbors(cuo[0], 6.0))
+    assert np.allclose(np.sort(r[r <= 6.0 - 1e-4]), [d for d in nbrs if d <= 6.0 - 1e-4], atol=1e-4)
+    assert set(z) == {8, 29}
+    # another Cu site of CuO is symmetry-equivalent: same cluster, same fingerprint
+    eq = [i for i, s in enumerate(cuo) if s.specie.symbol == "Cu" and i != 0][0]
+    a, b = environment_fingerprint(text), environment_fingerprint(feff_input_text(cuo, eq, "fast"))
+    assert fingerprint_distance(a, b) < 1e-6
+    # the ATOMS order does not matter; turning an O neighbour into S moves weight to another channel
+    lines = text.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.strip() == "ATOMS") + 3
+    end = next(i for i, ln in enumerate(lines) if ln.strip() == "END")
+    shuffled = "\n".join(lines[:start] + [lines[start]] + lines[start + 1:end][::-1] + lines[end:])
+    assert fingerprint_distance(environment_fingerprint(shuffled), a) < 1e-9
+    swapped = cuo.copy()
+    swapped.replace(next(i for i, s in enumerate(cuo) if s.specie.symbol == "O"), "S")
+    assert fingerprint_distance(environment_fingerprint(feff_input_text(swapped, 0, "fast")), a) > 0.1
+    with pytest.raises(ValueError, match="POTENTIALS"):
+        cluster_from_feff_inp("TITLE nothing here\nEND\n")
+
+
+def test_farthest_first_puts_repeats_of_computed_environments_last():
+    from xanesdb.jobs.feff.diversity import farthest_first
+
+    rng = np.random.default_rng(0)
+    base = rng.random((4, 50))
+    candidates = [("copy-of-done", "Fe", base[0] + 1e-4), ("new", "Fe", base[1]), ("near-new", "Fe", base[1] + 1e-3),
+                  ("other", "Fe", base[2]), ("mn-first", "Mn", base[0])]
+    ranked = farthest_first(candidates, done=[("Fe", base[0])])
+    keys = [r.key for r in ranked]
+    assert sorted(keys) == sorted(k for k, _, _ in candidates)  # a permutation: every site still runs
+    assert keys[0] == "mn-first" and ranked[0].distance == np.inf  # nothing of Mn computed: Mn is new
+    # then the two distinct Fe environments (either one of the new / near-new pair), then the repeats
+    assert "other" in keys[1:3] and len({"new", "near-new"} & set(keys[1:3])) == 1
+    assert "copy-of-done" in keys[3:]
+    assert all(r.distance < 0.01 for r in ranked[3:]) and ranked[1].distance > ranked[3].distance
+    # an Fe site computed does not push back a Mn site with the same fingerprint
+    assert farthest_first([("a", "Mn", base[0])], done=[("Fe", base[0])])[0].distance == np.inf
+    assert farthest_first([]) == []

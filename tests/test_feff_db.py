@@ -244,3 +244,35 @@ def test_batch_cli_bad_input(db_settings, tmp_path):
     assert out.returncode == 2 and "not a readable .tar.gz" in out.stderr
     out = subprocess.run([sys.executable, "-m", "xanesdb.jobs.feff.batch", str(tmp_path / "missing")], capture_output=True, text=True)
     assert out.returncode == 2 and "export-inputs" in out.stderr
+
+
+def test_order_batch_runs_new_environments_first(db_settings, shared_data, tmp_path):
+    """order-batch rewrites the manifest: finished folders first, the rest farthest-first, tasks stored elsewhere last."""
+    db = get_database(db_settings)
+    _load_cu_sites(db, shared_data / "omnixas_cu" / "raw_sample", n_materials=3)
+    batch = tmp_path / "batch"
+    assert _cli(["feff", "export-inputs", str(batch), "--element", "Cu"]).returncode == 0
+    before = json.loads((batch / "manifest.json").read_text())["folders"]
+    fake = fake_feff_command(REF / "CuO_Cu_K_fast", check="cards", sleep=0.0)
+    run = subprocess.run([sys.executable, "-m", "xanesdb.jobs.feff.batch", str(batch), "--workers", "1", "--limit", "1",
+                          "--feff-cmd", fake], capture_output=True, text=True, timeout=120)
+    assert '"done": 1' in run.stdout, run.stdout + run.stderr
+    # one task of the batch is already in the database (computed elsewhere): it goes last
+    stored_name = before[-1]
+    task = json.loads((batch / stored_name / "task.json").read_text())
+    doc = FeffTaskDoc(task_id=task["task_id"], site_id=task["site_id"], material_id=task["material_id"], element="Cu",
+                      absorbing_index=task["absorbing_index"], code="feff10-rs", preset=task["preset"],
+                      preset_hash=task["preset_hash"], state="successful", feff_inp=task["feff_inp"])
+    db["feff_tasks"].insert_one(doc.to_mongo())
+    out = _cli(["feff", "order-batch", str(batch)])
+    assert out.returncode == 0, out.stdout + out.stderr
+    after = json.loads((batch / "manifest.json").read_text())["folders"]
+    assert sorted(after) == sorted(before) and after[0] == before[0] and after[-1] == stored_name
+    assert f"{len(before) - 2} unfinished folders ordered farthest-first against 2 computed sites" in out.stdout
+    assert "1 whose task the database already has go last" in out.stdout
+    # the runner follows the new order
+    run = subprocess.run([sys.executable, "-m", "xanesdb.jobs.feff.batch", str(batch), "--workers", "1", "--limit", "1",
+                          "--feff-cmd", fake], capture_output=True, text=True, timeout=120)
+    assert (batch / after[1] / "result.json").is_file()
+    out = _cli(["feff", "order-batch", str(tmp_path)])
+    assert out.returncode == 2 and "holds no FEFF batch" in out.stderr

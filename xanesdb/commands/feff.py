@@ -245,6 +245,31 @@ def run_batch_cmd(
                   f"{out['skipped']}; {out['sites_per_hour']} sites/h on {out['workers']} workers")
 
 
+@app.command("order-batch")
+def order_batch_cmd(
+    directory: Path = typer.Argument(..., help="Batch folder written by `xanesdb feff export-inputs`."),
+    use_db: bool = typer.Option(True, "--db/--no-db", help="Also count the database's successful tasks of the preset as computed."),
+) -> None:
+    """Reorder the unfinished folders of a batch so the sites least like anything computed run first."""
+    from xanesdb.jobs.feff.batch import LIKELY_DUPLICATE_DISTANCE, MANIFEST, TASK_FILE, order_batch
+    from xanesdb.platform.stores import get_database
+
+    if not directory.is_dir() or not ((directory / MANIFEST).is_file() or any(directory.glob(f"*/{TASK_FILE}"))):
+        raise XanesdbUserError(f"{directory} holds no FEFF batch; write one with `xanesdb feff export-inputs {directory}`")
+    try:
+        out = order_batch(directory, get_database(get_settings()) if use_db else None)
+    except ValueError as err:
+        raise XanesdbUserError(f"{directory}: {err}; write the batch again with `xanesdb feff export-inputs`") from None
+    console.print(f"{out['unfinished']} unfinished folders ordered farthest-first against {out['reference']} computed "
+                  f"sites ({out['finished']} finished folders stay first; {out['already_in_db']} whose task the "
+                  f"database already has go last).")
+    console.print(f"| element | unfinished | likely near-duplicates (distance < {LIKELY_DUPLICATE_DISTANCE}) |")
+    console.print("|---|---|---|")
+    for el, (n, close) in out["by_element"].items():
+        console.print(f"| {el} | {n} | {close} |")
+    console.print(f"run them: python -m xanesdb.jobs.feff.batch {directory} --workers N", markup=False, highlight=False)
+
+
 @app.command("import-batch")
 def import_batch_cmd(
     directory: Path = typer.Argument(..., help="Batch folder (or an unpacked .tar.gz of one) with finished runs."),

@@ -47,7 +47,11 @@ from xanesdb.jobs.feff import run as feff_run
 logger = logging.getLogger(__name__)
 
 __all__ = ["TASK_FILE", "RESULT_FILE", "MANIFEST", "export_inputs", "run_batch", "import_batch", "pack_results",
-           "BatchImportSummary", "balanced_order"]
+           "BatchImportSummary", "balanced_order", "order_batch", "LIKELY_DUPLICATE_DISTANCE"]
+
+#: fingerprint distance below which a site's spectrum is likely a near-duplicate (91.6 % of the
+#: bundled sites this close to another had a spectrum within 0.015 of it; benchmarks/bench_batch_order.py)
+LIKELY_DUPLICATE_DISTANCE = 0.1
 
 TASK_FILE = "task.json"
 RESULT_FILE = "result.json"
@@ -180,6 +184,72 @@ def export_inputs(
     tmp_manifest.write_text(json.dumps(manifest, indent=1))
     tmp_manifest.replace(manifest_path)
     return {"pending": len(ordered), "written": written, "already_in_batch": already, "in_batch": len(manifest["folders"])}
+
+
+def _input_text(folder: Path, task: dict) -> str:
+    return task.get("feff_inp") or (folder / "feff.inp").read_text()
+
+
+def order_batch(batch_dir: str | Path, db: Any = None) -> dict[str, Any]:
+    """Reorder a batch's unfinished folders farthest-first by local environment (rewrites its manifest).
+
+    The reference set is every finished, successful folder of the batch plus, with ``db``, every
+    successful ``feff_tasks`` document of the batch's preset (same ``preset_hash``). Finished
+    folders keep their place at the front; unfinished ones follow in
+    :func:`xanesdb.jobs.feff.diversity.farthest_first` order. Nothing else in the folders changes,
+    so the batch runner (which runs folders in manifest order) picks the new order up on its next
+    start.
+
+    Returns
+    -------
+    dict
+        ``{"finished": n, "unfinished": n, "reference": n, "already_in_db": n,
+        "by_element": {el: (unfinished, likely duplicates)}}``; ``already_in_db`` counts unfinished
+        folders whose task the database already has (computed elsewhere): they are placed last.
+    """
+    from xanesdb.jobs.feff.diversity import environment_fingerprint, farthest_first
+
+    batch = Path(batch_dir)
+    folders = _folders(batch)
+    manifest_path = batch / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    finished, todo, done = [], [], []
+    hashes = set()
+    for folder in folders:
+        task = json.loads((folder / TASK_FILE).read_text())
+        hashes.add(task.get("preset_hash"))
+        result = folder / RESULT_FILE
+        if result.is_file():
+            finished.append(folder.name)
+            if json.loads(result.read_text()).get("ok"):
+                done.append((task["task_id"], task["element"], environment_fingerprint(_input_text(folder, task))))
+        else:
+            todo.append((folder.name, task["task_id"], task["element"], environment_fingerprint(_input_text(folder, task))))
+    seen = {t for t, _, _ in done}
+    reference = [(el, fp) for _, el, fp in done]
+    in_db: set[str] = set()
+    if db is not None and hashes - {None}:
+        query = {"state": "successful", "source": "xanesdb", "preset_hash": {"$in": sorted(hashes - {None})}}
+        for d in db["feff_tasks"].find(query, {"_id": 0, "task_id": 1, "element": 1, "feff_inp": 1}):
+            in_db.add(d["task_id"])
+            if d["task_id"] not in seen and d.get("feff_inp"):
+                reference.append((d["element"], environment_fingerprint(d["feff_inp"])))
+    # folders whose task the database already has (computed elsewhere) go last: running them adds nothing
+    stored = [name for name, task_id, _, _ in todo if task_id in in_db]
+    ranked = farthest_first([(name, el, fp) for name, task_id, el, fp in todo if task_id not in in_db], reference)
+    by_element: dict[str, list[int]] = {}
+    for r in ranked:
+        counts = by_element.setdefault(r.element, [0, 0])
+        counts[0] += 1
+        counts[1] += r.distance < LIKELY_DUPLICATE_DISTANCE
+    placed = finished + [str(r.key) for r in ranked] + stored
+    listed = set(placed)
+    manifest["folders"] = placed + [n for n in manifest.get("folders", []) if n not in listed]  # keep the rest
+    tmp = batch / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1))
+    tmp.replace(manifest_path)
+    return {"finished": len(finished), "unfinished": len(ranked), "reference": len(reference), "already_in_db": len(stored),
+            "by_element": {el: tuple(v) for el, v in sorted(by_element.items())}}
 
 
 def _folders(batch: Path) -> list[Path]:
