@@ -342,3 +342,12 @@ def test_farthest_first_puts_repeats_of_computed_environments_last():
     # an Fe site computed does not push back a Mn site with the same fingerprint
     assert farthest_first([("a", "Mn", base[0])], done=[("Fe", base[0])])[0].distance == np.inf
     assert farthest_first([]) == []
+
+
+def test_site_fingerprint_equals_the_feff_inp_one(cuo):
+    from xanesdb.jobs.feff.diversity import environment_fingerprint, fingerprint_distance, site_fingerprint
+
+    for i in range(len(cuo)):
+        if cuo[i].specie.symbol == "Cu":
+            d = fingerprint_distance(site_fingerprint(cuo, i), environment_fingerprint(feff_input_text(cuo, i, "fast")))
+            assert d < 1e-6, (i, d)

@@ -276,3 +276,35 @@ def test_order_batch_runs_new_environments_first(db_settings, shared_data, tmp_p
     assert (batch / after[1] / "result.json").is_file()
     out = _cli(["feff", "order-batch", str(tmp_path)])
     assert out.returncode == 2 and "holds no FEFF batch" in out.stderr
+
+
+def test_diverse_order_runs_a_copy_of_a_computed_site_last(db_settings, shared_data, tmp_path):
+    """`feff run --order diverse`: a site whose environment was computed already (here: a copy of that
+    structure under another id) is taken last, though it comes first in site_id order."""
+    from xanesdb.jobs.feff.sets import feff_input_text
+
+    db = get_database(db_settings)
+    site_ids = _load_cu_sites(db, shared_data / "omnixas_cu" / "raw_sample", n_materials=4)
+    mid, _, idx = site_ids[0].split(":")
+    structure = Structure.from_dict(db["structures"].find_one({"material_id": mid})["structure"])
+    copy = StructureDoc.from_structure(structure, "aa-copy", "files", Provenance(origin="test", source_id=mid))
+    db["structures"].insert_one(copy.to_mongo())
+    db["sites"].insert_one(SiteDoc(site_id=f"aa-copy:Cu:{idx}", material_id="aa-copy", source="files", formula=copy.formula,
+                                   element="Cu", site_index=int(idx), equivalent_indices=[int(idx)], multiplicity=1).to_mongo())
+    text = feff_input_text(structure, int(idx), "fast")
+    db["feff_tasks"].insert_one(FeffTaskDoc(task_id=feff_task_key(mid, "Cu", int(idx)), site_id=site_ids[0], material_id=mid,
+                                            element="Cu", absorbing_index=int(idx), code="feff10-rs", preset="fast",
+                                            preset_hash=preset_hash_of("fast"), state="successful", feff_inp=text).to_mongo())
+    by_id = [s["site_id"] for s in select_pending_sites(db, ["Cu"], "fast")[0]]
+    diverse = [s["site_id"] for s in select_pending_sites(db, ["Cu"], "fast", order="diverse")[0]]
+    assert sorted(by_id) == sorted(diverse) and by_id[0] == f"aa-copy:Cu:{idx}" and diverse[-1] == f"aa-copy:Cu:{idx}"
+    assert [s["site_id"] for s in select_pending_sites(db, ["Cu"], "fast", limit=2, order="diverse")[0]] == diverse[:2]
+    # export-inputs writes the batch in the same order
+    batch = tmp_path / "batch"
+    assert _cli(["feff", "export-inputs", str(batch), "--element", "Cu", "--order", "diverse"]).returncode == 0
+    folders = json.loads((batch / "manifest.json").read_text())["folders"]
+    assert folders == [s.replace(":", "_") for s in (select_pending_sites(db, ["Cu"], "fast", order="diverse")[0][i]["task_id"]
+                                                     for i in range(len(diverse)))]
+    for args in (["feff", "run", "--element", "Cu", "--order", "random"], ["feff", "export-inputs", str(batch), "--order", "x"]):
+        out = _cli(args)
+        assert out.returncode == 2 and "--order" in out.stderr

@@ -52,6 +52,7 @@ def run(
     keep_workdirs: bool = typer.Option(False, "--keep-workdirs", help="Keep every run folder under HOME/feff-runs."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
     with_mp: bool = typer.Option(False, "--with-mp-covered", help="Also compute sites that already have an imported Materials Project spectrum (skipped by default)."),
+    order: str = typer.Option("site_id", help="site_id (stable) or diverse: sites least like any computed one first."),
 ) -> None:
     """Run FEFF for every labelled site without a task under the preset (resumable, never duplicates).
 
@@ -69,6 +70,8 @@ def run(
         raise XanesdbUserError("--limit must be 0 or more")
     if timeout is not None and timeout <= 0:
         raise XanesdbUserError("--timeout must be positive")
+    if order not in ("site_id", "diverse"):
+        raise XanesdbUserError(f"--order {order!r}: use site_id or diverse")
     import signal
 
     def _terminate(signum, frame):  # `kill PID` stops like Ctrl-C: running FEFF processes are killed too
@@ -84,7 +87,7 @@ def run(
     summary = populate_feff(settings, elements=elements, preset=preset_name, workers=workers, limit=limit,
                             timeout=timeout, retry_failed=retry_failed, keep_workdirs=keep_workdirs,
                             progress=progress, console=console, on_task=None if progress else log_task,
-                            covered_by=() if with_mp else ("mp",),
+                            covered_by=() if with_mp else ("mp",), order=order,
                             on_start=lambda s: console.print(
                                 f"preset {s.preset} ({s.preset_hash}): {s.n_sites} labelled sites, "
                                 f"{s.n_already} already computed, {s.n_pending} to do now with {s.workers} workers"))
@@ -202,6 +205,7 @@ def export_inputs_cmd(
     preset: Optional[str] = typer.Option(None, help="FEFF preset: fast or mp (default XANESDB_FEFF_PRESET)."),
     limit: Optional[int] = typer.Option(None, help="Write at most this many new sites (balanced over absorber x class)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also write sites whose task failed."),
+    order: str = typer.Option("balanced", help="balanced (round-robin over absorber x class) or diverse (sites least like any computed one first)."),
 ) -> None:
     """Write feff.inp + task.json for every pending site, to run FEFF elsewhere (python -m xanesdb.jobs.feff.batch)."""
     from xanesdb.jobs.feff.batch import export_inputs
@@ -215,8 +219,10 @@ def export_inputs_cmd(
         raise XanesdbUserError("--limit must be 0 or more")
     if directory.exists() and not directory.is_dir():
         raise XanesdbUserError(f"{directory} is a file; give a folder for the batch")
+    if order not in ("balanced", "diverse"):
+        raise XanesdbUserError(f"--order {order!r}: use balanced or diverse")
     out = export_inputs(get_database(settings), directory, elements, preset_name, limit=limit, classes=lce_class,
-                        retry_failed=retry_failed, progress=True)
+                        retry_failed=retry_failed, progress=True, order=order)
     console.print(f"{out['written']} new site folders written to {directory} ({out['in_batch']} in the batch; "
                   f"{out['pending']} sites pending under preset {preset_name}).")
     console.print(f"run them anywhere feff10 is installed: python -m xanesdb.jobs.feff.batch {directory} --workers N; "

@@ -94,6 +94,7 @@ def export_inputs(
     classes: Sequence[str] | None = None,
     retry_failed: bool = False,
     progress: bool = False,
+    order: str = "balanced",
 ) -> dict[str, int]:
     """Write the FEFF inputs of pending sites into ``out_dir`` (one folder per task), idempotently.
 
@@ -111,6 +112,10 @@ def export_inputs(
         Write at most this many new folders, taken in balanced order.
     retry_failed
         Also write sites whose task failed.
+    order
+        ``"balanced"``: round-robin over (absorber, class) (:func:`balanced_order`); ``"diverse"``:
+        farthest-first by local environment against the computed tasks
+        (:func:`xanesdb.jobs.feff.diversity.diverse_site_order`). ``limit`` takes the head of it.
 
     Returns
     -------
@@ -138,7 +143,14 @@ def export_inputs(
         s["lce_class"] = labels.get(s["site_id"])
     if classes:
         pending = [s for s in pending if s["lce_class"] in set(classes)]
-    ordered = balanced_order(pending)
+    if order == "diverse":
+        from xanesdb.jobs.feff.diversity import diverse_site_order
+
+        ordered = diverse_site_order(db, pending, phash, progress=progress)
+    elif order == "balanced":
+        ordered = balanced_order(pending)
+    else:
+        raise ValueError(f"unknown order {order!r}; use balanced or diverse")
     manifest_path = out / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"folders": []}
     in_batch = set(manifest["folders"])

@@ -18,6 +18,8 @@ near-duplicate from those without one with ROC AUC 0.94.
 
 Examples
 --------
+>>> # xanesdb feff run --order diverse --limit 200        (the 200 sites least like anything computed)
+>>> # xanesdb feff export-inputs DIR --order diverse       (a batch written in that order)
 >>> # xanesdb feff order-batch .feffbatch/campaign      (reorders the batch's manifest)
 >>> # python -m xanesdb.jobs.feff.batch .feffbatch/campaign --workers 16
 """
@@ -25,11 +27,12 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Hashable, Iterable, Sequence
+from typing import Any, Hashable, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["cluster_from_feff_inp", "environment_fingerprint", "fingerprint_distance", "farthest_first",
+__all__ = ["cluster_from_feff_inp", "environment_fingerprint", "site_fingerprint", "fingerprint_distance", "farthest_first",
+           "diverse_site_order",
            "FINGERPRINT_RMAX", "FINGERPRINT_SIGMA"]
 
 #: neighbours farther than this (Å) are left out: the fast preset's FMS radius
@@ -86,6 +89,18 @@ def _channel(z: np.ndarray) -> np.ndarray:
 def environment_fingerprint(text: str, rmax: float = FINGERPRINT_RMAX, sigma: float = FINGERPRINT_SIGMA) -> np.ndarray:
     """Fingerprint of the absorber's cluster in a ``feff.inp``: 4 broadened, 1/r^2-weighted RDFs, concatenated."""
     z, r = cluster_from_feff_inp(text)
+    return _fingerprint(z, r, rmax, sigma)
+
+
+def site_fingerprint(structure: Any, index: int, rmax: float = FINGERPRINT_RMAX, sigma: float = FINGERPRINT_SIGMA) -> np.ndarray:
+    """The same fingerprint from a pymatgen ``Structure`` and the absorber's site index (no FEFF input needed)."""
+    nbrs = structure.get_neighbors(structure[index], rmax + 1e-3)
+    z = np.asarray([n.specie.Z for n in nbrs], dtype=int)
+    r = np.round(np.asarray([n.nn_distance for n in nbrs], dtype=float), 5)  # feff.inp prints 5 decimals
+    return _fingerprint(z, r, rmax, sigma)
+
+
+def _fingerprint(z: np.ndarray, r: np.ndarray, rmax: float, sigma: float) -> np.ndarray:
     keep = r <= rmax
     z, r = z[keep], r[keep]
     peaks = np.exp(-0.5 * ((_GRID[None, :] - r[:, None]) / sigma) ** 2) / (r[:, None] ** 2)
@@ -159,3 +174,38 @@ def farthest_first(candidates: Sequence[tuple[Hashable, str, np.ndarray]],
         out.append(Ranked(candidates[idx[best_j]][0], best_el, best_d))
         np.minimum(mind, fingerprint_distance(fps, fps[best_j]), out=mind)
     return out
+
+
+def diverse_site_order(db: Any, sites: Sequence[dict], preset_hash: str, progress: bool = False) -> list[dict]:
+    """Pending sites (``site_id``, ``material_id``, ``element``, ``site_index``) in farthest-first order.
+
+    Fingerprints come from the stored structures; the computed reference set is every successful
+    xanesdb ``feff_tasks`` document with this ``preset_hash`` (its stored ``feff_inp``). Sites whose
+    structure is missing keep their order, after the others.
+    """
+    from pymatgen.core import Structure
+
+    mids = sorted({s["material_id"] for s in sites})
+    raw: dict[str, dict] = {}
+    for i in range(0, len(mids), 500):
+        for d in db["structures"].find({"material_id": {"$in": mids[i:i + 500]}}, {"_id": 0, "material_id": 1, "structure": 1}):
+            raw[d["material_id"]] = d["structure"]
+    structures: dict[str, Any] = {}
+    candidates, missing = [], []
+    iterator: Iterable[tuple[int, dict]] = enumerate(sites)
+    if progress:
+        from rich.progress import track
+
+        iterator = track(list(iterator), description="fingerprinting sites")
+    for i, s in iterator:
+        if s["material_id"] not in raw:
+            missing.append(s)
+            continue
+        if s["material_id"] not in structures:
+            structures[s["material_id"]] = Structure.from_dict(raw[s["material_id"]])
+        candidates.append((i, s["element"], site_fingerprint(structures[s["material_id"]], s["site_index"])))
+    elements = sorted({s["element"] for s in sites})
+    query = {"source": "xanesdb", "state": "successful", "preset_hash": preset_hash, "element": {"$in": elements}}
+    done = [(d["element"], environment_fingerprint(d["feff_inp"]))
+            for d in db["feff_tasks"].find(query, {"_id": 0, "element": 1, "feff_inp": 1}) if d.get("feff_inp")]
+    return [sites[int(r.key)] for r in farthest_first(candidates, done)] + missing

@@ -74,6 +74,7 @@ def select_pending_sites(
     retry_failed: bool = False,
     material_ids: Sequence[str] | None = None,
     covered_by: Sequence[str] = ("mp",),
+    order: str = "site_id",
 ) -> tuple[list[dict], int, int]:
     """Sites (from ``sites``) that have no task under this preset yet.
 
@@ -83,8 +84,13 @@ def select_pending_sites(
     pass ``covered_by=()`` to compute them anyway.
 
     Returns ``(pending, n_sites, n_already)``; each pending entry holds site_id, material_id,
-    element, site_index and task_id. Sites are taken in site_id order, so ``limit`` is stable.
+    element, site_index and task_id. Sites are taken in site_id order, so ``limit`` is stable;
+    ``order="diverse"`` takes them farthest-first by local environment instead
+    (:func:`xanesdb.jobs.feff.diversity.diverse_site_order`: the sites least like anything computed
+    come first, so a limited run adds the fewest near-duplicate spectra).
     """
+    if order not in ("site_id", "diverse"):
+        raise XanesdbUserError(f"unknown site order {order!r}; use site_id or diverse")
     phash = preset_hash(preset_cards(preset, edge))
     criteria: dict[str, Any] = {"state": {"$ne": "failed"}}
     if elements:
@@ -109,6 +115,10 @@ def select_pending_sites(
         covered = set(db["feff_tasks"].distinct("site_id", cov_criteria))
     pending = [s for s in sites if s["task_id"] not in done and s["site_id"] not in covered]
     n_already = len(sites) - len(pending)
+    if order == "diverse" and pending:
+        from xanesdb.jobs.feff.diversity import diverse_site_order
+
+        pending = diverse_site_order(db, pending, phash)
     if limit is not None and limit > 0:
         pending = pending[:limit]
     return pending, len(sites), n_already
@@ -135,6 +145,7 @@ def populate_feff(
     on_task: Callable[[FeffTaskDoc], None] | None = None,
     on_start: Callable[[PopulationSummary], None] | None = None,
     covered_by: Sequence[str] = ("mp",),
+    order: str = "site_id",
 ) -> PopulationSummary:
     """Run FEFF for every labelled site not yet computed with ``preset``, in parallel.
 
@@ -165,6 +176,9 @@ def populate_feff(
     covered_by
         Sources whose successful tasks count as computed (default: imported Materials Project
         spectra); ``()`` computes every site.
+    order
+        ``"site_id"`` (stable) or ``"diverse"``: sites least like any computed one first (see
+        :func:`select_pending_sites`).
     """
     from xanesdb.platform.stores import get_database
 
@@ -177,7 +191,7 @@ def populate_feff(
     timeout = timeout if timeout is not None else settings.FEFF_TIMEOUT_S
     db = get_database(settings)
     pending, n_sites, n_already = select_pending_sites(db, elements, preset_name, edge, limit, retry_failed, material_ids,
-                                                      covered_by)
+                                                      covered_by, order)
     summary = PopulationSummary(preset=preset_name, preset_hash=preset_hash(preset_cards(preset_name, edge)),
                                 n_sites=n_sites, n_already=n_already, n_pending=len(pending), workers=workers)
     if on_start is not None:
