@@ -237,6 +237,17 @@ def test_snapshot_dump_and_load_roundtrip(db_settings, tmp_path, monkeypatch):
         assert load_snapshot(other, tmp_path / "snap") == {"structures": 5}
         assert load_snapshot(other, tmp_path / "snap") == {"structures": 5}
         assert get_database(other).structures.count_documents({}) == 5
+        # a load that found the collection empty but meets keys written meanwhile (another loader):
+        # the inserts that collide are written again as upserts, nothing fails or doubles
+        odb = get_database(other)
+        odb.structures.delete_many({"material_id": {"$in": ["t:0", "t:1", "t:2"]}})
+        odb.structures.update_one({"material_id": "t:3"}, {"$set": {"formula": "changed"}})
+        import pymongo.collection
+
+        with monkeypatch.context() as m:
+            m.setattr(pymongo.collection.Collection, "count_documents", lambda self, *a, **k: 0)
+            assert load_snapshot(other, tmp_path / "snap", batch_size=2) == {"structures": 5}
+        assert odb.structures.count_documents({}) == 5 and odb.structures.find_one({"material_id": "t:3"})["formula"] == "NiO"
     finally:
         get_client(other).drop_database(other.DB_NAME)
 

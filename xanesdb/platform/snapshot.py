@@ -17,6 +17,7 @@ from typing import Any
 
 from bson import json_util
 from pymongo import ReplaceOne
+from pymongo.errors import BulkWriteError
 
 from xanesdb.platform.errors import XanesdbUserError
 from xanesdb.platform.stores import COLLECTIONS, get_database
@@ -104,9 +105,21 @@ def load_snapshot(
                     f"{path}: document {d.get(key)!r} does not match the {name} schema: "
                     f"{str(err).splitlines()[0]}"
                 ) from None
+        # into an empty collection plain inserts are 10x faster than upserts on the local server
+        # (sites: 2.2 s against 20.3 s); a batch that meets a key already there (a concurrent or
+        # interrupted load) is written again as upserts, so loading stays idempotent
+        fresh = db[name].count_documents({}, limit=1) == 0
         for i in range(0, len(docs), batch_size):
             batch = docs[i : i + batch_size]
-            db[name].bulk_write([ReplaceOne({key: d[key]}, d, upsert=True) for d in batch], ordered=False)
+            if fresh:
+                try:
+                    db[name].insert_many([dict(d) for d in batch], ordered=False)
+                except BulkWriteError as err:
+                    if any(e.get("code") != 11000 for e in err.details.get("writeErrors", [])):
+                        raise
+                    fresh = False
+            if not fresh:
+                db[name].bulk_write([ReplaceOne({key: d[key]}, d, upsert=True) for d in batch], ordered=False)
             if progress:
                 progress(name, len(batch))
         counts[name] = len(docs)
