@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["TASK_FILE", "RESULT_FILE", "MANIFEST", "export_inputs", "run_batch", "import_batch", "pack_results",
            "BatchImportSummary", "balanced_order", "order_batch", "LIKELY_DUPLICATE_DISTANCE"]
 
-#: fingerprint distance below which a site's spectrum is likely a near-duplicate (91.6 % of the
+#: fingerprint distance below which a site's spectrum is likely a near-duplicate (90.2 % of the
 #: bundled sites this close to another had a spectrum within 0.015 of it; benchmarks/bench_batch_order.py)
 LIKELY_DUPLICATE_DISTANCE = 0.1
 

@@ -14,7 +14,7 @@ as diverse as the fingerprints can make it.
 
 On the bundled database (``benchmarks/bench_batch_order.py``) the distance from a computed site to
 its nearest neighbour of the same absorber separates the sites whose spectrum has a
-near-duplicate from those without one with ROC AUC 0.94.
+near-duplicate from those without one with ROC AUC 0.935 (2,030 spectra).
 
 Examples
 --------
