@@ -105,8 +105,8 @@ def load_snapshot(
                     f"{path}: document {d.get(key)!r} does not match the {name} schema: "
                     f"{str(err).splitlines()[0]}"
                 ) from None
-        # into an empty collection plain inserts are 10x faster than upserts on the local server
-        # (sites: 2.2 s against 20.3 s); a batch that meets a key already there (a concurrent or
+        # into an empty collection plain inserts are much faster than upserts on the local server;
+        # a batch that meets a key already there (a concurrent or
         # interrupted load) is written again as upserts, so loading stays idempotent
         fresh = db[name].count_documents({}, limit=1) == 0
         for i in range(0, len(docs), batch_size):
