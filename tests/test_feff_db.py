@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from pymatgen.core import Structure
 
+from xanesdb.commands.demo import choose_live_element
 from xanesdb.jobs.feff.flows import populate_feff, select_pending_sites
 from xanesdb.jobs.feff.jobs import feff_task_key
 from xanesdb.jobs.feff.sets import preset_hash_of
@@ -61,10 +62,14 @@ def test_population_with_fake_feff_resumes_without_duplicates(db_settings, share
     # first run stops after 2 sites (--limit), the second finishes the rest
     s1 = populate_feff(db_settings, elements=["Cu"], preset="fast", workers=2, limit=2, feff_cmd="", progress=False)
     assert (s1.n_done, s1.n_failed, s1.n_pending) == (2, 0, 2)
+    # the demo's live step takes the first absorber with enough uncomputed sites, else the one with most
+    assert choose_live_element(db, 2, ("Ti", "Cu")) == "Cu"
+    assert choose_live_element(db, 3, ("Ti", "Cu")) == "Cu"
     s2 = populate_feff(db_settings, elements=["Cu"], preset="fast", workers=2, feff_cmd="", progress=True)
     assert s2.n_already == 2 and s2.n_done == len(site_ids) - 2
     s3 = populate_feff(db_settings, elements=["Cu"], preset="fast", workers=2, feff_cmd="", progress=False)
     assert s3.n_pending == 0 and s3.n_already == len(site_ids)
+    assert choose_live_element(db, 2, ("Ti", "Cu")) is None
     docs = list(db["feff_tasks"].find({}, {"_id": 0}))
     assert sorted(d["site_id"] for d in docs) == sorted(site_ids)
     assert len({d["task_id"] for d in docs}) == len(docs)

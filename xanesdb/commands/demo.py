@@ -22,23 +22,52 @@ console = Console(soft_wrap=True)
 DEMO_QUERY = {"element": "Cu", "source": "omnixas", "lce_class": {"$in": ["T4", "S5", "O6"]}}
 
 
-def demo_steps(home, n_cu_structures: int, n_live_sites: int, epochs: int) -> list[tuple[str, list[str]]]:
-    """The demo as (title, xanesdb arguments) steps."""
+#: absorbers the live FEFF step tries, in this order: the first with enough sites not yet computed
+LIVE_ELEMENTS = ("Ti", "V", "Cr", "Mn", "Co", "Ni", "Fe", "Cu")
+#: the preset of the live FEFF step
+LIVE_PRESET = "fast"
+
+
+def setup_steps(n_cu_structures: int) -> list[tuple[str, list[str]]]:
+    """The steps that fill the database: the bundled one, or (without it) structures, labels and FEFF9 runs."""
     from xanesdb.platform.snapshot import BUNDLED_DB_DIR
 
-    steps: list[tuple[str, list[str]]] = []
     if (BUNDLED_DB_DIR / "sites.jsonl.gz").exists():
-        steps.append(("load the bundled database", ["db", "load-bundled"]))
-    else:
+        return [("load the bundled database", ["db", "load-bundled"])]
+    return [
+        ("fetch the bundled structures", ["structures", "fetch", "--source", "bundled"]),
+        ("label Cu sites with ChemEnv", ["sites", "label", "--element", "Cu", "--limit", str(n_cu_structures)]),
+        ("import the OmniXAS FEFF9 Cu runs", ["feff", "import-omnixas"]),
+    ]
+
+
+def choose_live_element(db, n_live_sites: int, elements=LIVE_ELEMENTS) -> str | None:
+    """The first absorber of ``elements`` with at least ``n_live_sites`` labelled sites not computed yet.
+
+    Falls back to the one with the most such sites; None when every labelled site is computed.
+    """
+    from xanesdb.jobs.feff.flows import select_pending_sites
+
+    counts: dict[str, int] = {}
+    for el in elements:
+        pending, _, _ = select_pending_sites(db, [el], preset=LIVE_PRESET, limit=max(n_live_sites, 1))
+        counts[el] = len(pending)
+        if len(pending) >= n_live_sites:
+            return el
+    best = max(counts, key=lambda el: counts[el])
+    return best if counts[best] else None
+
+
+def live_steps(home, element: str | None, n_live_sites: int, epochs: int) -> list[tuple[str, list[str]]]:
+    """The steps after set-up: live ChemEnv + FEFF10 on ``element`` (skipped when None), spectra, a model."""
+    steps: list[tuple[str, list[str]]] = []
+    if element is not None:
         steps += [
-            ("fetch the bundled structures", ["structures", "fetch", "--source", "bundled"]),
-            ("label Cu sites with ChemEnv", ["sites", "label", "--element", "Cu", "--limit", str(n_cu_structures)]),
-            ("import the OmniXAS FEFF9 Cu runs", ["feff", "import-omnixas"]),
+            (f"label a few {element} sites live (ChemEnv)", ["sites", "label", "--element", element, "--limit", "3", "--force"]),
+            (f"run FEFF10 live on {element} sites not computed yet",
+             ["feff", "run", "--element", element, "--preset", LIVE_PRESET, "--limit", str(n_live_sites), "--timeout", "400"]),
         ]
     steps += [
-        ("label a few Ti sites live (ChemEnv)", ["sites", "label", "--element", "Ti", "--limit", "3", "--force"]),
-        ("run FEFF10 live on new Ti sites", ["feff", "run", "--element", "Ti", "--preset", "fast",
-                                             "--limit", str(n_live_sites), "--timeout", "400"]),
         ("FEFF task status", ["feff", "status"]),
         ("build standardised spectra", ["spectra", "build"]),
         ("plot the Cu spectra by class", ["spectra", "plot", "--element", "Cu", "--source", "omnixas",
@@ -62,18 +91,31 @@ def demo(
     """Run the main job end to end on the local default database (a few minutes on 2 cores)."""
     from xanesdb.cli import app
 
+    from xanesdb.platform.stores import get_database
+
     settings = get_settings()
     t0 = time.perf_counter()
-    steps = demo_steps(settings.HOME, cu_structures, live_sites, epochs)
-    for i, (title, args) in enumerate(steps, 1):
-        console.print(Rule(f"[{i}/{len(steps)}] {title}: xanesdb {' '.join(args)}"))
-        t = time.perf_counter()
-        try:
-            app(args=args, standalone_mode=False)
-        except SystemExit as e:  # typer.Exit inside a step
-            if e.code not in (0, None):
-                raise
-        console.print(f"[dim]{title}: {time.perf_counter() - t:.0f} s[/dim]")
+    setup = setup_steps(cu_structures)
+    n_steps = len(setup) + len(live_steps(settings.HOME, LIVE_ELEMENTS[0], live_sites, epochs))
+
+    def run_steps(steps, first: int) -> None:
+        for i, (title, args) in enumerate(steps, first):
+            console.print(Rule(f"[{i}/{n_steps}] {title}: xanesdb {' '.join(args)}"))
+            t = time.perf_counter()
+            try:
+                app(args=args, standalone_mode=False)
+            except SystemExit as e:  # typer.Exit inside a step
+                if e.code not in (0, None):
+                    raise
+            console.print(f"[dim]{title}: {time.perf_counter() - t:.0f} s[/dim]")
+
+    run_steps(setup, 1)
+    # the live FEFF step needs sites the loaded database has not computed: take the first absorber with some
+    element = choose_live_element(get_database(settings), live_sites) if live_sites > 0 else None
+    if element is None:
+        console.print("[yellow]no labelled site is left without a FEFF10 task: the live FEFF step is skipped[/yellow]")
+        n_steps -= 2
+    run_steps(live_steps(settings.HOME, element, live_sites, epochs), len(setup) + 1)
     plots = sorted((settings.HOME).rglob("*.png"))
     console.print(Rule("done"))
     console.print(f"demo finished in {time.perf_counter() - t0:.0f} s; database under {settings.HOME / 'db'}")
