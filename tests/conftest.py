@@ -45,7 +45,13 @@ def local_server(tmp_path_factory):
 
 @pytest.fixture
 def db_settings(local_server, monkeypatch):
-    """Settings for a fresh database on the real server; the database is dropped afterwards."""
+    """Settings for a fresh database on the real server.
+
+    On a server given by XANESDB_TEST_DB_URI the database is dropped afterwards. The session's own
+    local server is thrown away with its home at the end, and each test has its own database name,
+    so there it is left in place: SecantusDB drops a database document by document (a minute for
+    the few thousand documents of the cookbook test), which was most of that test's time.
+    """
     import pymongo
 
     from xanesdb.platform.settings import get_settings
@@ -54,6 +60,8 @@ def db_settings(local_server, monkeypatch):
     monkeypatch.setenv("XANESDB_DB_URI", local_server)
     monkeypatch.setenv("XANESDB_DB_NAME", name)
     yield get_settings()
+    if not os.environ.get("XANESDB_TEST_DB_URI"):
+        return
     client = pymongo.MongoClient(local_server)
     client.drop_database(name)
     client.close()
