@@ -35,8 +35,8 @@ def test_field_tables_are_up_to_date():
 
 def _subset_snapshot(tmp: Path, every: int = 6) -> int:
     """Every ``every``-th of the bundled database's own FEFF10 tasks (by task_id, so all absorbers are
-    in), with their sites and structures; how many tasks. A sixth keeps the test (and the server's
-    drop of its database afterwards, about 6 ms a document) short as the bundled database grows."""
+    in), with their sites and structures; how many tasks. A sixth keeps the test short as the
+    bundled database grows."""
     from xanesdb.platform.snapshot import BUNDLED_DB_DIR
 
     def read(name):
