@@ -1,0 +1,285 @@
+"""One edge energy, one normalisation and one alignment point for every spectrum.
+
+Computed (FEFF) and measured spectra go through the same three functions, so that a model sees
+them on one footing:
+
+- :func:`find_e0`: the edge energy e0, the largest derivative of the smoothed spectrum among
+  points where the derivative is high on both neighbours (xraylarch's ``find_e0`` rule, which
+  ignores single noisy points).
+- :func:`pre_edge`: Athena-style normalisation: a pre-edge line fitted from ``pre1`` to
+  ``pre2`` eV below e0, a post-edge polynomial fitted from ``norm1`` to ``norm2`` above it (its
+  degree from the length of that range, as Athena does), the edge step their difference at e0,
+  and ``norm = (mu - pre_line) / edge_step``. For computed spectra, which have no background
+  below the edge and end about 50 eV above it, the pre-edge line is zero (FEFF computes only the
+  edge's own absorption) and the post-edge polynomial is fitted to FEFF's smooth atomic
+  background ``mu0`` when it is given: the quantity an Athena post-edge fit approximates on a long
+  measured spectrum.
+- :func:`half_step_energy`: the alignment point, the energy where the normalised spectrum rises
+  through half the edge step and then stays above it for ``hold`` eV. A single derivative point
+  moves by several eV with noise, temperature and pre-edge peaks (Cr2O3 gave -14.7 eV and -8.2 eV
+  shifts at two temperatures with the largest-derivative rule); the half-step crossing does not,
+  and the ``hold`` condition skips the narrow pre-edge peaks of tetrahedral Cr(VI) and Mn(VII),
+  which rise above half the step for a few eV only.
+
+Examples
+--------
+>>> import numpy as np
+>>> e = np.linspace(6900, 7400, 1001)
+>>> mu = 0.1 + 1e-4 * (e - 6900) + 1.0 / (1 + np.exp(-(e - 7112) / 1.5))
+>>> n = pre_edge(e, mu)
+>>> round(n.e0), round(n.edge_step, 2), round(half_step_energy(e, n.norm))
+(7112, 1.0, 7112)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "Normalized",
+    "find_e0",
+    "half_step_energy",
+    "normalize_computed",
+    "pre_edge",
+    "smooth",
+]
+
+#: defaults of the Athena-style normalisation (eV relative to e0), as in Athena and larch
+PRE1, PRE2, NORM1 = -200.0, -30.0, 150.0
+#: how long (eV) the normalised spectrum must stay above half the step after the crossing
+HALF_STEP_HOLD_EV = 6.0
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """The normalisation of one spectrum.
+
+    Attributes
+    ----------
+    e0
+        Edge energy (eV).
+    edge_step
+        Post-edge minus pre-edge curve at e0.
+    norm
+        ``(mu - pre_line) / edge_step`` on the input energies.
+    pre_line, post_curve
+        The two fitted curves on the input energies.
+    pre_range, norm_range
+        The fitted ranges (eV relative to e0).
+    nnorm
+        Degree of the post-edge polynomial.
+    """
+
+    e0: float
+    edge_step: float
+    norm: np.ndarray
+    pre_line: np.ndarray
+    post_curve: np.ndarray
+    pre_range: tuple[float, float]
+    norm_range: tuple[float, float]
+    nnorm: int
+
+
+def _check(energy, mu) -> tuple[np.ndarray, np.ndarray]:
+    e = np.asarray(energy, dtype=float)
+    m = np.asarray(mu, dtype=float)
+    if e.ndim != 1 or e.shape != m.shape or len(e) < 8:
+        raise ValueError(f"need matching 1-d energy and mu with >= 8 points, got {e.shape} and {m.shape}")
+    if not (np.all(np.isfinite(e)) and np.all(np.isfinite(m))):
+        raise ValueError("energy or mu has NaN or infinite values")
+    if not np.all(np.diff(e) > 0):
+        raise ValueError("energies are not strictly increasing")
+    return e, m
+
+
+def smooth(energy: np.ndarray, y: np.ndarray, sigma: float) -> np.ndarray:
+    """``y`` convolved with a Gaussian of standard deviation ``sigma`` eV (any energy spacing).
+
+    Done on a uniform grid of ``sigma / 4`` spacing and interpolated back, so that the width is
+    in eV whatever the point density (measured scans are dense at the edge and sparse above).
+    """
+    e = np.asarray(energy, dtype=float)
+    if sigma <= 0:
+        return np.asarray(y, dtype=float).copy()
+    step = min(sigma / 4.0, float(np.min(np.diff(e))) if len(e) > 1 else sigma)
+    step = max(step, (e[-1] - e[0]) / 20000.0)
+    grid = np.arange(e[0], e[-1] + step / 2, step)
+    yg = np.interp(grid, e, y)
+    half = int(np.ceil(4 * sigma / step))
+    x = np.arange(-half, half + 1) * step
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.concatenate([np.full(half, yg[0]), yg, np.full(half, yg[-1])])
+    return np.interp(e, grid, np.convolve(padded, kernel, mode="valid"))
+
+
+def find_e0(energy, mu, *, smooth_ev: float | None = None) -> float:
+    """Edge energy: the largest derivative of the smoothed spectrum whose neighbours are high too.
+
+    Parameters
+    ----------
+    energy, mu
+        The spectrum (strictly increasing energies).
+    smooth_ev
+        Gaussian smoothing (eV) of the derivative; default the median energy step, at least 0.5.
+    """
+    e, m = _check(energy, mu)
+    steps = np.diff(e)
+    sigma = smooth_ev if smooth_ev is not None else max(0.5, float(np.median(steps)))
+    dmu = smooth(e, np.gradient(m, e), sigma)
+    nmin = max(3, int(len(e) * 0.02))
+    inner = dmu[nmin:-nmin]
+    scaled = (dmu - inner.min()) / max(1e-12, float(np.ptp(inner)))
+    best, best_val = None, -np.inf
+    for frac in (0.6, 0.3, 0.15):
+        high = scaled > frac
+        for i in range(nmin, len(e) - nmin):
+            if high[i] and high[i - 1] and high[i + 1] and scaled[i] > best_val:
+                best, best_val = i, scaled[i]
+        if best is not None:
+            break
+    if best is None:
+        best = nmin + int(np.argmax(inner))
+    return float(e[best])
+
+
+def _polyfit(e: np.ndarray, y: np.ndarray, lo: float, hi: float, deg: int) -> np.ndarray | None:
+    sel = (e >= lo) & (e <= hi)
+    if sel.sum() < deg + 2:
+        return None
+    return np.polyfit(e[sel], y[sel], deg)
+
+
+def pre_edge(
+    energy,
+    mu,
+    e0: float | None = None,
+    *,
+    pre1: float | None = None,
+    pre2: float | None = None,
+    norm1: float | None = None,
+    norm2: float | None = None,
+    nnorm: int | None = None,
+    background=None,
+    zero_pre_edge: bool = False,
+) -> Normalized:
+    """Athena-style normalisation of one spectrum.
+
+    Parameters
+    ----------
+    energy, mu
+        The spectrum.
+    e0
+        Edge energy; :func:`find_e0` when None.
+    pre1, pre2
+        Pre-edge fit range relative to e0 (default -200 and -30 eV, clipped to the data; a
+        spectrum that starts less than 30 eV below e0 uses its first third of that stretch).
+    norm1, norm2
+        Post-edge fit range relative to e0 (default 150 eV to the end, moved down to a third of
+        the post-edge range when the spectrum is shorter, as Athena does).
+    nnorm
+        Degree of the post-edge polynomial; by default 2 for a range of 350 eV or more, 1 for
+        50-350 eV, 0 below.
+    background
+        A smooth atomic background on the same energies (FEFF's ``mu0``): when given, the
+        post-edge polynomial is fitted to it instead of to ``mu``.
+    zero_pre_edge
+        Take the pre-edge line as zero (computed spectra have no background below the edge).
+    """
+    e, m = _check(energy, mu)
+    if e0 is None:
+        e0 = find_e0(e, m)
+    e0 = float(e0)
+    rel_min, rel_max = e[0] - e0, e[-1] - e0
+    # pre-edge range
+    p1 = PRE1 if pre1 is None else pre1
+    p2 = PRE2 if pre2 is None else pre2
+    p1 = max(p1, rel_min)
+    if p2 <= p1 + 5:  # a short pre-edge: its first part, away from the edge
+        p2 = p1 + max(3.0, (-5.0 - p1) / 2.0)
+    if zero_pre_edge:
+        pre_coef = np.zeros(2)
+    else:
+        pre_coef = _polyfit(e, m, e0 + p1, e0 + p2, 1)
+        if pre_coef is None:  # too few points before the edge: a constant from the first ones
+            pre_coef = np.array([0.0, float(np.mean(m[: max(2, len(m) // 50)]))])
+    pre_line = np.polyval(pre_coef, e)
+    # post-edge range and degree
+    n2 = rel_max if norm2 is None else min(norm2, rel_max)
+    n1 = NORM1 if norm1 is None else norm1
+    if n1 >= n2 - 5:
+        n1 = max(5.0, n2 / 3.0) if norm1 is None else n1
+    if n1 >= n2 - 2:
+        raise ValueError(f"the spectrum ends {rel_max:.1f} eV above e0: too short for a post-edge fit")
+    if nnorm is None:
+        span = n2 - n1
+        nnorm = 2 if span >= 350 else 1 if span >= 50 else 0
+    target = m if background is None else np.asarray(background, dtype=float)
+    if target.shape != m.shape:
+        raise ValueError("background must have the shape of mu")
+    post_coef = _polyfit(e, target, e0 + n1, e0 + n2, nnorm)
+    if post_coef is None:
+        raise ValueError(f"too few points from {n1:.0f} to {n2:.0f} eV above e0 for the post-edge fit")
+    post_curve = np.polyval(post_coef, e)
+    step = float(np.polyval(post_coef, e0) - np.polyval(pre_coef, e0))
+    if not step > 0:
+        raise ValueError(f"edge step {step:.3g} is not positive: no absorption edge at {e0:.1f} eV")
+    return Normalized(
+        e0=e0, edge_step=step, norm=(m - pre_line) / step, pre_line=pre_line, post_curve=post_curve,
+        pre_range=(float(p1), float(p2)), norm_range=(float(n1), float(n2)), nnorm=int(nnorm),
+    )  # fmt: skip
+
+
+def normalize_computed(energy, mu, mu0=None) -> Normalized:
+    """:func:`pre_edge` as computed spectra need it: zero pre-edge, post-edge fitted to ``mu0``.
+
+    Without ``mu0`` (imported spectra keep only mu) the post-edge polynomial is fitted to mu
+    itself over the last two thirds of the range above e0, with degree 0 or 1 by its length.
+    """
+    e, m = _check(energy, mu)
+    e0 = find_e0(e, m)
+    if mu0 is not None and len(mu0) == len(m) and np.all(np.isfinite(mu0)) and np.ptp(mu0) > 0:
+        return pre_edge(e, m, e0, zero_pre_edge=True, background=mu0, norm1=max(10.0, (e[-1] - e0) / 3))
+    return pre_edge(e, m, e0, zero_pre_edge=True)
+
+
+def half_step_energy(energy, norm, *, level: float = 0.5, hold: float = HALF_STEP_HOLD_EV, e0: float | None = None) -> float:
+    """Where a normalised spectrum rises through ``level`` and stays above it for ``hold`` eV.
+
+    Parameters
+    ----------
+    energy, norm
+        A spectrum normalised to a unit edge step.
+    level
+        The fraction of the edge step (0.5: the half step).
+    hold
+        eV the spectrum must stay at or above ``level`` after the crossing; narrow pre-edge
+        peaks that reach half the step are skipped this way.
+    e0
+        When no crossing holds (a spectrum ending right after the edge), the crossing nearest to
+        ``e0`` is taken, then ``e0`` itself.
+
+    Returns
+    -------
+    float
+        The crossing energy, linearly interpolated between the two points around it.
+    """
+    e, y = _check(energy, norm)
+    above = y >= level
+    ups = np.nonzero(~above[:-1] & above[1:])[0]  # i: y[i] < level <= y[i+1]
+    candidates = []
+    for i in ups:
+        ec = e[i] + (level - y[i]) * (e[i + 1] - e[i]) / (y[i + 1] - y[i])
+        stop = ec + hold
+        seg = (e > ec) & (e <= stop)
+        if e[-1] >= stop and np.all(y[seg] >= level):
+            return float(ec)
+        candidates.append(float(ec))
+    if candidates:
+        ref = e0 if e0 is not None else candidates[-1]
+        return min(candidates, key=lambda c: abs(c - ref))
+    if e0 is not None:
+        return float(e0)
+    raise ValueError(f"the normalised spectrum never rises through {level:g} of the edge step")
