@@ -84,3 +84,39 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"{SHARED_DATA} is missing: the tests need ../shared/data beside the checkout")
     return SHARED_DATA
+
+
+@pytest.fixture
+def refused(db_settings, capsys):
+    """Run the CLI in-process on bad input and check the refusal; returns the one error line.
+
+    Asserts exit code 2, exactly one line on stderr that starts with ``error: ``, nothing on
+    stdout, and the database unchanged: the same collections with the same document counts.
+    """
+    from xanesdb.cli import main
+
+    def counts() -> dict[str, int]:
+        import pymongo
+
+        client = pymongo.MongoClient(db_settings.DB_URI.get_secret_value())
+        try:
+            db = client[db_settings.DB_NAME]
+            return {c: db[c].count_documents({}) for c in sorted(db.list_collection_names())}
+        finally:
+            client.close()
+
+    def run(args: list[str]) -> str:
+        before = counts()
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_:
+            main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        lines = err.strip().splitlines()
+        assert exit_.value.code == 2, (args, err[-2000:])
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, err[-2000:])
+        assert out.strip() == "", (args, out[-2000:])
+        assert counts() == before, args
+        return lines[0]
+
+    run.counts = counts
+    return run

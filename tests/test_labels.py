@@ -255,3 +255,73 @@ def test_cli_sites_label(db_settings, capsys):
         main(["sites", "label", "--element", "Xx"])
     assert exit_.value.code == 2
     assert "unknown element" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- invalid structures
+def _bad_structures() -> dict[str, Structure]:
+    """A NaN coordinate (spglib segfaults on it) and an O atom 0 A from Ti (was labelled O:6)."""
+    rutile, _ = load_case("rutile_TiO2")
+    nan = rutile.as_dict()
+    nan["sites"][2]["abc"] = [float("nan"), 0.3, 0.3]
+    nan["sites"][2].pop("xyz", None)
+    overlap = rutile.copy()
+    overlap.append("O", overlap[0].frac_coords)
+    return {"nan": Structure.from_dict(nan), "overlap": overlap}
+
+
+def test_invalid_structure_is_refused_before_symmetry_code():
+    bad = _bad_structures()
+    with pytest.raises(ValueError, match="invalid structure: site 2 has non-finite"):
+        label_structure(bad["nan"], "nan", "files")
+    with pytest.raises(ValueError, match=r"sites 0 \(Ti\) and 6 \(O\) are 0 A apart"):
+        label_structure(bad["overlap"], "overlap", "files")
+    # the job stores them as failed, one document per absorbing element, without running spglib
+    out = label_sites_chemenv.original(structure_doc("rutile_TiO2", bad["nan"]), elements=["Ti"])
+    assert [(d["state"], d["element"], d["equivalent_indices"]) for d in out] == [("failed", "Ti", [0, 1])]
+    assert "non-finite" in out[0]["error"]
+
+
+@pytest.mark.integration
+def test_stored_invalid_structures_become_failed_and_labelling_goes_on(db_settings, capsys):
+    """Structures stored before validation existed: `sites label` stores them as failed, finishes."""
+    from xanesdb.cli import main
+    from xanesdb.platform.stores import get_database
+
+    db = get_database(db_settings)
+    for name, s in _bad_structures().items():
+        doc = structure_doc("rutile_TiO2", s).to_mongo()
+        doc["material_id"] = f"bad:{name}"
+        db["structures"].insert_one(doc)
+    db["structures"].insert_one(structure_doc("rutile_TiO2").to_mongo())
+    main(["sites", "label", "--workers", "1", "--element", "Ti"])
+    out = capsys.readouterr().out
+    assert "3 structures: 1 labelled, 2 failed" in out, out
+    sites = {d["material_id"]: d for d in db["sites"].find()}
+    assert sites["lit:rutile_TiO2"]["state"] == "successful" and sites["lit:rutile_TiO2"]["chemenv_symbol"] == "O:6"
+    assert sites["bad:nan"]["state"] == "failed" and "non-finite" in sites["bad:nan"]["error"]
+    assert sites["bad:overlap"]["state"] == "failed" and "closer than 0.5 A" in sites["bad:overlap"]["error"]
+    assert sites["bad:overlap"].get("lce_class") is None  # no longer "O:6, successful"
+    # a later run goes on: nothing left to do, nothing rewritten
+    main(["sites", "label", "--workers", "1", "--element", "Ti"])
+    assert "3 already labelled" in capsys.readouterr().out
+    assert db["sites"].count_documents({}) == 3
+
+
+@pytest.mark.integration
+def test_native_crash_is_isolated_in_its_worker(db_settings):
+    """Unchecked (validate=False), the NaN structure segfaults spglib in the worker for real.
+
+    The parent stores the failure without running symmetry code on it again (it would segfault
+    too) and labels the next structure with a fresh worker.
+    """
+    from xanesdb.platform.stores import get_database
+
+    nan = structure_doc("rutile_TiO2", _bad_structures()["nan"]).model_copy(update={"material_id": "bad:nan"})
+    summary = label_structures([nan, structure_doc("rutile_TiO2")], settings=db_settings, workers=1,
+                               timeout=120, elements=["Ti"], validate=False)
+    assert summary.failed == 1 and summary.succeeded == 1, summary
+    assert "worker process died (SIGSEGV, exit code -11)" in summary.failures["bad:nan"]
+    sites = get_database(db_settings)["sites"]
+    failed = sites.find_one({"material_id": "bad:nan"})
+    assert failed["state"] == "failed" and failed["equivalent_indices"] == [0, 1]
+    assert sites.find_one({"material_id": "lit:rutile_TiO2"})["state"] == "successful"

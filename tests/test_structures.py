@@ -227,3 +227,77 @@ def test_cli_exit_codes(structure_folder, db_settings, local_server):
     r = _cli(["structures", "fetch", "--source", "files", str(structure_folder), "-e", "Fe"], env)
     assert r.returncode == 0 and "files: 1 structures, 0 new" in r.stdout and "dropped 5" in r.stdout
     assert len(_docs(db_settings)) == 6
+
+
+# ----------------------------------------------------------------------------- invalid structures
+def _rutile_dict(real_structures) -> dict:
+    return real_structures["mp-2657"].as_dict()
+
+
+def _nan_json(rs) -> str:
+    d = _rutile_dict(rs)
+    d["sites"][1]["abc"] = [float("nan"), 0.3, 0.3]
+    d["sites"][1].pop("xyz", None)
+    return json.dumps(d)  # writes NaN, which Python's json reads back
+
+
+def _nan_poscar(rs) -> str:
+    from pymatgen.io.vasp import Poscar
+
+    lines = str(Poscar(rs["mp-2657"])).splitlines()
+    lines[8] = "nan 0.5 0.5"  # first coordinate row
+    return "\n".join(lines) + "\n"
+
+
+def _overlapping(rs) -> str:
+    s = rs["mp-2657"].copy()
+    s.append("O", s[0].frac_coords)  # an O atom 0 A from Ti
+    return json.dumps(s.as_dict())
+
+
+def _lattice(rs, matrix) -> str:
+    from pymatgen.core import Lattice, Structure
+
+    s = rs["mp-2657"]
+    return json.dumps(Structure(Lattice(matrix), s.species, s.frac_coords).as_dict())
+
+
+def _huge_cell(rs) -> str:
+    s = rs["mp-2657"].copy()
+    s.make_supercell([6, 6, 5])  # 1,080 sites
+    return json.dumps(s.as_dict())
+
+
+def _deep_json(rs) -> str:
+    return "[" * 5000 + "]" * 5000
+
+
+#: each: file name, content builder, words of the expected one-line error
+BAD_STRUCTURE_FILES = [
+    ("nan.json", _nan_json, "site 1 has non-finite"),
+    ("POSCAR", _nan_poscar, "site 0 has non-finite"),
+    ("overlap.json", _overlapping, "0 A apart, closer than 0.5 A"),
+    ("flat.json", lambda rs: _lattice(rs, [[4.6, 0, 0], [0, 4.6, 0], [2.3, 2.3, 0]]), "cell volume is 0"),
+    ("huge.json", lambda rs: _lattice(rs, [[1e6, 0, 0], [0, 4.6, 0], [0, 0, 2.96]]), "1e+06 A long"),
+    ("thin.json", lambda rs: _lattice(rs, [[4.6, 0, 0], [0, 4.6, 0], [0, 0, 0.3]]), "lattice vector is 0.3 A long"),
+    ("big.json", _huge_cell, "1080 sites, more than the 1000"),
+    ("deep.json", _deep_json, "nested more than"),
+]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("name", "build", "match"), BAD_STRUCTURE_FILES, ids=[r[0] for r in BAD_STRUCTURE_FILES])
+def test_invalid_structure_file_is_refused_before_storing(tmp_path, real_structures, refused, name, build, match):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "rutile.json").write_text(json.dumps(_rutile_dict(real_structures)))  # a good one beside it
+    (folder / name).write_text(build(real_structures))
+    line = refused(["structures", "fetch", "--source", "files", folder])
+    assert name in line and match in line, line
+    assert "nothing was stored" in line or "fix or remove" in line
+
+
+def test_real_structures_pass_the_checks(real_structures):
+    from xanesdb.schemas.structure import structure_problem
+
+    assert {mid: structure_problem(s) for mid, s in real_structures.items() if structure_problem(s)} == {}

@@ -42,7 +42,7 @@ from maggma.core import StoreError
 
 from xanesdb.platform.settings import SETTINGS, XanesdbSettings, get_settings
 from xanesdb.schemas.site import ChemEnvCandidate, ChemEnvResult, SiteDoc, lce_class_of, site_id
-from xanesdb.schemas.structure import StructureDoc
+from xanesdb.schemas.structure import StructureDoc, structure_problem
 
 if TYPE_CHECKING:
     from maggma.core import Store
@@ -234,6 +234,7 @@ def label_structure(
     structure_refinement: str = "none",
     poor_csm: float = POOR_CSM,
     close_gap: float = CLOSE_CSM_GAP,
+    validate: bool = True,
 ) -> list[SiteDoc]:
     """Label every symmetry-unique absorbing site of one structure with ChemEnv.
 
@@ -252,6 +253,10 @@ def label_structure(
         ``"refined"`` (spglib's conventional cell; indices are mapped back either way).
     poor_csm, close_gap
         Thresholds of the ``ambiguous`` flag (see :data:`POOR_CSM`, :data:`CLOSE_CSM_GAP`).
+    validate
+        Refuse an invalid structure (:func:`~xanesdb.schemas.structure.structure_problem`) with a
+        ``ValueError`` before any symmetry code runs (default). ``False`` hands it to spglib and
+        ChemEnv as it is, which may crash the process (NaN coordinates do).
 
     Returns
     -------
@@ -265,6 +270,11 @@ def label_structure(
     t0 = time.perf_counter()
     if not structure.is_ordered:
         raise ValueError(f"{material_id}: disordered structures cannot be labelled by ChemEnv")
+    # before any symmetry code: spglib crashes the process on NaN coordinates, and ChemEnv
+    # labels an atom sitting on top of another as a sound octahedron
+    problem = structure_problem(structure) if validate else None
+    if problem is not None:
+        raise ValueError(f"invalid structure: {problem}")
     formula = formula or structure.composition.reduced_formula
     groups = _unique_absorber_sites(structure, elements, symprec)
     if not groups:
@@ -352,19 +362,26 @@ def failed_site_docs(
     elements: Sequence[str] = ABSORBERS,
     symprec: float = SETTINGS.SYMPREC,
     seconds: float | None = None,
+    symmetry: bool = True,
 ) -> list[SiteDoc]:
     """Failed documents (``state="failed"``, ``error=reason``), one per unique absorbing site.
 
-    When even the symmetry analysis fails, one document per absorbing element is written, keyed
-    on the element's first site, with all its sites as equivalents.
+    When the symmetry analysis fails, is not asked for (``symmetry=False``: after a worker
+    crashed, the call that crashed it must not run again in the parent) or the structure is
+    invalid (:func:`~xanesdb.schemas.structure.structure_problem`: spglib would crash on it), one
+    document per absorbing element is written, keyed on the element's first site, with all its
+    sites as equivalents.
     """
     if structure is None:
         return []
     formula = formula or structure.composition.reduced_formula
-    try:
-        groups = _unique_absorber_sites(structure, elements, symprec)
-    except Exception:
-        groups = []
+    groups: list[dict[str, Any]] = []
+    if symmetry and structure_problem(structure) is None:
+        try:
+            groups = _unique_absorber_sites(structure, elements, symprec)
+        except Exception:
+            groups = []
+    if not groups:
         for el in sorted({s.specie.symbol for s in structure if s.is_ordered} & set(elements)):
             idx = [i for i, s in enumerate(structure) if s.specie.symbol == el]
             groups.append({"element": el, "site_index": idx[0], "equivalent_indices": idx, "wyckoff": None})
@@ -379,12 +396,13 @@ def failed_site_docs(
     ]
 
 
-def _label_doc(doc: StructureDoc, elements: Sequence[str], symprec: float) -> list[SiteDoc]:
+def _label_doc(doc: StructureDoc, elements: Sequence[str], symprec: float, validate: bool = True) -> list[SiteDoc]:
     """Label one structure document; any error becomes failed documents."""
     structure = doc.to_structure()
     t0 = time.perf_counter()
     try:
-        return label_structure(structure, doc.material_id, doc.source, doc.formula, elements, symprec)
+        return label_structure(structure, doc.material_id, doc.source, doc.formula, elements, symprec,
+                               validate=validate)
     except Exception as err:  # recorded per structure, like maggma's MapBuilder.process_item
         logger.warning("labelling %s failed: %s", doc.material_id, err)
         reason = f"{type(err).__name__}: {err}"
@@ -431,7 +449,7 @@ _WORKER_MODULES = [
 ]
 
 
-def _worker(conn: Any, symprec: float) -> None:
+def _worker(conn: Any, symprec: float, validate: bool = True) -> None:
     """Worker process: label ``(structure dict, elements)`` tasks from ``conn`` until ``None``."""
     import importlib
 
@@ -446,7 +464,8 @@ def _worker(conn: Any, symprec: float) -> None:
         if task is None:
             return
         doc, elements = task
-        conn.send([d.model_dump(mode="json") for d in _label_doc(StructureDoc.from_mongo(doc), elements, symprec)])
+        docs = _label_doc(StructureDoc.from_mongo(doc), elements, symprec, validate)
+        conn.send([d.model_dump(mode="json") for d in docs])
 
 
 @dataclass
@@ -498,6 +517,7 @@ def label_structures(
     elements: Sequence[str] = ABSORBERS,
     force: bool = False,
     progress: Callable[[int, int, int], None] | None = None,
+    validate: bool = True,
 ) -> LabelSummary:
     """Label many structures in worker processes, each with a time limit, into ``sites``.
 
@@ -525,6 +545,12 @@ def label_structures(
         Relabel structures whose sites are already stored.
     progress
         Called as ``progress(done, failed, remaining)`` after each structure.
+    validate
+        Check each structure (:func:`~xanesdb.schemas.structure.structure_problem`) before any
+        symmetry code runs; an invalid one is stored as failed with the reason. ``False`` hands
+        structures to spglib/ChemEnv unchecked: one that crashes native code kills only its worker,
+        and is stored as failed (``worker process died (SIGSEGV, exit code -11) ...``) without the parent
+        touching it again.
 
     Returns
     -------
@@ -559,14 +585,28 @@ def label_structures(
                 todo.append((s, missing))
         summary.structures = len(todo)
         if todo:
-            _run_pool(todo, store, settings.SYMPREC, workers, timeout, summary, progress)
+            _run_pool(todo, store, settings.SYMPREC, workers, timeout, summary, progress, validate)
     finally:
         if close_store:
             store.close()
     return summary
 
 
-def _run_pool(todo, store, symprec, workers, timeout, summary, progress) -> None:
+def _death_reason(exitcode: int | None) -> str:
+    """The failure reason of a worker that died: its exit code, and the signal by name."""
+    import signal
+
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return (f"worker process died ({name}, exit code {exitcode}) while labelling: a crash in native "
+                "code (spglib or ChemEnv) or out of memory; not retried")
+    return f"worker process died (exit code {exitcode}) while labelling; not retried"
+
+
+def _run_pool(todo, store, symprec, workers, timeout, summary, progress, validate=True) -> None:
     """Feed ``todo`` to killable worker processes; upsert results as they come."""
     ctx = _context()
     queue = list(todo)
@@ -574,20 +614,22 @@ def _run_pool(todo, store, symprec, workers, timeout, summary, progress) -> None
 
     def start() -> _Slot:
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(child, symprec), daemon=True)
+        proc = ctx.Process(target=_worker, args=(child, symprec, validate), daemon=True)
         proc.start()
         child.close()
         return _Slot(proc, parent)
 
-    def finish(slot: _Slot, site_docs: list[dict], failed: str | None) -> None:
+    def finish(slot: _Slot, site_docs: list[dict], failed: str | None, died: bool = False) -> None:
         nonlocal remaining
         task, slot.task = slot.task, None
         seconds = time.perf_counter() - slot.started
         remaining -= 1
         if failed is not None:
             s = StructureDoc.from_mongo(task)
+            # a worker that died crashed in native code (spglib, ChemEnv): the parent must not run
+            # the symmetry analysis on that structure again, or it dies too
             docs = failed_site_docs(s.to_structure(), s.material_id, s.source, failed, s.formula,
-                                    slot.elements, symprec, seconds)
+                                    slot.elements, symprec, seconds, symmetry=not died)
         else:
             docs = [SiteDoc.model_validate(d) for d in site_docs]
         if docs:
@@ -621,7 +663,8 @@ def _run_pool(todo, store, symprec, workers, timeout, summary, progress) -> None
                         msg = sl.conn.recv()
                     except EOFError:  # the worker died (crash, out of memory)
                         if sl.task is not None:
-                            finish(sl, [], f"worker process died (exit code {sl.process.exitcode})")
+                            sl.process.join(5)
+                            finish(sl, [], _death_reason(sl.process.exitcode), died=True)
                         _stop(sl, kill=True)
                         if queue:
                             keep.append(start())

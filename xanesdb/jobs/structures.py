@@ -39,7 +39,7 @@ from pydantic import BaseModel, Field
 
 from xanesdb.platform.errors import XanesdbUserError
 from xanesdb.platform.settings import XanesdbSettings, get_settings, mp_api_key
-from xanesdb.schemas.structure import Provenance, StructureDoc
+from xanesdb.schemas.structure import Provenance, StructureDoc, structure_problem
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -268,6 +268,11 @@ def mp_structure_docs(
                 if mid in docs or (limit is not None and len(docs) >= limit):
                     continue
                 structure = hit.structure
+                problem = structure_problem(structure)
+                if problem is not None:  # never stored: it could crash labelling (spglib)
+                    skipped["invalid structure"] = skipped.get("invalid structure", 0) + 1
+                    logger.warning("dropping %s: %s", mid, problem)
+                    continue
                 ok, why = is_oxide(structure)
                 if not ok:
                     skipped[f"not an oxide ({why})"] = skipped.get(f"not an oxide ({why})", 0) + 1
@@ -358,6 +363,9 @@ def _json_records(file: Path, rel: Path) -> list[tuple[str, Structure, str | Non
             data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, EOFError) as err:
         raise XanesdbUserError(f"cannot read {file}: not valid JSON ({err}); fix or remove the file") from None
+    except RecursionError:
+        raise XanesdbUserError(f"cannot read {file}: its JSON is nested more than Python's parser allows "
+                               "(a structure needs a few levels); fix or remove the file") from None
     records = data if isinstance(data, list) else [data]
     if not records:
         raise XanesdbUserError(f"{file} holds an empty list; give structures or remove the file")
@@ -443,6 +451,10 @@ def file_structure_docs(
                     f"{file} and {origin_of[mid]} both give material id {mid}; rename one of them"
                 )
             origin_of[mid] = file
+            problem = structure_problem(structure)
+            if problem is not None:  # checked before anything is stored: labelling would crash on it
+                where = f"{file}" + (f" ({mid})" if file.name.lower().endswith((".json", ".json.gz")) else "")
+                raise XanesdbUserError(f"{where}: {problem}; fix or remove the file (nothing was stored)")
             if wanted and not wanted & {el.symbol for el in structure.composition.elements}:
                 skipped["no requested element"] = skipped.get("no requested element", 0) + 1
                 continue

@@ -11,7 +11,74 @@ from xanesdb.schemas.base import XanesdbDoc
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-__all__ = ["Provenance", "StructureDoc"]
+__all__ = [
+    "Provenance",
+    "StructureDoc",
+    "MIN_DISTANCE",
+    "MIN_VOLUME_PER_ATOM",
+    "MAX_LATTICE_LENGTH",
+    "MAX_SITES",
+    "structure_problem",
+]
+
+#: two atoms closer than this (Angstrom) make a structure invalid. pymatgen's own
+#: ``Structure.is_valid`` tolerance (``DISTANCE_TOLERANCE``); the shortest real bond, H-H in H2,
+#: is 0.74 A and the bonds around the absorbers Ti-Cu are all above 1.5 A, so no real crystal is
+#: refused, while an atom put on top of another (0 A) or a fractional-coordinate typo is.
+MIN_DISTANCE = 0.5
+#: cell volume per atom below this (A^3) is not a solid: the densest real ones (diamond 5.7,
+#: metals under pressure) are above 2
+MIN_VOLUME_PER_ATOM = 1.0
+#: a lattice vector longer than this (A) is a unit mistake (the largest Materials Project cells
+#: are about 100 A, slab models with vacuum rarely above 200 A); ChemEnv cannot use it anyway
+MAX_LATTICE_LENGTH = 500.0
+#: more sites than this per cell is refused (ChemEnv's cost grows with the cell; the largest
+#: Materials Project oxides have a few hundred sites)
+MAX_SITES = 1000
+
+
+def structure_problem(structure: Structure) -> str | None:
+    """Why a structure cannot be stored or labelled, or None when it is sound.
+
+    Checked in this order, each cheap and safe on any input (no symmetry code runs: spglib
+    crashes the process on NaN coordinates): a non-empty cell of at most :data:`MAX_SITES` sites,
+    finite lattice and coordinates, lattice vectors no longer than :data:`MAX_LATTICE_LENGTH`, a
+    volume of at least :data:`MIN_VOLUME_PER_ATOM` per atom, no lattice vector (after LLL
+    reduction) and no two atoms, periodic images included, closer than :data:`MIN_DISTANCE`.
+    """
+    import numpy as np
+
+    n = len(structure)
+    if n == 0:
+        return "the structure has no atoms"
+    if n > MAX_SITES:
+        return f"the cell has {n} sites, more than the {MAX_SITES} allowed"
+    matrix = np.asarray(structure.lattice.matrix, dtype=float)
+    if not np.all(np.isfinite(matrix)):
+        return "the lattice has non-finite (NaN or infinite) entries"
+    frac = np.asarray(structure.frac_coords, dtype=float)
+    if not np.all(np.isfinite(frac)):
+        bad = int(np.flatnonzero(~np.all(np.isfinite(frac), axis=1))[0])
+        return f"site {bad} has non-finite (NaN or infinite) coordinates"
+    lengths = np.linalg.norm(matrix, axis=1)
+    if lengths.max() > MAX_LATTICE_LENGTH:
+        return f"a lattice vector is {lengths.max():.4g} A long, more than {MAX_LATTICE_LENGTH:g} A"
+    volume = abs(float(np.linalg.det(matrix)))
+    if volume < MIN_VOLUME_PER_ATOM * n:
+        return (f"the cell volume is {volume:.4g} A^3 for {n} atoms, less than "
+                f"{MIN_VOLUME_PER_ATOM:g} A^3 per atom")
+    shortest = float(np.linalg.norm(structure.lattice.lll_matrix, axis=1).min())
+    if shortest < MIN_DISTANCE:
+        return f"a lattice vector is {shortest:.3g} A long: each atom is that close to its own image"
+    if n > 1:
+        dist = structure.distance_matrix
+        iu = np.triu_indices(n, 1)
+        k = int(np.argmin(dist[iu]))
+        i, j, d = int(iu[0][k]), int(iu[1][k]), float(dist[iu][k])
+        if d < MIN_DISTANCE:
+            return (f"sites {i} ({structure[i].species_string}) and {j} ({structure[j].species_string}) are "
+                    f"{d:.3g} A apart, closer than {MIN_DISTANCE:g} A")
+    return None
 
 
 class Provenance(BaseModel):
