@@ -1,0 +1,1 @@
+"""Pure-numeric XAS science: readers, normalisation, alignment, broadening (numpy/scipy only; no database)."""

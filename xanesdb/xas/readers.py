@@ -1,0 +1,520 @@
+"""Readers for measured XAS spectra: XDI, Athena projects, FEFF ``xmu.dat``, CSV / whitespace columns.
+
+Every reader returns :class:`MeasuredSpectrum` objects with energies in eV, strictly increasing,
+and the raw (un-normalised) absorption mu(E). Columns are chosen by their *names* (XDI
+``# Column.N:`` fields, a CSV header line, the FEFF ``omega e k mu mu0 chi`` line), never by
+counting, and reference channels (``irefer``, ``murefer``) are used only when asked for by name.
+
+Athena project files (``.prj``, gzip or plain; Perl Data::Dumper text written by Athena/Demeter
+or the JSON flavour written by larch) are parsed without evaluating anything: the Perl list and
+hash literals are tokenised and rebuilt as Python lists and dicts. Athena's stored energy shift
+(``bkg_eshift``) is *added* to the energies; larch's ``read_athena`` does not apply it (it keeps
+it as ``group.energy_shift``), see ``docs/measured_readers.md``.
+
+Every problem with a file is a :class:`~xanesdb.platform.errors.XanesdbUserError` whose message is
+one line that names the file and says what to do.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from xanesdb.platform.errors import XanesdbUserError
+
+__all__ = ["MeasuredSpectrum", "read_spectra", "detect_format", "MAX_FILE_BYTES", "MIN_POINTS", "MIN_RANGE_EV"]
+
+MAX_FILE_BYTES = 50_000_000
+"""Largest spectrum file (and largest gunzipped Athena project) accepted, in bytes (50 MB)."""
+MIN_POINTS = 10
+"""Fewest data rows accepted."""
+MIN_RANGE_EV = 20.0
+"""Narrowest energy range accepted, in eV."""
+
+_COL_HINT = "give --energy-col and --mu-col (column names or 1-based numbers)"
+_ENERGY_NAMES = ("omega", "energy", "e", "ev", "energy_ev", "en")  # omega first: FEFF's "e" is E - E_fermi
+_MU_NAMES = ("mutrans", "mufluor", "mu", "xmu", "absorption", "mu_e")
+_NORM_NAMES = ("normtrans", "normfluor", "norm", "normmu", "norm_mu", "normalized", "flat")
+_NOT_MU = ("is_chi", "is_xmudat", "is_bkg", "is_diff", "is_pixel", "is_rsp", "is_qsp")
+_SYMBOLS = ("H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se "
+            "Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb "
+            "Dy Ho Er Tm Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu").split()
+
+
+@dataclass(frozen=True)
+class MeasuredSpectrum:
+    """One measured mu(E) spectrum as read from a file.
+
+    Attributes
+    ----------
+    name : str
+        ``"<file>:<label>"`` for an Athena group (e.g. ``"Fe.prj:Hematite"``), else the file name.
+    path : str
+        The file path as given.
+    group : str or None
+        Athena group label, else None.
+    energy : numpy.ndarray
+        Energies in eV (float64, strictly increasing), Athena energy shift already applied.
+    mu : numpy.ndarray
+        Raw (un-normalised) absorption, float64, same length as ``energy``.
+    absorber, edge : str or None
+        Element symbol and edge (``'K'``, ``'L3'``) when the file states them.
+    kind : str
+        ``'xdi'``, ``'athena'``, ``'csv'``, ``'feff-xmu'`` or ``'columns'``.
+    mu_source : str
+        How mu was obtained, e.g. ``'mutrans'``, ``'ln(i0/itrans)'``, ``'column 2'``.
+    energy_shift_ev : float
+        Energy shift added to the stored energies (Athena ``bkg_eshift``; else 0.0).
+    meta : dict
+        Header fields, column names, Athena's stored e0 / edge step / normalisation ranges.
+    """
+
+    name: str
+    path: str
+    group: str | None
+    energy: np.ndarray
+    mu: np.ndarray
+    absorber: str | None
+    edge: str | None
+    kind: str
+    mu_source: str
+    energy_shift_ev: float = 0.0
+    meta: dict = field(default_factory=dict)
+
+
+def _fail(where, what: str):
+    raise XanesdbUserError(re.sub(r"[\r\n]+", " ", f"{where}: {what}"))
+
+
+def _read_text(path) -> str:
+    """Return the text of ``path`` (gunzipped if needed) after the file-level checks."""
+    p = Path(path)
+    if not p.exists():
+        _fail(path, "file not found; check the path")
+    if p.is_dir():
+        _fail(path, "is a directory; give a spectrum file (XDI, Athena .prj, CSV or xmu.dat)")
+    size = p.stat().st_size
+    if size > MAX_FILE_BYTES:
+        _fail(path, f"is {size / 1e6:.0f} MB, over the {MAX_FILE_BYTES / 1e6:.0f} MB limit for a spectrum file; split it or give fewer groups")
+    raw = p.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            with gzip.open(p) as fh:
+                raw = fh.read(MAX_FILE_BYTES + 1)
+        except (OSError, EOFError):
+            _fail(path, "is a damaged gzip file; re-save or re-download it")
+        if len(raw) > MAX_FILE_BYTES:
+            _fail(path, f"unpacks to over {MAX_FILE_BYTES / 1e6:.0f} MB, the limit for a spectrum file")
+    if not raw.strip():
+        _fail(path, "is empty; give a file with energy and mu data")
+    head = raw[:65536]
+    control = sum(head.count(bytes([b])) for b in range(32) if b not in (9, 10, 12, 13))
+    if b"\x00" in head or control > 0.01 * len(head):
+        _fail(path, "is a binary file, not text; export the spectrum as XDI, CSV or an Athena project")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _detect(text: str) -> str:
+    text = text.lstrip("\ufeff")
+    if "Athena project file --" in text[:500]:
+        return "athena"
+    if re.match(r"\s*#\s*XDI/", text, re.I):
+        return "xdi"
+    comments = [ln for ln in text.splitlines()[:300] if ln.lstrip().startswith("#")]
+    if any("feff" in c.lower() for c in comments) and any(
+            re.match(r"#\s*omega\s+e\s+k\s+mu\s+mu0\s+chi\b", c.strip(), re.I) for c in comments):
+        return "feff-xmu"
+    return "columns"
+
+
+def detect_format(path) -> str:
+    """Return the format of a spectrum file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    str
+        ``'athena'`` (the "Athena project file --" header), ``'xdi'`` (first line ``# XDI/``),
+        ``'feff-xmu'`` (comments mention FEFF and end with ``omega e k mu mu0 chi``), else
+        ``'columns'`` (CSV or whitespace-separated columns).
+    """
+    return _detect(_read_text(path))
+
+
+def read_spectra(path, *, energy_col: str | int | None = None, mu_col: str | int | None = None,
+                 groups: Sequence[str] | None = None) -> list[MeasuredSpectrum]:
+    """Read every measured spectrum in a file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An XDI file, Athena project, FEFF ``xmu.dat`` or CSV / whitespace-column file.
+    energy_col, mu_col : str or int, optional
+        Column name (case-insensitive) or 1-based column number; not for Athena projects.
+    groups : sequence of str, optional
+        Athena group labels to read (default: every mu(E) group); only for Athena projects.
+
+    Returns
+    -------
+    list of MeasuredSpectrum
+        One per Athena group read, else a single spectrum.
+
+    Raises
+    ------
+    XanesdbUserError
+        One-line message naming the file when it cannot be read as a usable spectrum.
+    """
+    text = _read_text(path)
+    fmt = _detect(text)
+    if fmt == "athena":
+        if energy_col is not None or mu_col is not None:
+            _fail(path, "is an Athena project: columns cannot be chosen there; select groups by label instead")
+        return _read_athena(text, path, groups)
+    if groups is not None:
+        _fail(path, f"is a {fmt} file, not an Athena project; group selection applies only to .prj files")
+    return [_read_table(text, path, fmt, energy_col, mu_col)]
+
+
+# ----------------------------------------------------------------------------------------------
+# column files: XDI, FEFF xmu.dat, CSV / whitespace
+# ----------------------------------------------------------------------------------------------
+
+def _split(line: str) -> list[str]:
+    toks = [t.strip() for t in line.split(",")] if "," in line else line.split()
+    while toks and not toks[-1]:
+        toks.pop()
+    return toks
+
+
+def _norm_name(name: str) -> tuple[str, str]:
+    """``'Energy (keV)'`` -> ``('energy', 'kev')``: lower-case name without units, and the units."""
+    m = re.search(r"[(\[]\s*([^)\]]*)\s*[)\]]", name)
+    units = m.group(1).strip().lower() if m else ""
+    base = re.sub(r"[(\[][^)\]]*[)\]]", "", name).strip().lower()
+    return re.sub(r"[\s\-]+", "_", base), units
+
+
+def _read_table(text: str, path, fmt: str, energy_col, mu_col) -> MeasuredSpectrum:
+    comments, header, rows, comma = [], None, [], False
+    for n, line in enumerate(text.lstrip("\ufeff").splitlines(), 1):
+        s = line.strip()
+        if not s:
+            continue
+        if s[0] in "#%!":
+            comments.append(s)
+            continue
+        toks = _split(s)
+        try:
+            vals = [float(t) for t in toks]
+        except ValueError:
+            if not rows and header is None and fmt == "columns":
+                header, comma = toks, "," in s
+                continue
+            _fail(path, f"line {n} is not numeric data ({s[:40]!r}); remove it or comment it out with '#'")
+        if rows and len(vals) != len(rows[0]):
+            _fail(path, f"line {n} has {len(vals)} columns but the first data line has {len(rows[0])}; fix the ragged rows")
+        comma = comma or "," in s
+        rows.append(vals)
+    if not rows:
+        _fail(path, "has no numeric data rows; give a file with energy and mu columns")
+    data = np.asarray(rows, dtype=float)
+    ncol = data.shape[1]
+    meta: dict = {}
+    absorber = edge = None
+    units = [""] * ncol
+    names: list[str] | None = None
+    if fmt == "xdi":
+        fields = {}
+        for c in comments:
+            m = re.match(r"#\s*([A-Za-z]\w*\.[\w.\-]+)\s*:\s*(.*)$", c)
+            if m:
+                fields.setdefault(m.group(1).lower(), m.group(2).strip())
+        names = [f"column {i + 1}" for i in range(ncol)]
+        for key, val in fields.items():
+            m = re.fullmatch(r"column\.(\d+)", key)
+            if m and 1 <= int(m.group(1)) <= ncol and val:
+                parts = val.split()
+                names[int(m.group(1)) - 1] = parts[0]
+                units[int(m.group(1)) - 1] = " ".join(parts[1:]).lower()
+        if not any(k.startswith("column.") for k in fields) and comments:
+            toks = comments[-1].lstrip("#").split()
+            names = toks if len(toks) == ncol else names
+        absorber = fields.get("element.symbol") or None
+        edge = fields.get("element.edge") or None
+        meta.update(xdi=fields, temperature=fields.get("sample.temperature"), beamline=fields.get("beamline.name"),
+                    sample=fields.get("sample.name") or fields.get("sample.formula"))
+    elif fmt == "feff-xmu":
+        for c in comments:
+            m = re.match(r"#\s*(omega\s+e\s+k\s+mu\s+mu0\s+chi)\b", c, re.I)
+            if m:
+                names = m.group(1).lower().split()
+            m = re.search(r"Abs\s+Z=\s*(\d+).*?\b(K|L\d|M\d)\s+shell", c)
+            if m and 0 < int(m.group(1)) <= len(_SYMBOLS):
+                absorber, edge = _SYMBOLS[int(m.group(1)) - 1], m.group(2)
+        if names is None or len(names) != ncol:
+            _fail(path, f"looks like FEFF xmu.dat but has {ncol} columns, not 6 (omega e k mu mu0 chi); {_COL_HINT}")
+        meta["feff_header"] = [c for c in comments if "feff" in c.lower()][:1]
+    else:
+        if header is None and comments:
+            toks = _split(comments[-1].lstrip("#%!").strip())
+            if len(toks) == ncol and not all(re.fullmatch(r"[-+.\deE]+", t) for t in toks):
+                header = toks
+        if header is not None and len(header) != ncol:
+            _fail(path, f"the header names {len(header)} columns but the data has {ncol}; fix the header or {_COL_HINT}")
+        if header is not None:
+            names = header
+            units = [_norm_name(h)[1] for h in header]
+    meta["columns"] = list(names) if names else None
+    kind = "csv" if fmt == "columns" and comma else fmt
+    lookup = {}
+    for i, nm in enumerate(names or []):
+        lookup.setdefault(nm.lower(), i)
+        lookup.setdefault(_norm_name(nm)[0], i)
+
+    def pick(req, what):
+        if isinstance(req, (int, np.integer)) or (isinstance(req, str) and req.strip().isdigit()):
+            i = int(req)
+            if not 1 <= i <= ncol:
+                _fail(path, f"{what} column {i} does not exist: the file has {ncol} columns (numbers start at 1)")
+            return i - 1
+        key = str(req).strip().lower()
+        if key not in lookup and _norm_name(key)[0] not in lookup:
+            _fail(path, f"no column named {req!r} for {what}; columns are: {', '.join(names) if names else f'{ncol} unnamed'}")
+        return lookup.get(key, lookup.get(_norm_name(key)[0]))
+
+    ie = pick(energy_col, "energy") if energy_col is not None else None
+    im = pick(mu_col, "mu") if mu_col is not None else None
+    mu_source = None
+    if im is not None:
+        mu = data[:, im]
+        mu_source = names[im] if names else f"column {im + 1}"
+    if ie is None:
+        ie = next((lookup[n] for n in _ENERGY_NAMES if n in lookup), None)
+        if ie is None and "angle" in lookup:
+            _fail(path, "gives the monochromator angle, not energy; convert it to energy in eV first (e.g. with Athena or larch)")
+        if ie is None and ncol == 2 and im is not None:
+            ie = 1 - im
+        if ie is None and ncol == 2 and names is None:
+            ie = 0
+        if ie is None:
+            cols = f"columns are: {', '.join(names)}" if names else f"{ncol} unnamed columns"
+            _fail(path, f"cannot tell which column is energy ({cols}); {_COL_HINT}")
+    if im is None:
+        im = next((lookup[n] for n in _MU_NAMES if n in lookup and lookup[n] != ie), None)
+        if im is not None:
+            mu, mu_source = data[:, im], names[im]
+        elif {"i0", "itrans"} <= lookup.keys():
+            with np.errstate(all="ignore"):
+                mu = np.log(data[:, lookup["i0"]] / data[:, lookup["itrans"]])
+            mu_source = "ln(i0/itrans)"
+        elif {"i0", "ifluor"} <= lookup.keys():
+            with np.errstate(all="ignore"):
+                mu = data[:, lookup["ifluor"]] / data[:, lookup["i0"]]
+            mu_source = "ifluor/i0"
+        else:
+            im = next((lookup[n] for n in _NORM_NAMES if n in lookup and lookup[n] != ie), None)
+            if im is None and ncol == 2:
+                im = 1 - ie
+            if im is None:
+                cols = f"columns are: {', '.join(names)}" if names else f"{ncol} unnamed columns"
+                _fail(path, f"no mu column and no i0 with itrans or ifluor to compute it ({cols}); {_COL_HINT}")
+            mu = data[:, im]
+            mu_source = names[im] if names else f"column {im + 1}"
+    if fmt == "feff-xmu" and mu_source == "mu":
+        mu_source = "xmu.dat mu"
+    energy = data[:, ie].copy()
+    emin, emax = (float(np.nanmin(energy)), float(np.nanmax(energy))) if np.isfinite(energy).any() else (0, 0)
+    if units[ie].startswith("kev") or (0 < emin and emax < 100):
+        energy *= 1000.0
+        meta["energy_converted"] = "keV -> eV"
+    _check(path, energy, mu, f"mu ({mu_source})")
+    return MeasuredSpectrum(name=Path(path).name, path=str(path), group=None, energy=energy,
+                            mu=np.asarray(mu, dtype=float), absorber=absorber, edge=edge, kind=kind,
+                            mu_source=mu_source, energy_shift_ev=0.0, meta=meta)
+
+
+def _check(where, energy: np.ndarray, mu: np.ndarray, what: str = "mu") -> None:
+    """Refuse too few points, non-finite values, unsorted or repeated energies and a narrow range."""
+    n = len(energy)
+    if n < MIN_POINTS:
+        _fail(where, f"has {n} data points; at least {MIN_POINTS} are needed")
+    for arr, label in ((energy, "energy"), (mu, what)):
+        bad = np.flatnonzero(~np.isfinite(arr))
+        if bad.size:
+            _fail(where, f"{label} has {bad.size} NaN/inf values (first at data row {bad[0] + 1}); remove or fix those rows")
+    step = np.diff(energy)
+    if (step < 0).all():
+        _fail(where, "energies decrease; sort the rows by increasing energy")
+    if (step < 0).any():
+        i = int(np.flatnonzero(step < 0)[0])
+        _fail(where, f"energies are not increasing ({energy[i + 1]:g} eV after {energy[i]:g} eV at data row {i + 2}); sort the rows by energy")
+    if (step == 0).any():
+        i = int(np.flatnonzero(step == 0)[0])
+        _fail(where, f"energy {energy[i]:g} eV is repeated (data rows {i + 1} and {i + 2}); remove or average repeated points")
+    if energy[-1] - energy[0] < MIN_RANGE_EV:
+        _fail(where, f"covers only {energy[-1] - energy[0]:.1f} eV; at least {MIN_RANGE_EV:g} eV around the edge is needed")
+
+
+# ----------------------------------------------------------------------------------------------
+# Athena project files
+# ----------------------------------------------------------------------------------------------
+
+_PERL_TOKEN = re.compile(r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|(=>|[\[\](){},])|([^\s'"\[\](){},;=]+)|[\s;=]+""", re.S)
+
+
+def _perl_literal(text: str):
+    """Parse one Perl literal (list, hash, ``bless(...)``, string, bare word) without evaluating it.
+
+    Lists become Python lists, hashes dicts, ``bless(X, 'Class')`` becomes ``X``, ``undef`` None;
+    every scalar stays a string.
+    """
+    toks = []
+    for m in _PERL_TOKEN.finditer(text):
+        if m.group(1) is not None:
+            toks.append(("s", re.sub(r"\\([\\'])", r"\1", m.group(1))))
+        elif m.group(2) is not None:
+            s = re.sub(r"\\x\{([0-9a-fA-F]+)\}", lambda h: chr(int(h.group(1), 16)), m.group(2))
+            toks.append(("s", re.sub(r"\\(.)", lambda e: {"n": "\n", "t": "\t"}.get(e.group(1), e.group(1)), s)))
+        elif m.group(3) is not None:
+            toks.append(("p", m.group(3)))
+        elif m.group(4) is not None:
+            toks.append(("w", m.group(4)))
+
+    def value(i):
+        kind, tok = toks[i]
+        if kind == "s":
+            return tok, i + 1
+        if kind == "w" and tok == "bless" and i + 1 < len(toks) and toks[i + 1] == ("p", "("):
+            items, i = value(i + 1)
+            return (items[0] if items else None), i
+        if kind == "w":
+            return (None if tok == "undef" else tok), i + 1
+        if tok in "([{":
+            close = {"(": ")", "[": "]", "{": "}"}[tok]
+            items, i = [], i + 1
+            while toks[i] != ("p", close):
+                if toks[i][0] == "p" and toks[i][1] in (",", "=>"):
+                    i += 1
+                    continue
+                item, i = value(i)
+                items.append(item)
+            if tok == "{":
+                return dict(zip(items[::2], items[1::2])), i + 1
+            return items, i + 1
+        raise ValueError(f"unexpected {tok!r}")
+
+    if not toks:
+        raise ValueError("empty literal")
+    return value(0)[0]
+
+
+def _flag(value) -> bool:
+    try:
+        return float(value or 0) != 0
+    except (TypeError, ValueError):
+        return False
+
+
+def _athena_records(text: str, path) -> list[dict]:
+    """Raw groups of an Athena project: ``{'old_group', 'args': dict, 'x', 'y', ...}`` each."""
+    if "____header" in text[:500]:
+        try:
+            data = json.loads(text)
+            return [{"old_group": key, **data[key], "args": dict(data[key].get("args", {}))}
+                    for key in data.get("_____order", [])]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            _fail(path, "is a damaged larch (JSON) Athena project; re-save it from Athena or larch")
+    records, cur = [], {}
+    for n, line in enumerate(text.split("\n"), 1):  # not splitlines(): quoted strings may hold a bare \r
+        try:
+            if line.startswith("$old_group"):
+                cur = {"old_group": _perl_literal(line.split("=", 1)[1])}
+            elif line.startswith("@args"):
+                items = _perl_literal(line.split("=", 1)[1])
+                cur["args"] = dict(zip(items[::2], items[1::2]))
+            elif re.match(r"@(x|y|i0|signal|stddev)\s*=", line):
+                key, rhs = line[1:].split("=", 1)
+                inner = rhs.strip().rstrip(";").strip().lstrip("(").rstrip(")")
+                cur[key.strip()] = np.array([float(t.strip().strip("'\"")) for t in inner.split(",") if t.strip()])
+            elif line.startswith("[record]"):
+                records.append(cur)
+                cur = {}
+        except (ValueError, IndexError):
+            _fail(path, f"line {n} of the Athena project cannot be parsed; re-save the project from Athena")
+    return records
+
+
+def _read_athena(text: str, path, groups: Sequence[str] | None) -> list[MeasuredSpectrum]:
+    records = _athena_records(text, path)
+    if not records:
+        _fail(path, "is an Athena project without any groups")
+    labels = [str(r.get("args", {}).get("label") or r.get("old_group") or f"group {i + 1}") for i, r in enumerate(records)]
+    if groups is not None:
+        chosen = []
+        for want in groups:
+            hits = [i for i, lab in enumerate(labels) if lab == want] or \
+                   [i for i, lab in enumerate(labels) if lab.strip().lower() == str(want).strip().lower()]
+            if not hits:
+                _fail(path, f"no group labelled {want!r}; the project has: {', '.join(repr(lab) for lab in labels)}")
+            chosen += [i for i in hits if i not in chosen]
+    else:
+        chosen = list(range(len(records)))
+    out, skipped, seen = [], {}, {}
+    header = [ln.lstrip("# ").strip() for ln in text.splitlines()[:4] if ln.startswith("#")]
+    for i in chosen:
+        rec, label = records[i], labels[i]
+        args = rec.get("args", {})
+        where = f"{path} (group {label!r})"
+        not_mu = [k for k in _NOT_MU if _flag(args.get(k))]
+        if not _flag(args.get("is_xmu", 1)) or not_mu:
+            reason = f"not mu(E): {', '.join(not_mu) or 'is_xmu=0'}"
+            if groups is not None:
+                _fail(where, f"is {reason}; choose a mu(E) group")
+            skipped[label] = reason
+            continue
+        try:
+            shift = float(args.get("bkg_eshift") or 0.0)
+            if "x" not in rec or "y" not in rec or len(rec["x"]) != len(rec["y"]):
+                _fail(where, "has no energy/mu arrays of equal length; re-save the project from Athena")
+            energy = np.asarray(rec["x"], dtype=float) + shift
+            _check(where, energy, np.asarray(rec["y"], dtype=float))
+        except (XanesdbUserError, ValueError) as exc:
+            if groups is not None:
+                raise
+            skipped[label] = str(exc).replace(f"{where}: ", "")
+            continue
+        z = args.get("bkg_z") or args.get("z")
+        z = _SYMBOLS[int(z) - 1] if str(z).isdigit() and 0 < int(z) <= len(_SYMBOLS) else (z or None)
+        edge = args.get("fft_edge") or args.get("edge") or None
+        meta = {"athena_old_group": rec.get("old_group"), "project_header": header,
+                "is_nor": _flag(args.get("is_nor")), "is_merge": args.get("is_merge") or None,
+                "titles": args.get("titles") or [], "xmu_string": args.get("xmu_string") or None,
+                "original_file": args.get("file") or None, "skipped_groups": skipped,
+                "absorber_source": "Athena bkg_z: Athena guesses it from e0 unless the user set it (can be wrong)"}
+        for key in ("e0", "step", "pre1", "pre2", "nor1", "nor2", "nnorm", "fixstep"):
+            try:
+                meta[f"athena_{'edge_step' if key == 'step' else key}"] = float(args[f"bkg_{key}"])
+            except (KeyError, TypeError, ValueError):
+                pass
+        seen[label] = seen.get(label, 0) + 1  # a label used twice in a project: "file:label#2"
+        name = f"{Path(path).name}:{label}" + (f"#{seen[label]}" if seen[label] > 1 else "")
+        out.append(MeasuredSpectrum(name=name, path=str(path), group=label, energy=energy,
+                                    mu=np.asarray(rec["y"], dtype=float), absorber=str(z) if z else None,
+                                    edge=str(edge).upper() if edge else None, kind="athena",
+                                    mu_source="athena stored mu (@y)", energy_shift_ev=shift, meta=meta))
+    if not out:
+        _fail(path, f"has no readable mu(E) group ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
+    return out
