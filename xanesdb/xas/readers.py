@@ -337,7 +337,7 @@ def _read_table(text: str, path, fmt: str, energy_col, mu_col) -> MeasuredSpectr
         mu_source = "xmu.dat mu"
     energy = data[:, ie].copy()
     emin, emax = (float(np.nanmin(energy)), float(np.nanmax(energy))) if np.isfinite(energy).any() else (0, 0)
-    if units[ie].startswith("kev") or (0 < emin and emax < 100):
+    if units[ie].startswith("kev") or (units[ie] != "ev" and 0 < emin and emax < 100):
         energy *= 1000.0
         meta["energy_converted"] = "keV -> eV"
     _check(path, energy, mu, f"mu ({mu_source})")
@@ -372,7 +372,7 @@ def _check(where, energy: np.ndarray, mu: np.ndarray, what: str = "mu") -> None:
 # Athena project files
 # ----------------------------------------------------------------------------------------------
 
-_PERL_TOKEN = re.compile(r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|(=>|[\[\](){},])|([^\s'"\[\](){},;=]+)|[\s;=]+""", re.S)
+_PERL_TOKEN = re.compile(r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|(=>|[\[\](){},])|([^\s'"\[\](){},;=]+)|[\s;]+|=(?!>)""", re.S)
 
 
 def _perl_literal(text: str):

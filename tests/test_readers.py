@@ -1,0 +1,332 @@
+"""Readers of measured spectra (xanesdb.xas.readers) against the dev set and xraylarch's output.
+
+``tests/test_data/measured/larch_reference.json`` was written by ``scripts/make_reader_fixture.py``
+with xraylarch (not a xanesdb dependency): larch's energies there are WITHOUT Athena's bkg_eshift,
+ours have it added, so the comparison subtracts it. Malformed inputs are small files in tmp_path.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xanesdb.platform.errors import XanesdbUserError
+from xanesdb.xas import readers
+from xanesdb.xas.readers import MeasuredSpectrum, detect_format, read_spectra
+
+TEST_DATA = Path(__file__).resolve().parent / "test_data"
+LARCH = json.loads((TEST_DATA / "measured" / "larch_reference.json").read_text())
+XMU_DAT = TEST_DATA / "feff" / "CuO_Cu_K_fast" / "outputs" / "xmu.dat"
+OPTIONS_HINT = ("--energy-col", "--mu-col")
+
+
+@pytest.fixture
+def dev(shared_data) -> Path:
+    return shared_data / "experimental_dev"
+
+
+def _labels(dev: Path) -> list[dict]:
+    return json.loads((dev / "labels.json").read_text())
+
+
+def _refused(path, match: str = "", **kw) -> str:
+    """Read ``path`` expecting a one-line XanesdbUserError that names the file; return the message."""
+    with pytest.raises(XanesdbUserError) as exc:
+        read_spectra(path, **kw)
+    msg = str(exc.value)
+    assert "\n" not in msg and "\r" not in msg, msg
+    assert str(path) in msg, msg
+    assert match.lower() in msg.lower(), msg
+    return msg
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def _rows(n=40, e0=7100.0, step=1.0, ncol=2) -> list[list[float]]:
+    return [[e0 + i * step] + [1.0 + 0.01 * i + c for c in range(ncol - 1)] for i in range(n)]
+
+
+def _csv(rows, header=None, sep=",") -> str:
+    lines = [sep.join(header)] if header else []
+    return "\n".join(lines + [sep.join(f"{v:.6f}" for v in r) for r in rows]) + "\n"
+
+
+# --- Athena projects ------------------------------------------------------------------------------
+
+def test_every_labelled_group_found_by_label_with_its_shift(dev):
+    larch = {(r["file"], r.get("label")): r for r in LARCH["athena"]}
+    records = _labels(dev)
+    assert len(records) == 48
+    for rec in records:
+        (s,) = read_spectra(dev / rec["athena_file"], groups=[rec["athena_group"]])
+        assert isinstance(s, MeasuredSpectrum) and s.kind == "athena"
+        assert s.group == rec["athena_group"]
+        assert s.name == f"{Path(rec['athena_file']).name}:{rec['athena_group']}"
+        assert s.energy_shift_ev == pytest.approx(rec["energy_shift_ev"], abs=1e-9)
+        ref = larch[(rec["athena_file"], rec["athena_group"])]
+        assert len(s.energy) == ref["n"]
+        # larch leaves the shift out of its energies; ours has it added
+        assert s.energy[0] == pytest.approx(ref["energy_first"] + rec["energy_shift_ev"], abs=1e-6)
+        assert s.energy[-1] == pytest.approx(ref["energy_last"] + rec["energy_shift_ev"], abs=1e-6)
+        assert s.energy.dtype == np.float64 and np.all(np.diff(s.energy) > 0)
+        if rec["athena_group"] == "V_XANES_V2O3_standard.001":
+            # Athena guessed La L3 from e0 (~5474.5 eV) and stored it as bkg_z/fft_edge; it is V K
+            assert (s.absorber, s.edge) == ("La", "L3")
+        else:
+            assert (s.absorber, s.edge) == (rec["absorber"], "K")
+
+
+def test_mn3o4_carries_its_19_ev_shift(dev):
+    (s,) = read_spectra(dev / "athena" / "Mn.prj", groups=["Mn3O4"])
+    assert s.energy_shift_ev == pytest.approx(19.1)
+    assert s.meta["athena_e0"] == pytest.approx(6547.106)
+    assert s.energy[0] < s.meta["athena_e0"] < s.energy[-1]
+
+
+def test_every_athena_group_matches_larch(dev):
+    by_file = defaultdict(dict)
+    for r in LARCH["athena"]:
+        by_file[r["file"]][r["old_group"]] = r
+    total = 0
+    for rel, ref in sorted(by_file.items()):
+        ours = {s.meta["athena_old_group"]: s for s in read_spectra(dev / rel)}
+        total += len(ours)
+        larch_mu = {k for k, r in ref.items() if r["larch_kind"] == "mu"}
+        if rel == "athena/NiO.prj":
+            # larch keeps only the last of groups sharing a label ('NiO.000', '  Ref NiO.000' twice)
+            assert set(ours) - larch_mu == {"naqow", "sdhhl"}
+            assert read_spectra(dev / rel, groups=["NiO.000"])[1].name == "NiO.prj:NiO.000#2"
+        else:
+            assert set(ours) == larch_mu, rel
+        for key in larch_mu:
+            s, r = ours[key], ref[key]
+            assert s.group == r["label"]
+            assert s.energy_shift_ev == pytest.approx(r["bkg_eshift"], abs=1e-12)
+            assert len(s.energy) == r["n"]
+            np.testing.assert_allclose(s.energy[[0, -1]] - s.energy_shift_ev,
+                                       [r["energy_first"], r["energy_last"]], rtol=0, atol=1e-6)
+            np.testing.assert_allclose(s.mu[r["sample_index"]], r["mu_samples"], rtol=1e-12, atol=0)
+            assert s.mu.sum() == pytest.approx(r["mu_sum"], rel=1e-9)
+        chi = {k for k, r in ref.items() if r["larch_kind"] == "chi"}
+        if chi:
+            skipped = next(iter(ours.values())).meta["skipped_groups"]
+            assert set(skipped) == {ref[k]["label"] for k in chi} and all("is_chi" in v for v in skipped.values())
+    assert total == 248  # 253 groups, 5 of them chi(k)
+
+
+def test_athena_group_selection_errors(dev):
+    prj = dev / "athena" / "eutio3.prj"
+    msg = _refused(prj, "no group labelled 'Hematite'", groups=["Hematite"])
+    assert "'tieu_015'" in msg  # the available labels are listed
+    _refused(prj, "is_chi", groups=["ti015"])
+    _refused(prj, "select groups", mu_col="mu")
+
+
+def test_handmade_perl_project_with_shift_chi_group_and_odd_strings(tmp_path):
+    e = ", ".join(f"'{7000 + i}'" for i in range(30))
+    y = ", ".join(f"'{0.1 * i}'" for i in range(30))
+    text = (
+        "# Athena project file -- Demeter version 0.9.26\n\n"
+        "$old_group = 'abcde';\n"
+        "@args = ('label','it\\'s \\'odd\\' => [x]','bkg_eshift','-2.5','bkg_z','26','fft_edge','k',"
+        "'titles',['system(\"rm -rf /\")'],'xdi_beamline',{'name' => {'a' => undef}},'is_xmu',1);\n"
+        f"@x = ({e});\n@y = ({y});\n[record]\n\n"
+        "$old_group = 'fghij';\n@args = ('label','chi data','is_chi',1,'is_xmu',0);\n"
+        f"@x = ({e});\n@y = ({y});\n[record]\n\n1;\n"
+    )
+    prj = tmp_path / "hand.prj"
+    prj.write_bytes(gzip.compress(text.encode()))
+    assert detect_format(prj) == "athena"
+    (s,) = read_spectra(prj)
+    assert s.group == "it's 'odd' => [x]" and s.absorber == "Fe" and s.edge == "K"
+    assert s.energy[0] == 6997.5 and s.energy_shift_ev == -2.5
+    assert s.meta["titles"] == ['system("rm -rf /")']
+    assert s.meta["skipped_groups"] == {"chi data": "not mu(E): is_chi"}
+
+
+def test_larch_json_flavour(tmp_path):
+    prj = _write(tmp_path, "json.prj", json.dumps({
+        "_____header1": "# Athena project file -- Demeter version 0.9.26 (larch JSON)",
+        "_____journal": [], "_____order": ["grp1"],
+        "grp1": {"args": {"label": "Sample A", "bkg_eshift": "1.5", "bkg_z": "Mn", "fft_edge": "K", "bkg_e0": "6550"},
+                 "x": [6500.0 + i for i in range(40)], "y": [0.01 * i for i in range(40)]}}))
+    (s,) = read_spectra(prj, groups=["sample a"])
+    assert (s.group, s.absorber, s.energy[0], s.meta["athena_e0"]) == ("Sample A", "Mn", 6501.5, 6550.0)
+
+
+def test_perl_literal_parser():
+    value = readers._perl_literal(
+        "bless( {'a' => ['1', 2, undef], 'b' => {'c' => \"x\\x{e9}\\\"y\"}}, 'Xray::XDI' );")
+    assert value == {"a": ["1", "2", None], "b": {"c": 'x\u00e9"y'}}
+
+
+# --- XDI ------------------------------------------------------------------------------------------
+
+def test_xdi_files_match_larch(dev):
+    for ref in LARCH["xdi"]:
+        (s,) = read_spectra(dev / ref["file"])
+        assert s.kind == "xdi" and s.group is None and s.name == Path(ref["file"]).name
+        assert s.mu_source == "ln(i0/itrans)"
+        assert (s.absorber, s.edge) == (ref["element"], ref["edge"])
+        assert len(s.energy) == ref["n"]
+        assert s.energy[[0, -1]].tolist() == pytest.approx([ref["energy_first"], ref["energy_last"]], abs=1e-6)
+        np.testing.assert_allclose(s.mu[ref["sample_index"]], ref["mu_samples"], rtol=1e-9)
+        assert s.meta["columns"] == ref["array_labels"]
+    (cdo,) = read_spectra(dev / "xdi" / "CdO_10K_01.xdi")
+    assert cdo.meta["temperature"] == "10K" and cdo.meta["beamline"] == "SSRL 4-3"
+
+
+def test_xdi_reference_channel_only_when_named(dev):
+    path = dev / "xdi" / "Cu2S_13K_01.xdi"
+    data = np.loadtxt(path)
+    (s,) = read_spectra(path)
+    np.testing.assert_allclose(s.mu, np.log(data[:, 1] / data[:, 2]))
+    (r,) = read_spectra(path, mu_col="irefer")
+    assert r.mu_source == "irefer"
+    np.testing.assert_allclose(r.mu, data[:, 3])
+
+
+def _six_column_xdi(dev, tmp_path, names: list[str]) -> tuple[Path, np.ndarray]:
+    """Cu2S_13K_01.xdi rewritten with six named columns (the old reader took column 4 as mu)."""
+    data = np.loadtxt(dev / "xdi" / "Cu2S_13K_01.xdi")
+    mutrans = np.log(data[:, 1] / data[:, 2])
+    six = np.column_stack([data, data[:, 1] * 0.5, mutrans])
+    head = ["# XDI/1.0", *[f"# Column.{i + 1}: {n}" for i, n in enumerate(names)],
+            "# Element.symbol: Cu", "# Element.edge: K", "#----", "# " + " ".join(n.split()[0] for n in names)]
+    path = _write(tmp_path, "six.xdi", "\n".join(head) + "\n" + "\n".join(" ".join(map(str, r)) for r in six) + "\n")
+    return path, six
+
+
+def test_six_column_xdi_with_irefer_is_not_read_as_xmu_dat(dev, tmp_path):
+    path, six = _six_column_xdi(dev, tmp_path, ["energy eV", "i0", "itrans", "irefer", "ifluor", "mutrans"])
+    assert detect_format(path) == "xdi"
+    (s,) = read_spectra(path)
+    assert s.mu_source == "mutrans" and s.kind == "xdi"
+    np.testing.assert_allclose(s.mu, six[:, 5])
+    assert not np.allclose(s.mu, six[:, 3])
+    path, six = _six_column_xdi(dev, tmp_path, ["energy eV", "i0", "itrans", "irefer", "i2", "other"])
+    (s,) = read_spectra(path)
+    assert s.mu_source == "ln(i0/itrans)"
+    np.testing.assert_allclose(s.mu, np.log(six[:, 1] / six[:, 2]))
+
+
+def test_xdi_kev_fluorescence_angle_and_no_mu(tmp_path):
+    rows = [[7.1 + 0.001 * i, 1000.0, 50.0 + i] for i in range(40)]
+    body = "\n".join(" ".join(map(str, r)) for r in rows) + "\n"
+    (s,) = read_spectra(_write(tmp_path, "f.xdi", "# XDI/1.0\n# Column.1: energy keV\n# Column.2: i0\n"
+                                                  "# Column.3: ifluor\n#----\n" + body))
+    assert s.mu_source == "ifluor/i0" and s.energy[0] == pytest.approx(7100.0)
+    _refused(_write(tmp_path, "a.xdi", "# XDI/1.0\n# Column.1: angle deg\n# Column.2: i0\n# Column.3: itrans\n" + body),
+             "angle")
+    _refused(_write(tmp_path, "r.xdi", "# XDI/1.0\n# Column.1: energy eV\n# Column.2: i0\n# Column.3: irefer\n" + body),
+             "no mu column")
+
+
+# --- FEFF xmu.dat ---------------------------------------------------------------------------------
+
+def test_feff_xmu_dat_by_header():
+    assert detect_format(XMU_DAT) == "feff-xmu"
+    (s,) = read_spectra(XMU_DAT)
+    data = np.loadtxt(XMU_DAT)
+    assert (s.kind, s.mu_source, s.absorber, s.edge) == ("feff-xmu", "xmu.dat mu", "Cu", "K")
+    np.testing.assert_array_equal(s.energy, data[:, 0])
+    np.testing.assert_array_equal(s.mu, data[:, 3])
+
+
+def test_six_columns_without_feff_header_are_not_xmu_dat(tmp_path):
+    path = _write(tmp_path, "six.dat", _csv(_rows(ncol=6), sep=" "))
+    assert detect_format(path) == "columns"
+    msg = _refused(path, "cannot tell which column is energy")
+    assert all(opt in msg for opt in OPTIONS_HINT)
+
+
+# --- CSV / whitespace columns ---------------------------------------------------------------------
+
+def test_csv_with_names_and_units(tmp_path):
+    rows = _rows(ncol=3)
+    (s,) = read_spectra(_write(tmp_path, "n.csv", _csv(rows, ["Energy (eV)", "I0", "xmu"])))
+    assert (s.kind, s.mu_source) == ("csv", "xmu")
+    np.testing.assert_allclose(s.energy, [r[0] for r in rows])
+    kev = [[r[0] / 1000.0, r[1]] for r in rows]
+    (k,) = read_spectra(_write(tmp_path, "k.csv", _csv(kev, ["energy [keV]", "norm"])))
+    assert k.energy[0] == pytest.approx(7100.0) and k.meta["energy_converted"] == "keV -> eV"
+
+
+def test_two_unnamed_columns_and_commented_header(tmp_path):
+    (s,) = read_spectra(_write(tmp_path, "two.dat", _csv(_rows(), sep="  ")))
+    assert (s.kind, s.mu_source, s.energy[0]) == ("columns", "column 2", 7100.0)
+    (c,) = read_spectra(_write(tmp_path, "c.dat", "# energy i0 itrans\n" + _csv(_rows(ncol=3), sep=" ")))
+    assert c.mu_source == "ln(i0/itrans)"
+
+
+def test_ambiguous_columns_refused_with_the_option_names(tmp_path):
+    path = _write(tmp_path, "three.csv", _csv(_rows(ncol=3)))
+    msg = _refused(path, "cannot tell which column is energy")
+    assert all(opt in msg for opt in OPTIONS_HINT)
+    msg = _refused(_write(tmp_path, "names.csv", _csv(_rows(ncol=3), ["energy", "foo", "bar"])), "no mu column")
+    assert "foo, bar" in msg and all(opt in msg for opt in OPTIONS_HINT)
+
+
+def test_explicit_columns_by_name_and_number(tmp_path):
+    rows = _rows(ncol=3)
+    path = _write(tmp_path, "three.csv", _csv(rows, ["a", "b", "c"]))
+    for e, m in (("a", "c"), (1, 3), ("1", "3"), ("A", 3)):
+        (s,) = read_spectra(path, energy_col=e, mu_col=m)
+        np.testing.assert_allclose(s.mu, [r[2] for r in rows])
+    (u,) = read_spectra(_write(tmp_path, "u.csv", _csv(rows)), energy_col=1, mu_col=2)
+    assert u.mu_source == "column 2"
+    assert "columns are: a, b, c" in _refused(path, "no column named 'zz'", energy_col="a", mu_col="zz")
+    _refused(path, "column 4 does not exist", energy_col=1, mu_col=4)
+
+
+# --- malformed input ------------------------------------------------------------------------------
+
+def test_file_level_refusals(tmp_path, monkeypatch):
+    _refused(tmp_path / "missing.csv", "not found")
+    _refused(tmp_path, "directory")
+    _refused(_write(tmp_path, "empty.csv", ""), "empty")
+    _refused(_write(tmp_path, "blank.csv", "  \n\n"), "empty")
+    binary = tmp_path / "x.bin"
+    binary.write_bytes(bytes(range(256)) * 10)
+    _refused(binary, "binary")
+    bad_gz = tmp_path / "bad.prj"
+    bad_gz.write_bytes(b"\x1f\x8b\x08\x00garbage")
+    _refused(bad_gz, "gzip")
+    big = _write(tmp_path, "big.csv", _csv(_rows()))
+    monkeypatch.setattr(readers, "MAX_FILE_BYTES", 100)
+    _refused(big, "limit")
+    _refused(_write(tmp_path, "comments.csv", "# only\n# comments\n"), "no numeric data")
+
+
+@pytest.mark.parametrize("case, rows, match", [
+    ("few", _rows(n=9), "9 data points"),
+    ("nan", [[7100 + i, float("nan") if i == 5 else 1.0] for i in range(40)], "nan/inf"),
+    ("inf", [[7100 + i, float("inf") if i == 5 else 1.0] for i in range(40)], "nan/inf"),
+    ("nan_energy", [[float("nan") if i == 3 else 7100 + i, 1.0] for i in range(40)], "energy has 1 nan"),
+    ("descending", _rows()[::-1], "energies decrease"),
+    ("unsorted", _rows()[:20] + _rows()[10:11] + _rows()[20:], "not increasing"),
+    ("repeated", _rows()[:20] + _rows()[19:], "repeated"),
+    ("narrow", _rows(n=40, step=0.25), "covers only 9.8 ev"),
+])
+def test_data_refusals(tmp_path, case, rows, match):
+    _refused(_write(tmp_path, f"{case}.csv", _csv(rows, ["energy", "mu"]).replace("nan", "NaN")), match)
+
+
+def test_non_numeric_and_ragged_rows(tmp_path):
+    text = _csv(_rows(), ["energy", "mu"])
+    _refused(_write(tmp_path, "word.csv", text.replace("7105.000000,", "7105.0x,")), "line 7 is not numeric")
+    _refused(_write(tmp_path, "ragged.csv", text + "7200,1.0,3.0\n"), "has 3 columns")
+    _refused(_write(tmp_path, "hdr.csv", _csv(_rows(), ["energy", "mu", "extra"])), "header names 3 columns")
+
+
+def test_groups_only_for_athena(tmp_path):
+    _refused(_write(tmp_path, "g.csv", _csv(_rows())), "group selection applies only", groups=["x"])
