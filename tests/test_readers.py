@@ -153,6 +153,16 @@ def test_handmade_perl_project_with_shift_chi_group_and_odd_strings(tmp_path):
     assert s.meta["skipped_groups"] == {"chi data": "not mu(E): is_chi"}
 
 
+def test_crlf_project_string_groups_and_damaged_args(tmp_path):
+    e = ",".join(f"'{7000 + i}'" for i in range(30))
+    text = ("# Athena project file -- Demeter version 0.9.26\r\n$old_group = 'a';\r\n"
+            "@args = ('label','G one','bkg_eshift','1');\r\n" f"@x = ({e});\r\n@y = ({e});\r\n[record]\r\n1;\r\n")
+    prj = _write(tmp_path, "crlf.prj", text)
+    assert read_spectra(prj, groups="g  one ".replace("  ", " "))[0].energy[0] == 7001.0
+    assert len(read_spectra(prj, groups=[])) == 1  # empty selection = every group
+    _refused(_write(tmp_path, "bad.prj", text.replace("'G one'", "'G one")), "line 3 of the athena project")
+
+
 def test_larch_json_flavour(tmp_path):
     prj = _write(tmp_path, "json.prj", json.dumps({
         "_____header1": "# Athena project file -- Demeter version 0.9.26 (larch JSON)",
@@ -301,6 +311,9 @@ def test_file_level_refusals(tmp_path, monkeypatch):
     bad_gz = tmp_path / "bad.prj"
     bad_gz.write_bytes(b"\x1f\x8b\x08\x00garbage")
     _refused(bad_gz, "gzip")
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_text(_csv(_rows(), ["energy", "mu"]), encoding="utf-16")
+    assert read_spectra(utf16)[0].mu_source == "mu"
     big = _write(tmp_path, "big.csv", _csv(_rows()))
     monkeypatch.setattr(readers, "MAX_FILE_BYTES", 100)
     _refused(big, "limit")

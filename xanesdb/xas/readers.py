@@ -101,7 +101,7 @@ def _read_text(path) -> str:
         _fail(path, "is a directory; give a spectrum file (XDI, Athena .prj, CSV or xmu.dat)")
     size = p.stat().st_size
     if size > MAX_FILE_BYTES:
-        _fail(path, f"is {size / 1e6:.0f} MB, over the {MAX_FILE_BYTES / 1e6:.0f} MB limit for a spectrum file; split it or give fewer groups")
+        _fail(path, f"is {size / 1e6:.1f} MB, over the {MAX_FILE_BYTES / 1e6:g} MB limit for a spectrum file; export only the spectra you need")
     raw = p.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         try:
@@ -110,7 +110,9 @@ def _read_text(path) -> str:
         except (OSError, EOFError):
             _fail(path, "is a damaged gzip file; re-save or re-download it")
         if len(raw) > MAX_FILE_BYTES:
-            _fail(path, f"unpacks to over {MAX_FILE_BYTES / 1e6:.0f} MB, the limit for a spectrum file")
+            _fail(path, f"unpacks to over {MAX_FILE_BYTES / 1e6:g} MB, the limit for a spectrum file")
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16 with BOM (some Windows exports)
+        raw = raw.decode("utf-16", errors="replace").encode("utf-8")
     if not raw.strip():
         _fail(path, "is empty; give a file with energy and mu data")
     head = raw[:65536]
@@ -165,7 +167,8 @@ def read_spectra(path, *, energy_col: str | int | None = None, mu_col: str | int
     energy_col, mu_col : str or int, optional
         Column name (case-insensitive) or 1-based column number; not for Athena projects.
     groups : sequence of str, optional
-        Athena group labels to read (default: every mu(E) group); only for Athena projects.
+        Athena group labels to read (exact, else case- and space-insensitive); default (None or
+        empty): every mu(E) group. Only for Athena projects.
 
     Returns
     -------
@@ -179,6 +182,7 @@ def read_spectra(path, *, energy_col: str | int | None = None, mu_col: str | int
     """
     text = _read_text(path)
     fmt = _detect(text)
+    groups = [groups] if isinstance(groups, str) else (list(groups) if groups else None)
     if fmt == "athena":
         if energy_col is not None or mu_col is not None:
             _fail(path, "is an Athena project: columns cannot be chosen there; select groups by label instead")
@@ -188,9 +192,6 @@ def read_spectra(path, *, energy_col: str | int | None = None, mu_col: str | int
     return [_read_table(text, path, fmt, energy_col, mu_col)]
 
 
-# ----------------------------------------------------------------------------------------------
-# column files: XDI, FEFF xmu.dat, CSV / whitespace
-# ----------------------------------------------------------------------------------------------
 
 def _split(line: str) -> list[str]:
     toks = [t.strip() for t in line.split(",")] if "," in line else line.split()
@@ -202,26 +203,24 @@ def _split(line: str) -> list[str]:
 def _norm_name(name: str) -> tuple[str, str]:
     """``'Energy (keV)'`` -> ``('energy', 'kev')``: lower-case name without units, and the units."""
     m = re.search(r"[(\[]\s*([^)\]]*)\s*[)\]]", name)
-    units = m.group(1).strip().lower() if m else ""
     base = re.sub(r"[(\[][^)\]]*[)\]]", "", name).strip().lower()
-    return re.sub(r"[\s\-]+", "_", base), units
+    return re.sub(r"[\s\-]+", "_", base), (m.group(1).strip().lower() if m else "")
 
 
-def _read_table(text: str, path, fmt: str, energy_col, mu_col) -> MeasuredSpectrum:
+def _parse_rows(text: str, path, fmt: str):
+    """Comment lines, the header line's names (plain column files only), numeric rows, comma-separated?"""
     comments, header, rows, comma = [], None, [], False
     for n, line in enumerate(text.lstrip("\ufeff").splitlines(), 1):
         s = line.strip()
-        if not s:
-            continue
-        if s[0] in "#%!":
-            comments.append(s)
+        if not s or s[0] in "#%!":
+            comments += [s] if s else []
             continue
         toks = _split(s)
         try:
             vals = [float(t) for t in toks]
         except ValueError:
             if not rows and header is None and fmt == "columns":
-                header, comma = toks, "," in s
+                header = toks
                 continue
             _fail(path, f"line {n} is not numeric data ({s[:40]!r}); remove it or comment it out with '#'")
         if rows and len(vals) != len(rows[0]):
@@ -230,12 +229,12 @@ def _read_table(text: str, path, fmt: str, energy_col, mu_col) -> MeasuredSpectr
         rows.append(vals)
     if not rows:
         _fail(path, "has no numeric data rows; give a file with energy and mu columns")
-    data = np.asarray(rows, dtype=float)
-    ncol = data.shape[1]
-    meta: dict = {}
-    absorber = edge = None
-    units = [""] * ncol
-    names: list[str] | None = None
+    return comments, header, np.asarray(rows, dtype=float), comma
+
+
+def _header(fmt: str, comments: list[str], header, ncol: int, path):
+    """Column names (None when the file gives none), their units, absorber, edge and metadata."""
+    names, units, absorber, edge, meta = None, [""] * ncol, None, None, {}
     if fmt == "xdi":
         fields = {}
         for c in comments:
@@ -246,104 +245,99 @@ def _read_table(text: str, path, fmt: str, energy_col, mu_col) -> MeasuredSpectr
         for key, val in fields.items():
             m = re.fullmatch(r"column\.(\d+)", key)
             if m and 1 <= int(m.group(1)) <= ncol and val:
-                parts = val.split()
-                names[int(m.group(1)) - 1] = parts[0]
-                units[int(m.group(1)) - 1] = " ".join(parts[1:]).lower()
-        if not any(k.startswith("column.") for k in fields) and comments:
-            toks = comments[-1].lstrip("#").split()
-            names = toks if len(toks) == ncol else names
-        absorber = fields.get("element.symbol") or None
-        edge = fields.get("element.edge") or None
-        meta.update(xdi=fields, temperature=fields.get("sample.temperature"), beamline=fields.get("beamline.name"),
-                    sample=fields.get("sample.name") or fields.get("sample.formula"))
+                names[int(m.group(1)) - 1], *rest = val.split()
+                units[int(m.group(1)) - 1] = " ".join(rest).lower()
+        last = comments[-1].lstrip("#").split() if comments else []
+        if not any(k.startswith("column.") for k in fields) and len(last) == ncol:
+            names = last  # no Column.N fields: the column-label line just above the data
+        absorber, edge = fields.get("element.symbol") or None, fields.get("element.edge") or None
+        meta = {"xdi": fields, "temperature": fields.get("sample.temperature"), "beamline": fields.get("beamline.name"),
+                "sample": fields.get("sample.name") or fields.get("sample.formula")}
     elif fmt == "feff-xmu":
         for c in comments:
-            m = re.match(r"#\s*(omega\s+e\s+k\s+mu\s+mu0\s+chi)\b", c, re.I)
-            if m:
-                names = m.group(1).lower().split()
+            if re.match(r"#\s*omega\s+e\s+k\s+mu\s+mu0\s+chi\b", c, re.I):
+                names = "omega e k mu mu0 chi".split()
             m = re.search(r"Abs\s+Z=\s*(\d+).*?\b(K|L\d|M\d)\s+shell", c)
             if m and 0 < int(m.group(1)) <= len(_SYMBOLS):
                 absorber, edge = _SYMBOLS[int(m.group(1)) - 1], m.group(2)
-        if names is None or len(names) != ncol:
+        if ncol != 6:
             _fail(path, f"looks like FEFF xmu.dat but has {ncol} columns, not 6 (omega e k mu mu0 chi); {_COL_HINT}")
-        meta["feff_header"] = [c for c in comments if "feff" in c.lower()][:1]
+        meta = {"feff_header": [c for c in comments if "feff" in c.lower()][:1]}
     else:
-        if header is None and comments:
-            toks = _split(comments[-1].lstrip("#%!").strip())
-            if len(toks) == ncol and not all(re.fullmatch(r"[-+.\deE]+", t) for t in toks):
-                header = toks
+        last = _split(comments[-1].lstrip("#%!").strip()) if comments else []
+        if header is None and len(last) == ncol and not all(re.fullmatch(r"[-+.\deE]+", t) for t in last):
+            header = last  # "# energy mu" just above the data
         if header is not None and len(header) != ncol:
             _fail(path, f"the header names {len(header)} columns but the data has {ncol}; fix the header or {_COL_HINT}")
         if header is not None:
-            names = header
-            units = [_norm_name(h)[1] for h in header]
-    meta["columns"] = list(names) if names else None
-    kind = "csv" if fmt == "columns" and comma else fmt
-    lookup = {}
+            names, units = header, [_norm_name(h)[1] for h in header]
+    return names, units, absorber, edge, meta
+
+
+def _choose(data: np.ndarray, names, energy_col, mu_col, path):
+    """Energy column index, mu array and how mu was obtained (see module docstring for the order)."""
+    ncol = data.shape[1]
+    cols = f"columns are: {', '.join(names)}" if names else f"{ncol} unnamed columns"
+    lookup: dict[str, int] = {}
     for i, nm in enumerate(names or []):
         lookup.setdefault(nm.lower(), i)
         lookup.setdefault(_norm_name(nm)[0], i)
 
     def pick(req, what):
-        if isinstance(req, (int, np.integer)) or (isinstance(req, str) and req.strip().isdigit()):
-            i = int(req)
-            if not 1 <= i <= ncol:
-                _fail(path, f"{what} column {i} does not exist: the file has {ncol} columns (numbers start at 1)")
-            return i - 1
-        key = str(req).strip().lower()
-        if key not in lookup and _norm_name(key)[0] not in lookup:
-            _fail(path, f"no column named {req!r} for {what}; columns are: {', '.join(names) if names else f'{ncol} unnamed'}")
-        return lookup.get(key, lookup.get(_norm_name(key)[0]))
+        if isinstance(req, (int, np.integer)) or str(req).strip().isdigit():
+            if not 1 <= int(req) <= ncol:
+                _fail(path, f"{what} column {int(req)} does not exist: the file has {ncol} columns (numbers start at 1)")
+            return int(req) - 1
+        for key in (str(req).strip().lower(), _norm_name(str(req))[0]):
+            if key in lookup:
+                return lookup[key]
+        _fail(path, f"no column named {req!r} for {what}; {cols}")
+
+    def column(i):
+        return data[:, i], (names[i] if names else f"column {i + 1}")
 
     ie = pick(energy_col, "energy") if energy_col is not None else None
     im = pick(mu_col, "mu") if mu_col is not None else None
-    mu_source = None
-    if im is not None:
-        mu = data[:, im]
-        mu_source = names[im] if names else f"column {im + 1}"
     if ie is None:
         ie = next((lookup[n] for n in _ENERGY_NAMES if n in lookup), None)
         if ie is None and "angle" in lookup:
             _fail(path, "gives the monochromator angle, not energy; convert it to energy in eV first (e.g. with Athena or larch)")
-        if ie is None and ncol == 2 and im is not None:
-            ie = 1 - im
-        if ie is None and ncol == 2 and names is None:
-            ie = 0
+        if ie is None and ncol == 2 and (im is not None or names is None):
+            ie = 1 - im if im is not None else 0
         if ie is None:
-            cols = f"columns are: {', '.join(names)}" if names else f"{ncol} unnamed columns"
             _fail(path, f"cannot tell which column is energy ({cols}); {_COL_HINT}")
+    if im is not None:
+        return ie, *column(im)
+    im = next((lookup[n] for n in _MU_NAMES if n in lookup and lookup[n] != ie), None)
+    if im is not None:
+        return ie, *column(im)
+    with np.errstate(all="ignore"):
+        if {"i0", "itrans"} <= lookup.keys():
+            return ie, np.log(data[:, lookup["i0"]] / data[:, lookup["itrans"]]), "ln(i0/itrans)"
+        if {"i0", "ifluor"} <= lookup.keys():
+            return ie, data[:, lookup["ifluor"]] / data[:, lookup["i0"]], "ifluor/i0"
+    im = next((lookup[n] for n in _NORM_NAMES if n in lookup and lookup[n] != ie), 1 - ie if ncol == 2 else None)
     if im is None:
-        im = next((lookup[n] for n in _MU_NAMES if n in lookup and lookup[n] != ie), None)
-        if im is not None:
-            mu, mu_source = data[:, im], names[im]
-        elif {"i0", "itrans"} <= lookup.keys():
-            with np.errstate(all="ignore"):
-                mu = np.log(data[:, lookup["i0"]] / data[:, lookup["itrans"]])
-            mu_source = "ln(i0/itrans)"
-        elif {"i0", "ifluor"} <= lookup.keys():
-            with np.errstate(all="ignore"):
-                mu = data[:, lookup["ifluor"]] / data[:, lookup["i0"]]
-            mu_source = "ifluor/i0"
-        else:
-            im = next((lookup[n] for n in _NORM_NAMES if n in lookup and lookup[n] != ie), None)
-            if im is None and ncol == 2:
-                im = 1 - ie
-            if im is None:
-                cols = f"columns are: {', '.join(names)}" if names else f"{ncol} unnamed columns"
-                _fail(path, f"no mu column and no i0 with itrans or ifluor to compute it ({cols}); {_COL_HINT}")
-            mu = data[:, im]
-            mu_source = names[im] if names else f"column {im + 1}"
+        _fail(path, f"no mu column and no i0 with itrans or ifluor to compute it ({cols}); {_COL_HINT}")
+    return ie, *column(im)
+
+
+def _read_table(text: str, path, fmt: str, energy_col, mu_col) -> MeasuredSpectrum:
+    comments, header, data, comma = _parse_rows(text, path, fmt)
+    names, units, absorber, edge, meta = _header(fmt, comments, header, data.shape[1], path)
+    meta["columns"] = list(names) if names else None
+    ie, mu, mu_source = _choose(data, names, energy_col, mu_col, path)
     if fmt == "feff-xmu" and mu_source == "mu":
         mu_source = "xmu.dat mu"
     energy = data[:, ie].copy()
-    emin, emax = (float(np.nanmin(energy)), float(np.nanmax(energy))) if np.isfinite(energy).any() else (0, 0)
-    if units[ie].startswith("kev") or (units[ie] != "ev" and 0 < emin and emax < 100):
+    finite = energy[np.isfinite(energy)]
+    if units[ie].startswith("kev") or (units[ie] != "ev" and finite.size and 0 < finite.min() and finite.max() < 100):
         energy *= 1000.0
         meta["energy_converted"] = "keV -> eV"
     _check(path, energy, mu, f"mu ({mu_source})")
     return MeasuredSpectrum(name=Path(path).name, path=str(path), group=None, energy=energy,
-                            mu=np.asarray(mu, dtype=float), absorber=absorber, edge=edge, kind=kind,
-                            mu_source=mu_source, energy_shift_ev=0.0, meta=meta)
+                            mu=np.asarray(mu, dtype=float), absorber=absorber, edge=edge,
+                            kind="csv" if fmt == "columns" and comma else fmt, mu_source=mu_source, meta=meta)
 
 
 def _check(where, energy: np.ndarray, mu: np.ndarray, what: str = "mu") -> None:
@@ -368,9 +362,6 @@ def _check(where, energy: np.ndarray, mu: np.ndarray, what: str = "mu") -> None:
         _fail(where, f"covers only {energy[-1] - energy[0]:.1f} eV; at least {MIN_RANGE_EV:g} eV around the edge is needed")
 
 
-# ----------------------------------------------------------------------------------------------
-# Athena project files
-# ----------------------------------------------------------------------------------------------
 
 _PERL_TOKEN = re.compile(r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|(=>|[\[\](){},])|([^\s'"\[\](){},;=]+)|[\s;]+|=(?!>)""", re.S)
 
@@ -381,8 +372,11 @@ def _perl_literal(text: str):
     Lists become Python lists, hashes dicts, ``bless(X, 'Class')`` becomes ``X``, ``undef`` None;
     every scalar stays a string.
     """
-    toks = []
+    toks, pos = [], 0
     for m in _PERL_TOKEN.finditer(text):
+        if m.start() != pos:
+            raise ValueError(f"cannot parse {text[pos:pos + 20]!r}")  # e.g. an unterminated quote
+        pos = m.end()
         if m.group(1) is not None:
             toks.append(("s", re.sub(r"\\([\\'])", r"\1", m.group(1))))
         elif m.group(2) is not None:
@@ -416,8 +410,8 @@ def _perl_literal(text: str):
             return items, i + 1
         raise ValueError(f"unexpected {tok!r}")
 
-    if not toks:
-        raise ValueError("empty literal")
+    if not toks or pos != len(text):
+        raise ValueError("empty or unterminated literal")
     return value(0)[0]
 
 
@@ -452,7 +446,7 @@ def _athena_records(text: str, path) -> list[dict]:
             elif line.startswith("[record]"):
                 records.append(cur)
                 cur = {}
-        except (ValueError, IndexError):
+        except (ValueError, IndexError, RecursionError):
             _fail(path, f"line {n} of the Athena project cannot be parsed; re-save the project from Athena")
     return records
 
@@ -514,7 +508,7 @@ def _read_athena(text: str, path, groups: Sequence[str] | None) -> list[Measured
         out.append(MeasuredSpectrum(name=name, path=str(path), group=label, energy=energy,
                                     mu=np.asarray(rec["y"], dtype=float), absorber=str(z) if z else None,
                                     edge=str(edge).upper() if edge else None, kind="athena",
-                                    mu_source="athena stored mu (@y)", energy_shift_ev=shift, meta=meta))
+                                    mu_source="athena @y" + (" (normalised: is_nor)" if meta["is_nor"] else ""), energy_shift_ev=shift, meta=meta))
     if not out:
         _fail(path, f"has no readable mu(E) group ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
     return out
