@@ -284,6 +284,9 @@ def test_ambiguous_columns_refused_with_the_option_names(tmp_path):
     assert all(opt in msg for opt in OPTIONS_HINT)
     msg = _refused(_write(tmp_path, "names.csv", _csv(_rows(ncol=3), ["energy", "foo", "bar"])), "no mu column")
     assert "foo, bar" in msg and all(opt in msg for opt in OPTIONS_HINT)
+    (s,) = read_spectra(_write(tmp_path, "signal.csv", _csv(_rows(), ["energy", "signal"])))
+    assert s.mu_source == "signal"  # two columns, one of them energy: the other is mu ...
+    _refused(_write(tmp_path, "i0.csv", _csv(_rows(), ["energy", "I0"])), "no mu column")  # ... unless it is not
 
 
 def test_explicit_columns_by_name_and_number(tmp_path):

@@ -41,6 +41,7 @@ _COL_HINT = "give --energy-col and --mu-col (column names or 1-based numbers)"
 _ENERGY_NAMES = ("omega", "energy", "e", "ev", "energy_ev", "en")  # omega first: FEFF's "e" is E - E_fermi
 _MU_NAMES = ("mutrans", "mufluor", "mu", "xmu", "absorption", "mu_e")
 _NORM_NAMES = ("normtrans", "normfluor", "norm", "normmu", "norm_mu", "normalized", "flat")
+_NEVER_MU = {"i0", "itrans", "ifluor", "irefer", "murefer", "normrefer", "i1", "i2", "chi", "k", "angle"}
 _NOT_MU = ("is_chi", "is_xmudat", "is_bkg", "is_diff", "is_pixel", "is_rsp", "is_qsp")
 _SYMBOLS = ("H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se "
             "Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb "
@@ -101,7 +102,8 @@ def _read_text(path) -> str:
         _fail(path, "is a directory; give a spectrum file (XDI, Athena .prj, CSV or xmu.dat)")
     size = p.stat().st_size
     if size > MAX_FILE_BYTES:
-        _fail(path, f"is {size / 1e6:.1f} MB, over the {MAX_FILE_BYTES / 1e6:g} MB limit for a spectrum file; export only the spectra you need")
+        _fail(path, f"is {size / 1e6:.1f} MB, over the {MAX_FILE_BYTES / 1e6:g} MB limit for a spectrum file; "
+                    "export only the spectra you need")
     raw = p.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         try:
@@ -301,7 +303,7 @@ def _choose(data: np.ndarray, names, energy_col, mu_col, path):
     if ie is None:
         ie = next((lookup[n] for n in _ENERGY_NAMES if n in lookup), None)
         if ie is None and "angle" in lookup:
-            _fail(path, "gives the monochromator angle, not energy; convert it to energy in eV first (e.g. with Athena or larch)")
+            _fail(path, "gives the monochromator angle, not energy; convert it to energy in eV first (Athena, larch)")
         if ie is None and ncol == 2 and (im is not None or names is None):
             ie = 1 - im if im is not None else 0
         if ie is None:
@@ -316,7 +318,8 @@ def _choose(data: np.ndarray, names, energy_col, mu_col, path):
             return ie, np.log(data[:, lookup["i0"]] / data[:, lookup["itrans"]]), "ln(i0/itrans)"
         if {"i0", "ifluor"} <= lookup.keys():
             return ie, data[:, lookup["ifluor"]] / data[:, lookup["i0"]], "ifluor/i0"
-    im = next((lookup[n] for n in _NORM_NAMES if n in lookup and lookup[n] != ie), 1 - ie if ncol == 2 else None)
+    other = 1 - ie if ncol == 2 and not (names and _norm_name(names[1 - ie])[0] in _NEVER_MU) else None
+    im = next((lookup[n] for n in _NORM_NAMES if n in lookup and lookup[n] != ie), other)
     if im is None:
         _fail(path, f"no mu column and no i0 with itrans or ifluor to compute it ({cols}); {_COL_HINT}")
     return ie, *column(im)
@@ -354,16 +357,21 @@ def _check(where, energy: np.ndarray, mu: np.ndarray, what: str = "mu") -> None:
         _fail(where, "energies decrease; sort the rows by increasing energy")
     if (step < 0).any():
         i = int(np.flatnonzero(step < 0)[0])
-        _fail(where, f"energies are not increasing ({energy[i + 1]:g} eV after {energy[i]:g} eV at data row {i + 2}); sort the rows by energy")
+        _fail(where, f"energies are not increasing ({energy[i + 1]:g} eV after {energy[i]:g} eV at data row {i + 2}); "
+                     "sort the rows by energy")
     if (step == 0).any():
         i = int(np.flatnonzero(step == 0)[0])
-        _fail(where, f"energy {energy[i]:g} eV is repeated (data rows {i + 1} and {i + 2}); remove or average repeated points")
+        _fail(where, f"energy {energy[i]:g} eV is repeated (data rows {i + 1} and {i + 2}); "
+                     "remove or average repeated points")
     if energy[-1] - energy[0] < MIN_RANGE_EV:
         _fail(where, f"covers only {energy[-1] - energy[0]:.1f} eV; at least {MIN_RANGE_EV:g} eV around the edge is needed")
 
 
 
-_PERL_TOKEN = re.compile(r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|(=>|[\[\](){},])|([^\s'"\[\](){},;=]+)|[\s;]+|=(?!>)""", re.S)
+_PERL_TOKEN = re.compile(r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"  # 1: 'single', 2: "double" quoted
+                            |(=>|[\[\](){},])                           # 3: punctuation
+                            |([^\s'"\[\](){},;=]+)                      # 4: bare word / number
+                            |[\s;]+|=(?!>)                              # skipped""", re.S | re.X)
 
 
 def _perl_literal(text: str):
@@ -508,7 +516,8 @@ def _read_athena(text: str, path, groups: Sequence[str] | None) -> list[Measured
         out.append(MeasuredSpectrum(name=name, path=str(path), group=label, energy=energy,
                                     mu=np.asarray(rec["y"], dtype=float), absorber=str(z) if z else None,
                                     edge=str(edge).upper() if edge else None, kind="athena",
-                                    mu_source="athena @y" + (" (normalised: is_nor)" if meta["is_nor"] else ""), energy_shift_ev=shift, meta=meta))
+                                    mu_source="athena @y" + (" (normalised: is_nor)" if meta["is_nor"] else ""),
+                                    energy_shift_ev=shift, meta=meta))
     if not out:
         _fail(path, f"has no readable mu(E) group ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
     return out
