@@ -4,6 +4,10 @@ Every reader returns :class:`MeasuredSpectrum` objects with energies in eV, stri
 and the raw (un-normalised) absorption mu(E). Columns are chosen by their *names* (XDI
 ``# Column.N:`` fields, a CSV header line, the FEFF ``omega e k mu mu0 chi`` line), never by
 counting, and reference channels (``irefer``, ``murefer``) are used only when asked for by name.
+mu is, in this order: the ``mu_col`` asked for; a column named ``mutrans``, ``mufluor``, ``mu``,
+``xmu``, ``absorption``; ``ln(i0/itrans)``; ``ifluor/i0``; a normalised column (``normtrans``,
+``norm``, ...); the other column of a two-column file. Energy: ``energy_col``, else a column named
+``omega`` (FEFF), ``energy``, ``e``, ``ev``; keV is converted to eV.
 
 Athena project files (``.prj``, gzip or plain; Perl Data::Dumper text written by Athena/Demeter
 or the JSON flavour written by larch) are parsed without evaluating anything: the Perl list and
@@ -277,7 +281,7 @@ def _header(fmt: str, comments: list[str], header, ncol: int, path):
 
 
 def _choose(data: np.ndarray, names, energy_col, mu_col, path):
-    """Energy column index, mu array and how mu was obtained (see module docstring for the order)."""
+    """Energy column index, mu array and how mu was obtained (the order is in the module docstring)."""
     ncol = data.shape[1]
     cols = f"columns are: {', '.join(names)}" if names else f"{ncol} unnamed columns"
     lookup: dict[str, int] = {}
