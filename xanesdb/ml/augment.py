@@ -2,13 +2,32 @@
 
 Applied to training data only, on spectra scaled to max 1 (before standardisation), as in
 Carbone et al. (2019): shifts of +-1 and +-2 eV (5x data) and Gaussian noise of sigma 0.03.
+
+``"measured"`` is a model of what a measurement does to a computed spectrum, for models that
+read measured spectra (:class:`MeasurementModel`): each copy is broadened by a Gaussian of random
+width (monochromator resolution) and a Lorentzian whose width grows with energy above the edge
+(core-hole and final-state lifetimes beyond what FEFF includes), shifted by a random energy
+(calibration and alignment error), scaled (edge-step error of the normalisation), tilted
+(post-edge slope left by the normalisation) and given noise of random amplitude.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
 
-__all__ = ["shift_spectra", "add_noise", "augment", "DEFAULT_SHIFTS_EV", "DEFAULT_NOISE_SIGMA"]
+__all__ = [
+    "shift_spectra",
+    "add_noise",
+    "augment",
+    "broaden",
+    "measurement_copies",
+    "MeasurementModel",
+    "AUGMENTATIONS",
+    "DEFAULT_SHIFTS_EV",
+    "DEFAULT_NOISE_SIGMA",
+]
 
 DEFAULT_SHIFTS_EV: tuple[float, ...] = (-2.0, -1.0, 1.0, 2.0)
 DEFAULT_NOISE_SIGMA = 0.03
@@ -50,6 +69,7 @@ def augment(
     noise_sigma: float = DEFAULT_NOISE_SIGMA,
     n_noise: int = 4,
     rng: np.random.Generator | None = None,
+    measurement: MeasurementModel | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The training set with augmented copies appended.
 
@@ -60,9 +80,9 @@ def augment(
     energies
         Grid energies (eV) of the columns of ``X``.
     kinds
-        Any of ``"shift"`` (one copy per shift in ``shifts_ev``) and ``"noise"`` (``n_noise``
-        noisy copies of each original); the paper's 5x variants are ``("shift",)`` and
-        ``("noise",)``.
+        Any of ``"shift"`` (one copy per shift in ``shifts_ev``), ``"noise"`` (``n_noise``
+        noisy copies of each original) and ``"measured"`` (``measurement.copies`` copies, see
+        :class:`MeasurementModel`); the paper's 5x variants are ``("shift",)`` and ``("noise",)``.
     rng
         Random generator for the noise.
 
@@ -71,9 +91,9 @@ def augment(
     X_aug, y_aug
         Originals first, then the copies.
     """
-    unknown = set(kinds) - {"shift", "noise"}
+    unknown = set(kinds) - set(AUGMENTATIONS)
     if unknown:
-        raise ValueError(f"unknown augmentation {sorted(unknown)}; use shift and/or noise")
+        raise ValueError(f"unknown augmentation {sorted(unknown)}; use any of {', '.join(AUGMENTATIONS)}")
     rng = rng or np.random.default_rng(0)
     xs, ys = [np.asarray(X, dtype=np.float32)], [y]
     if "shift" in kinds:
@@ -84,4 +104,98 @@ def augment(
         for _ in range(n_noise):
             xs.append(add_noise(X, noise_sigma, rng))
             ys.append(y)
+    if "measured" in kinds:
+        mm = measurement or MeasurementModel()
+        for _ in range(mm.copies):
+            xs.append(measurement_copies(X, energies, mm, rng, e_ref=float(energies[0]) + 5.0))
+            ys.append(y)
     return np.concatenate(xs), np.concatenate(ys)
+
+
+#: the augmentations ``augment`` knows
+AUGMENTATIONS: tuple[str, ...] = ("shift", "noise", "measured")
+
+
+@dataclass(frozen=True)
+class MeasurementModel:
+    """Ranges from which each measured-like copy of a computed spectrum draws its distortions.
+
+    Parameters
+    ----------
+    copies
+        Copies per training spectrum.
+    gauss_ev
+        Range of the Gaussian broadening's standard deviation (eV): beamline resolution of
+        0.5-3 eV FWHM at 5-9 keV with Si(111), more in microprobes.
+    lorentz_ev
+        Range of the Lorentzian half width at the edge (eV), added to FEFF's own core-hole width.
+    lorentz_slope
+        Range of the growth of that half width per eV above the edge (final-state lifetime).
+    shift_ev
+        Largest energy shift (eV), both ways: calibration differences between beamlines (1-3 eV)
+        plus alignment error.
+    scale
+        Largest relative error of the edge step, both ways.
+    slope_per_100ev
+        Largest post-edge slope left by the normalisation, per 100 eV above the edge.
+    noise
+        Range of the noise standard deviation (in edge-step units).
+    """
+
+    copies: int = 8
+    gauss_ev: tuple[float, float] = (0.3, 2.0)
+    lorentz_ev: tuple[float, float] = (0.0, 1.0)
+    lorentz_slope: tuple[float, float] = (0.0, 0.05)
+    shift_ev: float = 3.0
+    scale: float = 0.08
+    slope_per_100ev: float = 0.1
+    noise: tuple[float, float] = (0.0, 0.02)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def broaden(X: np.ndarray, energies: np.ndarray, gauss_ev, lorentz_ev=0.0, lorentz_slope=0.0, e_ref: float = 0.0) -> np.ndarray:
+    """Each row convolved with a Voigt-like kernel: Gaussian ``gauss_ev`` (standard deviation)
+    times Lorentzian of half width ``lorentz_ev + lorentz_slope * max(E - e_ref, 0)``.
+
+    ``energies`` must be uniform. Per-row widths may be given as arrays; the ends are padded with
+    the end values. Built as an explicit (rows, points, points) kernel, exact for an
+    energy-dependent width; fine for 100-point grids.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    e = np.asarray(energies, dtype=np.float64)
+    n, m = X.shape
+    g = np.broadcast_to(np.asarray(gauss_ev, dtype=float), (n,))
+    lw = np.broadcast_to(np.asarray(lorentz_ev, dtype=float), (n,))
+    ls = np.broadcast_to(np.asarray(lorentz_slope, dtype=float), (n,))
+    step = float(e[1] - e[0])
+    pad = int(np.ceil(12.0 / step))
+    ext = np.concatenate([e[0] - step * np.arange(pad, 0, -1), e, e[-1] + step * np.arange(1, pad + 1)])
+    Xp = np.concatenate([np.repeat(X[:, :1], pad, 1), X, np.repeat(X[:, -1:], pad, 1)], axis=1)
+    d = e[:, None] - ext[None, :]  # (m, m + 2 pad)
+    gam = lw[:, None] + ls[:, None] * np.maximum(e[None, :] - e_ref, 0.0)  # (n, m)
+    sig = np.maximum(g, 1e-6)[:, None, None]
+    K = np.exp(-0.5 * (d[None] / sig) ** 2)
+    has_l = gam > 1e-6
+    if np.any(has_l):
+        K = K * np.where(has_l[:, :, None], 1.0 / (1.0 + (d[None] / np.maximum(gam, 1e-6)[:, :, None]) ** 2), 1.0)
+    K /= K.sum(axis=2, keepdims=True)
+    return np.einsum("nij,nj->ni", K, Xp).astype(np.float32)
+
+
+def measurement_copies(X: np.ndarray, energies: np.ndarray, model: MeasurementModel, rng: np.random.Generator,
+                       e_ref: float = 0.0) -> np.ndarray:
+    """One measured-like copy of each row of ``X`` (edge-step-normalised spectra on a uniform grid)."""
+    X = np.asarray(X, dtype=np.float32)
+    n = len(X)
+    e = np.asarray(energies, dtype=np.float64)
+    Y = broaden(X, e, rng.uniform(*model.gauss_ev, n), rng.uniform(*model.lorentz_ev, n),
+                rng.uniform(*model.lorentz_slope, n), e_ref)  # fmt: skip
+    shifts = rng.uniform(-model.shift_ev, model.shift_ev, n)
+    Y = np.stack([np.interp(e - s, e, y) for s, y in zip(shifts, Y)])
+    above = np.maximum(e - e_ref, 0.0) / 100.0
+    Y = Y * (1.0 + rng.uniform(-model.scale, model.scale, (n, 1)))
+    Y = Y + rng.uniform(-model.slope_per_100ev, model.slope_per_100ev, (n, 1)) * above[None, :]
+    Y = Y + rng.normal(0.0, 1.0, Y.shape) * rng.uniform(*model.noise, (n, 1))
+    return Y.astype(np.float32)

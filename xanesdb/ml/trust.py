@@ -1,0 +1,126 @@
+"""How far to trust a prediction: calibrated probabilities and an out-of-distribution test.
+
+- :func:`fit_temperature`: temperature scaling (Guo et al. 2017) of the networks' mean class
+  probabilities, fitted by minimising the negative log-likelihood on held-out spectra;
+  :func:`apply_temperature` applies it.
+- :func:`expected_calibration_error` and :func:`reliability_table`: how well the probabilities
+  mean what they say (equal-width confidence bins).
+- :class:`OutlierTest`: a spectrum unlike every training spectrum gets no class. Fitted on the
+  (measurement-augmented) training spectra: principal components keeping 99 % of the variance,
+  the score is the larger of two ratios, the Mahalanobis distance in that space and the
+  residual outside it, each divided by its own threshold (a quantile of the same numbers on
+  held-out spectra). A score above 1 means the spectrum lies farther from the training data than
+  ``quantile`` of held-out computed spectra do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+__all__ = ["OutlierTest", "apply_temperature", "expected_calibration_error", "fit_temperature", "reliability_table"]
+
+
+def apply_temperature(P: np.ndarray, T: float) -> np.ndarray:
+    """Probabilities ``P`` (rows sum to 1) sharpened (T < 1) or softened (T > 1)."""
+    logp = np.log(np.clip(np.asarray(P, dtype=np.float64), 1e-12, 1.0)) / float(T)
+    logp -= logp.max(axis=1, keepdims=True)
+    Q = np.exp(logp)
+    return Q / Q.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(P: np.ndarray, y: np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+    """The temperature minimising the negative log-likelihood of classes ``y`` under ``P``."""
+    from scipy.optimize import minimize_scalar
+
+    y = np.asarray(y, dtype=int)
+
+    def nll(log_t: float) -> float:
+        Q = apply_temperature(P, np.exp(log_t))
+        return -float(np.mean(np.log(np.clip(Q[np.arange(len(y)), y], 1e-12, 1.0))))
+
+    res = minimize_scalar(nll, bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded")
+    return float(np.exp(res.x))
+
+
+def reliability_table(P: np.ndarray, y: np.ndarray, n_bins: int = 10) -> list[dict]:
+    """Per confidence bin: count, mean confidence and accuracy of the most probable class."""
+    conf = P.max(axis=1)
+    correct = P.argmax(axis=1) == np.asarray(y)
+    edges = np.linspace(0, 1, n_bins + 1)
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (conf > lo) & (conf <= hi) if lo > 0 else (conf >= lo) & (conf <= hi)
+        if sel.any():
+            rows.append({"lo": float(lo), "hi": float(hi), "n": int(sel.sum()),
+                         "confidence": float(conf[sel].mean()), "accuracy": float(correct[sel].mean())})  # fmt: skip
+    return rows
+
+
+def expected_calibration_error(P: np.ndarray, y: np.ndarray, n_bins: int = 10) -> float:
+    """Sum over bins of |accuracy - confidence| weighted by the bin's share of spectra."""
+    rows = reliability_table(P, y, n_bins)
+    n = sum(r["n"] for r in rows)
+    return float(sum(r["n"] * abs(r["accuracy"] - r["confidence"]) for r in rows) / max(n, 1))
+
+
+@dataclass
+class OutlierTest:
+    """Principal-component distance of a spectrum from the training spectra.
+
+    Attributes
+    ----------
+    mean, components, variances
+        The fitted PCA (components as rows).
+    d_threshold, r_threshold
+        Mahalanobis distance and residual norm at ``quantile`` of the held-out spectra.
+    quantile
+        The quantile used.
+    """
+
+    mean: list[float]
+    components: list[list[float]]
+    variances: list[float]
+    d_threshold: float = 1.0
+    r_threshold: float = 1.0
+    quantile: float = 0.99
+
+    @classmethod
+    def fit(cls, X_train: np.ndarray, X_held_out: np.ndarray, variance: float = 0.99, quantile: float = 0.99) -> OutlierTest:
+        """Fit the components on ``X_train`` and the thresholds on ``X_held_out``."""
+        X = np.asarray(X_train, dtype=np.float64)
+        mean = X.mean(axis=0)
+        U, S, Vt = np.linalg.svd(X - mean, full_matrices=False)
+        var = S**2 / max(len(X) - 1, 1)
+        k = int(np.searchsorted(np.cumsum(var) / var.sum(), variance) + 1)
+        test = cls(mean=mean.tolist(), components=Vt[:k].tolist(), variances=var[:k].tolist(), quantile=quantile)
+        d, r = test._parts(X_held_out)
+        test.d_threshold = float(np.quantile(d, quantile))
+        test.r_threshold = float(max(np.quantile(r, quantile), 1e-6))
+        return test
+
+    def _parts(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        Z = np.atleast_2d(np.asarray(X, dtype=np.float64)) - np.asarray(self.mean)
+        C = np.asarray(self.components)
+        scores = Z @ C.T
+        d = np.sqrt(np.sum(scores**2 / np.asarray(self.variances), axis=1))
+        r = np.linalg.norm(Z - scores @ C, axis=1)
+        return d, r
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """max(distance / its threshold, residual / its threshold) per row; > 1 is an outlier."""
+        d, r = self._parts(X)
+        return np.maximum(d / self.d_threshold, r / self.r_threshold)
+
+    def explain(self, x: np.ndarray) -> str:
+        """Why one spectrum is an outlier, in words."""
+        d, r = self._parts(x)
+        if d[0] / self.d_threshold >= r[0] / self.r_threshold:
+            return (f"unlike the training spectra: principal-component distance {d[0]:.1f} > {self.d_threshold:.1f} "
+                    f"({self.quantile:.0%} of held-out computed spectra are closer)")  # fmt: skip
+        return (f"unlike the training spectra: shape outside their components (residual {r[0]:.2f} > "
+                f"{self.r_threshold:.2f}, {self.quantile:.0%} of held-out computed spectra)")  # fmt: skip
+
+    def as_dict(self) -> dict:
+        return asdict(self)
