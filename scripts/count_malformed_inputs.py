@@ -22,7 +22,7 @@ KINDS = [  # first match wins: (kind, words near the refusal)
     ("spectra files", r"spectr|xmu|csv|\.dat|mu\b|energ|grid"),
     ("FEFF inputs/outputs", r"feff|preset|ladder|timeout"),
 ]
-MSG = re.compile(r"""(?:match=|in r\.stderr|in str\(|in capsys|msg)[^"']*["']([^"']{6,90})["']""")
+MSG = re.compile(r"""(?:match=|in r\.stderr|in str\(|in capsys|msg)[^"'\n]*["']([^"'\n]{6,90})["']""")
 
 
 def classify(text: str) -> str:

@@ -15,7 +15,7 @@ import pymongo
 import pytest
 from pymongo.errors import OperationFailure
 
-from xanesdb.platform.access import read_credentials, user_uri
+from xanesdb.platform.access import PUBLIC_COLLECTIONS, read_credentials, user_uri
 from xanesdb.platform.server import LocalServer, _ping, find_free_port
 
 pytestmark = pytest.mark.integration
@@ -98,6 +98,15 @@ def test_serve_auth_reader_refused_on_write(tmp_path):
         outputs.append(q.stdout + q.stderr)
         assert q.returncode == 0, q.stderr
         assert len(q.stdout.strip().splitlines()) == 20
+        assert "WARNING" not in q.stderr  # no index/validator warnings for a user who may not create them
+        # a write verb run as the reader: one line, exit 2, nothing written
+        from pymatgen.core import Lattice, Structure
+
+        Structure(Lattice.cubic(4.2), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(tmp_path / "MgO.json"))
+        w = _cli(["structures", "fetch", "--source", "files", str(tmp_path / "MgO.json")], renv)
+        outputs.append(w.stdout + w.stderr)
+        assert w.returncode == 2 and len(w.stderr.strip().splitlines()) == 1, w.stderr[-2000:]
+        assert w.stderr.startswith("error: the database refused this for the current user"), w.stderr
         reader = pymongo.MongoClient(reader_uri, serverSelectionTimeoutMS=5000)
         assert reader.xanesdb.structures.count_documents({"elements": "O"}) > 0
         assert list(reader.xanesdb.structures.aggregate([{"$count": "n"}])) == [{"n": 20}]
@@ -126,8 +135,21 @@ def test_serve_auth_reader_refused_on_write(tmp_path):
         assert fw is not None and fw.name == "probe" and launch_id is not None
         with pytest.raises(OperationFailure):  # the reader cannot queue work
             reader.xanesdb.fireworks.insert_one({"fw_id": 99})
+        # what README says: SecantusDB does not scope roles to collections, so the reader reads the
+        # FireWorks collections too (directly and through $lookup), though the role names only the
+        # public ones; xanesdb's own query checks refuse $lookup
+        assert reader.xanesdb.fireworks.count_documents({"name": "probe"}) == 1
+        assert reader.xanesdb.launches.count_documents({}) == 1
+        joined = list(reader.xanesdb.structures.aggregate([
+            {"$limit": 1}, {"$lookup": {"from": "fireworks", "pipeline": [], "as": "fw"}}]))
+        assert len(joined[0]["fw"]) == 1
+        writer.xanesdb.not_in_the_plan.insert_one({"x": 1})  # ... and the writer writes anywhere
+        assert writer.xanesdb.not_in_the_plan.count_documents({}) == 1
         admin = pymongo.MongoClient(user_uri(base, "xanesdb_admin", "xanesdb", pw["xanesdb_admin"]))
         assert len(admin.xanesdb.command("usersInfo")["users"]) == 3
+        # the role itself names only the public collections (MongoDB enforces that; SecantusDB not)
+        role = admin.xanesdb.command("rolesInfo", "xanesdb_read", showPrivileges=True)["roles"][0]
+        assert {p["resource"]["collection"] for p in role["privileges"]} == set(PUBLIC_COLLECTIONS)
         # authSource is honoured: the same user against authSource=admin fails to log in
         wrong = {**env, "XANESDB_DB_URI": user_uri(base, "xanesdb_reader", "admin", READER_PW)}
         bad = _cli(["db", "stats"], wrong)

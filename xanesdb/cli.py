@@ -16,13 +16,13 @@ from typing import Optional
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
 
 import typer  # noqa: E402
-from rich.console import Console  # noqa: E402
+from xanesdb.commands._console import SafeConsole  # noqa: E402
 
 from xanesdb.platform.errors import XanesdbUserError
 from xanesdb.platform.settings import get_settings
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True)
+console = SafeConsole(soft_wrap=True)
+err_console = SafeConsole(stderr=True)
 
 app = typer.Typer(help="xanesdb: computed XANES spectra and site-geometry classifiers in MongoDB.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -36,7 +36,8 @@ from xanesdb.commands import spectra as _spectra; app.add_typer(_spectra.app, na
 from xanesdb.commands import sites as _sites; app.add_typer(_sites.app, name="sites")  # noqa: E402,E702
 from xanesdb.commands import structures as _structures; app.add_typer(_structures.app, name="structures")  # noqa: E402,E702
 from xanesdb.commands import demo as _demo; app.command("demo")(_demo.demo)  # noqa: E402,E702
-from xanesdb.commands import ml as _ml; app.add_typer(_ml.app, name="models"); app.command("train")(_ml.train); app.command("predict")(_ml.predict)  # noqa: E402,E702
+from xanesdb.commands import ml as _ml; app.add_typer(_ml.app, name="models"); app.command("train")(_ml.train)  # noqa: E402,E702
+from xanesdb.commands import predict as _predict; app.command("predict")(_predict.predict)  # noqa: E402,E702
 from xanesdb.commands import dbadmin as _dbadmin_top; app.command("export")(_dbadmin_top.export)  # noqa: E402,E702
 from xanesdb.commands import populate as _populate; app.add_typer(_populate.app, name="populate")  # noqa: E402,E702
 
@@ -86,11 +87,18 @@ def db_stop() -> None:
 
 
 @db_app.command("uri")
-def db_uri() -> None:
-    """Print the URI that pymongo.MongoClient or mongosh can use (starts the local server)."""
-    from xanesdb.platform.stores import database_uri
+def db_uri(
+    show_password: bool = typer.Option(False, "--show-password",
+                                       help="Print the password and other secret options in clear."),
+) -> None:
+    """Print the URI that pymongo.MongoClient or mongosh can use (starts the local server).
 
-    print(database_uri(get_settings()))
+    The password and secret options are printed as *** unless --show-password is given.
+    """
+    from xanesdb.platform.stores import database_uri, redact_uri
+
+    uri = database_uri(get_settings())
+    print(uri if show_password else redact_uri(uri))
 
 
 @db_app.command("status")
@@ -129,6 +137,8 @@ def db_query(
 
     if fmt not in ("table", "jsonl"):
         raise XanesdbUserError(f"unknown --format {fmt!r}; use table or jsonl")
+    if limit < 0:
+        raise XanesdbUserError(f"--limit must be 0 (all) or more, got {limit}")
     criteria = _parse_json_filter(filter)
     run_query(console, get_settings(), collection, criteria, fmt=fmt, limit=limit,
               fields=fields.split(",") if fields else None)
@@ -188,10 +198,19 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user errors into one line and exit code 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(args=argv, standalone_mode=False)
+        try:
+            app(args=argv, standalone_mode=False)
+        except RecursionError:
+            raise XanesdbUserError(
+                "the input is nested too deeply to process (Python's recursion limit); give flatter JSON"
+            ) from None
+        except Exception as err:
+            user_err = _database_error(err)
+            if user_err is None:
+                raise
+            raise user_err from None
     except XanesdbUserError as err:
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        err_console.print(f"error: {msg}", markup=False, highlight=False, soft_wrap=True)
+        _print_error(str(err) or type(err).__name__)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")
@@ -202,9 +221,49 @@ def main(argv: list[str] | None = None) -> None:
         raise
     except Exception as err:  # usage errors of click, or of the click that newer typer vendors
         if _is_usage_error(err):
-            err_console.print(f"error: {err.format_message()}", markup=False, highlight=False)
+            _print_error(err.format_message())
             sys.exit(2)
         raise
+
+
+def _print_error(msg: str) -> None:
+    """``error: <first line>`` on stderr: no markup, control characters made visible."""
+    lines = [ln for ln in msg.splitlines() if ln.strip()]
+    err_console.print(f"error: {lines[0] if lines else msg}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _database_error(err: BaseException) -> XanesdbUserError | None:
+    """A one-line user error for a database error that reached the top, or None for other errors.
+
+    The server refusing a request (``OperationFailure``: an unknown operator, an invalid regular
+    expression, a write by a read-only user) and a connection lost in the middle of a command are
+    not bugs of xanesdb: they end like every other bad input, in one line and exit code 2.
+    """
+    from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
+
+    from xanesdb.platform.stores import redact_uri
+
+    if isinstance(err, OperationFailure):
+        details = err.details or {}
+        msg = redact_uri(str(details.get("errmsg") or err)).replace("\n", " ")[:300]
+        code = err.code
+        if code in (13, 8000) or "not authorized" in msg.lower() or "unauthorized" in msg.lower():
+            return XanesdbUserError(
+                f"the database refused this for the current user ({msg}); this command needs a user "
+                "allowed to do it (e.g. the writer for writes), see `xanesdb db roles`"
+            )
+        return XanesdbUserError(
+            f"the database refused the request (code {code}: {msg}); check the query or filter "
+            "(JSON field filters and operators MongoDB knows)"
+        )
+    if isinstance(err, ConnectionFailure):
+        return XanesdbUserError(
+            f"lost the connection to the database ({type(err).__name__}); check that it is running "
+            "(`xanesdb db status`) and run the command again: upserts make that safe"
+        )
+    if isinstance(err, PyMongoError):
+        return XanesdbUserError(f"database error ({type(err).__name__}: {redact_uri(str(err))[:300]})")
+    return None
 
 
 def _is_usage_error(err: BaseException) -> bool:

@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+from xanesdb.commands._console import SafeConsole
 from rich.table import Table
 
 from xanesdb.platform.errors import XanesdbUserError
 from xanesdb.platform.settings import get_settings
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True)
+console = SafeConsole(soft_wrap=True)
+err_console = SafeConsole(stderr=True)
 
 
 def roles(
@@ -52,10 +52,10 @@ def roles(
                       "`xanesdb db serve --auth`)")
         return
     from xanesdb.platform.access import apply_roles
-    from xanesdb.platform.stores import database_uri, get_database
+    from xanesdb.platform.stores import database_uri, get_database, redact_uri
 
+    db = get_database(s)  # first: an unreachable database writes no credentials.yaml
     users, generated = resolve_passwords(s.HOME)
-    db = get_database(s)
     done = apply_roles(db, users)
     for name, what in done.items():
         console.print(f"{name}: {what}")
@@ -63,7 +63,7 @@ def roles(
         console.print(f"generated passwords for {', '.join(generated)} -> {credentials_file(s.HOME)} (mode 0600)")
     uri = database_uri(s)
     console.print(f"{count_users(db)} users in {s.DB_NAME}; connect as e.g. "
-                  f"{user_uri(uri, 'xanesdb_reader', s.DB_NAME)}", markup=False)
+                  f"{redact_uri(user_uri(uri, 'xanesdb_reader', s.DB_NAME))}", markup=False)
 
 
 def migrate(
@@ -102,6 +102,8 @@ def export(
     from xanesdb.platform.export import check_export_args, export_query
     from xanesdb.platform.queries import parse_filter
 
+    if limit < 0:
+        raise XanesdbUserError(f"--limit must be 0 (all) or more, got {limit}")
     check_export_args(collection, fmt, out)
     criteria = parse_filter(query)
     n = export_query(get_settings(), criteria, out, collection=collection, fmt=fmt,

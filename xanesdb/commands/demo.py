@@ -11,12 +11,14 @@ import json
 import time
 
 import typer
-from rich.console import Console
+from rich.markup import escape
+
+from xanesdb.commands._console import SafeConsole
 from rich.rule import Rule
 
 from xanesdb.platform.settings import get_settings
 
-console = Console(soft_wrap=True)
+console = SafeConsole(soft_wrap=True)
 
 #: the query the demo trains on: labelled Cu FEFF9 spectra of the OmniXAS set
 DEMO_QUERY = {"element": "Cu", "source": "omnixas", "lce_class": {"$in": ["T4", "S5", "O6"]}}
@@ -107,13 +109,13 @@ def demo(
             except SystemExit as e:  # typer.Exit inside a step
                 if e.code not in (0, None):
                     raise
-            console.print(f"[dim]{title}: {time.perf_counter() - t:.0f} s[/dim]")
+            console.print(f"[dim]{escape(title)}: {time.perf_counter() - t:.0f} s[/dim]", markup=True)
 
     run_steps(setup, 1)
     # the live FEFF step needs sites the loaded database has not computed: take the first absorber with some
     element = choose_live_element(get_database(settings), live_sites) if live_sites > 0 else None
     if element is None:
-        console.print("[yellow]no labelled site is left without a FEFF10 task: the live FEFF step is skipped[/yellow]")
+        console.print("[yellow]no labelled site is left without a FEFF10 task: the live FEFF step is skipped[/yellow]", markup=True)
         n_steps -= 2
     run_steps(live_steps(settings.HOME, element, live_sites, epochs), len(setup) + 1)
     plots = sorted((settings.HOME).rglob("*.png"))

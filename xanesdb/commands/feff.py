@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
+from xanesdb.commands._console import SafeConsole
 from rich.table import Table
 
 from xanesdb.platform.errors import XanesdbUserError
@@ -15,7 +15,7 @@ from xanesdb.platform.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
-console = Console(soft_wrap=True)
+console = SafeConsole(soft_wrap=True)
 
 app = typer.Typer(help="FEFF XANES tasks: run FEFF10 for labelled sites, status, import finished runs.",
                   no_args_is_help=True)
@@ -118,7 +118,7 @@ def status(
     from xanesdb.platform.stores import get_database
 
     settings = get_settings()
-    db = get_database(settings)
+    db = get_database(settings, ensure=False)
     match: dict = {}
     elements = _check_elements(element)
     if elements:
@@ -219,6 +219,12 @@ def export_inputs_cmd(
         raise XanesdbUserError("--limit must be 0 or more")
     if directory.exists() and not directory.is_dir():
         raise XanesdbUserError(f"{directory} is a file; give a folder for the batch")
+    from xanesdb.schemas.site import LCE_CLASSES
+
+    known = sorted(set(LCE_CLASSES.values()))
+    bad = [c for c in (lce_class or []) if c not in known]
+    if bad:
+        raise XanesdbUserError(f"unknown --class {bad[0]!r}; use one of {', '.join(known)}")
     if order not in ("balanced", "diverse"):
         raise XanesdbUserError(f"--order {order!r}: use balanced or diverse")
     out = export_inputs(get_database(settings), directory, elements, preset_name, limit=limit, classes=lce_class,

@@ -6,22 +6,29 @@ Thin: parse arguments, call :mod:`xanesdb.ml`. Keras is imported only when a com
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+from rich.markup import escape
+
+from xanesdb.commands._console import SafeConsole
 from rich.table import Table
 
 from xanesdb.platform.errors import XanesdbUserError
 from xanesdb.platform.settings import get_settings
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True)
+console = SafeConsole(soft_wrap=True)
+err_console = SafeConsole(stderr=True)
 
 app = typer.Typer(help="Trained models: list and inspect the registry.", no_args_is_help=True)
 models_app = app
+
+
+#: a document field name as --label takes it: no operators ($), no empty parts
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z0-9_]{1,64}){0,4}$")
 
 
 def _fmt_f1(v) -> str:
@@ -51,6 +58,9 @@ def train(
     from xanesdb.platform.queries import parse_filter
 
     criteria = parse_filter(query)
+    if not _FIELD_NAME.match(label):
+        raise XanesdbUserError(f"--label {label[:60]!r} is not a field name; give a spectrum field such as "
+                               "lce_class or element (letters, digits, _ and dots, no $)")
     if model not in ("mlp", "cnn"):
         raise XanesdbUserError(f"unknown --model {model!r}; use mlp or cnn")
     if protocol not in ("paper", "grouped"):
@@ -133,7 +143,8 @@ def models_show(
     if as_json:
         print(json.dumps(doc.model_dump(mode="json"), indent=2))
         return
-    console.print(f"[bold]{doc.run_id}[/] ({doc.kind}, {doc.state}) created {doc.created:%Y-%m-%d %H:%M:%S}")
+    console.print(f"[bold]{escape(doc.run_id)}[/] ({escape(doc.kind)}, {escape(doc.state)}) created "
+                  f"{doc.created:%Y-%m-%d %H:%M:%S}", markup=True)
     console.print(f"query: {json.dumps(doc.query)}  label: {doc.label_field}  classes: {', '.join(doc.classes)}")
     console.print(f"data: {doc.n_spectra} spectra, fingerprint {doc.fingerprint}, grid {doc.grid_name}")
     hp = {k: v for k, v in doc.hyperparameters.items() if k != "feature_indices"}
@@ -209,6 +220,10 @@ def models_score(
     from xanesdb.platform.queries import parse_filter
 
     criteria = parse_filter(query)
+    if png is not None:
+        from xanesdb.platform.export import check_output_file
+
+        check_output_file(png, "--png")
     if align not in ALIGN_MODES:
         raise XanesdbUserError(f"unknown --align {align!r}; use {' or '.join(ALIGN_MODES)}")
     if max_extrapolate < 0:
@@ -320,6 +335,9 @@ def models_report(
     criteria = parse_filter(query) if query else None
     if out.exists() and not out.is_dir():
         raise XanesdbUserError(f"--out {out} is a file; give a folder")
+    from xanesdb.platform.export import check_output_file
+
+    check_output_file(out / "report.md")
     docs = select_runs(criteria, get_settings())
     if not docs:
         raise XanesdbUserError("no complete training runs match; see `xanesdb models list` (and its --query)")

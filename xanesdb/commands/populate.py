@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
+from xanesdb.commands._console import SafeConsole
 from rich.table import Table
 
 from xanesdb.platform.errors import XanesdbUserError
@@ -22,8 +22,8 @@ from xanesdb.platform.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True)
+console = SafeConsole(soft_wrap=True)
+err_console = SafeConsole(stderr=True)
 
 app = typer.Typer(help="Population campaigns: the same flows run locally or on FireWorks workers against one MongoDB.",
                   invoke_without_command=True, no_args_is_help=False)
@@ -236,6 +236,23 @@ def recover(
         console.print(f"fizzled FEFF Fireworks rerun: {len(ids)}")
 
 
+def _check_writable_folder(folder: Path) -> None:
+    """Refuse a folder that cannot be created or written, before anything is written anywhere."""
+    import os
+
+    if folder.exists() and not folder.is_dir():
+        raise XanesdbUserError(f"{folder} is a file, not a folder; give a folder for the worker files")
+    parent = folder
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise XanesdbUserError(f"cannot write in {parent}; give a folder you can write to")
+    for name in ("my_launchpad.yaml", "my_fworker.yaml", "FW_config.yaml", "my_qadapter.yaml"):
+        target = folder / name
+        if target.exists() and (target.is_dir() or not target.is_file()):
+            raise XanesdbUserError(f"{target} exists and is not a regular file; remove it or choose another folder")
+
+
 @app.command("config")
 def config(
     folder: Path = typer.Argument(..., help="Folder for my_launchpad.yaml and my_fworker.yaml."),
@@ -255,6 +272,7 @@ def config(
         raise XanesdbUserError("--ping must be at least 1 second")
     if slurm_cores is not None and slurm_cores < 1:
         raise XanesdbUserError("--slurm-cores must be at least 1")
+    _check_writable_folder(folder)  # before the LaunchPad's collections are created
     get_launchpad(settings).connection.close()  # counters and indexes exist before any worker starts
     written = write_worker_config(folder, settings, worker_name=name, category=category, ping_seconds=ping,
                                   include_uri=uri, slurm_cores=slurm_cores, walltime=walltime)

@@ -15,7 +15,7 @@ import logging
 from typing import Optional
 
 import typer
-from rich.console import Console
+from xanesdb.commands._console import SafeConsole
 from rich.table import Table
 
 from xanesdb.platform.errors import XanesdbUserError
@@ -23,8 +23,8 @@ from xanesdb.platform.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True)
+console = SafeConsole(soft_wrap=True)
+err_console = SafeConsole(stderr=True)
 
 app = typer.Typer(help="Absorbing sites: ChemEnv labels.", no_args_is_help=True)
 

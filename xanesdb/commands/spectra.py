@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+from xanesdb.commands._console import SafeConsole
 from rich.table import Table
 
 from xanesdb.platform.errors import XanesdbUserError
 from xanesdb.platform.settings import get_settings
 
-console = Console(soft_wrap=True)
+console = SafeConsole(soft_wrap=True)
 
 app = typer.Typer(help="Spectra: standardise FEFF tasks onto grids, deduplicate, plot.", no_args_is_help=True)
 
@@ -91,6 +91,10 @@ def plot(
     """Plot one absorber's spectra by class, mean +- std bands and a 2-component PCA inset."""
     from xanesdb.jobs.spectra.plot import plot_spectra
 
+    if out is not None:
+        from xanesdb.platform.export import check_output_file
+
+        check_output_file(out)
     path = plot_spectra(element.strip().capitalize(), source, out, include_duplicates=include_duplicates,
                         settings=get_settings())
     console.print(str(path), markup=False, highlight=False)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+from xanesdb.commands._console import SafeConsole
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from xanesdb.platform.errors import XanesdbUserError
@@ -26,8 +26,8 @@ from xanesdb.platform.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True)
+console = SafeConsole(soft_wrap=True)
+err_console = SafeConsole(stderr=True)
 
 app = typer.Typer(help="Crystal structures: fetch from a source; import Materials Project XAS.",
                   no_args_is_help=True)

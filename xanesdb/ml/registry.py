@@ -118,10 +118,19 @@ def list_runs(settings: XanesdbSettings | None = None, criteria: dict[str, Any] 
     return list(_db(settings)["models"].find(criteria or {}, fields).sort("created", -1))
 
 
+#: longest model id (or prefix) accepted; real ones are about 40 characters
+MAX_RUN_ID_LENGTH = 200
+
+
 def get_run(run_id: str, settings: XanesdbSettings | None = None) -> TrainingRunDoc:
     """The registry document of ``run_id`` (a unique prefix is enough)."""
     import re
 
+    if not isinstance(run_id, str) or not run_id.strip():
+        raise XanesdbUserError("give a model id (see `xanesdb models list`); an empty id matches nothing")
+    if len(run_id) > MAX_RUN_ID_LENGTH:
+        raise XanesdbUserError(f"a model id is at most {MAX_RUN_ID_LENGTH} characters, this one has "
+                               f"{len(run_id)}; copy it from `xanesdb models list`")
     runs = _db(settings)["models"]
     doc = runs.find_one({"run_id": run_id})
     if doc is None:

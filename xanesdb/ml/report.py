@@ -126,7 +126,7 @@ def select_runs(
     from xanesdb.schemas import TrainingRunDoc
 
     crit = {"$and": [criteria or {}, {"state": "complete"}]}
-    docs = get_database(settings or get_settings())["models"].find(crit).sort("created", 1)
+    docs = get_database(settings or get_settings(), ensure=False)["models"].find(crit).sort("created", 1)
     return [TrainingRunDoc.from_mongo(d) for d in docs]
 
 

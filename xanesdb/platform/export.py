@@ -28,10 +28,33 @@ from xanesdb.platform.errors import XanesdbUserError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EXPORT_FORMATS", "export_query", "check_export_args"]
+__all__ = ["EXPORT_FORMATS", "export_query", "check_export_args", "check_output_file"]
 
 EXPORT_FORMATS = ("parquet", "json")
 _BATCH = 2000
+
+
+def check_output_file(out: Path, option: str = "--out") -> None:
+    """Refuse an output path that exists and is not a regular file (a FIFO, a device, a socket).
+
+    Outputs are written to a temporary file and renamed over the target: renaming over a FIFO or
+    a device node would replace it with a regular file (and a FIFO's reader would never see it).
+    """
+    import stat
+
+    out = Path(out)
+    try:
+        mode = out.stat().st_mode  # follows a symbolic link to what it names
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise XanesdbUserError(f"cannot use {option} {out} ({err.strerror or err}); choose another path") from None
+    if stat.S_ISDIR(mode):
+        raise XanesdbUserError(f"{out} is a folder; give a file name for {option}")
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise XanesdbUserError(f"{out} is {kind}; {option} writes only regular files, choose another path")
 
 
 def check_export_args(collection: str, fmt: str, out: Path) -> None:
@@ -45,6 +68,7 @@ def check_export_args(collection: str, fmt: str, out: Path) -> None:
     out = Path(out)
     if out.is_dir():
         raise XanesdbUserError(f"{out} is a folder; give a file name such as spectra.{fmt}")
+    check_output_file(out)
     if not out.parent.is_dir():
         raise XanesdbUserError(f"folder {out.parent} does not exist; create it or choose another --out")
 
@@ -134,7 +158,7 @@ def export_query(
     check_export_args(collection, fmt, out)
     check_filter(criteria)
     key = COLLECTIONS[collection][0]
-    db = get_database(settings)
+    db = get_database(settings, ensure=False)
     projection: dict[str, int] = {"_id": 0}
     if fields:
         projection = {f: 1 for f in fields} | {"_id": 0}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -57,21 +58,44 @@ def dump_collections(
     criteria: dict[str, dict] | None = None,
 ) -> dict[str, int]:
     """Write each collection (optionally filtered) to ``out_dir/<collection>.jsonl.gz``, sorted by key."""
-    db = get_database(settings)
+    from xanesdb.platform.export import check_output_file
+
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise XanesdbUserError(f"{out_dir} is a file; give a folder for the snapshot")
+    for name in collections:
+        check_output_file(out_dir / f"{name}.jsonl.gz", "db dump")
+    db = get_database(settings, ensure=False)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
-    for name in collections:
-        key = COLLECTIONS[name][0]
-        tmp = out_dir / f".{name}.jsonl.gz.tmp"
-        n = 0
-        # mtime=0: the same documents give a byte-identical file (clean git diffs)
-        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
-            for doc in db[name].find((criteria or {}).get(name, {}), {"_id": 0}).sort(key, 1):
-                gz.write((json_util.dumps(doc, json_options=_JSON_OPTIONS, sort_keys=True) + "\n").encode())
-                n += 1
-        tmp.replace(out_dir / f"{name}.jsonl.gz")
-        counts[name] = n
+    tmps: dict[str, Path] = {}
+    try:
+        # every collection to a temporary file first: a refused query or a full disk leaves nothing
+        for name in collections:
+            key = COLLECTIONS[name][0]
+            tmp = tmps[name] = out_dir / f".{name}.jsonl.gz.{os.getpid()}.tmp"
+            n = 0
+            # mtime=0: the same documents give a byte-identical file (clean git diffs)
+            with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+                for doc in db[name].find((criteria or {}).get(name, {}), {"_id": 0}).sort(key, 1):
+                    gz.write((json_util.dumps(doc, json_options=_JSON_OPTIONS, sort_keys=True) + "\n").encode())
+                    n += 1
+            counts[name] = n
+        for name, tmp in tmps.items():
+            tmp.replace(out_dir / f"{name}.jsonl.gz")
+    except BaseException as err:
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
+        if created:
+            try:
+                out_dir.rmdir()
+            except OSError:
+                pass
+        if isinstance(err, OSError):
+            raise XanesdbUserError(f"cannot write the snapshot in {out_dir} ({err.strerror or err}); free space "
+                                   "or choose another folder; nothing was written") from None
+        raise
     return counts
 
 

@@ -55,7 +55,7 @@ def _class_table(title: str, counts: dict[tuple[str, str], int]) -> Table:
 
 def print_stats(console: Console, settings: XanesdbSettings) -> None:
     """Print counts per collection and per element x class."""
-    db = get_database(settings)
+    db = get_database(settings, ensure=False)
     table = Table(title="collections")
     table.add_column("collection")
     table.add_column("documents", justify="right")
@@ -83,7 +83,7 @@ def run_query(
         raise XanesdbUserError(
             f"unknown collection {collection!r}; choose one of {', '.join(COLLECTIONS)}"
         )
-    db = get_database(settings)
+    db = get_database(settings, ensure=False)
     projection = {f: 1 for f in fields} if fields else None
     if projection is None and fmt == "table":
         # the bulky fields stay out of a table
@@ -94,7 +94,8 @@ def run_query(
         cursor = db[collection].find(criteria, projection).limit(max(limit, 0))
         docs = list(cursor)
     except OperationFailure as err:
-        raise XanesdbUserError(f"the server refused the query: {err.details.get('errmsg', err)}") from None
+        raise XanesdbUserError(f"the server refused the query: {(err.details or {}).get('errmsg', err)}; check the "
+                              "filter (JSON field filters and operators MongoDB knows)") from None
     if fmt == "jsonl":
         for d in docs:
             d.pop("_id", None)

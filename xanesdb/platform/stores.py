@@ -61,9 +61,45 @@ COLLECTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+#: URI options that carry a secret (lower case); also any option whose name holds one of
+#: :data:`_SECRET_WORDS`
+_SECRET_OPTIONS = frozenset({"authmechanismproperties", "tlscertificatekeyfilepassword", "sslpemkeypassword",
+                             "sslclientcertificatekeypassword"})
+_SECRET_WORDS = ("password", "secret", "token")
+
+
 def redact_uri(uri: str) -> str:
-    """The URI with any password replaced by ``***`` (for messages and logs)."""
-    return re.sub(r"(mongodb(?:\+srv)?://[^:/@]+):[^@]*@", r"\1:***@", uri)
+    """The URI with its password and every secret-bearing option replaced by ``***``.
+
+    The user information ends at the *last* ``@`` before the host list, so a password with an
+    unescaped ``@`` (``mongodb://u:p@ss@host``) is masked whole, not from its first ``@`` on.
+    Options masked: ``tlsCertificateKeyFilePassword``, ``authMechanismProperties`` (AWS session
+    tokens), the legacy ``ssl...Password`` ones, and any option named like a password, secret or
+    token. Used for every URI xanesdb prints or logs.
+    """
+    m = re.match(r"(?i)(mongodb(?:\+srv)?://)(.*)", uri, flags=re.S)
+    if m is None:
+        return uri
+    scheme, rest = m.groups()
+    # user information: up to the last "@" before the first "/" (a password may hold "@" or "?")
+    slash = rest.find("/")
+    at = (rest if slash < 0 else rest[:slash]).rfind("@")
+    user_part = ""
+    if at >= 0:
+        userinfo, rest = rest[:at], rest[at + 1:]
+        user = userinfo.split(":", 1)[0]
+        user_part = f"{user}:***@" if ":" in userinfo else f"{user}@"
+    query_at = rest.find("?")
+    head, query = (rest, "") if query_at < 0 else (rest[:query_at], rest[query_at:])
+    head = user_part + head
+    if query:
+        def mask(opt: re.Match) -> str:
+            name = opt.group(2).lower()
+            secret = name in _SECRET_OPTIONS or any(w in name for w in _SECRET_WORDS)
+            return f"{opt.group(1)}{opt.group(2)}=***" if secret else opt.group(0)
+
+        query = re.sub(r"([?&;])([^=&;]+)=([^&;]*)", mask, query)
+    return scheme + head + query
 
 
 def database_uri(settings: XanesdbSettings | None = None) -> str:
@@ -109,6 +145,13 @@ def get_client(settings: XanesdbSettings | None = None, check: bool = True) -> p
                 f"MongoDB at {redact_uri(uri)} refused the connection check (code {err.code}); "
                 "check XANESDB_DB_URI"
             ) from err
+        except OSError as err:  # pymongo opens tlsCAFile / tlsCertificateKeyFile while parsing the URI
+            if client is not None:
+                client.close()
+            raise DatabaseUnavailableError(
+                f"cannot read {err.filename or 'a file'} named in the database URI ({err.strerror or err}); "
+                f"fix the tls file options of XANESDB_DB_URI ({redact_uri(uri)})"
+            ) from None
         except (PyMongoError, ValueError) as err:
             if client is not None:
                 client.close()
@@ -127,12 +170,18 @@ def get_client(settings: XanesdbSettings | None = None, check: bool = True) -> p
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def get_database(settings: XanesdbSettings | None = None):
-    """The xanesdb database (a pymongo ``Database``), indexes ensured."""
+def get_database(settings: XanesdbSettings | None = None, ensure: bool = True):
+    """The xanesdb database (a pymongo ``Database``).
+
+    With ``ensure`` (default) the collections, their indexes and validators are created first, as
+    a writer needs them. Read-only commands pass ``ensure=False``: they create nothing (and a
+    read-only user is not warned that it may not create indexes).
+    """
     settings = settings or get_settings()
     db = get_client(settings)[settings.DB_NAME]
-    for name in COLLECTIONS:
-        ensure_indexes(db[name], name)
+    if ensure:
+        for name in COLLECTIONS:
+            ensure_indexes(db[name], name)
     return db
 
 
@@ -180,7 +229,9 @@ def ensure_indexes(collection: Any, name: str | None = None) -> None:
         for f in fields:
             collection.create_index(f)
     except PyMongoError as err:
-        logger.warning("could not create indexes on %s: %s", name, err)
+        # a read-only user may not create indexes: expected, so not a warning on every command
+        unauthorized = isinstance(err, OperationFailure) and err.code in (13, 8000)
+        logger.log(logging.DEBUG if unauthorized else logging.WARNING, "could not create indexes on %s: %s", name, err)
 
 
 def job_store(settings: XanesdbSettings | None = None):

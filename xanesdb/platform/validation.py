@@ -220,7 +220,10 @@ def apply_validator(collection: Collection, name: str | None = None) -> bool:
     except PyMongoError as err:
         if isinstance(err, OperationFailure) and err.code == 48:  # created meanwhile by another process
             return apply_validator(collection, name)
-        logger.warning("could not apply the schema validator of %s: %s", name, err)
+        # a user without the right (a reader, a writer without collMod) is expected: not a warning
+        unauthorized = isinstance(err, OperationFailure) and err.code in (13, 8000)
+        logger.log(logging.DEBUG if unauthorized else logging.WARNING,
+                   "could not apply the schema validator of %s: %s", name, err)
         return False
 
 

@@ -1,0 +1,223 @@
+"""One error path for the whole command line (issue 17): every bad input ends in one line.
+
+Each row of :data:`BAD_CLI_INPUTS` runs the real CLI in-process against the real local server
+with a little data in it; the ``refused`` fixture (tests/conftest.py) asserts exit code 2, a
+single ``error: ...`` line, nothing on stdout, and the same collections with the same counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pymongo
+import pytest
+
+pytestmark = pytest.mark.integration
+
+DEEP_QUERY = "[" * 5000 + "]" * 5000  # a JSON array nested 5,000 deep
+DEEP_OBJECT = '{"a": ' * 100 + "1" + "}" * 100
+SLOW_REGEX = {"material_id": {"$regex": "^(a+)+$"}}
+
+#: (arguments, words of the expected error line); "{tmp}" is the test's temporary folder,
+#: "{fifo}" a FIFO in it
+BAD_CLI_INPUTS = [
+    (["db", "query", '{"formula": {"$foo": 1}}', "-c", "structures"], "refused"),
+    (["db", "query", '{"$and": 5}', "-c", "structures"], "refused"),
+    (["db", "query", DEEP_QUERY], "nested more than 32 levels"),
+    (["db", "query", DEEP_OBJECT], "nested more than 32 levels"),
+    (["db", "query", json.dumps(SLOW_REGEX)], "nested quantifiers"),
+    (["db", "query", '{"formula": {"$regex": "("}}'], "not a valid regular expression"),
+    (["db", "query", '{"formula": {"$regex": "' + "a" * 201 + '"}}'], "longer than 200 characters"),
+    (["db", "query", '{"$expr": {"$regexMatch": {"input": "$formula", "regex": "(a|aa)*$"}}}'],
+     "alternation inside a repeated group"),
+    (["db", "query", '{"formula": {"$regex": ".*.*.*.*x"}}'], "more than 3 unbounded"),
+    (["db", "query", '{"$expr": {"$lookup": {"from": "jobs"}}}'], "reads other collections"),
+    (["db", "query", '{"$unionWith": "launches"}'], "reads other collections"),
+    (["db", "query", "{}", "--limit", "-5"], "--limit must be 0 (all) or more, got -5"),
+    (["export", "--out", "{tmp}/x.json", "-f", "json", "-c", "structures", "--limit", "-1"], "--limit must be 0"),
+    (["export", "--out", "{tmp}/x.json", "-f", "json", "-c", "structures", "-q", '{"a": {"$foo": 1}}'],
+     "refused"),
+    (["export", "--out", "{tmp}/x.json", "-f", "json", "-q", DEEP_QUERY], "nested more than"),
+    (["export", "--out", "{fifo}", "-f", "json", "-c", "structures"], "is a FIFO"),
+    (["db", "dump", "{tmp}/dump", "-c", "structures", "--query", '{"a": {"$foo": 1}}'],
+     "refused"),
+    (["models", "list", "--query", '{"$foo": 1}'], "refused"),
+    (["models", "report", "--out", "{tmp}/rep", "--query", '{"run_id": {"$foo": 1}}'],
+     "refused"),
+    (["models", "show", ""], "give a model id"),
+    (["models", "show", "   "], "give a model id"),
+    (["models", "show", "m" * 1001], "at most 200 characters"),
+    (["models", "score", "-m", "x", "-q", "{}", "--png", "{fifo}"], "is a FIFO"),
+    (["train", "--query", "{}", "--label", "$where"], "is not a field name"),
+    (["train", "--query", '{"element": {"$foo": 1}}', "--epochs", "1"], "refused"),
+    (["feff", "export-inputs", "{tmp}/batch", "--class", "Q9"], "unknown --class 'Q9'"),
+    (["populate", "config", "{tmp}/afile"], "is a file, not a folder"),
+]
+
+
+@pytest.fixture
+def some_data(db_settings):
+    """Two structures and a site in the test database, so the server has something to refuse on."""
+    from xanesdb.platform.bundled import iter_bundled_structures
+    from xanesdb.platform.stores import get_database
+
+    db = get_database(db_settings)
+    for d in iter_bundled_structures(elements=["Ti"], limit=2):
+        db["structures"].insert_one(d.to_mongo())
+    return db
+
+
+@pytest.mark.parametrize(("args", "words"), BAD_CLI_INPUTS, ids=range(len(BAD_CLI_INPUTS)))
+def test_bad_cli_input_is_one_line_and_writes_nothing(some_data, refused, tmp_path, args, words):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "afile").write_text("a file, not a folder")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    line = refused([a.replace("{tmp}", str(tmp_path)).replace("{fifo}", str(fifo)) for a in args])
+    assert words in line, line
+    # nothing written beside: no output, no temporary file, no dump folder; the FIFO is a FIFO
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert fifo.is_fifo()
+
+
+def test_stored_markup_and_escape_sequences_print_as_text(some_data, capsys):
+    """A material id with Rich markup and a terminal escape: the table shows them, inert."""
+    from xanesdb.cli import main
+
+    doc = some_data["structures"].find_one({}, {"_id": 0})
+    for mid in ("file:[/x]", "file:[bold red]boom", "file:\x1b]0;pwned\x07\x1b[31mred"):
+        some_data["structures"].insert_one(dict(doc, material_id=mid))
+    main(["db", "query", "{}", "-c", "structures", "--fields", "material_id,formula", "--limit", "0"])
+    out = capsys.readouterr().out
+    assert "file:[/x]" in out and "file:[bold red]boom" in out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b]0;pwned" in out  # shown as a visible escape
+
+
+def test_export_limit_zero_means_all_and_dump_is_all_or_nothing(some_data, db_settings, tmp_path, capsys):
+    from xanesdb.cli import main
+
+    main(["export", "--out", str(tmp_path / "s.json"), "-f", "json", "-c", "structures", "--limit", "0"])
+    assert len(json.loads((tmp_path / "s.json").read_text())) == 2
+    main(["db", "dump", str(tmp_path / "dump"), "-c", "structures", "-c", "sites"])
+    assert sorted(p.name for p in (tmp_path / "dump").iterdir()) == ["sites.jsonl.gz", "structures.jsonl.gz"]
+
+
+def test_read_only_commands_create_nothing(db_settings, tmp_path, capsys):
+    """db query / stats / export on an empty database leave it without collections."""
+    from xanesdb.cli import main
+
+    main(["db", "query", "{}"])
+    main(["db", "stats"])
+    main(["export", "--out", str(tmp_path / "e.json"), "-f", "json"])
+    client = pymongo.MongoClient(db_settings.DB_URI.get_secret_value())
+    assert client[db_settings.DB_NAME].list_collection_names() == []
+    client.close()
+
+
+def test_roles_apply_on_unreachable_database_writes_no_credentials(tmp_path, monkeypatch, capsys):
+    from xanesdb.cli import main
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("XANESDB_HOME", str(home))
+    monkeypatch.setenv("XANESDB_DB_URI", "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200")
+    monkeypatch.setenv("XANESDB_DB_TIMEOUT_S", "0.5")
+    with pytest.raises(SystemExit) as exit_:
+        main(["db", "roles", "--apply"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().startswith("error: cannot reach MongoDB")
+    assert not (home / "credentials.yaml").exists()
+
+
+def test_pathological_regex_stalls_the_server_but_the_cli_refuses_it(some_data, db_settings, refused):
+    """What the check prevents, measured on the local server: the same filter sent by pymongo.
+
+    With ``maxTimeMS=1000`` the server still spends longer than a second on one document, and a
+    ping from another client waits for it (SecantusDB answers one request at a time here).
+    """
+    import threading
+
+    some_data["structures"].insert_one(dict(some_data["structures"].find_one({}, {"_id": 0}),
+                                            material_id="a" * 25 + "!"))
+    uri = db_settings.DB_URI.get_secret_value()
+    slow = pymongo.MongoClient(uri)
+    other = pymongo.MongoClient(uri)
+    other.admin.command("ping")
+    waited: list[float] = []
+
+    def ping_later() -> None:
+        time.sleep(0.3)
+        t = time.perf_counter()
+        other.admin.command("ping")
+        waited.append(time.perf_counter() - t)
+
+    thread = threading.Thread(target=ping_later)
+    t0 = time.perf_counter()
+    thread.start()
+    try:
+        list(slow[db_settings.DB_NAME]["structures"].find(SLOW_REGEX).max_time_ms(1000))
+    except pymongo.errors.ExecutionTimeout:
+        pass
+    took = time.perf_counter() - t0
+    thread.join()
+    slow.close()
+    other.close()
+    print(f"regex query {took:.2f} s; another client's ping waited {waited[0]:.2f} s")
+    assert took > 0.5  # the stall is real (3.8 s for 26 'a' in the probe)
+    line = refused(["db", "query", json.dumps(SLOW_REGEX), "-c", "structures"])
+    assert "nested quantifiers" in line
+
+
+# ----------------------------------------------------------------------------- secrets in URIs
+SECRET = "hunter2@tail"
+#: URIs whose secret parts must never be printed: (URI, what the masked form keeps)
+SECRET_URIS = [
+    (f"mongodb://alice:{SECRET}@127.0.0.1:1/db", "mongodb://alice:***@127.0.0.1:1/db"),
+    (f"mongodb://alice:p@ss?{SECRET}@127.0.0.1:1/", "mongodb://alice:***@127.0.0.1:1/"),
+    (f"mongodb://127.0.0.1:1/?tls=true&tlsCertificateKeyFilePassword={SECRET}&authSource=admin",
+     "tlsCertificateKeyFilePassword=***&authSource=admin"),
+    (f"mongodb://u@127.0.0.1:1/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:{SECRET}",
+     "authMechanismProperties=***"),
+    (f"mongodb://127.0.0.1:1/?sslPEMKeyPassword={SECRET}", "sslPEMKeyPassword=***"),
+]
+
+
+@pytest.mark.parametrize(("uri", "masked"), SECRET_URIS)
+def test_redact_uri_masks_every_secret(uri, masked):
+    from xanesdb.platform.stores import redact_uri
+
+    out = redact_uri(uri)
+    assert masked in out and "hunter2" not in out and "tail" not in out, out
+
+
+@pytest.mark.parametrize(("uri", "masked"), SECRET_URIS[:3])
+def test_secrets_never_printed_by_status_uri_or_errors(uri, masked, monkeypatch, capsys):
+    from xanesdb.cli import main
+
+    monkeypatch.setenv("XANESDB_DB_URI", uri)
+    monkeypatch.setenv("XANESDB_DB_TIMEOUT_S", "0.3")
+    main(["db", "status"])
+    main(["db", "uri"])
+    out = capsys.readouterr().out
+    assert out.count(masked) == 2 and "hunter2" not in out, out
+    with pytest.raises(SystemExit) as exit_:  # unreachable: one line, masked
+        main(["db", "stats"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1 and "hunter2" not in err, err
+    main(["db", "uri", "--show-password"])  # asked for: in clear, on stdout only
+    assert SECRET in capsys.readouterr().out
+
+
+def test_missing_tls_key_file_is_one_line(tmp_path, monkeypatch, capsys):
+    from xanesdb.cli import main
+
+    key = tmp_path / "missing.pem"
+    monkeypatch.setenv("XANESDB_DB_URI", f"mongodb://127.0.0.1:1/?tls=true&tlsCertificateKeyFile={key}"
+                                         f"&tlsCertificateKeyFilePassword={SECRET}")
+    with pytest.raises(SystemExit) as exit_:
+        main(["db", "stats"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"cannot read {key} named in the database URI" in err and "hunter2" not in err

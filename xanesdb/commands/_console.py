@@ -1,0 +1,37 @@
+"""Consoles of the command line that print stored strings as they are.
+
+Material ids, file names, queries and error messages come from users and from the database: a
+file named ``[/x].cif`` is Rich markup (it crashed the table of ``db query`` for every user), and
+a name with ``ESC [ ... m`` in it would drive the terminal. :class:`SafeConsole` therefore has
+markup off by default (callers that style constant text pass ``markup=True`` and escape what they
+insert) and shows every control character except newline and tab as a visible escape
+(``\\x1b``), in plain prints and table cells alike.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rich.console import Console
+
+__all__ = ["SafeConsole", "visible"]
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` with control characters (but newline and tab) written as ``\\xNN`` escapes."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+class SafeConsole(Console):
+    """A Rich console with markup off by default and control characters made visible."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("markup", False)
+        super().__init__(*args, **kwargs)
+
+    def render_str(self, text: str, *args: Any, **kwargs: Any):  # noqa: D102 - Console's
+        return super().render_str(visible(text), *args, **kwargs)
+
