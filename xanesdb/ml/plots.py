@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_curves", "plot_robustness", "plot_confusion", "CURVE_AXES"]
+__all__ = ["plot_curves", "plot_robustness", "plot_confusion", "plot_measured_prediction", "CURVE_AXES"]
 
 #: x-axis label of each robustness curve
 CURVE_AXES = {
@@ -109,3 +109,42 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path, t
     ax.set_title(title, fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_measured_prediction(doc, spectrum, row: dict, path) -> Path:
+    """One measured spectrum, as the model sees it, over the model's class means; written as PNG.
+
+    Uses matplotlib's object API (``Figure``), so it never changes the pyplot backend of the
+    caller (a notebook keeps its inline figures).
+    """
+    from matplotlib.figure import Figure
+
+    from xanesdb.ml.predict import prepare
+
+    path = Path(path)
+    x = np.asarray(doc.energies, dtype=float)
+    cols = np.asarray(doc.hyperparameters.get("feature_indices", range(len(x))), dtype=int)
+    fig = Figure(figsize=(7.5, 4.5))
+    ax = fig.add_subplot(1, 1, 1)
+    means = doc.metrics.get("class_means") or {}
+    colours = {"T4": "tab:blue", "S5": "tab:green", "O6": "tab:red"}
+    for i, c in enumerate(doc.classes):
+        m = means.get(str(i))
+        if m is not None:
+            p = (row.get("probabilities") or {}).get(c)
+            ax.plot(x, m, color=colours.get(c, None), lw=1.5, alpha=0.8,
+                    label=f"{c} training mean" + (f" (P {p:.2f})" if p is not None else ""))  # fmt: skip
+    y = prepare(doc, spectrum, "auto" if doc.hyperparameters.get("representation") == "aligned" else "none")["x"]
+    ax.plot(x[cols], np.asarray(y)[cols], "k", lw=2, label=f"{spectrum.name}")
+    rel = doc.hyperparameters.get("representation") == "aligned"
+    ax.set_xlabel("E - E(half edge step) / eV" if rel else "E / eV")
+    ax.set_ylabel("normalised mu" if rel else "mu / max")
+    answer = row.get("predicted", "?")
+    why = f"\n{row['reason']}" if row.get("reason") else ""
+    ax.set_title(f"{spectrum.name}: {answer} (model {doc.run_id}){why}", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path

@@ -1,77 +1,48 @@
-"""Class probabilities of spectra in files, from a registered model.
+"""Class probabilities of measured (or computed) spectra from a model, or ``unsure`` with a reason.
 
-Files are CSV (``energy,mu`` with or without a header) or whitespace-separated columns as in
-FEFF's ``xmu.dat`` (``#`` comments; with 6 columns, ``omega`` and ``mu`` = columns 1 and 4 are
-used, otherwise columns 1 and 2). Each spectrum is optionally aligned (its edge moved onto the
-training data's mean edge), interpolated onto the model's grid, scaled to max 1 and fed to every
-network of the model; the probabilities are averaged over the networks.
+Each spectrum (a :class:`xanesdb.xas.readers.MeasuredSpectrum`, read from XDI, Athena, CSV or
+FEFF files) is put in the model's representation:
+
+- ``aligned`` models (trained with ``--representation aligned``): Athena-style normalisation and
+  the half-step point as energy origin (:func:`xanesdb.ml.aligned.align_measured`), the same rule
+  the training spectra went through; the applied shift is minus the half-step energy.
+- ``grid`` models (the paper's representation): optionally aligned (``align="edge"``: the
+  spectrum's e0 moved onto the training data's), interpolated onto the absolute grid, scaled to
+  max 1.
+
+The networks' mean probabilities are then temperature-scaled (aligned models carry the fitted
+temperature) and checked: a spectrum that the model's outlier test finds unlike its training
+spectra, or whose most probable class stays below :data:`MIN_CONFIDENCE`, is answered
+``unsure`` with the reason. A spectrum that cannot be prepared gets a row with its ``error``;
+the others are still predicted.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xanesdb.platform.errors import XanesdbUserError
+from xanesdb.xas.normalize import find_e0
 
 if TYPE_CHECKING:
     from xanesdb.schemas import TrainingRunDoc
+    from xanesdb.xas.readers import MeasuredSpectrum
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["read_spectrum", "edge_energy", "to_grid", "predict_spectra"]
+__all__ = ["MIN_CONFIDENCE", "absorber_of", "edge_energy", "load_any_model", "prepare", "predict_measured",
+           "predict_spectra", "to_grid"]  # fmt: skip
 
-
-def read_spectrum(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Energies (eV, ascending) and mu from a CSV or xmu.dat-style file."""
-    path = Path(path)
-    if not path.is_file():
-        raise XanesdbUserError(f"{path} does not exist or is not a file")
-    try:
-        text = path.read_text()
-    except (UnicodeDecodeError, OSError) as err:
-        raise XanesdbUserError(f"{path} cannot be read as text ({type(err).__name__})") from None
-    rows: list[list[float]] = []
-    header_lines = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        s = line.strip()
-        if not s or s.startswith("#"):
-            header_lines.append(s)
-            continue
-        parts = next(csv.reader([s])) if "," in s else s.split()
-        try:
-            rows.append([float(p) for p in parts])
-        except ValueError:
-            if not rows:  # a header line
-                header_lines.append(s)
-                continue
-            raise XanesdbUserError(f"{path}:{lineno} is not numeric: {s[:60]!r}; give two columns energy,mu") from None
-    if len(rows) < 5:
-        raise XanesdbUserError(f"{path} has {len(rows)} data rows; a spectrum needs energy,mu columns and many rows")
-    widths = {len(r) for r in rows}
-    if len(widths) != 1 or min(widths) < 2:
-        raise XanesdbUserError(f"{path} has rows of {sorted(widths)} columns; give two columns energy,mu")
-    data = np.array(rows)
-    mu_col = 3 if data.shape[1] == 6 else 1  # FEFF xmu.dat: omega e k mu mu0 chi
-    e, mu = data[:, 0], data[:, mu_col]
-    if not (np.all(np.isfinite(e)) and np.all(np.isfinite(mu))):
-        raise XanesdbUserError(f"{path} contains non-finite values")
-    order = np.argsort(e)
-    e, mu = e[order], mu[order]
-    if np.any(np.diff(e) <= 0):
-        raise XanesdbUserError(f"{path} repeats an energy; energies must be distinct")
-    if mu.max() <= 0:
-        raise XanesdbUserError(f"{path} has no positive absorption")
-    return e, mu
+#: below this calibrated probability of the most probable class the answer is ``unsure``
+MIN_CONFIDENCE = 0.6
 
 
 def edge_energy(energies: np.ndarray, mu: np.ndarray) -> float:
-    """Edge energy: where d(mu)/dE is largest."""
-    return float(energies[int(np.argmax(np.gradient(mu, energies)))])
+    """Edge energy e0 (:func:`xanesdb.xas.normalize.find_e0`, the one definition)."""
+    return find_e0(energies, mu)
 
 
 def to_grid(e: np.ndarray, mu: np.ndarray, grid: np.ndarray, name: str = "spectrum") -> np.ndarray:
@@ -87,55 +58,241 @@ def to_grid(e: np.ndarray, mu: np.ndarray, grid: np.ndarray, name: str = "spectr
     return CubicSpline(e, mu)(grid)
 
 
+def representation_of(doc: TrainingRunDoc) -> str:
+    """``"aligned"`` or ``"grid"``."""
+    return doc.hyperparameters.get("representation", "grid")
+
+
+def prepare(doc: TrainingRunDoc, spectrum: MeasuredSpectrum, align: str = "auto") -> dict[str, Any]:
+    """The model's input row for one spectrum, with what was done to it.
+
+    Raises
+    ------
+    XanesdbUserError
+        When the spectrum cannot be normalised, has no edge in range, or misses the grid.
+    """
+    name = spectrum.name
+    e, mu = np.asarray(spectrum.energy, dtype=float), np.asarray(spectrum.mu, dtype=float)
+    if representation_of(doc) == "aligned":
+        from xanesdb.ml.aligned import align_measured
+
+        if align not in ("auto", "halfstep"):
+            raise XanesdbUserError(f"model {doc.run_id} reads aligned spectra; use --align auto (not {align!r})")
+        try:
+            a = align_measured(e, mu, name=name)
+        except ValueError as err:
+            raise XanesdbUserError(f"{name}: {err}") from None
+        return {"x": a["y"], "e0": a["e0"], "e_half": a["e_half"], "edge_step": a["edge_step"],
+                "shift_ev": -a["e_half"], "extrapolated_ev": a["extrapolated_ev"]}  # fmt: skip
+    grid = np.asarray(doc.energies, dtype=float)
+    shift = 0.0
+    e0 = find_e0(e, mu)
+    if align == "edge":
+        target = doc.metrics.get("train_edge_ev")
+        if target is None:
+            raise XanesdbUserError(f"model {doc.run_id} has no stored training edge; use --align none")
+        shift = float(target) - e0
+        e = e + shift
+    elif align not in ("none", "auto"):
+        raise XanesdbUserError(f"unknown --align {align!r}; use auto, none or edge")
+    y = to_grid(e, mu, grid, name=name)
+    if y.max() <= 0:
+        raise XanesdbUserError(f"{name} has no positive absorption on the model's grid")
+    return {"x": (y / y.max()).astype(np.float32), "e0": e0, "shift_ev": shift}
+
+
+def _networks_probs(model: Any, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """(n, networks, classes) probabilities; each row is fed to every network."""
+    k = model.input_shape[1]
+    out = []
+    for i in range(0, len(X), batch_size):
+        xb = X[i : i + batch_size]
+        out.append(model.predict(np.broadcast_to(xb[:, None, :], (len(xb), k, xb.shape[1])), verbose=0))
+    return np.concatenate(out)
+
+
 def predict_spectra(
     doc: TrainingRunDoc,
     model: Any,
-    files: list[Path],
-    align: str = "none",
+    spectra: list[MeasuredSpectrum],
+    align: str = "auto",
+    min_confidence: float = MIN_CONFIDENCE,
 ) -> list[dict[str, Any]]:
-    """Probabilities per class for each file (mean over the model's networks).
+    """One row per spectrum: probabilities (calibrated), the class or ``unsure`` and why.
 
     Parameters
     ----------
-    doc
-        The registry document (grid, classes, feature columns, training edge).
-    model
-        Its Keras model.
-    files
-        Spectrum files.
+    doc, model
+        The registry document and its Keras model.
+    spectra
+        Spectra from :func:`xanesdb.xas.readers.read_spectra`.
     align
-        ``"none"``: absolute energies; ``"edge"``: shift each spectrum so its edge sits at the
-        training data's mean edge (``metrics.train_edge_ev``).
+        ``auto`` (the model's own rule), or for ``grid`` models ``none`` / ``edge``.
+    min_confidence
+        Calibrated probability the most probable class must reach; below it the answer is ``unsure``.
+
+    Returns
+    -------
+    list of dict
+        ``name``, ``file``, ``group``, ``model``, ``predicted`` (a class or ``unsure``),
+        ``best_class``, ``confidence``, ``probabilities``, ``probabilities_uncalibrated``,
+        ``std`` (over networks), ``outlier_score``, ``reason``, ``shift_ev``, ``e0``, ``e_half``,
+        ``edge_step``; or ``name``, ``file``, ``error`` for a spectrum that could not be prepared.
     """
-    grid = np.asarray(doc.energies, dtype=float)
-    cols = np.asarray(doc.hyperparameters.get("feature_indices", range(len(grid))), dtype=int)
-    rows = []
-    for f in files:
-        e, mu = read_spectrum(Path(f))
-        shift = 0.0
-        if align == "edge":
-            target = doc.metrics.get("train_edge_ev")
-            if target is None:
-                raise XanesdbUserError(f"model {doc.run_id} has no stored training edge; use --align none")
-            shift = float(target) - edge_energy(e, mu)
-            e = e + shift
-        elif align != "none":
-            raise XanesdbUserError(f"unknown --align {align!r}; use none or edge")
-        y = to_grid(e, mu, grid, name=str(f))
-        if y.max() <= 0:
-            raise XanesdbUserError(f"{f} has no positive absorption on the model's grid")
-        rows.append((str(f), (y / y.max()).astype(np.float32), shift))
-    X = np.stack([r[1] for r in rows])[:, cols]
-    k = model.input_shape[1]
-    P = model.predict(np.repeat(X[:, None, :], k, axis=1), verbose=0)
-    probs = P.mean(axis=1)
-    out = []
-    for (name, _, shift), p, pk in zip(rows, probs, P):
-        out.append({
-            "file": name,
-            "shift_ev": shift,
+    from xanesdb.ml.trust import OutlierTest, apply_temperature
+
+    cols = np.asarray(doc.hyperparameters.get("feature_indices", range(len(doc.energies))), dtype=int)
+    rows: list[dict[str, Any]] = []
+    ready: list[tuple[int, dict[str, Any]]] = []
+    for s in spectra:
+        base = {"name": s.name, "file": s.path, "group": s.group, "model": doc.run_id}
+        try:
+            prep = prepare(doc, s, align)
+        except XanesdbUserError as err:
+            rows.append({**base, "error": str(err).splitlines()[0]})
+            continue
+        rows.append(base)
+        ready.append((len(rows) - 1, prep))
+    if not ready:
+        return rows
+    X = np.stack([p["x"] for _, p in ready])[:, cols]
+    P = _networks_probs(model, X)
+    mean = P.mean(axis=1)
+    calib = doc.metrics.get("calibration") or {}
+    T = float(calib.get("temperature", 1.0))
+    Pc = apply_temperature(mean, T)
+    outlier = OutlierTest(**doc.metrics["outlier_test"]) if doc.metrics.get("outlier_test") else None
+    scores = outlier.score(X) if outlier is not None else np.zeros(len(X))
+    for (i, prep), p, praw, pk, sc, x in zip(ready, Pc, mean, P, scores, X):
+        best = int(np.argmax(p))
+        reason = None
+        if sc > 1.0:
+            reason = outlier.explain(x)
+        elif p[best] < min_confidence:
+            reason = f"no class reaches {min_confidence:g}: " + ", ".join(
+                f"{c} {v:.2f}" for c, v in sorted(zip(doc.classes, p), key=lambda t: -t[1])
+            )
+        rows[i].update({
+            "predicted": doc.classes[best] if reason is None else "unsure",
+            "best_class": doc.classes[best],
+            "confidence": float(p[best]),
             "probabilities": {c: float(v) for c, v in zip(doc.classes, p)},
+            "probabilities_uncalibrated": {c: float(v) for c, v in zip(doc.classes, praw)},
             "std": {c: float(v) for c, v in zip(doc.classes, pk.std(axis=0))},
-            "predicted": doc.classes[int(np.argmax(p))],
+            "outlier_score": float(sc),
+            "reason": reason,
+            **{k: float(v) for k, v in prep.items() if k != "x"},
         })  # fmt: skip
+    return rows
+
+
+def prepared_inputs(doc: TrainingRunDoc, spectra: list[MeasuredSpectrum], align: str = "auto") -> list[np.ndarray | None]:
+    """Each spectrum's model input on the model's energies (None where it cannot be prepared); for plots."""
+    out: list[np.ndarray | None] = []
+    for s in spectra:
+        try:
+            out.append(prepare(doc, s, align)["x"])
+        except XanesdbUserError:
+            out.append(None)
     return out
+
+
+def absorber_of(spectrum: MeasuredSpectrum) -> tuple[str | None, str]:
+    """Absorber of a spectrum and how it was decided: its edge energy (xraydb's tables) rules.
+
+    Athena guesses ``bkg_z`` from e0 and often lands on an L edge of a heavy element (35 of the 88
+    V K-edge groups of one development project say La or Xe), so a file's word that disagrees
+    with the edge energy is overruled, and said so.
+    """
+    from xanesdb.xas.edges import identify_edge
+
+    try:
+        found = identify_edge(find_e0(spectrum.energy, spectrum.mu))
+    except ValueError:
+        found = None
+    said = spectrum.absorber
+    if found is None:
+        return said, "file" if said else "unknown"
+    if said and said != found[0]:
+        return found[0], f"edge energy ({found[1]} of {found[0]}; the file says {said})"
+    return found[0], "file and edge energy" if said else f"edge energy ({found[1]})"
+
+
+def load_any_model(key: str, settings=None) -> tuple[TrainingRunDoc, Any]:
+    """A portable model folder, or a registered run id (read from the database)."""
+    from pathlib import Path
+
+    if Path(key).is_dir():
+        from xanesdb.ml.portable import load_portable
+
+        return load_portable(Path(key))
+    from xanesdb.ml.registry import get_run, load_model
+    from xanesdb.platform.settings import get_settings
+
+    settings = settings or get_settings()
+    doc = get_run(key, settings)
+    return doc, load_model(doc, settings)
+
+
+def predict_measured(
+    spectra: list[MeasuredSpectrum],
+    model: str | None = None,
+    align: str = "auto",
+    min_confidence: float = MIN_CONFIDENCE,
+    png_dir=None,
+    settings=None,
+) -> list[dict[str, Any]]:
+    """:func:`predict_spectra` for spectra of any absorbers, each with its own model.
+
+    Parameters
+    ----------
+    spectra
+        From :func:`xanesdb.xas.readers.read_spectra`.
+    model
+        A registered run id or a portable model folder for all spectra; None: the shipped model of
+        each spectrum's absorber (:func:`absorber_of`), no database needed.
+    png_dir
+        When given, one PNG per predicted spectrum (:func:`xanesdb.ml.plots.plot_measured_prediction`).
+
+    Returns
+    -------
+    list of dict
+        One row per spectrum (see :func:`predict_spectra`) plus ``absorber`` and
+        ``absorber_from``; a spectrum without a model gets an ``error`` row.
+    """
+    from pathlib import Path
+
+    from xanesdb.ml.portable import shipped_model_dir, shipped_models
+
+    loaded: dict[str, tuple] = {}
+    rows = []
+    for s in spectra:
+        absorber, how = absorber_of(s)
+        key = model
+        if key is None:
+            d = shipped_model_dir(absorber) if absorber else None
+            if d is None:
+                have = ", ".join(sorted(shipped_models())) or "none"
+                rows.append({"name": s.name, "file": s.path, "group": s.group, "absorber": absorber or "",
+                             "absorber_from": how, "error": f"no shipped model for absorber {absorber or 'unknown'} "
+                             f"({how}); models ship for {have}, or give --model"})  # fmt: skip
+                continue
+            key = str(d)
+        if key not in loaded:
+            loaded[key] = load_any_model(key, settings)
+        doc, keras_model = loaded[key]
+        trained_on = doc.query.get("element") if isinstance(doc.query.get("element"), str) else None
+        if trained_on and absorber and absorber != trained_on:
+            rows.append({"name": s.name, "file": s.path, "group": s.group, "absorber": absorber, "absorber_from": how,
+                         "model": doc.run_id, "error": f"{s.name} is a {absorber} spectrum ({how}); model "
+                         f"{doc.run_id} was trained on {trained_on}"})  # fmt: skip
+            continue
+        (r,) = predict_spectra(doc, keras_model, [s], align=align, min_confidence=min_confidence)
+        r.update(absorber=absorber or "", absorber_from=how)
+        if png_dir is not None and "error" not in r:
+            from xanesdb.ml.plots import plot_measured_prediction
+
+            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in s.name)
+            r["png"] = str(plot_measured_prediction(doc, s, r, Path(png_dir) / f"{safe}.png"))
+        rows.append(r)
+    return rows

@@ -404,6 +404,7 @@ def _trust_metrics(model, X, y, splits, cols, e, energies, n_classes, seed) -> d
             "measurement_model": mm.as_dict(),
         },
         "outlier_test": outlier.as_dict(),
+        "class_means": {str(i): X[y == i].mean(axis=0).tolist() for i in range(n_classes) if np.any(y == i)},
     }
 
 

@@ -1,0 +1,137 @@
+"""``xanesdb predict``: site geometry of measured spectra, many files and formats at once.
+
+Thin: read the files (:mod:`xanesdb.xas.readers`), choose a model per spectrum, call
+:func:`xanesdb.ml.predict.predict_spectra`, print or write the rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from xanesdb.commands._console import SafeConsole
+from xanesdb.platform.errors import XanesdbUserError
+
+console = SafeConsole(soft_wrap=True, emoji=False)
+err_console = SafeConsole(stderr=True, emoji=False)
+
+FORMATS = ("table", "csv", "json")
+CSV_FIELDS = ("name", "file", "group", "absorber", "model", "predicted", "best_class", "confidence", "P_O6", "P_S5",
+              "P_T4", "outlier_score", "shift_ev", "e0", "e_half", "edge_step", "reason", "error")  # fmt: skip
+
+
+def _write(out: Path, text: str) -> None:
+    from xanesdb.platform.export import check_output_file
+
+    check_output_file(out)
+    fd, tmp = tempfile.mkstemp(dir=out.parent if str(out.parent) else ".", prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def predict(
+    files: list[Path] = typer.Argument(..., help="Spectrum files: XDI, Athena .prj (every group), CSV/whitespace columns, FEFF xmu.dat."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered run id or a portable model folder; default: the shipped model of each spectrum's absorber."),
+    group: Optional[list[str]] = typer.Option(None, "--group", "-g", help="Athena group label to read (repeat); default all groups."),
+    energy_col: Optional[str] = typer.Option(None, "--energy-col", help="Energy column (name or 1-based number) of column files."),
+    mu_col: Optional[str] = typer.Option(None, "--mu-col", help="mu column (name or 1-based number) of column files."),
+    align: str = typer.Option("auto", help="auto (the model's rule; aligned models: half step), or for grid models none / edge."),
+    min_confidence: float = typer.Option(0.6, "--min-confidence", help="Calibrated probability below which the answer is unsure."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json (JSON lines)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the csv/json rows to this file instead of the screen."),
+    png: Optional[Path] = typer.Option(None, "--png", help="Folder for one PNG per spectrum: it over the model's class means."),
+) -> None:
+    """Local geometry (T4/S5/O6) of measured spectra, or `unsure` with the reason; one row per spectrum."""
+    from xanesdb.xas.readers import read_spectra
+
+    if fmt not in FORMATS:
+        raise XanesdbUserError(f"unknown --format {fmt!r}; use {', '.join(FORMATS)}")
+    if not 0.0 <= min_confidence <= 1.0:
+        raise XanesdbUserError("--min-confidence must be between 0 and 1")
+    if out is not None:
+        from xanesdb.platform.export import check_output_file
+
+        if fmt == "table":
+            raise XanesdbUserError("--out writes csv or json; add --format csv or --format json")
+        check_output_file(out)
+    if png is not None and png.exists() and not png.is_dir():
+        raise XanesdbUserError(f"--png {png} is a file; give a folder")
+    cols = {k: (int(v) if v is not None and v.isdigit() else v) for k, v in (("energy_col", energy_col), ("mu_col", mu_col))}
+    rows: list[dict] = []
+    spectra = []
+    for f in files:  # every file is read before Keras loads; a bad one becomes an error row
+        try:
+            spectra.extend(read_spectra(f, groups=group or None, **cols))
+        except XanesdbUserError as err:
+            rows.append({"name": Path(f).name, "file": str(f), "error": str(err).splitlines()[0]})
+    from xanesdb.ml.predict import predict_measured
+
+    if png is not None:
+        png.mkdir(parents=True, exist_ok=True)
+    rows.extend(predict_measured(spectra, model=model, align=align, min_confidence=min_confidence, png_dir=png))
+    _emit(rows, fmt, out)
+    if png is not None:
+        err_console.print(f"PNGs in {png}")
+
+
+def _flat(r: dict) -> dict:
+    p = r.get("probabilities") or {}
+    d = {k: r.get(k) for k in CSV_FIELDS if not k.startswith("P_")}
+    d.update({f"P_{c}": p.get(c) for c in ("O6", "S5", "T4")})
+    return d
+
+
+def _emit(rows: list[dict], fmt: str, out: Path | None) -> None:
+    if fmt == "json":
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+    elif fmt == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if v is None else f"{v:.4g}" if isinstance(v, float) else v) for k, v in _flat(r).items()})
+        text = buf.getvalue()
+    else:
+        from rich.table import Table
+
+        t = Table(title="xanesdb predict (probabilities calibrated; notes below)")
+        for c in ("#", "spectrum", "abs.", "answer", "O6", "S5", "T4", "outlier", "E half"):
+            t.add_column(c, overflow="fold")
+        notes = []
+        for i, r in enumerate(rows, 1):
+            if "error" in r:
+                t.add_row(str(i), r["name"], r.get("absorber", ""), "error", "", "", "", "", "")
+                notes.append(f"{i}. {r['error']}")
+                continue
+            p = r["probabilities"]
+            t.add_row(str(i), r["name"], r.get("absorber", ""), r["predicted"],
+                      *[f"{p[c]:.2f}" if c in p else "" for c in ("O6", "S5", "T4")],
+                      f"{r['outlier_score']:.2f}", f"{r['e_half']:.1f}" if r.get("e_half") is not None else "")  # fmt: skip
+            if r.get("reason"):
+                notes.append(f"{i}. {r['reason']}")
+        console.print(t)
+        for n in notes:
+            console.print(n)
+        n_err = sum("error" in r for r in rows)
+        n_unsure = sum(r.get("predicted") == "unsure" for r in rows)
+        models = sorted({r["model"] for r in rows if r.get("model")})
+        console.print(f"{len(rows)} spectra: {len(rows) - n_err - n_unsure} answered, {n_unsure} unsure, {n_err} errors; "
+                      f"model(s) {', '.join(models) or '-'}")  # fmt: skip
+        return
+    if out is not None:
+        _write(out, text)
+        err_console.print(f"{len(rows)} rows written to {out}")
+    else:
+        print(text, end="")

@@ -1,0 +1,100 @@
+"""Models outside the database: a folder with ``model.keras`` and its model card.
+
+A portable model is a folder holding the Keras file (the networks, with their standardisation
+inside) and ``card.json``, the registry document (training query and data fingerprint, grid and
+representation, classes, hyper-parameters, scores, calibration, outlier test, library versions),
+plus ``card.md`` for people. It loads with Keras and xanesdb alone, no database.
+
+The per-absorber models that ``xanesdb predict`` uses when no ``--model`` is given ship in this
+format under ``xanesdb/data/models/<element>-K-<representation>/`` (made by
+``scripts/train_shipped_models.py`` from the bundled database).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xanesdb.platform.errors import XanesdbUserError
+
+if TYPE_CHECKING:
+    from xanesdb.schemas import TrainingRunDoc
+
+__all__ = ["SHIPPED_DIR", "export_portable", "load_portable", "shipped_model_dir", "shipped_models"]
+
+#: where the shipped models live
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "models"
+
+
+def _card_markdown(doc: TrainingRunDoc) -> str:
+    m = doc.metrics
+    hp = {k: v for k, v in doc.hyperparameters.items() if k != "feature_indices"}
+    f1 = m.get("f1", {}).get("macro")
+    cal = m.get("calibration") or {}
+    lines = [
+        f"# {doc.run_id}", "",
+        f"- kind: {doc.kind}, classes: {', '.join(doc.classes)}, label `{doc.label_field}`",
+        f"- training query: `{json.dumps(doc.query)}` ({doc.n_spectra} spectra, fingerprint {doc.fingerprint})",
+        f"- representation: {hp.get('representation', 'grid')}, grid {doc.grid_name} "
+        f"({doc.energies[0]:g} to {doc.energies[-1]:g} eV, {len(doc.energies)} points)",
+        f"- hyper-parameters: `{json.dumps(hp)}`",
+        f"- macro F1 ({hp.get('protocol')} protocol): {f1[0]:.3f} ± {f1[1]:.3f}" if f1 else "- macro F1: -",
+    ]  # fmt: skip
+    if cal:
+        lines.append(f"- calibration: temperature {cal['temperature']:.2f}, expected calibration error "
+                     f"{cal['ece_before']:.3f} -> {cal['ece_after']:.3f} on {cal['n']} measured-like held-out spectra")  # fmt: skip
+    lines.append(f"- backend {doc.backend} on {doc.device}; versions: "
+                 + ", ".join(f"{k} {v}" for k, v in doc.versions.items()))  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def export_portable(doc: TrainingRunDoc, model: Any, out_dir: Path) -> Path:
+    """Write ``model.keras``, ``card.json`` and ``card.md`` into ``out_dir`` (created)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise XanesdbUserError(f"{out_dir} is a file; give a folder for the model")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    import keras
+
+    bare = keras.models.clone_model(model)  # uncompiled: the file holds no optimizer state
+    bare.set_weights(model.get_weights())
+    bare.save(out_dir / "model.keras")
+    card = doc.model_dump(mode="json")
+    card.pop("weights_file_id", None)
+    (out_dir / "card.json").write_text(json.dumps(card, indent=1))
+    (out_dir / "card.md").write_text(_card_markdown(doc))
+    return out_dir
+
+
+def load_portable(path: Path) -> tuple[TrainingRunDoc, Any]:
+    """The registry document and Keras model of a portable model folder."""
+    import keras
+
+    import xanesdb.ml.models  # noqa: F401 - registers the custom layers
+    from xanesdb.schemas import TrainingRunDoc
+
+    path = Path(path)
+    card, weights = path / "card.json", path / "model.keras"
+    if not (card.is_file() and weights.is_file()):
+        raise XanesdbUserError(f"{path} is not a model folder (needs card.json and model.keras)")
+    try:
+        doc = TrainingRunDoc.model_validate(json.loads(card.read_text()))
+    except (ValueError, json.JSONDecodeError) as err:
+        raise XanesdbUserError(f"{card} is not a valid model card ({type(err).__name__})") from None
+    return doc, keras.saving.load_model(weights)
+
+
+def shipped_models() -> dict[str, Path]:
+    """Absorber symbol -> folder of the shipped model for its K edge."""
+    out = {}
+    if SHIPPED_DIR.is_dir():
+        for d in sorted(SHIPPED_DIR.iterdir()):
+            if (d / "card.json").is_file():
+                out[d.name.split("-")[0]] = d
+    return out
+
+
+def shipped_model_dir(element: str) -> Path | None:
+    """Folder of the shipped model of an absorber, or None."""
+    return shipped_models().get(element)
