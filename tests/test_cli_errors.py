@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import pymongo
 import pytest
@@ -221,3 +222,44 @@ def test_missing_tls_key_file_is_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"cannot read {key} named in the database URI" in err and "hunter2" not in err
+
+
+# ----------------------------------------------------------------------------- the local server's files
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "::", "lab-server.example.org"])
+def test_serve_on_the_network_without_auth_is_refused(host, tmp_path, monkeypatch, capsys):
+    from xanesdb.cli import main
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("XANESDB_HOME", str(home))
+    with pytest.raises(SystemExit) as exit_:
+        main(["db", "serve", "--host", host, "--port", "1"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    assert "without authentication" in err and "--auth" in err and "--insecure" in err
+    assert not home.exists()  # nothing started, nothing created
+
+
+def test_local_server_files_are_private(tmp_path):
+    """Folders 0700 and files 0600, the data and a home made open before (0755/0644) included."""
+    import stat
+
+    from xanesdb.platform.server import LocalServer, find_free_port
+
+    home = tmp_path / "home"
+    (home / "db" / "data").mkdir(parents=True, mode=0o755)
+    os.chmod(home / "db", 0o755)
+    (home / "db" / "data" / "old.wt").write_text("from before")
+    os.chmod(home / "db" / "data" / "old.wt", 0o644)
+    server = LocalServer(home, port=find_free_port())
+    info = server.ensure_running()
+    try:
+        client = pymongo.MongoClient(info.uri())
+        client.xanesdb.structures.insert_one({"material_id": "x"})
+        client.close()
+        modes = {p.relative_to(home): stat.S_IMODE(p.stat().st_mode) for p in (home / "db").rglob("*")}
+        modes[Path("db")] = stat.S_IMODE((home / "db").stat().st_mode)
+        assert len(modes) > 3
+        open_ = {str(p): oct(m) for p, m in modes.items() if m & 0o077}
+        assert open_ == {}
+    finally:
+        server.stop()

@@ -56,11 +56,32 @@ def db_serve(
     port: int = typer.Option(27017, help="Port to listen on."),
     auth: bool = typer.Option(False, "--auth", help="Require SCRAM-SHA-256 logins (create users first: "
                               "`xanesdb db roles --apply`)."),
+    insecure: bool = typer.Option(False, "--insecure", help="Serve a non-loopback address WITHOUT "
+                                  "authentication: anyone who can reach the port may read, change and drop "
+                                  "everything."),
 ) -> None:
-    """Run the local MongoDB server in the foreground, for other groups to connect to."""
+    """Run the local MongoDB server in the foreground, for other groups to connect to.
+
+    An address other than loopback needs --auth (or an explicit --insecure).
+    """
+    import ipaddress
+
     from xanesdb.platform.server import LocalServer
 
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not auth and not insecure:
+        raise XanesdbUserError(
+            f"serving {host} without authentication lets anyone on the network read, change and drop the "
+            "database; add --auth (create users first with `xanesdb db roles --apply`), or --insecure if "
+            "you really mean it"
+        )
     s = get_settings()
+    if not loopback and not auth:
+        err_console.print(f"WARNING: serving {host}:{port} WITHOUT authentication (--insecure): anyone who "
+                          "can reach this port can read, change and drop the whole database")
     if auth:
         from xanesdb.commands.dbadmin import check_users_provisioned
 

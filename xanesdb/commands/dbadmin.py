@@ -27,6 +27,7 @@ def roles(
     from xanesdb.platform.access import (
         count_users,
         credentials_file,
+        read_credentials,
         resolve_passwords,
         role_plan,
         user_plan,
@@ -54,7 +55,9 @@ def roles(
     from xanesdb.platform.access import apply_roles
     from xanesdb.platform.stores import database_uri, get_database, redact_uri
 
-    db = get_database(s)  # first: an unreachable database writes no credentials.yaml
+    if credentials_file(s.HOME).exists():
+        read_credentials(credentials_file(s.HOME))  # refuses a file others can read, before connecting
+    db = get_database(s)  # before any password is generated: an unreachable database writes nothing
     users, generated = resolve_passwords(s.HOME)
     done = apply_roles(db, users)
     for name, what in done.items():

@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import socket
 import subprocess
 import sys
@@ -86,6 +87,21 @@ def _ping(host: str, port: int, timeout_s: float = 1.0) -> bool:
         client.close()
 
 
+def _make_private(root: Path) -> None:
+    """chmod ``root`` and everything under it (that this user owns) to 0700 folders, 0600 files."""
+    uid = os.getuid()
+    for path in (root, *root.rglob("*")):
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if st.st_uid != uid or stat.S_ISLNK(st.st_mode):
+            continue
+        wanted = 0o700 if stat.S_ISDIR(st.st_mode) else 0o600
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o077 | (wanted & 0o700))
+
+
 def server_command() -> list[str]:
     """The command that runs SecantusDB as a separate process."""
     script = Path(sys.executable).parent / "secantusd-py"
@@ -142,9 +158,16 @@ class LocalServer:
         return self.dir / "data"
 
     def _prepare_dirs(self) -> None:
+        """Create the server's folders private to this user: folders 0700, files 0600.
+
+        Existing folders and files (a home made before this rule, with 0755/0644) are tightened
+        at every start, so other local users cannot read the data files or the SCRAM user store.
+        """
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            (self.dir / "secantusd.toml").touch(exist_ok=True)
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            (self.dir / "secantusd.toml").touch(exist_ok=True, mode=0o600)
+            _make_private(self.dir)
         except OSError as err:
             raise DatabaseUnavailableError(
                 f"cannot create the local database folder {self.dir} ({err.strerror}); "
@@ -154,7 +177,7 @@ class LocalServer:
     @contextlib.contextmanager
     def _lock(self):
         self._prepare_dirs()
-        with open(self.dir / "server.lock", "a+") as fh:
+        with os.fdopen(os.open(self.dir / "server.lock", os.O_RDWR | os.O_CREAT, 0o600), "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
@@ -171,6 +194,7 @@ class LocalServer:
     def _write_info(self, info: ServerInfo) -> None:
         tmp = self.info_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(info.__dict__))
+        os.chmod(tmp, 0o600)
         os.replace(tmp, self.info_file)
 
     def status(self) -> tuple[str, ServerInfo | None]:
@@ -221,6 +245,7 @@ class LocalServer:
             "--sync-on-commit",  # acknowledged writes survive a SIGKILL of the server
         ] + (["--auth"] if self.auth else [])  # fmt: skip
         log = open(self.log_file, "ab")
+        os.chmod(self.log_file, 0o600)
         proc = subprocess.Popen(
             cmd,
             stdout=log,
@@ -228,6 +253,7 @@ class LocalServer:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # outlives the command that started it
             cwd=self.dir,
+            umask=0o077,  # the files it creates are this user's only
         )
         log.close()
         deadline = time.monotonic() + self.timeout_s
@@ -303,7 +329,7 @@ class LocalServer:
                 "--log-level", "WARNING",
                 "--sync-on-commit",
             ] + (["--auth"] if self.auth else [])  # fmt: skip
-            proc = subprocess.Popen(cmd, cwd=self.dir)
+            proc = subprocess.Popen(cmd, cwd=self.dir, umask=0o077)
             self._write_info(
                 ServerInfo(pid=proc.pid, host=host, port=port, started=time.time(), foreground=True,
                            auth=self.auth)
