@@ -1,0 +1,211 @@
+"""How models read *measured* spectra: the 48 labelled Athena groups of ``experimental_dev``.
+
+For each configuration (representation x training data x augmentation; the ablation of what
+moves measured accuracy) one model per absorber is trained from the database (as
+``scripts/train_shipped_models.py`` does), and every labelled record is read from its Athena
+project (:mod:`xanesdb.xas.readers`) and predicted (:func:`xanesdb.ml.predict.predict_spectra`).
+Reported per configuration: recall of the non-ambiguous O6 and T4 records, answers that are
+``unsure``, wrong answers with probability > 0.9, accuracy of the answered ones, the expected
+calibration error on the records, and for ``--detail`` configurations the confusion table,
+coverage against accuracy and a reliability diagram (PNG).
+
+    xanesdb db load-bundled && xanesdb spectra build
+    python benchmarks/bench_measured.py --out benchmarks/results/measured [--configs shipped,aligned-measured]
+
+``shipped`` scores the models that ship in ``xanesdb/data/models`` (no training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "experimental_dev"
+
+#: name -> (representation, presets, augmentations, align); "shipped" uses the packaged models
+CONFIGS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], str]] = {
+    "grid-fast-shift+noise": ("grid", ("fast",), ("shift", "noise"), "edge"),
+    "aligned-fast-none": ("aligned", ("fast",), (), "auto"),
+    "aligned-fast-shift+noise": ("aligned", ("fast",), ("shift", "noise"), "auto"),
+    "aligned-fast-measured": ("aligned", ("fast",), ("measured",), "auto"),
+    "aligned-scf-measured": ("aligned", ("scf",), ("measured",), "auto"),
+    "aligned-scf+fast-measured": ("aligned", ("scf", "fast"), ("measured",), "auto"),
+}
+
+
+def load_records(data: Path):
+    """(record, MeasuredSpectrum) of every labelled group."""
+    from xanesdb.xas.readers import read_spectra
+
+    out = []
+    for r in json.loads((data / "labels.json").read_text()):
+        (s,) = read_spectra(data / r["athena_file"], groups=[r["athena_group"]])
+        out.append((r, s))
+    return out
+
+
+def train_models(config: str, elements, n_models: int, min_steps: int) -> dict[str, tuple]:
+    from xanesdb.ml.train import TrainConfig, train_from_query
+
+    rep, presets, aug, _ = CONFIGS[config]
+    models = {}
+    for el in elements:
+        query = {"element": el, "edge": "K", "source": "xanesdb", "preset": {"$in": list(presets)},
+                 "lce_class": {"$in": ["T4", "S5", "O6"]}}  # fmt: skip
+        cfg = TrainConfig(kind="mlp", representation=rep, augment=aug, n_models=n_models, min_steps=min_steps,
+                          class_weight="balanced", curves=False, n_bootstrap=3)  # fmt: skip
+        try:
+            res = train_from_query(query, cfg, register=False)
+        except Exception as err:  # noqa: BLE001 - an absorber without enough data has no model
+            print(f"  {config} {el}: no model ({str(err).splitlines()[0][:100]})", flush=True)
+            continue
+        models[el] = (res.doc, res.model)
+        print(f"  {config} {el}: {res.doc.n_spectra} spectra {res.doc.metrics['class_counts']}, macro F1 "
+              f"{res.doc.metrics['f1']['macro'][0]:.3f} on computed", flush=True)  # fmt: skip
+    return models
+
+
+def shipped_models(elements) -> dict[str, tuple]:
+    from xanesdb.ml.portable import load_portable, shipped_model_dir
+
+    out = {}
+    for el in elements:
+        d = shipped_model_dir(el)
+        if d is not None:
+            out[el] = load_portable(d)
+    return out
+
+
+def score(records, models, align: str, min_confidence: float) -> dict:
+    from xanesdb.ml.predict import predict_spectra
+    from xanesdb.ml.trust import expected_calibration_error
+
+    rows = []
+    for r, s in records:
+        if r["absorber"] not in models:
+            rows.append({"id": r["id"], "true": r["expected_class"], "ambiguous": r["ambiguous"], "predicted": "unsure",
+                         "best": None, "confidence": 0.0, "reason": "no model"})  # fmt: skip
+            continue
+        doc, model = models[r["absorber"]]
+        (p,) = predict_spectra(doc, model, [s], align=align, min_confidence=min_confidence)
+        if "error" in p:
+            rows.append({"id": r["id"], "true": r["expected_class"], "ambiguous": r["ambiguous"], "predicted": "unsure",
+                         "best": None, "confidence": 0.0, "reason": p["error"]})  # fmt: skip
+            continue
+        rows.append({"id": r["id"], "true": r["expected_class"], "ambiguous": r["ambiguous"],
+                     "predicted": p["predicted"], "best": p["best_class"], "confidence": p["confidence"],
+                     "outlier": p["outlier_score"], "reason": p["reason"], "probabilities": p["probabilities"]})  # fmt: skip
+    core = [x for x in rows if not x["ambiguous"] and x["true"] in ("O6", "T4")]
+    recall = {c: float(np.mean([x["predicted"] == c for x in core if x["true"] == c])) for c in ("O6", "T4")}
+    best_recall = {c: float(np.mean([x["best"] == c for x in core if x["true"] == c])) for c in ("O6", "T4")}
+    answered = [x for x in core if x["predicted"] != "unsure"]
+    scored = [x for x in core if x["best"] is not None]
+    classes = ("O6", "S5", "T4")
+    P = np.array([[x["probabilities"].get(c, 0.0) for c in classes] for x in scored]) if scored else np.zeros((0, 3))
+    y = np.array([classes.index(x["true"]) for x in scored], dtype=int)
+    confusion = defaultdict(Counter)
+    for x in rows:
+        key = x["true"] + (" (ambiguous)" if x["ambiguous"] else "")
+        confusion[key][x["predicted"]] += 1
+    coverage = []
+    for t in (0.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+        sel = [x for x in scored if x["confidence"] >= t and not (x.get("outlier", 0) > 1)]
+        coverage.append({"threshold": t, "coverage": len(sel) / max(len(core), 1),
+                         "accuracy": float(np.mean([x["best"] == x["true"] for x in sel])) if sel else None})  # fmt: skip
+    return {
+        "n_core": len(core), "recall": recall, "recall_best_class": best_recall,
+        "unsure": sum(x["predicted"] == "unsure" for x in core),
+        "wrong_over_0.9": sum(x["predicted"] not in ("unsure", x["true"]) and x["confidence"] > 0.9 for x in core),
+        "answered_accuracy": float(np.mean([x["predicted"] == x["true"] for x in answered])) if answered else None,
+        "ece": expected_calibration_error(P, y, n_bins=5) if len(y) else None,
+        "confusion": {k: dict(v) for k, v in confusion.items()}, "coverage": coverage, "rows": rows,
+    }  # fmt: skip
+
+
+def reliability_png(result: dict, path: Path, title: str) -> None:
+    from matplotlib.figure import Figure
+
+    scored = [x for x in result["rows"] if x["best"] is not None and not x["ambiguous"] and x["true"] in ("O6", "T4")]
+    conf = np.array([x["confidence"] for x in scored])
+    ok = np.array([x["best"] == x["true"] for x in scored])
+    edges = np.linspace(0, 1, 6)
+    fig = Figure(figsize=(4.5, 4))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (conf > lo) & (conf <= hi)
+        if sel.any():
+            ax.bar((lo + hi) / 2, ok[sel].mean(), width=hi - lo, alpha=0.5, edgecolor="k", color="tab:blue")
+            ax.text((lo + hi) / 2, ok[sel].mean() + 0.02, str(int(sel.sum())), ha="center", fontsize=8)
+    ax.set_xlabel("calibrated probability of the answer")
+    ax.set_ylabel("fraction right")
+    ax.set_title(title, fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=SHARED)
+    ap.add_argument("--configs", default="shipped," + ",".join(CONFIGS))
+    ap.add_argument("--elements", default="Ti,V,Mn,Fe,Ni,Cu")
+    ap.add_argument("--n-models", type=int, default=5)
+    ap.add_argument("--min-steps", type=int, default=1500)
+    ap.add_argument("--min-confidence", type=float, default=0.6)
+    ap.add_argument("--detail", default="shipped", help="Configurations that get the confusion table and PNG.")
+    ap.add_argument("--out", type=Path, default=None, help="Folder for results.json and the PNGs.")
+    args = ap.parse_args(argv)
+    records = load_records(args.data)
+    elements = [e for e in args.elements.split(",") if e]
+    results = {}
+    for name in [c for c in args.configs.split(",") if c]:
+        t0 = time.time()
+        if name == "shipped":
+            models, align = shipped_models(elements), "auto"
+        else:
+            models, align = train_models(name, elements, args.n_models, args.min_steps), CONFIGS[name][3]
+        res = score(records, models, align, args.min_confidence)
+        res["seconds"] = round(time.time() - t0, 1)
+        res["models"] = {el: doc.run_id for el, (doc, _) in models.items()}
+        results[name] = res
+        print(f"{name}: O6 recall {res['recall']['O6']:.2f}, T4 {res['recall']['T4']:.2f}, unsure "
+              f"{res['unsure']}/{res['n_core']}, wrong p>0.9 {res['wrong_over_0.9']} ({res['seconds']} s)", flush=True)  # fmt: skip
+    print()
+    print("| configuration | O6 recall | T4 recall | unsure | wrong with p > 0.9 | answered right | best class O6 / T4 | ECE |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        acc = "-" if r["answered_accuracy"] is None else f"{r['answered_accuracy']:.2f}"
+        ece = "-" if r["ece"] is None else f"{r['ece']:.2f}"
+        print(f"| {name} | {r['recall']['O6']:.2f} | {r['recall']['T4']:.2f} | {r['unsure']}/{r['n_core']} | "
+              f"{r['wrong_over_0.9']} | {acc} | {r['recall_best_class']['O6']:.2f} / {r['recall_best_class']['T4']:.2f} | {ece} |")  # fmt: skip
+    for name in [c for c in args.detail.split(",") if c in results]:
+        r = results[name]
+        print(f"\nconfusion of {name} (rows: expected, columns: answer)")
+        cols = ("O6", "S5", "T4", "unsure")
+        print("| expected | " + " | ".join(cols) + " |")
+        print("|---" * (len(cols) + 1) + "|")
+        for k in sorted(r["confusion"]):
+            print(f"| {k} | " + " | ".join(str(r["confusion"][k].get(c, 0)) for c in cols) + " |")
+        print(f"\ncoverage vs accuracy of {name} (non-ambiguous O6/T4, outliers left out):")
+        for c in r["coverage"]:
+            acc = "-" if c["accuracy"] is None else f"{c['accuracy']:.2f}"
+            print(f"  probability >= {c['threshold']:.1f}: coverage {c['coverage']:.2f}, accuracy {acc}")
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            reliability_png(r, args.out / f"reliability_{name}.png", f"{name}: measured records (numbers: count)")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
