@@ -41,9 +41,11 @@ def _card_markdown(doc: TrainingRunDoc) -> str:
         f"- hyper-parameters: `{json.dumps(hp)}`",
         f"- macro F1 ({hp.get('protocol')} protocol): {f1[0]:.3f} ± {f1[1]:.3f}" if f1 else "- macro F1: -",
     ]  # fmt: skip
-    if cal:
+    if "ece_before" in cal:
         lines.append(f"- calibration: temperature {cal['temperature']:.2f}, expected calibration error "
                      f"{cal['ece_before']:.3f} -> {cal['ece_after']:.3f} on {cal['n']} measured-like held-out spectra")  # fmt: skip
+    elif cal:
+        lines.append(f"- calibration: temperature {cal['temperature']:.2f}")
     lines.append(f"- backend {doc.backend} on {doc.device}; versions: "
                  + ", ".join(f"{k} {v}" for k, v in doc.versions.items()))  # fmt: skip
     return "\n".join(lines) + "\n"

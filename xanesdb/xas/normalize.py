@@ -224,8 +224,9 @@ def pre_edge(
         raise ValueError(f"too few points from {n1:.0f} to {n2:.0f} eV above e0 for the post-edge fit")
     post_curve = np.polyval(post_coef, e)
     step = float(np.polyval(post_coef, e0) - np.polyval(pre_coef, e0))
-    if not step > 0:
-        raise ValueError(f"edge step {step:.3g} is not positive: no absorption edge at {e0:.1f} eV")
+    if not step > 0.02 * float(np.ptp(m)):
+        raise ValueError(f"edge step {step:.3g} is not positive or is under 2 % of the signal's range: "
+                         f"no absorption edge at {e0:.1f} eV")
     return Normalized(
         e0=e0, edge_step=step, norm=(m - pre_line) / step, pre_line=pre_line, post_curve=post_curve,
         pre_range=(float(p1), float(p2)), norm_range=(float(n1), float(n2)), nnorm=int(nnorm),

@@ -1,0 +1,237 @@
+"""Measured spectra: one normalisation and edge, alignment, the measurement model, calibration,
+the outlier test, portable models and the predict path (xanesdb.xas, xanesdb.ml.*)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xanesdb.xas.edges import identify_edge
+from xanesdb.xas.normalize import find_e0, half_step_energy, normalize_computed, pre_edge
+from xanesdb.xas.readers import read_spectra
+
+TEST_DATA = Path(__file__).resolve().parent / "test_data"
+XMU_DAT = TEST_DATA / "feff" / "CuO_Cu_K_fast" / "outputs" / "xmu.dat"
+LARCH = json.loads((TEST_DATA / "measured" / "larch_reference.json").read_text())
+
+
+@pytest.fixture
+def dev(shared_data) -> Path:
+    return shared_data / "experimental_dev"
+
+
+def _labelled(dev: Path):
+    for r in json.loads((dev / "labels.json").read_text()):
+        (s,) = read_spectra(dev / r["athena_file"], groups=[r["athena_group"]])
+        yield r, s
+
+
+def _edge(e, e0=7112.0, width=1.5, step=1.0, slope=1e-4, offset=0.1):
+    return offset + slope * (e - e[0]) + step / (1 + np.exp(-(e - e0) / width))
+
+
+# ----------------------------------------------------------------------------- normalisation
+def test_normalisation_matches_athena_references_of_the_dev_set(dev):
+    """e0 and edge step of the 48 labelled groups against the Athena-style values in labels.json."""
+    de, ds = [], []
+    for r, s in _labelled(dev):
+        n = pre_edge(s.energy, s.mu)
+        de.append(abs(n.e0 - r["reference_e0_ev"]))
+        ds.append(abs(n.edge_step / r["reference_edge_step"] - 1))
+    de, ds = np.array(de), np.array(ds)
+    assert len(de) == 48
+    assert np.median(de) < 0.5 and np.mean(de < 2.0) >= 0.9, np.round(de, 2)
+    assert np.median(ds) < 0.02 and np.mean(ds < 0.05) >= 0.85, np.round(ds, 3)
+
+
+def test_e0_agrees_with_xraylarch_on_every_athena_group(dev):
+    """larch's pre_edge e0 (fixture) for the 244 mu(E) groups it normalised: 80 % within 1 eV."""
+    projects: dict[str, dict] = {}
+    d = []
+    for g in LARCH["athena"]:
+        if g.get("e0") is None:
+            continue
+        if g["file"] not in projects:
+            projects[g["file"]] = {s.group: s for s in read_spectra(dev / g["file"])}
+        s = projects[g["file"]].get(g["label"])
+        if s is not None and s.energy[-1] - g["e0"] > 20:
+            d.append(abs(find_e0(s.energy, s.mu) - g["e0"]))
+    d = np.array(d)
+    assert len(d) > 200
+    assert np.mean(d < 1.0) >= 0.8 and np.mean(d < 3.0) >= 0.9
+
+
+def test_half_step_skips_a_narrow_pre_edge_peak_above_half_the_step():
+    """A Cr(VI)-like pre-edge peak (0.9 of the step, 2 eV wide, 12 eV below the edge) is not the edge."""
+    e = np.arange(5900.0, 6300.0, 0.25)
+    mu = _edge(e, e0=6005.0) + 0.9 * np.exp(-0.5 * ((e - 5993.0) / 0.8) ** 2)
+    n = pre_edge(e, mu)
+    assert abs(half_step_energy(e, n.norm, e0=n.e0) - 6005.0) < 0.5
+    # the largest-derivative rule of the old code lands on the pre-edge peak
+    assert abs(e[np.argmax(np.gradient(mu, e))] - 5993.0) < 2
+
+
+def test_half_step_is_stable_under_noise():
+    rng = np.random.default_rng(0)
+    e = np.arange(7000.0, 7400.0, 0.5)
+    mu = _edge(e) + rng.normal(0, 0.01, len(e))
+    n = pre_edge(e, mu)
+    assert abs(half_step_energy(e, n.norm, e0=n.e0) - 7112.0) < 0.5
+    assert abs(n.edge_step - 1.0) < 0.05
+
+
+def test_computed_spectrum_normalised_on_feff_background():
+    d = np.loadtxt(XMU_DAT)
+    n = normalize_computed(d[:, 0], d[:, 3], d[:, 4])
+    assert abs(n.edge_step - 1.0) < 0.1  # FEFF's mu0 is ~1 above the edge
+    assert n.pre_range[0] < 0 and np.allclose(n.pre_line, 0.0)
+
+
+def test_pre_edge_refuses_spectra_without_edge():
+    e = np.arange(7000.0, 7400.0, 1.0)
+    with pytest.raises(ValueError, match="edge step|post-edge"):
+        pre_edge(e, 1.0 - 1e-3 * (e - 7000.0))
+
+
+@pytest.mark.parametrize("e0, expected", [(7126.5, ("Fe", "K")), (6555.0, ("Mn", "K")), (4970.0, ("Ti", "K")),
+                                          (5480.0, ("V", "K")), (8992.0, ("Cu", "K")), (5730.0, ("Ce", "L3"))])  # fmt: skip
+def test_identify_edge(e0, expected):
+    assert identify_edge(e0)[:2] == expected
+
+
+def test_identify_edge_none_far_from_edges():
+    assert identify_edge(15000.0) is None or identify_edge(15000.0)[1] != "K"
+
+
+# ----------------------------------------------------------------------------- measurement model
+def test_broaden_keeps_area_and_widens():
+    from xanesdb.ml.augment import broaden
+
+    e = np.arange(-5, 44.51, 0.5)
+    X = np.zeros((2, len(e)), dtype=np.float32)
+    X[:, 40] = 1.0
+    Y = broaden(X, e, [0.5, 2.0], [0.0, 0.5], [0.0, 0.05])
+    assert np.allclose(Y.sum(axis=1), 1.0, atol=1e-3)
+    assert Y[1].max() < Y[0].max() < 1.0
+
+
+def test_measurement_augmentation_copies_and_bounds():
+    from xanesdb.ml.augment import MeasurementModel, augment
+
+    e = np.arange(-5, 44.51, 0.5)
+    X = np.tile(1 / (1 + np.exp(-e)), (4, 1)).astype(np.float32)
+    mm = MeasurementModel(copies=3)
+    Xa, ya = augment(X, np.arange(4), e, ("measured",), rng=np.random.default_rng(1), measurement=mm)
+    assert Xa.shape == (16, len(e)) and list(ya[:4]) == [0, 1, 2, 3]
+    assert np.all(np.abs(Xa[4:, -1] - 1.0) < 0.2)  # step error + slope + noise stay small
+    assert not np.allclose(Xa[4:8], X)
+
+
+# ----------------------------------------------------------------------------- calibration, outliers
+def test_temperature_scaling_fixes_overconfidence():
+    from xanesdb.ml.trust import apply_temperature, expected_calibration_error, fit_temperature
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 2000)
+    right = rng.random(2000) < 0.7  # 70 % right but claiming 0.98
+    pred = np.where(right, y, (y + 1) % 3)
+    P = np.full((2000, 3), 0.01)
+    P[np.arange(2000), pred] = 0.98
+    T = fit_temperature(P, y)
+    assert T > 1.5
+    assert expected_calibration_error(apply_temperature(P, T), y) < 0.05 < expected_calibration_error(P, y)
+
+
+def test_outlier_test_flags_a_spectrum_unlike_the_training_data():
+    from xanesdb.ml.trust import OutlierTest
+
+    rng = np.random.default_rng(0)
+    e = np.arange(-5, 44.51, 0.5)
+    base = 1 / (1 + np.exp(-e)) + 0.3 * np.exp(-0.5 * ((e - 8) / 3) ** 2)
+    X = base + rng.normal(0, 0.02, (400, len(e))) + rng.normal(0, 0.1, (400, 1)) * np.exp(-0.5 * ((e - 8) / 3) ** 2)
+    test = OutlierTest.fit(X[:300], X[300:])
+    assert np.mean(test.score(X[300:]) <= 1.0) >= 0.98
+    odd = 1 / (1 + np.exp(-(e - 10))) + 0.8 * np.exp(-0.5 * ((e + 3) / 1) ** 2)  # pre-edge peak, late edge
+    assert test.score(odd[None])[0] > 1.0
+    assert "unlike the training spectra" in test.explain(odd[None])
+
+
+# ----------------------------------------------------------------------------- aligned representation
+def test_align_computed_puts_the_half_step_at_zero():
+    from xanesdb.ml.aligned import ALIGNED_GRID, align_computed
+
+    d = np.loadtxt(XMU_DAT)
+    a = align_computed(d[:, 0], d[:, 3], d[:, 4])
+    assert a["y"].shape == (100,)
+    assert abs(np.interp(0.0, ALIGNED_GRID, a["y"]) - 0.5) < 0.05
+
+
+def test_align_measured_refuses_short_spectra():
+    from xanesdb.ml.aligned import align_measured
+
+    e = np.arange(7080.0, 7140.0, 0.5)  # ends 28 eV above the edge: the grid needs +44.5
+    with pytest.raises(ValueError, match="models need"):
+        align_measured(e, _edge(e))
+
+
+# ----------------------------------------------------------------------------- portable models, predict
+def _tiny_doc_and_model(classes=("O6", "S5", "T4")):
+    from xanesdb.ml.aligned import ALIGNED_GRID, ALIGNED_GRID_NAME
+    from xanesdb.ml.models import build_model
+    from xanesdb.ml.trust import OutlierTest
+    from xanesdb.schemas import TrainingRunDoc
+
+    rng = np.random.default_rng(0)
+    X = np.clip(1 / (1 + np.exp(-ALIGNED_GRID)) + rng.normal(0, 0.05, (60, 100)), 0, None)
+    model = build_model("mlp", 100, len(classes), n_models=2, hidden=(8,), seed=0)
+    doc = TrainingRunDoc(
+        run_id="mlp-test-aligned", kind="mlp", query={"element": "Fe"}, classes=list(classes), fingerprint="f" * 16,
+        n_spectra=60, grid_name=ALIGNED_GRID_NAME, energies=ALIGNED_GRID.tolist(),
+        hyperparameters={"representation": "aligned", "feature_indices": list(range(100))},
+        metrics={"calibration": {"temperature": 1.3}, "outlier_test": OutlierTest.fit(X[:40], X[40:]).as_dict(),
+                 "class_means": {str(i): X[i::3].mean(axis=0).tolist() for i in range(3)}},
+    )  # fmt: skip
+    return doc, model
+
+
+def test_portable_model_round_trip(tmp_path):
+    from xanesdb.ml.portable import export_portable, load_portable
+
+    doc, model = _tiny_doc_and_model()
+    export_portable(doc, model, tmp_path / "m")
+    assert {p.name for p in (tmp_path / "m").iterdir()} == {"model.keras", "card.json", "card.md"}
+    doc2, model2 = load_portable(tmp_path / "m")
+    x = np.random.default_rng(1).random((3, 2, 100)).astype(np.float32)
+    assert doc2.run_id == doc.run_id and doc2.metrics["calibration"]["temperature"] == 1.3
+    assert np.allclose(model.predict(x, verbose=0), model2.predict(x, verbose=0), atol=1e-6)
+
+
+def test_predict_rows_for_good_and_bad_spectra(dev):
+    from xanesdb.ml.predict import predict_spectra
+    from xanesdb.xas.readers import MeasuredSpectrum
+
+    doc, model = _tiny_doc_and_model()
+    (hematite,) = read_spectra(dev / "athena" / "Fe.prj", groups=["Hematite"])
+    e = np.arange(7000.0, 7060.0, 0.5)
+    flat = MeasuredSpectrum(name="flat", path="flat.csv", group=None, energy=e, mu=np.ones_like(e), absorber=None,
+                            edge=None, kind="csv", mu_source="column 2")  # fmt: skip
+    good, bad = predict_spectra(doc, model, [hematite, flat])
+    assert bad["error"].startswith("flat:") and "\n" not in bad["error"]
+    assert abs(sum(good["probabilities"].values()) - 1) < 1e-6
+    assert good["predicted"] in (*doc.classes, "unsure")
+    assert good["predicted"] != "unsure" or good["reason"]
+    assert abs(good["shift_ev"] + good["e_half"]) < 1e-9 and 7118 < good["e_half"] < 7130
+
+
+def test_plot_measured_prediction_writes_png(dev, tmp_path):
+    from xanesdb.ml.plots import plot_measured_prediction
+    from xanesdb.ml.predict import predict_spectra
+
+    doc, model = _tiny_doc_and_model()
+    (s,) = read_spectra(dev / "athena" / "Fe.prj", groups=["Hematite"])
+    (row,) = predict_spectra(doc, model, [s])
+    out = plot_measured_prediction(doc, s, row, tmp_path / "h.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
