@@ -42,7 +42,11 @@ def train(
     min_steps: Optional[int] = typer.Option(
         None, "--min-steps", help="At least this many updates per network: more epochs on small datasets (paper: none)."
     ),
-    augment: str = typer.Option("", help="Comma-separated augmentations: shift, noise (training data only)."),
+    augment: str = typer.Option("", help="Comma-separated augmentations: shift, noise, measured (training data only)."),
+    representation: str = typer.Option(
+        "grid", help="grid (the paper's absolute grid, max-scaled) or aligned (edge-step normalised, half-step "
+        "origin; calibrated, with an outlier test: for measured spectra)."
+    ),
     seed: int = typer.Option(0, help="Random seed (splits, initialisation, dropout, noise)."),
     protocol: str = typer.Option("paper", help="paper (stratified 90/10) or grouped (no material in train and test)."),
     n_models: int = typer.Option(10, "--n-models", help="Networks trained side by side, one per split."),
@@ -66,9 +70,13 @@ def train(
     if protocol not in ("paper", "grouped"):
         raise XanesdbUserError(f"unknown --protocol {protocol!r}; use paper or grouped")
     kinds = tuple(a.strip() for a in augment.split(",") if a.strip())
-    bad = [a for a in kinds if a not in ("shift", "noise")]
+    from xanesdb.ml.augment import AUGMENTATIONS
+
+    bad = [a for a in kinds if a not in AUGMENTATIONS]
     if bad:
-        raise XanesdbUserError(f"unknown augmentation {bad[0]!r}; use shift, noise or shift,noise")
+        raise XanesdbUserError(f"unknown augmentation {bad[0]!r}; use any of {', '.join(AUGMENTATIONS)} (comma-separated)")
+    if representation not in ("grid", "aligned"):
+        raise XanesdbUserError(f"unknown --representation {representation!r}; use grid or aligned")
     if class_weight not in (None, "balanced"):
         raise XanesdbUserError(f"unknown --class-weight {class_weight!r}; use balanced")
     if epochs < 1 or n_models < 1 or ensemble < 1:
@@ -81,7 +89,7 @@ def train(
 
     config = TrainConfig(kind=model, epochs=epochs, augment=kinds, seed=seed, protocol=protocol,
                          n_models=n_models, class_weight=class_weight, pre_edge=pre_edge, curves=curves,
-                         min_steps=min_steps, ensemble=ensemble)  # fmt: skip
+                         min_steps=min_steps, ensemble=ensemble, representation=representation)  # fmt: skip
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err_console, transient=True) as progress:  # fmt: skip
         k = n_models * ensemble
@@ -94,6 +102,11 @@ def train(
     console.print(f"model {doc.run_id}: {doc.n_spectra} spectra, classes {', '.join(doc.classes)}, "
                   f"fingerprint {doc.fingerprint}")  # fmt: skip
     _print_f1(doc)
+    cal = doc.metrics.get("calibration")
+    if cal:
+        console.print(f"calibration on {cal['n']} measured-like held-out spectra: temperature {cal['temperature']:.2f}, "
+                      f"expected calibration error {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}")  # fmt: skip
+    console.print(f"trained with Keras ({doc.backend}) on {doc.device}")
     console.print(f"timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in doc.timings.items()))
 
 
@@ -167,37 +180,6 @@ def models_show(
         if cur:
             pts = ", ".join(f"{x:g}: {m:.2f}" for x, m in zip(cur["x"], cur["mean"]))
             console.print(f"{name} (macro F1): {pts}")
-
-
-def predict(
-    files: list[Path] = typer.Argument(..., help="Spectrum files: CSV energy,mu or xmu.dat-style columns."),
-    model: str = typer.Option(..., "--model", "-m", help="Run id from `xanesdb models list`."),
-    align: str = typer.Option("none", help="none (absolute energies) or edge (move the edge onto the training data's)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
-) -> None:
-    """Class probabilities of spectra from a registered model (mean over its networks)."""
-    from xanesdb.ml.predict import predict_spectra, read_spectrum
-    from xanesdb.ml.registry import get_run, load_model
-
-    if align not in ("none", "edge"):
-        raise XanesdbUserError(f"unknown --align {align!r}; use none or edge")
-    settings = get_settings()
-    doc = get_run(model, settings)
-    for f in files:  # fail fast on malformed files, before loading Keras
-        read_spectrum(f)
-    rows = predict_spectra(doc, load_model(doc, settings), files, align=align)
-    if as_json:
-        for r in rows:
-            print(json.dumps(r))
-        return
-    t = Table(title=f"model {doc.run_id}")
-    t.add_column("file")
-    for c in doc.classes:
-        t.add_column(f"P({c})")
-    t.add_column("predicted")
-    for r in rows:
-        t.add_row(r["file"], *[f"{r['probabilities'][c]:.3f}" for c in doc.classes], r["predicted"])
-    console.print(t)
 
 
 # ----------------------------------------------------------------------------- checks and reports

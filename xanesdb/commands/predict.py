@@ -84,6 +84,9 @@ def predict(
     _emit(rows, fmt, out)
     if png is not None:
         err_console.print(f"PNGs in {png}")
+    n_err = sum("error" in r for r in rows)
+    if n_err:  # every spectrum that could be predicted was; the exit code says not all could
+        raise XanesdbUserError(f"{n_err} of {len(rows)} spectra could not be predicted (rows marked error above)")
 
 
 def _flat(r: dict) -> dict:
@@ -101,7 +104,7 @@ def _emit(rows: list[dict], fmt: str, out: Path | None) -> None:
         w = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS))
         w.writeheader()
         for r in rows:
-            w.writerow({k: ("" if v is None else f"{v:.4g}" if isinstance(v, float) else v) for k, v in _flat(r).items()})
+            w.writerow({k: ("" if v is None else f"{v:.7g}" if isinstance(v, float) else v) for k, v in _flat(r).items()})
         text = buf.getvalue()
     else:
         from rich.table import Table
