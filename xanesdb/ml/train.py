@@ -347,7 +347,9 @@ def train_on_dataset(
     metrics["class_counts"] = {c: int(n) for c, n in zip(classes, counts)}
     # the mean edge of the training spectra, for `xanesdb predict --align edge`
     mean_train = ds.X[splits[0][0]].mean(axis=0)
-    metrics["train_edge_ev"] = float(ds.energies[int(np.argmax(np.gradient(mean_train, ds.energies)))])
+    from xanesdb.xas.normalize import find_e0
+
+    metrics["train_edge_ev"] = find_e0(ds.energies, mean_train)
     timings["evaluate_s"] = time.perf_counter() - t0
     if config.curves:
         t0 = time.perf_counter()

@@ -18,15 +18,7 @@ from xanesdb.schemas import HandlerAction
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["K_EDGE_EV", "EDGE_TOLERANCE_EV", "tabulated_k_edge", "validate_spectrum", "next_action", "failure_kind"]
-
-#: tabulated K-edge energies (eV), X-ray Data Booklet (Bearden & Burr 1967), for the absorbers
-#: xanesdb computes and their neighbours; pymatgen's element data carries no edge energies
-K_EDGE_EV: dict[str, float] = {
-    "Sc": 4492.0, "Ti": 4966.0, "V": 5465.0, "Cr": 5989.0, "Mn": 6539.0, "Fe": 7112.0,
-    "Co": 7709.0, "Ni": 8333.0, "Cu": 8979.0, "Zn": 9659.0, "Ga": 10367.0, "Ge": 11103.0,
-    "K": 3608.4, "Ca": 4038.5, "Zr": 17998.0, "Nb": 18986.0, "Mo": 20000.0,
-}  # fmt: skip
+__all__ = ["EDGE_TOLERANCE_EV", "tabulated_k_edge", "validate_spectrum", "next_action", "failure_kind"]
 
 #: how far (eV) FEFF's edge may sit from the tabulated one; FEFF10/FEFF9 edges of Cu oxides sit
 #: 6-16 eV above 8979 eV
@@ -34,28 +26,23 @@ EDGE_TOLERANCE_EV = 60.0
 
 
 def tabulated_k_edge(element: str) -> float | None:
-    """Tabulated K-edge energy (eV), or an estimate from pymatgen's 1s orbital energy, or None."""
-    if element in K_EDGE_EV:
-        return K_EDGE_EV[element]
-    try:
-        from pymatgen.core import Element
+    """Tabulated K-edge energy (eV) from xraydb (:func:`xanesdb.xas.edges.edge_energy_of`), or None."""
+    from xanesdb.xas.edges import edge_energy_of
 
-        e1s = Element(element).data.get("Atomic orbitals", {}).get("1s")
-    except (ValueError, KeyError):
+    try:
+        return edge_energy_of(element, "K")
+    except (ValueError, KeyError, AttributeError):
         return None
-    # LDA 1s eigenvalues (Hartree) underestimate the edge by ~3 %; good enough to catch a wrong edge
-    return None if e1s is None else -float(e1s) * 27.211386 * 1.03
 
 
 def _edge_from_mu(energies: Sequence[float], mu: Sequence[float]) -> float | None:
-    """Edge estimate where mu first reaches half its maximum."""
-    if not mu:
+    """Edge energy e0 of mu (:func:`xanesdb.xas.normalize.find_e0`, the one definition), or None."""
+    from xanesdb.xas.normalize import find_e0
+
+    try:
+        return find_e0(energies, mu)
+    except ValueError:
         return None
-    top = max(mu)
-    for e, m in zip(energies, mu):
-        if m >= 0.5 * top:
-            return e
-    return None
 
 
 def validate_spectrum(
