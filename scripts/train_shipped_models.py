@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from xanesdb.ml.portable import SHIPPED_DIR, export_portable
+from xanesdb.ml.portable import POOLED, SHIPPED_DIR, export_portable
 from xanesdb.ml.train import TrainConfig, train_from_query
 
 ELEMENTS = ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu")
@@ -34,10 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-steps", type=int, default=1500)
     ap.add_argument("--out", type=Path, default=SHIPPED_DIR)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pooled", action="store_true",
+                    help="One model on the spectra of all --elements together (folder all-K-aligned).")
     args = ap.parse_args(argv)
     presets = [p for p in args.preset.split(",") if p]
-    for el in [e for e in args.elements.split(",") if e]:
-        query = {"element": el, "edge": "K", "source": "xanesdb", "preset": {"$in": presets},
+    elements = [e for e in args.elements.split(",") if e]
+    groups = [(POOLED, {"$in": elements})] if args.pooled else [(el, el) for el in elements]
+    for el, element_filter in groups:
+        query = {"element": element_filter, "edge": "K", "source": "xanesdb", "preset": {"$in": presets},
                  "lce_class": {"$in": ["T4", "S5", "O6"]}}  # fmt: skip
         config = TrainConfig(kind=args.kind, representation="aligned", augment=("measured",), n_models=args.n_models,
                              epochs=args.epochs, min_steps=args.min_steps, class_weight="balanced", curves=False,

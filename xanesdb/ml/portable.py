@@ -21,7 +21,7 @@ from xanesdb.platform.errors import XanesdbUserError
 if TYPE_CHECKING:
     from xanesdb.schemas import TrainingRunDoc
 
-__all__ = ["SHIPPED_DIR", "export_portable", "load_portable", "shipped_model_dir", "shipped_models"]
+__all__ = ["POOLED", "SHIPPED_DIR", "export_portable", "load_portable", "shipped_model_dir", "shipped_models"]
 
 #: where the shipped models live
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "models"
@@ -87,8 +87,12 @@ def load_portable(path: Path) -> tuple[TrainingRunDoc, Any]:
     return doc, keras.saving.load_model(weights)
 
 
+#: folder-name prefix of a model trained on the spectra of all absorbers together
+POOLED = "all"
+
+
 def shipped_models() -> dict[str, Path]:
-    """Absorber symbol -> folder of the shipped model for its K edge."""
+    """Absorber symbol (or ``"all"`` for a pooled model) -> folder of the shipped model for its K edge."""
     out = {}
     if SHIPPED_DIR.is_dir():
         for d in sorted(SHIPPED_DIR.iterdir()):
@@ -98,5 +102,17 @@ def shipped_models() -> dict[str, Path]:
 
 
 def shipped_model_dir(element: str) -> Path | None:
-    """Folder of the shipped model of an absorber, or None."""
-    return shipped_models().get(element)
+    """Folder of the shipped model of an absorber (its own, else the pooled one), or None.
+
+    The pooled model serves 3d-metal K edges only (Sc to Zn): its relative energy scale assumes
+    a first shell of oxygen at 1.9-2.2 A, which heavier absorbers do not have.
+    """
+    models = shipped_models()
+    if element in models:
+        return models[element]
+    if element in _THREE_D:
+        return models.get(POOLED)
+    return None
+
+
+_THREE_D = ("Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn")

@@ -281,11 +281,12 @@ def predict_measured(
         if key not in loaded:
             loaded[key] = load_any_model(key, settings)
         doc, keras_model = loaded[key]
-        trained_on = doc.query.get("element") if isinstance(doc.query.get("element"), str) else None
-        if trained_on and absorber and absorber != trained_on:
+        el = doc.query.get("element")
+        trained_on = [el] if isinstance(el, str) else list(el.get("$in", [])) if isinstance(el, dict) else []
+        if trained_on and absorber and absorber not in trained_on:
             rows.append({"name": s.name, "file": s.path, "group": s.group, "absorber": absorber, "absorber_from": how,
                          "model": doc.run_id, "error": f"{s.name} is a {absorber} spectrum ({how}); model "
-                         f"{doc.run_id} was trained on {trained_on}"})  # fmt: skip
+                         f"{doc.run_id} was trained on {', '.join(trained_on)}"})  # fmt: skip
             continue
         (r,) = predict_spectra(doc, keras_model, [s], align=align, min_confidence=min_confidence)
         r.update(absorber=absorber or "", absorber_from=how)
