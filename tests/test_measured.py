@@ -219,7 +219,7 @@ def test_predict_rows_for_good_and_bad_spectra(dev):
     flat = MeasuredSpectrum(name="flat", path="flat.csv", group=None, energy=e, mu=np.ones_like(e), absorber=None,
                             edge=None, kind="csv", mu_source="column 2")  # fmt: skip
     good, bad = predict_spectra(doc, model, [hematite, flat])
-    assert bad["error"].startswith("flat:") and "\n" not in bad["error"]
+    assert bad["error"].startswith("flat.csv:") and "\n" not in bad["error"]
     assert abs(sum(good["probabilities"].values()) - 1) < 1e-6
     assert good["predicted"] in (*doc.classes, "unsure")
     assert good["predicted"] != "unsure" or good["reason"]

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MIN_CONFIDENCE", "absorber_of", "edge_energy", "load_any_model", "prepare", "predict_measured",
+__all__ = ["MIN_CONFIDENCE", "absorber_of", "where", "edge_energy", "load_any_model", "prepare", "predict_measured",
            "predict_spectra", "to_grid"]  # fmt: skip
 
 #: below this calibrated probability of the most probable class the answer is ``unsure``
@@ -71,7 +71,7 @@ def prepare(doc: TrainingRunDoc, spectrum: MeasuredSpectrum, align: str = "auto"
     XanesdbUserError
         When the spectrum cannot be normalised, has no edge in range, or misses the grid.
     """
-    name = spectrum.name
+    name = where(spectrum)
     e, mu = np.asarray(spectrum.energy, dtype=float), np.asarray(spectrum.mu, dtype=float)
     if representation_of(doc) == "aligned":
         from xanesdb.ml.aligned import align_measured
@@ -197,19 +197,30 @@ def prepared_inputs(doc: TrainingRunDoc, spectra: list[MeasuredSpectrum], align:
     return out
 
 
+def where(spectrum: MeasuredSpectrum) -> str:
+    """The file (and Athena group) of a spectrum, for messages."""
+    return f"{spectrum.path} group {spectrum.group!r}" if spectrum.group else str(spectrum.path)
+
+
 def absorber_of(spectrum: MeasuredSpectrum) -> tuple[str | None, str]:
     """Absorber of a spectrum and how it was decided: its edge energy (xraydb's tables) rules.
 
     Athena guesses ``bkg_z`` from e0 and often lands on an L edge of a heavy element (35 of the 88
     V K-edge groups of one development project say La or Xe), so a file's word that disagrees
     with the edge energy is overruled, and said so.
+
+    Raises
+    ------
+    XanesdbUserError
+        When the spectrum has no absorption edge (the normalisation finds no positive step).
     """
     from xanesdb.xas.edges import identify_edge
+    from xanesdb.xas.normalize import pre_edge
 
     try:
-        found = identify_edge(find_e0(spectrum.energy, spectrum.mu))
-    except ValueError:
-        found = None
+        found = identify_edge(pre_edge(spectrum.energy, spectrum.mu).e0)
+    except ValueError as err:
+        raise XanesdbUserError(f"{where(spectrum)}: {err}") from None
     said = spectrum.absorber
     if found is None:
         return said, "file" if said else "unknown"
@@ -267,14 +278,18 @@ def predict_measured(
     loaded: dict[str, tuple] = {}
     rows = []
     for s in spectra:
-        absorber, how = absorber_of(s)
+        try:
+            absorber, how = absorber_of(s)
+        except XanesdbUserError as err:
+            rows.append({"name": s.name, "file": s.path, "group": s.group, "error": str(err)})
+            continue
         key = model
         if key is None:
             d = shipped_model_dir(absorber) if absorber else None
             if d is None:
                 have = ", ".join(sorted(shipped_models())) or "none"
                 rows.append({"name": s.name, "file": s.path, "group": s.group, "absorber": absorber or "",
-                             "absorber_from": how, "error": f"no shipped model for absorber {absorber or 'unknown'} "
+                             "absorber_from": how, "error": f"{where(s)}: no shipped model for absorber {absorber or 'unknown'} "
                              f"({how}); models ship for {have}, or give --model"})  # fmt: skip
                 continue
             key = str(d)
@@ -285,7 +300,7 @@ def predict_measured(
         trained_on = [el] if isinstance(el, str) else list(el.get("$in", [])) if isinstance(el, dict) else []
         if trained_on and absorber and absorber not in trained_on:
             rows.append({"name": s.name, "file": s.path, "group": s.group, "absorber": absorber, "absorber_from": how,
-                         "model": doc.run_id, "error": f"{s.name} is a {absorber} spectrum ({how}); model "
+                         "model": doc.run_id, "error": f"{where(s)} is a {absorber} spectrum ({how}); model "
                          f"{doc.run_id} was trained on {', '.join(trained_on)}"})  # fmt: skip
             continue
         (r,) = predict_spectra(doc, keras_model, [s], align=align, min_confidence=min_confidence)

