@@ -183,7 +183,10 @@ def db_dump(
     criteria = _parse_json_filter(query) if query else {}
     counts = dump_collections(get_settings(), out, collection, {c: criteria for c in collection})
     for name, n in counts.items():
-        console.print(f"{name}: {n} documents -> {out / (name + '.jsonl.gz')}")
+        if name == "model_files":
+            console.print(f"{name}: {n} .keras weight files -> {out / name}")
+        else:
+            console.print(f"{name}: {n} documents -> {out / (name + '.jsonl.gz')}")
 
 
 def _load(path: Path) -> None:
@@ -196,7 +199,8 @@ def _load(path: Path) -> None:
         counts = load_snapshot(get_settings(), path, progress=lambda name, n: progress.update(
             task, advance=n, description=f"loading {name}"))
     for name, n in counts.items():
-        console.print(f"{name}: {n} documents upserted")
+        console.print(f"{name}: {n} .keras weight files put into GridFS" if name == "model_files"
+                      else f"{name}: {n} documents upserted")
 
 
 @db_app.command("load")

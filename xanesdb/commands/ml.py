@@ -1,4 +1,4 @@
-"""``xanesdb train``, ``xanesdb models list|show`` and ``xanesdb predict``.
+"""``xanesdb train``, ``xanesdb models list|show|export|import|score|reproduce|report``.
 
 Thin: parse arguments, call :mod:`xanesdb.ml`. Keras is imported only when a command runs.
 """
@@ -23,7 +23,7 @@ from xanesdb.platform.settings import get_settings
 console = SafeConsole(soft_wrap=True)
 err_console = SafeConsole(stderr=True)
 
-app = typer.Typer(help="Trained models: list and inspect the registry.", no_args_is_help=True)
+app = typer.Typer(help="Trained models: list, inspect, export and import the registry.", no_args_is_help=True)
 models_app = app
 
 
@@ -180,6 +180,69 @@ def models_show(
         if cur:
             pts = ", ".join(f"{x:g}: {m:.2f}" for x, m in zip(cur["x"], cur["mean"]))
             console.print(f"{name} (macro F1): {pts}")
+
+
+# ----------------------------------------------------------------------------- portable models
+@app.command("export")
+def models_export(
+    run_id: str = typer.Argument(..., help="Run id (or a unique prefix) from `xanesdb models list`."),
+    out: Path = typer.Argument(..., help="Folder for model.keras, card.json and card.md (created)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite a model already in the folder."),
+) -> None:
+    """Write a model as a folder that loads without a database (Keras file + model card)."""
+    from xanesdb.ml.portable import export_portable
+    from xanesdb.ml.registry import get_run, load_model
+    from xanesdb.platform.export import check_output_file
+
+    if out.exists() and not out.is_dir():
+        raise XanesdbUserError(f"{out} is a file; give a folder for the model")
+    names = ("model.keras", "card.json", "card.md")
+    for name in names:
+        check_output_file(out / name, "models export")
+    there = [n for n in names if (out / n).exists()]
+    if there and not force:
+        raise XanesdbUserError(f"{out} already holds {', '.join(there)}; give an empty folder or add --force")
+    settings = get_settings()
+    doc = get_run(run_id, settings)
+    model = load_model(doc, settings)
+    try:
+        export_portable(doc, model, out)
+    except OSError as err:
+        raise XanesdbUserError(f"cannot write the model in {out} ({err.strerror or err}); free space or "
+                               "choose another folder") from None
+    size = sum((out / n).stat().st_size for n in names)
+    console.print(f"exported {doc.run_id} ({doc.kind}, classes {', '.join(doc.classes)}) to {out} "
+                  f"({size / 1e6:.2f} MB: model.keras, card.json, card.md)")  # fmt: skip
+
+
+@app.command("import")
+def models_import(
+    folder: Path = typer.Argument(..., help="Folder written by `xanesdb models export` (model.keras + card.json)."),
+) -> None:
+    """Register a model folder in the database under its own run id (replaces a run of that id)."""
+    from xanesdb.ml.portable import load_portable
+    from xanesdb.ml.registry import register_run
+    from xanesdb.platform.stores import get_database
+
+    if not folder.is_dir():
+        raise XanesdbUserError(f"{folder} is not a folder; give the folder written by `xanesdb models export`")
+    try:
+        doc, model = load_portable(folder)
+    except XanesdbUserError:
+        raise
+    except Exception as err:  # a damaged or foreign .keras file: keras raises many kinds
+        raise XanesdbUserError(f"{folder / 'model.keras'} cannot be loaded as a xanesdb model "
+                               f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})") from None
+    shape = getattr(model, "input_shape", None)
+    n_in = len(doc.hyperparameters.get("feature_indices", doc.energies))
+    if not (isinstance(shape, tuple) and len(shape) == 3 and shape[-1] == n_in):
+        raise XanesdbUserError(f"{folder / 'model.keras'} takes inputs {shape}, but its card describes "
+                               f"(batch, networks, {n_in}); the folder mixes two models")
+    settings = get_settings()
+    replaced = get_database(settings)["models"].count_documents({"run_id": doc.run_id}, limit=1) > 0
+    doc = register_run(doc, model, settings)
+    console.print(f"{'replaced' if replaced else 'registered'} {doc.run_id} ({doc.kind}, {shape[1]} networks, "
+                  f"classes {', '.join(doc.classes)}) from {folder}")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- checks and reports

@@ -4,14 +4,22 @@ The bundled database shipped in ``xanesdb/data/db/`` is such a snapshot (``xanes
 load-bundled``); ``xanesdb db dump`` writes one, e.g. to commit the results of a long FEFF campaign
 as it grows. Every document is validated by its pydantic schema before it is written, and
 writes are upserts on the collection's key, so loading twice changes nothing.
+
+A dump of ``models`` carries the weights too: each run's ``.keras`` file from GridFS
+(``model_files``) goes to ``model_files/<run_id>.keras`` beside ``models.jsonl.gz``, and loading
+puts it back into GridFS and points the run at it, so a loaded model predicts as the dumped one.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
 import os
+import re
+import shutil
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +39,64 @@ BUNDLED_DB_DIR = Path(__file__).resolve().parents[1] / "data" / "db"
 #: load order: parents before children
 SNAPSHOT_ORDER = ("structures", "sites", "feff_tasks", "spectra", "models")
 _JSON_OPTIONS = json_util.JSONOptions(json_mode=json_util.JSONMode.RELAXED, tz_aware=True)
+#: GridFS bucket of the models' .keras files (the registry's, xanesdb.ml.registry.GRIDFS_BUCKET)
+WEIGHTS_BUCKET = "model_files"
+#: folder of a snapshot that holds the models' .keras files
+WEIGHTS_DIR = "model_files"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,150}$")
+
+
+def weights_file_name(run_id: str) -> str:
+    """File name of a run's weights in a snapshot: the run id, or its hash when unsafe as a name."""
+    if _SAFE_NAME.match(run_id) and ".." not in run_id:
+        return f"{run_id}.keras"
+    return f"run-{hashlib.sha256(run_id.encode()).hexdigest()[:24]}.keras"
+
+
+def _dump_weights(db, docs: list[dict[str, Any]], folder: Path) -> int:
+    """Write the GridFS .keras file of every complete run in ``docs`` into ``folder``."""
+    import gridfs
+    from bson import ObjectId
+    from bson.errors import InvalidId
+
+    fs = gridfs.GridFS(db, WEIGHTS_BUCKET)
+    folder.mkdir()
+    n = 0
+    for d in docs:
+        fid = d.get("weights_file_id")
+        if d.get("state") != "complete" or not fid:
+            continue
+        try:
+            data = fs.get(ObjectId(fid)).read()
+        except (gridfs.errors.NoFile, InvalidId):
+            raise XanesdbUserError(f"model {d.get('run_id')!r} is complete but its weights ({fid}) are not in "
+                                   f"GridFS {WEIGHTS_BUCKET}; train it again or leave models out of the dump") from None
+        (folder / weights_file_name(d["run_id"])).write_bytes(data)
+        n += 1
+    return n
+
+
+def _load_weights(db, docs: list[dict[str, Any]], folder: Path) -> int:
+    """Put each run's snapshot .keras file into GridFS and point its document at it."""
+    import gridfs
+
+    fs = gridfs.GridFS(db, WEIGHTS_BUCKET)
+    files = {}
+    for d in docs:
+        f = folder / weights_file_name(d["run_id"])
+        if d.get("state") == "complete" and f.is_file():
+            if not zipfile.is_zipfile(f):
+                raise XanesdbUserError(f"{f} is not a .keras file (not a zip archive); the snapshot is damaged")
+            files[d["run_id"]] = f
+    for run_id, f in files.items():
+        new_id = fs.put(f.read_bytes(), filename=f"{run_id}.keras", run_id=run_id)
+        db["models"].update_one({"run_id": run_id}, {"$set": {"weights_file_id": str(new_id), "state": "complete"}})
+        for old in db[f"{WEIGHTS_BUCKET}.files"].find({"run_id": run_id, "_id": {"$ne": new_id}}, {"_id": 1}):
+            fs.delete(old["_id"])
+    missing = [d["run_id"] for d in docs if d.get("state") == "complete" and d["run_id"] not in files]
+    if missing:
+        logger.warning("%d models in the snapshot have no weights file in %s (e.g. %s)", len(missing), folder, missing[0])
+    return len(files)
 
 
 def _schema_for(collection: str):
@@ -70,23 +136,37 @@ def dump_collections(
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
     tmps: dict[str, Path] = {}
+    weights_tmp = out_dir / f".{WEIGHTS_DIR}.{os.getpid()}.tmp"
     try:
         # every collection to a temporary file first: a refused query or a full disk leaves nothing
         for name in collections:
             key = COLLECTIONS[name][0]
             tmp = tmps[name] = out_dir / f".{name}.jsonl.gz.{os.getpid()}.tmp"
             n = 0
+            runs = []
             # mtime=0: the same documents give a byte-identical file (clean git diffs)
             with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
                 for doc in db[name].find((criteria or {}).get(name, {}), {"_id": 0}).sort(key, 1):
                     gz.write((json_util.dumps(doc, json_options=_JSON_OPTIONS, sort_keys=True) + "\n").encode())
                     n += 1
+                    if name == "models":
+                        runs.append({k: doc.get(k) for k in ("run_id", "state", "weights_file_id")})
             counts[name] = n
+            if name == "models":
+                counts[WEIGHTS_DIR] = _dump_weights(db, runs, weights_tmp)
         for name, tmp in tmps.items():
             tmp.replace(out_dir / f"{name}.jsonl.gz")
+        if weights_tmp.exists():
+            final = out_dir / WEIGHTS_DIR
+            if final.is_dir() and not final.is_symlink():
+                shutil.rmtree(final)
+            elif final.exists() or final.is_symlink():
+                final.unlink()
+            weights_tmp.replace(final)
     except BaseException as err:
         for tmp in tmps.values():
             tmp.unlink(missing_ok=True)
+        shutil.rmtree(weights_tmp, ignore_errors=True)
         if created:
             try:
                 out_dir.rmdir()
@@ -148,4 +228,6 @@ def load_snapshot(
                 progress(name, len(batch))
         counts[name] = len(docs)
         logger.info("loaded %d %s from %s", len(docs), name, path)
+        if name == "models" and (snapshot_dir / WEIGHTS_DIR).is_dir():
+            counts[WEIGHTS_DIR] = _load_weights(db, docs, snapshot_dir / WEIGHTS_DIR)
     return counts
