@@ -91,16 +91,20 @@ def load_aligned_dataset(
 ) -> XanesDataset:
     """The spectra a query selects, in the aligned representation (see the module docstring).
 
-    Same selection, exclusions, fingerprint and cache as :func:`xanesdb.ml.dataset.load_dataset`;
-    spectra whose FEFF output cannot be normalised or does not span the grid are left out (logged
-    and counted in ``timings["n_unusable"]``).
+    Same selection, duplicate exclusion, fingerprint and cache as
+    :func:`xanesdb.ml.dataset.load_dataset`, except that a spectrum that failed the absolute grid is
+    kept; spectra whose FEFF output cannot be normalised or does not span the aligned grid are left
+    out (logged and counted in ``timings["n_unusable"]``).
     """
     from xanesdb.platform.settings import get_settings
     from xanesdb.platform.stores import get_database
 
     settings = settings or get_settings()
     db = get_database(settings)
+    # a spectrum that failed only its absolute-grid standardisation (e.g. ends before that grid
+    # does) is still usable here: this representation decides for itself (align_computed)
     criteria = full_criteria(query, label_field, include_duplicates)
+    criteria["$and"] = [c for c in criteria["$and"] if c != {"state": {"$ne": "failed"}}]
     t0 = time.perf_counter()
     docs = sorted(
         db["spectra"].find(criteria, {"_id": 0, "spectrum_id": 1, "task_id": 1, "material_id": 1,

@@ -97,6 +97,33 @@ class BuildReport:
         return asdict(self)
 
 
+#: presets of xanesdb's own runs with a self-consistent potential: their spectra sit on another
+#: energy scale than ``fast`` ones and get their own grid and dedup group
+SEPARATE_PRESETS = ("scf", "mp")
+
+
+def energy_scale(source: str, preset: str | None) -> str:
+    """The energy-scale label of a task: its source, plus the preset for xanesdb's non-default presets.
+
+    Spectra of different codes or presets sit on different energy scales (FEFF10 without SCF puts
+    edges 5-11 eV below FEFF9 with SCF), so each label gets its own grid and dedup group, e.g.
+    ``'xanesdb'`` (preset ``fast``), ``'xanesdb-scf'``, ``'omnixas'``. Grid names keep this
+    label (``Fe-K-xanesdb-v1``, ``Fe-K-xanesdb-scf-v1``).
+    """
+    if source == "xanesdb" and preset in SEPARATE_PRESETS:
+        return f"{source}-{preset}"
+    return source
+
+
+def scale_criteria(scale: str) -> dict[str, Any]:
+    """Filter on ``source``/``preset`` selecting the tasks or spectra of an energy-scale label."""
+    if scale.startswith("xanesdb-"):
+        return {"source": "xanesdb", "preset": scale.split("-", 1)[1]}
+    if scale == "xanesdb":
+        return {"source": "xanesdb", "preset": {"$nin": list(SEPARATE_PRESETS)}}
+    return {"source": scale}
+
+
 def _grids(settings: XanesdbSettings):
     coll = get_database(settings)[GRID_COLLECTION]
     coll.create_index("grid_name", unique=True)
@@ -120,7 +147,7 @@ def _new_grid(coll, element: str, edge: str, source: str, tasks_store) -> Energy
     """Choose a grid from the group's successful raw spectra and store it as the next version."""
     last = coll.find_one({"element": element, "edge": edge, "source": source}, sort=[("version", -1)])
     version = 1 if last is None else int(last["version"]) + 1
-    crit = {"element": element, "edge": edge, "source": source, "state": "successful"}
+    crit = {"element": element, "edge": edge, **scale_criteria(source), "state": "successful"}
     raw = [
         (t["energies"], t["mu"])
         for t in tasks_store.query(crit, properties=["energies", "mu"])
@@ -159,7 +186,7 @@ def _make_doc(task: dict, site: dict | None, grid: EnergyGrid, threshold: float)
 
 def _dedup_group(spectra_coll, element: str, edge: str, source: str, threshold: float) -> tuple[int, int]:
     """Deduplicate one group; returns (duplicates in the group, documents changed)."""
-    crit = {"element": element, "edge": edge, "source": source, "state": "successful"}
+    crit = {"element": element, "edge": edge, **scale_criteria(source), "state": "successful"}
     docs = list(
         spectra_coll.find(crit, {"_id": 0, "spectrum_id": 1, "mu": 1, "grid_name": 1, "duplicate_of": 1,
                                  "dedup_threshold": 1}).sort("spectrum_id", 1)
@@ -185,20 +212,20 @@ def _dedup_group(spectra_coll, element: str, edge: str, source: str, threshold: 
 
 
 def spectra_counts(settings: XanesdbSettings | None = None, elements: Sequence[str] | None = None) -> dict:
-    """Counts of successful spectra per ``'element|class|source'``: kept and duplicates."""
+    """Counts of successful spectra per ``'element|class|energy scale'``: kept and duplicates."""
     db = get_database(settings or get_settings())
     match: dict[str, Any] = {"state": "successful"}
     if elements:
         match["element"] = {"$in": list(elements)}
     pipeline = [
         {"$match": match},
-        {"$group": {"_id": {"e": "$element", "c": "$lce_class", "s": "$source",
+        {"$group": {"_id": {"e": "$element", "c": "$lce_class", "s": "$source", "p": "$preset",
                             "d": {"$ne": ["$duplicate_of", None]}}, "n": {"$sum": 1}}},
     ]
     out: dict[str, dict[str, int]] = {}
     for row in db["spectra"].aggregate(pipeline):
         k = row["_id"]
-        key = f"{k['e']}|{k.get('c') or 'other'}|{k['s']}"
+        key = f"{k['e']}|{k.get('c') or 'other'}|{energy_scale(k['s'], k.get('p'))}"
         entry = out.setdefault(key, {"kept": 0, "duplicates": 0})
         entry["duplicates" if k["d"] else "kept"] += row["n"]
     return dict(sorted(out.items()))
@@ -245,11 +272,11 @@ def build_spectra(
     spectra_store = get_store("spectra", settings)
     with tasks_store, sites_store, spectra_store:
         tasks = list(tasks_store.query(crit, properties=["task_id", "site_id", "element", "edge", "source",
-                                                         "last_updated"]))
+                                                         "preset", "last_updated"]))
         spec_crit = {"element": crit["element"]} if elements else {}
         spectra = {s["task_id"]: s for s in spectra_store.query(
             spec_crit, properties=["spectrum_id", "task_id", "last_updated", "grid_name", "dedup_threshold",
-                                   "element", "edge", "source"])}
+                                   "element", "edge", "source", "preset"])}
         # sites of these elements, read once (a long `$in` list is slow on some servers)
         site_crit = {"element": crit["element"]} if elements else {}
         sites = {s["site_id"]: s for s in sites_store.query(
@@ -262,14 +289,14 @@ def build_spectra(
         if stale:
             for tid, s in spectra.items():
                 if tid not in live:
-                    touched.add((s["element"], s.get("edge", "K"), s["source"]))
+                    touched.add((s["element"], s.get("edge", "K"), energy_scale(s["source"], s.get("preset"))))
             spectra_store.remove_docs({"spectrum_id": {"$in": stale}})
             report.removed = len(stale)
 
         # grids, per (element, edge, source)
         groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
         for t in tasks:
-            groups[(t["element"], t.get("edge", "K"), t.get("source", "xanesdb"))].append(t)
+            groups[(t["element"], t.get("edge", "K"), energy_scale(t.get("source", "xanesdb"), t.get("preset")))].append(t)
         todo: list[tuple[dict, EnergyGrid]] = []
         for (element, edge, source), group in sorted(groups.items()):
             grid = None if regrid else current_grid(element, source, edge, settings)
@@ -317,7 +344,7 @@ def build_spectra(
                     report.failed += 1
                     report.errors[doc.spectrum_id] = doc.error or ""
                 docs.append(doc.to_mongo())  # duplicate_of is set by the group's dedup below
-                touched.add((doc.element, doc.edge, doc.source))
+                touched.add((doc.element, doc.edge, energy_scale(doc.source, doc.preset)))
             spectra_store.update(docs)
             report.processed += len(docs)
             done += len(full)
