@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
                 "the input is nested too deeply to process (Python's recursion limit); give flatter JSON"
             ) from None
         except Exception as err:
-            user_err = _database_error(err)
+            user_err = _database_error(err) or _missing_backend(err)
             if user_err is None:
                 raise
             raise user_err from None
@@ -288,6 +288,17 @@ def _database_error(err: BaseException) -> XanesdbUserError | None:
         )
     if isinstance(err, PyMongoError):
         return XanesdbUserError(f"database error ({type(err).__name__}: {redact_uri(str(err))[:300]})")
+    return None
+
+
+def _missing_backend(err: BaseException) -> XanesdbUserError | None:
+    """The one-line error naming the extra, when Keras could not import its backend's package."""
+    from xanesdb.platform.settings import KERAS_BACKENDS, missing_backend_error
+
+    if isinstance(err, ModuleNotFoundError) and err.name:
+        for backend, (module, _) in KERAS_BACKENDS.items():
+            if err.name.split(".")[0] == module:
+                return missing_backend_error(backend)
     return None
 
 

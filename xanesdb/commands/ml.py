@@ -228,7 +228,7 @@ def models_import(
         raise XanesdbUserError(f"{folder} is not a folder; give the folder written by `xanesdb models export`")
     try:
         doc, model = load_portable(folder)
-    except XanesdbUserError:
+    except (XanesdbUserError, ModuleNotFoundError):  # the latter: Keras' backend missing (cli names the extra)
         raise
     except Exception as err:  # a damaged or foreign .keras file: keras raises many kinds
         raise XanesdbUserError(f"{folder / 'model.keras'} cannot be loaded as a xanesdb model "

@@ -21,7 +21,8 @@ from xanesdb.platform.errors import XanesdbUserError
 
 DEFAULT_CONFIG_FILE = "~/.xanesdb.yaml"
 
-__all__ = ["XanesdbSettings", "SETTINGS", "SettingsError", "get_settings", "mp_api_key"]
+__all__ = ["XanesdbSettings", "SETTINGS", "SettingsError", "get_settings", "mp_api_key", "apply_keras_backend",
+           "missing_backend_error"]
 
 
 class XanesdbSettings(BaseSettings):
@@ -74,6 +75,15 @@ class XanesdbSettings(BaseSettings):
     SYMPREC: float = Field(0.1, description="Symmetry precision for site equivalence (Angstrom).")
     CHEMENV_TIMEOUT_S: float = Field(
         300.0, description="Time limit for labelling one structure, in seconds."
+    )
+    KERAS_BACKEND: Literal["tensorflow", "jax", "torch"] | None = Field(
+        None,
+        description=(
+            "Keras backend for training and prediction (jax or torch on a GPU: see the README's "
+            "'Training on a GPU'). Applied when xanesdb.ml is first imported, before Keras; a "
+            "KERAS_BACKEND environment variable set by the user wins. Unset: Keras's own choice "
+            "(~/.keras/keras.json, else tensorflow)."
+        ),
     )
     CONFIG_FILE: str = Field(
         DEFAULT_CONFIG_FILE, description="YAML file with settings (overridden by env vars)."
@@ -161,3 +171,53 @@ def mp_api_key() -> str | None:
     """The Materials Project API key from ``MP_API_KEY``; never stored or logged."""
     key = os.environ.get("MP_API_KEY", "").strip()
     return key or None
+
+
+#: Keras backend -> (module it imports, how to install it: the extra that brings it)
+KERAS_BACKENDS = {
+    "tensorflow": ("tensorflow", "pip install xanesdb (tensorflow-cpu is a core dependency)"),
+    "jax": ("jax", "pip install 'xanesdb[jax]' (CPU) or 'xanesdb[gpu]' (CUDA 12)"),
+    "torch": ("torch", "pip install 'xanesdb[torch]'"),
+}
+
+
+def missing_backend_error(backend: str) -> XanesdbUserError:
+    """The one-line error for a Keras backend whose package is not installed."""
+    module, extra = KERAS_BACKENDS[backend]
+    return XanesdbUserError(f"the Keras backend {backend!r} needs the {module} package, which is not installed; "
+                            f"{extra}, or choose another backend with XANESDB_KERAS_BACKEND")
+
+
+def apply_keras_backend(settings: XanesdbSettings | None = None) -> str | None:
+    """Set ``KERAS_BACKEND`` from ``XANESDB_KERAS_BACKEND`` before Keras is imported; returns the backend.
+
+    A ``KERAS_BACKEND`` the user set wins over the setting. A backend named either way (a
+    setting or the variable) whose package is missing raises :class:`XanesdbUserError` naming the
+    extra to install. Once Keras is imported its backend is fixed: a different setting is then
+    reported as a warning and changes nothing.
+    """
+    import importlib.util
+    import sys
+    import warnings
+
+    wanted = (settings or get_settings()).KERAS_BACKEND
+    if not os.environ.get("KERAS_BACKEND") and wanted:
+        os.environ["KERAS_BACKEND"] = wanted
+    backend = os.environ.get("KERAS_BACKEND") or None
+    if "keras" in sys.modules:
+        try:
+            current = sys.modules["keras"].backend.backend()
+        except AttributeError:  # keras half-imported
+            return backend
+        if wanted and current != wanted:
+            warnings.warn(f"XANESDB_KERAS_BACKEND={wanted} has no effect: Keras was imported before xanesdb.ml "
+                          f"with the {current} backend; set it before importing keras", stacklevel=3)
+        return current
+    if backend in KERAS_BACKENDS:
+        try:
+            found = importlib.util.find_spec(KERAS_BACKENDS[backend][0]) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise missing_backend_error(backend)
+    return backend
