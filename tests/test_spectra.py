@@ -180,10 +180,16 @@ def test_build_dedup_and_incremental_rerun(db_settings):
     grid = current_grid("Cu", "omnixas", settings=db_settings)
     sites = {s.site_id: s for s in data["sites"]}
     e0s = []
+    n_aligned = 0
     for doc in db["spectra"].find({"source": "omnixas", "state": "successful", "material_id": {"$ne": "zz-synthetic"}}):
         s = SpectrumDoc.from_mongo(doc)
         assert s.grid_name == grid.grid_name and s.energies == grid.energies.tolist()
         assert len(s.mu) == 100 and max(s.mu) == pytest.approx(1.0)
+        # the aligned representation (schema v2): normalised, half step at 0 eV of its grid
+        assert s.aligned_grid == "halfstep-rel-v1" and s.schema_version == 2
+        if s.mu_aligned is not None:
+            assert len(s.mu_aligned) == 100 and abs(s.mu_aligned[10] - 0.5) < 0.05 and s.edge_step > 0
+            n_aligned += 1
         e0s.append(s.e0)
         assert s.dedup_threshold == 0.015
         site = sites[s.site_id]
@@ -191,6 +197,7 @@ def test_build_dedup_and_incremental_rerun(db_settings):
             assert getattr(s, f) == getattr(site, f), f
     # e0 (max of dmu/dE) is on the edge, inside the grid, for nearly all (FEFF9 can start on the rise)
     assert np.mean((np.array(e0s) > grid.energies[0] + 2) & (np.array(e0s) < grid.energies[0] + 30)) > 0.8
+    assert n_aligned >= 0.8 * len(e0s)  # FEFF9 spectra reach +44.5 eV above their half step
     assert db["spectra"].find_one({"spectrum_id": spectrum_id(data["short"].task_id)})["state"] == "failed"
 
     # the noisy copy is a duplicate of the original (or of what the original duplicates)

@@ -139,7 +139,7 @@ def test_server_refuses_bad_document_and_names_the_field(db_settings, collection
     with pytest.raises(WriteError) as werr:
         db[collection].update_one({key: good[key]}, {"$set": {"schema_version": "one"}})
     assert explain_write_error(werr.value).fields == ["schema_version"]
-    assert db[collection].find_one({key: good[key]})["schema_version"] == 1
+    assert db[collection].find_one({key: good[key]})["schema_version"] == good["schema_version"]
 
 
 @pytest.mark.integration
@@ -221,12 +221,13 @@ def test_migrate_upgrades_an_old_document_once(db_settings):
     with pytest.raises(WriteError):  # the server will not let anyone touch it until it is migrated
         db.spectra.update_one({"spectrum_id": "old:std"}, {"$set": {"csm": 0.5}})
     up = upgrade_document("spectra", db.spectra.find_one({"spectrum_id": "old:std"}))
-    assert up["chemenv_symbol"] == "O:6" and up["lce_class"] == "O6" and up["schema_version"] == 1
+    assert up["chemenv_symbol"] == "O:6" and up["lce_class"] == "O6" and up["schema_version"] == 2
+    assert up["mu_aligned"] is None and up["aligned_grid"] is None  # v2: spectra build computes them
 
     first = migrate_database(db_settings)["spectra"]
     assert (first.scanned, first.upgraded, first.failed) == (1, 1, {})
     doc = db.spectra.find_one({"spectrum_id": "old:std"})
-    assert doc["schema_version"] == 1 and doc["lce_class"] == "O6" and doc["duplicate_of"] is None
+    assert doc["schema_version"] == 2 and doc["lce_class"] == "O6" and doc["duplicate_of"] is None
     assert doc["last_updated"] == datetime(2023, 5, 1, 10, tzinfo=timezone.utc).replace(tzinfo=None)
     assert doc["xanesdb_version"].startswith("unknown")
     SpectrumDoc.from_mongo(doc)

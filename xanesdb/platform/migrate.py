@@ -75,6 +75,16 @@ def _spectra_v0_to_v1(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def _spectra_v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 adds the aligned representation; ``xanesdb spectra build`` computes it from the
+    FEFF task (a spectrum document alone does not hold the raw spectrum it needs)."""
+    doc = dict(doc)
+    doc["schema_version"] = 2
+    for key in ("e_half", "edge_step", "aligned_grid", "mu_aligned"):
+        doc.setdefault(key, None)
+    return doc
+
+
 def _models_v0_to_v1(doc: dict[str, Any]) -> dict[str, Any]:
     doc = _common_v0_to_v1(doc)
     # a run without the lifecycle field was complete only if its weights were stored
@@ -87,7 +97,7 @@ MIGRATIONS: dict[str, dict[int, Upgrade]] = {
     "structures": {0: _common_v0_to_v1},
     "sites": {0: _labels_v0_to_v1},
     "feff_tasks": {0: _common_v0_to_v1},
-    "spectra": {0: _spectra_v0_to_v1},
+    "spectra": {0: _spectra_v0_to_v1, 1: _spectra_v1_to_v2},
     "models": {0: _models_v0_to_v1},
 }
 

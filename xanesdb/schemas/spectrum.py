@@ -12,7 +12,8 @@ __all__ = ["SpectrumDoc"]
 
 
 class SpectrumDoc(XanesdbDoc):
-    """One unique site's spectrum on its absorber's 100-point grid, scaled to max 1."""
+    """One unique site's spectrum on its absorber's 100-point grid, scaled to max 1, and normalised on
+    the aligned grid (schema version 2: ``e_half``, ``edge_step``, ``aligned_grid``, ``mu_aligned``)."""
 
     collection: ClassVar[str] = "spectra"
     key_field: ClassVar[str] = "spectrum_id"
@@ -36,7 +37,14 @@ class SpectrumDoc(XanesdbDoc):
     grid_name: str = Field(..., description="Name/version of the absorber's grid, e.g. 'Fe-K-v1'.")
     energies: list[float] = Field(..., description="Grid energies (eV), 100 points.")
     mu: list[float] = Field(..., description="mu on the grid, scaled to max 1.")
-    e0: float | None = Field(None, description="Edge energy used to align the spectrum (eV).")
+    e0: float | None = Field(None, description="Edge energy of the raw spectrum (eV), largest dmu/dE (places the absolute grid).")
+    e_half: float | None = Field(None, description="Half-step energy (eV), the origin of mu_aligned.")
+    edge_step: float | None = Field(None, description="Edge step of the Athena-style normalisation of the raw spectrum.")
+    aligned_grid: str | None = Field(None, description="Aligned grid of mu_aligned (e.g. 'halfstep-rel-v1'); None before it was computed.")
+    mu_aligned: list[float] | None = Field(
+        None, description="Edge-step-normalised mu on the aligned grid (100 points, -5..+44.5 eV from e_half); "
+        "None when the raw spectrum does not span it."
+    )
     dedup_threshold: float = Field(0.015, description="Mean-absolute-difference threshold used.")
     duplicate_of: str | None = Field(None, description="spectrum_id this one duplicates, or None if kept.")
     state: Literal["successful", "failed"] = Field("successful", description="Standardisation outcome.")

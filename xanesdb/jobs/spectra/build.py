@@ -6,8 +6,11 @@ scaled to max 1, joined with the site's ChemEnv label, its edge energy ``e0`` re
 then deduplicated within each (element, edge, source) group
 (:mod:`xanesdb.jobs.spectra.dedup`). Spectra of different sources are never compared.
 
-Only tasks that are new, or changed since their spectrum was written (task or site
-``last_updated`` later than the spectrum's, or a new grid), are standardised again; a group is
+Each spectrum also carries the aligned representation (:mod:`xanesdb.xas.align`: Athena-style
+normalisation, energies relative to the half step, ``mu_aligned``) that models of measured spectra
+read. Only tasks that are new, or changed since their spectrum was written (task or site
+``last_updated`` later than the spectrum's, a new grid, or no aligned representation yet), are
+standardised again; a group is
 deduplicated again only when one of its spectra changed or the threshold did. Writes are upserts
 on ``spectrum_id`` (``'<task_id>:std'``), so re-running never duplicates.
 
@@ -33,6 +36,7 @@ from pymongo import UpdateOne
 
 from xanesdb.jobs.spectra.dedup import find_duplicates
 from xanesdb.jobs.spectra.grid import EnergyGrid, choose_grid, standardise
+from xanesdb.xas.align import ALIGNED_GRID_NAME, align_computed
 from xanesdb.platform.settings import XanesdbSettings, get_settings
 from xanesdb.platform.stores import get_database, get_store
 from xanesdb.schemas.base import utcnow
@@ -177,11 +181,24 @@ def _make_doc(task: dict, site: dict | None, grid: EnergyGrid, threshold: float)
         "dedup_threshold": threshold,
         **labels,
     }
+    common.update(_aligned_fields(task))
     try:
         mu, e0 = standardise(task.get("energies") or [], task.get("mu") or [], grid)
     except ValueError as err:
         return SpectrumDoc(**common, mu=[], state="failed", error=str(err))
     return SpectrumDoc(**common, mu=np.round(mu, 7).tolist(), e0=round(e0, 4))
+
+
+def _aligned_fields(task: dict) -> dict[str, Any]:
+    """``e_half``, ``edge_step``, ``aligned_grid``, ``mu_aligned`` of a task (:mod:`xanesdb.xas.align`)."""
+    out: dict[str, Any] = {"aligned_grid": ALIGNED_GRID_NAME}
+    try:
+        a = align_computed(task.get("energies") or [], task.get("mu") or [], task.get("mu0") or None,
+                           name=task["task_id"])  # fmt: skip
+    except ValueError:
+        return {**out, "mu_aligned": None}
+    return {**out, "e_half": round(a["e_half"], 4), "edge_step": round(a["edge_step"], 6),
+            "mu_aligned": np.round(a["y"].astype(float), 6).tolist()}  # fmt: skip
 
 
 def _dedup_group(spectra_coll, element: str, edge: str, source: str, threshold: float) -> tuple[int, int]:
@@ -276,7 +293,7 @@ def build_spectra(
         spec_crit = {"element": crit["element"]} if elements else {}
         spectra = {s["task_id"]: s for s in spectra_store.query(
             spec_crit, properties=["spectrum_id", "task_id", "last_updated", "grid_name", "dedup_threshold",
-                                   "element", "edge", "source", "preset"])}
+                                   "element", "edge", "source", "preset", "aligned_grid"])}
         # sites of these elements, read once (a long `$in` list is slow on some servers)
         site_crit = {"element": crit["element"]} if elements else {}
         sites = {s["site_id"]: s for s in sites_store.query(
@@ -309,6 +326,7 @@ def build_spectra(
                 if (
                     s is None
                     or s.get("grid_name") != grid.grid_name
+                    or s.get("aligned_grid") != ALIGNED_GRID_NAME
                     or s["last_updated"] < t["last_updated"]
                     or (site_t is not None and s["last_updated"] < site_t)
                 ):

@@ -71,7 +71,13 @@ class EnergyGrid(BaseModel):
 
 
 def edge_energy(energies: Sequence[float], mu: Sequence[float]) -> float:
-    """Edge energy e0: the maximum of dmu/dE, located on a 0.05 eV cubic spline.
+    """Edge energy e0 of the paper representation: the maximum of dmu/dE on a 0.05 eV cubic spline.
+
+    It places the absolute grids (their start is the median e0 minus 10 eV) and is kept as it was
+    so that grids and the README's tables rebuild identically; everything that reads measured
+    spectra (the aligned representation, prediction, FEFF validation) uses
+    :func:`xanesdb.xas.normalize.find_e0`, which ignores single noisy derivative points. On
+    OmniXAS Cu spectra the two differ by up to ~8 eV where a shoulder precedes the main rise.
 
     Parameters
     ----------

@@ -1,0 +1,65 @@
+"""The aligned representation of a spectrum: normalised, on energies relative to its half step.
+
+Every spectrum, computed or measured, is
+
+1. normalised Athena-style (:func:`xanesdb.xas.normalize.pre_edge`; computed spectra with a zero
+   pre-edge and the post-edge fitted to FEFF's atomic background ``mu0``), so it has a unit
+   edge step;
+2. placed on energies relative to its half-step point
+   (:func:`xanesdb.xas.normalize.half_step_energy`), which neither pre-edge peaks nor noise
+   move by more than a fraction of an eV;
+3. interpolated onto :data:`ALIGNED_GRID`, 100 points 0.5 eV apart from 5 eV below that point.
+
+Used by ``spectra build`` (stored as ``mu_aligned`` on each spectrum), by training
+(``--representation aligned``) and by ``xanesdb predict``, so all three see the same numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xanesdb.xas.normalize import half_step_energy, normalize_computed, pre_edge
+
+__all__ = ["ALIGNED_GRID", "ALIGNED_GRID_NAME", "MAX_EXTRAPOLATE_EV", "AlignedSpectrum", "align_computed",
+           "align_measured"]  # fmt: skip
+
+#: energies relative to the half-step point (eV): 100 points, 0.5 eV apart
+ALIGNED_GRID = np.round(np.arange(100) * 0.5 - 5.0, 6)
+#: the name models record for this representation
+ALIGNED_GRID_NAME = "halfstep-rel-v1"
+#: a spectrum may miss the grid by this much at either end (held at its end value)
+MAX_EXTRAPOLATE_EV = 3.0
+
+
+class AlignedSpectrum(dict):
+    """``{"y", "e_half", "e0", "edge_step", "extrapolated_ev"}`` of one spectrum on the grid."""
+
+
+def _on_grid(e: np.ndarray, norm: np.ndarray, e_half: float, name: str) -> tuple[np.ndarray, float]:
+    target = ALIGNED_GRID + e_half
+    miss = max(0.0, e[0] - target[0]) + max(0.0, target[-1] - e[-1])
+    if e[0] - target[0] > MAX_EXTRAPOLATE_EV or target[-1] - e[-1] > MAX_EXTRAPOLATE_EV:
+        raise ValueError(
+            f"{name} covers {e[0] - e_half:+.1f}..{e[-1] - e_half:+.1f} eV around its half step, "
+            f"the models need {ALIGNED_GRID[0]:+.0f}..{ALIGNED_GRID[-1]:+.1f} eV"
+        )
+    return np.interp(target, e, norm).astype(np.float32), float(miss)
+
+
+def align_computed(energies, mu, mu0=None, name: str = "spectrum") -> AlignedSpectrum:
+    """A computed (FEFF) spectrum on the aligned grid."""
+    e = np.asarray(energies, dtype=float)
+    n = normalize_computed(e, mu, mu0)
+    e_half = half_step_energy(e, n.norm, e0=n.e0)
+    y, miss = _on_grid(e, n.norm, e_half, name)
+    return AlignedSpectrum(y=y, e_half=e_half, e0=n.e0, edge_step=n.edge_step, extrapolated_ev=miss)
+
+
+def align_measured(energies, mu, name: str = "spectrum", e0: float | None = None) -> AlignedSpectrum:
+    """A measured spectrum on the aligned grid (Athena-style normalisation first)."""
+    e = np.asarray(energies, dtype=float)
+    n = pre_edge(e, mu, e0)
+    e_half = half_step_energy(e, n.norm, e0=n.e0)
+    y, miss = _on_grid(e, n.norm, e_half, name)
+    return AlignedSpectrum(y=y, e_half=e_half, e0=n.e0, edge_step=n.edge_step, extrapolated_ev=miss,
+                           pre_range=n.pre_range, norm_range=n.norm_range, nnorm=n.nnorm)  # fmt: skip
