@@ -28,14 +28,16 @@ import numpy as np
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "experimental_dev"
 
-#: name -> (representation, presets, augmentations, align); "shipped" uses the packaged models
-CONFIGS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], str]] = {
-    "grid-fast-shift+noise": ("grid", ("fast",), ("shift", "noise"), "edge"),
-    "aligned-fast-none": ("aligned", ("fast",), (), "auto"),
-    "aligned-fast-shift+noise": ("aligned", ("fast",), ("shift", "noise"), "auto"),
-    "aligned-fast-measured": ("aligned", ("fast",), ("measured",), "auto"),
-    "aligned-scf-measured": ("aligned", ("scf",), ("measured",), "auto"),
-    "aligned-scf+fast-measured": ("aligned", ("scf", "fast"), ("measured",), "auto"),
+#: name -> (representation, presets, augmentations, align, fidelity); "shipped" uses the packaged models
+CONFIGS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], str, str | None]] = {
+    "grid-fast-shift+noise": ("grid", ("fast",), ("shift", "noise"), "edge", None),
+    "aligned-fast-none": ("aligned", ("fast",), (), "auto", None),
+    "aligned-fast-shift+noise": ("aligned", ("fast",), ("shift", "noise"), "auto", None),
+    "aligned-fast-measured": ("aligned", ("fast",), ("measured",), "auto", None),
+    "aligned-fast2scf-none": ("aligned", ("fast",), (), "auto", "scf"),
+    "aligned-fast2scf-measured": ("aligned", ("fast",), ("measured",), "auto", "scf"),
+    "aligned-scf-measured": ("aligned", ("scf",), ("measured",), "auto", None),
+    "aligned-scf+fast2scf-measured": ("aligned", ("scf", "fast"), ("measured",), "auto", "scf"),
 }
 
 
@@ -53,13 +55,13 @@ def load_records(data: Path):
 def train_models(config: str, elements, n_models: int, min_steps: int) -> dict[str, tuple]:
     from xanesdb.ml.train import TrainConfig, train_from_query
 
-    rep, presets, aug, _ = CONFIGS[config]
+    rep, presets, aug, _, fidelity = CONFIGS[config]
     models = {}
     for el in elements:
         query = {"element": el, "edge": "K", "source": "xanesdb", "preset": {"$in": list(presets)},
                  "lce_class": {"$in": ["T4", "S5", "O6"]}}  # fmt: skip
         cfg = TrainConfig(kind="mlp", representation=rep, augment=aug, n_models=n_models, min_steps=min_steps,
-                          class_weight="balanced", curves=False, n_bootstrap=3)  # fmt: skip
+                          class_weight="balanced", curves=False, n_bootstrap=3, fidelity=fidelity)  # fmt: skip
         try:
             res = train_from_query(query, cfg, register=False)
         except Exception as err:  # noqa: BLE001 - an absorber without enough data has no model
@@ -157,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=SHARED)
     ap.add_argument("--configs", default="shipped," + ",".join(CONFIGS))
     ap.add_argument("--elements", default="Ti,V,Mn,Fe,Ni,Cu")
+    ap.add_argument("--pooled", action="store_true", help="One model per configuration on all --elements together.")
     ap.add_argument("--n-models", type=int, default=5)
     ap.add_argument("--min-steps", type=int, default=1500)
     ap.add_argument("--min-confidence", type=float, default=0.6)

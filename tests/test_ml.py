@@ -238,18 +238,19 @@ def test_train_register_show_predict(spectra_db, tmp_path, capsys):
     good.write_text("energy,mu\n" + "\n".join(f"{a},{b}" for a, b in zip(e, mu)))
     xmu = tmp_path / "xmu.dat"
     xmu.write_text("# omega e k mu mu0 chi\n" + "\n".join(f"{a} 0 0 {b} 0 0" for a, b in zip(e, mu)))
-    main(["predict", "--model", doc.run_id, str(good), str(xmu), "--json"])
+    main(["predict", "--model", doc.run_id, str(good), str(xmu), "--format", "json", "--align", "none"])
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 2 and all('"predicted": "O6"' in line for line in out)
+    assert len(out) == 2 and all('"best_class": "O6"' in line for line in out), out
     short = tmp_path / "short.csv"
     short.write_text("\n".join(f"{a},{b}" for a, b in zip(e[:100], mu[:100])))
     bad = tmp_path / "bad.csv"
     bad.write_text("1,2\n3,4\n5,x\n6,7\n8,9\n10,11\n")
-    for f, msg in ((short, "grid needs"), (bad, "not numeric")):
+    for f, msg in ((short, "at least 20 eV"), (bad, "not numeric")):
         with pytest.raises(SystemExit) as exc:
-            main(["predict", "--model", doc.run_id, str(f)])
+            main(["predict", "--model", doc.run_id, str(f), "--align", "none"])
         assert exc.value.code == 2
-        assert msg in capsys.readouterr().err
+        captured = capsys.readouterr()
+        assert msg in captured.out and "1 of 1 spectra could not be predicted" in captured.err
     main(["models", "list"])
     assert doc.run_id in capsys.readouterr().out
     main(["models", "show", doc.run_id])

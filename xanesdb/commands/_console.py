@@ -30,6 +30,7 @@ class SafeConsole(Console):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("markup", False)
+        kwargs.setdefault("emoji", False)  # ":x:" in a stored string or a file line is text, not an emoji
         super().__init__(*args, **kwargs)
 
     def render_str(self, text: str, *args: Any, **kwargs: Any):  # noqa: D102 - Console's

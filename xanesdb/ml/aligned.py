@@ -27,7 +27,37 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ALIGNED_GRID", "ALIGNED_GRID_NAME", "align_computed", "align_measured", "load_aligned_dataset"]
+__all__ = ["ALIGNED_GRID", "ALIGNED_GRID_NAME", "align_computed", "align_measured", "fit_fidelity_from_db",
+           "load_aligned_dataset"]  # fmt: skip
+
+
+def fit_fidelity_from_db(settings: XanesdbSettings | None = None, source_preset: str = "fast", target_preset: str = "scf",
+                         query: dict[str, Any] | None = None):  # fmt: skip
+    """The :class:`xanesdb.xas.fidelity.FidelityWarp` from ``source_preset`` to ``target_preset``,
+    fitted on every site that has a stored aligned spectrum under both (``query`` narrows them).
+
+    Raises
+    ------
+    XanesdbUserError
+        When no site has both.
+    """
+    from xanesdb.platform.settings import get_settings
+    from xanesdb.platform.stores import get_database
+    from xanesdb.xas.fidelity import fit_fidelity
+
+    db = get_database(settings or get_settings())
+    proj = {"_id": 0, "site_id": 1, "mu_aligned": 1}
+    base = {**(query or {}), "source": "xanesdb", "aligned_grid": ALIGNED_GRID_NAME, "mu_aligned": {"$ne": None}}
+    target = {d["site_id"]: d["mu_aligned"] for d in db["spectra"].find({**base, "preset": target_preset}, proj)}
+    pairs = [(d["site_id"], d["mu_aligned"], target[d["site_id"]])
+             for d in db["spectra"].find({**base, "preset": source_preset, "site_id": {"$in": list(target)}}, proj)]  # fmt: skip
+    if not pairs:
+        raise XanesdbUserError(
+            f"no site has aligned spectra under both the {source_preset!r} and {target_preset!r} presets; compute "
+            f"some with `xanesdb feff run --preset {target_preset}` and `xanesdb spectra build`"
+        )
+    pairs.sort()
+    return fit_fidelity([p[1] for p in pairs], [p[2] for p in pairs], ALIGNED_GRID, names=[p[0] for p in pairs])
 
 def load_aligned_dataset(
     query: dict[str, Any],
@@ -36,8 +66,13 @@ def load_aligned_dataset(
     label_field: str = "lce_class",
     include_duplicates: bool = False,
     use_cache: bool = True,
+    fidelity=None,
+    fidelity_from: str = "fast",
 ) -> XanesDataset:
     """The spectra a query selects, in the aligned representation (see the module docstring).
+
+    ``fidelity`` (a :class:`xanesdb.xas.fidelity.FidelityWarp`) is applied to the spectra of preset
+    ``fidelity_from``, which brings ``fast`` spectra close to what the ``scf`` preset gives.
 
     Same selection, duplicate exclusion, fingerprint and cache as
     :func:`xanesdb.ml.dataset.load_dataset`, except that a spectrum that failed the absolute grid is
@@ -56,7 +91,8 @@ def load_aligned_dataset(
     t0 = time.perf_counter()
     docs = sorted(
         db["spectra"].find(criteria, {"_id": 0, "spectrum_id": 1, "task_id": 1, "material_id": 1,
-                                      "last_updated": 1, "aligned_grid": 1, "mu_aligned": 1, label_field: 1}),
+                                      "last_updated": 1, "aligned_grid": 1, "mu_aligned": 1, "preset": 1,
+                                      label_field: 1}),
         key=lambda d: d["spectrum_id"],
     )  # fmt: skip
     if not docs:
@@ -66,7 +102,8 @@ def load_aligned_dataset(
         )
     fp = fingerprint_of([(d["spectrum_id"], d.get("last_updated")) for d in docs])
     safe_label = "".join(c if c.isalnum() or c in "_-" else "_" for c in label_field)
-    cache = _cache_dir(settings) / f"{fp}-{safe_label}-{ALIGNED_GRID_NAME}.npz"
+    tag = "" if fidelity is None else f"-fid{fidelity.delta:g}_{fidelity.e1:g}_{fidelity.sigma:g}"
+    cache = _cache_dir(settings) / f"{fp}-{safe_label}-{ALIGNED_GRID_NAME}{tag}.npz"
     if use_cache and cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
             return XanesDataset(
@@ -81,7 +118,7 @@ def load_aligned_dataset(
         for t in db["feff_tasks"].find({"task_id": {"$in": ids[i : i + 500]}},
                                        {"_id": 0, "task_id": 1, "energies": 1, "mu": 1, "mu0": 1}):  # fmt: skip
             tasks[t["task_id"]] = t
-    rows, labels, groups, kept = [], [], [], []
+    rows, labels, groups, kept, corrected = [], [], [], [], []
     unusable = 0
     for d in docs:
         if d.get("aligned_grid") == ALIGNED_GRID_NAME:  # stored by spectra build
@@ -101,12 +138,16 @@ def load_aligned_dataset(
                 unusable += 1
                 continue
         rows.append(y)
+        corrected.append(fidelity is not None and d.get("preset") == fidelity_from)
         labels.append(d[label_field])
         groups.append(d["material_id"])
         kept.append(d["spectrum_id"])
     if not rows:
         raise XanesdbUserError(f"none of the {len(docs)} spectra of {json.dumps(query)} could be normalised and aligned")
     X = np.stack(rows).astype(np.float32)
+    if any(corrected):
+        sel = np.array(corrected)
+        X[sel] = fidelity.apply(X[sel], ALIGNED_GRID)
     ds = XanesDataset(
         X=X, labels=np.array(labels), groups=np.array(groups), spectrum_ids=tuple(kept),
         energies=ALIGNED_GRID.copy(), grid_name=ALIGNED_GRID_NAME, query=query, criteria=criteria,

@@ -66,6 +66,10 @@ class TrainConfig:
         one that reads measured spectra. Aligned runs are also calibrated (temperature scaling)
         and carry an out-of-distribution test, both fitted on measured-like copies of their
         held-out spectra.
+    fidelity
+        ``"scf"``: correct ``fast`` spectra towards what the ``scf`` preset gives
+        (:mod:`xanesdb.xas.fidelity`, fitted on the sites the database holds under both) before
+        training; aligned representation only.
     n_models
         Networks trained side by side, one per split (paper: 10).
     protocol
@@ -116,6 +120,7 @@ class TrainConfig:
     ensemble: int = 1
     curves: bool = True
     representation: Literal["grid", "aligned"] = "grid"
+    fidelity: str | None = None
     seed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -128,6 +133,8 @@ class TrainConfig:
             del d["ensemble"]
         if d["representation"] == "grid":
             del d["representation"]
+        if d["fidelity"] is None:
+            del d["fidelity"]
         return d
 
     @classmethod
@@ -361,6 +368,8 @@ def train_on_dataset(
             seed=config.seed,
         )  # fmt: skip
         timings["curves_s"] = time.perf_counter() - t0
+    if config.fidelity and config.representation != "aligned":
+        raise XanesdbUserError("a fidelity correction needs --representation aligned")
     if config.representation == "aligned":
         t0 = time.perf_counter()
         metrics.update(_trust_metrics(model, ds.X, y, splits, cols, e, ds.energies, len(classes), config.seed))
@@ -442,14 +451,19 @@ def train_from_query(
 
     settings = settings or get_settings()
     t0 = time.perf_counter()
+    fidelity = None
     if config.representation == "aligned":
-        from xanesdb.ml.aligned import load_aligned_dataset
+        from xanesdb.ml.aligned import fit_fidelity_from_db, load_aligned_dataset
 
-        ds = load_aligned_dataset(query, settings, label_field=label_field)
+        if config.fidelity:
+            fidelity = fit_fidelity_from_db(settings, target_preset=config.fidelity)
+        ds = load_aligned_dataset(query, settings, label_field=label_field, fidelity=fidelity)
     else:
         ds = load_dataset(query, settings, label_field=label_field)
     t_data = time.perf_counter() - t0
     model, metrics, cols, splits = train_on_dataset(ds, config, on_epoch)
+    if fidelity is not None:
+        metrics["fidelity"] = fidelity.as_dict()
     timings = {"dataset_s": t_data, **metrics.pop("timings")}
     doc = make_run_doc(ds, config, metrics, cols, timings)
     if register:
