@@ -25,7 +25,8 @@ import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["Standardize", "GroupedDense", "GroupedConv1D", "GroupedMaxPool1D", "build_model"]
+__all__ = ["Standardize", "GroupedDense", "GroupedConv1D", "GroupedMaxPool1D", "ToNetworks", "build_model",
+           "inference_model", "predict_networks", "INFERENCE_BATCH"]
 
 
 def _uniform(limit: float, seed: int | None):
@@ -189,3 +190,166 @@ def build_model(
     model = keras.Model(inputs, out, name=f"xanesdb_{kind}_x{n_models}")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss)
     return model
+
+
+# ----------------------------------------------------------------------------- inference
+@keras.saving.register_keras_serializable(package="xanesdb")
+class ToNetworks(keras.layers.Layer):
+    """``(b, n) -> (b, k, n)``: every spectrum to each of ``k`` networks, inside the graph (no host copy)."""
+
+    def __init__(self, n_networks: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.n_networks = int(n_networks)
+
+    def call(self, x):
+        return ops.broadcast_to(ops.expand_dims(x, 1), (ops.shape(x)[0], self.n_networks, ops.shape(x)[1]))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.n_networks, input_shape[-1])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "n_networks": self.n_networks}
+
+
+@keras.saving.register_keras_serializable(package="xanesdb")
+class _StandardizeColumns(keras.layers.Layer):
+    """``(b, n) -> (b, n, k)``: ``x * scale + shift`` with one (scale, shift) per feature and network."""
+
+    def __init__(self, n_networks: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.n_networks = int(n_networks)
+
+    def build(self, input_shape):
+        shape = (input_shape[-1], self.n_networks)
+        self.scale = self.add_weight(shape=shape, initializer="ones", trainable=False, name="scale")
+        self.shift = self.add_weight(shape=shape, initializer="zeros", trainable=False, name="shift")
+
+    def call(self, x):
+        return ops.expand_dims(x, -1) * self.scale + self.shift
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1], self.n_networks)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "n_networks": self.n_networks}
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """The trained group ``model`` fed one spectrum per row: input ``(batch, n_features)``.
+
+    No spectrum is copied per network on the host: the host sends ``n_features`` floats per
+    spectrum and every network reads the same row inside the graph. For the models of
+    :func:`build_model` the first layers are rewritten for speed (same outputs to float32
+    round-off): the MLP's standardisation is folded into its first layer, which becomes one
+    ``(n_features, n_networks x units)`` matrix product; the CNN's convolution runs as one
+    depthwise convolution over a ``(batch, n_features, n_networks)`` tensor. The later layers are
+    the trained ones, shared. Any other group model is wrapped as it is, with the row broadcast
+    to ``(batch, n_networks, n_features)`` in the graph (:class:`ToNetworks`).
+
+    The rewritten first layer holds a copy of the trained values taken now: build the inference
+    model after training. Run it with :func:`predict_networks` (steps of ``INFERENCE_BATCH``)
+    or ``predict(X, batch_size=INFERENCE_BATCH)``; Keras' default batch of 32 is far slower.
+
+    Parameters
+    ----------
+    model
+        A group model from :func:`build_model` (or loaded from the registry / a portable folder),
+        input ``(batch, n_networks, n_features)``.
+
+    Returns
+    -------
+    keras.Model
+        Input ``(batch, n_features)``, output ``(batch, n_networks, n_outputs)``.
+    """
+    shape = model.input_shape
+    if not (isinstance(shape, tuple) and len(shape) == 3 and shape[1] and shape[2]):
+        raise ValueError(f"expected a group model with input (batch, networks, features), got {shape}")
+    k, n = int(shape[1]), int(shape[2])
+    inputs = keras.Input(shape=(n,), name="spectrum")
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    fast = _fast_head(layers, inputs, k, n)
+    if fast is None:
+        out = model(ToNetworks(k, name="to_networks")(inputs), training=False)
+    else:
+        x, rest = fast
+        for layer in rest:
+            if not isinstance(layer, keras.layers.Dropout):  # identity at inference
+                x = layer(x)
+        out = x
+    return keras.Model(inputs, out, name=f"{model.name}_inference")
+
+
+def _fast_head(layers: list, inputs, k: int, n: int):
+    """``(x, remaining layers)`` with the standardisation and first layer rewritten, or None."""
+    kinds = [type(layer) for layer in layers]
+    allowed = (Standardize, GroupedConv1D, GroupedMaxPool1D, GroupedDense, keras.layers.Dropout)
+    if len(layers) < 2 or kinds[0] is not Standardize or not all(t in allowed for t in kinds):
+        return None
+    std_layer = layers[0]
+    mean = np.asarray(ops.convert_to_numpy(std_layer.mean), dtype="float64")  # (k, n)
+    inv = 1.0 / np.asarray(ops.convert_to_numpy(std_layer.std), dtype="float64")
+    first = layers[1]
+    if isinstance(first, GroupedDense):
+        W = np.asarray(ops.convert_to_numpy(first.kernel), dtype="float64")  # (k, n, u)
+        b = np.asarray(ops.convert_to_numpy(first.bias), dtype="float64")  # (k, u)
+        u = W.shape[-1]
+        # ((x - m) * inv) @ W + b = x @ (inv * W) + (b - (m * inv) @ W), per network
+        W2 = np.transpose(inv[:, :, None] * W, (1, 0, 2)).reshape(n, k * u)
+        b2 = (b - np.einsum("ki,kio->ko", mean * inv, W)).reshape(k * u)
+        dense = keras.layers.Dense(k * u, name="first_dense_folded")
+        x = dense(inputs)
+        dense.set_weights([W2.astype("float32"), b2.astype("float32")])
+        x = first.activation(keras.layers.Reshape((k, u), name="per_network")(x))
+        return x, layers[2:]
+    if isinstance(first, GroupedConv1D) and len(layers) > 2 and isinstance(layers[2], GroupedMaxPool1D):
+        W = ops.convert_to_numpy(first.kernel)  # (k, w, f)
+        f = W.shape[-1]
+        columns = _StandardizeColumns(k, name="standardize_columns")
+        z = columns(inputs)  # (b, n, k): column j is the row as network j standardises it
+        columns.set_weights([inv.T.astype("float32"), (-mean * inv).T.astype("float32")])
+        conv = keras.layers.DepthwiseConv1D(first.kernel_size, depth_multiplier=f, name="conv_depthwise")
+        x = conv(z)  # (b, L', k * f), channel j * f + c = network j's filter c
+        conv.set_weights([np.transpose(W, (1, 0, 2)).astype("float32"),
+                          ops.convert_to_numpy(first.bias).reshape(k * f).astype("float32")])  # fmt: skip
+        x = first.activation(x)
+        pool = layers[2].pool_size
+        x = keras.layers.MaxPooling1D(pool, name="pool_channels")(x)  # (b, m, k * f)
+        m = (n - first.kernel_size + 1) // pool
+        x = keras.layers.Reshape((m, k, f))(x)
+        x = keras.layers.Permute((2, 1, 3))(x)
+        x = keras.layers.Reshape((k, m * f), name="per_network")(x)  # as GroupedMaxPool1D flattens
+        return x, layers[3:]
+    return None
+
+
+#: spectra per step of :func:`predict_networks`. On 2 CPU cores 1,024 gave the most spectra per
+#: second (MLP: 115,000/s against 61,000/s at 8,192; the CNN about the same at either size,
+#: benchmarks/results/inference_cpu.txt); each step's activations then stay in the caches.
+INFERENCE_BATCH = 1024
+
+
+def predict_networks(model: keras.Model, X: np.ndarray, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
+    """``(n, n_networks, n_outputs)`` outputs of every network for each row of ``X`` ``(n, n_features)``.
+
+    ``model`` is an inference model (:func:`inference_model`; build it once and keep it when
+    predicting many times) or a group model, whose inference model is then built for this call.
+    Rows go through in steps of ``batch_size``; the last step is padded to the same size, so the
+    compiled function is traced once.
+    """
+    X = np.ascontiguousarray(X, dtype="float32")
+    if X.ndim != 2:
+        raise ValueError(f"expected spectra as (n, n_features), got shape {X.shape}")
+    inf = inference_model(model) if len(model.input_shape) == 3 else model
+    if X.shape[1] != inf.input_shape[-1]:
+        raise ValueError(f"the model takes {inf.input_shape[-1]} points per spectrum, got {X.shape[1]}")
+    n = len(X)
+    if n == 0:
+        return np.zeros((0, *inf.output_shape[1:]), dtype="float32")
+    step = max(1, min(int(batch_size), n))
+    out = np.empty((n, *inf.output_shape[1:]), dtype="float32")
+    for i in range(0, n, step):
+        xb = X[i : i + step]
+        if len(xb) < step:
+            xb = np.concatenate([xb, np.zeros((step - len(xb), X.shape[1]), dtype="float32")])
+        out[i : i + step] = np.asarray(inf.predict_on_batch(xb))[: n - i]
+    return out
