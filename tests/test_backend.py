@@ -37,7 +37,6 @@ def _one_error_line(r: subprocess.CompletedProcess) -> str:
 
 
 def test_setting_chooses_the_backend_and_keras_backend_wins():
-    pytest.importorskip("jax", reason="install the test extra (jax[cpu])")
     r = _run(PRINT_BACKEND, XANESDB_KERAS_BACKEND="jax")
     assert r.returncode == 0 and r.stdout.split()[-1] == "jax", r.stderr[-2000:]
     r = _run(PRINT_BACKEND, XANESDB_KERAS_BACKEND="jax", KERAS_BACKEND="tensorflow")
@@ -47,7 +46,6 @@ def test_setting_chooses_the_backend_and_keras_backend_wins():
 
 
 def test_a_setting_after_keras_was_imported_warns():
-    pytest.importorskip("jax", reason="install the test extra (jax[cpu])")
     code = ("import warnings, keras\nwith warnings.catch_warnings(record=True) as w:\n"
             "    warnings.simplefilter('always')\n    import xanesdb.ml\n"
             "print([str(x.message) for x in w if 'XANESDB_KERAS_BACKEND' in str(x.message)])")  # fmt: skip
@@ -74,7 +72,6 @@ def test_missing_or_unknown_backend_is_one_line_exit_2(tmp_path):
 
 @pytest.mark.integration
 def test_train_runs_and_reports_on_the_chosen_backend(db_settings):
-    pytest.importorskip("jax", reason="install the test extra (jax[cpu])")
     from test_models_portable import _insert_spectra
 
     _insert_spectra(db_settings)

@@ -292,13 +292,18 @@ def _database_error(err: BaseException) -> XanesdbUserError | None:
 
 
 def _missing_backend(err: BaseException) -> XanesdbUserError | None:
-    """The one-line error naming the extra, when Keras could not import its backend's package."""
+    """The one-line error naming the extra, when an optional package (a Keras backend's, FireWorks) is missing."""
     from xanesdb.platform.settings import KERAS_BACKENDS, missing_backend_error
 
     if isinstance(err, ModuleNotFoundError) and err.name:
+        top = err.name.split(".")[0]
         for backend, (module, _) in KERAS_BACKENDS.items():
-            if err.name.split(".")[0] == module:
+            if top == module:
                 return missing_backend_error(backend)
+        if top == "fireworks":
+            from xanesdb.platform.launchpad import CLUSTER_EXTRA_MISSING
+
+            return XanesdbUserError(CLUSTER_EXTRA_MISSING)
     return None
 
 

@@ -77,6 +77,10 @@ def populate(
 
     if engine not in ENGINES:
         raise XanesdbUserError(f"unknown --engine {engine!r}; use local or fireworks")
+    if engine == "fireworks":
+        from xanesdb.platform.launchpad import require_fireworks
+
+        require_fireworks()  # before anything is read or written
     if source not in SOURCES:
         raise XanesdbUserError(f"unknown --source {source!r}; use db (structures in the database) or bundled")
     if limit is not None and limit < 0:
@@ -158,12 +162,12 @@ def worker(
 
     Start one per core for FEFF: FEFF10 is single-threaded.
     """
-    from fireworks.core.fworker import FWorker
-    from fireworks.core.rocket_launcher import rapidfire
-
     from xanesdb.platform.launchpad import get_launchpad, require_fireworks
 
     require_fireworks()
+    from fireworks.core.fworker import FWorker
+    from fireworks.core.rocket_launcher import rapidfire
+
     if nlaunches < 0:
         raise XanesdbUserError("--nlaunches must be 0 or more")
     directory.mkdir(parents=True, exist_ok=True)

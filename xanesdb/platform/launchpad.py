@@ -361,9 +361,14 @@ def rlaunch_command(folder: str | Path, sleep: int = 10, nlaunches: int = 0) -> 
             "rapidfire", "--nlaunches", str(nlaunches), "--sleep", str(sleep)]
 
 
+#: the one-line error when FireWorks (the ``cluster`` extra) is not installed
+CLUSTER_EXTRA_MISSING = ("the fireworks engine needs FireWorks, which is not installed: pip install 'xanesdb[cluster]' "
+                         "(or run here with --engine local)")
+
+
 def require_fireworks() -> None:
     """Raise a user error when FireWorks is not installed."""
     try:
         import fireworks  # noqa: F401
     except ImportError as err:
-        raise XanesdbUserError("the fireworks engine needs FireWorks: `pip install fireworks`") from err
+        raise XanesdbUserError(CLUSTER_EXTRA_MISSING) from err
