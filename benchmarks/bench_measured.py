@@ -28,8 +28,9 @@ import numpy as np
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "experimental_dev"
 
-#: name -> (representation, presets, augmentations, align, fidelity); "shipped" uses the packaged models
-CONFIGS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], str, str | None]] = {
+#: name -> (representation, presets, augmentations, align, fidelity[, measurement-model changes[, window eV]]);
+#: "shipped" uses the packaged models
+CONFIGS: dict[str, tuple] = {
     "grid-fast-shift+noise": ("grid", ("fast",), ("shift", "noise"), "edge", None),
     "aligned-fast-none": ("aligned", ("fast",), (), "auto", None),
     "aligned-fast-shift+noise": ("aligned", ("fast",), ("shift", "noise"), "auto", None),
@@ -38,6 +39,9 @@ CONFIGS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], str, str | None]
     "aligned-fast2scf-measured": ("aligned", ("fast",), ("measured",), "auto", "scf"),
     "aligned-scf-measured": ("aligned", ("scf",), ("measured",), "auto", None),
     "aligned-scf+fast2scf-measured": ("aligned", ("scf", "fast"), ("measured",), "auto", "scf"),
+    "aligned-fast2scf-measured-nodamping": ("aligned", ("fast",), ("measured",), "auto", "scf", {"damping": (1.0, 1.0)}),
+    "aligned-fast2scf-measured-edge": ("aligned", ("fast",), ("measured",), "auto", "scf", None, (-1.0, 44.5)),
+    "aligned-scf+fast2scf-measured-edge": ("aligned", ("scf", "fast"), ("measured",), "auto", "scf", None, (-1.0, 44.5)),
 }
 
 
@@ -52,22 +56,27 @@ def load_records(data: Path):
     return out
 
 
-def train_models(config: str, elements, n_models: int, min_steps: int) -> dict[str, tuple]:
+def train_models(config: str, elements, n_models: int, min_steps: int, pooled: bool = False) -> dict[str, tuple]:
+    """One model per absorber, or with ``pooled`` one on all absorbers together (used for each)."""
     from xanesdb.ml.train import TrainConfig, train_from_query
 
-    rep, presets, aug, _, fidelity = CONFIGS[config]
+    rep, presets, aug, _, fidelity, *extra = CONFIGS[config]
+    measurement = extra[0] if extra else None
+    window = extra[1] if len(extra) > 1 else None
     models = {}
-    for el in elements:
-        query = {"element": el, "edge": "K", "source": "xanesdb", "preset": {"$in": list(presets)},
-                 "lce_class": {"$in": ["T4", "S5", "O6"]}}  # fmt: skip
+    for el in [",".join(elements)] if pooled else elements:
+        query = {"element": {"$in": el.split(",")} if pooled else el, "edge": "K", "source": "xanesdb",
+                 "preset": {"$in": list(presets)}, "lce_class": {"$in": ["T4", "S5", "O6"]}}  # fmt: skip
         cfg = TrainConfig(kind="mlp", representation=rep, augment=aug, n_models=n_models, min_steps=min_steps,
-                          class_weight="balanced", curves=False, n_bootstrap=3, fidelity=fidelity)  # fmt: skip
+                          class_weight="balanced", curves=False, n_bootstrap=3, fidelity=fidelity,
+                          measurement=measurement, window=window)  # fmt: skip
         try:
             res = train_from_query(query, cfg, register=False)
         except Exception as err:  # noqa: BLE001 - an absorber without enough data has no model
             print(f"  {config} {el}: no model ({str(err).splitlines()[0][:100]})", flush=True)
             continue
-        models[el] = (res.doc, res.model)
+        for name in el.split(","):
+            models[name] = (res.doc, res.model)
         print(f"  {config} {el}: {res.doc.n_spectra} spectra {res.doc.metrics['class_counts']}, macro F1 "
               f"{res.doc.metrics['f1']['macro'][0]:.3f} on computed", flush=True)  # fmt: skip
     return models
@@ -174,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "shipped":
             models, align = shipped_models(elements), "auto"
         else:
-            models, align = train_models(name, elements, args.n_models, args.min_steps), CONFIGS[name][3]
+            models = train_models(name, elements, args.n_models, args.min_steps, args.pooled)
+            align = CONFIGS[name][3]
         res = score(records, models, align, args.min_confidence)
         res["seconds"] = round(time.time() - t0, 1)
         res["models"] = {el: doc.run_id for el, (doc, _) in models.items()}
@@ -197,6 +207,13 @@ def main(argv: list[str] | None = None) -> int:
         print("|---" * (len(cols) + 1) + "|")
         for k in sorted(r["confusion"]):
             print(f"| {k} | " + " | ".join(str(r["confusion"][k].get(c, 0)) for c in cols) + " |")
+        print(f"\nrecords of {name}: expected -> answer (best class, calibrated probability, outlier score)")
+        for x in r["rows"]:
+            if x["best"] is None:
+                print(f"  {x['id']:24s} {x['true']:6s}{'*' if x['ambiguous'] else ' '} -> {x['predicted']} ({x['reason']})")
+            else:
+                print(f"  {x['id']:24s} {x['true']:6s}{'*' if x['ambiguous'] else ' '} -> {x['predicted']:6s} "
+                      f"({x['best']} {x['confidence']:.2f}, outlier {x.get('outlier', 0):.2f})")  # fmt: skip
         print(f"\ncoverage vs accuracy of {name} (non-ambiguous O6/T4, outliers left out):")
         for c in r["coverage"]:
             acc = "-" if c["accuracy"] is None else f"{c['accuracy']:.2f}"

@@ -7,8 +7,10 @@ Carbone et al. (2019): shifts of +-1 and +-2 eV (5x data) and Gaussian noise of 
 read measured spectra (:class:`MeasurementModel`): each copy is broadened by a Gaussian of random
 width (monochromator resolution) and a Lorentzian whose width grows with energy above the edge
 (core-hole and final-state lifetimes beyond what FEFF includes), shifted by a random energy
-(calibration and alignment error), scaled (edge-step error of the normalisation), tilted
-(post-edge slope left by the normalisation) and given noise of random amplitude.
+(calibration and alignment error), its features above the edge damped (disorder, thermal motion
+and many-body losses make measured white lines and oscillations weaker than FEFF's), scaled
+(edge-step error of the normalisation), tilted (post-edge slope left by the normalisation) and
+given noise of random amplitude.
 """
 
 from __future__ import annotations
@@ -142,6 +144,9 @@ class MeasurementModel:
         Largest post-edge slope left by the normalisation, per 100 eV above the edge.
     noise
         Range of the noise standard deviation (in edge-step units).
+    damping
+        Range of the factor applied to the features above the edge, ``1 + (y - 1) * d`` for
+        energies above the half step (1: none).
     """
 
     copies: int = 8
@@ -152,9 +157,15 @@ class MeasurementModel:
     scale: float = 0.08
     slope_per_100ev: float = 0.1
     noise: tuple[float, float] = (0.0, 0.02)
+    damping: tuple[float, float] = (0.6, 1.0)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> MeasurementModel:
+        """The model with the fields of ``d`` changed (lists become tuples); None: the defaults."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in (d or {}).items()})
 
 
 def measurement_copies(X: np.ndarray, energies: np.ndarray, model: MeasurementModel, rng: np.random.Generator,
@@ -165,6 +176,9 @@ def measurement_copies(X: np.ndarray, energies: np.ndarray, model: MeasurementMo
     e = np.asarray(energies, dtype=np.float64)
     Y = broaden(X, e, rng.uniform(*model.gauss_ev, n), rng.uniform(*model.lorentz_ev, n),
                 rng.uniform(*model.lorentz_slope, n), e_ref)  # fmt: skip
+    above_edge = (e > e_ref)[None, :]
+    d = rng.uniform(*model.damping, (n, 1))
+    Y = np.where(above_edge, 1.0 + (Y - 1.0) * d, Y)
     shifts = rng.uniform(-model.shift_ev, model.shift_ev, n)
     Y = np.stack([np.interp(e - s, e, y) for s, y in zip(shifts, Y)])
     above = np.maximum(e - e_ref, 0.0) / 100.0

@@ -101,14 +101,12 @@ def prepare(doc: TrainingRunDoc, spectrum: MeasuredSpectrum, align: str = "auto"
     return {"x": (y / y.max()).astype(np.float32), "e0": e0, "shift_ev": shift}
 
 
-def _networks_probs(model: Any, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """(n, networks, classes) probabilities; each row is fed to every network."""
-    k = model.input_shape[1]
-    out = []
-    for i in range(0, len(X), batch_size):
-        xb = X[i : i + batch_size]
-        out.append(model.predict(np.broadcast_to(xb[:, None, :], (len(xb), k, xb.shape[1])), verbose=0))
-    return np.concatenate(out)
+def _networks_probs(model: Any, X: np.ndarray) -> np.ndarray:
+    """(n, networks, classes) probabilities: each row read by every network inside the graph
+    (:func:`xanesdb.ml.models.predict_networks`; no copy per network on the host)."""
+    from xanesdb.ml.models import predict_networks
+
+    return predict_networks(model, X)
 
 
 def predict_spectra(
@@ -276,7 +274,8 @@ def predict_measured(
     from xanesdb.ml.portable import shipped_model_dir, shipped_models
 
     loaded: dict[str, tuple] = {}
-    rows = []
+    rows: list[dict[str, Any] | None] = []
+    batches: dict[str, list[tuple[int, MeasuredSpectrum, str, str]]] = {}
     for s in spectra:
         try:
             absorber, how = absorber_of(s)
@@ -295,7 +294,7 @@ def predict_measured(
             key = str(d)
         if key not in loaded:
             loaded[key] = load_any_model(key, settings)
-        doc, keras_model = loaded[key]
+        doc = loaded[key][0]
         el = doc.query.get("element")
         trained_on = [el] if isinstance(el, str) else list(el.get("$in", [])) if isinstance(el, dict) else []
         if trained_on and absorber and absorber not in trained_on:
@@ -303,12 +302,17 @@ def predict_measured(
                          "model": doc.run_id, "error": f"{where(s)} is a {absorber} spectrum ({how}); model "
                          f"{doc.run_id} was trained on {', '.join(trained_on)}"})  # fmt: skip
             continue
-        (r,) = predict_spectra(doc, keras_model, [s], align=align, min_confidence=min_confidence)
-        r.update(absorber=absorber or "", absorber_from=how)
-        if png_dir is not None and "error" not in r:
-            from xanesdb.ml.plots import plot_measured_prediction
+        rows.append(None)  # filled below, in input order
+        batches.setdefault(key, []).append((len(rows) - 1, s, absorber or "", how))
+    for key, items in batches.items():  # one pass per model: its inference graph is built once
+        doc, keras_model = loaded[key]
+        out = predict_spectra(doc, keras_model, [s for _, s, _, _ in items], align=align, min_confidence=min_confidence)
+        for (i, s, absorber, how), r in zip(items, out):
+            r.update(absorber=absorber, absorber_from=how)
+            if png_dir is not None and "error" not in r:
+                from xanesdb.ml.plots import plot_measured_prediction
 
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in s.name)
-            r["png"] = str(plot_measured_prediction(doc, s, r, Path(png_dir) / f"{safe}.png"))
-        rows.append(r)
+                safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in s.name)
+                r["png"] = str(plot_measured_prediction(doc, s, r, Path(png_dir) / f"{safe}.png"))
+            rows[i] = r
     return rows

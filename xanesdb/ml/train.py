@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import numpy as np
 
+from xanesdb.ml.augment import MeasurementModel
 from xanesdb.ml.augment import augment as augment_data
 from xanesdb.ml.evaluate import (
     DEFAULT_TEST_SHIFTS_EV,
@@ -70,6 +71,13 @@ class TrainConfig:
         ``"scf"``: correct ``fast`` spectra towards what the ``scf`` preset gives
         (:mod:`xanesdb.xas.fidelity`, fitted on the sites the database holds under both) before
         training; aligned representation only.
+    measurement
+        Changes to the :class:`xanesdb.ml.augment.MeasurementModel` of the ``"measured"``
+        augmentation and of the calibration copies (None: its defaults).
+    window
+        Only the grid points in this energy range (eV) are fed to the networks (all when None);
+        e.g. ``(-1, 44.5)`` on the aligned grid leaves out the pre-edge that ``fast`` FEFF spectra
+        do not have.
     n_models
         Networks trained side by side, one per split (paper: 10).
     protocol
@@ -121,6 +129,8 @@ class TrainConfig:
     curves: bool = True
     representation: Literal["grid", "aligned"] = "grid"
     fidelity: str | None = None
+    measurement: dict[str, Any] | None = None
+    window: tuple[float, float] | None = None
     seed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -135,6 +145,12 @@ class TrainConfig:
             del d["representation"]
         if d["fidelity"] is None:
             del d["fidelity"]
+        if d["measurement"] is None:
+            del d["measurement"]
+        if d["window"] is None:
+            del d["window"]
+        else:
+            d["window"] = list(d["window"])
         return d
 
     @classmethod
@@ -142,6 +158,8 @@ class TrainConfig:
         d = dict(d)
         d["augment"] = tuple(d.get("augment", ()))
         d["hidden"] = tuple(d.get("hidden", (90, 60, 20)))
+        if d.get("window") is not None:
+            d["window"] = tuple(d["window"])
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
@@ -261,7 +279,8 @@ def fit_group(
         means.append(Xtr[:, cols].mean(axis=0))
         stds.append(Xtr[:, cols].std(axis=0))
         if config.augment:
-            Xtr, ytr = augment_data(Xtr, ytr, energies, tuple(config.augment), rng=rng)
+            Xtr, ytr = augment_data(Xtr, ytr, energies, tuple(config.augment), rng=rng,
+                                    measurement=MeasurementModel.from_dict(config.measurement))  # fmt: skip
         cw = _class_weights(y[tr], n_classes) if config.class_weight == "balanced" else np.ones(n_classes)
         xs.append(Xtr[:, cols])
         ys.append(ytr)
@@ -335,6 +354,11 @@ def train_on_dataset(
     timings: dict[str, float] = {}
     splits = make_splits(y, ds.groups, config.protocol, config.n_models, config.test_size, config.seed)
     cols = pre_edge_indices(ds.X[splits[0][0]]) if config.pre_edge else np.arange(ds.X.shape[1])
+    if config.window is not None:
+        lo, hi = config.window
+        cols = cols[(ds.energies[cols] >= lo) & (ds.energies[cols] <= hi)]
+        if len(cols) < 20:
+            raise XanesdbUserError(f"the window {lo:g}..{hi:g} eV holds {len(cols)} grid points; a model needs 20 or more")
     e = max(1, int(config.ensemble))
     t0 = time.perf_counter()
     model = fit_group(ds.X, y, [tr for tr, _ in splits for _ in range(e)], ds.energies, len(classes), config,
@@ -372,13 +396,14 @@ def train_on_dataset(
         raise XanesdbUserError("a fidelity correction needs --representation aligned")
     if config.representation == "aligned":
         t0 = time.perf_counter()
-        metrics.update(_trust_metrics(model, ds.X, y, splits, cols, e, ds.energies, len(classes), config.seed))
+        metrics.update(_trust_metrics(model, ds.X, y, splits, cols, e, ds.energies, len(classes), config.seed,
+                                      MeasurementModel.from_dict(config.measurement)))  # fmt: skip
         timings["trust_s"] = time.perf_counter() - t0
     metrics["timings"] = timings
     return model, metrics, cols, splits
 
 
-def _trust_metrics(model, X, y, splits, cols, e, energies, n_classes, seed) -> dict[str, Any]:
+def _trust_metrics(model, X, y, splits, cols, e, energies, n_classes, seed, mm) -> dict[str, Any]:
     """Calibration and outlier test of an aligned run, on measured-like copies of held-out spectra.
 
     Each split's test spectra get two measured-like copies (:func:`measurement_copies`); the
@@ -386,11 +411,10 @@ def _trust_metrics(model, X, y, splits, cols, e, energies, n_classes, seed) -> d
     (pooled over splits). The outlier test's components come from measured-like copies of the
     first split's training spectra, its thresholds from the held-out copies.
     """
-    from xanesdb.ml.augment import MeasurementModel, measurement_copies
+    from xanesdb.ml.augment import measurement_copies
     from xanesdb.ml.trust import OutlierTest, expected_calibration_error, fit_temperature, reliability_table
 
     rng = np.random.default_rng(seed + 7)
-    mm = MeasurementModel()
     X_tests = [np.concatenate([measurement_copies(X[te], energies, mm, rng) for _ in range(2)]) for _, te in splits]
     y_tests = [np.concatenate([y[te], y[te]]) for _, te in splits]
     P_list = predict_group(model, [Xt[:, cols] for Xt in X_tests for _ in range(e)])
