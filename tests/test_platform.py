@@ -248,6 +248,14 @@ def test_snapshot_dump_and_load_roundtrip(db_settings, tmp_path, monkeypatch):
             m.setattr(pymongo.collection.Collection, "count_documents", lambda self, *a, **k: 0)
             assert load_snapshot(other, tmp_path / "snap", batch_size=2) == {"structures": 5}
         assert odb.structures.count_documents({}) == 5 and odb.structures.find_one({"material_id": "t:3"})["formula"] == "NiO"
+        # a part file (<collection>.<part>.jsonl.gz) beside the main one is loaded after it
+        for i in (5, 6):
+            db.structures.insert_one(StructureDoc.from_structure(s, f"t:{i}", "files", Provenance(origin="file")).to_mongo())
+        dump_collections(db_settings, tmp_path / "part", ["structures"],
+                         criteria={"structures": {"material_id": {"$in": ["t:5", "t:6"]}}})  # fmt: skip
+        (tmp_path / "part" / "structures.jsonl.gz").rename(tmp_path / "snap" / "structures.extra.jsonl.gz")
+        assert load_snapshot(other, tmp_path / "snap") == {"structures": 7}
+        assert odb.structures.count_documents({}) == 7
     finally:
         get_client(other).drop_database(other.DB_NAME)
 

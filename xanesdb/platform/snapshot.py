@@ -191,7 +191,13 @@ def load_snapshot(
     writes nothing of that collection.
     """
     snapshot_dir = Path(snapshot_dir)
-    files = [snapshot_dir / f"{c}.jsonl.gz" for c in SNAPSHOT_ORDER if (snapshot_dir / f"{c}.jsonl.gz").exists()]
+    # <collection>.jsonl.gz, then its parts <collection>.<part>.jsonl.gz (e.g. feff_tasks.scf.jsonl.gz:
+    # tasks added later ship beside the main file instead of rewriting it)
+    files = []
+    for c in SNAPSHOT_ORDER:
+        if (snapshot_dir / f"{c}.jsonl.gz").exists():
+            files.append(snapshot_dir / f"{c}.jsonl.gz")
+        files.extend(sorted(snapshot_dir.glob(f"{c}.*.jsonl.gz")))
     if not files:
         raise XanesdbUserError(f"no snapshot files (<collection>.jsonl.gz) in {snapshot_dir}")
     db = get_database(settings)
@@ -226,7 +232,7 @@ def load_snapshot(
                 db[name].bulk_write([ReplaceOne({key: d[key]}, d, upsert=True) for d in batch], ordered=False)
             if progress:
                 progress(name, len(batch))
-        counts[name] = len(docs)
+        counts[name] = counts.get(name, 0) + len(docs)
         logger.info("loaded %d %s from %s", len(docs), name, path)
         if name == "models" and (snapshot_dir / WEIGHTS_DIR).is_dir():
             counts[WEIGHTS_DIR] = _load_weights(db, docs, snapshot_dir / WEIGHTS_DIR)
