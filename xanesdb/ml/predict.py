@@ -10,8 +10,10 @@ FEFF files) is put in the model's representation:
   spectrum's e0 moved onto the training data's), interpolated onto the absolute grid, scaled to
   max 1.
 
-The networks' mean probabilities are then temperature-scaled (aligned models carry the fitted
-temperature) and checked: a spectrum that the model's outlier test finds unlike its training
+For aligned models the spectrum is also read shifted by -2..+2 eV (beamline energy calibrations
+differ by 1-3 eV): the probabilities are averaged over the shifts, and an answer that changes
+within them is ``unsure``. The networks' mean probabilities are then temperature-scaled (aligned
+models carry the fitted temperature) and checked: a spectrum that the model's outlier test finds unlike its training
 spectra, or whose most probable class stays below :data:`MIN_CONFIDENCE`, is answered
 ``unsure`` with the reason. A spectrum that cannot be prepared gets a row with its ``error``;
 the others are still predicted.
@@ -38,6 +40,9 @@ __all__ = ["MIN_CONFIDENCE", "absorber_of", "where", "edge_energy", "load_any_mo
 
 #: below this calibrated probability of the most probable class the answer is ``unsure``
 MIN_CONFIDENCE = 0.6
+#: aligned models also read each spectrum shifted by these energies (eV): the probabilities are
+#: averaged, and an answer that changes among them is ``unsure``
+TTA_SHIFTS_EV: tuple[float, ...] = (-2.0, -1.0, 1.0, 2.0)
 
 
 def edge_energy(energies: np.ndarray, mu: np.ndarray) -> float:
@@ -153,23 +158,37 @@ def predict_spectra(
         ready.append((len(rows) - 1, prep))
     if not ready:
         return rows
-    X = np.stack([p["x"] for _, p in ready])[:, cols]
+    X_full = np.stack([p["x"] for _, p in ready])
+    X = X_full[:, cols]
     P = _networks_probs(model, X)
     mean = P.mean(axis=1)
+    flips = np.zeros(len(X), dtype=bool)
+    if representation_of(doc) == "aligned" and TTA_SHIFTS_EV:
+        # the energy calibration of a beamline is known to 1-3 eV: average over shifted copies,
+        # and an answer that changes within that range is not one to trust
+        grid = np.asarray(doc.energies, dtype=float)
+        means = [mean]
+        for sh in TTA_SHIFTS_EV:
+            Xs = np.stack([np.interp(grid - sh, grid, x) for x in X_full])[:, cols].astype(np.float32)
+            means.append(_networks_probs(model, Xs).mean(axis=1))
+        flips = np.array([len({int(np.argmax(m[i])) for m in means}) > 1 for i in range(len(X))])
+        mean = np.mean(means, axis=0)
     calib = doc.metrics.get("calibration") or {}
     T = float(calib.get("temperature", 1.0))
     Pc = apply_temperature(mean, T)
     outlier = OutlierTest(**doc.metrics["outlier_test"]) if doc.metrics.get("outlier_test") else None
     scores = outlier.score(X) if outlier is not None else np.zeros(len(X))
-    for (i, prep), p, praw, pk, sc, x in zip(ready, Pc, mean, P, scores, X):
+    for (i, prep), p, praw, pk, sc, x, flip in zip(ready, Pc, mean, P, scores, X, flips):
         best = int(np.argmax(p))
         reason = None
         if sc > 1.0:
             reason = outlier.explain(x)
-        elif p[best] < min_confidence:
-            reason = f"no class reaches {min_confidence:g}: " + ", ".join(
+        elif p[best] < min_confidence or flip:
+            reason = ("the answer changes when the spectrum is shifted by "
+                      f"{min(TTA_SHIFTS_EV):+g}..{max(TTA_SHIFTS_EV):+g} eV (calibration uncertainty): "
+                      if flip else f"no class reaches {min_confidence:g}: ") + ", ".join(
                 f"{c} {v:.2f}" for c, v in sorted(zip(doc.classes, p), key=lambda t: -t[1])
-            )
+            )  # fmt: skip
         rows[i].update({
             "predicted": doc.classes[best] if reason is None else "unsure",
             "best_class": doc.classes[best],
