@@ -235,5 +235,5 @@ def load_snapshot(
         counts[name] = counts.get(name, 0) + len(docs)
         logger.info("loaded %d %s from %s", len(docs), name, path)
         if name == "models" and (snapshot_dir / WEIGHTS_DIR).is_dir():
-            counts[WEIGHTS_DIR] = _load_weights(db, docs, snapshot_dir / WEIGHTS_DIR)
+            counts[WEIGHTS_DIR] = counts.get(WEIGHTS_DIR, 0) + _load_weights(db, docs, snapshot_dir / WEIGHTS_DIR)
     return counts
