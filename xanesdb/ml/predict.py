@@ -158,6 +158,10 @@ def predict_spectra(
         ready.append((len(rows) - 1, prep))
     if not ready:
         return rows
+    from xanesdb.ml.models import inference_model
+
+    if len(model.input_shape) == 3:  # a group model: its inference graph, built once for every pass below
+        model = inference_model(model)
     X_full = np.stack([p["x"] for _, p in ready])
     X = X_full[:, cols]
     P = _networks_probs(model, X)
