@@ -11,11 +11,11 @@ FEFF files) is put in the model's representation:
   max 1.
 
 For aligned models the spectrum is also read shifted by -2..+2 eV (beamline energy calibrations
-differ by 1-3 eV): the probabilities are averaged over the shifts, and an answer that changes
-within them is ``unsure``. The networks' mean probabilities are then temperature-scaled (aligned
-models carry the fitted temperature) and checked: a spectrum that the model's outlier test finds unlike its training
-spectra, or whose most probable class stays below :data:`MIN_CONFIDENCE`, is answered
-``unsure`` with the reason. A spectrum that cannot be prepared gets a row with its ``error``;
+differ by 1-3 eV): the probabilities are averaged over the five readings, and an answer that
+fewer than three of them give is ``unsure``. The networks' mean probabilities are then
+temperature-scaled (aligned models carry the fitted temperature) and checked: a spectrum that the
+model's outlier test finds unlike its training spectra, or whose most probable class stays below
+:data:`MIN_CONFIDENCE`, is answered ``unsure`` with the reason. A spectrum that cannot be prepared gets a row with its ``error``;
 the others are still predicted.
 """
 
@@ -175,8 +175,10 @@ def predict_spectra(
         for sh in TTA_SHIFTS_EV:
             Xs = np.stack([np.interp(grid - sh, grid, x) for x in X_full])[:, cols].astype(np.float32)
             means.append(_networks_probs(model, Xs).mean(axis=1))
-        flips = np.array([len({int(np.argmax(m[i])) for m in means}) > 1 for i in range(len(X))])
         mean = np.mean(means, axis=0)
+        # unsure when the averaged answer is the answer of fewer than 3 of the 5 readings
+        votes = np.array([[int(np.argmax(m[i])) == int(np.argmax(mean[i])) for m in means] for i in range(len(X))])
+        flips = votes.sum(axis=1) < 3
     calib = doc.metrics.get("calibration") or {}
     T = float(calib.get("temperature", 1.0))
     Pc = apply_temperature(mean, T)
@@ -188,8 +190,8 @@ def predict_spectra(
         if sc > 1.0:
             reason = outlier.explain(x)
         elif p[best] < min_confidence or flip:
-            reason = ("the answer changes when the spectrum is shifted by "
-                      f"{min(TTA_SHIFTS_EV):+g}..{max(TTA_SHIFTS_EV):+g} eV (calibration uncertainty): "
+            reason = ("most readings of the spectrum shifted by "
+                      f"{min(TTA_SHIFTS_EV):+g}..{max(TTA_SHIFTS_EV):+g} eV (calibration uncertainty) give another class: "
                       if flip else f"no class reaches {min_confidence:g}: ") + ", ".join(
                 f"{c} {v:.2f}" for c, v in sorted(zip(doc.classes, p), key=lambda t: -t[1])
             )  # fmt: skip
