@@ -46,6 +46,11 @@ def _card_markdown(doc: TrainingRunDoc) -> str:
                      f"{cal['ece_before']:.3f} -> {cal['ece_after']:.3f} on {cal['n']} measured-like held-out spectra")  # fmt: skip
     elif cal:
         lines.append(f"- calibration: temperature {cal['temperature']:.2f}")
+    fid = m.get("fidelity")
+    if fid:
+        lines.append(f"- fidelity correction fast -> scf: shift {fid['delta']:g} eV over an onset of {fid['e1']:g} eV, "
+                     f"broadening {fid['sigma']:g} eV; fitted on {fid['n_pairs']} twin sites, RMSE "
+                     f"{fid['rmse_before']:.3f} -> {fid['rmse_after']:.3f}")  # fmt: skip
     lines.append(f"- backend {doc.backend} on {doc.device}; versions: "
                  + ", ".join(f"{k} {v}" for k, v in doc.versions.items()))  # fmt: skip
     return "\n".join(lines) + "\n"
