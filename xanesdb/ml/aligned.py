@@ -86,7 +86,7 @@ def load_aligned_dataset(
     db = get_database(settings)
     # a spectrum that failed only its absolute-grid standardisation (e.g. ends before that grid
     # does) is still usable here: this representation decides for itself (align_computed)
-    criteria = full_criteria(query, label_field, include_duplicates)
+    criteria = full_criteria(query, label_field, include_duplicates, default_scale=False)
     criteria["$and"] = [c for c in criteria["$and"] if c != {"state": {"$ne": "failed"}}]
     t0 = time.perf_counter()
     docs = sorted(

@@ -114,10 +114,20 @@ class XanesDataset:
 
 
 def full_criteria(
-    query: dict[str, Any], label_field: str = "lce_class", include_duplicates: bool = False
+    query: dict[str, Any], label_field: str = "lce_class", include_duplicates: bool = False,
+    default_scale: bool = True,
 ) -> dict[str, Any]:
-    """The user's filter plus the default exclusions (duplicates, failed, missing label)."""
+    """The user's filter plus the default exclusions (duplicates, failed, missing label).
+
+    With ``default_scale`` (the paper representation, on absolute grids) spectra of the presets
+    on an energy scale of their own (``scf``, ``mp``; their own grids) are left out unless the
+    query names ``preset`` or ``grid_name``, so an absorber's query selects one grid as before.
+    """
+    from xanesdb.schemas.spectrum import SEPARATE_SCALE_PRESETS
+
     parts: list[dict[str, Any]] = [query] if query else []
+    if default_scale and not any(k in json.dumps(query or {}) for k in ('"preset"', '"grid_name"')):
+        parts.append({"preset": {"$nin": list(SEPARATE_SCALE_PRESETS)}})
     parts.append({label_field: {"$ne": None}})
     parts.append({"state": {"$ne": "failed"}})
     if not include_duplicates:

@@ -8,7 +8,12 @@ from pydantic import Field
 
 from xanesdb.schemas.base import XanesdbDoc
 
-__all__ = ["SpectrumDoc"]
+__all__ = ["SEPARATE_SCALE_PRESETS", "SpectrumDoc"]
+
+#: presets of xanesdb's own FEFF runs whose spectra sit on an energy scale of their own (a
+#: self-consistent potential moves edges and features by several eV): they get their own grids
+#: and dedup groups, and paper-representation datasets leave them out unless a query names a preset
+SEPARATE_SCALE_PRESETS: tuple[str, ...] = ("scf", "mp")
 
 
 class SpectrumDoc(XanesdbDoc):

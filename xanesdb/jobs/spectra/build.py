@@ -40,7 +40,7 @@ from xanesdb.xas.align import ALIGNED_GRID_NAME, align_computed
 from xanesdb.platform.settings import XanesdbSettings, get_settings
 from xanesdb.platform.stores import get_database, get_store
 from xanesdb.schemas.base import utcnow
-from xanesdb.schemas.spectrum import SpectrumDoc
+from xanesdb.schemas.spectrum import SEPARATE_SCALE_PRESETS, SpectrumDoc
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -103,7 +103,7 @@ class BuildReport:
 
 #: presets of xanesdb's own runs with a self-consistent potential: their spectra sit on another
 #: energy scale than ``fast`` ones and get their own grid and dedup group
-SEPARATE_PRESETS = ("scf", "mp")
+SEPARATE_PRESETS = SEPARATE_SCALE_PRESETS
 
 
 def energy_scale(source: str, preset: str | None) -> str:
