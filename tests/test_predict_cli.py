@@ -108,6 +108,7 @@ def test_wrong_absorber_for_the_model_is_an_error_row(tiny_model, shared_data, c
     (["--format", "xml"], "unknown --format"),
     (["--min-confidence", "2"], "between 0 and 1"),
     (["--out", "{tmp}/x.csv"], "--out writes csv or json"),
+    (["--format", "csv", "--out", "{tmp}/no/such/folder/x.csv"], "cannot write"),
 ])  # fmt: skip
 def test_bad_options_one_line(args, words, tmp_path, tiny_model, shared_data, capsys):
     hem = shared_data / "experimental_dev" / "athena" / "Fe.prj"

@@ -9,8 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -25,20 +23,6 @@ err_console = SafeConsole(stderr=True, emoji=False)
 FORMATS = ("table", "csv", "json")
 CSV_FIELDS = ("name", "file", "group", "absorber", "model", "predicted", "best_class", "confidence", "P_O6", "P_S5",
               "P_T4", "outlier_score", "shift_ev", "e0", "e_half", "edge_step", "reason", "error")  # fmt: skip
-
-
-def _write(out: Path, text: str) -> None:
-    from xanesdb.platform.export import check_output_file
-
-    check_output_file(out)
-    fd, tmp = tempfile.mkstemp(dir=out.parent if str(out.parent) else ".", prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def predict(
@@ -134,7 +118,9 @@ def _emit(rows: list[dict], fmt: str, out: Path | None) -> None:
                       f"model(s) {', '.join(models) or '-'}")  # fmt: skip
         return
     if out is not None:
-        _write(out, text)
+        from xanesdb.platform.export import write_text_output
+
+        write_text_output(out, text)
         err_console.print(f"{len(rows)} rows written to {out}")
     else:
         print(text, end="")

@@ -28,7 +28,7 @@ from xanesdb.platform.errors import XanesdbUserError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EXPORT_FORMATS", "export_query", "check_export_args", "check_output_file"]
+__all__ = ["EXPORT_FORMATS", "export_query", "check_export_args", "check_output_file", "write_text_output"]
 
 EXPORT_FORMATS = ("parquet", "json")
 _BATCH = 2000
@@ -55,6 +55,30 @@ def check_output_file(out: Path, option: str = "--out") -> None:
         kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
                 else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
         raise XanesdbUserError(f"{out} is {kind}; {option} writes only regular files, choose another path")
+
+
+def _write_error(out: Path, err: OSError, option: str = "--out") -> XanesdbUserError:
+    """The one-line error for an output file that could not be written."""
+    hint = {errno.ENOSPC: "free some disk space", errno.EFBIG: "the file grew past the allowed size",
+            errno.EROFS: "the folder is read-only", errno.EACCES: "no permission to write there",
+            errno.EDQUOT: "the disk quota is used up"}.get(err.errno, f"choose another {option}")  # fmt: skip
+    return XanesdbUserError(f"cannot write {out} ({err.strerror or err}); {hint}; nothing was written")
+
+
+def write_text_output(out: Path, text: str, option: str = "--out") -> None:
+    """Write ``text`` to the regular file ``out`` through a temporary file renamed over it."""
+    out = Path(out)
+    check_output_file(out, option)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, out)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise _write_error(out, err, option) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def check_export_args(collection: str, fmt: str, out: Path) -> None:
@@ -171,10 +195,7 @@ def export_query(
         os.replace(tmp, out)
     except OSError as err:
         tmp.unlink(missing_ok=True)
-        hint = {errno.ENOSPC: "free some disk space", errno.EFBIG: "the file grew past the allowed size",
-                errno.EROFS: "the folder is read-only", errno.EACCES: "no permission to write there",
-                errno.EDQUOT: "the disk quota is used up"}.get(err.errno, "choose another --out")  # fmt: skip
-        raise XanesdbUserError(f"cannot write {out} ({err.strerror or err}); {hint}; nothing was written") from None
+        raise _write_error(out, err) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
