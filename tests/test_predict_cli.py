@@ -90,6 +90,14 @@ def test_predict_table_and_csv(tmp_path, tiny_model, shared_data, capsys):
     assert code == 0 and head.startswith("name,file,group,absorber,model,predicted") and "Hematite" in row
 
 
+def test_group_option_applies_to_athena_projects_only(tiny_model, shared_data, capsys):
+    dev = shared_data / "experimental_dev"
+    code, stdout, _ = _run(["predict", "-m", str(tiny_model), str(dev / "athena" / "Fe.prj"), "-g", "Hematite",
+                            str(dev / "xdi" / "FeS2_rt_01.xdi"), "-f", "json"], capsys)  # fmt: skip
+    rows = [json.loads(x) for x in stdout.splitlines()]
+    assert code == 0 and [r["name"] for r in rows] == ["Fe.prj:Hematite", "FeS2_rt_01.xdi"]
+
+
 def test_predict_png(tmp_path, tiny_model, shared_data, capsys):
     hem = shared_data / "experimental_dev" / "athena" / "Fe.prj"
     code, _, _ = _run(["predict", "-m", str(tiny_model), str(hem), "-g", "Hematite", "--png", str(tmp_path / "png")], capsys)

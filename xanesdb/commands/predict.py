@@ -28,7 +28,7 @@ CSV_FIELDS = ("name", "file", "group", "absorber", "model", "predicted", "best_c
 def predict(
     files: list[Path] = typer.Argument(..., help="Spectrum files: XDI, Athena .prj (every group), CSV/whitespace columns, FEFF xmu.dat."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered run id or a portable model folder; default: the shipped model of each spectrum's absorber."),
-    group: Optional[list[str]] = typer.Option(None, "--group", "-g", help="Athena group label to read (repeat); default all groups."),
+    group: Optional[list[str]] = typer.Option(None, "--group", "-g", help="Athena group label to read from the .prj files (repeat); default all groups."),
     energy_col: Optional[str] = typer.Option(None, "--energy-col", help="Energy column (name or 1-based number) of column files."),
     mu_col: Optional[str] = typer.Option(None, "--mu-col", help="mu column (name or 1-based number) of column files."),
     align: str = typer.Option("auto", help="auto (the model's rule; aligned models: half step), or for grid models none / edge."),
@@ -38,7 +38,7 @@ def predict(
     png: Optional[Path] = typer.Option(None, "--png", help="Folder for one PNG per spectrum: it over the model's class means."),
 ) -> None:
     """Local geometry (T4/S5/O6) of measured spectra, or `unsure` with the reason; one row per spectrum."""
-    from xanesdb.xas.readers import read_spectra
+    from xanesdb.xas.readers import detect_format, read_spectra
 
     if fmt not in FORMATS:
         raise XanesdbUserError(f"unknown --format {fmt!r}; use {', '.join(FORMATS)}")
@@ -57,7 +57,9 @@ def predict(
     spectra = []
     for f in files:  # every file is read before Keras loads; a bad one becomes an error row
         try:
-            spectra.extend(read_spectra(f, groups=group or None, **cols))
+            # -g selects groups of the Athena projects among the files; other files are read whole
+            athena = bool(group) and detect_format(f) == "athena"
+            spectra.extend(read_spectra(f, groups=group if athena else None, **cols))
         except XanesdbUserError as err:
             rows.append({"name": Path(f).name, "file": str(f), "error": str(err).splitlines()[0]})
     from xanesdb.ml.predict import predict_measured
