@@ -412,7 +412,8 @@ def _trust_metrics(model, X, y, splits, cols, e, energies, n_classes, seed, mm) 
     first split's training spectra, its thresholds from the held-out copies.
     """
     from xanesdb.ml.augment import measurement_copies
-    from xanesdb.ml.trust import OutlierTest, expected_calibration_error, fit_temperature, reliability_table
+    from xanesdb.ml.trust import (OutlierTest, apply_temperature, expected_calibration_error, fit_temperature,
+                                  reliability_table)
 
     rng = np.random.default_rng(seed + 7)
     X_tests = [np.concatenate([measurement_copies(X[te], energies, mm, rng) for _ in range(2)]) for _, te in splits]
@@ -421,8 +422,6 @@ def _trust_metrics(model, X, y, splits, cols, e, energies, n_classes, seed, mm) 
     P = np.concatenate([np.mean(P_list[i * e : (i + 1) * e], axis=0) for i in range(len(X_tests))])
     yt = np.concatenate(y_tests)
     T = fit_temperature(P, yt)
-    from xanesdb.ml.trust import apply_temperature
-
     Pc = apply_temperature(P, T)
     tr = splits[0][0]
     X_fit = np.concatenate([X[tr]] + [measurement_copies(X[tr], energies, mm, rng) for _ in range(3)])
