@@ -113,6 +113,31 @@ def database_uri(settings: XanesdbSettings | None = None) -> str:
     return server.ensure_running().uri()
 
 
+_URI_FILE_OPTIONS = ("tlscafile", "tlscertificatekeyfile", "tlscrlfile")
+
+
+def _check_uri_files(uri: str) -> None:
+    """Refuse, naming the file, a tls file option of the URI that cannot be read.
+
+    pymongo opens these files itself, but how it reports a missing one (and whether it names
+    the file) differs between its releases; checking first gives one stable message.
+    """
+    import os
+    from urllib.parse import parse_qsl, unquote
+
+    query = uri.split("?", 1)[1] if "?" in uri else ""
+    for name, value in parse_qsl(query.replace(";", "&"), keep_blank_values=True):
+        if name.lower() not in _URI_FILE_OPTIONS or not value:
+            continue
+        path = os.path.expanduser(unquote(value))
+        if not (os.path.isfile(path) and os.access(path, os.R_OK)):
+            why = "no such file" if not os.path.exists(path) else "not a readable file"
+            raise DatabaseUnavailableError(
+                f"cannot read {path} named in the database URI ({why}); "
+                f"fix the tls file options of XANESDB_DB_URI ({redact_uri(uri)})"
+            )
+
+
 def get_client(settings: XanesdbSettings | None = None, check: bool = True) -> pymongo.MongoClient:
     """A pymongo client for the configured database; checks that it answers."""
     settings = settings or get_settings()
@@ -122,6 +147,7 @@ def get_client(settings: XanesdbSettings | None = None, check: bool = True) -> p
     # the time budget is shared: each attempt waits its share, then backs off 0.1, 0.2, 0.4 ... s
     per_try_s = max(0.2, settings.DB_TIMEOUT_S / attempts)
     delay = 0.1
+    _check_uri_files(uri)
     for attempt in range(1, attempts + 1):
         client = None
         try:
