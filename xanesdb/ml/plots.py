@@ -1,13 +1,31 @@
-"""PNG plots of training runs: robustness curves and confusion matrices (matplotlib, Agg)."""
+"""Plots of training runs and predictions: robustness curves, confusion matrices, spectra.
+
+Every plot is built on a :class:`matplotlib.figure.Figure` (matplotlib's object API), never
+through ``pyplot`` and never with ``matplotlib.use``: calling these from a Jupyter notebook leaves
+its backend (inline figures) alone. ``figure_*`` functions return the Figure (a notebook shows it
+when it is the cell's value); ``plot_*`` functions write it to a PNG and return the path.
+
+Examples
+--------
+>>> from xanesdb.ml.plots import figure_confusion
+>>> fig = figure_confusion([[5, 1], [0, 4]], ["O6", "T4"], title="two classes")
+>>> type(fig).__name__
+'Figure'
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["plot_curves", "plot_robustness", "plot_confusion", "plot_measured_prediction", "CURVE_AXES"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["plot_curves", "plot_robustness", "plot_confusion", "plot_measured_prediction", "figure_curves",
+           "figure_robustness", "figure_confusion", "figure_measured_prediction", "figure_spectra", "save_figure",
+           "CURVE_AXES"]  # fmt: skip
 
 #: x-axis label of each robustness curve
 CURVE_AXES = {
@@ -16,20 +34,17 @@ CURVE_AXES = {
 }
 
 
-def _plt():
-    import matplotlib
+def _figure(figsize: tuple[float, float]) -> Figure:
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=figsize)
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path, dpi: int = 120) -> Path:
+    """Write ``fig`` as PNG (parent folders created); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    _plt().close(fig)
+    fig.savefig(path, dpi=dpi)
     return path
 
 
@@ -53,7 +68,7 @@ def _draw_curve(ax, runs: dict[str, dict[str, Any]], curve: str) -> int:
     return drawn
 
 
-def plot_curves(runs: dict[str, dict[str, Any]], curve: str, path: Path, title: str = "") -> Path:
+def figure_curves(runs: dict[str, dict[str, Any]], curve: str, title: str = "") -> Figure:
     """Macro F1 (mean +- std over networks) of several runs' ``shift_curve`` or ``noise_curve``.
 
     Parameters
@@ -62,38 +77,58 @@ def plot_curves(runs: dict[str, dict[str, Any]], curve: str, path: Path, title: 
         Legend label -> the run's ``metrics``.
     curve
         ``"shift_curve"`` or ``"noise_curve"``.
-    path
-        PNG written.
     title
         Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig = _figure((5.5, 4))
+    ax = fig.add_subplot(1, 1, 1)
     _draw_curve(ax, runs, curve)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
-def plot_robustness(runs: dict[str, dict[str, Any]], path: Path, title: str = "") -> Path:
-    """Both robustness curves side by side: F1 vs test energy shift and vs test noise sigma."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+def plot_curves(runs: dict[str, dict[str, Any]], curve: str, path: Path, title: str = "") -> Path:
+    """:func:`figure_curves` written to the PNG ``path``."""
+    return save_figure(figure_curves(runs, curve, title), path)
+
+
+def figure_robustness(runs: dict[str, dict[str, Any]], title: str = "") -> Figure:
+    """Both robustness curves side by side: F1 vs test energy shift and vs test noise sigma.
+
+    Parameters
+    ----------
+    runs
+        Legend label -> the run's ``metrics`` (with ``shift_curve`` / ``noise_curve``).
+    title
+        Figure title.
+    """
+    fig = _figure((10, 4.2))
+    axes = fig.subplots(1, 2)
     _draw_curve(axes[0], runs, "shift_curve")
     axes[0].set_title("test spectra shifted in energy", fontsize=9)
     _draw_curve(axes[1], runs, "noise_curve")
     axes[1].set_title("noise added to test spectra", fontsize=9)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
-def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path, title: str = "") -> Path:
+def plot_robustness(runs: dict[str, dict[str, Any]], path: Path, title: str = "") -> Path:
+    """:func:`figure_robustness` written to the PNG ``path``."""
+    return save_figure(figure_robustness(runs, title), path)
+
+
+def figure_confusion(confusion: list[list[int]], classes: list[str], title: str = "") -> Figure:
     """Confusion matrix (rows true, columns predicted): counts and row fractions (recall)."""
-    plt = _plt()
     cm = np.asarray(confusion, dtype=float)
     frac = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    fig = _figure((4.6, 4.2))
+    ax = fig.add_subplot(1, 1, 1)
     im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(classes)):
         for j in range(len(classes)):
@@ -108,23 +143,32 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path, t
     cbar.ax.tick_params(labelsize=7)
     ax.set_title(title, fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
-def plot_measured_prediction(doc, spectrum, row: dict, path) -> Path:
-    """One measured spectrum, as the model sees it, over the model's class means; written as PNG.
+def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path, title: str = "") -> Path:
+    """:func:`figure_confusion` written to the PNG ``path``."""
+    return save_figure(figure_confusion(confusion, classes, title), path)
 
-    Uses matplotlib's object API (``Figure``), so it never changes the pyplot backend of the
-    caller (a notebook keeps its inline figures).
+
+def figure_measured_prediction(doc, spectrum, row: dict) -> Figure:
+    """One measured spectrum, as the model sees it, over the model's class means.
+
+    Parameters
+    ----------
+    doc
+        The model's :class:`~xanesdb.schemas.TrainingRunDoc` (its card).
+    spectrum
+        A :class:`~xanesdb.xas.readers.MeasuredSpectrum`.
+    row
+        Its prediction row (:func:`xanesdb.ml.predict.predict_spectra`): class probabilities in the
+        legend, the answer and any reason in the title.
     """
-    from matplotlib.figure import Figure
-
     from xanesdb.ml.predict import prepare
 
-    path = Path(path)
     x = np.asarray(doc.energies, dtype=float)
     cols = np.asarray(doc.hyperparameters.get("feature_indices", range(len(x))), dtype=int)
-    fig = Figure(figsize=(7.5, 4.5))
+    fig = _figure((7.5, 4.5))
     ax = fig.add_subplot(1, 1, 1)
     means = doc.metrics.get("class_means") or {}
     colours = {"T4": "tab:blue", "S5": "tab:green", "O6": "tab:red"}
@@ -145,6 +189,55 @@ def plot_measured_prediction(doc, spectrum, row: dict, path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
+    return fig
+
+
+def plot_measured_prediction(doc, spectrum, row: dict, path) -> Path:
+    """:func:`figure_measured_prediction` written to the PNG ``path``."""
+    return save_figure(figure_measured_prediction(doc, spectrum, row), path, dpi=100)
+
+
+def figure_spectra(
+    energies: np.ndarray,
+    mu: np.ndarray,
+    labels: Any = None,
+    *,
+    title: str = "",
+    xlabel: str = "E / eV",
+    ylabel: str = "mu / max",
+    max_lines: int = 30,
+) -> Figure:
+    """Spectra on one grid, coloured by label, with each label's mean drawn bold.
+
+    Parameters
+    ----------
+    energies
+        (n_energies,) grid.
+    mu
+        (n_spectra, n_energies) spectra.
+    labels
+        One label per spectrum (e.g. ``lce_class``); None draws them all alike.
+    title, xlabel, ylabel
+        Text of the figure.
+    max_lines
+        At most this many individual spectra per label are drawn (thin); the mean uses all.
+    """
+    x = np.asarray(energies, dtype=float)
+    Y = np.atleast_2d(np.asarray(mu, dtype=float))
+    labs = np.array(["all"] * len(Y) if labels is None else [str(v) for v in labels])
+    fig = _figure((7, 4.5))
+    ax = fig.add_subplot(1, 1, 1)
+    colours = {"T4": "tab:blue", "S5": "tab:green", "O6": "tab:red"}
+    for i, lab in enumerate(sorted(set(labs))):
+        rows = Y[labs == lab]
+        colour = colours.get(lab, f"C{i % 10}")
+        for r in rows[:max_lines]:
+            ax.plot(x, r, color=colour, lw=0.5, alpha=0.25)
+        ax.plot(x, rows.mean(axis=0), color=colour, lw=2, label=f"{lab} (n={len(rows)})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
