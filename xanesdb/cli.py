@@ -40,6 +40,7 @@ from xanesdb.commands import ml as _ml; app.add_typer(_ml.app, name="models"); a
 from xanesdb.commands import predict as _predict; app.command("predict")(_predict.predict)  # noqa: E402,E702
 from xanesdb.commands import dbadmin as _dbadmin_top; app.command("export")(_dbadmin_top.export)  # noqa: E402,E702
 from xanesdb.commands import populate as _populate; app.add_typer(_populate.app, name="populate")  # noqa: E402,E702
+from xanesdb.commands import search as _search; app.command("search")(_search.search)  # noqa: E402,E702
 
 
 def _parse_json_filter(text: str) -> dict:
