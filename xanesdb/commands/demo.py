@@ -86,14 +86,17 @@ def live_steps(home, element: str | None, n_live_sites: int, epochs: int) -> lis
 
 
 def demo(
+    ctx: typer.Context,
     cu_structures: int = typer.Option(150, help="Cu structures to label when no bundled database is shipped."),
     live_sites: int = typer.Option(4, help="New sites computed live with FEFF10."),
     epochs: int = typer.Option(20, help="Training epochs of the demo model."),
 ) -> None:
     """Run the main job end to end on the local default database (a few minutes on 2 cores)."""
-    from xanesdb.cli import app
-
     from xanesdb.platform.stores import get_database
+
+    # each step runs through the command tree this command belongs to (no import of xanesdb.cli,
+    # which imports this module)
+    root = ctx.find_root().command
 
     settings = get_settings()
     t0 = time.perf_counter()
@@ -105,7 +108,7 @@ def demo(
             console.print(Rule(f"[{i}/{n_steps}] {title}: xanesdb {' '.join(args)}"))
             t = time.perf_counter()
             try:
-                app(args=args, standalone_mode=False)
+                root.main(args=args, prog_name="xanesdb", standalone_mode=False)
             except SystemExit as e:  # typer.Exit inside a step
                 if e.code not in (0, None):
                     raise

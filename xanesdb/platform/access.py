@@ -16,21 +16,29 @@ Passwords come from ``XANESDB_READER_PASSWORD``, ``XANESDB_WRITER_PASSWORD`` and
 ``<XANESDB_HOME>/credentials.yaml`` with mode 0600 (a file readable by others is refused). No
 password is ever printed, logged or stored in a document; URIs are shown redacted.
 
-Set-up of the local server (SecantusDB supports SCRAM-SHA-256 with ``--auth``)::
+The local server always requires authentication (SCRAM-SHA-256): xanesdb itself logs in as
+``xanesdb_root`` (role ``root``, created at the server's first start, password in
+``<XANESDB_HOME>/db/admin_credential.json``; see :mod:`xanesdb.platform.server`). For other groups::
 
-    xanesdb db roles --apply          # server without authentication: create roles and users
-    xanesdb db serve --auth --port 27017 --host 0.0.0.0
+    xanesdb db roles --apply          # as that administrator: create roles and users
+    xanesdb db serve --port 27017 --host 0.0.0.0
 
 then other groups connect with
 ``mongodb://xanesdb_reader:<password>@<host>:27017/?authSource=xanesdb&directConnection=true``.
+
+Which users xanesdb created is recorded in ``<XANESDB_HOME>/users.json`` (mode 0600), per server;
+:func:`audit_users` flags every other user (one planted while a database was open, say), and
+``xanesdb db users`` / ``xanesdb db roles --check`` print them.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +65,15 @@ __all__ = [
     "apply_roles",
     "user_uri",
     "count_users",
+    "UserFinding",
+    "ledger_file",
+    "recorded_users",
+    "record_users",
+    "list_users",
+    "audit_users",
+    "unknown_roles",
+    "drop_user",
+    "provision",
 ]
 
 #: collections other groups may read (GridFS bucket of model weights included)
@@ -253,3 +270,158 @@ def user_uri(uri: str, user: str, db_name: str, password: str | None = None) -> 
 def count_users(db: Database) -> int:
     """Users defined in ``db`` (0 when the server does not say)."""
     return len(db.command("usersInfo").get("users", []))
+
+
+# ----------------------------------------------------------------------------- who created which user
+def ledger_file(home: Path) -> Path:
+    """Where xanesdb records the users it created, per server (mode 0600)."""
+    return Path(home) / "users.json"
+
+
+def server_key(settings) -> str:
+    """The ledger's name for the configured server: ``local``, or the URI's scheme and hosts."""
+    if settings.DB_URI is None:
+        return "local"
+    uri = settings.DB_URI.get_secret_value()
+    scheme, _, rest = uri.partition("://")
+    hosts = rest.split("/", 1)[0].split("?", 1)[0]
+    return f"{scheme}://{hosts.rsplit('@', 1)[-1]}"
+
+
+def _read_ledger(home: Path) -> dict[str, list[str]]:
+    path = ledger_file(home)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        raise XanesdbUserError(f"{path} is unreadable or damaged; remove it and run `xanesdb db roles --apply` "
+                               "to record xanesdb's users again") from None
+    if not isinstance(data, dict):
+        return {}
+    return {k: [str(x) for x in v] for k, v in data.items() if isinstance(v, list)}
+
+
+def recorded_users(settings) -> set[str]:
+    """``user@db`` names xanesdb created on the configured server (from this home's ledger)."""
+    return set(_read_ledger(settings.HOME).get(server_key(settings), []))
+
+
+def record_users(settings, names: Iterable[str]) -> None:
+    """Add ``user@db`` names to the ledger (written 0600, atomically)."""
+    home = Path(settings.HOME)
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data = _read_ledger(home)
+    key = server_key(settings)
+    data[key] = sorted(set(data.get(key, [])) | set(names))
+    path = ledger_file(home)
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=1)
+    os.replace(tmp, path)
+
+
+@dataclass
+class UserFinding:
+    """One user of the server and whether xanesdb created it."""
+
+    user: str
+    db: str
+    roles: tuple[str, ...]
+    ours: bool
+    note: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.user}@{self.db}"
+
+
+def list_users(client) -> list[dict[str, Any]]:
+    """Every user of the server, all databases (``admin.system.users``, credentials left out)."""
+    try:
+        return list(client["admin"]["system.users"].find({}, {"credentials": 0}).sort([("db", 1), ("user", 1)]))
+    except OperationFailure as err:
+        if err.code in (13, 8000):
+            raise XanesdbUserError(
+                "listing every user needs an administrator of the server (the current user may not read "
+                "admin.system.users); connect as one with XANESDB_DB_URI"
+            ) from None
+        raise
+
+
+def audit_users(users: list[dict[str, Any]], settings) -> list[UserFinding]:
+    """Each user, flagged unless xanesdb created it.
+
+    xanesdb's users are the local server's administrator (``xanesdb_root@admin`` with role
+    ``root``, on the local server only) and the plan's users (:func:`user_plan`) that this home's
+    ``xanesdb db roles --apply`` created or took over (recorded in :func:`ledger_file`) and whose
+    roles are still the plan's. Anything else is flagged: a user planted while the database was
+    open, one named like xanesdb's but made by someone else, one whose roles were changed.
+    """
+    from xanesdb.platform.server import ADMIN_DB, ADMIN_USER
+
+    plan = {u.name: u.role for u in user_plan()}
+    ledger = recorded_users(settings)
+    local = settings.DB_URI is None
+    out = []
+    for u in users:
+        user, db = str(u.get("user")), str(u.get("db"))
+        roles = tuple(sorted(f"{r.get('role')}@{r.get('db')}" for r in u.get("roles", []) if isinstance(r, dict)))
+        if local and (user, db) == (ADMIN_USER, ADMIN_DB):
+            ours = roles == ("root@admin",)
+            note = ("the local server's administrator (made at its first start)" if ours
+                    else "xanesdb's administrator name, but with other roles than root@admin")
+        elif user in plan:
+            expected = (f"{plan[user]}@{db}",)
+            if roles != expected:
+                ours, note = False, f"named like xanesdb's {user}, but its roles are not {expected[0]}"
+            elif f"{user}@{db}" not in ledger:
+                ours, note = False, ("named like xanesdb's, but not created by `xanesdb db roles --apply` from this "
+                                     "XANESDB_HOME; run that to take it over (it resets the password)")
+            else:
+                ours, note = True, "made by `xanesdb db roles --apply`"
+        else:
+            ours, note = False, "not created by xanesdb"
+        out.append(UserFinding(user, db, roles, ours, note))
+    return out
+
+
+def unknown_roles(db: Database) -> list[str]:
+    """Custom roles in ``db`` that are not xanesdb's plan."""
+    names = {r.name for r in role_plan()}
+    return sorted(r["role"] for r in db.command("rolesInfo", 1).get("roles", []) if r.get("role") not in names)
+
+
+def drop_user(client, name: str, settings) -> None:
+    """Drop the user ``user@db``; refuses the local server's own administrator."""
+    from xanesdb.platform.server import ADMIN_DB, ADMIN_USER
+
+    user, sep, db = name.rpartition("@")
+    if not sep or not user or not db:
+        raise XanesdbUserError(f"--drop takes USER@DATABASE as `xanesdb db users` lists it, got {name!r}")
+    if settings.DB_URI is None and (user, db) == (ADMIN_USER, ADMIN_DB):
+        raise XanesdbUserError(f"{name} is the local server's administrator, which xanesdb logs in as; it cannot be dropped")
+    if not client[db].command("usersInfo", user).get("users"):
+        raise XanesdbUserError(f"no user {name} on this server; `xanesdb db users` lists them")
+    client[db].command("dropUser", user)
+    logger.info("dropped user %s", name)
+
+
+def provision(settings) -> tuple[dict[str, str], list[str], int]:
+    """``xanesdb db roles --apply``: roles and users of the plan, recorded as xanesdb's.
+
+    Returns what was done per role/user, the users whose passwords were generated now, and the
+    number of users in the database. Nothing is generated or recorded when the database cannot
+    be reached (it is contacted first).
+    """
+    from xanesdb.platform.stores import get_database
+
+    if credentials_file(settings.HOME).exists():
+        read_credentials(credentials_file(settings.HOME))  # refuses a file others can read, before connecting
+    db = get_database(settings)  # before any password is generated: an unreachable database writes nothing
+    users, generated = resolve_passwords(settings.HOME)
+    done = apply_roles(db, users)
+    record_users(settings, [f"{u.name}@{db.name}" for u in users])
+    return done, generated, count_users(db)

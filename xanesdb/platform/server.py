@@ -9,6 +9,17 @@ console script (``secantusd-py``) found beside the running Python. Its files liv
     db/server.lock    serialises starts between concurrent xanesdb processes
     db/server.log     server log
     db/secantusd.toml empty config, so no stray ./secantusd.toml is picked up
+    db/admin_credential.json  the administrator's password (mode 0600; see below)
+
+Authentication is on from the first start: the server runs with ``--auth`` (SCRAM-SHA-256),
+and xanesdb logs in as ``xanesdb_root`` (role ``root``, authSource ``admin``) with a password
+generated into ``db/admin_credential.json``, so other local users can reach the port but
+neither log in nor read the files (folders 0700, files 0600). SecantusDB creates users only
+while authentication is off, so a home without that file is secured first: a server without
+``--auth`` on a free loopback port for about a second, used only to create (or reset) the
+administrator, then stopped. A home made before authentication was on by default (data but no
+credential file, perhaps a server still running open) is migrated the same way on first use,
+with one WARNING line; users found in it are listed by ``xanesdb db users``.
 
 The first command that needs the database starts the server (in its own session, so it
 outlives that command); later commands find it through ``server.json`` and reuse it. A stale
@@ -23,6 +34,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import stat
@@ -30,14 +42,84 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import quote_plus
 
 from xanesdb.platform.errors import DatabaseUnavailableError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LocalServer", "ServerInfo", "find_free_port", "server_command"]
+__all__ = ["LocalServer", "ServerInfo", "find_free_port", "server_command", "is_loopback", "ADMIN_USER",
+           "ADMIN_DB", "admin_credential_file", "read_admin_password"]
+
+#: the local server's administrator (role ``root``), created at its first start
+ADMIN_USER = "xanesdb_root"
+#: the database the administrator is defined in (its authSource)
+ADMIN_DB = "admin"
+ADMIN_ROLES = [{"role": "root", "db": ADMIN_DB}]
+
+
+def admin_credential_file(home: Path) -> Path:
+    """Where the local server's administrator password is kept (mode 0600)."""
+    return Path(home) / "db" / "admin_credential.json"
+
+
+def read_admin_password(home: Path) -> str | None:
+    """The administrator password of the local server under ``home``; None when the home has none yet.
+
+    A file that others may read is refused (anyone who read it owns the database).
+    """
+    path = admin_credential_file(home)
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise DatabaseUnavailableError(f"cannot read the admin credential {path} ({err.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DatabaseUnavailableError(f"the admin credential {path} is not a regular file; remove it and run again "
+                                       "(the next command sets a new password)")
+    if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
+        raise DatabaseUnavailableError(
+            f"the admin credential {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); run "
+            f"`chmod 600 {path}`, then `rm {path} && xanesdb db stop` so the next command sets a new password"
+        )
+    try:
+        data = json.loads(path.read_text())
+        password = data["password"]
+        if not isinstance(password, str) or not password:
+            raise ValueError
+    except (OSError, ValueError, KeyError, TypeError):
+        raise DatabaseUnavailableError(
+            f"the admin credential {path} is unreadable or damaged; remove it and run `xanesdb db stop`: "
+            "the next command sets a new password"
+        ) from None
+    return password
+
+
+def _write_admin_credential(home: Path, password: str) -> None:
+    """Write the credential file with mode 0600 from the start, atomically."""
+    path = admin_credential_file(home)
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"user": ADMIN_USER, "authSource": ADMIN_DB, "password": password,
+                   "note": "xanesdb's administrator of the local server; keep this file private (mode 0600)"}, fh)
+    os.replace(tmp, path)
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def find_free_port(host: str = "127.0.0.1") -> int:
@@ -124,24 +206,39 @@ class ServerInfo:
     started: float
     foreground: bool = False
     auth: bool = False
+    #: the administrator password (from the credential file; never written to ``server.json``)
+    password: str | None = field(default=None, repr=False, compare=False)
 
-    def uri(self, host: str | None = None) -> str:
-        h = host or (self.host if self.host != "0.0.0.0" else "127.0.0.1")
+    def uri(self, host: str | None = None, credentials: bool = True) -> str:
+        """The URI to connect with: as the administrator when the server requires authentication.
+
+        Print it only through :func:`xanesdb.platform.stores.redact_uri`.
+        """
+        h = host or (self.host if self.host not in ("0.0.0.0", "::") else "127.0.0.1")
+        if ":" in h and not h.startswith("["):
+            h = f"[{h}]"
+        if self.auth and self.password and credentials:
+            return (f"mongodb://{ADMIN_USER}:{quote_plus(self.password)}@{h}:{self.port}/"
+                    f"?directConnection=true&authSource={ADMIN_DB}")
         return f"mongodb://{h}:{self.port}/?directConnection=true"
+
+    def record(self) -> dict:
+        """What ``server.json`` holds: everything but the password."""
+        return {k: v for k, v in asdict(self).items() if k != "password"}
 
 
 class LocalServer:
     """The local SecantusDB server whose files are under ``home/db``."""
 
     def __init__(
-        self, home: Path, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 30.0, auth: bool = False
+        self, home: Path, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 30.0, auth: bool = True
     ):
         self.home = Path(home)
         self.dir = self.home / "db"
         self.host = host
         self.port = port
         self.timeout_s = timeout_s
-        #: require SCRAM-SHA-256 authentication (``--auth``); provision users first without it
+        #: require SCRAM-SHA-256 authentication (the default; False only for `db serve --insecure`)
         self.auth = auth
 
     # files
@@ -185,15 +282,20 @@ class LocalServer:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def read_info(self) -> ServerInfo | None:
-        """The recorded server, or None when there is no readable record."""
+        """The recorded server (with the administrator password when it requires authentication), or None."""
         try:
-            return ServerInfo(**json.loads(self.info_file.read_text()))
+            data = json.loads(self.info_file.read_text())
+            data.pop("password", None)
+            info = ServerInfo(**data)
         except (OSError, ValueError, TypeError):
             return None
+        if info.auth:
+            info.password = read_admin_password(self.home)
+        return info
 
     def _write_info(self, info: ServerInfo) -> None:
         tmp = self.info_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info.__dict__))
+        tmp.write_text(json.dumps(info.record()))
         os.chmod(tmp, 0o600)
         os.replace(tmp, self.info_file)
 
@@ -207,15 +309,33 @@ class LocalServer:
         return "stale", info
 
     # lifecycle
+    def _usable(self, info: ServerInfo) -> bool:
+        """Whether a running server can be reused as it is: one with authentication whose password
+        this home holds, or one running open on purpose (`db serve --insecure`, or ``auth=False``)."""
+        if info.auth:
+            return info.password is not None
+        return info.foreground or not self.auth
+
     def ensure_running(self) -> ServerInfo:
-        """Reuse the running server or start one; returns its info."""
+        """Reuse the running server or start one (securing the home first); returns its info."""
         state, info = self.status()
-        if state == "running":
+        if state == "running" and self._usable(info):
             return info
         with self._lock():
             state, info = self.status()  # another process may have started it meanwhile
             if state == "running":
-                return info
+                if self._usable(info):
+                    return info
+                if info.foreground:
+                    raise DatabaseUnavailableError(
+                        f"the `xanesdb db serve` server of {self.home} (pid {info.pid}) requires authentication "
+                        f"but {admin_credential_file(self.home)} is missing; stop it (Ctrl-C) and start it again"
+                    )
+                # an open server started before authentication was on by default: restarted secured
+                logger.info("restarting the local database server pid %s with authentication", info.pid)
+                self._kill(info.pid)
+                self.info_file.unlink(missing_ok=True)
+                state = "stale-open"
             if state == "stale":
                 logger.warning(
                     "local database server record %s is stale (pid %s not answering); restarting",
@@ -225,7 +345,113 @@ class LocalServer:
                 self._kill(info.pid)
                 self.info_file.unlink(missing_ok=True)
             port = self.port or (info.port if info and not _port_in_use(self.host, info.port) else 0)
+            if self.auth:
+                self._secure()
             return self._start(port)
+
+    # authentication
+    def _has_data(self) -> bool:
+        try:
+            return any(self.data_dir.iterdir())
+        except OSError:
+            return False
+
+    def _secure(self) -> None:
+        """Give a home without an admin credential its administrator (caller holds the lock).
+
+        SecantusDB creates users only while authentication is off: a server without ``--auth``
+        runs for about a second on a free loopback port (not the configured one), the administrator
+        is created (or, in a home that has one but lost the file, given a new password), the server
+        is stopped, and the credential is written. A home with data (made before authentication was
+        on by default) is reported once, with the users it already holds.
+        """
+        if read_admin_password(self.home) is not None:
+            return
+        existing = self._has_data()
+        password = secrets.token_urlsafe(32)
+        port = find_free_port("127.0.0.1")
+        proc = self._spawn("127.0.0.1", port, auth=False)
+        others: list[str] = []
+        try:
+            self._wait_until_up(proc, "127.0.0.1", port)
+            import pymongo
+
+            client = pymongo.MongoClient(f"mongodb://127.0.0.1:{port}/?directConnection=true",
+                                         serverSelectionTimeoutMS=int(self.timeout_s * 1000))
+            try:
+                admin = client[ADMIN_DB]
+                verb = "updateUser" if admin.command("usersInfo", ADMIN_USER).get("users") else "createUser"
+                admin.command(verb, ADMIN_USER, pwd=password, roles=ADMIN_ROLES, mechanisms=["SCRAM-SHA-256"])
+                others = sorted(f"{u.get('user')}@{u.get('db')}" for u in admin["system.users"].find({}, {"credentials": 0})
+                                if (u.get("user"), u.get("db")) != (ADMIN_USER, ADMIN_DB))
+            finally:
+                client.close()
+        except Exception as err:  # noqa: BLE001 - any failure leaves the home as it was, reported in one line
+            if isinstance(err, DatabaseUnavailableError):
+                raise
+            raise DatabaseUnavailableError(
+                f"could not create the local database's administrator ({type(err).__name__}: {str(err)[:200]}); "
+                f"see {self.log_file}"
+            ) from None
+        finally:
+            self._kill(proc.pid)
+        _write_admin_credential(self.home, password)
+        if existing:
+            logger.warning(
+                "the local database under %s was open to every local user (made before authentication was on by "
+                "default); it now requires authentication, xanesdb logs in with %s%s",
+                self.dir, admin_credential_file(self.home),
+                f"; it already holds {len(others)} other user(s) ({', '.join(others[:5])}): check them with "
+                "`xanesdb db users --check`" if others else "",
+            )
+        elif others:  # created in the second the bootstrap server was open
+            logger.warning("users appeared in the new local database while it was being secured (%s): check them "
+                           "with `xanesdb db users --check`", ", ".join(others[:5]))
+        else:
+            logger.info("local database under %s secured: administrator credential in %s", self.dir,
+                        admin_credential_file(self.home))
+
+    def _spawn(self, host: str, port: int, auth: bool, log=None) -> subprocess.Popen:
+        """Start the server process (in its own session, umask 077); its output goes to the log."""
+        cmd = server_command() + [
+            "--config", str(self.dir / "secantusd.toml"),
+            "--host", host,
+            "--port", str(port),
+            "--storage-path", str(self.data_dir),
+            "--log-level", "WARNING",
+            "--sync-on-commit",  # acknowledged writes survive a SIGKILL of the server
+        ] + (["--auth"] if auth else [])  # fmt: skip
+        fh = open(self.log_file, "ab")
+        os.chmod(self.log_file, 0o600)
+        try:
+            return subprocess.Popen(
+                cmd,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives the command that started it
+                cwd=self.dir,
+                umask=0o077,  # the files it creates are this user's only
+            )
+        finally:
+            fh.close()
+
+    def _wait_until_up(self, proc: subprocess.Popen, host: str, port: int) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise DatabaseUnavailableError(
+                    f"the local database server exited at start (code {proc.returncode}): "
+                    f"{self._log_tail()}; see {self.log_file}"
+                )
+            if _ping(host, port, timeout_s=0.5):
+                return
+            time.sleep(0.1)
+        self._kill(proc.pid)
+        raise DatabaseUnavailableError(
+            f"the local database server did not answer within {self.timeout_s:.0f} s; "
+            f"see {self.log_file}"
+        )
 
     def _start(self, port: int, foreground: bool = False) -> ServerInfo:
         if port and _port_in_use(self.host, port):
@@ -236,44 +462,13 @@ class LocalServer:
                 )
             port = 0
         port = port or find_free_port(self.host)
-        cmd = server_command() + [
-            "--config", str(self.dir / "secantusd.toml"),
-            "--host", self.host,
-            "--port", str(port),
-            "--storage-path", str(self.data_dir),
-            "--log-level", "WARNING",
-            "--sync-on-commit",  # acknowledged writes survive a SIGKILL of the server
-        ] + (["--auth"] if self.auth else [])  # fmt: skip
-        log = open(self.log_file, "ab")
-        os.chmod(self.log_file, 0o600)
-        proc = subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # outlives the command that started it
-            cwd=self.dir,
-            umask=0o077,  # the files it creates are this user's only
-        )
-        log.close()
-        deadline = time.monotonic() + self.timeout_s
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise DatabaseUnavailableError(
-                    f"the local database server exited at start (code {proc.returncode}): "
-                    f"{self._log_tail()}; see {self.log_file}"
-                )
-            if _ping(self.host, port, timeout_s=0.5):
-                info = ServerInfo(pid=proc.pid, host=self.host, port=port, started=time.time(), auth=self.auth)
-                self._write_info(info)
-                logger.info("started local database server pid %d on %s:%d", proc.pid, self.host, port)
-                return info
-            time.sleep(0.1)
-        self._kill(proc.pid)
-        raise DatabaseUnavailableError(
-            f"the local database server did not answer within {self.timeout_s:.0f} s; "
-            f"see {self.log_file}"
-        )
+        proc = self._spawn(self.host, port, auth=self.auth)
+        self._wait_until_up(proc, self.host, port)
+        info = ServerInfo(pid=proc.pid, host=self.host, port=port, started=time.time(), auth=self.auth,
+                          password=read_admin_password(self.home) if self.auth else None)
+        self._write_info(info)
+        logger.info("started local database server pid %d on %s:%d", proc.pid, self.host, port)
+        return info
 
     def _log_tail(self) -> str:
         try:
@@ -307,20 +502,29 @@ class LocalServer:
             return was_alive
 
     def serve_foreground(self, host: str, port: int) -> int:
-        """Run the server in the foreground (``xanesdb db serve``) until interrupted."""
+        """Run the server in the foreground (``xanesdb db serve``) until interrupted.
+
+        A background server of this home (started by an earlier command) is stopped first: later
+        commands use the foreground one through ``server.json``. Another ``db serve`` is refused.
+        """
         with self._lock():
             state, info = self.status()
-            if state == "running":
+            if state == "running" and info.foreground:
                 raise DatabaseUnavailableError(
-                    f"a local server for {self.home} is already running (pid {info.pid}, "
-                    f"port {info.port}); stop it with `xanesdb db stop` first"
+                    f"`xanesdb db serve` already runs for {self.home} (pid {info.pid}, "
+                    f"port {info.port}); stop it first (Ctrl-C, or `xanesdb db stop`)"
                 )
-            if state == "stale":
+            if state == "running":
+                logger.info("stopping the background server pid %s: the foreground one replaces it", info.pid)
+                self._kill(info.pid)
+            if state in ("running", "stale"):
                 self.info_file.unlink(missing_ok=True)
             if _port_in_use(host, port):
                 raise DatabaseUnavailableError(
                     f"port {port} on {host} is already in use; choose another with --port"
                 )
+            if self.auth:
+                self._secure()
             cmd = server_command() + [
                 "--config", str(self.dir / "secantusd.toml"),
                 "--host", host,

@@ -2,7 +2,9 @@
 
 With ``XANESDB_DB_URI`` set, every store points at that MongoDB and nothing local starts.
 Without it, :func:`database_uri` starts (or reuses) the local SecantusDB server under
-``XANESDB_HOME`` and returns its URI.
+``XANESDB_HOME`` and returns its URI, with the administrator credential generated at the
+server's first start (``XANESDB_HOME/db/admin_credential.json``): authentication is on and
+xanesdb logs in transparently. Print a URI only through :func:`redact_uri`.
 
 Examples
 --------
@@ -162,6 +164,14 @@ def get_client(settings: XanesdbSettings | None = None, check: bool = True) -> p
         except OperationFailure as err:  # the server answered: retrying will not help
             if client is not None:
                 client.close()
+            if err.code == 18 and settings.DB_URI is None:
+                from xanesdb.platform.server import admin_credential_file
+
+                cred = admin_credential_file(settings.HOME)
+                raise DatabaseUnavailableError(
+                    f"the local database server refused the administrator credential in {cred}; if that file "
+                    f"was edited or replaced, remove it and run `xanesdb db stop`: the next command sets a new one"
+                ) from err
             if err.code == 18:
                 raise DatabaseUnavailableError(
                     f"authentication failed at {redact_uri(uri)}; check the user and password in "
