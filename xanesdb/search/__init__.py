@@ -78,7 +78,8 @@ def search_queries(
     groups: dict[str, list[int]] = {}
     for i, q in enumerate(queries):
         base = {"name": q.name, "file": q.file, "group": q.group, "absorber": q.absorber or "",
-                "absorber_from": q.absorber_from, "e_half": q.e_half, "method": method}  # fmt: skip
+                "absorber_from": q.absorber_from, "e_half": q.e_half, "method": method,
+                "normalised_as": q.extra.get("normalised_as", "given")}  # fmt: skip
         el = element or q.absorber
         if el is None:
             results[i] = {**base, "error": f"{q.name}: its absorber is unknown (no edge of a known element); give --element"}
@@ -127,6 +128,7 @@ def search_spectra(
     max_shift_ev: float = 3.0,
     candidates: int = DEFAULT_CANDIDATES,
     labelled_only: bool = False,
+    computed_as_measured: bool = False,
     index: SearchIndex | None = None,
     settings: XanesdbSettings | None = None,
 ) -> list[dict[str, Any]]:
@@ -149,6 +151,9 @@ def search_spectra(
         References the ELSIE ensemble ranks (0: all).
     labelled_only
         Only references with a geometry class (``lce_class``).
+    computed_as_measured
+        Normalise a FEFF ``xmu.dat`` as a measured spectrum (``predict``'s rule) rather than as
+        the stored computed spectra were (:mod:`xanesdb.search.query`).
     index
         A prepared index; default :func:`load_search_index` of the current database.
 
@@ -164,11 +169,12 @@ def search_spectra(
     errors: dict[int, dict] = {}
     for i, s in enumerate(spectra):
         try:
-            queries.append(prepare_query(s, max_shift_ev))
+            queries.append(prepare_query(s, max_shift_ev, computed_as_measured=computed_as_measured))
         except XanesdbUserError as err:
             errors[i] = {"name": s.name, "file": s.path, "group": s.group, "method": method, "error": str(err)}
-    if index is None and queries:
-        index = load_search_index(settings)
+    if index is None:  # the database is asked only when some spectrum has an absorber to search
+        needed = any(element or q.absorber for q in queries)
+        index = load_search_index(settings) if needed else SearchIndex.from_arrays(np.zeros((0, 100)), {}, key="empty")
     found = iter(search_queries(queries, index, element=element, top=top, method=method, candidates=candidates,
                                 labelled_only=labelled_only) if queries else [])  # fmt: skip
     return [errors[i] if i in errors else next(found) for i in range(len(spectra))]

@@ -139,7 +139,7 @@ def _state_key(db, criteria: dict) -> str:
     newest = list(coll.find({}, {"_id": 0, "last_updated": 1}).sort("last_updated", -1).limit(1))
     stamp = newest[0].get("last_updated") if newest else None
     stamp = stamp.isoformat() if hasattr(stamp, "isoformat") else str(stamp)
-    text = json.dumps(criteria, sort_keys=True, default=str) + f"|{n}|{stamp}|{ALIGNED_GRID_NAME}"
+    text = json.dumps(criteria, sort_keys=True, default=str) + f"|{db.name}|{n}|{stamp}|{ALIGNED_GRID_NAME}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -5,6 +5,12 @@
 energy (:func:`xanesdb.ml.predict.absorber_of`, the rule of ``predict``), normalises and aligns it
 with :func:`xanesdb.xas.align.align_measured` (the aligned-model input of ``predict``) and reads
 the same normalised curve on the wider grid that the energy-shift fit needs.
+
+One exception: a FEFF ``xmu.dat`` (reader kind ``feff-xmu``) is normalised as the stored spectra
+were (:func:`xanesdb.xas.align.align_computed`, post-edge fitted to its ``mu0`` column), so that a
+computed spectrum finds its own stored copy first; read as a measured spectrum (``predict``'s
+rule: a post-edge line fitted to the 50 eV FEFF computes) its edge step differs by some per cent
+and near neighbours can overtake it. ``computed_as_measured=True`` reads it as ``predict`` does.
 """
 
 from __future__ import annotations
@@ -55,8 +61,9 @@ class SearchQuery:
     extra: dict = field(default_factory=dict)
 
 
-def prepare_query(spectrum: MeasuredSpectrum, max_shift_ev: float = 3.0) -> SearchQuery:
-    """A read spectrum, normalised and aligned as ``xanesdb predict`` does for aligned models.
+def prepare_query(spectrum: MeasuredSpectrum, max_shift_ev: float = 3.0, computed_as_measured: bool = False) -> SearchQuery:
+    """A read spectrum, normalised and aligned as ``xanesdb predict`` does for aligned models
+    (a FEFF ``xmu.dat`` as the stored computed spectra are, unless ``computed_as_measured``).
 
     Raises
     ------
@@ -64,21 +71,41 @@ def prepare_query(spectrum: MeasuredSpectrum, max_shift_ev: float = 3.0) -> Sear
         One line naming the file: no absorption edge, or too short around the edge.
     """
     from xanesdb.ml.predict import absorber_of, where
-    from xanesdb.xas.align import align_measured
-    from xanesdb.xas.normalize import pre_edge
+    from xanesdb.xas.align import align_computed, align_measured
+    from xanesdb.xas.normalize import normalize_computed, pre_edge
 
     absorber, how = absorber_of(spectrum)
     name = where(spectrum)
     e, mu = np.asarray(spectrum.energy, dtype=float), np.asarray(spectrum.mu, dtype=float)
+    mu0 = None if computed_as_measured else _feff_mu0(spectrum)
     try:
-        a = align_measured(e, mu, name=name)
-        n = pre_edge(e, mu)  # the normalisation align_measured applied (same defaults)
+        if mu0 is not None:
+            a = align_computed(e, mu, mu0, name=name)
+            n = normalize_computed(e, mu, mu0)  # the normalisation align_computed applied
+        else:
+            a = align_measured(e, mu, name=name)
+            n = pre_edge(e, mu)  # the normalisation align_measured applied (same defaults)
     except ValueError as err:
         raise XanesdbUserError(f"{name}: {err}") from None
     wide = np.interp(wide_grid(max_shift_ev) + a["e_half"], e, n.norm).astype(np.float32)
     return SearchQuery(name=spectrum.name, file=spectrum.path, group=spectrum.group, absorber=absorber,
                        absorber_from=how, y=a["y"], wide=wide, e_half=float(a["e_half"]), e0=float(a["e0"]),
-                       edge_step=float(a["edge_step"]))  # fmt: skip
+                       edge_step=float(a["edge_step"]), extra={"normalised_as": "computed" if mu0 is not None else "measured"})  # fmt: skip
+
+
+def _feff_mu0(spectrum: MeasuredSpectrum) -> np.ndarray | None:
+    """The ``mu0`` column of a FEFF xmu.dat whose ``mu`` was read, else None."""
+    if spectrum.kind != "feff-xmu" or spectrum.mu_source != "xmu.dat mu" or "mu0" not in (spectrum.meta.get("columns") or []):
+        return None
+    from xanesdb.xas.readers import read_spectra
+
+    try:
+        (s0,) = read_spectra(spectrum.path, mu_col="mu0")
+    except XanesdbUserError:
+        return None
+    if s0.energy.shape != spectrum.energy.shape or not np.allclose(s0.energy, spectrum.energy):
+        return None
+    return np.asarray(s0.mu, dtype=float)
 
 
 def query_from_aligned(y, name: str = "spectrum", absorber: str | None = None, max_shift_ev: float = 3.0) -> SearchQuery:
