@@ -81,7 +81,7 @@ def train(
         raise XanesdbUserError(f"unknown augmentation {bad[0]!r}; use any of {', '.join(AUGMENTATIONS)} (comma-separated)")
     if representation not in ("grid", "aligned"):
         raise XanesdbUserError(f"unknown --representation {representation!r}; use grid or aligned")
-    if fidelity not in (None, "scf", "mp"):
+    if fidelity not in (None, "scf", "scflite", "mp"):
         raise XanesdbUserError(f"unknown --fidelity {fidelity!r}; use scf (or mp)")
     if fidelity and representation != "aligned":
         raise XanesdbUserError("--fidelity needs --representation aligned")
