@@ -2,8 +2,10 @@
 
 - Every test runs with ``XANESDB_HOME`` in a temporary folder and no user config file.
 - ``local_server``: the real local MongoDB server (SecantusDB) started once per session on a
-  free port in a temporary folder, stopped at the end. ``XANESDB_TEST_DB_URI`` points the
-  integration tests at another MongoDB instead. Never skipped.
+  free port in a temporary folder, stopped at the end; authentication is on, as for users, and
+  the URI carries the administrator credential generated at its first start (never print it
+  unredacted). ``XANESDB_TEST_DB_URI`` points the integration tests at another MongoDB instead.
+  Never skipped.
 - ``db_settings``: settings pointing at a fresh database on that server, dropped afterwards.
 """
 
@@ -29,7 +31,7 @@ def _isolated_home(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def local_server(tmp_path_factory):
-    """URI of a real MongoDB server: the local SecantusDB, started for this session."""
+    """URI of a real MongoDB server: the local SecantusDB, started for this session (logged in as its administrator)."""
     uri = os.environ.get("XANESDB_TEST_DB_URI")
     if uri:
         yield uri

@@ -1,11 +1,17 @@
-"""Access for other groups, for real: roles and users on the local server run with SCRAM-SHA-256
-(`xanesdb db serve --auth`), the read-only user refused on write, authSource and TLS URI options
-honoured, credentials only from the environment or a 0600 file, never logged or stored."""
+"""Access, for real: the local server requires SCRAM-SHA-256 logins from its first start (an
+administrator credential generated into a 0600 file, used by xanesdb transparently), so another
+local user (`nobody`) is refused; open homes made before are migrated on first use; `db users` and
+`db roles --check` flag users xanesdb did not create; roles and users for other groups
+(`db roles --apply`, `db serve`), the read-only user refused on write, authSource and TLS URI
+options honoured, credentials only from the environment or a 0600 file, never logged or stored."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -16,7 +22,7 @@ import pytest
 from pymongo.errors import OperationFailure
 
 from xanesdb.platform.access import PUBLIC_COLLECTIONS, read_credentials, user_uri
-from xanesdb.platform.server import LocalServer, _ping, find_free_port
+from xanesdb.platform.server import LocalServer, _ping, admin_credential_file, find_free_port
 
 pytestmark = pytest.mark.integration
 READER_PW = "reader-Pw-7f3a9c1e"
@@ -44,15 +50,17 @@ def test_serve_auth_reader_refused_on_write(tmp_path):
            "XANESDB_READER_PASSWORD": READER_PW}
     env.pop("XANESDB_DB_URI", None)
     outputs = []
-    # serving with --auth before any user exists is refused
-    r = _cli(["db", "serve", "--auth", "--port", str(port)], env)
-    assert r.returncode == 2 and "create them first with `xanesdb db roles --apply`" in r.stderr
-    outputs.append(r.stdout + r.stderr)
-    # provision without authentication: roles, users, validators, some data
+    # --auth and --insecure together: one line, exit 2, nothing started
+    r = _cli(["db", "serve", "--auth", "--insecure", "--port", str(port)], env)
+    assert r.returncode == 2 and r.stderr.startswith("error: --auth and --insecure contradict"), r.stderr
+    assert not (home / "db").exists()
+    # provision through the local server, which already requires authentication (xanesdb logs in
+    # as its administrator): roles, users, validators
     r = _cli(["db", "roles", "--apply"], env)
     outputs.append(r.stdout + r.stderr)
     assert r.returncode == 0, r.stderr
     assert "user xanesdb_reader: created" in r.stdout and "generated passwords for xanesdb_writer, xanesdb_admin" in r.stdout
+    assert LocalServer(home).read_info().auth
     cred = home / "credentials.yaml"
     assert oct(cred.stat().st_mode & 0o777) == "0o600"
     pw = read_credentials(cred)
@@ -61,7 +69,11 @@ def test_serve_auth_reader_refused_on_write(tmp_path):
     r = _cli(["db", "roles", "--apply"], env)
     outputs.append(r.stdout + r.stderr)
     assert "user xanesdb_writer: updated" in r.stdout and read_credentials(cred) == pw
-    # restart with authentication, in the foreground as `xanesdb db serve --auth`
+    # every user is xanesdb's: the administrator and the three of the plan
+    r = _cli(["db", "roles", "--check"], env)
+    outputs.append(r.stdout + r.stderr)
+    assert r.returncode == 0 and r.stdout.count(" yes ") == 4 and " NO " not in r.stdout, r.stdout + r.stderr
+    # serve in the foreground for other groups (it replaces the background server; `--auth` is the default)
     server = subprocess.Popen([sys.executable, "-m", "xanesdb.cli", "db", "serve", "--auth", "--port", str(port)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -147,6 +159,9 @@ def test_serve_auth_reader_refused_on_write(tmp_path):
         assert writer.xanesdb.not_in_the_plan.count_documents({}) == 1
         admin = pymongo.MongoClient(user_uri(base, "xanesdb_admin", "xanesdb", pw["xanesdb_admin"]))
         assert len(admin.xanesdb.command("usersInfo")["users"]) == 3
+        # other xanesdb commands of this home use the foreground server, logged in as the administrator
+        st = _cli(["db", "status"], env)
+        assert st.returncode == 0 and f":{port}/" in st.stdout and "authentication on" in st.stdout, st.stderr
         # the role itself names only the public collections (MongoDB enforces that; SecantusDB not)
         role = admin.xanesdb.command("rolesInfo", "xanesdb_read", showPrivileges=True)["roles"][0]
         assert {p["resource"]["collection"] for p in role["privileges"]} == set(PUBLIC_COLLECTIONS)
@@ -159,7 +174,7 @@ def test_serve_auth_reader_refused_on_write(tmp_path):
         wrong_pw = {**env, "XANESDB_DB_URI": user_uri(base, "xanesdb_reader", "xanesdb", "not-it")}
         assert _cli(["db", "stats"], wrong_pw).returncode == 2
         # no password anywhere: command output, DEBUG logs, stored documents, the server's log
-        secrets = [READER_PW, *pw.values()]
+        secrets = [READER_PW, *pw.values(), json.loads(admin_credential_file(home).read_text())["password"]]
         stored = "".join(str(d) for c in ("structures", "sites", "feff_tasks", "spectra", "models")
                          for d in admin.xanesdb[c].find())
         server_log = (home / "db" / "server.log").read_text(errors="replace") if (home / "db" / "server.log").exists() else ""
@@ -224,3 +239,184 @@ def test_tls_uri_options_honoured(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+# ----------------------------------------------------------------------------- authentication by default
+NOBODY_PROBE = """
+import json, sys
+import pymongo
+from pymongo.errors import OperationFailure
+uri = sys.argv[1]
+client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
+out = {"ping": client.admin.command("ping")["ok"]}
+probes = {
+    "find": lambda: client.xanesdb.structures.find_one(),
+    "insert": lambda: client.xanesdb.structures.insert_one({"material_id": "planted"}),
+    "drop": lambda: client.xanesdb.structures.drop(),
+    "createUser": lambda: client.xanesdb.command("createUser", "planted", pwd="x", roles=["dbOwner"]),
+    "listDatabases": lambda: client.list_database_names(),
+}
+for name, probe in probes.items():
+    try:
+        probe()
+        out[name] = "allowed"
+    except OperationFailure as err:
+        out[name] = err.code
+for path in sys.argv[2:]:
+    try:
+        open(path, "rb").read(1)
+        out[path] = "read"
+    except OSError as err:
+        out[path] = err.errno
+print(json.dumps(out))
+"""
+
+
+def _as_nobody() -> list[str] | None:
+    """A command prefix that runs as the user `nobody`, or None where no second user is available."""
+    import pwd
+
+    if os.geteuid() != 0:
+        return None
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        return None
+    if shutil.which("setpriv"):
+        return ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups", "--"]
+    if shutil.which("runuser"):
+        return ["runuser", "-u", "nobody", "--"]
+    return None
+
+
+def test_default_server_refuses_another_local_user(tmp_path):
+    """Another local user (`nobody`) reaches the default server's port but can neither log in nor
+    read the data files or the admin credential; xanesdb itself works with no set-up."""
+    prefix = _as_nobody()
+    if prefix is None:
+        pytest.skip("needs root (setpriv/runuser) and a second user `nobody` to connect as another user")
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="xanesdb-nobody-", dir="/tmp"))
+    os.chmod(base, 0o755)  # nobody may walk to the home (pytest's own folders are 0700): its modes decide the rest
+    home = base / "home"
+    env = {**os.environ, "XANESDB_HOME": str(home)}
+    env.pop("XANESDB_DB_URI", None)
+    r = _cli(["db", "stats"], env)  # the first command starts the server, authentication on
+    try:
+        assert r.returncode == 0, r.stderr
+        assert "WARNING" not in r.stderr  # a new home is secured silently
+        info = LocalServer(home).read_info()
+        assert info.auth and info.password
+        home.chmod(0o755)
+        wt = next((home / "db" / "data").glob("*.wt"))
+        probe = subprocess.run([*prefix, sys.executable, "-c", NOBODY_PROBE, info.uri(credentials=False),
+                                str(admin_credential_file(home)), str(wt)],
+                               capture_output=True, text=True, timeout=120, cwd="/")
+        assert probe.returncode == 0, probe.stderr[-2000:]
+        seen = json.loads(probe.stdout)
+        assert seen.pop("ping") == 1  # the port answers a handshake ...
+        import errno
+
+        assert seen == {"find": 13, "insert": 13, "drop": 13, "createUser": 13, "listDatabases": 13,
+                        str(admin_credential_file(home)): errno.EACCES, str(wt): errno.EACCES}, seen
+        # ... and nothing changed: xanesdb (logged in as the administrator) sees the same database
+        admin = pymongo.MongoClient(info.uri(), serverSelectionTimeoutMS=5000)
+        assert "structures" not in admin.xanesdb.list_collection_names()
+        assert [u["user"] for u in admin.admin["system.users"].find()] == ["xanesdb_root"]
+    finally:
+        LocalServer(home).stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_first_start_generates_the_admin_credential(tmp_path):
+    home = tmp_path / "home"
+    env = {**os.environ, "XANESDB_HOME": str(home), "COLUMNS": "200"}
+    env.pop("XANESDB_DB_URI", None)
+    try:
+        shown = _cli(["db", "uri"], env)
+        assert shown.returncode == 0, shown.stderr
+        cred = admin_credential_file(home)
+        assert stat.S_IMODE(cred.stat().st_mode) == 0o600 and stat.S_IMODE(cred.parent.stat().st_mode) == 0o700
+        password = json.loads(cred.read_text())["password"]
+        assert len(password) >= 32
+        assert shown.stdout.startswith("mongodb://xanesdb_root:***@127.0.0.1:") and "authSource=admin" in shown.stdout
+        assert password not in (home / "db" / "server.json").read_text()
+        clear = _cli(["db", "uri", "--show-password"], env).stdout.strip()
+        assert password in clear
+        client = pymongo.MongoClient(clear, serverSelectionTimeoutMS=5000)
+        client.xanesdb.probe.insert_one({"a": 1})
+        info = LocalServer(home).read_info()
+        anon = pymongo.MongoClient(info.uri(credentials=False), serverSelectionTimeoutMS=5000)
+        with pytest.raises(OperationFailure) as e:
+            anon.xanesdb.probe.find_one()
+        assert e.value.code == 13
+        # only xanesdb's administrator exists, and `db users --check` says so
+        r = _cli(["db", "users", "--check"], env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "xanesdb_root" in r.stdout and " NO " not in r.stdout
+        st = _cli(["db", "status"], env)
+        assert "authentication on" in st.stdout and password not in st.stdout + st.stderr
+        # a credential file others can read is refused, one line, naming the fix
+        cred.chmod(0o644)
+        r = _cli(["db", "stats"], env)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "chmod 600" in r.stderr, r.stderr
+        cred.chmod(0o600)
+    finally:
+        LocalServer(home).stop()
+
+
+@pytest.mark.parametrize("old_server", ["running", "stopped"])
+def test_open_home_is_migrated_on_first_use(old_server, tmp_path):
+    """A home made before authentication was on by default: a user planted while it was open is kept
+    but flagged; the data stay; anonymous clients are refused from then on."""
+    home = tmp_path / "home"
+    env = {**os.environ, "XANESDB_HOME": str(home), "COLUMNS": "200"}
+    env.pop("XANESDB_DB_URI", None)
+    old = LocalServer(home, auth=False)  # how every home was run before
+    info = old.ensure_running()
+    try:
+        assert not info.auth and not admin_credential_file(home).exists()
+        planter = pymongo.MongoClient(info.uri(), serverSelectionTimeoutMS=5000)  # any local user could
+        planter.xanesdb.structures.insert_one({"material_id": "kept"})
+        planter.xanesdb.command("createUser", "planted", pwd="x", roles=["dbOwner"])
+        planter.xanesdb.command("createUser", "xanesdb_reader", pwd="x", roles=["dbOwner"])  # a lookalike
+        planter.close()
+        if old_server == "stopped":
+            old.stop()
+        r = _cli(["db", "query", "{}", "--collection", "structures", "--format", "jsonl"], env)
+        assert r.returncode == 0, r.stderr
+        assert '"kept"' in r.stdout
+        warnings = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert len(warnings) == 1 and "was open to every local user" in warnings[0], r.stderr
+        assert "planted@xanesdb" in warnings[0] and "xanesdb db users --check" in warnings[0]
+        new = LocalServer(home).read_info()
+        assert new.auth and new.password and (old_server == "stopped" or new.pid != info.pid)
+        anon = pymongo.MongoClient(new.uri(credentials=False), serverSelectionTimeoutMS=5000)
+        with pytest.raises(OperationFailure):
+            anon.xanesdb.structures.find_one()
+        # a second command: no warning, same server
+        again = _cli(["db", "stats"], env)
+        assert again.returncode == 0 and again.stderr.strip() == "", again.stderr
+        assert LocalServer(home).read_info().pid == new.pid
+        # both planted users flagged, by `db users --check` and `db roles --check` (exit 1)
+        for args in (["db", "users", "--check"], ["db", "roles", "--check"]):
+            r = _cli(args, env)
+            assert r.returncode == 1, (args, r.stdout, r.stderr)
+            assert "planted@xanesdb" in r.stderr and "xanesdb_reader@xanesdb" in r.stderr, r.stderr
+            assert r.stdout.count(" NO ") == 2, r.stdout
+        # without --check: listed, exit 0
+        assert _cli(["db", "users"], env).returncode == 0
+        # `roles --apply` takes the lookalike over (roles and password reset); `--drop` removes the other
+        assert _cli(["db", "roles", "--apply"], env).returncode == 0
+        r = _cli(["db", "users", "--check"], env)
+        assert r.returncode == 1 and "planted@xanesdb" in r.stderr and "xanesdb_reader@" not in r.stderr, r.stderr
+        r = _cli(["db", "users", "--drop", "planted@xanesdb", "--check"], env)
+        assert r.returncode == 0 and "dropped user planted@xanesdb" in r.stdout, r.stdout + r.stderr
+        # bad --drop: one line, exit 2
+        for bad, words in ((["--drop", "planted"], "USER@DATABASE"), (["--drop", "xanesdb_root@admin"], "cannot be dropped"),
+                           (["--drop", "ghost@xanesdb"], "no user ghost@xanesdb")):
+            r = _cli(["db", "users", *bad], env)
+            assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and words in r.stderr, r.stderr
+    finally:
+        LocalServer(home).stop()

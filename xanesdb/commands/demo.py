@@ -108,7 +108,9 @@ def demo(
             console.print(Rule(f"[{i}/{n_steps}] {title}: xanesdb {' '.join(args)}"))
             t = time.perf_counter()
             try:
-                root.main(args=args, prog_name="xanesdb", standalone_mode=False)
+                code = root.main(args=args, prog_name="xanesdb", standalone_mode=False)
+                if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+                    raise SystemExit(code)  # a `typer.Exit(code)` of the step, returned without standalone mode
             except SystemExit as e:  # typer.Exit inside a step
                 if e.code not in (0, None):
                     raise
