@@ -4,6 +4,14 @@ Registration is two-phase, so a killed run never leaves a ``complete`` document 
 the document is first upserted with ``state="training"``, then the weights go to GridFS, and only
 then is the document switched to ``"complete"`` with the GridFS id (and any older file of the same
 run id deleted).
+
+Every run document records what shaped its numbers (:func:`model_provenance`): the versions of
+:data:`xanesdb.platform.provenance.MODEL_LIBRARIES` plus the Keras backend's own package in
+``versions``, the backend in ``backend`` and the device in ``device``; a portable model's card
+carries the same.
+
+This module does not import :mod:`xanesdb.ml.train` (training imports the registry, not the
+other way round).
 """
 
 from __future__ import annotations
@@ -27,9 +35,53 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_id_of", "make_run_doc", "register_run", "list_runs", "get_run", "load_model", "GRIDFS_BUCKET"]
+__all__ = ["BACKEND_LIBRARIES", "model_provenance", "run_id_of", "make_run_doc", "register_run", "list_runs", "get_run", "load_model", "GRIDFS_BUCKET"]
 
 GRIDFS_BUCKET = "model_files"
+
+#: Keras backend -> the distributions whose version is recorded with it (those installed)
+BACKEND_LIBRARIES: dict[str, tuple[str, ...]] = {
+    "tensorflow": ("tensorflow", "tensorflow-cpu"),
+    "jax": ("jax", "jaxlib"),
+    "torch": ("torch",),
+    "numpy": (),
+}
+
+
+def model_provenance() -> dict[str, Any]:
+    """What shapes a trained model's numbers: Keras backend, device and library versions.
+
+    Returns
+    -------
+    dict
+        ``backend`` (Keras's), ``device`` (the first GPU Keras lists, else the CPU) and
+        ``versions``: :func:`~xanesdb.platform.provenance.library_versions` of
+        :data:`~xanesdb.platform.provenance.MODEL_LIBRARIES` plus the backend's packages (keys
+        with ``_`` for ``-``, e.g. ``scikit_learn``, ``tensorflow_cpu``).
+
+    Examples
+    --------
+    >>> info = model_provenance()                        # doctest: +SKIP
+    >>> info["backend"], sorted(info["versions"])        # doctest: +SKIP
+    ('tensorflow', ['keras', 'numpy', 'scikit_learn', 'tensorflow_cpu', 'xanesdb'])
+    """
+    import platform
+
+    import keras
+
+    from xanesdb.platform.provenance import MODEL_LIBRARIES, library_versions
+
+    backend = keras.backend.backend()
+    device = f"cpu ({platform.processor() or platform.machine()})"
+    try:
+        devices = keras.distribution.list_devices()
+        gpus = [d for d in devices if "gpu" in str(d).lower() or "cuda" in str(d).lower()]
+        if gpus:
+            device = f"{gpus[0]} (+{len(gpus) - 1} more)" if len(gpus) > 1 else str(gpus[0])
+    except Exception:  # noqa: BLE001 - not every backend lists devices
+        pass
+    versions = library_versions((*MODEL_LIBRARIES, *BACKEND_LIBRARIES.get(backend, (backend,))))
+    return {"backend": backend, "device": device, "versions": versions}
 
 
 def run_id_of(kind: str, fingerprint: str, label_field: str, hyperparameters: dict[str, Any], seed: int) -> str:
@@ -46,9 +98,7 @@ def make_run_doc(
     timings: dict[str, float],
 ) -> TrainingRunDoc:
     """The registry document of a finished training (state 'training' until registered)."""
-    from xanesdb.ml.train import runtime_info
-
-    info = runtime_info()
+    info = model_provenance()
     hp = config.as_dict()
     hp["feature_indices"] = [int(i) for i in feature_indices]
     run_id = run_id_of(config.kind, ds.fingerprint, ds.label_field, hp, config.seed)
