@@ -210,9 +210,12 @@ def rank_references(
     for i in range(0, q, batch):
         w = windows[i : i + batch]
         w2 = np.einsum("qsj,qsj->qs", w, w)
-        d2 = x2[:, None, None] + w2[None] - 2.0 * (X @ w.reshape(-1, width).T).reshape(m, len(w), n_shifts)
-        best_j = d2.argmin(axis=2)
-        best_d2 = np.take_along_axis(d2, best_j[:, :, None], axis=2)[:, :, 0]
+        # |x - w|^2 = |x|^2 + |w|^2 - 2 x.w: the best shift of a row maximises 2 x.w - |w|^2 (in place)
+        g = (X @ w.reshape(-1, width).T).reshape(m, len(w), n_shifts)
+        g *= 2.0
+        g -= w2[None]
+        best_j = g.argmax(axis=2)
+        best_d2 = x2[:, None] - np.take_along_axis(g, best_j[:, :, None], axis=2)[:, :, 0]
         for k in range(len(w)):
             cand = _top(-best_d2[:, k], n_cand)
             xc = X[cand]
