@@ -14,7 +14,8 @@ import pytest
 from pymatgen.core import Structure
 
 from xanesdb.jobs.feff import run as feff_run
-from xanesdb.jobs.feff.jobs import FeffXanesMaker, compute_feff_task, feff_task_key
+from xanesdb.jobs.feff.makers import FeffXanesMaker
+from xanesdb.jobs.feff.task import compute_feff_task, feff_task_key
 from xanesdb.jobs.feff.parse import detect_code, parse_feff_cards, parse_xmu
 from xanesdb.jobs.feff.sets import (
     XANES_STAGES,
@@ -213,19 +214,27 @@ def test_fake_names_missing_reference(mock_feff, tmp_path, cuo):
 
 
 def test_fan_out_flow_one_job_per_site(monkeypatch, tmp_path, memory_jobstore, cuo):
+    """The fan-out job (in an in-memory database) replaces itself by one FEFF job per pending site."""
     from jobflow import run_locally
+    from maggma.stores import MemoryStore
 
-    from xanesdb.jobs.feff.jobs import run_feff_for_sites
+    from xanesdb.jobs.database import use_database
+    from xanesdb.jobs.feff.makers import run_pending_feff
 
     for update in monkeypatch_feff(monkeypatch, REF, check="cards"):
-        # siblings get distinct names ("feff xanes <site_id> i/n"); they key the reference data
-        update({f"feff xanes mp-704645:Cu:{i} {i + 1}/2": "CuO_Cu_K_fast" for i in (0, 1)})
+        # siblings get distinct names ("feff xanes <site_id>"); they key the reference data
+        update({f"feff xanes mp-704645:Cu:{i}": "CuO_Cu_K_fast" for i in (0, 1)})
     sites = [{"material_id": "mp-704645", "element": "Cu", "site_index": i} for i in (0, 1)]
-    fan = run_feff_for_sites(sites, {"mp-704645": cuo.as_dict()}, FeffXanesMaker(store_task=False))
-    responses = run_locally(fan, store=memory_jobstore, create_folders=True, root_dir=tmp_path, ensure_success=True)
+    fan = run_pending_feff(cuo.as_dict(), "mp-704645", sites, FeffXanesMaker())
+    memory = MemoryStore("xanesdb")
+    memory.connect()
+    db = memory._collection.database  # an in-memory (mongomock) database
+    with use_database(db):
+        responses = run_locally(fan, store=memory_jobstore, create_folders=True, root_dir=tmp_path, ensure_success=True)
     docs = [r[1].output for r in responses.values() if isinstance(r[1].output, FeffTaskDoc)]
     assert sorted(d.site_id for d in docs) == ["mp-704645:Cu:0", "mp-704645:Cu:1"]
     assert all(d.state == "successful" for d in docs)
+    assert sorted(db["feff_tasks"].distinct("site_id")) == ["mp-704645:Cu:0", "mp-704645:Cu:1"]
 
 
 def test_real_scf_failure_climbs_the_ladder(tmp_path):

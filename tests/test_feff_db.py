@@ -16,8 +16,9 @@ import pytest
 from pymatgen.core import Structure
 
 from xanesdb.commands.demo import choose_live_element
-from xanesdb.jobs.feff.flows import populate_feff, select_pending_sites
-from xanesdb.jobs.feff.jobs import feff_task_key
+from xanesdb.jobs.feff.local import populate_feff
+from xanesdb.jobs.feff.pending import select_pending_sites
+from xanesdb.jobs.feff.task import feff_task_key
 from xanesdb.jobs.feff.sets import preset_hash_of
 from xanesdb.platform.stores import get_database
 from xanesdb.schemas import FeffTaskDoc, Provenance, SiteDoc, StructureDoc
@@ -60,14 +61,14 @@ def test_population_with_fake_feff_resumes_without_duplicates(db_settings, share
     pending, n_sites, n_already = select_pending_sites(db, ["Cu"], "fast")
     assert (len(pending), n_sites, n_already) == (len(site_ids), len(site_ids), 0)
     # first run stops after 2 sites (--limit), the second finishes the rest
-    s1 = populate_feff(db_settings, elements=["Cu"], preset="fast", workers=2, limit=2, feff_cmd="", progress=False)
+    s1 = populate_feff(db_settings, elements=["Cu"], preset="fast", workers=2, limit=2, feff_cmd="")
     assert (s1.n_done, s1.n_failed, s1.n_pending) == (2, 0, 2)
     # the demo's live step takes the first absorber with enough uncomputed sites, else the one with most
     assert choose_live_element(db, 2, ("Ti", "Cu")) == "Cu"
     assert choose_live_element(db, 3, ("Ti", "Cu")) == "Cu"
-    s2 = populate_feff(db_settings, elements=["Cu"], preset="fast", workers=2, feff_cmd="", progress=True)
+    s2 = populate_feff(db_settings, elements=["Cu"], preset="fast", workers=2, feff_cmd="")
     assert s2.n_already == 2 and s2.n_done == len(site_ids) - 2
-    s3 = populate_feff(db_settings, elements=["Cu"], preset="fast", workers=2, feff_cmd="", progress=False)
+    s3 = populate_feff(db_settings, elements=["Cu"], preset="fast", workers=2, feff_cmd="")
     assert s3.n_pending == 0 and s3.n_already == len(site_ids)
     assert choose_live_element(db, 2, ("Ti", "Cu")) is None
     docs = list(db["feff_tasks"].find({}, {"_id": 0}))
@@ -84,11 +85,11 @@ def test_population_with_fake_feff_resumes_without_duplicates(db_settings, share
     bad = SiteDoc(site_id="mp-1182377:Cu:99", material_id="mp-1182377", source="files", formula="Ba2CuO6", element="Cu",
                   site_index=99, equivalent_indices=[99], multiplicity=1)
     db["sites"].insert_one(bad.to_mongo())
-    s4 = populate_feff(db_settings, elements=["Cu"], preset="fast", workers=2, feff_cmd="", progress=False)
+    s4 = populate_feff(db_settings, elements=["Cu"], preset="fast", workers=2, feff_cmd="")
     assert (s4.n_pending, s4.n_done, s4.n_failed) == (1, 0, 1)
     failed = db["feff_tasks"].find_one({"site_id": "mp-1182377:Cu:99"})
     assert failed["state"] == "failed" and failed["error"].startswith("input:") and "outside the structure" in failed["error"]
-    assert populate_feff(db_settings, elements=["Cu"], preset="fast", feff_cmd="", progress=False).n_pending == 0
+    assert populate_feff(db_settings, elements=["Cu"], preset="fast", feff_cmd="").n_pending == 0
 
 
 def test_sigkill_mid_run_then_rerun_loses_and_duplicates_nothing(db_settings, shared_data):

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from pymatgen.core import Structure
 
-from xanesdb.jobs.feff.jobs import feff_task_key
-from xanesdb.jobs.populate import SiteFeffMaker, plan_campaign, submit_campaign
+from xanesdb.jobs.feff.task import feff_task_key
+from xanesdb.jobs.feff.campaign import plan_campaign, submit_campaign
+from xanesdb.jobs.feff.makers import FeffXanesMaker
 from xanesdb.platform.launchpad import TASK_KEY_SPEC, get_launchpad, rlaunch_command, worker_job_store
 from xanesdb.platform.stores import get_database
 from xanesdb.jobs.feff.sets import preset_cards
@@ -224,13 +225,13 @@ def test_feff_job_skips_a_stored_task(db_settings, shared_data, memory_jobstore,
                          edge="K", source="xanesdb", code="feff10-rs", preset="fast", preset_hash=key.rsplit(":", 1)[1],
                          cards=preset_cards("fast"), state="failed", error="non-convergence: stored earlier")
     db["feff_tasks"].insert_one(stored.to_mongo())
-    job = SiteFeffMaker().make(s, 0, "mp-704645")
+    job = FeffXanesMaker().make(s, 0, "mp-704645")
     responses = run_locally(job, store=memory_jobstore, log=False, create_folders=True, root_dir=tmp_path)
     assert calls == [] and responses[job.uuid][1].output.task_id == key
     assert responses[job.uuid][1].output.error == "non-convergence: stored earlier"
     # with retry_failed the failed task is computed again (here: the runner raises)
     with pytest.raises(RuntimeError, match="FEFF was run"):
-        run_locally(SiteFeffMaker(retry_failed=True).make(s, 0, "mp-704645"), store=memory_jobstore, log=False,
+        run_locally(FeffXanesMaker(retry_failed=True).make(s, 0, "mp-704645"), store=memory_jobstore, log=False,
                     raise_immediately=True, create_folders=True, root_dir=tmp_path)
     assert len(calls) == 1
 

@@ -41,6 +41,45 @@ def _check_elements(elements: list[str] | None) -> list[str] | None:
     return out
 
 
+class _FeffProgress:
+    """rich progress of `feff run`: done / failed / remaining and sites per hour, from the run's summary."""
+
+    def __init__(self, console) -> None:
+        self.console = console
+        self._progress = None
+
+    def start(self, total: int, workers: int) -> None:
+        import time
+
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.total, self.t0 = total, time.perf_counter()
+        self._progress = Progress(TextColumn("FEFF [bold]{task.description}"), BarColumn(),
+                                  TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=self.console,
+                                  transient=False)
+        self._task = self._progress.add_task(f"{workers} workers", total=total, stats=self._stats(0, 0, 0))
+        self._progress.start()
+
+    def _stats(self, done: int, failed: int, skipped: int) -> str:
+        import time
+
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        n = done + failed
+        rate = 3600.0 * n / elapsed if n else 0.0
+        return f"done {done}  failed {failed}  remaining {self.total - n - skipped}  {rate:.1f} sites/h"
+
+    def update(self, summary) -> None:
+        if self._progress is not None:
+            n = summary.n_done + summary.n_failed + summary.n_skipped
+            self._progress.update(self._task, completed=n,
+                                  stats=self._stats(summary.n_done, summary.n_failed, summary.n_skipped))
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
 @app.command("run")
 def run(
     element: Optional[List[str]] = typer.Option(None, "--element", "-e", help="Absorbing element(s); repeat or comma-separate. Default: all labelled sites."),
@@ -58,7 +97,8 @@ def run(
 
     Sites with a successful imported Materials Project spectrum (`structures import-mp-xas`) are
     skipped unless --with-mp-covered is given."""
-    from xanesdb.jobs.feff.flows import populate_feff
+    from xanesdb.jobs.feff.local import populate_feff
+    from xanesdb.jobs.feff.pending import DEFAULT_COVERED_BY
     from xanesdb.jobs.feff.sets import get_preset
 
     settings = get_settings()
@@ -84,13 +124,23 @@ def run(
         what = "done" if doc.state == "successful" else f"FAILED ({doc.error})"
         console.print(f"{doc.site_id}: {what} in {doc.wall_seconds or 0:.1f} s", markup=False, highlight=False)
 
-    summary = populate_feff(settings, elements=elements, preset=preset_name, workers=workers, limit=limit,
-                            timeout=timeout, retry_failed=retry_failed, keep_workdirs=keep_workdirs,
-                            progress=progress, console=console, on_task=None if progress else log_task,
-                            covered_by=() if with_mp else ("mp",), order=order,
-                            on_start=lambda s: console.print(
-                                f"preset {s.preset} ({s.preset_hash}): {s.n_sites} labelled sites, "
-                                f"{s.n_already} already computed, {s.n_pending} to do now with {s.workers} workers"))
+    bar = _FeffProgress(console) if progress else None
+
+    def on_start(s) -> None:
+        console.print(f"preset {s.preset} ({s.preset_hash}): {s.n_sites} labelled sites, "
+                      f"{s.n_already} already computed, {s.n_pending} to do now with {s.workers} workers")
+        if bar is not None and s.n_pending:
+            bar.start(s.n_pending, s.workers)
+
+    try:
+        summary = populate_feff(settings, elements=elements, preset=preset_name, workers=workers, limit=limit,
+                                timeout=timeout, retry_failed=retry_failed, keep_workdirs=keep_workdirs,
+                                on_task=None if progress else log_task, on_start=on_start,
+                                on_progress=bar.update if bar is not None else None,
+                                covered_by=() if with_mp else DEFAULT_COVERED_BY, order=order)
+    finally:
+        if bar is not None:
+            bar.stop()
     if summary.n_pending == 0:
         if summary.n_sites == 0:
             console.print("no labelled sites match; label structures first (xanesdb sites ...)")
@@ -227,8 +277,13 @@ def export_inputs_cmd(
         raise XanesdbUserError(f"unknown --class {bad[0]!r}; use one of {', '.join(known)}")
     if order not in ("balanced", "diverse"):
         raise XanesdbUserError(f"--order {order!r}: use balanced or diverse")
-    out = export_inputs(get_database(settings), directory, elements, preset_name, limit=limit, classes=lce_class,
-                        retry_failed=retry_failed, progress=True, order=order)
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("writing FEFF inputs", total=None)
+        out = export_inputs(get_database(settings), directory, elements, preset_name, limit=limit, classes=lce_class,
+                            retry_failed=retry_failed, order=order,
+                            progress=lambda done, total: bar.update(task, completed=done, total=total))
     console.print(f"{out['written']} new site folders written to {directory} ({out['in_batch']} in the batch; "
                   f"{out['pending']} sites pending under preset {preset_name}).")
     console.print(f"run them anywhere feff10 is installed: python -m xanesdb.jobs.feff.batch {directory} --workers N; "

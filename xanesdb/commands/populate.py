@@ -73,7 +73,7 @@ def populate(
     if ctx.invoked_subcommand is not None:
         return
     from xanesdb.jobs.feff.sets import get_preset
-    from xanesdb.jobs.populate import plan_campaign, run_campaign_locally, submit_campaign
+    from xanesdb.jobs.feff.campaign import plan_campaign, run_campaign_locally, submit_campaign
 
     if engine not in ENGINES:
         raise XanesdbUserError(f"unknown --engine {engine!r}; use local or fireworks")
@@ -132,7 +132,7 @@ def populate(
             task = bar.add_task("submitting", total=len(plan.campaigns))
             added = submit_campaign(plan, lp, settings, on_material=tick)
     if engine == "local":
-        from xanesdb.jobs.feff.flows import select_pending_sites
+        from xanesdb.jobs.feff.pending import select_pending_sites
         from xanesdb.platform.stores import get_database
 
         n_left = len(select_pending_sites(get_database(settings), plan.elements, plan.preset, plan.edge,

@@ -47,6 +47,7 @@ from xanesdb.jobs.structures import (
     normalise_elements,
     write_structures,
 )
+from xanesdb.jobs.feff.task import write_tasks
 from xanesdb.platform.settings import XanesdbSettings, get_settings
 from xanesdb.schemas import FeffTaskDoc, Provenance, StructureDoc, preset_hash, site_id, task_id
 
@@ -330,9 +331,8 @@ def import_mp_xas(
                 continue
             else:
                 counts["updated"] += 1
-            todo.append(new)
-        if todo:
-            store.update(todo, key="task_id")
+            todo.append(t)
+        write_tasks(todo, store)
     _tick(progress, "mp xas: written", len(tasks), len(tasks))
     return MpXasSummary(
         n_documents=len(found),

@@ -84,3 +84,6 @@ class SiteDoc(XanesdbDoc):
     neighbor_elements: list[str] = Field(default_factory=list, description="First-shell neighbour elements.")
     oxidation_state: float | None = Field(None, description="Oxidation state guessed by pymatgen, if any.")
     labelling_seconds: float | None = Field(None, description="Wall time to label the structure.")
+    library_versions: dict[str, str] | None = Field(
+        None, description="Versions of the libraries that made the label (xanesdb, pymatgen, spglib), by name."
+    )

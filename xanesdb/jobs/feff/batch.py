@@ -40,9 +40,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from xanesdb.jobs.feff import run as feff_run
+from xanesdb.jobs.feff.workdir import KEEP_FILES, clean_folder, safe_name
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +58,7 @@ TASK_FILE = "task.json"
 RESULT_FILE = "result.json"
 MANIFEST = "manifest.json"
 #: files of a finished folder worth keeping (and packing); FEFF's bulky by-products are deleted
-KEEP = ("feff.inp", TASK_FILE, RESULT_FILE, "xmu.dat", "feff_stage_times.json", "feff_run.log", "log1.dat")
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+KEEP = (*KEEP_FILES, TASK_FILE, RESULT_FILE)
 
 
 def balanced_order(sites: Sequence[dict], key: str = "lce_class", main_classes: Sequence[str] = ("T4", "S5", "O6")) -> list[dict]:
@@ -93,7 +90,7 @@ def export_inputs(
     limit: int | None = None,
     classes: Sequence[str] | None = None,
     retry_failed: bool = False,
-    progress: bool = False,
+    progress: Any = None,
     order: str = "balanced",
 ) -> dict[str, int]:
     """Write the FEFF inputs of pending sites into ``out_dir`` (one folder per task), idempotently.
@@ -101,17 +98,20 @@ def export_inputs(
     Parameters
     ----------
     db
-        pymongo Database with ``sites``, ``structures`` and ``feff_tasks``.
+        Database with ``sites``, ``structures`` and ``feff_tasks`` (pymongo, or mongomock in tests).
     out_dir
         Batch folder; folders already in it are kept (their task is not written again).
     elements, classes
         Absorbers and ChemEnv classes (``lce_class``) to include; default all.
     preset, edge
-        FEFF preset and edge; sites with a task under this preset are skipped.
+        FEFF preset and edge; the sites are :func:`xanesdb.jobs.feff.pending.select_pending_sites`'s
+        (no task under this preset, not covered by an imported Materials Project spectrum).
     limit
         Write at most this many new folders, taken in balanced order.
     retry_failed
         Also write sites whose task failed.
+    progress
+        Called as ``progress(done, total)`` after each folder written.
     order
         ``"balanced"``: round-robin over (absorber, class) (:func:`balanced_order`); ``"diverse"``:
         farthest-first by local environment against the computed tasks
@@ -122,18 +122,51 @@ def export_inputs(
     dict
         ``{"pending": ..., "written": ..., "already_in_batch": ..., "in_batch": ...}``
     """
-    from pymatgen.core import Structure
+    from xanesdb.jobs.feff.local import load_structures
+    from xanesdb.jobs.feff.sets import get_preset
 
-    from xanesdb.jobs.feff.flows import select_pending_sites
-    from xanesdb.jobs.feff.sets import feff_input_text, get_preset, input_hash, preset_cards, stages_for_cards
-    from xanesdb.schemas import preset_hash
-
+    if order not in ("balanced", "diverse"):
+        raise ValueError(f"unknown order {order!r}; use balanced or diverse")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     preset_obj = get_preset(preset)
-    cards = preset_cards(preset_obj, edge)
-    phash = preset_hash(cards)
-    pending, _, _ = select_pending_sites(db, elements, preset_obj.name, edge, None, retry_failed)
+    ordered = _ordered_pending(db, elements, preset_obj.name, edge, classes, retry_failed, order)
+    manifest_path = out / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"folders": []}
+    in_batch = set(manifest["folders"])
+    todo = [s for s in ordered if safe_name(s["task_id"]) not in in_batch]
+    already = len(ordered) - len(todo)
+    if limit is not None:
+        todo = todo[: max(limit, 0)]
+    structures = load_structures(db, [s["material_id"] for s in todo])
+    written = 0
+    for i, s in enumerate(todo):
+        if s["material_id"] not in structures:
+            logger.warning("no structure %s for site %s; skipped", s["material_id"], s["site_id"])
+            continue
+        manifest["folders"].append(_write_folder(out, s, structures[s["material_id"]], preset_obj, edge))
+        written += 1
+        if progress is not None:
+            progress(i + 1, len(todo))
+    manifest.update(preset=preset_obj.name, preset_hash=_preset_hash(preset_obj, edge), edge=edge)
+    tmp_manifest = out / f".{MANIFEST}.tmp"
+    tmp_manifest.write_text(json.dumps(manifest, indent=1))
+    tmp_manifest.replace(manifest_path)
+    return {"pending": len(ordered), "written": written, "already_in_batch": already, "in_batch": len(manifest["folders"])}
+
+
+def _preset_hash(preset: Any, edge: str) -> str:
+    from xanesdb.jobs.feff.sets import preset_hash_of
+
+    return preset_hash_of(preset, edge)
+
+
+def _ordered_pending(db: Any, elements: Sequence[str] | None, preset: str, edge: str, classes: Sequence[str] | None,
+                     retry_failed: bool, order: str) -> list[dict]:
+    """The pending sites with their ``lce_class``, of the wanted classes, in batch order."""
+    from xanesdb.jobs.feff.pending import select_pending_sites
+
+    pending, _, _ = select_pending_sites(db, elements, preset, edge, None, retry_failed)
     labels = {}
     ids = [s["site_id"] for s in pending]
     for i in range(0, len(ids), 1000):
@@ -146,56 +179,33 @@ def export_inputs(
     if order == "diverse":
         from xanesdb.jobs.feff.diversity import diverse_site_order
 
-        ordered = diverse_site_order(db, pending, phash, progress=progress)
-    elif order == "balanced":
-        ordered = balanced_order(pending)
-    else:
-        raise ValueError(f"unknown order {order!r}; use balanced or diverse")
-    manifest_path = out / MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"folders": []}
-    in_batch = set(manifest["folders"])
-    todo = [s for s in ordered if _safe(s["task_id"]) not in in_batch]
-    already = len(ordered) - len(todo)
-    if limit is not None:
-        todo = todo[: max(limit, 0)]
-    structures: dict[str, Any] = {}
-    mids = sorted({s["material_id"] for s in todo})
-    for i in range(0, len(mids), 500):
-        for d in db["structures"].find({"material_id": {"$in": mids[i:i + 500]}}, {"_id": 0, "material_id": 1, "structure": 1}):
-            structures[d["material_id"]] = d["structure"]
-    stages = stages_for_cards(cards)
-    written = 0
-    iterator: Iterable[dict] = todo
-    if progress:
-        from rich.progress import track
+        return diverse_site_order(db, pending, _preset_hash(preset, edge))
+    return balanced_order(pending)
 
-        iterator = track(todo, description="writing FEFF inputs")
-    for s in iterator:
-        sd = structures.get(s["material_id"])
-        if sd is None:
-            logger.warning("no structure %s for site %s; skipped", s["material_id"], s["site_id"])
-            continue
-        name = _safe(s["task_id"])
-        folder = out / name
-        tmp = out / f".{name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        text = feff_input_text(Structure.from_dict(sd), s["site_index"], preset_obj, edge=edge)
-        (tmp / "feff.inp").write_text(text)
-        task = {"task_id": s["task_id"], "site_id": s["site_id"], "material_id": s["material_id"], "element": s["element"],
-                "absorbing_index": s["site_index"], "lce_class": s["lce_class"], "edge": edge, "preset": preset_obj.name,
-                "preset_hash": phash, "cards": cards, "stages": stages, "input_hash": input_hash(text),
-                "feff_inp": text}  # FEFF10 rewrites feff.inp in its folder: the input as written is kept here
-        (tmp / TASK_FILE).write_text(json.dumps(task, indent=1))
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
-        manifest["folders"].append(name)
-        written += 1
-    manifest.update(preset=preset_obj.name, preset_hash=phash, edge=edge)
-    tmp_manifest = out / f".{MANIFEST}.tmp"
-    tmp_manifest.write_text(json.dumps(manifest, indent=1))
-    tmp_manifest.replace(manifest_path)
-    return {"pending": len(ordered), "written": written, "already_in_batch": already, "in_batch": len(manifest["folders"])}
+
+def _write_folder(out: Path, site: dict, structure: dict, preset: Any, edge: str) -> str:
+    """Write one site's folder (``feff.inp`` + ``task.json``) atomically; returns its name."""
+    from pymatgen.core import Structure
+
+    from xanesdb.jobs.feff.sets import feff_input_text, input_hash, preset_cards, stages_for_cards
+
+    cards = preset_cards(preset, edge)
+    name = safe_name(site["task_id"])
+    folder = out / name
+    tmp = out / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    text = feff_input_text(Structure.from_dict(structure), site["site_index"], preset, edge=edge)
+    (tmp / "feff.inp").write_text(text)
+    task = {"task_id": site["task_id"], "site_id": site["site_id"], "material_id": site["material_id"],
+            "element": site["element"], "absorbing_index": site["site_index"], "lce_class": site["lce_class"],
+            "edge": edge, "preset": preset.name, "preset_hash": _preset_hash(preset, edge), "cards": cards,
+            "stages": stages_for_cards(cards), "input_hash": input_hash(text),
+            "feff_inp": text}  # FEFF10 rewrites feff.inp in its folder: the input as written is kept here
+    (tmp / TASK_FILE).write_text(json.dumps(task, indent=1))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return name
 
 
 def _input_text(folder: Path, task: dict) -> str:
@@ -272,12 +282,6 @@ def _folders(batch: Path) -> list[Path]:
     return sorted(p.parent for p in batch.glob(f"*/{TASK_FILE}"))
 
 
-def _clean(folder: Path) -> None:
-    for p in folder.iterdir():
-        if p.name not in KEEP:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-
-
 def run_batch(
     batch_dir: str | Path,
     workers: int | None = None,
@@ -325,46 +329,9 @@ def run_batch(
     if limit is not None:
         todo = todo[:limit]
     t_start = time.monotonic()
-    t_end = t_start + deadline if deadline else None
-    host = socket.gethostname()
-    counts = {"done": 0, "failed": 0, "cut": 0, "skipped": finished_before}
-    lock = threading.Lock()
-    version = feff_run.feff10_version()
-
-    def one(folder: Path) -> None:
-        now = time.monotonic()
-        if t_end is not None and now >= t_end - 1:
-            with lock:
-                counts["cut"] += 1
-            return
-        task = json.loads((folder / TASK_FILE).read_text())
-        limit_s = timeout
-        if t_end is not None:
-            limit_s = min(limit_s or float("inf"), t_end - now)
-        t0 = time.time()
-        result = feff_run.run_feff(folder, feff_cmd=feff_cmd, timeout=limit_s, stages=task.get("stages"))
-        if result.returncode is None and t_end is not None and time.monotonic() >= t_end - 1 and (timeout is None or result.wall_seconds < timeout):
-            _clean(folder)  # cut by the deadline, not by the site's own limit: run again next time
-            (folder / "xmu.dat").unlink(missing_ok=True)
-            with lock:
-                counts["cut"] += 1
-            return
-        if not result.ok:
-            result.error = result.error or "FEFF10 failed"
-        _clean(folder)
-        record = {"ok": result.ok, "returncode": result.returncode, "error": result.error, "code": result.code,
-                  "code_version": result.code_version or version, "wall_seconds": round(result.wall_seconds, 3),
-                  "stage_seconds": result.stage_seconds, "hostname": host, "started": t0, "finished": time.time(),
-                  "workers": workers, "timeout": timeout}
-        tmp = folder / f".{RESULT_FILE}.tmp"
-        tmp.write_text(json.dumps(record, indent=1))
-        tmp.replace(folder / RESULT_FILE)
-        with lock:
-            counts["done" if result.ok else "failed"] += 1
-            n = counts["done"] + counts["failed"]
-            print(f"[{n}/{len(todo)}] {task['task_id']}: {'ok' if result.ok else 'FAILED ' + str(result.error)} "
-                  f"{result.wall_seconds:.1f} s", file=log, flush=True)
-
+    one = _FolderRunner(t_end=t_start + deadline if deadline else None, timeout=timeout, feff_cmd=feff_cmd,
+                        workers=workers, total=len(todo), log=log)
+    one.counts["skipped"] = finished_before
     feff_run.allow_runs()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="feff") as pool:
         try:
@@ -374,8 +341,60 @@ def run_batch(
             feff_run.kill_running()
             raise
     wall = time.monotonic() - t_start
+    counts = one.counts
     n = counts["done"] + counts["failed"]
     return {**counts, "workers": workers, "wall_s": round(wall, 1), "sites_per_hour": round(3600 * n / wall, 1) if wall else 0.0}
+
+
+@dataclass
+class _FolderRunner:
+    """One batch folder in a pool thread: FEFF, then ``result.json`` (or nothing when the deadline cut it)."""
+
+    t_end: float | None
+    timeout: float | None
+    feff_cmd: str | None
+    workers: int
+    total: int
+    log: Any
+    counts: dict[str, int] = field(default_factory=lambda: {"done": 0, "failed": 0, "cut": 0, "skipped": 0})
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    host: str = field(default_factory=socket.gethostname)
+    version: str | None = field(default_factory=feff_run.feff10_version)
+
+    def _cut(self) -> None:
+        with self.lock:
+            self.counts["cut"] += 1
+
+    def __call__(self, folder: Path) -> None:
+        now = time.monotonic()
+        if self.t_end is not None and now >= self.t_end - 1:
+            return self._cut()
+        task = json.loads((folder / TASK_FILE).read_text())
+        limit_s = self.timeout
+        if self.t_end is not None:
+            limit_s = min(limit_s or float("inf"), self.t_end - now)
+        t0 = time.time()
+        result = feff_run.run_feff(folder, feff_cmd=self.feff_cmd, timeout=limit_s, stages=task.get("stages"))
+        if (result.returncode is None and self.t_end is not None and time.monotonic() >= self.t_end - 1
+                and (self.timeout is None or result.wall_seconds < self.timeout)):
+            clean_folder(folder, KEEP)  # cut by the deadline, not by the site's own limit: run again next time
+            (folder / "xmu.dat").unlink(missing_ok=True)
+            return self._cut()
+        if not result.ok:
+            result.error = result.error or "FEFF10 failed"
+        clean_folder(folder, KEEP)
+        record = {"ok": result.ok, "returncode": result.returncode, "error": result.error, "code": result.code,
+                  "code_version": result.code_version or self.version, "wall_seconds": round(result.wall_seconds, 3),
+                  "stage_seconds": result.stage_seconds, "hostname": self.host, "started": t0, "finished": time.time(),
+                  "workers": self.workers, "timeout": self.timeout}
+        tmp = folder / f".{RESULT_FILE}.tmp"
+        tmp.write_text(json.dumps(record, indent=1))
+        tmp.replace(folder / RESULT_FILE)
+        with self.lock:
+            self.counts["done" if result.ok else "failed"] += 1
+            n = self.counts["done"] + self.counts["failed"]
+            print(f"[{n}/{self.total}] {task['task_id']}: {'ok' if result.ok else 'FAILED ' + str(result.error)} "
+                  f"{result.wall_seconds:.1f} s", file=self.log, flush=True)
 
 
 def pack_results(batch_dir: str | Path, out_file: str | Path, names: Sequence[str] | None = None) -> int:
@@ -409,20 +428,19 @@ class BatchImportSummary:
 def import_batch(batch_dir: str | Path, db: Any, replace_successful: bool = False) -> BatchImportSummary:
     """Parse, validate and upsert every finished folder of a batch (or an unpacked ``.tar.gz`` of one).
 
-    A task that is already ``successful`` in the database is kept unless ``replace_successful``.
+    Each folder goes through the last steps of the recipe, :func:`xanesdb.jobs.feff.task.task_doc_from_folder`
+    (the same error reasons as a local run), and its task is written by
+    :func:`xanesdb.jobs.feff.task.write_tasks` under its deterministic key. A task that is already
+    ``successful`` in the database is kept unless ``replace_successful``.
     """
-    from xanesdb.jobs.feff.importer import write_tasks
-    from xanesdb.jobs.feff.jobs import assess_attempt, make_task_doc
+    from xanesdb.jobs.feff.pending import existing_task_ids
+    from xanesdb.jobs.feff.task import count_failure, task_doc_from_folder, write_tasks
 
     batch = Path(batch_dir)
     summary = BatchImportSummary()
     folders = sorted(p.parent for p in batch.glob(f"*/{TASK_FILE}"))
     tasks = [json.loads((f / TASK_FILE).read_text()) for f in folders]
-    good = set()
-    ids = [t["task_id"] for t in tasks]
-    if not replace_successful:
-        for i in range(0, len(ids), 1000):
-            good |= set(db["feff_tasks"].distinct("task_id", {"task_id": {"$in": ids[i:i + 1000]}, "state": "successful"}))
+    good = set() if replace_successful else existing_task_ids(db, [t["task_id"] for t in tasks], retry_failed=True)
     docs = []
     for folder, task in zip(folders, tasks):
         if not (folder / RESULT_FILE).is_file():
@@ -431,14 +449,8 @@ def import_batch(batch_dir: str | Path, db: Any, replace_successful: bool = Fals
         if task["task_id"] in good:
             summary.kept_existing += 1
             continue
-        res = json.loads((folder / RESULT_FILE).read_text())
-        text = _original_input(folder, task, db)
-        error, xmu, warnings = assess_attempt(folder, res.get("error"), task["cards"], task["element"], task["edge"])
-        doc = make_task_doc(task["site_id"], task["material_id"], task["element"], task["absorbing_index"], task["edge"],
-                            task["preset"], task["preset_hash"], task["cards"], text, error, warnings, [], xmu,
-                            code=res.get("code") or "feff10-rs", code_version=res.get("code_version"),
-                            stage_seconds=res.get("stage_seconds") or {}, wall_seconds=res.get("wall_seconds") or 0.0,
-                            hostname=res.get("hostname"))
+        result = json.loads((folder / RESULT_FILE).read_text())
+        doc = task_doc_from_folder(folder, task, result, _original_input(folder, task, db))
         if doc.task_id != task["task_id"]:
             raise ValueError(f"{folder}: task.json names {task['task_id']} but its fields give {doc.task_id}")
         docs.append(doc)
@@ -448,9 +460,8 @@ def import_batch(batch_dir: str | Path, db: Any, replace_successful: bool = Fals
             summary.feff_seconds.append(doc.wall_seconds or 0.0)
         else:
             summary.failed += 1
-            reason = (doc.error or "")[:80]
-            summary.failures[reason] = summary.failures.get(reason, 0) + 1
-    write_tasks(docs, db["feff_tasks"])
+            count_failure(summary.failures, doc.error)
+    write_tasks(docs, db)
     return summary
 
 

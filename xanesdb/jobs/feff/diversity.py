@@ -27,7 +27,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Hashable, Iterable, Sequence
+from typing import Any, Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 
@@ -176,12 +176,14 @@ def farthest_first(candidates: Sequence[tuple[Hashable, str, np.ndarray]],
     return out
 
 
-def diverse_site_order(db: Any, sites: Sequence[dict], preset_hash: str, progress: bool = False) -> list[dict]:
+def diverse_site_order(db: Any, sites: Sequence[dict], preset_hash: str,
+                       progress: Callable[[int, int], None] | None = None) -> list[dict]:
     """Pending sites (``site_id``, ``material_id``, ``element``, ``site_index``) in farthest-first order.
 
     Fingerprints come from the stored structures; the computed reference set is every successful
     xanesdb ``feff_tasks`` document with this ``preset_hash`` (its stored ``feff_inp``). Sites whose
-    structure is missing keep their order, after the others.
+    structure is missing keep their order, after the others. ``progress(done, total)`` is called
+    after each site fingerprinted.
     """
     from pymatgen.core import Structure
 
@@ -192,12 +194,9 @@ def diverse_site_order(db: Any, sites: Sequence[dict], preset_hash: str, progres
             raw[d["material_id"]] = d["structure"]
     structures: dict[str, Any] = {}
     candidates, missing = [], []
-    iterator: Iterable[tuple[int, dict]] = enumerate(sites)
-    if progress:
-        from rich.progress import track
-
-        iterator = track(list(iterator), description="fingerprinting sites")
-    for i, s in iterator:
+    for i, s in enumerate(sites):
+        if progress is not None:
+            progress(i + 1, len(sites))
         if s["material_id"] not in raw:
             missing.append(s)
             continue

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Iterator
 
 from xanesdb.jobs.feff.parse import detect_code, parse_feff_cards, parse_xmu, scf_converged
 from xanesdb.jobs.feff.sets import input_hash
+from xanesdb.jobs.feff.task import count_failure, write_tasks
 from xanesdb.jobs.feff.validate import validate_spectrum
 from xanesdb.platform.errors import XanesdbUserError
 from xanesdb.schemas import FeffTaskDoc, Provenance, StructureDoc, preset_hash, site_id as make_site_id, task_id as make_task_id
@@ -48,8 +49,7 @@ class ImportSummary:
             self.n_successful += 1
         else:
             self.n_failed += 1
-            reason = (doc.error or "")[:80]
-            self.failures[reason] = self.failures.get(reason, 0) + 1
+            count_failure(self.failures, doc.error)
 
 
 def find_run_folders(root: str | Path) -> list[Path]:
@@ -168,24 +168,6 @@ def _version_of(code: str) -> str | None:
     return m.group(1) if m else None
 
 
-def write_tasks(docs: Iterable[FeffTaskDoc], collection: Any, batch: int = 500) -> int:
-    """Upsert tasks on ``task_id`` in batches (pymongo collection); returns the number written."""
-    from pymongo import ReplaceOne
-
-    n = 0
-    ops: list = []
-    for doc in docs:
-        ops.append(ReplaceOne({"task_id": doc.task_id}, doc.to_mongo(), upsert=True))
-        if len(ops) >= batch:
-            collection.bulk_write(ops, ordered=False)
-            n += len(ops)
-            ops = []
-    if ops:
-        collection.bulk_write(ops, ordered=False)
-        n += len(ops)
-    return n
-
-
 def import_feff_dirs(root: str | Path, db: Any, source: str = "import", code: str | None = None,
                      with_structures: bool = True, progress: Any = None) -> ImportSummary:
     """Import every run folder under ``root`` into ``feff_tasks`` (and missing structures).
@@ -207,7 +189,7 @@ def import_feff_dirs(root: str | Path, db: Any, source: str = "import", code: st
             structures.setdefault(doc.material_id, structure)
         if progress is not None:
             progress()
-    write_tasks(docs, db["feff_tasks"])
+    write_tasks(docs, db)
     if with_structures:
         for mid, structure in structures.items():
             sdoc = StructureDoc.from_structure(
@@ -280,5 +262,5 @@ def import_omnixas(db: Any, spectra_path: str | Path, parameters_path: str | Pat
         summary.add(doc)
         docs.append(doc)
     summary.n_folders = len(docs)
-    write_tasks(docs, db["feff_tasks"])
+    write_tasks(docs, db)
     return summary

@@ -2,7 +2,8 @@
 
 - :mod:`~xanesdb.jobs.spectra.grid`: energy grids and the standardisation of one spectrum;
 - :mod:`~xanesdb.jobs.spectra.dedup`: blocked pairwise near-duplicate search;
-- :mod:`~xanesdb.jobs.spectra.build`: the incremental ``feff_tasks`` -> ``spectra`` build (and job);
+- :mod:`~xanesdb.jobs.spectra.build`: the incremental ``feff_tasks`` -> ``spectra`` build (the flows' job is
+  :func:`xanesdb.jobs.feff.campaign.build_material_spectra`);
 - :mod:`~xanesdb.jobs.spectra.interop`: pymatgen ``XAS`` and emmet-core ``XASDoc`` views;
 - :mod:`~xanesdb.jobs.spectra.plot`: spectra by class with a PCA inset.
 """
@@ -12,7 +13,6 @@ from xanesdb.jobs.spectra.build import (
     GRID_COLLECTION,
     BuildReport,
     build_spectra,
-    build_spectra_job,
     current_grid,
     spectra_counts,
     spectrum_id,
@@ -34,7 +34,6 @@ __all__ = [
     "BuildReport",
     "EnergyGrid",
     "build_spectra",
-    "build_spectra_job",
     "choose_grid",
     "current_grid",
     "edge_energy",

@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from jobflow import job
 from pymongo import UpdateOne
 
 from xanesdb.jobs.spectra.dedup import find_duplicates
@@ -52,7 +51,6 @@ __all__ = [
     "GRID_COLLECTION",
     "BuildReport",
     "build_spectra",
-    "build_spectra_job",
     "current_grid",
     "spectra_counts",
     "spectrum_id",
@@ -378,17 +376,3 @@ def build_spectra(
     report.n_duplicates = sum(c["duplicates"] for c in report.counts.values())
     report.seconds = round(time.perf_counter() - t_start, 3)
     return report
-
-
-@job(name="build spectra")
-def build_spectra_job(
-    elements: list[str] | None = None, threshold: float = DEDUP_THRESHOLD, regrid: bool = False
-) -> dict[str, Any]:
-    """Jobflow job around :func:`build_spectra` with the current settings.
-
-    Returns
-    -------
-    dict
-        :meth:`BuildReport.as_dict` of the build.
-    """
-    return build_spectra(elements=elements, threshold=threshold, regrid=regrid).as_dict()

@@ -1,0 +1,103 @@
+"""One FEFF path, four engines: the same three sites (fake FEFF), the same task keys, the same skip.
+
+Each engine runs the small Cu campaign of ``tests/jobs/conftest.py``: three labelled sites to
+compute and a fourth covered by an imported Materials Project spectrum. Every engine must store
+exactly the three tasks under their deterministic keys and leave the covered site alone. The local
+pool, jobflow and batch engines run on an in-memory database; FireWorks needs its LaunchPad on the
+real server.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from xanesdb.jobs.feff.task import feff_task_key
+from xanesdb.testing.feff import fake_feff_command, monkeypatch_feff
+
+from ..conftest import REF, load_campaign  # noqa: TID252 - the jobs tests' shared helpers
+
+
+def _expected_keys(site_ids: list[str]) -> set[str]:
+    return {feff_task_key(*sid.split(":")[:2], int(sid.split(":")[2]), "fast") for sid in site_ids}
+
+
+def _check(db, c) -> None:
+    docs = list(db["feff_tasks"].find({"source": "xanesdb"}, {"_id": 0, "task_id": 1, "site_id": 1, "state": 1}))
+    assert {d["task_id"] for d in docs} == _expected_keys(c.site_ids)
+    assert len(docs) == 3 and all(d["state"] == "successful" for d in docs), docs
+    # the MP-covered site was skipped: no task of xanesdb's own
+    assert db["feff_tasks"].count_documents({"site_id": c.covered_site_id, "source": "xanesdb"}) == 0
+
+
+def _fake(monkeypatch, c) -> None:
+    for update in monkeypatch_feff(monkeypatch, REF, check="cards"):
+        update(c.fake_refs)
+
+
+def test_local_pool(campaign, monkeypatch):
+    from xanesdb.jobs.feff.local import populate_feff
+
+    db, c = campaign
+    _fake(monkeypatch, c)
+    seen = []
+    s = populate_feff(elements=["Cu"], preset="fast", workers=2, feff_cmd="", db=db, on_progress=seen.append)
+    assert (s.n_sites, s.n_already, s.n_pending, s.n_done, s.n_failed) == (4, 1, 3, 3, 0)
+    assert len(seen) == 3  # one progress callback per finished site
+    _check(db, c)
+    assert populate_feff(elements=["Cu"], preset="fast", feff_cmd="", db=db).n_pending == 0
+
+
+def test_jobflow_run_locally(campaign, monkeypatch, memory_jobstore, tmp_path):
+    from xanesdb.jobs.feff.campaign import plan_campaign, run_campaign_locally
+
+    db, c = campaign
+    _fake(monkeypatch, c)
+    monkeypatch.setenv("XANESDB_FEFF_CMD", "")
+    plan = plan_campaign(elements=["Cu"], preset="fast", db=db, build_spectra=False)
+    assert sorted(s["site_id"] for camp in plan.campaigns for s in camp.sites) == sorted(c.site_ids)
+    assert (plan.n_sites, plan.n_sites_done, plan.n_materials_done) == (4, 1, 1)
+    out = run_campaign_locally(plan, store=memory_jobstore, db=db, root_dir=tmp_path)
+    assert out["failed"] == [] and out["materials"] == 2
+    _check(db, c)
+    assert plan_campaign(elements=["Cu"], preset="fast", db=db).campaigns == []
+
+
+def test_batch_export_run_import(campaign, tmp_path):
+    from xanesdb.jobs.feff.batch import export_inputs, import_batch, run_batch
+
+    db, c = campaign
+    out = export_inputs(db, tmp_path / "batch", ["Cu"], "fast")
+    assert out["written"] == 3 and out["pending"] == 3
+    fake = fake_feff_command(REF / "CuO_Cu_K_fast", check="cards")
+    ran = run_batch(tmp_path / "batch", workers=2, feff_cmd=fake, log=io.StringIO())
+    assert (ran["done"], ran["failed"]) == (3, 0)
+    summary = import_batch(tmp_path / "batch", db)
+    assert (summary.imported, summary.failed) == (3, 0)
+    _check(db, c)
+    assert export_inputs(db, tmp_path / "batch2", ["Cu"], "fast")["pending"] == 0
+
+
+@pytest.mark.integration
+def test_fireworks_workers(db_settings, shared_data, monkeypatch, tmp_path):
+    """Submitted to the LaunchPad (real server), drained in this process by FireWorks' rapidfire."""
+    from fireworks.core.fworker import FWorker
+    from fireworks.core.rocket_launcher import rapidfire
+
+    from xanesdb.jobs.feff.campaign import plan_campaign, submit_campaign
+    from xanesdb.platform.launchpad import get_launchpad
+    from xanesdb.platform.stores import get_database
+
+    db = get_database(db_settings)
+    c = load_campaign(db, shared_data / "omnixas_cu" / "raw_sample")
+    _fake(monkeypatch, c)
+    monkeypatch.setenv("XANESDB_FEFF_CMD", "")
+    lp = get_launchpad(db_settings)
+    plan = plan_campaign(db_settings, elements=["Cu"], preset="fast", build_spectra=False)
+    assert sorted(s["site_id"] for camp in plan.campaigns for s in camp.sites) == sorted(c.site_ids)
+    submit_campaign(plan, lp, db_settings)
+    monkeypatch.chdir(tmp_path)
+    rapidfire(lp, FWorker(name="here"), m_dir=str(tmp_path), nlaunches=0, sleep_time=0, strm_lvl="ERROR")
+    assert lp.fireworks.count_documents({"state": {"$ne": "COMPLETED"}}) == 0
+    _check(db, c)
