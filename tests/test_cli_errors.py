@@ -225,18 +225,32 @@ def test_missing_tls_key_file_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 # ----------------------------------------------------------------------------- the local server's files
-@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "::", "lab-server.example.org"])
-def test_serve_on_the_network_without_auth_is_refused(host, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+def test_serve_requires_authentication_unless_insecure(host, tmp_path, monkeypatch, capsys):
+    """`db serve` on any address runs with authentication (no flag needed, --auth is the default):
+    it gets as far as the port; --insecure says loudly that it turns authentication off; both flags
+    together are refused. The port is taken, so nothing starts."""
+    import socket
+
     from xanesdb.cli import main
 
     home = tmp_path / "home"
     monkeypatch.setenv("XANESDB_HOME", str(home))
-    with pytest.raises(SystemExit) as exit_:
-        main(["db", "serve", "--host", host, "--port", "1"])
-    err = capsys.readouterr().err.strip()
-    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
-    assert "without authentication" in err and "--auth" in err and "--insecure" in err
-    assert not home.exists()  # nothing started, nothing created
+    with socket.socket() as taken:
+        taken.bind((host, 0))
+        taken.listen(16)  # each port check leaves a connection waiting: room for all of them
+        port = taken.getsockname()[1]
+        for extra, warned in (([], False), (["--auth"], False), (["--insecure"], True)):
+            with pytest.raises(SystemExit) as exit_:
+                main(["db", "serve", "--host", host, "--port", str(port), *extra])
+            err = capsys.readouterr().err.strip().splitlines()
+            assert exit_.value.code == 2 and err[-1].startswith(f"error: port {port} on {host} is already in use"), err
+            assert any("WITHOUT authentication (--insecure)" in ln for ln in err) == warned, err
+        with pytest.raises(SystemExit) as exit_:
+            main(["db", "serve", "--host", host, "--port", str(port), "--auth", "--insecure"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(err) == 1 and "contradict" in err[0], err
+    assert not (home / "db" / "data").exists() or not any((home / "db" / "data").iterdir())  # nothing started
 
 
 def test_local_server_files_are_private(tmp_path):
@@ -258,7 +272,7 @@ def test_local_server_files_are_private(tmp_path):
         client.close()
         modes = {p.relative_to(home): stat.S_IMODE(p.stat().st_mode) for p in (home / "db").rglob("*")}
         modes[Path("db")] = stat.S_IMODE((home / "db").stat().st_mode)
-        assert len(modes) > 3
+        assert len(modes) > 3 and Path("db/admin_credential.json") in modes
         open_ = {str(p): oct(m) for p, m in modes.items() if m & 0o077}
         assert open_ == {}
     finally:

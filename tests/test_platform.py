@@ -136,11 +136,12 @@ def test_cli_db_uri_is_usable_by_pymongo(tmp_path):
     env = {**os.environ, "XANESDB_HOME": str(tmp_path / "h")}
     exe = [sys.executable, "-m", "xanesdb.cli"]
     try:
-        out = subprocess.run(exe + ["db", "uri"], env=env, capture_output=True, text=True, check=True)
+        # the local server requires authentication: the URI carries xanesdb's administrator (shown on request)
+        out = subprocess.run(exe + ["db", "uri", "--show-password"], env=env, capture_output=True, text=True, check=True)
         uri = out.stdout.strip()
-        assert uri.startswith("mongodb://127.0.0.1:")
+        assert uri.startswith("mongodb://xanesdb_root:") and "@127.0.0.1:" in uri
         # a second command reuses the same server
-        out2 = subprocess.run(exe + ["db", "uri"], env=env, capture_output=True, text=True, check=True)
+        out2 = subprocess.run(exe + ["db", "uri", "--show-password"], env=env, capture_output=True, text=True, check=True)
         assert out2.stdout.strip() == uri
         client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
         assert client.admin.command("ping")["ok"] == 1
@@ -208,7 +209,7 @@ def test_two_processes_share_local_server(tmp_path):
         q2 = subprocess.run(exe + ["db", "query", '{"element": "Fe"}', "--format", "jsonl", "--limit", "0"],
                             env=env, capture_output=True, text=True, check=True)
         assert len(q2.stdout.strip().splitlines()) == 200
-        uri = subprocess.run(exe + ["db", "uri"], env=env, capture_output=True, text=True,
+        uri = subprocess.run(exe + ["db", "uri", "--show-password"], env=env, capture_output=True, text=True,
                              check=True).stdout.strip()
         assert pymongo.MongoClient(uri).xanesdb.sites.count_documents({}) == 200
     finally:
