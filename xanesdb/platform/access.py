@@ -247,8 +247,8 @@ def apply_roles(db: Database, users: list[UserSpec]) -> dict[str, str]:
         # err.details may echo the command; say only what failed
         raise XanesdbUserError(
             f"the server refused to create roles/users (code {err.code}, {err.details.get('codeName', '')}); "
-            "connect as an administrator (XANESDB_DB_URI with an admin user) or run the local server "
-            "without --auth while provisioning"
+            "connect as an administrator (XANESDB_DB_URI with an admin user; on the local server xanesdb "
+            "logs in as its own)"
         ) from None
     logger.info("roles and users in %s: %s", db.name, done)
     return done
