@@ -32,6 +32,7 @@ def search(
     top: int = typer.Option(10, "--top", "-n", help="Matches per spectrum."),
     method: str = typer.Option("cosine", "--method", help="cosine (plain, on the aligned normalised grid) or elsie (ensemble of preprocessings x similarities, Borda vote)."),
     max_shift: float = typer.Option(3.0, "--max-shift", help="Fit the energy shift within +-this many eV (0.5 eV steps) after half-step alignment."),
+    fidelity: str = typer.Option("none", "--fidelity", help="scf: compare with the fast-preset references corrected towards the scf preset (better for measured spectra; as `train --fidelity scf`); none: as stored."),
     group: Optional[list[str]] = typer.Option(None, "--group", "-g", help="Athena group label to read from the .prj files (repeat); default all groups."),
     energy_col: Optional[str] = typer.Option(None, "--energy-col", help="Energy column (name or 1-based number) of column files."),
     mu_col: Optional[str] = typer.Option(None, "--mu-col", help="mu column (name or 1-based number) of column files."),
@@ -54,6 +55,8 @@ def search(
         raise XanesdbUserError(f"--top must be between 1 and 1000, got {top}")
     if not 0.0 <= max_shift <= 10.0:
         raise XanesdbUserError(f"--max-shift must be between 0 and 10 eV, got {max_shift:g}")
+    if fidelity not in ("none", "scf"):
+        raise XanesdbUserError(f"unknown --fidelity {fidelity!r}; use none or scf")
     if element is not None:
         element = check_element(element)
     if out is not None:
@@ -72,7 +75,8 @@ def search(
             bad.append({"name": Path(f).name, "file": str(f), "method": method, "error": str(err).splitlines()[0]})
     if not spectra:  # nothing to search: the first reason, in one line
         raise XanesdbUserError(bad[0]["error"])
-    results = search_spectra(spectra, element=element, top=top, method=method, max_shift_ev=max_shift)
+    results = search_spectra(spectra, element=element, top=top, method=method, max_shift_ev=max_shift,
+                             fidelity=None if fidelity == "none" else fidelity)
     rows = bad + results
     if all("error" in r for r in rows):
         raise XanesdbUserError(rows[0]["error"].splitlines()[0])

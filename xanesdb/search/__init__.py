@@ -129,6 +129,7 @@ def search_spectra(
     candidates: int = DEFAULT_CANDIDATES,
     labelled_only: bool = False,
     computed_as_measured: bool = False,
+    fidelity: str | None = None,
     index: SearchIndex | None = None,
     settings: XanesdbSettings | None = None,
 ) -> list[dict[str, Any]]:
@@ -154,6 +155,9 @@ def search_spectra(
     computed_as_measured
         Normalise a FEFF ``xmu.dat`` as a measured spectrum (``predict``'s rule) rather than as
         the stored computed spectra were (:mod:`xanesdb.search.query`).
+    fidelity
+        ``"scf"``: compare with the ``fast`` references corrected towards ``scf``
+        (:func:`load_search_index`); better for measured spectra.
     index
         A prepared index; default :func:`load_search_index` of the current database.
 
@@ -174,7 +178,7 @@ def search_spectra(
             errors[i] = {"name": s.name, "file": s.path, "group": s.group, "method": method, "error": str(err)}
     if index is None:  # the database is asked only when some spectrum has an absorber to search
         needed = any(element or q.absorber for q in queries)
-        index = load_search_index(settings) if needed else SearchIndex.from_arrays(np.zeros((0, 100)), {}, key="empty")
+        index = load_search_index(settings, fidelity=fidelity) if needed else SearchIndex.from_arrays(np.zeros((0, 100)), {}, key="empty")
     found = iter(search_queries(queries, index, element=element, top=top, method=method, candidates=candidates,
                                 labelled_only=labelled_only) if queries else [])  # fmt: skip
     return [errors[i] if i in errors else next(found) for i in range(len(spectra))]

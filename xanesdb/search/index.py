@@ -150,6 +150,7 @@ def load_search_index(
     criteria: dict | None = None,
     include_duplicates: bool = False,
     use_cache: bool = True,
+    fidelity: str | None = None,
 ) -> SearchIndex:
     """The search index of the stored spectra (all absorbers, or ``elements``).
 
@@ -165,6 +166,10 @@ def load_search_index(
         Also index spectra marked as duplicates of another (``duplicate_of``).
     use_cache
         Read and write the in-process and on-disk caches.
+    fidelity
+        ``"scf"``: correct the ``fast`` references towards the ``scf`` preset
+        (:func:`xanesdb.ml.aligned.fit_fidelity_from_db`, the correction ``xanesdb train
+        --fidelity scf`` applies), which brings their white line where measured spectra have it.
 
     Raises
     ------
@@ -178,9 +183,36 @@ def load_search_index(
     (1432, 100)
     """
     from xanesdb.platform.settings import get_settings
-    from xanesdb.platform.stores import get_database
 
     settings = settings or get_settings()
+    index = _load_raw(settings, elements, criteria, include_duplicates, use_cache)
+    if fidelity is None or fidelity == "none":
+        return index
+    return _corrected(index, settings, fidelity, use_cache)
+
+
+def _corrected(index: SearchIndex, settings, target: str, use_cache: bool) -> SearchIndex:
+    """The index with its ``fast`` rows corrected towards the ``target`` preset."""
+    from xanesdb.ml.aligned import fit_fidelity_from_db
+
+    key = f"{index.key}-fid-{target}"
+    if use_cache and key in _MEMO:
+        return _MEMO[key]
+    warp = fit_fidelity_from_db(settings, "fast", target)
+    X = index.X.copy()
+    sel = index.meta["preset"] == "fast"
+    if sel.any():
+        X[sel] = warp.apply(X[sel], ALIGNED_GRID)
+    out = SearchIndex(X=X.astype(np.float32), meta=index.meta, e_half=index.e_half, key=key, criteria=index.criteria,
+                      timings={**index.timings, "fidelity": f"fast->{target} {warp.delta:g} eV"})  # fmt: skip
+    if use_cache:
+        _remember(out)
+    return out
+
+
+def _load_raw(settings, elements, criteria, include_duplicates, use_cache) -> SearchIndex:
+    from xanesdb.platform.stores import get_database
+
     t0 = time.perf_counter()
     db = get_database(settings)
     crit = index_criteria(elements, criteria, include_duplicates)
