@@ -361,6 +361,8 @@ def test_first_start_generates_the_admin_credential(tmp_path):
         cred.chmod(0o644)
         r = _cli(["db", "stats"], env)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "chmod 600" in r.stderr, r.stderr
+        stopped = _cli(["db", "stop"], env)  # stopping needs no credential
+        assert stopped.returncode == 0 and "stopped the local database server" in stopped.stdout, stopped.stderr
         cred.chmod(0o600)
     finally:
         LocalServer(home).stop()

@@ -281,15 +281,16 @@ class LocalServer:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def read_info(self) -> ServerInfo | None:
-        """The recorded server (with the administrator password when it requires authentication), or None."""
+    def read_info(self, password: bool = True) -> ServerInfo | None:
+        """The recorded server (with the administrator password when it requires authentication and
+        ``password`` is true), or None when there is no readable record."""
         try:
             data = json.loads(self.info_file.read_text())
             data.pop("password", None)
             info = ServerInfo(**data)
         except (OSError, ValueError, TypeError):
             return None
-        if info.auth:
+        if info.auth and password:
             info.password = read_admin_password(self.home)
         return info
 
@@ -493,7 +494,7 @@ class LocalServer:
     def stop(self) -> bool:
         """Stop the recorded server; True if one was running."""
         with self._lock():
-            info = self.read_info()
+            info = self.read_info(password=False)  # stopping needs no login (nor a readable credential)
             if info is None:
                 return False
             was_alive = _pid_alive(info.pid)
@@ -545,6 +546,6 @@ class LocalServer:
             return proc.wait()
         finally:
             with contextlib.suppress(OSError):
-                info = self.read_info()
+                info = self.read_info(password=False)
                 if info and info.pid == proc.pid:
                     self.info_file.unlink()
