@@ -206,7 +206,7 @@ def test_cli_measured_spectrum_and_a_bad_file_beside_it(search_settings, tmp_pat
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("case", ["binary", "no-edge", "unknown-element", "bad-method"])
+@pytest.mark.parametrize("case", ["binary", "no-edge", "unknown-element", "bad-method", "bad-fidelity"])
 def test_bad_input_one_line_exit_2_nothing_written(case, refused, tmp_path):
     good = DEV / "athena" / "Fe-K-ALS-10.3.2.prj"
     out = tmp_path / "out.json"
@@ -222,6 +222,8 @@ def test_bad_input_one_line_exit_2_nothing_written(case, refused, tmp_path):
         args, words = [f], "no absorption edge"
     elif case == "unknown-element":
         args, words = [good, "-g", "Chromite", "--element", "Xx"], "unknown element"
+    elif case == "bad-fidelity":
+        args, words = [good, "--fidelity", "mp"], "unknown --fidelity"
     else:
         args, words = [good, "--method", "pearson"], "unknown --method"
     line = refused(["search", *args, "-f", "json", "-o", out])
@@ -243,3 +245,15 @@ def test_an_absorber_the_database_lacks_is_one_line(search_settings, tmp_path, c
     assert exit_.value.code == 2 and o == "" and len(err.strip().splitlines()) == 1
     assert "no computed Ni spectra in the database (it has Fe, Mn)" in err
     assert not out.exists() and {c: db[c].count_documents({}) for c in db.list_collection_names()} == before
+
+
+@pytest.mark.integration
+def test_fidelity_needs_sites_under_both_presets(search_settings, capsys):
+    """The subset has no scf spectra: --fidelity scf says how to get them, in one line."""
+    from xanesdb.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["search", str(DEV / "athena" / "Fe-K-ALS-10.3.2.prj"), "-g", "Chromite", "--fidelity", "scf"])
+    o, err = capsys.readouterr()
+    assert exit_.value.code == 2 and o == "" and len(err.strip().splitlines()) == 1
+    assert "under both the 'fast' and 'scf' presets" in err
