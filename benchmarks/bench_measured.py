@@ -42,6 +42,8 @@ CONFIGS: dict[str, tuple] = {
     "aligned-fast2scf-measured-nodamping": ("aligned", ("fast",), ("measured",), "auto", "scf", {"damping": (1.0, 1.0)}),
     "aligned-fast2scf-measured-edge": ("aligned", ("fast",), ("measured",), "auto", "scf", None, (-1.0, 44.5)),
     "aligned-scf+fast2scf-measured-edge": ("aligned", ("scf", "fast"), ("measured",), "auto", "scf", None, (-1.0, 44.5)),
+    "aligned-scflite-measured-edge": ("aligned", ("scflite",), ("measured",), "auto", None, None, (-1.0, 44.5)),
+    "aligned-scflite+fast2scflite-measured-edge": ("aligned", ("scflite", "fast"), ("measured",), "auto", "scflite", None, (-1.0, 44.5)),
 }
 
 
