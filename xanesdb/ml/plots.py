@@ -37,7 +37,35 @@ CURVE_AXES = {
 def _figure(figsize: tuple[float, float]) -> Figure:
     from matplotlib.figure import Figure
 
+    _show_figures_in_ipython(Figure)
     return Figure(figsize=figsize)
+
+
+def _show_figures_in_ipython(figure_class: type) -> None:
+    """In IPython/Jupyter, show a Figure that is a cell's value as a PNG (when nothing else does).
+
+    Only the display formatter is touched, never the backend: Jupyter's inline backend registers
+    the same formatter once pyplot is imported; without pyplot a bare Figure would print as text.
+    """
+    import sys
+
+    if "IPython" not in sys.modules:
+        return
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import print_figure
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    png = shell.display_formatter.formatters.get("image/png")
+    if png is None:
+        return
+    try:
+        png.lookup_by_type(figure_class)
+    except KeyError:
+        png.for_type(figure_class, lambda fig: print_figure(fig, "png", bbox_inches="tight"))
 
 
 def save_figure(fig: Figure, path: Path, dpi: int = 120) -> Path:
