@@ -543,7 +543,11 @@ class Model:
         spectra = as_spectra(data, energies=grid, names=names)
         rows = predict_spectra(self.doc, self.keras_model, spectra, align=align,
                                min_confidence=MIN_CONFIDENCE if min_confidence is None else min_confidence)  # fmt: skip
-        self._last = dict(zip((r["name"] for r in rows), zip(spectra, rows)))
+        last = getattr(self, "_last", {})
+        if len(last) > 10_000:  # names of earlier predictions, for plot_prediction(name); bounded
+            last = {}
+        last.update(zip((r["name"] for r in rows), zip(spectra, rows)))
+        self._last = last
         return _rows_frame(rows, self.classes) if as_frame else rows
 
     def export(self, folder: str | Path) -> Path:
