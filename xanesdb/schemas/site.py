@@ -83,6 +83,12 @@ class SiteDoc(XanesdbDoc):
     mean_bond_length: float | None = Field(None, description="Mean first-shell distance (Angstrom).")
     neighbor_elements: list[str] = Field(default_factory=list, description="First-shell neighbour elements.")
     oxidation_state: float | None = Field(None, description="Oxidation state guessed by pymatgen, if any.")
+    bond_length_spread: float | None = Field(
+        None, description="Population standard deviation of the first-shell distances (Angstrom); 0 for a regular polyhedron."
+    )
+    crystalnn_coordination_number: int | None = Field(
+        None, description="Coordination number by pymatgen's CrystalNN (independent of ChemEnv's cutoffs)."
+    )
     labelling_seconds: float | None = Field(None, description="Wall time to label the structure.")
     library_versions: dict[str, str] | None = Field(
         None, description="Versions of the libraries that made the label (xanesdb, pymatgen, spglib), by name."

@@ -40,6 +40,7 @@ import numpy as np
 from jobflow import job
 from maggma.core import StoreError
 
+from xanesdb.jobs.labels.descriptors import site_descriptors
 from xanesdb.platform.settings import SETTINGS, XanesdbSettings, get_settings
 from xanesdb.schemas.site import ChemEnvCandidate, ChemEnvResult, SiteDoc, lce_class_of, site_id
 from xanesdb.schemas.structure import StructureDoc, structure_problem
@@ -330,6 +331,7 @@ def label_structure(
                 mean_bond_length=round(float(np.mean([d for d, _ in bonds])), 4) if bonds else None,
                 neighbor_elements=[el for _, el in bonds],
                 oxidation_state=None if ox is None or np.isnan(ox) else float(ox),
+                **site_descriptors(structure, g["site_index"], [d for d, _ in bonds]),
             )
         )
     elapsed = time.perf_counter() - t0
