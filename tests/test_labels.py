@@ -189,6 +189,8 @@ def test_label_sites_chemenv_job(memory_jobstore):
     out = responses[job.uuid][1].output
     assert len(out) == 1 and out[0]["chemenv_symbol"] == "S:5" and out[0]["lce_class"] == "S5"
     SiteDoc.model_validate(out[0])
+    # the versions of what made the label are recorded on it
+    assert {"xanesdb", "pymatgen", "spglib"} <= set(out[0]["library_versions"])
 
 
 def test_bad_structure_becomes_failed_docs():

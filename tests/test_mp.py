@@ -97,10 +97,10 @@ def test_fake_server_refuses_what_it_does_not_implement(fake_mp):
 # ----------------------------------------------------------------------------- mp source
 @pytest.mark.integration
 def test_mp_source_writes_oxides_idempotently(fake_mp, db_settings, caplog):
-    from xanesdb.jobs.structures import fetch_structures, fetch_structures_summary
+    from xanesdb.jobs.structures import fetch_structures
 
     caplog.set_level(logging.DEBUG)
-    s = fetch_structures_summary("mp", ["Fe", "ti"], settings=db_settings, endpoint=fake_mp.endpoint)
+    s = fetch_structures("mp", ["Fe", "ti"], settings=db_settings, endpoint=fake_mp.endpoint)
     assert set(s.material_ids) == FE_TI_OXIDES
     assert (s.n_new, s.n_total, s.n_in_collection) == (8, 8, 8)
     assert s.skipped == {"not an oxide (peroxide)": 1}
@@ -114,7 +114,7 @@ def test_mp_source_writes_oxides_idempotently(fake_mp, db_settings, caplog):
     assert rutile["provenance"]["source_id"] == "mp-2657"
     stamps = {m: d["last_updated"] for m, d in docs.items()}
     # re-run: nothing new, nothing rewritten
-    assert fetch_structures("mp", ["Fe", "Ti"], settings=db_settings, endpoint=fake_mp.endpoint) == (0, 8)
+    assert _new_total(fetch_structures("mp", ["Fe", "Ti"], settings=db_settings, endpoint=fake_mp.endpoint)) == (0, 8)
     again = {d["material_id"]: d for d in _all_docs(db_settings, "structures")}
     assert len(again) == 8 and {m: d["last_updated"] for m, d in again.items()} == stamps
     # the key: only in the request header, never in documents or logs
@@ -123,16 +123,21 @@ def test_mp_source_writes_oxides_idempotently(fake_mp, db_settings, caplog):
     _assert_key_only_in_headers(fake_mp, FAKE_API_KEY)
 
 
+def _new_total(summary) -> tuple[int, int]:
+    """(new material ids written, structures the source gave) of a fetch."""
+    return summary.n_new, summary.n_total
+
+
 @pytest.mark.integration
 def test_mp_source_limit_and_non_oxides(fake_mp, db_settings):
-    from xanesdb.jobs.structures import fetch_structures_summary
+    from xanesdb.jobs.structures import fetch_structures
 
-    s = fetch_structures_summary("mp", ["Fe"], limit=2, settings=db_settings, endpoint=fake_mp.endpoint)
+    s = fetch_structures("mp", ["Fe"], limit=2, settings=db_settings, endpoint=fake_mp.endpoint)
     assert s.n_total == 2 and s.n_in_collection == 2
     limited = [r for r in fake_mp.requests if r.path == "/materials/summary/"]
     assert limited[0].query["_limit"] == ["2"]
     # CoTe has no O: the elements=[Co, O] search does not return it; LiCoO2 is an oxide
-    s = fetch_structures_summary("mp", ["Co"], settings=db_settings, endpoint=fake_mp.endpoint)
+    s = fetch_structures("mp", ["Co"], settings=db_settings, endpoint=fake_mp.endpoint)
     assert s.material_ids == ["mp-24850"]
 
 
@@ -162,9 +167,9 @@ def test_mp_source_needs_key_and_writes_nothing(fake_mp, db_settings, monkeypatc
 def test_mp_job_runs_in_jobflow(fake_mp, db_settings, memory_jobstore):
     from jobflow import run_locally
 
-    from xanesdb.jobs.structures import FetchSummary, fetch_mp_structures
+    from xanesdb.jobs.structures import FetchSummary, fetch_structures_job
 
-    job = fetch_mp_structures(["Ti"], endpoint=fake_mp.endpoint)
+    job = fetch_structures_job("mp", ["Ti"], endpoint=fake_mp.endpoint)
     responses = run_locally(job, store=memory_jobstore, ensure_success=True)
     out = responses[job.uuid][1].output
     out = out if isinstance(out, FetchSummary) else FetchSummary.model_validate(out)
@@ -291,8 +296,8 @@ def test_cli_mp_fetch_and_errors(fake_mp, db_settings, local_server, capsys):
 @pytest.mark.integration
 @pytest.mark.skipif(not os.environ.get("MP_API_KEY"), reason="network test: needs MP_API_KEY")
 def test_real_materials_project(db_settings):
-    from xanesdb.jobs.structures import fetch_structures_summary
+    from xanesdb.jobs.structures import fetch_structures
 
-    s = fetch_structures_summary("mp", ["Fe"], limit=3, settings=db_settings)
+    s = fetch_structures("mp", ["Fe"], limit=3, settings=db_settings)
     assert 0 < s.n_total <= 3 and s.database_version
     assert all("Fe" in d["elements"] and "O" in d["elements"] for d in _all_docs(db_settings, "structures"))

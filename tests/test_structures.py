@@ -126,16 +126,21 @@ def _docs(settings) -> dict[str, dict]:
     return {d["material_id"]: d for d in get_database(settings)["structures"].find({}, {"_id": 0})}
 
 
+def _new_total(summary) -> tuple[int, int]:
+    """(new material ids written, structures the source gave) of a fetch."""
+    return summary.n_new, summary.n_total
+
+
 @pytest.mark.integration
 def test_files_source_upserts_idempotently(structure_folder, db_settings):
-    from xanesdb.jobs.structures import fetch_structures, fetch_structures_summary
+    from xanesdb.jobs.structures import fetch_structures
 
-    assert fetch_structures("files", path=structure_folder, settings=db_settings) == (6, 6)
+    assert _new_total(fetch_structures("files", path=structure_folder, settings=db_settings)) == (6, 6)
     first = _docs(db_settings)
     assert set(first) == EXPECTED_IDS
     assert first["file:rutile"]["provenance"]["origin"] == "file"
     # re-run: no new documents, nothing rewritten
-    s = fetch_structures_summary("files", path=structure_folder, settings=db_settings)
+    s = fetch_structures("files", path=structure_folder, settings=db_settings)
     assert (s.n_new, s.n_total, s.n_unchanged, s.n_updated, s.n_in_collection) == (0, 6, 6, 0, 6)
     again = _docs(db_settings)
     assert {k: v["last_updated"] for k, v in again.items()} == {k: v["last_updated"] for k, v in first.items()}
@@ -145,7 +150,7 @@ def test_files_source_upserts_idempotently(structure_folder, db_settings):
     s2 = Structure.from_file(structure_folder / "BaTiO3.vasp")
     s2.scale_lattice(s2.volume * 1.05)
     s2.to(filename=str(structure_folder / "BaTiO3.vasp"), fmt="poscar")
-    s = fetch_structures_summary("files", path=structure_folder, settings=db_settings)
+    s = fetch_structures("files", path=structure_folder, settings=db_settings)
     assert (s.n_new, s.n_updated, s.n_unchanged, s.n_in_collection) == (0, 1, 5, 6)
 
 
@@ -162,16 +167,16 @@ def test_bad_file_writes_nothing(structure_folder, db_settings):
 
 @pytest.mark.integration
 def test_bundled_source(db_settings):
-    from xanesdb.jobs.structures import fetch_structures, fetch_structures_summary
+    from xanesdb.jobs.structures import fetch_structures
     from xanesdb.platform.bundled import iter_bundled_structures
 
     expected = [d.material_id for d in iter_bundled_structures(elements=["Fe"], limit=5)]
-    s = fetch_structures_summary("bundled", ["Fe"], limit=5, settings=db_settings)
+    s = fetch_structures("bundled", ["Fe"], limit=5, settings=db_settings)
     assert s.material_ids == expected and (s.n_new, s.n_total) == (5, 5)
     docs = _docs(db_settings)
     assert set(docs) == set(expected)
     assert all(d["source"] == "bundled" and "Fe" in d["elements"] and d["provenance"]["origin"] for d in docs.values())
-    assert fetch_structures("bundled", ["Fe"], limit=5, settings=db_settings) == (0, 5)
+    assert _new_total(fetch_structures("bundled", ["Fe"], limit=5, settings=db_settings)) == (0, 5)
     # a material id another source already wrote is kept, not replaced
     from xanesdb.jobs.structures import write_structures
     from xanesdb.schemas import Provenance, StructureDoc
@@ -184,18 +189,24 @@ def test_bundled_source(db_settings):
     assert counts["kept_other_source"] == 1 and _docs(db_settings)[expected[0]]["source"] == "bundled"
 
 
-@pytest.mark.integration
-def test_file_job_in_jobflow(structure_folder, db_settings, memory_jobstore):
+def test_file_job_in_jobflow(structure_folder, memory_jobstore):
+    """The fetch job writes to the database handed to it (here in memory)."""
     from jobflow import run_locally
+    from maggma.stores import MemoryStore
 
-    from xanesdb.jobs.structures import FetchSummary, fetch_file_structures
+    from xanesdb.jobs.database import use_database
+    from xanesdb.jobs.structures import FetchSummary, fetch_structures_job
 
-    job = fetch_file_structures(str(structure_folder), elements=["Ti"])
-    responses = run_locally(job, store=memory_jobstore, ensure_success=True)
+    memory = MemoryStore("xanesdb")
+    memory.connect()
+    db = memory._collection.database
+    job = fetch_structures_job("files", elements=["Ti"], path=str(structure_folder))
+    with use_database(db):
+        responses = run_locally(job, store=memory_jobstore, ensure_success=True)
     out = responses[job.uuid][1].output
     out = out if isinstance(out, FetchSummary) else FetchSummary.model_validate(out)
     assert set(out.material_ids) == {"file:rutile", "file:sub/POSCAR", "file:BaTiO3"}
-    assert set(_docs(db_settings)) == set(out.material_ids)
+    assert set(db["structures"].distinct("material_id")) == set(out.material_ids)
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -89,9 +89,9 @@ def populate(
     elements = _elements(element)
     preset_name = get_preset(preset or settings.FEFF_PRESET).name
     if source == "bundled":
-        from xanesdb.jobs.structures import fetch_structures_summary
+        from xanesdb.jobs.structures import fetch_structures
 
-        s = fetch_structures_summary("bundled", elements, settings=settings)
+        s = fetch_structures("bundled", elements, settings=settings)
         console.print(f"bundled structures: {s.n_total} read, {s.n_new} new in the database")
 
     lp = None

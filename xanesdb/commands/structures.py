@@ -63,14 +63,14 @@ def fetch(
     ),
 ) -> None:
     """Fetch structures into the database (upserts; re-running changes no counts)."""
-    from xanesdb.jobs.structures import SOURCES, fetch_structures_summary
+    from xanesdb.jobs.structures import SOURCES, fetch_structures
 
     if source not in SOURCES:
         raise XanesdbUserError(f"unknown source {source!r}; use one of: {', '.join(SOURCES)}")
     if source == "files" and not path:
         raise XanesdbUserError("--source files needs a PATH: a folder or structure files (CIF, POSCAR, JSON)")
     with _progress() as progress:
-        summary = fetch_structures_summary(
+        summary = fetch_structures(
             source, element or None, limit, path=list(path) if path else None, settings=get_settings(),
             endpoint=endpoint, progress=_callback(progress),
         )

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from jobflow import job
 from pydantic import BaseModel, Field
 
-from xanesdb.jobs.structures import (
+from xanesdb.jobs.structures.sources import (
     DEFAULT_ABSORBERS,
     MP_LICENCE,
     ProgressCallback,
@@ -45,8 +45,8 @@ from xanesdb.jobs.structures import (
     _tick,
     mp_rester,
     normalise_elements,
-    write_structures,
 )
+from xanesdb.jobs.structures.store import write_structures
 from xanesdb.jobs.feff.task import write_tasks
 from xanesdb.platform.settings import XanesdbSettings, get_settings
 from xanesdb.schemas import FeffTaskDoc, Provenance, StructureDoc, preset_hash, site_id, task_id

@@ -8,6 +8,8 @@ resolve here to the one implementation in :mod:`xanesdb.jobs.feff.campaign` and
 
 from __future__ import annotations
 
+from jobflow import job
+
 from xanesdb.jobs.feff.campaign import (
     TASK_KEY_SPEC,
     CampaignPlan,
@@ -15,15 +17,21 @@ from xanesdb.jobs.feff.campaign import (
     MaterialXanesMaker,
     build_material_spectra,
     campaign_key,
-    label_material,
     plan_campaign,
     run_campaign_locally,
     submit_campaign,
 )
 from xanesdb.jobs.feff.makers import FeffXanesMaker, feff_site_jobs, run_pending_feff
+from xanesdb.jobs.labels.job import label_sites_chemenv
 
 #: the campaign FEFF Maker is :class:`FeffXanesMaker` itself (it skips stored tasks and cleans up)
 SiteFeffMaker = FeffXanesMaker
+
+
+@job(name="label sites")
+def label_material(structure_doc: dict, elements: list[str]) -> list[dict]:
+    """The labelling job of workflows submitted before the move: :func:`label_sites_chemenv` storing the sites."""
+    return label_sites_chemenv.original(structure_doc, elements, store_sites=True)
 
 __all__ = [
     "TASK_KEY_SPEC",

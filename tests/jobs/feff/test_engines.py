@@ -101,3 +101,24 @@ def test_fireworks_workers(db_settings, shared_data, monkeypatch, tmp_path):
     rapidfire(lp, FWorker(name="here"), m_dir=str(tmp_path), nlaunches=0, sleep_time=0, strm_lvl="ERROR")
     assert lp.fireworks.count_documents({"state": {"$ne": "COMPLETED"}}) == 0
     _check(db, c)
+
+
+def test_jobflow_labels_then_fans_out_skipping_the_covered_site(campaign, monkeypatch, memory_jobstore, tmp_path):
+    """A material not labelled yet: its flow labels it (stored in the handed database), then the
+    fan-out on the 'worker' asks the same pending query: the MP-covered site is not computed."""
+    from xanesdb.jobs.feff.campaign import plan_campaign, run_campaign_locally
+
+    db, c = campaign
+    db["sites"].delete_many({"material_id": {"$in": ["mp-1181633", "mp-704645"]}})
+    c.fake_refs.update({f"feff xanes mp-1181633:Cu:{i}": "CuO_Cu_K_fast" for i in range(16)})
+    _fake(monkeypatch, c)
+    monkeypatch.setenv("XANESDB_FEFF_CMD", "")
+    plan = plan_campaign(elements=["Cu"], preset="fast", db=db, build_spectra=False,
+                         material_ids=["mp-1181633", "mp-704645"])
+    assert plan.n_to_label == 2
+    out = run_campaign_locally(plan, store=memory_jobstore, db=db, root_dir=tmp_path)
+    assert out["failed"] == []
+    labelled = set(db["sites"].distinct("site_id", {"state": {"$ne": "failed"}, "material_id": {"$ne": "mp-1101124"}}))
+    assert {c.covered_site_id, "mp-704645:Cu:0"} <= labelled
+    tasks = set(db["feff_tasks"].distinct("site_id", {"source": "xanesdb"}))
+    assert tasks == labelled - {c.covered_site_id}  # every labelled site but the MP-covered one

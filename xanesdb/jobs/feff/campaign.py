@@ -2,7 +2,7 @@
 
 A material's flow is ``structure -> ChemEnv labels -> one FEFF job per symmetry-unique absorbing
 site that still needs FEFF -> spectra build``, made of the shared jobs:
-:func:`label_material` (with the ChemEnv time limit), the fan-out
+:func:`xanesdb.jobs.labels.label_sites_chemenv` (storing the sites, with the ChemEnv time limit), the fan-out
 :func:`xanesdb.jobs.feff.makers.run_pending_feff`, a
 :class:`~xanesdb.jobs.feff.makers.FeffXanesMaker` per site and :func:`build_material_spectra`.
 The same flows run with jobflow's ``run_locally`` or as FireWorks workflows
@@ -47,9 +47,9 @@ from jobflow.core.reference import OnMissing
 
 from xanesdb.jobs.database import job_database, shared_database, use_database
 from xanesdb.jobs.feff.makers import FeffXanesMaker, feff_site_jobs, run_pending_feff
-from xanesdb.jobs.feff.pending import DEFAULT_COVERED_BY, labelled_sites, select_pending_sites
+from xanesdb.jobs.feff.pending import DEFAULT_COVERED_BY, select_pending_sites
 from xanesdb.jobs.feff.sets import get_preset, preset_hash_of
-from xanesdb.jobs.labels import ABSORBERS
+from xanesdb.jobs.labels import ABSORBERS, label_sites_chemenv
 from xanesdb.platform.errors import XanesdbUserError
 from xanesdb.platform.launchpad import TASK_KEY_SPEC
 from xanesdb.platform.settings import XanesdbSettings, get_settings
@@ -59,7 +59,6 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "TASK_KEY_SPEC",
     "MaterialXanesMaker",
-    "label_material",
     "build_material_spectra",
     "MaterialCampaign",
     "CampaignPlan",
@@ -70,35 +69,7 @@ __all__ = [
 ]
 
 
-# ----------------------------------------------------------------------------- labels, spectra
-@job(name="label sites")
-def label_material(structure_doc: dict, elements: list[str]) -> list[dict]:
-    """Label one material's unique absorbing sites (if not labelled yet) and return the good ones.
-
-    Uses :func:`xanesdb.jobs.labels.label_structures` (one worker process with the ChemEnv time
-    limit; a structure that fails is stored as failed sites, as in ``xanesdb sites label``), writing
-    to the ``sites`` collection of the job's database.
-
-    Returns
-    -------
-    list of dict
-        ``site_id``, ``material_id``, ``element``, ``site_index`` of each successfully labelled site.
-    """
-    from maggma.stores import MongoStore
-
-    from xanesdb.jobs.labels import label_structures
-
-    settings = get_settings()
-    db = job_database(settings)
-    structure_doc = dict(structure_doc)
-    if hasattr(structure_doc["structure"], "as_dict"):  # a job's inputs come back decoded (monty)
-        structure_doc["structure"] = structure_doc["structure"].as_dict()
-    store = MongoStore.from_collection(db["sites"])
-    summary = label_structures([structure_doc], store=store, settings=settings, workers=1, elements=elements)
-    logger.info("labelled %s: %s", structure_doc["material_id"], summary)
-    return labelled_sites(db, elements, [structure_doc["material_id"]])
-
-
+# ----------------------------------------------------------------------------- spectra
 @job(name="build spectra", config=JobConfig(on_missing_references=OnMissing.NONE))
 def build_material_spectra(material_id: str, elements: list[str], task_ids: list | None = None) -> dict:
     """Standardise and deduplicate the new FEFF tasks of the material's absorbers (incremental).
@@ -115,8 +86,9 @@ def build_material_spectra(material_id: str, elements: list[str], task_ids: list
     """
     from xanesdb.jobs.spectra.build import build_spectra
 
-    report = build_spectra(elements=list(elements))
-    n = job_database()["spectra"].count_documents({"material_id": material_id, "element": {"$in": list(elements)}})
+    db = job_database()
+    report = build_spectra(elements=list(elements), db=db)
+    n = db["spectra"].count_documents({"material_id": material_id, "element": {"$in": list(elements)}})
     return {"material_id": material_id, "task_ids": list(task_ids or []), "processed": report.processed,
             "seconds": report.seconds, "n_spectra": n}
 
@@ -163,7 +135,8 @@ class MaterialXanesMaker(Maker):
         elements = [el for el in self.elements if el in structure_doc.get("elements", self.elements)] or list(self.elements)
         jobs: list = []
         if sites is None:
-            label = label_material({k: v for k, v in structure_doc.items() if k != "_id"}, elements)
+            label = label_sites_chemenv({k: v for k, v in structure_doc.items() if k != "_id"}, elements,
+                                        store_sites=True)
             fan = run_pending_feff(structure_doc["structure"], mid, label.output, self.feff_maker, self.covered_by)
             fan.name = f"feff fan-out {mid}"
             label.name = f"label sites {mid}"

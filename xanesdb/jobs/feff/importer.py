@@ -17,7 +17,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 from xanesdb.jobs.feff.parse import detect_code, parse_feff_cards, parse_xmu, scf_converged
 from xanesdb.jobs.feff.sets import input_hash

@@ -112,6 +112,7 @@ def populate_feff(
     covered_by: Sequence[str] = DEFAULT_COVERED_BY,
     order: str = "site_id",
     db: Any = None,
+    progress: bool = False,
 ) -> PopulationSummary:
     """Run FEFF for every labelled site not yet computed with ``preset``, in parallel.
 
@@ -133,12 +134,9 @@ def populate_feff(
         Also recompute sites whose task failed.
     keep_workdirs
         Keep every run folder under ``HOME/feff-runs`` (failed ones are always kept).
-    on_task
-        Called with each finished task (after it is stored).
-    on_start
-        Called with the summary once the pending sites are known, before FEFF starts.
-    on_progress
-        Called with the summary after each finished site (a progress bar renders its counts).
+    on_task, on_start, on_progress
+        Called with each finished task (after it is stored); with the summary once the pending
+        sites are known, before FEFF starts; with the summary after each finished site.
     covered_by
         Sources whose successful tasks count as computed (default: imported Materials Project
         spectra); ``()`` computes every site.
@@ -146,6 +144,8 @@ def populate_feff(
         ``"site_id"`` (stable) or ``"diverse"``: sites least like any computed one first.
     db
         The database to read sites from and write tasks to (default: the settings' database).
+    progress
+        Ignored; kept for callers of the former signature (show progress with ``on_progress``).
     """
     settings = settings or get_settings()
     preset_name = get_preset(preset or settings.FEFF_PRESET).name

@@ -157,7 +157,7 @@ def run_pending_feff(structure: Any, material_id: str, sites: list[dict], maker:
         ``replace`` with the FEFF jobs (output: their task ids), or an empty list when none is pending.
     """
     sites = [{**s, "site_id": s.get("site_id") or make_site_id(material_id, s["element"], s["site_index"]),
-              "material_id": material_id} for s in sites]
+              "material_id": material_id} for s in sites if s.get("state") != "failed"]  # failed labels: no FEFF
     pending = pending_sites(job_database(), sites, maker.preset, maker.edge, maker.retry_failed, covered_by)
     logger.info("%s: %d sites, %d to compute", material_id, len(sites), len(pending))
     if not pending:

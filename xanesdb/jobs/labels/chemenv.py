@@ -29,24 +29,19 @@ Examples
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from multiprocessing.connection import wait
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from jobflow import job
-from maggma.core import StoreError
 
 from xanesdb.jobs.labels.descriptors import site_descriptors
-from xanesdb.platform.settings import SETTINGS, XanesdbSettings, get_settings
+from xanesdb.platform.provenance import LABEL_LIBRARIES, library_versions
+from xanesdb.platform.settings import SETTINGS
 from xanesdb.schemas.site import ChemEnvCandidate, ChemEnvResult, SiteDoc, lce_class_of, site_id
 from xanesdb.schemas.structure import StructureDoc, structure_problem
 
 if TYPE_CHECKING:
-    from maggma.core import Store
     from pymatgen.core import Structure
 
 logger = logging.getLogger(__name__)
@@ -55,10 +50,8 @@ __all__ = [
     "ABSORBERS",
     "PAPER_STRATEGY",
     "DEFAULT_STRATEGY",
-    "LabelSummary",
     "label_structure",
-    "label_sites_chemenv",
-    "label_structures",
+    "label_doc",
     "map_sites_to_lgf",
     "failed_site_docs",
 ]
@@ -352,6 +345,7 @@ def _site_identity(material_id: str, source: str, formula: str, g: dict[str, Any
         "equivalent_indices": g["equivalent_indices"],
         "multiplicity": len(g["equivalent_indices"]),
         "wyckoff": g["wyckoff"],
+        "library_versions": library_versions(LABEL_LIBRARIES),
     }
 
 
@@ -398,7 +392,7 @@ def failed_site_docs(
     ]
 
 
-def _label_doc(doc: StructureDoc, elements: Sequence[str], symprec: float, validate: bool = True) -> list[SiteDoc]:
+def label_doc(doc: StructureDoc, elements: Sequence[str], symprec: float, validate: bool = True) -> list[SiteDoc]:
     """Label one structure document; any error becomes failed documents."""
     structure = doc.to_structure()
     t0 = time.perf_counter()
@@ -412,296 +406,3 @@ def _label_doc(doc: StructureDoc, elements: Sequence[str], symprec: float, valid
             structure, doc.material_id, doc.source, reason, doc.formula, elements, symprec,
             time.perf_counter() - t0,
         )
-
-
-@job
-def label_sites_chemenv(
-    structure_doc: StructureDoc | dict,
-    elements: Sequence[str] = ABSORBERS,
-    symprec: float = SETTINGS.SYMPREC,
-) -> list[dict]:
-    """Label the unique absorbing sites of one structure document with ChemEnv.
-
-    Parameters
-    ----------
-    structure_doc
-        A :class:`StructureDoc` or its dict (as stored in ``structures``).
-    elements
-        Absorbing elements to label.
-    symprec
-        Symmetry precision for site equivalence.
-
-    Returns
-    -------
-    list[dict]
-        :class:`SiteDoc` dicts (JSON types), failed ones with ``state="failed"`` and ``error``.
-    """
-    doc = structure_doc if isinstance(structure_doc, StructureDoc) else StructureDoc.from_mongo(structure_doc)
-    return [d.model_dump(mode="json") for d in _label_doc(doc, tuple(elements), symprec)]
-
-
-# ----------------------------------------------------------------------------- batches
-#: modules a worker needs: imported once in the fork server (or before "ready" under spawn)
-_WORKER_MODULES = [
-    "xanesdb.jobs.labels",
-    "pymatgen.analysis.chemenv.coordination_environments.coordination_geometry_finder",
-    "pymatgen.analysis.chemenv.coordination_environments.chemenv_strategies",
-    "pymatgen.symmetry.analyzer",
-    "pymatgen.analysis.bond_valence",
-]
-
-
-def _worker(conn: Any, symprec: float, validate: bool = True) -> None:
-    """Worker process: label ``(structure dict, elements)`` tasks from ``conn`` until ``None``."""
-    import importlib
-
-    for name in _WORKER_MODULES:  # before "ready": imports do not count against the time limit
-        importlib.import_module(name)
-    conn.send("ready")
-    while True:
-        try:
-            task = conn.recv()
-        except EOFError:
-            return
-        if task is None:
-            return
-        doc, elements = task
-        docs = _label_doc(StructureDoc.from_mongo(doc), elements, symprec, validate)
-        conn.send([d.model_dump(mode="json") for d in docs])
-
-
-@dataclass
-class _Slot:
-    process: Any
-    conn: Any
-    ready: bool = False
-    task: dict | None = None
-    elements: tuple[str, ...] = ()
-    started: float = 0.0
-
-
-@dataclass
-class LabelSummary:
-    """What a batch labelling run did."""
-
-    structures: int = 0
-    skipped: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    sites_written: int = 0
-    seconds: dict[str, float] = field(default_factory=dict)
-    failures: dict[str, str] = field(default_factory=dict)
-
-
-def _context():
-    methods = multiprocessing.get_all_start_methods()
-    if "forkserver" in methods:
-        ctx = multiprocessing.get_context("forkserver")
-        # forked workers start with pymatgen already imported and no database client
-        ctx.set_forkserver_preload(_WORKER_MODULES)
-        return ctx
-    return multiprocessing.get_context("spawn")
-
-
-def _done_elements(store: Store, material_ids: list[str]) -> dict[str, set[str]]:
-    done: dict[str, set[str]] = {}
-    for d in store.query({"material_id": {"$in": material_ids}}, properties=["material_id", "element"]):
-        done.setdefault(d["material_id"], set()).add(d["element"])
-    return done
-
-
-def label_structures(
-    docs: Iterable[StructureDoc | dict],
-    store: Store | None = None,
-    settings: XanesdbSettings | None = None,
-    workers: int | None = None,
-    timeout: float | None = None,
-    elements: Sequence[str] = ABSORBERS,
-    force: bool = False,
-    progress: Callable[[int, int, int], None] | None = None,
-    validate: bool = True,
-) -> LabelSummary:
-    """Label many structures in worker processes, each with a time limit, into ``sites``.
-
-    A structure whose sites (for every requested element it contains) are already in the store is
-    skipped unless ``force``; re-running is therefore idempotent. A structure that runs past
-    ``timeout`` has its worker killed (and replaced) and is recorded as failed documents.
-    Workers come from a fork server (spawn elsewhere), so a script calling this needs the usual
-    ``if __name__ == "__main__":`` guard.
-
-    Parameters
-    ----------
-    docs
-        Structure documents (or their dicts).
-    store
-        The ``sites`` store; defaults to ``get_store("sites", settings)``. Connected here if needed.
-    settings
-        Settings for the defaults (workers, time limit, symprec, database).
-    workers
-        Worker processes (default ``settings.n_workers``).
-    timeout
-        Seconds allowed per structure (default ``settings.CHEMENV_TIMEOUT_S``).
-    elements
-        Absorbing elements to label.
-    force
-        Relabel structures whose sites are already stored.
-    progress
-        Called as ``progress(done, failed, remaining)`` after each structure.
-    validate
-        Check each structure (:func:`~xanesdb.schemas.structure.structure_problem`) before any
-        symmetry code runs; an invalid one is stored as failed with the reason. ``False`` hands
-        structures to spglib/ChemEnv unchecked: one that crashes native code kills only its worker,
-        and is stored as failed (``worker process died (SIGSEGV, exit code -11) ...``) without the parent
-        touching it again.
-
-    Returns
-    -------
-    LabelSummary
-    """
-    settings = settings or get_settings()
-    workers = max(1, workers or settings.n_workers)
-    timeout = settings.CHEMENV_TIMEOUT_S if timeout is None else timeout
-    elements = tuple(elements)
-    if store is None:
-        from xanesdb.platform.stores import get_store
-
-        store = get_store("sites", settings)
-    summary = LabelSummary()
-    structs = [d if isinstance(d, StructureDoc) else StructureDoc.from_mongo(d) for d in docs]
-    close_store = False
-    try:
-        store.count({"site_id": None})
-    except StoreError:
-        store.connect()
-        close_store = True
-    try:
-        # skip what is done (only elements still missing are labelled)
-        done = {} if force else _done_elements(store, [s.material_id for s in structs])
-        todo: list[tuple[StructureDoc, tuple[str, ...]]] = []
-        for s in structs:
-            wanted = tuple(el for el in elements if el in s.elements)
-            missing = tuple(el for el in wanted if el not in done.get(s.material_id, set()))
-            if not missing:
-                summary.skipped += 1
-            else:
-                todo.append((s, missing))
-        summary.structures = len(todo)
-        if todo:
-            _run_pool(todo, store, settings.SYMPREC, workers, timeout, summary, progress, validate)
-    finally:
-        if close_store:
-            store.close()
-    return summary
-
-
-def _death_reason(exitcode: int | None) -> str:
-    """The failure reason of a worker that died: its exit code, and the signal by name."""
-    import signal
-
-    if exitcode is not None and exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        return (f"worker process died ({name}, exit code {exitcode}) while labelling: a crash in native "
-                "code (spglib or ChemEnv) or out of memory; not retried")
-    return f"worker process died (exit code {exitcode}) while labelling; not retried"
-
-
-def _run_pool(todo, store, symprec, workers, timeout, summary, progress, validate=True) -> None:
-    """Feed ``todo`` to killable worker processes; upsert results as they come."""
-    ctx = _context()
-    queue = list(todo)
-    remaining = len(queue)
-
-    def start() -> _Slot:
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(child, symprec, validate), daemon=True)
-        proc.start()
-        child.close()
-        return _Slot(proc, parent)
-
-    def finish(slot: _Slot, site_docs: list[dict], failed: str | None, died: bool = False) -> None:
-        nonlocal remaining
-        task, slot.task = slot.task, None
-        seconds = time.perf_counter() - slot.started
-        remaining -= 1
-        if failed is not None:
-            s = StructureDoc.from_mongo(task)
-            # a worker that died crashed in native code (spglib, ChemEnv): the parent must not run
-            # the symmetry analysis on that structure again, or it dies too
-            docs = failed_site_docs(s.to_structure(), s.material_id, s.source, failed, s.formula,
-                                    slot.elements, symprec, seconds, symmetry=not died)
-        else:
-            docs = [SiteDoc.model_validate(d) for d in site_docs]
-        if docs:
-            store.update([d.to_mongo() for d in docs], key="site_id")
-            summary.sites_written += len(docs)
-        errors = [d.error for d in docs if d.state == "failed"]
-        if errors:
-            summary.failed += 1
-            summary.failures[task["material_id"]] = errors[0] or "failed"
-        else:
-            summary.succeeded += 1
-            summary.seconds[task["material_id"]] = seconds
-        if progress is not None:
-            progress(summary.succeeded + summary.failed, summary.failed, remaining)
-
-    slots = [start() for _ in range(min(workers, len(queue)))]
-    try:
-        while slots:
-            # hand out work to idle, ready workers
-            for sl in slots:
-                if sl.ready and sl.task is None and queue:
-                    doc, sl.elements = queue.pop(0)
-                    sl.task = doc.to_mongo()
-                    sl.started = time.perf_counter()
-                    sl.conn.send((sl.task, sl.elements))
-            ready = wait([sl.conn for sl in slots], timeout=0.05)
-            keep: list[_Slot] = []
-            for sl in slots:
-                if sl.conn in ready:
-                    try:
-                        msg = sl.conn.recv()
-                    except EOFError:  # the worker died (crash, out of memory)
-                        if sl.task is not None:
-                            sl.process.join(5)
-                            finish(sl, [], _death_reason(sl.process.exitcode), died=True)
-                        _stop(sl, kill=True)
-                        if queue:
-                            keep.append(start())
-                        continue
-                    if msg == "ready":
-                        sl.ready = True
-                    else:
-                        finish(sl, msg, None)
-                elif sl.task is not None and time.perf_counter() - sl.started > timeout:
-                    # past the time limit: kill the worker, record the failure, start another
-                    _stop(sl, kill=True)
-                    finish(sl, [], f"timeout: labelling took longer than {timeout:g} s")
-                    if queue:
-                        keep.append(start())
-                    continue
-                if sl.ready and sl.task is None and not queue:
-                    _stop(sl)  # nothing left for this worker
-                    continue
-                keep.append(sl)
-            slots = keep
-    finally:
-        for sl in slots:
-            _stop(sl, kill=True)
-
-
-def _stop(slot: _Slot, kill: bool = False) -> None:
-    """End a worker: politely (``None`` task) or by killing it."""
-    if not kill:
-        try:
-            slot.conn.send(None)
-        except OSError:
-            kill = True
-        else:
-            slot.process.join(5)
-    if slot.process.is_alive():
-        slot.process.kill()
-    slot.process.join(5)
-    slot.conn.close()

@@ -37,7 +37,7 @@ from xanesdb.jobs.spectra.dedup import find_duplicates
 from xanesdb.jobs.spectra.grid import EnergyGrid, choose_grid, standardise
 from xanesdb.xas.align import ALIGNED_GRID_NAME, align_computed
 from xanesdb.platform.settings import XanesdbSettings, get_settings
-from xanesdb.platform.stores import get_database, get_store
+from xanesdb.platform.stores import get_database
 from xanesdb.schemas.base import utcnow
 from xanesdb.schemas.spectrum import SEPARATE_SCALE_PRESETS, SpectrumDoc
 
@@ -126,17 +126,33 @@ def scale_criteria(scale: str) -> dict[str, Any]:
     return {"source": scale}
 
 
-def _grids(settings: XanesdbSettings):
-    coll = get_database(settings)[GRID_COLLECTION]
+def _grids(db: Any):
+    coll = db[GRID_COLLECTION]
     coll.create_index("grid_name", unique=True)
     return coll
 
 
+def _database(settings: XanesdbSettings | None, db: Any = None) -> Any:
+    """``db`` when one is handed in, else the settings' database."""
+    return db if db is not None else get_database(settings or get_settings())
+
+
+def _store(db: Any, name: str) -> Any:
+    """A maggma store over ``db[name]`` that shares ``db``'s client (never closed here)."""
+    from maggma.stores import MongoStore
+
+    from xanesdb.platform.stores import COLLECTIONS
+
+    store = MongoStore.from_collection(db[name])
+    store.key = COLLECTIONS[name][0]
+    return store
+
+
 def current_grid(
-    element: str, source: str, edge: str = "K", settings: XanesdbSettings | None = None
+    element: str, source: str, edge: str = "K", settings: XanesdbSettings | None = None, db: Any = None
 ) -> EnergyGrid | None:
     """The latest stored grid of an absorber and source, or None."""
-    doc = _grids(settings or get_settings()).find_one(
+    doc = _grids(_database(settings, db)).find_one(
         {"element": element, "edge": edge, "source": source}, sort=[("version", -1)]
     )
     if doc is None:
@@ -226,9 +242,10 @@ def _dedup_group(spectra_coll, element: str, edge: str, source: str, threshold: 
     return int((dup >= 0).sum()), len(ops)
 
 
-def spectra_counts(settings: XanesdbSettings | None = None, elements: Sequence[str] | None = None) -> dict:
+def spectra_counts(settings: XanesdbSettings | None = None, elements: Sequence[str] | None = None,
+                   db: Any = None) -> dict:
     """Counts of successful spectra per ``'element|class|energy scale'``: kept and duplicates."""
-    db = get_database(settings or get_settings())
+    db = _database(settings, db)
     match: dict[str, Any] = {"state": "successful"}
     if elements:
         match["element"] = {"$in": list(elements)}
@@ -252,6 +269,7 @@ def build_spectra(
     threshold: float = DEDUP_THRESHOLD,
     regrid: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    db: Any = None,
 ) -> BuildReport:
     """Standardise new or changed successful FEFF tasks into spectra, then deduplicate.
 
@@ -268,6 +286,8 @@ def build_spectra(
         of the groups built.
     progress
         Called as ``progress(done, total)`` while standardising.
+    db
+        The database to build in (default: the settings'; a job hands its own).
 
     Returns
     -------
@@ -280,99 +300,97 @@ def build_spectra(
     crit: dict[str, Any] = {"state": "successful"}
     if elements:
         crit["element"] = {"$in": list(elements)}
-    db = get_database(settings)
-    grids_coll = _grids(settings)
-    tasks_store = get_store("feff_tasks", settings)
-    sites_store = get_store("sites", settings)
-    spectra_store = get_store("spectra", settings)
-    with tasks_store, sites_store, spectra_store:
-        tasks = list(tasks_store.query(crit, properties=["task_id", "site_id", "element", "edge", "source",
-                                                         "preset", "last_updated"]))
-        spec_crit = {"element": crit["element"]} if elements else {}
-        spectra = {s["task_id"]: s for s in spectra_store.query(
-            spec_crit, properties=["spectrum_id", "task_id", "last_updated", "grid_name", "dedup_threshold",
-                                   "element", "edge", "source", "preset", "aligned_grid"])}
-        # sites of these elements, read once (a long `$in` list is slow on some servers)
-        site_crit = {"element": crit["element"]} if elements else {}
-        sites = {s["site_id"]: s for s in sites_store.query(
-            site_crit, properties=["site_id", "last_updated", *SITE_FIELDS])}
+    db = _database(settings, db)
+    grids_coll = _grids(db)
+    tasks_store, sites_store, spectra_store = (_store(db, name) for name in ("feff_tasks", "sites", "spectra"))
+    # the stores share db's client: nothing to open or close here
+    tasks = list(tasks_store.query(crit, properties=["task_id", "site_id", "element", "edge", "source",
+                                                     "preset", "last_updated"]))
+    spec_crit = {"element": crit["element"]} if elements else {}
+    spectra = {s["task_id"]: s for s in spectra_store.query(
+        spec_crit, properties=["spectrum_id", "task_id", "last_updated", "grid_name", "dedup_threshold",
+                               "element", "edge", "source", "preset", "aligned_grid"])}
+    # sites of these elements, read once (a long `$in` list is slow on some servers)
+    site_crit = {"element": crit["element"]} if elements else {}
+    sites = {s["site_id"]: s for s in sites_store.query(
+        site_crit, properties=["site_id", "last_updated", *SITE_FIELDS])}
 
-        # remove spectra whose task is gone or no longer successful
-        live = {t["task_id"] for t in tasks}
-        stale = [s["spectrum_id"] for tid, s in spectra.items() if tid not in live]
-        touched: set[tuple[str, str, str]] = set()
-        if stale:
-            for tid, s in spectra.items():
-                if tid not in live:
-                    touched.add((s["element"], s.get("edge", "K"), energy_scale(s["source"], s.get("preset"))))
-            spectra_store.remove_docs({"spectrum_id": {"$in": stale}})
-            report.removed = len(stale)
+    # remove spectra whose task is gone or no longer successful
+    live = {t["task_id"] for t in tasks}
+    stale = [s["spectrum_id"] for tid, s in spectra.items() if tid not in live]
+    touched: set[tuple[str, str, str]] = set()
+    if stale:
+        for tid, s in spectra.items():
+            if tid not in live:
+                touched.add((s["element"], s.get("edge", "K"), energy_scale(s["source"], s.get("preset"))))
+        spectra_store.remove_docs({"spectrum_id": {"$in": stale}})
+        report.removed = len(stale)
 
-        # grids, per (element, edge, source)
-        groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
-        for t in tasks:
-            groups[(t["element"], t.get("edge", "K"), energy_scale(t.get("source", "xanesdb"), t.get("preset")))].append(t)
-        todo: list[tuple[dict, EnergyGrid]] = []
-        for (element, edge, source), group in sorted(groups.items()):
-            grid = None if regrid else current_grid(element, source, edge, settings)
-            if grid is None:
-                grid = _new_grid(grids_coll, element, edge, source, tasks_store)
-                report.grids_created.append(grid.grid_name)
-            for t in group:
-                s = spectra.get(t["task_id"])
-                site_t = sites.get(t["site_id"], {}).get("last_updated")
-                if (
-                    s is None
-                    or s.get("grid_name") != grid.grid_name
-                    or s.get("aligned_grid") != ALIGNED_GRID_NAME
-                    or s["last_updated"] < t["last_updated"]
-                    or (site_t is not None and s["last_updated"] < site_t)
-                ):
-                    todo.append((t, grid))
-                else:
-                    report.up_to_date += 1
-                    if s.get("dedup_threshold") != threshold:
-                        touched.add((element, edge, source))
+    # grids, per (element, edge, source)
+    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    for t in tasks:
+        groups[(t["element"], t.get("edge", "K"), energy_scale(t.get("source", "xanesdb"), t.get("preset")))].append(t)
+    todo: list[tuple[dict, EnergyGrid]] = []
+    for (element, edge, source), group in sorted(groups.items()):
+        grid = None if regrid else current_grid(element, source, edge, db=db)
+        if grid is None:
+            grid = _new_grid(grids_coll, element, edge, source, tasks_store)
+            report.grids_created.append(grid.grid_name)
+        for t in group:
+            s = spectra.get(t["task_id"])
+            site_t = sites.get(t["site_id"], {}).get("last_updated")
+            if (
+                s is None
+                or s.get("grid_name") != grid.grid_name
+                or s.get("aligned_grid") != ALIGNED_GRID_NAME
+                or s["last_updated"] < t["last_updated"]
+                or (site_t is not None and s["last_updated"] < site_t)
+            ):
+                todo.append((t, grid))
+            else:
+                report.up_to_date += 1
+                if s.get("dedup_threshold") != threshold:
+                    touched.add((element, edge, source))
 
-        # standardise, in batches: few tasks are fetched by key, many by streaming their elements
-        total = len(todo)
+    # standardise, in batches: few tasks are fetched by key, many by streaming their elements
+    total = len(todo)
+    if progress:
+        progress(0, total)
+    grid_of = {t["task_id"]: g for t, g in todo}
+    if total <= _BATCH:
+        stream = tasks_store.query({"task_id": {"$in": list(grid_of)}})
+    else:
+        stream = (t for t in tasks_store.query(crit) if t["task_id"] in grid_of)
+    done = 0
+    while True:
+        full = list(itertools.islice(stream, _BATCH))
+        if not full:
+            break
+        docs = []
+        unlabelled = [t["site_id"] for t in full if t["site_id"] not in sites]
+        if unlabelled:
+            # one line per batch: label the structures (`xanesdb sites label`) and rebuild
+            logger.warning("%d sites not in 'sites' (e.g. %s): their spectra have no label; "
+                           "run `xanesdb sites label` and rebuild", len(unlabelled), unlabelled[0])
+        for t in full:
+            doc = _make_doc(t, sites.get(t["site_id"]), grid_of[t["task_id"]], threshold)
+            if doc.state == "failed":
+                report.failed += 1
+                report.errors[doc.spectrum_id] = doc.error or ""
+            docs.append(doc.to_mongo())  # duplicate_of is set by the group's dedup below
+            touched.add((doc.element, doc.edge, energy_scale(doc.source, doc.preset)))
+        spectra_store.update(docs)
+        report.processed += len(docs)
+        done += len(full)
         if progress:
-            progress(0, total)
-        grid_of = {t["task_id"]: g for t, g in todo}
-        if total <= _BATCH:
-            stream = tasks_store.query({"task_id": {"$in": list(grid_of)}})
-        else:
-            stream = (t for t in tasks_store.query(crit) if t["task_id"] in grid_of)
-        done = 0
-        while True:
-            full = list(itertools.islice(stream, _BATCH))
-            if not full:
-                break
-            docs = []
-            unlabelled = [t["site_id"] for t in full if t["site_id"] not in sites]
-            if unlabelled:
-                # one line per batch: label the structures (`xanesdb sites label`) and rebuild
-                logger.warning("%d sites not in 'sites' (e.g. %s): their spectra have no label; "
-                               "run `xanesdb sites label` and rebuild", len(unlabelled), unlabelled[0])
-            for t in full:
-                doc = _make_doc(t, sites.get(t["site_id"]), grid_of[t["task_id"]], threshold)
-                if doc.state == "failed":
-                    report.failed += 1
-                    report.errors[doc.spectrum_id] = doc.error or ""
-                docs.append(doc.to_mongo())  # duplicate_of is set by the group's dedup below
-                touched.add((doc.element, doc.edge, energy_scale(doc.source, doc.preset)))
-            spectra_store.update(docs)
-            report.processed += len(docs)
-            done += len(full)
-            if progress:
-                progress(done, total)
+            progress(done, total)
 
     # dedup of the groups that changed
     for element, edge, source in sorted(touched):
         n_dup, changed = _dedup_group(db["spectra"], element, edge, source, threshold)
         report.groups_deduplicated.append(f"{element}-{edge}-{source}")
         report.duplicate_changes += changed
-    report.counts = spectra_counts(settings, elements)
+    report.counts = spectra_counts(settings, elements, db=db)
     report.n_duplicates = sum(c["duplicates"] for c in report.counts.values())
     report.seconds = round(time.perf_counter() - t_start, 3)
     return report

@@ -18,10 +18,13 @@ fetch changes no counts: documents whose content is unchanged are not rewritten 
   of either); ``material_id`` is ``file:<path relative to the folder, without suffix>`` or the
   mp id of a JSON record.
 
+They are written by :func:`xanesdb.jobs.structures.store.write_structures`; the fetch API that
+chains the two is :func:`xanesdb.jobs.structures.fetch_structures`.
+
 Examples
 --------
->>> from xanesdb.jobs.structures import fetch_structures
->>> n_new, n_total = fetch_structures("bundled", elements=["Fe"], limit=10)   # doctest: +SKIP
+>>> from xanesdb.jobs.structures.sources import bundled_structure_docs
+>>> docs = bundled_structure_docs(["Fe"], limit=10)       # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -34,11 +37,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobflow import job
 from pydantic import BaseModel, Field
 
 from xanesdb.platform.errors import XanesdbUserError
-from xanesdb.platform.settings import XanesdbSettings, get_settings, mp_api_key
+from xanesdb.platform.settings import mp_api_key
 from xanesdb.schemas.structure import Provenance, StructureDoc, structure_problem
 
 if TYPE_CHECKING:
@@ -50,6 +52,7 @@ __all__ = [
     "SOURCES",
     "DEFAULT_ABSORBERS",
     "MP_LICENCE",
+    "CONTENT_FIELDS",
     "FetchSummary",
     "ProgressCallback",
     "normalise_elements",
@@ -58,12 +61,6 @@ __all__ = [
     "mp_structure_docs",
     "bundled_structure_docs",
     "file_structure_docs",
-    "write_structures",
-    "fetch_structures",
-    "fetch_structures_summary",
-    "fetch_mp_structures",
-    "fetch_bundled_structures",
-    "fetch_file_structures",
 ]
 
 #: the structure sources, as ``StructureDoc.source`` spells them
@@ -77,7 +74,7 @@ _POSCAR_NAMES = ("poscar", "contcar")
 _SUFFIXES = (".cif", ".vasp", ".poscar", ".json", ".json.gz")
 _MP_ID = re.compile(r"^(mp|mvc)-\d+$")
 #: fields compared to decide whether a stored document is unchanged
-_CONTENT_FIELDS = ("source", "formula", "elements", "nsites", "structure", "provenance", "tags")
+CONTENT_FIELDS = ("source", "formula", "elements", "nsites", "structure", "provenance", "tags")
 
 #: ``progress(description, completed, total)``: called while a source is read and written
 ProgressCallback = Callable[[str, int, "int | None"], None]
@@ -473,181 +470,3 @@ def file_structure_docs(
     if limit is not None:
         out = out[:limit]
     return out, skipped
-
-
-# ----------------------------------------------------------------------------- write
-def write_structures(
-    docs: Sequence[StructureDoc],
-    settings: XanesdbSettings | None = None,
-    replace_other_sources: bool = False,
-    progress: ProgressCallback | None = None,
-    batch_size: int = 500,
-) -> dict[str, int]:
-    """Upsert structure documents on ``material_id``; unchanged documents are not rewritten.
-
-    Parameters
-    ----------
-    docs
-        Documents to write.
-    settings
-        Database settings (default: read from the environment now).
-    replace_other_sources
-        Replace a document that another source wrote under the same material id (default: keep it).
-    progress
-        Called per batch written.
-    batch_size
-        Documents per bulk upsert.
-
-    Returns
-    -------
-    dict
-        Counts 'new', 'updated', 'unchanged', 'kept_other_source', 'in_collection'.
-    """
-    from xanesdb.platform.stores import get_store
-
-    settings = settings or get_settings()
-    counts = {"new": 0, "updated": 0, "unchanged": 0, "kept_other_source": 0}
-    store = get_store("structures", settings)
-    with store:
-        ids = [d.material_id for d in docs]
-        existing: dict[str, dict] = {}
-        for start in range(0, len(ids), 1000):
-            chunk = ids[start : start + 1000]
-            for old in store.query({"material_id": {"$in": chunk}}, properties=["material_id", *_CONTENT_FIELDS]):
-                existing[old["material_id"]] = old
-        todo = []
-        for doc in docs:
-            new = doc.to_mongo()
-            old = existing.get(doc.material_id)
-            if old is None:
-                counts["new"] += 1
-            elif old.get("source") != doc.source and not replace_other_sources:
-                counts["kept_other_source"] += 1
-                continue
-            elif all(old.get(f) == new.get(f) for f in _CONTENT_FIELDS):
-                counts["unchanged"] += 1
-                continue
-            else:
-                counts["updated"] += 1
-            todo.append(new)
-        for start in range(0, len(todo), batch_size):
-            store.update(todo[start : start + batch_size], key="material_id")
-            _tick(progress, "writing structures", min(start + batch_size, len(todo)), len(todo))
-        counts["in_collection"] = store.count()
-    logger.info("structures: %s", counts)
-    return counts
-
-
-# ----------------------------------------------------------------------------- fetch
-def fetch_structures_summary(
-    source: str,
-    elements: Sequence[str] | None = None,
-    limit: int | None = None,
-    path: str | Path | Sequence[str | Path] | None = None,
-    settings: XanesdbSettings | None = None,
-    endpoint: str | None = None,
-    progress: ProgressCallback | None = None,
-) -> FetchSummary:
-    """Read structures from a source, check them all, then upsert them (see :func:`fetch_structures`)."""
-    if source not in SOURCES:
-        raise XanesdbUserError(f"unknown source {source!r}; use one of: {', '.join(SOURCES)}")
-    if limit is not None and limit < 0:
-        raise XanesdbUserError(f"--limit must be >= 0, got {limit}")
-    if path is not None and source != "files":
-        raise XanesdbUserError(f"a PATH is only read with --source files, not --source {source}")
-    elements = normalise_elements(elements)
-    settings = settings or get_settings()
-    db_version = None
-    skipped: dict[str, int] = {}
-    # read and check everything first: nothing is written when any of it fails
-    if source == "files":
-        if path is None:
-            raise XanesdbUserError("--source files needs a PATH: a folder or structure files (CIF, POSCAR, JSON)")
-        docs, skipped = file_structure_docs(path, elements, limit, progress)
-    elif source == "bundled":
-        _tick(progress, "bundled: reading", 0, None)
-        docs = bundled_structure_docs(elements, limit)
-    else:
-        docs, db_version, skipped = mp_structure_docs(elements, limit, endpoint, progress)
-    counts = write_structures(docs, settings, progress=progress)
-    return FetchSummary(
-        source=source,
-        n_total=len(docs),
-        n_new=counts["new"],
-        n_updated=counts["updated"],
-        n_unchanged=counts["unchanged"],
-        n_kept_other_source=counts["kept_other_source"],
-        n_skipped=sum(skipped.values()),
-        skipped=skipped,
-        n_in_collection=counts["in_collection"],
-        material_ids=[d.material_id for d in docs],
-        database_version=db_version,
-    )
-
-
-def fetch_structures(
-    source: str,
-    elements: Sequence[str] | None = None,
-    limit: int | None = None,
-    path: str | Path | Sequence[str | Path] | None = None,
-    settings: XanesdbSettings | None = None,
-    endpoint: str | None = None,
-    progress: ProgressCallback | None = None,
-) -> tuple[int, int]:
-    """Fetch structures from a source into the ``structures`` collection.
-
-    Parameters
-    ----------
-    source
-        'bundled', 'mp' or 'files'.
-    elements
-        Keep structures containing any of these elements (``mp``: default Ti-Cu).
-    limit
-        At most this many structures.
-    path
-        For 'files': a folder, a file or a list of them.
-    settings
-        Database settings (default: from the environment).
-    endpoint
-        For 'mp': the API base URL (default: mp-api's).
-    progress
-        ``progress(description, completed, total)`` callback.
-
-    Returns
-    -------
-    tuple of int
-        (new material ids written, structures the source gave). A re-run returns ``(0, n)``.
-
-    Raises
-    ------
-    XanesdbUserError
-        Unknown source, missing PATH, missing ``MP_API_KEY``, unreadable file; nothing is written.
-    """
-    summary = fetch_structures_summary(source, elements, limit, path, settings, endpoint, progress)
-    return summary.n_new, summary.n_total
-
-
-# ----------------------------------------------------------------------------- jobs
-@job
-def fetch_mp_structures(
-    elements: list[str] | None = None, limit: int | None = None, endpoint: str | None = None
-) -> FetchSummary:
-    """Fetch Materials Project oxides containing ``elements`` into ``structures`` (needs MP_API_KEY).
-
-    The database comes from the settings of the process that runs the job.
-    """
-    return fetch_structures_summary("mp", elements, limit, endpoint=endpoint)
-
-
-@job
-def fetch_bundled_structures(elements: list[str] | None = None, limit: int | None = None) -> FetchSummary:
-    """Load the bundled structures containing ``elements`` into ``structures``."""
-    return fetch_structures_summary("bundled", elements, limit)
-
-
-@job
-def fetch_file_structures(
-    path: str | list[str], elements: list[str] | None = None, limit: int | None = None
-) -> FetchSummary:
-    """Read CIF/POSCAR/vasp/JSON structure files (a folder or a list) into ``structures``."""
-    return fetch_structures_summary("files", elements, limit, path=path)
