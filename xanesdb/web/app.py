@@ -101,15 +101,17 @@ def create_app(settings=None, *, require_login: bool = False, loopback_only: boo
         r = reader()
         db, who = r.db, r.user
         collections, counts = data.collection_counts(db, who), data.spectra_counts(db, who)
+        models = data.model_rows(db)
         at = data.counted_at(f"{who}|{db.name}|")
         return render_template("summary.html", db_name=settings.DB_NAME, collections=collections, counts=counts,
-                               classes=data.CLASSES, models=data.model_rows(db),
+                               classes=data.CLASSES, models=models, any_knn=any(m["knn"] is not None for m in models),
                                counted_at=time.strftime("%H:%M:%S", time.localtime(at)) if at else "")  # fmt: skip
 
     @app.get("/materials")
     def materials():
         a = g.args
-        result = data.list_materials(reader().db, element=a.get("element"), q=a.get("q"), page=int(a.get("page", 1)))
+        r = reader()
+        result = data.list_materials(r.db, element=a.get("element"), q=a.get("q"), page=int(a.get("page", 1)), who=r.user)
         return render_template("materials.html", result=result, element=a.get("element"), q=a.get("q"))
 
     @app.get("/material/<path:material_id>")
@@ -253,6 +255,7 @@ def warm_up(app: Flask, keras: bool = True) -> None:
         r = conns.reader()
         data.collection_counts(r.db, r.user)
         data.spectra_counts(r.db, r.user)
+        data.catalogue(r.db, r.user)
         try:
             from xanesdb.search import load_search_index
 

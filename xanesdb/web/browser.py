@@ -81,6 +81,8 @@ class Chromium:
         self._id = 0
         self._events: list[dict[str, Any]] = []
         self.console: list[str] = []
+        #: every URL the page asked for (Network.requestWillBeSent), for checks that nothing leaves
+        self.requests: list[str] = []
         try:
             target = self._call("Target.createTarget", {"url": "about:blank"})["targetId"]
             self.session = self._call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
@@ -128,6 +130,8 @@ class Chromium:
     def _event(self, m: dict[str, Any]) -> None:
         if m.get("method") == "Runtime.consoleAPICalled":
             self.console.append(" ".join(str(a.get("value", a.get("description", ""))) for a in m["params"]["args"]))
+        elif m.get("method") == "Network.requestWillBeSent":
+            self.requests.append(m["params"]["request"]["url"])
         elif m.get("method") == "Runtime.exceptionThrown":
             self.console.append("exception: " + str(m["params"]["exceptionDetails"].get("text")))
         self._events.append(m)

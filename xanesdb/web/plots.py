@@ -44,28 +44,44 @@ def _figure(size: tuple[float, float]) -> Figure:
 
 
 def site_spectra_figure(spectra: Sequence[dict[str, Any]], element: str, title: str = "") -> Figure:
-    """The stored spectra of one absorber of a material: mu on the absorber's grid, one line each.
+    """The stored spectra of one absorber of a material, one colour per spectrum.
 
-    Labelled by site, class and preset; duplicates (``duplicate_of`` set) dashed.
+    Left: mu on the absorber's grid, as stored (scaled to max 1). Right: the aligned representation
+    the models and the search compare (normalised, energy from the half edge step), where there is
+    one. Labelled by site, class, preset and source; duplicates (``duplicate_of`` set) dashed.
     """
-    fig = _figure((7.2, 4.0))
-    ax = fig.add_subplot(1, 1, 1)
+    from xanesdb.xas.align import ALIGNED_GRID
+
+    def has_aligned(sp):
+        return bool(sp.get("mu_aligned")) and len(sp["mu_aligned"]) == len(ALIGNED_GRID)
+
+    aligned = any(has_aligned(sp) for sp in spectra)
+    fig = _figure((10.5, 4.0) if aligned else (7.2, 4.0))
+    axes = fig.subplots(1, 2) if aligned else [fig.add_subplot(1, 1, 1)]
     for i, sp in enumerate(spectra):
         e, mu = sp.get("energies"), sp.get("mu")
-        if not e or not mu or len(e) != len(mu):
-            continue
         site = str(sp.get("site_id") or "").rsplit(":", 1)[-1]
         cls = sp.get("lce_class") or sp.get("chemenv_symbol") or "unlabelled"
-        label = f"site {site} {cls} ({sp.get('preset')}, {sp.get('source')})"
-        ls = "--" if sp.get("duplicate_of") else "-"
-        colour = COLOURS.get(sp.get("lce_class") or "", f"C{(i + 3) % 10}")
-        ax.plot(e, mu, ls=ls, lw=1.4, color=colour, alpha=0.85, label=_plain(label + (" dup." if ls == "--" else "")))
-    ax.set_xlabel("E / eV")
-    ax.set_ylabel("mu / max")
-    ax.set_title(_plain(title or f"{element} K-edge site spectra"), fontsize=9)
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize=7, loc="lower right")
+        label = _plain(f"site {site} {cls} ({sp.get('preset')}, {sp.get('source')})"
+                       + (" duplicate" if sp.get("duplicate_of") else ""))  # fmt: skip
+        style = {"ls": "--" if sp.get("duplicate_of") else "-", "lw": 1.4, "color": f"C{i % 10}", "alpha": 0.9}
+        if e and mu and len(e) == len(mu):
+            axes[0].plot(e, mu, label=label, **style)
+        if aligned and has_aligned(sp):
+            axes[1].plot(ALIGNED_GRID, sp["mu_aligned"], label=label, **style)
+    axes[0].set_xlabel("E / eV")
+    axes[0].set_ylabel("mu / max")
+    axes[0].set_title("as stored", fontsize=8)
+    if aligned:
+        axes[1].set_xlabel("E - E(half edge step) / eV")
+        axes[1].set_ylabel("normalised mu")
+        axes[1].set_title("aligned, normalised (what models and search compare)", fontsize=8)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8)
+    if axes[-1].lines:
+        axes[-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(_plain(title or f"{element} K-edge site spectra"), fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -25,6 +25,7 @@ img.plot { max-width: 100%; background: #fff; border: 1px solid #d4d9df; }
 #drop.over { background: #e8f0fb; }
 form.inline { display: inline; }
 code { background: #eef1f5; padding: 0 .2em; }
+td.id, td.id a { white-space: nowrap; }
 """
 
 UPLOAD_JS = """
@@ -90,12 +91,12 @@ few minutes).</p>
 {% else %}<p class="note">No spectra yet: <code>xanesdb db load-bundled &amp;&amp; xanesdb spectra build</code>.</p>{% endif %}
 <h2>Models and their scores</h2>
 <table id="models"><tr><th>run</th><th>kind</th><th>absorber(s)</th><th>input</th><th>classes</th>
-<th>spectra</th><th>macro F1 (test)</th><th>kNN-5 F1</th><th>where</th><th>created</th></tr>
-{% for m in models %}<tr><td><a href="{{ url_for('model', run_id=m.run_id) }}">{{ m.run_id }}</a></td>
+<th>spectra</th><th>macro F1 (test)</th>{% if any_knn %}<th>kNN-5 F1</th>{% endif %}<th>where</th><th>created</th></tr>
+{% for m in models %}<tr><td class="id"><a href="{{ url_for('model', run_id=m.run_id) }}">{{ m.run_id }}</a></td>
 <td>{{ m.kind }}</td><td>{{ m.elements }}</td><td>{{ m.representation }}</td><td>{{ m.classes|join(' ') }}</td>
 <td class="n">{{ m.n_spectra }}</td>
 <td class="n">{% if m.f1_macro is not none %}{{ '%.3f'|format(m.f1_macro) }}{% if m.f1_std is not none %} ± {{ '%.3f'|format(m.f1_std) }}{% endif %}{% endif %}</td>
-<td class="n">{% if m.knn is not none %}{{ '%.3f'|format(m.knn) }}{% endif %}</td>
+{% if any_knn %}<td class="n">{% if m.knn is not none %}{{ '%.3f'|format(m.knn) }}{% endif %}</td>{% endif %}
 <td>{{ m.where }}</td><td>{{ m.created }}</td></tr>
 {% else %}<tr><td colspan="10">none registered or shipped</td></tr>{% endfor %}
 </table>
