@@ -33,7 +33,7 @@ def svg_uri(fig: Figure) -> str:
 
     buf = io.BytesIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "xanesdb"}):
-        fig.savefig(buf, format="svg", bbox_inches="tight")
+        fig.savefig(buf, format="svg")  # fixed margins: a "tight" box costs a second layout pass
     return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -82,7 +82,7 @@ def site_spectra_figure(spectra: Sequence[dict[str, Any]], element: str, title: 
     if axes[-1].lines:
         axes[-1].legend(fontsize=7, loc="lower right")
     fig.suptitle(_plain(title or f"{element} K-edge site spectra"), fontsize=9)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.07 if aligned else 0.1, right=0.98, bottom=0.13, top=0.86, wspace=0.22)
     return fig
 
 
@@ -106,7 +106,7 @@ def overlay_figure(name: str, y: np.ndarray, grid: np.ndarray, refs: Sequence[tu
     ax.set_title(_plain(f"{name}: {answer}" if answer else name), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6.5, loc="lower right")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.12, top=0.92)
     return fig
 
 

@@ -92,7 +92,12 @@ def analyse_uploads(files: list[tuple[str, bytes]], reader, *, method: str = "co
         for k in ("error", "reason"):
             if r.get(k):
                 r[k] = _scrub(str(r[k]).splitlines()[0] if k == "error" else str(r[k]), tmp)
-    searches = _search(spectra, reader, method=method, top=top, fidelity=fidelity)
+    try:  # one read of the index per upload (checking the database's state costs ~1 s on SecantusDB)
+        index = _index(reader, fidelity)
+        no_index = None
+    except XanesdbUserError as err:
+        index, no_index = None, f"no search: {str(err).splitlines()[0]}"
+    searches = _search(spectra, index, no_index, method=method, top=top)
     from xanesdb.search import knn_vote
 
     for k, (s, r, found) in enumerate(zip(spectra, rows, searches)):
@@ -100,7 +105,7 @@ def analyse_uploads(files: list[tuple[str, bytes]], reader, *, method: str = "co
         if found.get("matches"):
             r["knn"] = knn_vote(found["matches"], k=KNN_K)
             if k < MAX_PLOTS:
-                r["plot"] = _overlay(s, r, found, reader, fidelity)
+                r["plot"] = _overlay(s, r, found, index)
     return {"results": bad + rows, "message": None, "more_plots": len(spectra) > MAX_PLOTS}
 
 
@@ -110,14 +115,11 @@ def _index(reader, fidelity: str):
     return load_search_index(reader.settings, fidelity=None if fidelity == "none" else fidelity)
 
 
-def _search(spectra, reader, *, method: str, top: int, fidelity: str) -> list[dict[str, Any]]:
+def _search(spectra, index, no_index: str | None, *, method: str, top: int) -> list[dict[str, Any]]:
     from xanesdb.search import search_spectra
 
-    try:
-        index = _index(reader, fidelity)
-    except XanesdbUserError as err:
-        msg = str(err).splitlines()[0]
-        return [{"method": method, "error": f"no search: {msg}"} for _ in spectra]
+    if index is None:
+        return [{"method": method, "error": no_index} for _ in spectra]
     out = search_spectra(spectra, top=top, method=method, index=index)
     for r in out:
         if r.get("error"):
@@ -125,14 +127,13 @@ def _search(spectra, reader, *, method: str, top: int, fidelity: str) -> list[di
     return out
 
 
-def _overlay(spectrum, row: dict[str, Any], found: dict[str, Any], reader, fidelity: str) -> str | None:
+def _overlay(spectrum, row: dict[str, Any], found: dict[str, Any], index) -> str | None:
     from xanesdb.search import prepare_query
     from xanesdb.web.plots import overlay_figure, svg_uri
     from xanesdb.xas.align import ALIGNED_GRID
 
     try:
         q = prepare_query(spectrum)
-        index = _index(reader, fidelity)
     except XanesdbUserError:
         return None
     where = _rows_by_id(index)
