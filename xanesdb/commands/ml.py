@@ -54,18 +54,34 @@ def train(
     seed: int = typer.Option(0, help="Random seed (splits, initialisation, dropout, noise)."),
     protocol: str = typer.Option("paper", help="paper (stratified 90/10) or grouped (no material in train and test)."),
     n_models: int = typer.Option(10, "--n-models", help="Networks trained side by side, one per split."),
-    ensemble: int = typer.Option(
-        1, "--ensemble", help="Networks per split, their probabilities averaged (paper: 1)."
+    ensemble: Optional[int] = typer.Option(
+        None, "--ensemble", help="Networks per split, their probabilities averaged (paper: 1; regression: 3, their spread the uncertainty)."
     ),
-    label: str = typer.Option("lce_class", help="Spectrum field to learn."),
+    label: list[str] = typer.Option(["lce_class"], help="Spectrum field to learn (regression: repeat for several numeric fields)."),
     class_weight: Optional[str] = typer.Option(None, help="balanced: weight classes by inverse frequency."),
     pre_edge: bool = typer.Option(False, "--pre-edge", help="Use only the grid points before the main edge."),
     curves: bool = typer.Option(True, help="Compute robustness curves (test shift and noise)."),
+    task: str = typer.Option("classification", "--task", help="classification, or regression of numeric spectrum/site "
+                             "fields (--model gbt, mlp-shallow, mlp-deep, cnn-lin, mlp, cnn)."),
+    train_fraction: float = typer.Option(1.0, "--train-fraction", help="Regression: fraction of each split's training rows used, in (0, 1]."),
+    png: Optional[Path] = typer.Option(None, "--png", help="Regression: write the held-out parity plot here."),
 ) -> None:
-    """Train classifiers on the spectra a query selects, score them, and register the run."""
+    """Train classifiers (or regressors: --task regression) on the spectra a query selects, score them, register the run."""
     from xanesdb.platform.queries import parse_filter
 
     criteria = parse_filter(query)
+    if task not in ("classification", "regression"):
+        raise XanesdbUserError(f"unknown --task {task!r}; use classification or regression")
+    if task == "regression":  # xanesdb.commands.regression: issue 20
+        if label == ["lce_class"]:
+            raise XanesdbUserError("--task regression needs --label, a numeric field such as mean_bond_length (repeat for several)")
+        from xanesdb.commands.regression import train_regression
+
+        return train_regression(criteria, label, model, protocol, n_models, 3 if ensemble is None else ensemble, epochs,
+                                seed, train_fraction, png)
+    if len(label) > 1:
+        raise XanesdbUserError("a classifier learns one --label; several are for --task regression")
+    label, ensemble = label[0], 1 if ensemble is None else ensemble
     if not _FIELD_NAME.match(label):
         raise XanesdbUserError(f"--label {label[:60]!r} is not a field name; give a spectrum field such as "
                                "lce_class or element (letters, digits, _ and dots, no $)")

@@ -137,3 +137,4 @@ def label(
     for mid, reason in list(summary.failures.items())[:10]:
         console.print(f"  failed {mid}: {reason}", markup=False)
     console.print(site_class_table(db, elements))
+from xanesdb.commands import descriptors as _descriptors; app.command("descriptors")(_descriptors.descriptors)  # noqa: E402,E702

@@ -1,0 +1,59 @@
+"""``xanesdb train --task regression``: descriptor regression (thin: check, call :mod:`xanesdb.ml.regression`, print)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+from rich.table import Table
+
+from xanesdb.commands._console import SafeConsole
+from xanesdb.platform.errors import XanesdbUserError
+
+console = SafeConsole(soft_wrap=True)
+err_console = SafeConsole(stderr=True)
+
+
+def _ms(v) -> str:
+    return f"{v[0]:.4g} ± {v[1]:.2g}"
+
+
+def train_regression(criteria: dict, labels: list[str], model: str, protocol: str, n_models: int, ensemble: int,
+                     epochs: int, seed: int, train_fraction: float, png: Optional[Path]) -> None:  # fmt: skip
+    """Check the knobs, train, register, print the scores (and write the parity PNG)."""
+    from xanesdb.ml.regression import RegressionConfig, plot_parity, train_regression_from_query
+    from xanesdb.platform.settings import get_settings
+
+    cfg = RegressionConfig(family=model, labels=tuple(labels), protocol=protocol, n_models=n_models,
+                           ensemble=ensemble, epochs=epochs, seed=seed, train_fraction=train_fraction)  # fmt: skip
+    cfg.check()  # before any data is read: nothing is registered on bad input
+    if png is not None:
+        from xanesdb.platform.export import check_output_file
+
+        check_output_file(png, "--png")
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=err_console, transient=True) as progress:  # fmt: skip
+        task = progress.add_task(f"training {n_models * ensemble} {model}", total=epochs)
+        res = train_regression_from_query(criteria, cfg, get_settings(), on_epoch=lambda e, loss, total: progress.update(
+            task, completed=e, total=total, description=f"training {n_models * ensemble} {model} (loss {loss:.3f})"))  # fmt: skip
+    doc = res.doc
+    console.print(f"model {doc.run_id}: {doc.n_spectra} spectra ({len(set(res.dataset.groups))} materials), "
+                  f"targets {', '.join(doc.classes)}, fingerprint {doc.fingerprint}")  # fmt: skip
+    if res.dataset.n_dropped:
+        console.print(f"{res.dataset.n_dropped} spectra left out: a target missing")
+    t = Table(title=f"held-out scores ({protocol} protocol; mean ± std over {n_models} splits, networks: over all "
+                    f"{doc.metrics['n_networks']})")  # fmt: skip
+    for c in ("target", "MAE ensemble", "MAE networks", "MAE baseline", "R² ensemble", "±1σ cover", "±2σ cover", "mean σ"):
+        t.add_column(c)
+    for lab, m in doc.metrics["targets"].items():
+        t.add_row(lab, _ms(m["mae_ensemble"]), _ms(m["mae_networks"]), _ms(m["mae_baseline"]), _ms(m["r2_ensemble"]),
+                  f"{100 * m['coverage']['1sigma']:.0f} % (raw {100 * m['coverage_raw']['1sigma']:.0f})",
+                  f"{100 * m['coverage']['2sigma']:.0f} % (raw {100 * m['coverage_raw']['2sigma']:.0f})", f"{m['mean_sigma']:.3g}")  # fmt: skip
+    console.print(t)
+    if png is not None:
+        plot_parity(doc, png)
+        console.print(f"parity plot written to {png}")
+    console.print(f"trained on {doc.device}; timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in doc.timings.items()))
