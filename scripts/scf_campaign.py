@@ -74,12 +74,13 @@ def main(argv: list[str] | None = None) -> int:
                     done_materials.add((m, el))
         if not batch:
             break
-        for el, mats in batch.items():
-            t0 = time.time()
-            s = populate_feff(settings, elements=[el], preset=args.preset, workers=args.workers, material_ids=mats,
-                              timeout=args.timeout, progress=False)
-            print(f"round {r} {el}: {len(mats)} materials, {s.n_done} done, {s.n_failed} failed, "
-                  f"{time.time() - t0:.0f} s", flush=True)
+        # one pool per round: the workers stay busy across absorbers (a slow site does not idle the others)
+        t0 = time.time()
+        mats = sorted({m for ms in batch.values() for m in ms})
+        s = populate_feff(settings, elements=sorted(batch), preset=args.preset, workers=args.workers,
+                          material_ids=mats, timeout=args.timeout, progress=False)
+        print(f"round {r} {','.join(sorted(batch))}: {len(mats)} materials, {s.n_done} done, {s.n_failed} failed, "
+              f"{time.time() - t0:.0f} s", flush=True)
     return 0
 
 
