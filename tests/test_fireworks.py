@@ -17,11 +17,9 @@ from pymatgen.core import Structure
 
 from xanesdb.jobs.feff.task import feff_task_key
 from xanesdb.jobs.feff.campaign import plan_campaign, submit_campaign
-from xanesdb.jobs.feff.makers import FeffXanesMaker
 from xanesdb.platform.launchpad import TASK_KEY_SPEC, get_launchpad, rlaunch_command, worker_job_store
 from xanesdb.platform.stores import get_database
-from xanesdb.jobs.feff.sets import preset_cards
-from xanesdb.schemas import FeffTaskDoc, Provenance, SiteDoc, StructureDoc
+from xanesdb.schemas import Provenance, SiteDoc, StructureDoc
 from xanesdb.testing.feff import fake_feff_command
 
 pytestmark = pytest.mark.integration
@@ -203,37 +201,6 @@ def test_worker_job_store_resolves_on_the_worker(db_settings, monkeypatch):
 
     with pytest.raises(RuntimeError, match="XANESDB_DB_NAME=" + db_settings.DB_NAME):
         JobStore.from_dict(d).connect()
-
-
-def test_feff_job_skips_a_stored_task(db_settings, shared_data, memory_jobstore, monkeypatch, tmp_path):
-    """A FEFF job whose task exists (another worker, a rerun of a lost run) returns it without running FEFF."""
-    from jobflow import run_locally
-
-    db = get_database(db_settings)
-    raw = shared_data / "omnixas_cu" / "raw_sample"
-    s = Structure.from_file(raw / "mp-704645" / "POSCAR")
-    calls = []
-    import xanesdb.jobs.feff.run as feff_run
-
-    def no_feff(*args, **kwargs):
-        calls.append(args)
-        raise RuntimeError("FEFF was run")
-
-    monkeypatch.setattr(feff_run, "run_feff", no_feff)
-    key = feff_task_key("mp-704645", "Cu", 0, "fast")
-    stored = FeffTaskDoc(task_id=key, site_id="mp-704645:Cu:0", material_id="mp-704645", element="Cu", absorbing_index=0,
-                         edge="K", source="xanesdb", code="feff10-rs", preset="fast", preset_hash=key.rsplit(":", 1)[1],
-                         cards=preset_cards("fast"), state="failed", error="non-convergence: stored earlier")
-    db["feff_tasks"].insert_one(stored.to_mongo())
-    job = FeffXanesMaker().make(s, 0, "mp-704645")
-    responses = run_locally(job, store=memory_jobstore, log=False, create_folders=True, root_dir=tmp_path)
-    assert calls == [] and responses[job.uuid][1].output.task_id == key
-    assert responses[job.uuid][1].output.error == "non-convergence: stored earlier"
-    # with retry_failed the failed task is computed again (here: the runner raises)
-    with pytest.raises(RuntimeError, match="FEFF was run"):
-        run_locally(FeffXanesMaker(retry_failed=True).make(s, 0, "mp-704645"), store=memory_jobstore, log=False,
-                    raise_immediately=True, create_folders=True, root_dir=tmp_path)
-    assert len(calls) == 1
 
 
 def test_populate_local_engine_and_bad_input(db_settings, shared_data):

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 if TYPE_CHECKING:
     from xanesdb.platform.settings import XanesdbSettings
 
-__all__ = ["use_database", "job_database", "shared_database"]
+__all__ = ["use_database", "job_database", "shared_database", "store_over", "open_store"]
 
 _HANDED: ContextVar[Any] = ContextVar("xanesdb_job_database", default=None)
 _CLIENTS: dict[str, Any] = {}
@@ -70,6 +70,32 @@ def job_database(settings: XanesdbSettings | None = None) -> Any:
     """The database handed to the running job (:func:`use_database`), else :func:`shared_database`."""
     handed = _HANDED.get()
     return handed if handed is not None else shared_database(settings)
+
+
+def store_over(db: Any, name: str) -> Any:
+    """A maggma ``MongoStore`` over ``db[name]`` (keyed as the collection is) that shares ``db``'s client.
+
+    Do not close it (``with store:`` would close the shared client): use :func:`open_store`.
+    """
+    from maggma.stores import MongoStore
+
+    from xanesdb.platform.stores import COLLECTIONS
+
+    store = MongoStore.from_collection(db[name])
+    store.key = COLLECTIONS[name][0]
+    return store
+
+
+@contextmanager
+def open_store(name: str, settings: XanesdbSettings | None = None, db: Any = None) -> Iterator[Any]:
+    """A store of collection ``name``: over the handed ``db`` (left open), else the settings' (closed after)."""
+    if db is not None:
+        yield store_over(db, name)
+        return
+    from xanesdb.platform.stores import get_store
+
+    with get_store(name, settings) as store:
+        yield store
 
 
 @atexit.register

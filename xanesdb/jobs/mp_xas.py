@@ -47,6 +47,7 @@ from xanesdb.jobs.structures.sources import (
     normalise_elements,
 )
 from xanesdb.jobs.structures.store import write_structures
+from xanesdb.jobs.database import open_store
 from xanesdb.jobs.feff.task import write_tasks
 from xanesdb.platform.settings import XanesdbSettings, get_settings
 from xanesdb.schemas import FeffTaskDoc, Provenance, StructureDoc, preset_hash, site_id, task_id
@@ -247,6 +248,7 @@ def import_mp_xas(
     settings: XanesdbSettings | None = None,
     endpoint: str | None = None,
     progress: ProgressCallback | None = None,
+    db: Any = None,
 ) -> MpXasSummary:
     """Import MP K-edge XANES documents of ``elements`` into ``feff_tasks`` (source 'mp').
 
@@ -262,6 +264,8 @@ def import_mp_xas(
         API base URL (tests: the fake server's).
     progress
         ``progress(description, completed, total)`` callback.
+    db
+        The database to read and write (default: the settings'; the job hands its own).
 
     Returns
     -------
@@ -273,7 +277,6 @@ def import_mp_xas(
     from pymatgen.core import Structure
 
     from xanesdb.platform.errors import XanesdbUserError
-    from xanesdb.platform.stores import get_store
 
     settings = settings or get_settings()
     elements = normalise_elements(elements) or list(DEFAULT_ABSORBERS)
@@ -296,11 +299,11 @@ def import_mp_xas(
             found.extend(hits[:limit] if limit is not None else hits)
     # what the database knows
     mids = sorted({_canonical_mp_id(d.task_id) for d in found})
-    with get_store("structures", settings) as store:
+    with open_store("structures", settings, db) as store:
         structures = {d["material_id"]: Structure.from_dict(d["structure"])
                       for d in store.query({"material_id": {"$in": mids}}, properties=["material_id", "structure"])}
     sites: dict[str, list[tuple[str, list[int]]]] = {}
-    with get_store("sites", settings) as store:
+    with open_store("sites", settings, db) as store:
         for d in store.query({"material_id": {"$in": mids}},
                              properties=["site_id", "material_id", "element", "equivalent_indices"]):
             sites.setdefault(f"{d['material_id']}:{d['element']}", []).append(
@@ -316,9 +319,12 @@ def import_mp_xas(
         )
         for mid, s in sorted(new_structures.items())
     ]
-    n_structures_new = write_structures(structure_docs, settings)["new"] if structure_docs else 0
+    n_structures_new = 0
+    if structure_docs:
+        with open_store("structures", settings, db) as store:
+            n_structures_new = write_structures(structure_docs, settings, store=store)["new"]
     counts = {"new": 0, "updated": 0, "unchanged": 0}
-    with get_store("feff_tasks", settings) as store:
+    with open_store("feff_tasks", settings, db) as store:
         ids = [t.task_id for t in tasks]
         old = {d["task_id"]: d for d in store.query({"task_id": {"$in": ids}}, properties=["task_id", *_CONTENT_FIELDS])}
         todo = []
@@ -354,4 +360,6 @@ def import_mp_xas_job(
     elements: list[str] | None = None, limit: int | None = None, endpoint: str | None = None
 ) -> MpXasSummary:
     """Import Materials Project K-edge XANES as ``feff_tasks`` of source 'mp' (needs MP_API_KEY)."""
-    return import_mp_xas(elements, limit, endpoint=endpoint)
+    from xanesdb.jobs.database import job_database
+
+    return import_mp_xas(elements, limit, endpoint=endpoint, db=job_database())

@@ -54,14 +54,11 @@ def label_sites_chemenv(
     doc = structure_doc if isinstance(structure_doc, StructureDoc) else StructureDoc.from_mongo(structure_doc)
     if not store_sites:
         return [d.model_dump(mode="json") for d in label_doc(doc, tuple(elements), symprec)]
-    from maggma.stores import MongoStore
-
-    from xanesdb.jobs.database import job_database
+    from xanesdb.jobs.database import job_database, store_over
     from xanesdb.jobs.labels.pool import label_structures
 
     db = job_database(settings)
-    summary = label_structures([doc], store=MongoStore.from_collection(db["sites"]), settings=settings, workers=1,
-                               elements=elements)
+    summary = label_structures([doc], store=store_over(db, "sites"), settings=settings, workers=1, elements=elements)
     logger.info("labelled %s: %s", doc.material_id, summary)
     crit = {"material_id": doc.material_id, "element": {"$in": list(elements)}}
     return sorted(db["sites"].find(crit, {"_id": 0, "last_updated": 0}), key=lambda s: s["site_id"])

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pymongo import UpdateOne
 
+from xanesdb.jobs.database import store_over
 from xanesdb.jobs.spectra.dedup import find_duplicates
 from xanesdb.jobs.spectra.grid import EnergyGrid, choose_grid, standardise
 from xanesdb.xas.align import ALIGNED_GRID_NAME, align_computed
@@ -135,17 +136,6 @@ def _grids(db: Any):
 def _database(settings: XanesdbSettings | None, db: Any = None) -> Any:
     """``db`` when one is handed in, else the settings' database."""
     return db if db is not None else get_database(settings or get_settings())
-
-
-def _store(db: Any, name: str) -> Any:
-    """A maggma store over ``db[name]`` that shares ``db``'s client (never closed here)."""
-    from maggma.stores import MongoStore
-
-    from xanesdb.platform.stores import COLLECTIONS
-
-    store = MongoStore.from_collection(db[name])
-    store.key = COLLECTIONS[name][0]
-    return store
 
 
 def current_grid(
@@ -302,7 +292,7 @@ def build_spectra(
         crit["element"] = {"$in": list(elements)}
     db = _database(settings, db)
     grids_coll = _grids(db)
-    tasks_store, sites_store, spectra_store = (_store(db, name) for name in ("feff_tasks", "sites", "spectra"))
+    tasks_store, sites_store, spectra_store = (store_over(db, name) for name in ("feff_tasks", "sites", "spectra"))
     # the stores share db's client: nothing to open or close here
     tasks = list(tasks_store.query(crit, properties=["task_id", "site_id", "element", "edge", "source",
                                                      "preset", "last_updated"]))

@@ -117,9 +117,7 @@ def fetch_structures_job(
     The documents go to the ``structures`` collection of the job's database
     (:func:`xanesdb.jobs.database.job_database`).
     """
-    from maggma.stores import MongoStore
+    from xanesdb.jobs.database import job_database, store_over
 
-    from xanesdb.jobs.database import job_database
-
-    store = MongoStore.from_collection(job_database()["structures"])
+    store = store_over(job_database(), "structures")
     return fetch_structures(source, elements, limit, path=path, endpoint=endpoint, store=store)
