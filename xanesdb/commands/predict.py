@@ -22,7 +22,8 @@ err_console = SafeConsole(stderr=True, emoji=False)
 
 FORMATS = ("table", "csv", "json")
 CSV_FIELDS = ("name", "file", "group", "absorber", "model", "predicted", "best_class", "confidence", "P_O6", "P_S5",
-              "P_T4", "outlier_score", "shift_ev", "e0", "e_half", "edge_step", "reason", "error")  # fmt: skip
+              "P_T4", "outlier_score", "shift_ev", "e0", "e_half", "edge_step", "preedge_height", "preedge_ev", "reason",
+              "note", "error")  # fmt: skip
 
 
 def predict(
@@ -62,6 +63,11 @@ def predict(
             spectra.extend(read_spectra(f, groups=group if athena else None, **cols))
         except XanesdbUserError as err:
             rows.append({"name": Path(f).name, "file": str(f), "error": str(err).splitlines()[0]})
+    if model is not None:  # a registered regression run prints value +- sigma (issue 20)
+        from xanesdb.commands.regression import predict_regression_rows
+
+        if predict_regression_rows(model, spectra, rows, fmt, out):
+            return
     from xanesdb.ml.predict import predict_measured
 
     if png is not None:
@@ -108,8 +114,9 @@ def _emit(rows: list[dict], fmt: str, out: Path | None) -> None:
             t.add_row(str(i), r["name"], r.get("absorber", ""), r["predicted"],
                       *[f"{p[c]:.2f}" if c in p else "" for c in ("O6", "S5", "T4")],
                       f"{r['outlier_score']:.2f}", f"{r['e_half']:.1f}" if r.get("e_half") is not None else "")  # fmt: skip
-            if r.get("reason"):
-                notes.append(f"{i}. {r['reason']}")
+            for why in (r.get("reason"), r.get("note")):
+                if why:
+                    notes.append(f"{i}. {why}")
         console.print(t)
         for n in notes:
             console.print(n)
