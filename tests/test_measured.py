@@ -235,3 +235,34 @@ def test_plot_measured_prediction_writes_png(dev, tmp_path):
     (row,) = predict_spectra(doc, model, [s])
     out = plot_measured_prediction(doc, s, row, tmp_path / "h.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+# ----------------------------------------------------------------------------- pre-edge peak
+def test_preedge_peak_strong_isolated_rules_out_o6_and_a_shoulder_does_not():
+    from xanesdb.xas.preedge import STRONG_PREEDGE_HEIGHT, find_preedge_peak
+
+    e = np.arange(6500.0, 6620.0, 0.25)
+    edge = _edge(e, e0=6555.0, offset=0.0, slope=0.0)
+    peak = 0.7 * np.exp(-0.5 * ((e - 6543.0) / 1.0) ** 2)
+    p = find_preedge_peak(e, edge + peak, e_half=6555.0)
+    assert p.rules_out_o6 and abs(p.energy_rel + 12.0) < 0.5 and p.height >= STRONG_PREEDGE_HEIGHT
+    # the same intensity as a shoulder on the rising edge (no dip before the edge): no peak
+    shoulder = 0.3 * np.exp(-0.5 * ((e - 6551.0) / 2.0) ** 2)
+    assert find_preedge_peak(e, edge + shoulder, e_half=6555.0).height == 0.0
+    # a weak pre-edge (Fe-like, 0.1) is found but rules nothing out; noise alone makes no peak
+    weak = find_preedge_peak(e, edge + 0.1 * np.exp(-0.5 * ((e - 6543.0) / 1.0) ** 2), e_half=6555.0)
+    assert 0.05 < weak.height < STRONG_PREEDGE_HEIGHT and not weak.rules_out_o6
+    noisy = edge + np.random.default_rng(0).normal(0, 0.003, len(e))
+    assert find_preedge_peak(e, noisy, e_half=6555.0).height < 0.05
+
+
+def test_kmno4_pre_edge_rules_out_o6_in_prediction(dev):
+    from xanesdb.ml.predict import predict_spectra
+
+    doc, model = _tiny_doc_and_model()
+    (kmno4,) = read_spectra(dev / "athena" / "Mn_all.prj", groups=["KMnO4"])
+    (hematite,) = read_spectra(dev / "athena" / "Fe.prj", groups=["Hematite"])
+    k, h = predict_spectra(doc, model, [kmno4, hematite])
+    assert k["preedge_height"] >= 0.5 and -14 < k["preedge_ev"] < -10
+    assert k["probabilities"]["O6"] == 0.0 and "O6 ruled out" in k["note"]
+    assert h["note"] is None and h["preedge_height"] < 0.5

@@ -15,8 +15,10 @@ differ by 1-3 eV): the probabilities are averaged over the five readings, and an
 fewer than three of them give is ``unsure``. The networks' mean probabilities are then
 temperature-scaled (aligned models carry the fitted temperature) and checked: a spectrum that the
 model's outlier test finds unlike its training spectra, or whose most probable class stays below
-:data:`MIN_CONFIDENCE`, is answered ``unsure`` with the reason. A spectrum that cannot be prepared gets a row with its ``error``;
-the others are still predicted.
+:data:`MIN_CONFIDENCE`, is answered ``unsure`` with the reason. A measured spectrum with a strong
+isolated pre-edge peak (:mod:`xanesdb.xas.preedge`: no inversion centre) has O6 ruled out before
+the answer is taken, and its row says so in ``note``. A spectrum that cannot be prepared gets a
+row with its ``error``; the others are still predicted.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 
 from xanesdb.platform.errors import XanesdbUserError
 from xanesdb.xas.normalize import find_e0
+from xanesdb.xas.preedge import STRONG_PREEDGE_HEIGHT
 
 if TYPE_CHECKING:
     from xanesdb.schemas import TrainingRunDoc
@@ -87,8 +90,11 @@ def prepare(doc: TrainingRunDoc, spectrum: MeasuredSpectrum, align: str = "auto"
             a = align_measured(e, mu, name=name)
         except ValueError as err:
             raise XanesdbUserError(f"{name}: {err}") from None
-        return {"x": a["y"], "e0": a["e0"], "e_half": a["e_half"], "edge_step": a["edge_step"],
-                "shift_ev": -a["e_half"], "extrapolated_ev": a["extrapolated_ev"]}  # fmt: skip
+        out = {"x": a["y"], "e0": a["e0"], "e_half": a["e_half"], "edge_step": a["edge_step"],
+               "shift_ev": -a["e_half"], "extrapolated_ev": a["extrapolated_ev"], "preedge_height": a["preedge_height"]}  # fmt: skip
+        if a["preedge_height"] > 0:  # no peak, no energy
+            out["preedge_ev"] = a["preedge_ev"]
+        return out
     grid = np.asarray(doc.energies, dtype=float)
     shift = 0.0
     e0 = find_e0(e, mu)
@@ -139,8 +145,8 @@ def predict_spectra(
     list of dict
         ``name``, ``file``, ``group``, ``model``, ``predicted`` (a class or ``unsure``),
         ``best_class``, ``confidence``, ``probabilities``, ``probabilities_uncalibrated``,
-        ``std`` (over networks), ``outlier_score``, ``reason``, ``shift_ev``, ``e0``, ``e_half``,
-        ``edge_step``; or ``name``, ``file``, ``error`` for a spectrum that could not be prepared.
+        ``std`` (over networks), ``outlier_score``, ``reason``, ``note``, ``shift_ev``, ``e0``, ``e_half``,
+        ``edge_step`` (and for aligned models ``preedge_height``, ``preedge_ev``); or ``name``, ``file``, ``error`` for a spectrum that could not be prepared.
     """
     from xanesdb.ml.trust import OutlierTest, apply_temperature
 
@@ -185,6 +191,16 @@ def predict_spectra(
     outlier = OutlierTest(**doc.metrics["outlier_test"]) if doc.metrics.get("outlier_test") else None
     scores = outlier.score(X) if outlier is not None else np.zeros(len(X))
     for (i, prep), p, praw, pk, sc, x, flip in zip(ready, Pc, mean, P, scores, X, flips):
+        note = None
+        if prep.get("preedge_height", 0.0) >= STRONG_PREEDGE_HEIGHT and "O6" in doc.classes:
+            # a strong isolated pre-edge peak: no inversion centre, so not O6 (xanesdb.xas.preedge)
+            j = doc.classes.index("O6")
+            if p.sum() - p[j] > 0:
+                p = p.copy()
+                p[j] = 0.0
+                p = p / p.sum()
+            note = (f"pre-edge peak {prep['preedge_height']:.2f} of the edge step at {prep['preedge_ev']:+.1f} eV "
+                    f"(>= {STRONG_PREEDGE_HEIGHT:g}): a site without an inversion centre, O6 ruled out")  # fmt: skip
         best = int(np.argmax(p))
         reason = None
         if sc > 1.0:
@@ -204,6 +220,7 @@ def predict_spectra(
             "std": {c: float(v) for c, v in zip(doc.classes, pk.std(axis=0))},
             "outlier_score": float(sc),
             "reason": reason,
+            "note": note,
             **{k: float(v) for k, v in prep.items() if k != "x"},
         })  # fmt: skip
     return rows

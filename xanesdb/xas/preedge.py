@@ -1,0 +1,103 @@
+"""The pre-edge peak of a normalised K-edge spectrum, and what its height rules out.
+
+Below a 3d metal's K edge, the 1s -> 3d transition is dipole-forbidden where the absorber sits on
+an inversion centre (a regular octahedron) and grows with the 4p-3d mixing that a site without
+one allows (a tetrahedron most, then a square pyramid). Its height in the normalised spectrum is
+the classical measure of coordination: for Ti, octahedral sites stay at or below ~0.3-0.4 of the
+edge step and tetrahedral ones reach 0.7-1.0 (Farges, Brown & Rehr, Phys. Rev. B 56, 1809 (1997));
+the same holds for V (Chaurand et al., J. Phys. Chem. B 111, 5101 (2007)), Cr(VI) and Mn(VII)
+oxyanions, while Fe and the late metals stay weak in any geometry (Wilke et al., Am. Mineral. 86,
+714 (2001)), so a weak pre-edge rules nothing out.
+
+xanesdb uses one conclusion of this physics, where the computed training spectra are least
+reliable (FEFF's pre-edge is dipole-only and sits at the start of its energy range): an
+isolated pre-edge peak of at least :data:`STRONG_PREEDGE_HEIGHT` of the edge step rules out an
+octahedral site.
+
+Examples
+--------
+>>> import numpy as np
+>>> e = np.linspace(-40, 60, 1001)
+>>> mu = 0.5 + np.arctan(e / 2) / np.pi + 0.8 * np.exp(-0.5 * ((e + 12) / 1.2) ** 2)
+>>> p = find_preedge_peak(e, mu, e_half=0.0)
+>>> round(p.height, 1), round(p.energy_rel, 1)
+(0.8, -12.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from xanesdb.xas.normalize import smooth
+
+__all__ = ["PREEDGE_WINDOW_EV", "STRONG_PREEDGE_HEIGHT", "PreedgePeak", "find_preedge_peak"]
+
+#: where a pre-edge peak is looked for, eV relative to the half-step energy
+PREEDGE_WINDOW_EV: tuple[float, float] = (-22.0, -3.0)
+#: an isolated pre-edge peak at least this high (fraction of the edge step) rules out O6: the most
+#: distorted octahedra of Ti and V reach 0.3-0.4, tetrahedral d0 ions 0.7-1.0 (see module notes)
+STRONG_PREEDGE_HEIGHT = 0.5
+#: a peak counts as isolated when the spectrum dips at least this much between it and the edge
+MIN_DIP = 0.03
+
+
+@dataclass(frozen=True)
+class PreedgePeak:
+    """The highest isolated pre-edge peak of a spectrum.
+
+    Attributes
+    ----------
+    height
+        Normalised absorption at the peak (fraction of the edge step; 0 when none is found).
+    energy_rel
+        Its energy relative to the half step (eV; NaN when none).
+    dip
+        How far the spectrum falls after the peak before the edge rises.
+    """
+
+    height: float
+    energy_rel: float
+    dip: float
+
+    @property
+    def rules_out_o6(self) -> bool:
+        """True when the peak is strong enough to exclude an octahedral site."""
+        return self.height >= STRONG_PREEDGE_HEIGHT
+
+
+def find_preedge_peak(energy, norm, e_half: float, smooth_ev: float = 0.4) -> PreedgePeak:
+    """The highest isolated local maximum of ``norm`` in :data:`PREEDGE_WINDOW_EV` around ``e_half``.
+
+    Parameters
+    ----------
+    energy, norm
+        A spectrum normalised to a unit edge step (:func:`xanesdb.xas.normalize.pre_edge`).
+    e_half
+        Its half-step energy.
+    smooth_ev
+        Gaussian smoothing (eV) before peaks are sought, so that noise makes no peaks.
+    """
+    e = np.asarray(energy, dtype=float)
+    y = np.asarray(norm, dtype=float)
+    lo, hi = e_half + PREEDGE_WINDOW_EV[0], e_half + PREEDGE_WINDOW_EV[1]
+    sel = (e >= lo - 2.0) & (e <= e_half)
+    none = PreedgePeak(height=0.0, energy_rel=float("nan"), dip=0.0)
+    if sel.sum() < 5:
+        return none
+    es, ys = e[sel], smooth(e[sel], y[sel], smooth_ev) if smooth_ev > 0 else y[sel]
+    best = none
+    for i in range(1, len(es) - 1):
+        if not (lo <= es[i] <= hi) or not (ys[i] >= ys[i - 1] and ys[i] > ys[i + 1]):
+            continue
+        after = ys[i + 1 :]
+        # the lowest point between the peak and where the edge climbs back above it
+        back = np.nonzero(after >= ys[i])[0]
+        trough = after[: back[0]] if len(back) else after
+        if len(trough) == 0:
+            continue
+        dip = float(ys[i] - trough.min())
+        if dip >= MIN_DIP and ys[i] > best.height:
+            best = PreedgePeak(height=float(ys[i]), energy_rel=float(es[i] - e_half), dip=dip)
+    return best
