@@ -259,30 +259,34 @@ def test_real_scf_failure_climbs_the_ladder(tmp_path):
 
 
 def test_stopping_kills_and_starts_no_new_feff(tmp_path):
+    """An executor's kill switch kills its running FEFF and starts no more; other executors run on."""
     import threading
 
     holder = {}
+    switch, other = feff_run.FeffKillSwitch(), feff_run.FeffKillSwitch()
+    sleeper = f"{sys.executable} -c 'import time; time.sleep(60)'"
 
     def slow():
         try:
-            feff_run.run_feff_command(f"{sys.executable} -c 'import time; time.sleep(60)'", tmp_path, timeout=60)
+            feff_run.run_feff_command(sleeper, tmp_path, timeout=60, kill_switch=switch)
         except feff_run.FeffInterrupted as err:
             holder["err"] = err
 
     t = threading.Thread(target=slow)
     t0 = time.perf_counter()
     t.start()
-    while not feff_run._RUNNING and time.perf_counter() - t0 < 10:
+    while not switch.n_running and time.perf_counter() - t0 < 10:
         time.sleep(0.05)
-    try:
-        assert feff_run.kill_running() == 1
-        t.join(timeout=15)
-        assert "killed" in str(holder["err"]) and time.perf_counter() - t0 < 15
-        with pytest.raises(feff_run.FeffInterrupted, match="no new FEFF run"):
-            feff_run.run_feff_command(f"{sys.executable} -c pass", tmp_path, timeout=10)
-    finally:
-        feff_run.allow_runs()
+    assert other.kill() == 0 and switch.n_running == 1  # another executor's switch leaves this run alone
+    assert switch.kill() == 1
+    t.join(timeout=15)
+    assert "killed" in str(holder["err"]) and time.perf_counter() - t0 < 15
+    with pytest.raises(feff_run.FeffInterrupted, match="no new FEFF run"):
+        feff_run.run_feff_command(f"{sys.executable} -c pass", tmp_path, timeout=10, kill_switch=switch)
+    # nothing process-wide to reset: a new switch, or none, runs
     assert feff_run.run_feff_command(f"{sys.executable} -c pass", tmp_path, timeout=30).ok
+    assert feff_run.run_feff_command(f"{sys.executable} -c pass", tmp_path, timeout=30,
+                                     kill_switch=feff_run.FeffKillSwitch()).ok
 
 
 def test_failure_reason_is_feffs_own_message():

@@ -165,45 +165,28 @@ def status(
     top: int = typer.Option(5, help="How many failure reasons to list."),
 ) -> None:
     """Task counts by element x source x state, FEFF time per preset, and the top failure reasons."""
+    from xanesdb.platform.stats import feff_failure_reasons, feff_task_counts
     from xanesdb.platform.stores import get_database
 
     settings = get_settings()
     db = get_database(settings, ensure=False)
-    match: dict = {}
     elements = _check_elements(element)
-    if elements:
-        match["element"] = {"$in": elements}
-    rows = list(db["feff_tasks"].aggregate([
-        {"$match": match},
-        {"$group": {"_id": {"element": "$element", "source": "$source", "preset": "$preset", "state": "$state"},
-                    "n": {"$sum": 1}, "wall": {"$avg": "$wall_seconds"}}},
-    ]))
-    if not rows:
+    counts = feff_task_counts(db, elements)
+    if not counts:
         console.print("no FEFF tasks yet: run `xanesdb feff run` or `xanesdb feff import DIR`")
         return
     table = Table(title=f"feff_tasks in {settings.DB_NAME}")
     for col in ("element", "source", "preset", "successful", "failed", "mean FEFF s"):
         table.add_column(col, justify="right" if col in ("successful", "failed", "mean FEFF s") else "left")
-    agg: dict[tuple, dict] = {}
-    for r in rows:
-        k = (r["_id"].get("element"), r["_id"].get("source"), r["_id"].get("preset"))
-        a = agg.setdefault(k, {"successful": 0, "failed": 0, "wall": None})
-        a[r["_id"].get("state")] = r["n"]
-        if r["_id"].get("state") == "successful" and r.get("wall") is not None:
-            a["wall"] = r["wall"]
-    for (el, src, pre), a in sorted(agg.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
-        table.add_row(str(el), str(src), str(pre), str(a["successful"]), str(a["failed"]),
-                      f"{a['wall']:.1f}" if a["wall"] is not None else "-")
+    for c in counts:
+        table.add_row(str(c.element), str(c.source), str(c.preset), str(c.successful), str(c.failed),
+                      f"{c.mean_wall_seconds:.1f}" if c.mean_wall_seconds is not None else "-")
     console.print(table)
-    reasons = list(db["feff_tasks"].aggregate([
-        {"$match": {**match, "state": "failed"}},
-        {"$group": {"_id": {"source": "$source", "error": "$error"}, "n": {"$sum": 1}}},
-        {"$sort": {"n": -1}}, {"$limit": top},
-    ]))
+    reasons = feff_failure_reasons(db, elements, top)
     if reasons:
         console.print("top failure reasons:")
-        for r in reasons:
-            console.print(f"  {r['n']:>6}  [{r['_id'].get('source')}] {r['_id'].get('error')}", markup=False)
+        for n, source, error in reasons:
+            console.print(f"  {n:>6}  [{source}] {error}", markup=False)
 
 
 @app.command("import")

@@ -132,17 +132,15 @@ def populate(
             task = bar.add_task("submitting", total=len(plan.campaigns))
             added = submit_campaign(plan, lp, settings, on_material=tick)
     if engine == "local":
-        from xanesdb.jobs.feff.pending import select_pending_sites
-        from xanesdb.platform.stores import get_database
-
-        n_left = len(select_pending_sites(get_database(settings), plan.elements, plan.preset, plan.edge,
-                                          material_ids=[c.material_id for c in plan.campaigns])[0])
         console.print(f"ran {result['materials']} material flows in {result['seconds']:.1f} s; "
-                      f"{len(failed)} with a job that did not finish; {n_left} of their sites still without a task")
+                      f"{len(failed)} with a job that did not finish; {result['sites_left']} of their sites still "
+                      "without a task")
         for mid in failed[:10]:
             console.print(f"  not finished: {mid} (see the jobs collection / HOME/populate-runs)")
     else:
-        n_fw = lp.fireworks.count_documents({"state": {"$in": ["READY", "WAITING"]}})
+        from xanesdb.platform.stats import waiting_firework_count
+
+        n_fw = waiting_firework_count(lp)
         console.print(f"added {len(added)} workflows to the LaunchPad in database {settings.DB_NAME!r} "
                       f"({n_fw} Fireworks ready or waiting in all)")
         console.print("start workers where the database is reachable: `xanesdb populate worker` "
@@ -183,6 +181,7 @@ def status(
 ) -> None:
     """Workflows and Fireworks by state, lost-run candidates, and FEFF tasks stored per preset."""
     from xanesdb.platform.launchpad import get_launchpad, launchpad_summary, require_fireworks
+    from xanesdb.platform.stats import feff_state_counts_by_preset
     from xanesdb.platform.stores import get_database
 
     require_fireworks()
@@ -203,13 +202,7 @@ def status(
                      if lost_fws else ""))
     if inconsistent:
         console.print(f"inconsistent Fireworks (refresh with `lpad detect_lostruns --refresh`): {len(inconsistent)}")
-    db = get_database(settings)
-    rows = db["feff_tasks"].aggregate([{"$match": {"source": "xanesdb"}},
-                                       {"$group": {"_id": {"p": "$preset", "s": "$state"}, "n": {"$sum": 1}}}])
-    counts: dict[str, dict[str, int]] = {}
-    for r in rows:
-        counts.setdefault(r["_id"]["p"], {})[r["_id"]["s"]] = r["n"]
-    for p, c in sorted(counts.items()):
+    for p, c in feff_state_counts_by_preset(get_database(settings), source="xanesdb").items():
         console.print(f"feff_tasks (xanesdb, preset {p}): {c.get('successful', 0)} successful, {c.get('failed', 0)} failed")
 
 
@@ -220,24 +213,21 @@ def recover(
     fizzled: bool = typer.Option(False, "--fizzled", help="Also rerun FIZZLED FEFF Fireworks (a FEFF job skips a site whose task exists)."),
 ) -> None:
     """Detect lost runs (a worker killed mid-job) and rerun them; no task is duplicated."""
-    from xanesdb.platform.launchpad import TASK_KEY_SPEC, get_launchpad, require_fireworks
+    from xanesdb.platform.launchpad import get_launchpad, require_fireworks
 
     require_fireworks()
     if expiration < 0:
         raise XanesdbUserError("--expiration must be 0 or more seconds")
+    from xanesdb.jobs.feff.campaign import recover_lost_runs, rerun_fizzled_feff
+
     lp = get_launchpad(get_settings())
-    lost_launches, lost_fws, _ = lp.detect_lostruns(expiration_secs=expiration, rerun=rerun)
-    names = {d["fw_id"]: d["name"] for d in lp.fireworks.find({"fw_id": {"$in": lost_fws}}, {"fw_id": 1, "name": 1})}
+    lost = recover_lost_runs(lp, expiration, rerun=rerun)
     verb = "rerun" if rerun else "found"
-    console.print(f"lost runs {verb}: {len(lost_fws)}")
-    for fw_id in lost_fws:
-        console.print(f"  fw {fw_id}: {names.get(fw_id, '?')}", markup=False, highlight=False)
+    console.print(f"lost runs {verb}: {len(lost)}")
+    for fw_id, name in lost.items():
+        console.print(f"  fw {fw_id}: {name}", markup=False, highlight=False)
     if fizzled:
-        ids = [d["fw_id"] for d in lp.fireworks.find({"state": "FIZZLED", f"spec.{TASK_KEY_SPEC}": {"$exists": True}},
-                                                     {"fw_id": 1})]
-        for fw_id in ids:
-            lp.rerun_fw(fw_id)
-        console.print(f"fizzled FEFF Fireworks rerun: {len(ids)}")
+        console.print(f"fizzled FEFF Fireworks rerun: {len(rerun_fizzled_feff(lp))}")
 
 
 def _check_writable_folder(folder: Path) -> None:

@@ -28,7 +28,6 @@ err_console = SafeConsole(stderr=True)
 
 app = typer.Typer(help="Absorbing sites: ChemEnv labels.", no_args_is_help=True)
 
-_CLASSES = ("T4", "S5", "O6")
 
 
 def _check_elements(elements: list[str]) -> list[str]:
@@ -47,34 +46,16 @@ def _check_elements(elements: list[str]) -> list[str]:
 
 def site_class_table(db, elements: list[str]) -> Table:
     """Unique sites per absorber x class, with 1.2-vs-1.4 disagreements, ambiguous and failed counts."""
-    pipeline = [
-        {"$match": {"element": {"$in": elements}}},
-        {
-            "$group": {
-                "_id": {"element": "$element", "cls": "$lce_class", "state": "$state"},
-                "n": {"$sum": 1},
-                "disagree": {"$sum": {"$cond": [{"$eq": ["$strategies_agree", False]}, 1, 0]}},
-                "ambiguous": {"$sum": {"$cond": [{"$eq": ["$ambiguous", True]}, 1, 0]}},
-            }
-        },
-    ]
-    rows: dict[str, dict[str, int]] = {}
-    for r in db["sites"].aggregate(pipeline):
-        el, cls, state = r["_id"]["element"], r["_id"].get("cls"), r["_id"].get("state")
-        row = rows.setdefault(el, {k: 0 for k in (*_CLASSES, "other", "failed", "disagree", "ambiguous")})
-        if state == "failed":
-            row["failed"] += r["n"]
-            continue
-        row[cls if cls in _CLASSES else "other"] += r["n"]
-        row["disagree"] += r["disagree"]
-        row["ambiguous"] += r["ambiguous"]
+    from xanesdb.platform.stats import SITE_LABEL_COLUMNS, site_label_counts
+
+    rows = site_label_counts(db, elements)
     table = Table(title="unique sites per absorber x class (ChemEnv, cutoff 1.2)")
     for col in ("absorber", "T:4", "S:5", "O:6", "other", "failed", "1.2 vs 1.4 disagree", "ambiguous"):
         table.add_column(col, justify="left" if col == "absorber" else "right")
     for el in elements:
         if el in rows:
             r = rows[el]
-            table.add_row(el, *(str(r[k]) for k in (*_CLASSES, "other", "failed", "disagree", "ambiguous")))
+            table.add_row(el, *(str(r[k]) for k in SITE_LABEL_COLUMNS))
     return table
 
 
@@ -94,6 +75,8 @@ def label(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from xanesdb.jobs.labels import ABSORBERS, label_structures
+    from xanesdb.jobs.structures import structures_with_elements
+    from xanesdb.platform.stats import collection_counts
     from xanesdb.platform.stores import get_database, get_store
 
     elements = _check_elements(element) if element else list(ABSORBERS)
@@ -105,11 +88,8 @@ def label(
         raise XanesdbUserError("--timeout must be a positive number of seconds")
     settings = get_settings()
     db = get_database(settings)
-    cursor = db["structures"].find({"elements": {"$in": elements}}, {"_id": 0}).sort("material_id", 1)
-    if limit:
-        cursor = cursor.limit(limit)
-    docs = list(cursor)
-    if not docs and db["structures"].count_documents({}) == 0:
+    docs = structures_with_elements(db, elements, limit)
+    if not docs and collection_counts(db, ["structures"])["structures"] == 0:
         raise XanesdbUserError("no structures in the database; run `xanesdb structures fetch` first")
 
     store = get_store("sites", settings)

@@ -89,12 +89,15 @@ def plot(
     include_duplicates: bool = typer.Option(False, help="Also plot spectra marked duplicate_of."),
 ) -> None:
     """Plot one absorber's spectra by class, mean +- std bands and a 2-component PCA inset."""
-    from xanesdb.jobs.spectra.plot import plot_spectra
+    from xanesdb.jobs.spectra.plot import SeveralSourcesError, plot_spectra
 
     if out is not None:
         from xanesdb.platform.export import check_output_file
 
         check_output_file(out)
-    path = plot_spectra(element.strip().capitalize(), source, out, include_duplicates=include_duplicates,
-                        settings=get_settings())
+    try:
+        path = plot_spectra(element.strip().capitalize(), source, out, include_duplicates=include_duplicates,
+                            settings=get_settings())
+    except SeveralSourcesError as err:  # the library names its argument; here the flag
+        raise SeveralSourcesError(err.element, err.sources, how="with --source") from None
     console.print(str(path), markup=False, highlight=False)

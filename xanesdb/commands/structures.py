@@ -69,6 +69,8 @@ def fetch(
         raise XanesdbUserError(f"unknown source {source!r}; use one of: {', '.join(SOURCES)}")
     if source == "files" and not path:
         raise XanesdbUserError("--source files needs a PATH: a folder or structure files (CIF, POSCAR, JSON)")
+    if limit is not None and limit < 0:
+        raise XanesdbUserError(f"--limit must be >= 0, got {limit}")
     with _progress() as progress:
         summary = fetch_structures(
             source, element or None, limit, path=list(path) if path else None, settings=get_settings(),
@@ -95,6 +97,8 @@ def import_mp_xas_cmd(
     """Import Materials Project K-edge XANES as FEFF tasks of source 'mp' (needs MP_API_KEY)."""
     from xanesdb.jobs.mp_xas import import_mp_xas
 
+    if limit is not None and limit < 0:
+        raise XanesdbUserError(f"--limit must be >= 0, got {limit}")
     with _progress() as progress:
         s = import_mp_xas(element or None, limit, settings=get_settings(), endpoint=endpoint,
                           progress=_callback(progress))

@@ -158,8 +158,6 @@ def mp_xas_task_docs(
     tuple
         (tasks, structures to add by material id, reason -> documents skipped).
     """
-    from xanesdb.jobs.feff.validate import validate_spectrum
-
     phash = preset_hash(MP_XAS_CARDS)
     tasks: dict[str, FeffTaskDoc] = {}
     new_structures: dict[str, Structure] = {}
@@ -172,74 +170,88 @@ def mp_xas_task_docs(
     for n, doc in enumerate(xas_docs):
         _tick(progress, "mp xas: checking spectra", n + 1, len(xas_docs))
         mid = _canonical_mp_id(doc.task_id)
-        element = str(getattr(doc.absorbing_element, "symbol", doc.absorbing_element))
-        edge = str(getattr(doc.edge, "value", doc.edge))
-        kind = str(getattr(doc.spectrum_type, "value", doc.spectrum_type))
-        spectrum = doc.spectrum
-        if edge != "K" or kind != "XANES":
-            skip(f"not a K-edge XANES spectrum ({edge} {kind})", mid)
-            continue
-        if spectrum is None:
-            skip("document has no spectrum", mid)
-            continue
-        structure = spectrum.structure
-        stored = structures.get(mid) or new_structures.get(mid)
-        if stored is None:
-            new_structures[mid] = structure
-        elif not _same_structure(stored, structure):
-            skip("structure differs from the stored one", mid)
-            continue
-        # which unique site
-        labelled = sites.get(f"{mid}:{element}")
-        if labelled:
-            groups = [(sid, idx) for sid, idx in labelled]
-        else:
-            groups = [(site_id(mid, element, g[0]), g) for g in unique_site_groups(structure, element, symprec)]
-        index = spectrum.absorbing_index
-        if index is None:
-            if len(groups) != 1:
-                skip("site-averaged spectrum over several unique sites", mid)
-                continue
-            sid, idx = groups[0]
-            index = idx[0]
-        else:
-            index = int(index)
-            match = [(s, idx) for s, idx in groups if index in idx]
-            if not match:
-                skip(f"absorbing index is not a {element} site", mid)
-                continue
-            sid, idx = match[0]
-        energies, mu = _spectrum_arrays(spectrum)
-        error, warnings = validate_spectrum(energies, mu, element, edge="K")
-        warnings = [*warnings, *[str(w) for w in (doc.warnings or [])]]
-        if spectrum.absorbing_index is None:
-            warnings.append("site-averaged MP spectrum of the only unique site")
-        spectrum_id = f"{mid}-XANES-{element}-K"
-        tid = task_id(sid, "K", phash, source="mp")
-        if tid in tasks:
+        out = _xas_task(doc, mid, structures, new_structures, sites, db_version, symprec, phash)
+        if isinstance(out, str):
+            skip(out, mid)
+        elif out.task_id in tasks:
             skip("second spectrum for the same unique site", mid)
-            continue
-        tasks[tid] = FeffTaskDoc(
-            task_id=tid,
-            site_id=sid,
-            material_id=mid,
-            element=element,
-            absorbing_index=index,
-            edge="K",
-            source="mp",
-            code=MP_XAS_CODE,
-            code_version=None,
-            preset=MP_XAS_PRESET,
-            preset_hash=phash,
-            cards={},
-            state="failed" if error else "successful",
-            error=error,
-            warnings=warnings,
-            energies=energies,
-            mu=mu,
-            import_path=f"materials/xas/{spectrum_id}" + (f" (MP {db_version})" if db_version else ""),
-        )
+        else:
+            tasks[out.task_id] = out
     return list(tasks.values()), new_structures, skipped
+
+
+def _xas_task(doc: Any, mid: str, structures: dict[str, Structure], new_structures: dict[str, Structure],
+              sites: dict[str, list[tuple[str, list[int]]]], db_version: str | None, symprec: float,
+              phash: str) -> FeffTaskDoc | str:
+    """The task of one ``XASDoc``, or why it is not imported. A structure not stored yet goes to
+    ``new_structures`` (even when its spectrum is then refused, as the structure itself is sound)."""
+    from xanesdb.jobs.feff.validate import validate_spectrum
+
+    element = str(getattr(doc.absorbing_element, "symbol", doc.absorbing_element))
+    edge = str(getattr(doc.edge, "value", doc.edge))
+    kind = str(getattr(doc.spectrum_type, "value", doc.spectrum_type))
+    spectrum = doc.spectrum
+    if edge != "K" or kind != "XANES":
+        return f"not a K-edge XANES spectrum ({edge} {kind})"
+    if spectrum is None:
+        return "document has no spectrum"
+    structure = spectrum.structure
+    stored = structures.get(mid) or new_structures.get(mid)
+    if stored is None:
+        new_structures[mid] = structure
+    elif not _same_structure(stored, structure):
+        return "structure differs from the stored one"
+    site = _xas_site(spectrum, mid, element, structure, sites, symprec)
+    if isinstance(site, str):
+        return site
+    sid, index = site
+    energies, mu = _spectrum_arrays(spectrum)
+    error, warnings = validate_spectrum(energies, mu, element, edge="K")
+    warnings = [*warnings, *[str(w) for w in (doc.warnings or [])]]
+    if spectrum.absorbing_index is None:
+        warnings.append("site-averaged MP spectrum of the only unique site")
+    spectrum_id = f"{mid}-XANES-{element}-K"
+    return FeffTaskDoc(
+        task_id=task_id(sid, "K", phash, source="mp"),
+        site_id=sid,
+        material_id=mid,
+        element=element,
+        absorbing_index=index,
+        edge="K",
+        source="mp",
+        code=MP_XAS_CODE,
+        code_version=None,
+        preset=MP_XAS_PRESET,
+        preset_hash=phash,
+        cards={},
+        state="failed" if error else "successful",
+        error=error,
+        warnings=warnings,
+        energies=energies,
+        mu=mu,
+        import_path=f"materials/xas/{spectrum_id}" + (f" (MP {db_version})" if db_version else ""),
+    )
+
+
+def _xas_site(spectrum: Any, mid: str, element: str, structure: Structure,
+              sites: dict[str, list[tuple[str, list[int]]]], symprec: float) -> tuple[str, int] | str:
+    """``(site_id, absorbing index)`` of the unique site a spectrum belongs to, or why none fits."""
+    labelled = sites.get(f"{mid}:{element}")
+    if labelled:
+        groups = [(sid, idx) for sid, idx in labelled]
+    else:
+        groups = [(site_id(mid, element, g[0]), g) for g in unique_site_groups(structure, element, symprec)]
+    index = spectrum.absorbing_index
+    if index is None:
+        if len(groups) != 1:
+            return "site-averaged spectrum over several unique sites"
+        sid, idx = groups[0]
+        return sid, idx[0]
+    index = int(index)
+    match = [(s, idx) for s, idx in groups if index in idx]
+    if not match:
+        return f"absorbing index is not a {element} site"
+    return match[0][0], index
 
 
 def import_mp_xas(
@@ -272,17 +284,40 @@ def import_mp_xas(
     MpXasSummary
         Counts; re-running changes none of the database counts.
     """
-    import requests
-    from mp_api.client.core import MPRestError
-    from pymatgen.core import Structure
-
     from xanesdb.platform.errors import XanesdbUserError
 
     settings = settings or get_settings()
     elements = normalise_elements(elements) or list(DEFAULT_ABSORBERS)
     if limit is not None and limit < 0:
-        raise XanesdbUserError(f"--limit must be >= 0, got {limit}")
-    # fetch
+        raise XanesdbUserError(f"limit must be 0 or more, got {limit}")
+    found, db_version = _search_xas(elements, limit, endpoint, progress)
+    structures, sites = _known_structures_and_sites(sorted({_canonical_mp_id(d.task_id) for d in found}), settings, db)
+    tasks, new_structures, skipped = mp_xas_task_docs(found, structures, sites, db_version, settings.SYMPREC, progress)
+    # write: structures first (tasks refer to them), then tasks
+    n_structures_new = _write_new_structures(new_structures, db_version, settings, db)
+    counts = _write_changed_tasks(tasks, settings, db)
+    _tick(progress, "mp xas: written", len(tasks), len(tasks))
+    return MpXasSummary(
+        n_documents=len(found),
+        n_tasks=len(tasks),
+        n_new=counts["new"],
+        n_updated=counts["updated"],
+        n_unchanged=counts["unchanged"],
+        n_successful=sum(t.state == "successful" for t in tasks),
+        n_failed=sum(t.state == "failed" for t in tasks),
+        n_structures_new=n_structures_new,
+        skipped=skipped,
+        task_ids=[t.task_id for t in tasks],
+        database_version=db_version,
+    )
+
+
+def _search_xas(elements: Sequence[str], limit: int | None, endpoint: str | None,
+                progress: ProgressCallback | None) -> tuple[list[Any], str | None]:
+    """K-edge XANES ``XASDoc`` objects of each element (at most ``limit`` each), and the MP release."""
+    import requests
+    from mp_api.client.core import MPRestError
+
     found: list[Any] = []
     with mp_rester(endpoint) as mpr:
         db_version = _db_version(mpr)
@@ -297,8 +332,15 @@ def import_mp_xas(
             except (MPRestError, requests.RequestException) as err:
                 raise _mp_error(err, endpoint) from None
             found.extend(hits[:limit] if limit is not None else hits)
-    # what the database knows
-    mids = sorted({_canonical_mp_id(d.task_id) for d in found})
+    return found, db_version
+
+
+def _known_structures_and_sites(mids: list[str], settings: XanesdbSettings, db: Any
+                                ) -> tuple[dict[str, Structure], dict[str, list[tuple[str, list[int]]]]]:
+    """What the database knows of these materials: stored structures, and labelled sites by
+    ``material_id:element`` as ``(site_id, equivalent_indices)``."""
+    from pymatgen.core import Structure
+
     with open_store("structures", settings, db) as store:
         structures = {d["material_id"]: Structure.from_dict(d["structure"])
                       for d in store.query({"material_id": {"$in": mids}}, properties=["material_id", "structure"])}
@@ -308,8 +350,12 @@ def import_mp_xas(
                              properties=["site_id", "material_id", "element", "equivalent_indices"]):
             sites.setdefault(f"{d['material_id']}:{d['element']}", []).append(
                 (d["site_id"], list(d["equivalent_indices"])))
-    tasks, new_structures, skipped = mp_xas_task_docs(found, structures, sites, db_version, settings.SYMPREC, progress)
-    # write: structures first (tasks refer to them), then tasks
+    return structures, sites
+
+
+def _write_new_structures(new_structures: dict[str, Structure], db_version: str | None, settings: XanesdbSettings,
+                          db: Any) -> int:
+    """Store the structures of XAS documents not in the database yet; how many were new."""
     structure_docs = [
         StructureDoc.from_structure(
             s, material_id=mid, source="mp",
@@ -319,10 +365,14 @@ def import_mp_xas(
         )
         for mid, s in sorted(new_structures.items())
     ]
-    n_structures_new = 0
-    if structure_docs:
-        with open_store("structures", settings, db) as store:
-            n_structures_new = write_structures(structure_docs, settings, store=store)["new"]
+    if not structure_docs:
+        return 0
+    with open_store("structures", settings, db) as store:
+        return write_structures(structure_docs, settings, store=store)["new"]
+
+
+def _write_changed_tasks(tasks: list[FeffTaskDoc], settings: XanesdbSettings, db: Any) -> dict[str, int]:
+    """Write the tasks that are new or whose content changed; counts ``new``, ``updated``, ``unchanged``."""
     counts = {"new": 0, "updated": 0, "unchanged": 0}
     with open_store("feff_tasks", settings, db) as store:
         ids = [t.task_id for t in tasks]
@@ -339,20 +389,7 @@ def import_mp_xas(
                 counts["updated"] += 1
             todo.append(t)
         write_tasks(todo, store)
-    _tick(progress, "mp xas: written", len(tasks), len(tasks))
-    return MpXasSummary(
-        n_documents=len(found),
-        n_tasks=len(tasks),
-        n_new=counts["new"],
-        n_updated=counts["updated"],
-        n_unchanged=counts["unchanged"],
-        n_successful=sum(t.state == "successful" for t in tasks),
-        n_failed=sum(t.state == "failed" for t in tasks),
-        n_structures_new=n_structures_new,
-        skipped=skipped,
-        task_ids=[t.task_id for t in tasks],
-        database_version=db_version,
-    )
+    return counts
 
 
 @job

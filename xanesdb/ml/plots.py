@@ -192,7 +192,7 @@ def figure_measured_prediction(doc, spectrum, row: dict) -> Figure:
         Its prediction row (:func:`xanesdb.ml.predict.predict_spectra`): class probabilities in the
         legend, the answer and any reason in the title.
     """
-    from xanesdb.ml.predict import prepare
+    from xanesdb.ml.inputs import prepare
 
     x = np.asarray(doc.energies, dtype=float)
     cols = np.asarray(doc.hyperparameters.get("feature_indices", range(len(x))), dtype=int)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from xanesdb.ml.inputs import prepare, representation_of, to_grid, where  # noqa: F401 - their home is ml.inputs
 from xanesdb.platform.errors import XanesdbUserError
 from xanesdb.xas.normalize import find_e0
 from xanesdb.xas.preedge import STRONG_PREEDGE_HEIGHT
@@ -51,65 +52,6 @@ TTA_SHIFTS_EV: tuple[float, ...] = (-2.0, -1.0, 1.0, 2.0)
 def edge_energy(energies: np.ndarray, mu: np.ndarray) -> float:
     """Edge energy e0 (:func:`xanesdb.xas.normalize.find_e0`, the one definition)."""
     return find_e0(energies, mu)
-
-
-def to_grid(e: np.ndarray, mu: np.ndarray, grid: np.ndarray, name: str = "spectrum") -> np.ndarray:
-    """mu interpolated (cubic spline) onto ``grid``; refuses to extrapolate."""
-    from scipy.interpolate import CubicSpline
-
-    tol = 1e-6
-    if e[0] > grid[0] + tol or e[-1] < grid[-1] - tol:
-        raise XanesdbUserError(
-            f"{name} covers {e[0]:.1f}-{e[-1]:.1f} eV but the model's grid needs "
-            f"{grid[0]:.1f}-{grid[-1]:.1f} eV; give a spectrum spanning the grid (or use --align edge)"
-        )
-    return CubicSpline(e, mu)(grid)
-
-
-def representation_of(doc: TrainingRunDoc) -> str:
-    """``"aligned"`` or ``"grid"``."""
-    return doc.hyperparameters.get("representation", "grid")
-
-
-def prepare(doc: TrainingRunDoc, spectrum: MeasuredSpectrum, align: str = "auto") -> dict[str, Any]:
-    """The model's input row for one spectrum, with what was done to it.
-
-    Raises
-    ------
-    XanesdbUserError
-        When the spectrum cannot be normalised, has no edge in range, or misses the grid.
-    """
-    name = where(spectrum)
-    e, mu = np.asarray(spectrum.energy, dtype=float), np.asarray(spectrum.mu, dtype=float)
-    if representation_of(doc) == "aligned":
-        from xanesdb.ml.aligned import align_measured
-
-        if align not in ("auto", "halfstep"):
-            raise XanesdbUserError(f"model {doc.run_id} reads aligned spectra; use --align auto (not {align!r})")
-        try:
-            a = align_measured(e, mu, name=name)
-        except ValueError as err:
-            raise XanesdbUserError(f"{name}: {err}") from None
-        out = {"x": a["y"], "e0": a["e0"], "e_half": a["e_half"], "edge_step": a["edge_step"],
-               "shift_ev": -a["e_half"], "extrapolated_ev": a["extrapolated_ev"], "preedge_height": a["preedge_height"]}  # fmt: skip
-        if a["preedge_height"] > 0:  # no peak, no energy
-            out["preedge_ev"] = a["preedge_ev"]
-        return out
-    grid = np.asarray(doc.energies, dtype=float)
-    shift = 0.0
-    e0 = find_e0(e, mu)
-    if align == "edge":
-        target = doc.metrics.get("train_edge_ev")
-        if target is None:
-            raise XanesdbUserError(f"model {doc.run_id} has no stored training edge; use --align none")
-        shift = float(target) - e0
-        e = e + shift
-    elif align not in ("none", "auto"):
-        raise XanesdbUserError(f"unknown --align {align!r}; use auto, none or edge")
-    y = to_grid(e, mu, grid, name=name)
-    if y.max() <= 0:
-        raise XanesdbUserError(f"{name} has no positive absorption on the model's grid")
-    return {"x": (y / y.max()).astype(np.float32), "e0": e0, "shift_ev": shift}
 
 
 def _networks_probs(model: Any, X: np.ndarray) -> np.ndarray:
@@ -235,11 +177,6 @@ def prepared_inputs(doc: TrainingRunDoc, spectra: list[MeasuredSpectrum], align:
         except XanesdbUserError:
             out.append(None)
     return out
-
-
-def where(spectrum: MeasuredSpectrum) -> str:
-    """The file (and Athena group) of a spectrum, for messages."""
-    return f"{spectrum.path} group {spectrum.group!r}" if spectrum.group else str(spectrum.path)
 
 
 def absorber_of(spectrum: MeasuredSpectrum) -> tuple[str | None, str]:

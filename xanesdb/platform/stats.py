@@ -1,9 +1,14 @@
-"""Database statistics and queries printed for people (``xanesdb db stats``/``db query``)."""
+"""Database statistics: counts and aggregations the commands print (``xanesdb db stats``/``db query``,
+``xanesdb feff status``, ``xanesdb populate status``).
+
+The functions named ``*_counts``/``*_reasons`` compute and return plain data; the commands render it.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
 
 from bson import json_util
 from rich.table import Table
@@ -16,15 +21,16 @@ if TYPE_CHECKING:
 
     from xanesdb.platform.settings import XanesdbSettings
 
-__all__ = ["collection_counts", "class_counts", "print_stats", "run_query"]
+__all__ = ["collection_counts", "class_counts", "FeffTaskCount", "feff_task_counts", "feff_failure_reasons",
+           "feff_state_counts_by_preset", "waiting_firework_count", "site_label_counts", "print_stats", "run_query"]
 
 ABSORBERS = ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu")
 CLASSES = ("T4", "S5", "O6")
 
 
-def collection_counts(db) -> dict[str, int]:
-    """Documents per xanesdb collection."""
-    return {name: db[name].count_documents({}) for name in COLLECTIONS}
+def collection_counts(db, names: Sequence[str] = COLLECTIONS) -> dict[str, int]:
+    """Documents per xanesdb collection (all of them, or ``names``)."""
+    return {name: db[name].count_documents({}) for name in names}
 
 
 def class_counts(db, collection: str = "sites", match: dict | None = None) -> dict[tuple[str, str], int]:
@@ -38,6 +44,100 @@ def class_counts(db, collection: str = "sites", match: dict | None = None) -> di
         key = (row["_id"].get("e"), row["_id"].get("c") or "other")
         out[key] = out.get(key, 0) + row["n"]
     return out
+
+
+@dataclass(frozen=True)
+class FeffTaskCount:
+    """FEFF tasks of one element x source x preset: how many succeeded and failed, mean FEFF wall time."""
+
+    element: str | None
+    source: str | None
+    preset: str | None
+    successful: int = 0
+    failed: int = 0
+    mean_wall_seconds: float | None = None  # of the successful tasks; None when none recorded a time
+
+
+def _element_match(elements: Sequence[str] | None) -> dict:
+    return {"element": {"$in": list(elements)}} if elements else {}
+
+
+def feff_task_counts(db, elements: Sequence[str] | None = None) -> list[FeffTaskCount]:
+    """``feff_tasks`` by element x source x preset: successful and failed counts and the mean FEFF time of the
+    successful ones (one aggregation on the server), sorted by element, source, preset."""
+    rows = db["feff_tasks"].aggregate([
+        {"$match": _element_match(elements)},
+        {"$group": {"_id": {"element": "$element", "source": "$source", "preset": "$preset", "state": "$state"},
+                    "n": {"$sum": 1}, "wall": {"$avg": "$wall_seconds"}}},
+    ])
+    agg: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        key = (r["_id"].get("element"), r["_id"].get("source"), r["_id"].get("preset"))
+        a = agg.setdefault(key, {"successful": 0, "failed": 0, "mean_wall_seconds": None})
+        state = r["_id"].get("state")
+        if state in ("successful", "failed"):
+            a[state] = r["n"]
+        if state == "successful" and r.get("wall") is not None:
+            a["mean_wall_seconds"] = r["wall"]
+    return [FeffTaskCount(*key, **a) for key, a in sorted(agg.items(), key=lambda kv: tuple(str(x) for x in kv[0]))]
+
+
+def feff_failure_reasons(db, elements: Sequence[str] | None = None, top: int = 5) -> list[tuple[int, str | None, str | None]]:
+    """The ``top`` most frequent ``(count, source, error)`` of failed FEFF tasks, most frequent first."""
+    if top <= 0:
+        return []
+    rows = db["feff_tasks"].aggregate([
+        {"$match": {**_element_match(elements), "state": "failed"}},
+        {"$group": {"_id": {"source": "$source", "error": "$error"}, "n": {"$sum": 1}}},
+        {"$sort": {"n": -1}}, {"$limit": top},
+    ])
+    return [(r["n"], r["_id"].get("source"), r["_id"].get("error")) for r in rows]
+
+
+def feff_state_counts_by_preset(db, source: str = "xanesdb") -> dict[str, dict[str, int]]:
+    """``preset -> state -> count`` of the FEFF tasks of one source (default xanesdb's own runs)."""
+    counts: dict[str, dict[str, int]] = {}
+    rows = db["feff_tasks"].aggregate([{"$match": {"source": source}},
+                                       {"$group": {"_id": {"p": "$preset", "s": "$state"}, "n": {"$sum": 1}}}])
+    for r in rows:
+        counts.setdefault(r["_id"].get("p"), {})[r["_id"].get("s")] = r["n"]
+    return dict(sorted(counts.items(), key=lambda kv: str(kv[0])))
+
+
+SITE_LABEL_COLUMNS = (*CLASSES, "other", "failed", "disagree", "ambiguous")
+
+
+def site_label_counts(db, elements: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Labelled sites per absorber: counts per ChemEnv class (T4, S5, O6, other), failed labellings, and
+    among the labelled ones how many the 1.2 and 1.4 cutoffs disagree on and how many are ambiguous.
+
+    Returns ``element -> {column: count}`` (columns :data:`SITE_LABEL_COLUMNS`), only for elements with sites.
+    """
+    pipeline = [
+        {"$match": {"element": {"$in": list(elements)}}},
+        {"$group": {
+            "_id": {"element": "$element", "cls": "$lce_class", "state": "$state"},
+            "n": {"$sum": 1},
+            "disagree": {"$sum": {"$cond": [{"$eq": ["$strategies_agree", False]}, 1, 0]}},
+            "ambiguous": {"$sum": {"$cond": [{"$eq": ["$ambiguous", True]}, 1, 0]}},
+        }},
+    ]
+    rows: dict[str, dict[str, int]] = {}
+    for r in db["sites"].aggregate(pipeline):
+        el, cls, state = r["_id"]["element"], r["_id"].get("cls"), r["_id"].get("state")
+        row = rows.setdefault(el, dict.fromkeys(SITE_LABEL_COLUMNS, 0))
+        if state == "failed":
+            row["failed"] += r["n"]
+            continue
+        row[cls if cls in CLASSES else "other"] += r["n"]
+        row["disagree"] += r["disagree"]
+        row["ambiguous"] += r["ambiguous"]
+    return rows
+
+
+def waiting_firework_count(lp) -> int:
+    """Fireworks of a FireWorks LaunchPad that are ready or waiting to run."""
+    return lp.fireworks.count_documents({"state": {"$in": ["READY", "WAITING"]}})
 
 
 def _class_table(title: str, counts: dict[tuple[str, str], int]) -> Table:

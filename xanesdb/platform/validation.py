@@ -228,10 +228,11 @@ def apply_validator(collection: Collection, name: str | None = None) -> bool:
 
 
 def apply_validators(db: Database) -> dict[str, bool]:
-    """Apply the validators of every xanesdb collection in ``db``."""
-    from xanesdb.platform.stores import COLLECTIONS
+    """Apply the validators of every xanesdb collection in ``db`` (one per schema document: the same
+    collections as :data:`xanesdb.platform.stores.COLLECTIONS`, which a test keeps in step)."""
+    from xanesdb.schemas import ALL_DOCUMENTS
 
-    return {name: apply_validator(db[name], name) for name in COLLECTIONS}
+    return {d.collection: apply_validator(db[d.collection], d.collection) for d in ALL_DOCUMENTS}
 
 
 def _first_reason(details: Any) -> str:

@@ -79,7 +79,7 @@ def make_fake_run_feff(ref_root: Path, refs: dict[str, str], check: str = "full"
     from xanesdb.jobs.feff.run import STAGE_TIMES_FILE, FeffRunResult
 
     def fake_run_feff(workdir: str | Path = ".", feff_cmd: str | None = None, timeout: float | None = None,
-                      stages: Any = None, name: str | None = None) -> FeffRunResult:
+                      stages: Any = None, name: str | None = None, kill_switch: Any = None) -> FeffRunResult:
         key = name
         if key not in refs:
             try:

@@ -122,3 +122,34 @@ def test_jobflow_labels_then_fans_out_skipping_the_covered_site(campaign, monkey
     assert {c.covered_site_id, "mp-704645:Cu:0"} <= labelled
     tasks = set(db["feff_tasks"].distinct("site_id", {"source": "xanesdb"}))
     assert tasks == labelled - {c.covered_site_id}  # every labelled site but the MP-covered one
+
+
+def test_local_pool_ctrl_c_kills_its_feff_and_the_next_run_starts(campaign, tmp_path, monkeypatch):
+    """Ctrl-C in the local pool kills the FEFF processes of that pool (its own kill switch), stores no task for
+    them, and needs no reset: the next run in the same process computes the sites."""
+    import signal
+    import sys
+    import threading
+    import time
+
+    from xanesdb.jobs.feff.local import populate_feff
+    from xanesdb.platform.settings import XanesdbSettings
+
+    db, c = campaign
+    settings = XanesdbSettings(HOME=tmp_path)
+    sleeper = f"{sys.executable} -c 'import time; time.sleep(30)'"
+    # a real SIGINT to the main thread, as Ctrl-C sends (it interrupts the pool's wait)
+    timer = threading.Timer(2.0, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    t0 = time.perf_counter()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            populate_feff(settings, elements=["Cu"], preset="fast", workers=2, feff_cmd=sleeper, timeout=40, db=db)
+    finally:
+        timer.cancel()
+    assert time.perf_counter() - t0 < 15  # the sleeping FEFF processes were killed, not waited for
+    assert db["feff_tasks"].count_documents({"source": "xanesdb"}) == 0
+    _fake(monkeypatch, c)
+    s = populate_feff(settings, elements=["Cu"], preset="fast", workers=2, feff_cmd="", db=db)
+    assert (s.n_done, s.n_failed) == (3, 0)
+    _check(db, c)

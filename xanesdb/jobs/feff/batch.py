@@ -332,13 +332,12 @@ def run_batch(
     one = _FolderRunner(t_end=t_start + deadline if deadline else None, timeout=timeout, feff_cmd=feff_cmd,
                         workers=workers, total=len(todo), log=log)
     one.counts["skipped"] = finished_before
-    feff_run.allow_runs()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="feff") as pool:
         try:
             list(pool.map(one, todo))
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
-            feff_run.kill_running()
+            one.kill_switch.kill()  # this run's FEFF processes only
             raise
     wall = time.monotonic() - t_start
     counts = one.counts
@@ -360,6 +359,7 @@ class _FolderRunner:
     lock: threading.Lock = field(default_factory=threading.Lock)
     host: str = field(default_factory=socket.gethostname)
     version: str | None = field(default_factory=feff_run.feff10_version)
+    kill_switch: feff_run.FeffKillSwitch = field(default_factory=feff_run.FeffKillSwitch)
 
     def _cut(self) -> None:
         with self.lock:
@@ -374,7 +374,8 @@ class _FolderRunner:
         if self.t_end is not None:
             limit_s = min(limit_s or float("inf"), self.t_end - now)
         t0 = time.time()
-        result = feff_run.run_feff(folder, feff_cmd=self.feff_cmd, timeout=limit_s, stages=task.get("stages"))
+        result = feff_run.run_feff(folder, feff_cmd=self.feff_cmd, timeout=limit_s, stages=task.get("stages"),
+                                   kill_switch=self.kill_switch)
         if (result.returncode is None and self.t_end is not None and time.monotonic() >= self.t_end - 1
                 and (self.timeout is None or result.wall_seconds < self.timeout)):
             clean_folder(folder, KEEP)  # cut by the deadline, not by the site's own limit: run again next time

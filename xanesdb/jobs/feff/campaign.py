@@ -66,6 +66,8 @@ __all__ = [
     "plan_campaign",
     "run_campaign_locally",
     "submit_campaign",
+    "recover_lost_runs",
+    "rerun_fizzled_feff",
 ]
 
 
@@ -258,7 +260,7 @@ def plan_campaign(
     preset_name = get_preset(preset or settings.FEFF_PRESET).name
     elements = normalise_elements(elements) or list(ABSORBERS)
     if limit is not None and limit < 0:
-        raise XanesdbUserError(f"--limit must be >= 0, got {limit}")
+        raise XanesdbUserError(f"limit must be 0 or more, got {limit}")
     db = db if db is not None else shared_database(settings)
     feff_maker = feff_maker or FeffXanesMaker(preset=preset_name, edge=edge, retry_failed=retry_failed)
     plan = CampaignPlan(preset=preset_name, preset_hash=preset_hash_of(preset_name, edge), edge=edge,
@@ -343,7 +345,8 @@ def run_campaign_locally(plan: CampaignPlan, settings: XanesdbSettings | None = 
     Returns
     -------
     dict
-        ``materials`` run, ``failed`` materials (a job that did not finish), ``seconds``.
+        ``materials`` run, ``failed`` materials (a job that did not finish), ``seconds``, and
+        ``sites_left``: sites of these materials still without a task under the plan's preset.
     """
     from jobflow.managers.local import run_locally
 
@@ -356,7 +359,8 @@ def run_campaign_locally(plan: CampaignPlan, settings: XanesdbSettings | None = 
         store = job_store(settings)
     t0 = time.perf_counter()
     failed: list[str] = []
-    with use_database(db if db is not None else shared_database(settings)):
+    db = db if db is not None else shared_database(settings)
+    with use_database(db):
         for c in plan.campaigns:
             responses = run_locally(c.flow, log=False, store=store, create_folders=True, root_dir=root)
             ok = all(j.uuid in responses for j in c.flow.jobs)
@@ -364,7 +368,10 @@ def run_campaign_locally(plan: CampaignPlan, settings: XanesdbSettings | None = 
                 failed.append(c.material_id)
             if on_material is not None:
                 on_material(c, ok)
-    return {"materials": len(plan.campaigns), "failed": failed, "seconds": round(time.perf_counter() - t0, 3)}
+    seconds = round(time.perf_counter() - t0, 3)
+    left = select_pending_sites(db, plan.elements, plan.preset, plan.edge,
+                                material_ids=[c.material_id for c in plan.campaigns])[0]
+    return {"materials": len(plan.campaigns), "failed": failed, "seconds": seconds, "sites_left": len(left)}
 
 
 def submit_campaign(plan: CampaignPlan, lp: Any, settings: XanesdbSettings | None = None,
@@ -382,7 +389,6 @@ def submit_campaign(plan: CampaignPlan, lp: Any, settings: XanesdbSettings | Non
     dict
         First fw_id of each workflow -> material_id.
     """
-    import fireworks.core.launchpad as fw_launchpad
     from jobflow.managers.fireworks import flow_to_workflow
 
     from xanesdb.platform.launchpad import CAMPAIGN_META, worker_job_store
@@ -399,15 +405,27 @@ def submit_campaign(plan: CampaignPlan, lp: Any, settings: XanesdbSettings | Non
                 warnings.filterwarnings("ignore", "Some jobs are not connected", UserWarning)
                 wfs.append(flow_to_workflow(c.flow, store=store, name=f"xanes {c.material_id} {plan.preset}",
                                             metadata=meta))
-        # bulk_add_wfs wraps its loop in a tqdm bar; our caller shows its own progress
-        saved = fw_launchpad.tqdm
-        fw_launchpad.tqdm = lambda it, *a, **k: it
-        try:
-            lp.bulk_add_wfs(wfs)
-        finally:
-            fw_launchpad.tqdm = saved
+        # FireWorks draws its own tqdm bar (stderr) for each batch; left as it is: nothing process-wide is swapped
+        lp.bulk_add_wfs(wfs)
         for c, wf in zip(batch, wfs):
             added[min(fw.fw_id for fw in wf.fws)] = c.material_id
             if on_material is not None:
                 on_material(c, True)
     return added
+
+
+def recover_lost_runs(lp: Any, expiration: int, rerun: bool = True) -> dict[int, str]:
+    """Lost runs of a LaunchPad (running, silent longer than ``expiration`` s), rerun unless ``rerun`` is
+    False; returns ``fw_id -> Firework name``. No task is duplicated: a rerun FEFF job checks its key."""
+    _, lost_fws, _ = lp.detect_lostruns(expiration_secs=expiration, rerun=rerun)
+    names = {d["fw_id"]: d["name"] for d in lp.fireworks.find({"fw_id": {"$in": lost_fws}}, {"fw_id": 1, "name": 1})}
+    return {fw_id: names.get(fw_id, "?") for fw_id in lost_fws}
+
+
+def rerun_fizzled_feff(lp: Any) -> list[int]:
+    """Rerun every FIZZLED FEFF Firework (one with a task key in its spec); returns their fw_ids."""
+    ids = [d["fw_id"] for d in lp.fireworks.find({"state": "FIZZLED", f"spec.{TASK_KEY_SPEC}": {"$exists": True}},
+                                                 {"fw_id": 1})]
+    for fw_id in ids:
+        lp.rerun_fw(fw_id)
+    return ids

@@ -151,7 +151,7 @@ def populate_feff(
     preset_name = get_preset(preset or settings.FEFF_PRESET).name
     workers = workers or settings.n_workers
     if workers < 1:
-        raise XanesdbUserError("--workers must be at least 1")
+        raise XanesdbUserError(f"workers must be at least 1 (XANESDB_WORKERS, or the workers argument), got {workers}")
     db = db if db is not None else shared_database(settings)
     pending, n_sites, n_already = select_pending_sites(db, elements, preset_name, edge, limit, retry_failed,
                                                        material_ids, covered_by, order)
@@ -176,16 +176,14 @@ def populate_feff(
 def _run_pool(pending: list[dict], workers: int, runner: _SiteRunner, on_task, on_progress) -> None:
     """Run the sites in a pool of ``workers`` threads (one FEFF process each); Ctrl-C kills the running FEFF."""
     _remove_stale_workdirs(runner.work_root)
-    feff_run.allow_runs()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="feff")
     try:
         _drive(pool, pending, workers, runner, runner.summary, on_task, on_progress)
     except BaseException:
         # Ctrl-C or a fatal error: run nothing more, kill the FEFF processes that run now;
         # finished tasks are stored already, so the next run resumes from here
-        runner.stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
-        n = feff_run.kill_running()
+        n = runner.kill_switch.kill()
         logger.warning("interrupted: killed %d running FEFF process(es); finished tasks are stored", n)
         raise
     pool.shutdown(wait=True)
@@ -204,7 +202,8 @@ class _SiteRunner:
     work_root: Path
     keep_workdirs: bool
     summary: PopulationSummary
-    stop: threading.Event = field(default_factory=threading.Event)
+    #: this pool's FEFF processes: Ctrl-C kills them and starts no more (other executors untouched)
+    kill_switch: feff_run.FeffKillSwitch = field(default_factory=feff_run.FeffKillSwitch)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, site: dict) -> FeffTaskDoc | None:
@@ -220,9 +219,10 @@ class _SiteRunner:
         try:
             doc = compute_feff_task(Structure.from_dict(sd), site["site_index"], site["material_id"], preset=self.preset,
                                     edge=self.edge, workdir=workdir, feff_cmd=self.feff_cmd, timeout=self.timeout,
-                                    site_id=site["site_id"], name=f"feff xanes {site['site_id']}", clean=True)
+                                    site_id=site["site_id"], name=f"feff xanes {site['site_id']}", clean=True,
+                                    kill_switch=self.kill_switch)
         except Exception as err:  # noqa: BLE001 - a bad site is a failed task, not a dead run
-            if self.stop.is_set():
+            if self.kill_switch.stopped:
                 raise
             logger.warning("site %s: %s", site["site_id"], err)
             doc = failed_input_doc(site, self.preset, self.edge, f"{type(err).__name__}: {err}"[:300])

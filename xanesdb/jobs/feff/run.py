@@ -25,16 +25,65 @@ from typing import Sequence
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FeffRunResult", "run_feff", "run_feff10", "run_feff_command", "feff10_version", "kill_running", "allow_runs", "FeffInterrupted", "STAGE_TIMES_FILE"]
-
-#: FEFF processes running now (so an interrupted caller can kill them all)
-_RUNNING: set = set()
-#: set by :func:`kill_running`: no new FEFF process starts until :func:`allow_runs`
-_STOP = threading.Event()
+__all__ = ["FeffRunResult", "FeffKillSwitch", "run_feff", "run_feff10", "run_feff_command", "feff10_version",
+           "FeffInterrupted", "STAGE_TIMES_FILE"]
 
 
 class FeffInterrupted(RuntimeError):
     """The caller is stopping (Ctrl-C, SIGTERM): FEFF was killed or not started."""
+
+
+class FeffKillSwitch:
+    """The FEFF processes of one executor (a pool, a batch run), so that executor can stop them all.
+
+    An executor makes one, hands it to every run (``run_feff(..., kill_switch=switch)``) and calls
+    :meth:`kill` when it stops (Ctrl-C, SIGTERM, a fatal error): the running FEFF processes are
+    killed and no new one starts on this switch. Runs on other switches, or on none, are untouched,
+    so two executors in one process never stop each other and nothing needs resetting.
+
+    Examples
+    --------
+    >>> switch = FeffKillSwitch()
+    >>> switch.stopped, switch.kill()
+    (False, 0)
+    >>> switch.stopped
+    True
+    """
+
+    def __init__(self) -> None:
+        self._running: set[subprocess.Popen] = set()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    @property
+    def stopped(self) -> bool:
+        """:meth:`kill` was called: no new FEFF run starts on this switch."""
+        return self._stop.is_set()
+
+    @property
+    def n_running(self) -> int:
+        """FEFF processes running on this switch now."""
+        with self._lock:
+            return len(self._running)
+
+    def kill(self) -> int:
+        """Kill every FEFF process running on this switch and start no more; returns how many were killed."""
+        self._stop.set()
+        with self._lock:
+            procs = list(self._running)
+        for proc in procs:
+            _kill_group(proc, quiet=True)
+        return len(procs)
+
+    def _add(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._running.add(proc)
+        if self._stop.is_set():  # kill() came between the check and the start
+            _kill_group(proc, quiet=True)
+
+    def _discard(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._running.discard(proc)
 
 #: file the FEFF10 worker writes its per-stage wall times to (JSON)
 STAGE_TIMES_FILE = "feff_stage_times.json"
@@ -82,15 +131,17 @@ def feff10_version() -> str | None:
         return None
 
 
-def _run_group(cmd: list[str], cwd: Path, timeout: float | None, env: dict | None = None) -> tuple[int | None, str, float]:
-    """Run ``cmd`` in its own session; kill the whole group past ``timeout``."""
-    if _STOP.is_set():
+def _run_group(cmd: list[str], cwd: Path, timeout: float | None, env: dict | None = None,
+               kill_switch: FeffKillSwitch | None = None) -> tuple[int | None, str, float]:
+    """Run ``cmd`` in its own session; kill the whole group past ``timeout`` (or when ``kill_switch`` fires)."""
+    if kill_switch is not None and kill_switch.stopped:
         raise FeffInterrupted("stopping: no new FEFF run is started")
     t0 = time.perf_counter()
     with open(cwd / "feff_run.log", "w") as log:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                 env=env, preexec_fn=_die_with_parent)
-        _RUNNING.add(proc)
+        if kill_switch is not None:
+            kill_switch._add(proc)
         try:
             rc: int | None = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -104,8 +155,9 @@ def _run_group(cmd: list[str], cwd: Path, timeout: float | None, env: dict | Non
             else:
                 # FEFF10's stage workers belong to the group too; leave none behind
                 _kill_group(proc, quiet=True)
-            _RUNNING.discard(proc)
-    if _STOP.is_set():
+            if kill_switch is not None:
+                kill_switch._discard(proc)
+    if kill_switch is not None and kill_switch.stopped:
         raise FeffInterrupted("stopping: FEFF was killed")
     wall = time.perf_counter() - t0
     try:
@@ -113,21 +165,6 @@ def _run_group(cmd: list[str], cwd: Path, timeout: float | None, env: dict | Non
     except OSError:
         tail = ""
     return rc, tail, wall
-
-
-def kill_running() -> int:
-    """Kill every FEFF process this process started and that still runs (on Ctrl-C), and start no more
-    until :func:`allow_runs`; returns how many were killed."""
-    _STOP.set()
-    procs = list(_RUNNING)
-    for proc in procs:
-        _kill_group(proc, quiet=True)
-    return len(procs)
-
-
-def allow_runs() -> None:
-    """Let FEFF runs start again after :func:`kill_running`."""
-    _STOP.clear()
 
 
 def _die_with_parent() -> None:
@@ -178,7 +215,8 @@ def failure_reason(log_tail: str) -> str:
     return lines[-1] if lines else ""
 
 
-def run_feff10(workdir: str | Path = ".", timeout: float | None = None, stages: Sequence[str] | None = None) -> FeffRunResult:
+def run_feff10(workdir: str | Path = ".", timeout: float | None = None, stages: Sequence[str] | None = None,
+               kill_switch: FeffKillSwitch | None = None) -> FeffRunResult:
     """Run FEFF10 (feff10-rs) on ``workdir/feff.inp`` in a separate worker process.
 
     Parameters
@@ -189,6 +227,8 @@ def run_feff10(workdir: str | Path = ".", timeout: float | None = None, stages: 
         Wall-time limit in seconds; past it the worker and its children are killed.
     stages
         FEFF10 stage names to run (default :data:`xanesdb.jobs.feff.sets.XANES_STAGES`).
+    kill_switch
+        The executor's :class:`FeffKillSwitch` (None: only the time limit stops the run).
     """
     if not stages:
         from xanesdb.jobs.feff.sets import XANES_STAGES  # pymatgen: only when the caller gave no stages
@@ -198,7 +238,7 @@ def run_feff10(workdir: str | Path = ".", timeout: float | None = None, stages: 
     stages = list(stages)
     (workdir / STAGE_TIMES_FILE).unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "xanesdb.jobs.feff.run", str(workdir), ",".join(stages)]
-    rc, tail, wall = _run_group(cmd, workdir, timeout)
+    rc, tail, wall = _run_group(cmd, workdir, timeout, kill_switch=kill_switch)
     stage_seconds: dict[str, float] = {}
     try:
         stage_seconds = json.loads((workdir / STAGE_TIMES_FILE).read_text())
@@ -213,14 +253,15 @@ def run_feff10(workdir: str | Path = ".", timeout: float | None = None, stages: 
     return result
 
 
-def run_feff_command(feff_cmd: str, workdir: str | Path = ".", timeout: float | None = None) -> FeffRunResult:
+def run_feff_command(feff_cmd: str, workdir: str | Path = ".", timeout: float | None = None,
+                     kill_switch: FeffKillSwitch | None = None) -> FeffRunResult:
     """Run an external FEFF executable (e.g. a FEFF9 binary) in ``workdir``; no shell."""
     workdir = Path(workdir).resolve()
     argv = shlex.split(feff_cmd)
     if not argv:
         raise ValueError("empty FEFF command")
     try:
-        rc, tail, wall = _run_group(argv, workdir, timeout)
+        rc, tail, wall = _run_group(argv, workdir, timeout, kill_switch=kill_switch)
     except FileNotFoundError as err:
         return FeffRunResult(ok=False, code=Path(argv[0]).name, error=f"FEFF command not found: {argv[0]} ({err})")
     result = FeffRunResult(ok=rc == 0, code=Path(argv[0]).name, returncode=rc, wall_seconds=wall, log_tail=tail)
@@ -232,14 +273,16 @@ def run_feff_command(feff_cmd: str, workdir: str | Path = ".", timeout: float | 
 
 
 def run_feff(workdir: str | Path = ".", feff_cmd: str | None = None, timeout: float | None = None,
-             stages: Sequence[str] | None = None, name: str | None = None) -> FeffRunResult:
+             stages: Sequence[str] | None = None, name: str | None = None,
+             kill_switch: FeffKillSwitch | None = None) -> FeffRunResult:
     """Run FEFF in ``workdir``: the external ``feff_cmd`` if given, else FEFF10 in a worker process.
 
     ``name`` labels the run (job name); the fake FEFF of the tests uses it to pick a reference.
+    ``kill_switch`` is the calling executor's :class:`FeffKillSwitch` (its Ctrl-C stops this run).
     """
     if feff_cmd:
-        return run_feff_command(feff_cmd, workdir, timeout)
-    return run_feff10(workdir, timeout, stages)
+        return run_feff_command(feff_cmd, workdir, timeout, kill_switch=kill_switch)
+    return run_feff10(workdir, timeout, stages, kill_switch=kill_switch)
 
 
 def _worker_main(workdir: str, stage_names: str) -> int:

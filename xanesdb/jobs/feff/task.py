@@ -44,6 +44,8 @@ from xanesdb.schemas import FeffTaskDoc, HandlerAction, site_id as make_site_id,
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
+    from xanesdb.jobs.feff.run import FeffKillSwitch
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -84,6 +86,7 @@ def compute_feff_task(
     site_id: str | None = None,
     name: str | None = None,
     clean: bool = False,
+    kill_switch: FeffKillSwitch | None = None,
 ) -> FeffTaskDoc:
     """Write inputs, run FEFF, parse and validate, climbing the error ladder on failure.
 
@@ -110,6 +113,9 @@ def compute_feff_task(
     clean
         Delete the bulky FEFF by-products of the last attempt (see
         :data:`~xanesdb.jobs.feff.workdir.KEEP_FILES`).
+    kill_switch
+        The calling executor's :class:`~xanesdb.jobs.feff.run.FeffKillSwitch`: its :meth:`kill`
+        stops this site's FEFF (None: only the time limit does).
 
     Returns
     -------
@@ -123,8 +129,10 @@ def compute_feff_task(
     site_id = site_id or make_site_id(material_id, element, absorbing_index)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    last = _run_attempts(structure, absorbing_index, preset, edge, workdir, element, site_id,
-                         dict(feff_cmd=feff_cmd, timeout=timeout, name=name), max_actions)
+    run_kwargs: dict[str, Any] = dict(feff_cmd=feff_cmd, timeout=timeout, name=name)
+    if kill_switch is not None:  # a runner swapped in by tests need not know the argument otherwise
+        run_kwargs["kill_switch"] = kill_switch
+    last = _run_attempts(structure, absorbing_index, preset, edge, workdir, element, site_id, run_kwargs, max_actions)
     if clean:
         clean_folder(last["folder"])
     result, xmu = last["result"], last["xmu"]

@@ -257,11 +257,31 @@ def label_structure(
     list[SiteDoc]
         One document per unique absorbing site, sorted by element and site index.
     """
-    from pymatgen.analysis.chemenv.coordination_environments.coordination_geometry_finder import (
-        LocalGeometryFinder,
-    )
-
     t0 = time.perf_counter()
+    _check_labellable(structure, material_id, validate)
+    formula = formula or structure.composition.reduced_formula
+    groups = _unique_absorber_sites(structure, elements, symprec)
+    if not groups:
+        return []
+    bv = _bv_valences(structure)
+    oxi = _oxidation_states(structure, bv)
+    lgf, se, to_lgf = _structure_environments(structure, groups, structure_refinement, bv)
+    docs = []
+    for g in groups:
+        isite = to_lgf[g["site_index"]]
+        paper, nb_set = _strategy_result(se, lgf.structure, isite, PAPER_STRATEGY)
+        default, _ = _strategy_result(se, lgf.structure, isite, DEFAULT_STRATEGY)
+        bonds = _first_shell(lgf.structure, isite, nb_set)
+        docs.append(_site_doc(structure, material_id, source, formula, g, paper, default, bonds,
+                              oxi[g["site_index"]], _ambiguity(paper, default, poor_csm, close_gap)))
+    elapsed = time.perf_counter() - t0
+    for doc in docs:
+        doc.labelling_seconds = round(elapsed, 4)
+    return docs
+
+
+def _check_labellable(structure: Structure, material_id: str, validate: bool) -> None:
+    """Refuse (``ValueError``) a disordered structure, and an invalid one when ``validate``."""
     if not structure.is_ordered:
         raise ValueError(f"{material_id}: disordered structures cannot be labelled by ChemEnv")
     # before any symmetry code: spglib crashes the process on NaN coordinates, and ChemEnv
@@ -269,14 +289,19 @@ def label_structure(
     problem = structure_problem(structure) if validate else None
     if problem is not None:
         raise ValueError(f"invalid structure: {problem}")
-    formula = formula or structure.composition.reduced_formula
-    groups = _unique_absorber_sites(structure, elements, symprec)
-    if not groups:
-        return []
-    bv = _bv_valences(structure)
-    oxi = _oxidation_states(structure, bv)
 
-    # find the environments of the representative sites only (the expensive part)
+
+def _structure_environments(structure: Structure, groups: list[dict], structure_refinement: str,
+                            bv: list[int] | None) -> tuple[Any, Any, dict[int, int]]:
+    """ChemEnv's environments of the representative sites only (the expensive part).
+
+    Returns ``(lgf, se, to_lgf)``: the LocalGeometryFinder (its ``structure`` is the one ChemEnv
+    worked on), the StructureEnvironments, and input site index -> index in ``lgf.structure``.
+    """
+    from pymatgen.analysis.chemenv.coordination_environments.coordination_geometry_finder import (
+        LocalGeometryFinder,
+    )
+
     lgf = LocalGeometryFinder()
     lgf.setup_parameters(
         centering_type="centroid", include_central_site_in_centroid=True, structure_refinement=structure_refinement
@@ -293,44 +318,42 @@ def label_structure(
         valences=valences if valences is not None else "undefined",
         maximum_distance_factor=MAXIMUM_DISTANCE_FACTOR,
     )
+    return lgf, se, to_lgf
 
-    docs = []
-    for g in groups:
-        isite = to_lgf[g["site_index"]]
-        paper, nb_set = _strategy_result(se, lgf.structure, isite, PAPER_STRATEGY)
-        default, _ = _strategy_result(se, lgf.structure, isite, DEFAULT_STRATEGY)
+
+def _first_shell(lgf_structure: Structure, isite: int, nb_set: Any) -> list[tuple[float, str]]:
+    """(distance, element) of the neighbours the paper's strategy chose, nearest first."""
+    bonds: list[tuple[float, str]] = []
+    if nb_set is not None:
+        centre = lgf_structure[isite].coords
+        for nb in nb_set.neighb_sites_and_indices:
+            bonds.append((float(np.linalg.norm(nb["site"].coords - centre)), nb["site"].specie.symbol))
+        bonds.sort()
+    return bonds
+
+
+def _site_doc(structure: Structure, material_id: str, source: str, formula: str, g: dict[str, Any],
+              paper: ChemEnvResult, default: ChemEnvResult, bonds: list[tuple[float, str]], ox: float | None,
+              reasons: list[str]) -> SiteDoc:
+    """The SiteDoc of one unique absorbing site from its two strategies' results and first shell."""
+    return SiteDoc(
+        **_site_identity(material_id, source, formula, g),
+        chemenv_symbol=paper.symbol,
+        csm=paper.csm,
+        lce_class=lce_class_of(paper.symbol),
+        chemenv=paper,
+        chemenv_default=default,
+        strategies_agree=paper.symbol == default.symbol,
+        ambiguous=bool(reasons),
+        ambiguity_reasons=reasons,
+        coordination_number=paper.coordination_number,
+        bond_lengths=[round(d, 4) for d, _ in bonds],
+        mean_bond_length=round(float(np.mean([d for d, _ in bonds])), 4) if bonds else None,
+        neighbor_elements=[el for _, el in bonds],
+        oxidation_state=None if ox is None or np.isnan(ox) else float(ox),
         # first-shell descriptors from the neighbours of the paper's strategy
-        bonds: list[tuple[float, str]] = []
-        if nb_set is not None:
-            centre = lgf.structure[isite].coords
-            for nb in nb_set.neighb_sites_and_indices:
-                bonds.append((float(np.linalg.norm(nb["site"].coords - centre)), nb["site"].specie.symbol))
-            bonds.sort()
-        reasons = _ambiguity(paper, default, poor_csm, close_gap)
-        ox = oxi[g["site_index"]]
-        docs.append(
-            SiteDoc(
-                **_site_identity(material_id, source, formula, g),
-                chemenv_symbol=paper.symbol,
-                csm=paper.csm,
-                lce_class=lce_class_of(paper.symbol),
-                chemenv=paper,
-                chemenv_default=default,
-                strategies_agree=paper.symbol == default.symbol,
-                ambiguous=bool(reasons),
-                ambiguity_reasons=reasons,
-                coordination_number=paper.coordination_number,
-                bond_lengths=[round(d, 4) for d, _ in bonds],
-                mean_bond_length=round(float(np.mean([d for d, _ in bonds])), 4) if bonds else None,
-                neighbor_elements=[el for _, el in bonds],
-                oxidation_state=None if ox is None or np.isnan(ox) else float(ox),
-                **site_descriptors(structure, g["site_index"], [d for d, _ in bonds]),
-            )
-        )
-    elapsed = time.perf_counter() - t0
-    for doc in docs:
-        doc.labelling_seconds = round(elapsed, 4)
-    return docs
+        **site_descriptors(structure, g["site_index"], [d for d, _ in bonds]),
+    )
 
 
 def _site_identity(material_id: str, source: str, formula: str, g: dict[str, Any]) -> dict[str, Any]:

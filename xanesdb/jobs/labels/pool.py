@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
@@ -156,30 +157,43 @@ def label_structures(
         store = get_store("sites", settings)
     summary = LabelSummary()
     structs = [d if isinstance(d, StructureDoc) else StructureDoc.from_mongo(d) for d in docs]
-    close_store = False
+    with _connected(store):
+        # skip what is done (only elements still missing are labelled)
+        done = {} if force else _done_elements(store, [s.material_id for s in structs])
+        todo = _still_to_label(structs, elements, done, summary)
+        summary.structures = len(todo)
+        if todo:
+            _run_pool(todo, store, settings.SYMPREC, workers, timeout, summary, progress, validate)
+    return summary
+
+
+@contextmanager
+def _connected(store: Store) -> Iterator[Store]:
+    """The store, connected here (and closed after) unless the caller connected it already."""
     try:
         store.count({"site_id": None})
     except StoreError:
         store.connect()
-        close_store = True
-    try:
-        # skip what is done (only elements still missing are labelled)
-        done = {} if force else _done_elements(store, [s.material_id for s in structs])
-        todo: list[tuple[StructureDoc, tuple[str, ...]]] = []
-        for s in structs:
-            wanted = tuple(el for el in elements if el in s.elements)
-            missing = tuple(el for el in wanted if el not in done.get(s.material_id, set()))
-            if not missing:
-                summary.skipped += 1
-            else:
-                todo.append((s, missing))
-        summary.structures = len(todo)
-        if todo:
-            _run_pool(todo, store, settings.SYMPREC, workers, timeout, summary, progress, validate)
-    finally:
-        if close_store:
+        try:
+            yield store
+        finally:
             store.close()
-    return summary
+    else:
+        yield store
+
+
+def _still_to_label(structs: list[StructureDoc], elements: tuple[str, ...], done: dict[str, set[str]],
+                    summary: LabelSummary) -> list[tuple[StructureDoc, tuple[str, ...]]]:
+    """``(structure, elements still without sites)`` of each structure with any; counts the others as skipped."""
+    todo: list[tuple[StructureDoc, tuple[str, ...]]] = []
+    for s in structs:
+        wanted = tuple(el for el in elements if el in s.elements)
+        missing = tuple(el for el in wanted if el not in done.get(s.material_id, set()))
+        if not missing:
+            summary.skipped += 1
+        else:
+            todo.append((s, missing))
+    return todo
 
 
 def _death_reason(exitcode: int | None) -> str:
@@ -198,32 +212,96 @@ def _death_reason(exitcode: int | None) -> str:
 
 def _run_pool(todo, store, symprec, workers, timeout, summary, progress, validate=True) -> None:
     """Feed ``todo`` to killable worker processes; upsert results as they come."""
-    ctx = _context()
-    queue = list(todo)
-    remaining = len(queue)
+    _LabelPool(list(todo), store, symprec, timeout, summary, progress, validate).run(workers)
 
-    def start() -> _Slot:
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(child, symprec, validate), daemon=True)
+
+@dataclass
+class _LabelPool:
+    """The parent's side of the labelling workers: hand out structures, collect or fail them, store the sites."""
+
+    queue: list[tuple[StructureDoc, tuple[str, ...]]]
+    store: Any
+    symprec: float
+    timeout: float
+    summary: LabelSummary
+    progress: Callable[[int, int, int], None] | None
+    validate: bool = True
+    remaining: int = 0
+    ctx: Any = field(default_factory=lambda: _context())
+
+    def run(self, workers: int) -> None:
+        self.remaining = len(self.queue)
+        slots = [self._start() for _ in range(min(workers, len(self.queue)))]
+        try:
+            while slots:
+                self._hand_out(slots)
+                ready = wait([sl.conn for sl in slots], timeout=0.05)
+                keep: list[_Slot] = []
+                for sl in slots:
+                    keep.extend(self._service(sl, sl.conn in ready))
+                slots = keep
+        finally:
+            for sl in slots:
+                _stop(sl, kill=True)
+
+    def _start(self) -> _Slot:
+        parent, child = self.ctx.Pipe()
+        proc = self.ctx.Process(target=_worker, args=(child, self.symprec, self.validate), daemon=True)
         proc.start()
         child.close()
         return _Slot(proc, parent)
 
-    def finish(slot: _Slot, site_docs: list[dict], failed: str | None, died: bool = False) -> None:
-        nonlocal remaining
+    def _hand_out(self, slots: list[_Slot]) -> None:
+        """Give work to idle, ready workers."""
+        for sl in slots:
+            if sl.ready and sl.task is None and self.queue:
+                doc, sl.elements = self.queue.pop(0)
+                sl.task = doc.to_mongo()
+                sl.started = time.perf_counter()
+                sl.conn.send((sl.task, sl.elements))
+
+    def _service(self, sl: _Slot, has_message: bool) -> list[_Slot]:
+        """One worker's turn: read its message or check its time limit; the slots that carry on (itself, a
+        replacement, or none)."""
+        if has_message:
+            try:
+                msg = sl.conn.recv()
+            except EOFError:  # the worker died (crash, out of memory)
+                if sl.task is not None:
+                    sl.process.join(5)
+                    self._finish(sl, [], _death_reason(sl.process.exitcode), died=True)
+                _stop(sl, kill=True)
+                return [self._start()] if self.queue else []
+            if msg == "ready":
+                sl.ready = True
+            else:
+                self._finish(sl, msg, None)
+        elif sl.task is not None and time.perf_counter() - sl.started > self.timeout:
+            # past the time limit: kill the worker, record the failure, start another
+            _stop(sl, kill=True)
+            self._finish(sl, [], f"timeout: labelling took longer than {self.timeout:g} s")
+            return [self._start()] if self.queue else []
+        if sl.ready and sl.task is None and not self.queue:
+            _stop(sl)  # nothing left for this worker
+            return []
+        return [sl]
+
+    def _finish(self, slot: _Slot, site_docs: list[dict], failed: str | None, died: bool = False) -> None:
+        """Store one structure's sites (or failed documents) and count it."""
         task, slot.task = slot.task, None
         seconds = time.perf_counter() - slot.started
-        remaining -= 1
+        self.remaining -= 1
         if failed is not None:
             s = StructureDoc.from_mongo(task)
             # a worker that died crashed in native code (spglib, ChemEnv): the parent must not run
             # the symmetry analysis on that structure again, or it dies too
             docs = failed_site_docs(s.to_structure(), s.material_id, s.source, failed, s.formula,
-                                    slot.elements, symprec, seconds, symmetry=not died)
+                                    slot.elements, self.symprec, seconds, symmetry=not died)
         else:
             docs = [SiteDoc.model_validate(d) for d in site_docs]
+        summary = self.summary
         if docs:
-            store.update([d.to_mongo() for d in docs], key="site_id")
+            self.store.update([d.to_mongo() for d in docs], key="site_id")
             summary.sites_written += len(docs)
         errors = [d.error for d in docs if d.state == "failed"]
         if errors:
@@ -232,52 +310,8 @@ def _run_pool(todo, store, symprec, workers, timeout, summary, progress, validat
         else:
             summary.succeeded += 1
             summary.seconds[task["material_id"]] = seconds
-        if progress is not None:
-            progress(summary.succeeded + summary.failed, summary.failed, remaining)
-
-    slots = [start() for _ in range(min(workers, len(queue)))]
-    try:
-        while slots:
-            # hand out work to idle, ready workers
-            for sl in slots:
-                if sl.ready and sl.task is None and queue:
-                    doc, sl.elements = queue.pop(0)
-                    sl.task = doc.to_mongo()
-                    sl.started = time.perf_counter()
-                    sl.conn.send((sl.task, sl.elements))
-            ready = wait([sl.conn for sl in slots], timeout=0.05)
-            keep: list[_Slot] = []
-            for sl in slots:
-                if sl.conn in ready:
-                    try:
-                        msg = sl.conn.recv()
-                    except EOFError:  # the worker died (crash, out of memory)
-                        if sl.task is not None:
-                            sl.process.join(5)
-                            finish(sl, [], _death_reason(sl.process.exitcode), died=True)
-                        _stop(sl, kill=True)
-                        if queue:
-                            keep.append(start())
-                        continue
-                    if msg == "ready":
-                        sl.ready = True
-                    else:
-                        finish(sl, msg, None)
-                elif sl.task is not None and time.perf_counter() - sl.started > timeout:
-                    # past the time limit: kill the worker, record the failure, start another
-                    _stop(sl, kill=True)
-                    finish(sl, [], f"timeout: labelling took longer than {timeout:g} s")
-                    if queue:
-                        keep.append(start())
-                    continue
-                if sl.ready and sl.task is None and not queue:
-                    _stop(sl)  # nothing left for this worker
-                    continue
-                keep.append(sl)
-            slots = keep
-    finally:
-        for sl in slots:
-            _stop(sl, kill=True)
+        if self.progress is not None:
+            self.progress(summary.succeeded + summary.failed, summary.failed, self.remaining)
 
 
 def _stop(slot: _Slot, kill: bool = False) -> None:

@@ -291,21 +291,51 @@ def build_spectra(
     if elements:
         crit["element"] = {"$in": list(elements)}
     db = _database(settings, db)
-    grids_coll = _grids(db)
-    tasks_store, sites_store, spectra_store = (store_over(db, name) for name in ("feff_tasks", "sites", "spectra"))
+    stores = _BuildStores(*(store_over(db, name) for name in ("feff_tasks", "sites", "spectra")))
     # the stores share db's client: nothing to open or close here
-    tasks = list(tasks_store.query(crit, properties=["task_id", "site_id", "element", "edge", "source",
-                                                     "preset", "last_updated"]))
-    spec_crit = {"element": crit["element"]} if elements else {}
-    spectra = {s["task_id"]: s for s in spectra_store.query(
+    tasks, spectra, sites = _read_current(stores, crit, bool(elements))
+    touched = _remove_stale(stores.spectra, tasks, spectra, report)
+    todo = _plan_standardise(db, stores.tasks, tasks, spectra, sites, regrid, threshold, touched, report)
+    _standardise(todo, stores, crit, sites, threshold, touched, report, progress)
+    # dedup of the groups that changed
+    for element, edge, source in sorted(touched):
+        n_dup, changed = _dedup_group(db["spectra"], element, edge, source, threshold)
+        report.groups_deduplicated.append(f"{element}-{edge}-{source}")
+        report.duplicate_changes += changed
+    report.counts = spectra_counts(settings, elements, db=db)
+    report.n_duplicates = sum(c["duplicates"] for c in report.counts.values())
+    report.seconds = round(time.perf_counter() - t_start, 3)
+    return report
+
+
+@dataclass
+class _BuildStores:
+    """The three stores a build reads and writes, over one database."""
+
+    tasks: Any
+    sites: Any
+    spectra: Any
+
+
+def _read_current(stores: _BuildStores, crit: dict[str, Any], by_element: bool
+                  ) -> tuple[list[dict], dict[str, dict], dict[str, dict]]:
+    """The successful tasks matching ``crit``, their spectra by task id and the sites by site id (light fields)."""
+    tasks = list(stores.tasks.query(crit, properties=["task_id", "site_id", "element", "edge", "source",
+                                                      "preset", "last_updated"]))
+    spec_crit = {"element": crit["element"]} if by_element else {}
+    spectra = {s["task_id"]: s for s in stores.spectra.query(
         spec_crit, properties=["spectrum_id", "task_id", "last_updated", "grid_name", "dedup_threshold",
                                "element", "edge", "source", "preset", "aligned_grid"])}
     # sites of these elements, read once (a long `$in` list is slow on some servers)
-    site_crit = {"element": crit["element"]} if elements else {}
-    sites = {s["site_id"]: s for s in sites_store.query(
+    site_crit = {"element": crit["element"]} if by_element else {}
+    sites = {s["site_id"]: s for s in stores.sites.query(
         site_crit, properties=["site_id", "last_updated", *SITE_FIELDS])}
+    return tasks, spectra, sites
 
-    # remove spectra whose task is gone or no longer successful
+
+def _remove_stale(spectra_store: Any, tasks: list[dict], spectra: dict[str, dict],
+                  report: BuildReport) -> set[tuple[str, str, str]]:
+    """Remove spectra whose task is gone or no longer successful; the (element, edge, scale) groups touched."""
     live = {t["task_id"] for t in tasks}
     stale = [s["spectrum_id"] for tid, s in spectra.items() if tid not in live]
     touched: set[tuple[str, str, str]] = set()
@@ -315,8 +345,15 @@ def build_spectra(
                 touched.add((s["element"], s.get("edge", "K"), energy_scale(s["source"], s.get("preset"))))
         spectra_store.remove_docs({"spectrum_id": {"$in": stale}})
         report.removed = len(stale)
+    return touched
 
-    # grids, per (element, edge, source)
+
+def _plan_standardise(db: Any, tasks_store: Any, tasks: list[dict], spectra: dict[str, dict], sites: dict[str, dict],
+                      regrid: bool, threshold: float, touched: set[tuple[str, str, str]],
+                      report: BuildReport) -> list[tuple[dict, EnergyGrid]]:
+    """The grid of each (element, edge, source) group (a new one when asked or missing), and the tasks whose
+    spectrum is missing or older than the task, its site or the grid."""
+    grids_coll = _grids(db)
     groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     for t in tasks:
         groups[(t["element"], t.get("edge", "K"), energy_scale(t.get("source", "xanesdb"), t.get("preset")))].append(t)
@@ -341,16 +378,22 @@ def build_spectra(
                 report.up_to_date += 1
                 if s.get("dedup_threshold") != threshold:
                     touched.add((element, edge, source))
+    return todo
 
-    # standardise, in batches: few tasks are fetched by key, many by streaming their elements
+
+def _standardise(todo: list[tuple[dict, EnergyGrid]], stores: _BuildStores, crit: dict[str, Any],
+                 sites: dict[str, dict], threshold: float, touched: set[tuple[str, str, str]], report: BuildReport,
+                 progress: Callable[[int, int], None] | None) -> None:
+    """Standardise the planned tasks into spectra, in batches: few tasks are fetched by key, many by
+    streaming their elements."""
     total = len(todo)
     if progress:
         progress(0, total)
     grid_of = {t["task_id"]: g for t, g in todo}
     if total <= _BATCH:
-        stream = tasks_store.query({"task_id": {"$in": list(grid_of)}})
+        stream = stores.tasks.query({"task_id": {"$in": list(grid_of)}})
     else:
-        stream = (t for t in tasks_store.query(crit) if t["task_id"] in grid_of)
+        stream = (t for t in stores.tasks.query(crit) if t["task_id"] in grid_of)
     done = 0
     while True:
         full = list(itertools.islice(stream, _BATCH))
@@ -369,18 +412,8 @@ def build_spectra(
                 report.errors[doc.spectrum_id] = doc.error or ""
             docs.append(doc.to_mongo())  # duplicate_of is set by the group's dedup below
             touched.add((doc.element, doc.edge, energy_scale(doc.source, doc.preset)))
-        spectra_store.update(docs)
+        stores.spectra.update(docs)
         report.processed += len(docs)
         done += len(full)
         if progress:
             progress(done, total)
-
-    # dedup of the groups that changed
-    for element, edge, source in sorted(touched):
-        n_dup, changed = _dedup_group(db["spectra"], element, edge, source, threshold)
-        report.groups_deduplicated.append(f"{element}-{edge}-{source}")
-        report.duplicate_changes += changed
-    report.counts = spectra_counts(settings, elements, db=db)
-    report.n_duplicates = sum(c["duplicates"] for c in report.counts.values())
-    report.seconds = round(time.perf_counter() - t_start, 3)
-    return report

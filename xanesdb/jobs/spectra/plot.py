@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -14,11 +14,20 @@ from xanesdb.platform.stores import get_database
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CLASS_COLOURS", "plot_spectra"]
+__all__ = ["CLASS_COLOURS", "SeveralSourcesError", "plot_spectra"]
 
 #: class -> colour (colour-blind safe Okabe-Ito), 'other' in grey
 CLASS_COLOURS = {"T4": "#0072B2", "S5": "#E69F00", "O6": "#009E73", "other": "#999999"}
 _MAX_LINES = 150
+
+
+class SeveralSourcesError(XanesdbUserError):
+    """An absorber's spectra come from several sources (energy scales) and none was chosen."""
+
+    def __init__(self, element: str, sources: Sequence[str], how: str = "with the source argument") -> None:
+        self.element, self.sources = element, list(sources)
+        super().__init__(f"{element} spectra come from several sources ({', '.join(self.sources)}) on different "
+                         f"energy scales; choose one {how}")
 
 
 def plot_spectra(
@@ -65,10 +74,7 @@ def plot_spectra(
         raise XanesdbUserError(f"no {element} spectra in the database; run `xanesdb spectra build` first")
     if source is None:
         if len(sources) > 1:
-            raise XanesdbUserError(
-                f"{element} spectra come from several sources ({', '.join(sources)}) on different energy "
-                "scales; choose one with --source"
-            )
+            raise SeveralSourcesError(element, sources)
         source = sources[0]
     elif source not in sources:
         raise XanesdbUserError(f"no {element} spectra of source {source!r}; sources: {', '.join(sources)}")

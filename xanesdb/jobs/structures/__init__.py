@@ -25,7 +25,7 @@ from xanesdb.jobs.structures.sources import (
     mp_structure_docs,
     normalise_elements,
 )
-from xanesdb.jobs.structures.store import write_structures
+from xanesdb.jobs.structures.store import structures_with_elements, write_structures
 
 __all__ = [
     "SOURCES",
@@ -38,6 +38,7 @@ __all__ = [
     "mp_rester",
     "mp_structure_docs",
     "bundled_structure_docs",
+    "structures_with_elements",
     "file_structure_docs",
     "write_structures",
     "fetch_structures",

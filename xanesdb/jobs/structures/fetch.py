@@ -72,7 +72,7 @@ def fetch_structures(
     if source not in SOURCES:
         raise XanesdbUserError(f"unknown source {source!r}; use one of: {', '.join(SOURCES)}")
     if limit is not None and limit < 0:
-        raise XanesdbUserError(f"--limit must be >= 0, got {limit}")
+        raise XanesdbUserError(f"limit must be 0 or more, got {limit}")
     if path is not None and source != "files":
         raise XanesdbUserError(f"a PATH is only read with --source files, not --source {source}")
     elements = normalise_elements(elements)

@@ -173,7 +173,7 @@ def mp_rester(endpoint: str | None = None) -> Any:
     if key is None:
         raise XanesdbUserError(
             "set MP_API_KEY to your Materials Project API key (https://next-gen.materialsproject.org/api) "
-            "to use --source mp, or use --source bundled"
+            "to read the Materials Project, or use the bundled structures (source 'bundled')"
         )
     import requests
     from mp_api.client import MPRester
@@ -187,7 +187,8 @@ def mp_rester(endpoint: str | None = None) -> Any:
     except (requests.RequestException, ValueError, KeyError) as err:
         where = endpoint or "the Materials Project API"
         raise XanesdbUserError(
-            f"cannot reach {where} ({type(err).__name__}); check the network, or use --source bundled"
+            f"cannot reach {where} ({type(err).__name__}); check the network, or use the bundled structures "
+            "(source 'bundled')"
         ) from None
 
 
@@ -205,7 +206,7 @@ def _mp_error(err: Exception, endpoint: str | None) -> XanesdbUserError:
         return XanesdbUserError(f"the Materials Project API refused the key in MP_API_KEY: {msg[:300]}; "
                                 "check the key")
     return XanesdbUserError(f"Materials Project request failed ({type(err).__name__}: {msg[:300]}); "
-                            f"check the network or --endpoint ({endpoint or 'default'})")
+                            f"check the network or the API endpoint ({endpoint or 'default'})")
 
 
 def mp_structure_docs(

@@ -1,4 +1,4 @@
-"""Writing ``structures``: upserts on ``material_id``; unchanged documents are not rewritten."""
+"""Writing ``structures`` (upserts on ``material_id``; unchanged documents are not rewritten) and reading them back."""
 
 from __future__ import annotations
 
@@ -12,7 +12,15 @@ from xanesdb.schemas.structure import StructureDoc
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["write_structures"]
+__all__ = ["write_structures", "structures_with_elements"]
+
+
+def structures_with_elements(db: Any, elements: Sequence[str], limit: int = 0) -> list[dict]:
+    """Stored structure documents holding any of ``elements``, by ``material_id`` (at most ``limit``; 0: all)."""
+    cursor = db["structures"].find({"elements": {"$in": list(elements)}}, {"_id": 0}).sort("material_id", 1)
+    if limit:
+        cursor = cursor.limit(limit)
+    return list(cursor)
 
 
 def write_structures(

@@ -1,0 +1,84 @@
+"""A measured spectrum as a model reads it: onto the model's grid or aligned, with what was done to it.
+
+Shared by :mod:`xanesdb.ml.predict` (which re-exports these names) and :mod:`xanesdb.ml.plots`, so
+neither imports the other for them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from xanesdb.platform.errors import XanesdbUserError
+from xanesdb.xas.normalize import find_e0
+
+if TYPE_CHECKING:
+    from xanesdb.schemas import TrainingRunDoc
+    from xanesdb.xas.readers import MeasuredSpectrum
+
+__all__ = ["prepare", "representation_of", "to_grid", "where"]
+
+
+def to_grid(e: np.ndarray, mu: np.ndarray, grid: np.ndarray, name: str = "spectrum") -> np.ndarray:
+    """mu interpolated (cubic spline) onto ``grid``; refuses to extrapolate."""
+    from scipy.interpolate import CubicSpline
+
+    tol = 1e-6
+    if e[0] > grid[0] + tol or e[-1] < grid[-1] - tol:
+        raise XanesdbUserError(
+            f"{name} covers {e[0]:.1f}-{e[-1]:.1f} eV but the model's grid needs "
+            f"{grid[0]:.1f}-{grid[-1]:.1f} eV; give a spectrum spanning the grid (or use --align edge)"
+        )
+    return CubicSpline(e, mu)(grid)
+
+
+def representation_of(doc: TrainingRunDoc) -> str:
+    """``"aligned"`` or ``"grid"``."""
+    return doc.hyperparameters.get("representation", "grid")
+
+
+def prepare(doc: TrainingRunDoc, spectrum: MeasuredSpectrum, align: str = "auto") -> dict[str, Any]:
+    """The model's input row for one spectrum, with what was done to it.
+
+    Raises
+    ------
+    XanesdbUserError
+        When the spectrum cannot be normalised, has no edge in range, or misses the grid.
+    """
+    name = where(spectrum)
+    e, mu = np.asarray(spectrum.energy, dtype=float), np.asarray(spectrum.mu, dtype=float)
+    if representation_of(doc) == "aligned":
+        from xanesdb.ml.aligned import align_measured
+
+        if align not in ("auto", "halfstep"):
+            raise XanesdbUserError(f"model {doc.run_id} reads aligned spectra; use --align auto (not {align!r})")
+        try:
+            a = align_measured(e, mu, name=name)
+        except ValueError as err:
+            raise XanesdbUserError(f"{name}: {err}") from None
+        out = {"x": a["y"], "e0": a["e0"], "e_half": a["e_half"], "edge_step": a["edge_step"],
+               "shift_ev": -a["e_half"], "extrapolated_ev": a["extrapolated_ev"], "preedge_height": a["preedge_height"]}  # fmt: skip
+        if a["preedge_height"] > 0:  # no peak, no energy
+            out["preedge_ev"] = a["preedge_ev"]
+        return out
+    grid = np.asarray(doc.energies, dtype=float)
+    shift = 0.0
+    e0 = find_e0(e, mu)
+    if align == "edge":
+        target = doc.metrics.get("train_edge_ev")
+        if target is None:
+            raise XanesdbUserError(f"model {doc.run_id} has no stored training edge; use --align none")
+        shift = float(target) - e0
+        e = e + shift
+    elif align not in ("none", "auto"):
+        raise XanesdbUserError(f"unknown --align {align!r}; use auto, none or edge")
+    y = to_grid(e, mu, grid, name=name)
+    if y.max() <= 0:
+        raise XanesdbUserError(f"{name} has no positive absorption on the model's grid")
+    return {"x": (y / y.max()).astype(np.float32), "e0": e0, "shift_ev": shift}
+
+
+def where(spectrum: MeasuredSpectrum) -> str:
+    """The file (and Athena group) of a spectrum, for messages."""
+    return f"{spectrum.path} group {spectrum.group!r}" if spectrum.group else str(spectrum.path)
