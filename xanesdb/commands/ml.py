@@ -62,16 +62,30 @@ def train(
     pre_edge: bool = typer.Option(False, "--pre-edge", help="Use only the grid points before the main edge."),
     curves: bool = typer.Option(True, help="Compute robustness curves (test shift and noise)."),
     task: str = typer.Option("classification", "--task", help="classification, or regression of numeric spectrum/site "
-                             "fields (--model gbt, mlp-shallow, mlp-deep, cnn-lin, mlp, cnn)."),
+                             "fields (--model gbt, mlp-shallow, mlp-deep, cnn-lin, mlp, cnn), or fractions of O6/S5/T4 sites (mixtures; "
+                             "--n-models folds over materials, aligned spectra)."),
     train_fraction: float = typer.Option(1.0, "--train-fraction", help="Regression: fraction of each split's training rows used, in (0, 1]."),
     png: Optional[Path] = typer.Option(None, "--png", help="Regression: write the held-out parity plot here."),
+    from_run: Optional[str] = typer.Option(None, "--from", help="Fine-tune this registered run (classifier or network "
+                                           "regression) on the query's spectra: same edge and grid length (transfer learning)."),
+    freeze: int = typer.Option(2, "--freeze", help="With --from: first weight layers kept as trained (Lin et al.: 2)."),
+    fraction: float = typer.Option(1.0, "--fraction", help="With --from: share of each split's training rows used, in (0, 1]."),
 ) -> None:
     """Train classifiers (or regressors: --task regression) on the spectra a query selects, score them, register the run."""
     from xanesdb.platform.queries import parse_filter
 
     criteria = parse_filter(query)
-    if task not in ("classification", "regression"):
-        raise XanesdbUserError(f"unknown --task {task!r}; use classification or regression")
+    if from_run is not None:  # xanesdb.commands.transfer: issue 20 item 3 (architecture and task from the run)
+        from xanesdb.commands.transfer import train_transfer
+
+        return train_transfer(criteria, from_run, freeze, fraction, None if label == ["lce_class"] else label, protocol,
+                              n_models, 1 if ensemble is None else ensemble, epochs, seed)
+    if task not in ("classification", "regression", "fractions"):
+        raise XanesdbUserError(f"unknown --task {task!r}; use classification, regression or fractions")
+    if task == "fractions":  # xanesdb.commands.fractions: issue 21 (site fractions of mixtures)
+        from xanesdb.commands.fractions import train_fractions
+
+        return train_fractions(criteria, n_models, epochs, seed, png)
     if task == "regression":  # xanesdb.commands.regression: issue 20
         if label == ["lce_class"]:
             raise XanesdbUserError("--task regression needs --label, a numeric field such as mean_bond_length (repeat for several)")
