@@ -180,6 +180,10 @@ def test_report_tables_and_figures(two_sources, tmp_path, capsys):
     assert "### MLP, paper protocol, class weights none" in md and "### MLP, grouped protocol" in md
     f1 = plain.metrics["f1"]["macro"]
     assert f"| no augmentation (`{plain.run_id}`) |" in md and f"**{f1[0]:.2f} ± {f1[1]:.2f}**" in md
+    # the kNN baseline beside the networks, scored on their own splits
+    knn = plain.metrics["knn"]
+    assert knn["k"] == 5 and 0.0 <= knn["f1_macro"] <= 1.0 and "kNN-5 macro F1 (same splits)" in md
+    assert f"{knn['f1']['macro'][0]:.2f} ± {knn['f1']['macro'][1]:.2f}" in md
     pngs = sorted(p.name for p in out.glob("robustness-*.png"))
     assert len(pngs) == 1 and f"({pngs[0]})" in md  # paper-protocol MLP with and without augmentation
     assert "## Scores on other data" in md and '`{"source": "omnixas"}`' in md
@@ -191,3 +195,19 @@ def test_report_tables_and_figures(two_sources, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["models", "report", "--out", str(tmp_path / "none"), "--query", '{"kind": "cnn"}'])
     assert exc.value.code == 2 and "no complete training runs" in capsys.readouterr().err
+
+
+def test_knn_baseline_separates_distinct_shapes_and_not_random_labels():
+    from xanesdb.ml.train import knn_baseline
+
+    rng = np.random.default_rng(0)
+    grid = np.linspace(0, 1, 60)
+    a = np.exp(-((grid - 0.3) / 0.05) ** 2)
+    b = np.exp(-((grid - 0.7) / 0.05) ** 2)
+    X = np.concatenate([a + rng.normal(0, 0.05, (40, 60)), b + rng.normal(0, 0.05, (40, 60))])
+    y = np.repeat([0, 1], 40)
+    idx = rng.permutation(80)
+    splits = [(idx[:60], idx[60:]), (idx[20:], idx[:20])]
+    assert knn_baseline(X, y, splits, ["A", "B"])["f1_macro"] == 1.0
+    shuffled = rng.permutation(y)
+    assert knn_baseline(X, shuffled, splits, ["A", "B"])["f1_macro"] < 0.8

@@ -252,11 +252,13 @@ def write_report(
             for d in runs:
                 hp = d.hyperparameters
                 label = f"{variant_of(d)} (`{d.run_id}`)"
-                extras = [f"{paper[_paper_index(d)]:.2f}" if paper else "-",
+                knn = (d.metrics.get("knn") or {}).get("f1", {}).get("macro")
+                extras = [f"{paper[_paper_index(d)]:.2f}" if paper else "-", _pm(knn),
                           f"{hp.get('n_models')}{f' × ensemble {e}' if (e := hp.get('ensemble', 1)) > 1 else ''}"
                           f" × {hp.get('epochs')} ep, seed {d.seed}"]  # fmt: skip
                 rows.append((label, d.metrics, extras))
-            md.append(f1_table(rows, list(first.classes), ["paper macro F1 (paper protocol)", "networks × epochs"]))
+            md.append(f1_table(rows, list(first.classes),
+                               ["paper macro F1 (paper protocol)", "kNN-5 macro F1 (same splits)", "networks × epochs"]))
             md.append("")
             # confusion matrices
             for d in runs:
@@ -278,8 +280,8 @@ def write_report(
                     title=f"{el or query_json[:40]} {kind_name}, {protocol} protocol: macro F1 on perturbed test "
                           "spectra, with and without training augmentation",
                 )  # fmt: skip
-                md += ["", f"Robustness (test spectra shifted by -3..+3 eV or given Gaussian noise of sigma "
-                           f"0..0.1, networks trained with and without augmentation):", "",
+                md += ["", "Robustness (test spectra shifted by -3..+3 eV or given Gaussian noise of sigma "
+                           "0..0.1, networks trained with and without augmentation):", "",
                        f"![robustness curves]({png.name})"]  # fmt: skip
             elif with_curves:
                 md += ["", f"_Robustness curves are stored for {', '.join(sorted(variants))} only; train the "

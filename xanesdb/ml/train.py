@@ -382,6 +382,9 @@ def train_on_dataset(
 
     metrics["train_edge_ev"] = find_e0(ds.energies, mean_train)
     timings["evaluate_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    metrics["knn"] = knn_baseline(ds.X[:, cols], y, splits, classes, config.n_bootstrap, config.seed)
+    timings["knn_s"] = time.perf_counter() - t0
     if config.curves:
         t0 = time.perf_counter()
         metrics["shift_curve"] = robustness_curve(
@@ -401,6 +404,31 @@ def train_on_dataset(
         timings["trust_s"] = time.perf_counter() - t0
     metrics["timings"] = timings
     return model, metrics, cols, splits
+
+
+#: neighbours of the k-nearest-neighbour baseline every classifier run is scored beside
+KNN_K = 5
+
+
+def knn_baseline(X: np.ndarray, y: np.ndarray, splits: list, classes: list[str], n_bootstrap: int = 0,
+                 seed: int = 0, k: int = KNN_K) -> dict[str, Any]:  # fmt: skip
+    """The label of the ``k`` nearest training spectra (cosine), on the networks' own splits.
+
+    The same majority vote as ``xanesdb search`` (:func:`xanesdb.search.knn_vote`) on the model's
+    input representation: the baseline a network must beat to be worth its training. Returns
+    :func:`xanesdb.ml.evaluate.score_predictions`' ``f1``, its macro mean ``f1_macro``, ``k`` and ``metric``.
+    """
+    from sklearn.neighbors import KNeighborsClassifier
+
+    preds, tests = [], []
+    for tr, te in splits:
+        knn = KNeighborsClassifier(n_neighbors=min(k, len(tr)), metric="cosine", algorithm="brute")
+        knn.fit(X[tr], y[tr])
+        preds.append(knn.predict(X[te]))
+        tests.append(y[te])
+    scores = score_predictions(tests, preds, classes, n_bootstrap, seed)
+    macro = scores["f1"].get("macro", [float("nan"), 0.0])
+    return {"k": k, "metric": "cosine", "f1": scores["f1"], "f1_macro": float(macro[0])}
 
 
 def _trust_metrics(model, X, y, splits, cols, e, energies, n_classes, seed, mm) -> dict[str, Any]:
