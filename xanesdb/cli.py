@@ -36,6 +36,7 @@ from xanesdb.commands import dbadmin as _dbadmin_top; app.command("export")(_dba
 from xanesdb.commands import populate as _populate; app.add_typer(_populate.app, name="populate")  # noqa: E402,E702
 from xanesdb.commands import search as _search; app.command("search")(_search.search)  # noqa: E402,E702
 from xanesdb.commands import web as _web; app.command("web")(_web.web)  # noqa: E402,E702
+from xanesdb.commands import disorder as _disorder; app.add_typer(_disorder.app, name="disorder")  # noqa: E402,E702
 
 
 def main(argv: list[str] | None = None) -> None:

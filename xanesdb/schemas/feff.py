@@ -67,6 +67,10 @@ class FeffTaskDoc(XanesdbDoc):
     wall_seconds: float | None = Field(None, description="Total FEFF wall time (s).")
     hostname: str | None = Field(None, description="Machine that ran it.")
     import_path: str | None = Field(None, description="Folder imported from, for imported runs.")
+    distortion: float | None = Field(
+        None, description="Radial distortion (A) of every neighbour of a distortion-series run (xanesdb.jobs.disorder); "
+        "absent for ordered runs. Its key ends ':d<+0.050>'."
+    )
     library_versions: dict[str, str] | None = Field(
         None, description="Versions of the libraries that made the task (xanesdb, pymatgen, feff10-rs), by name."
     )

@@ -155,7 +155,7 @@ def _new_grid(coll, element: str, edge: str, source: str, tasks_store) -> Energy
     """Choose a grid from the group's successful raw spectra and store it as the next version."""
     last = coll.find_one({"element": element, "edge": edge, "source": source}, sort=[("version", -1)])
     version = 1 if last is None else int(last["version"]) + 1
-    crit = {"element": element, "edge": edge, **scale_criteria(source), "state": "successful"}
+    crit = {"element": element, "edge": edge, **scale_criteria(source), "state": "successful", "distortion": None}
     raw = [
         (t["energies"], t["mu"])
         for t in tasks_store.query(crit, properties=["energies", "mu"])
@@ -287,7 +287,8 @@ def build_spectra(
     t_start = time.perf_counter()
     settings = settings or get_settings()
     report = BuildReport()
-    crit: dict[str, Any] = {"state": "successful"}
+    # distortion-series runs (xanesdb.jobs.disorder) are not site spectra: never built into spectra
+    crit: dict[str, Any] = {"state": "successful", "distortion": None}
     if elements:
         crit["element"] = {"$in": list(elements)}
     db = _database(settings, db)

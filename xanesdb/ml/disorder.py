@@ -1,0 +1,181 @@
+"""Disordered-site spectra from distortion series, labelled by their MSD (issue 21 items 2-3).
+
+A site's distortion series (:mod:`xanesdb.jobs.disorder`: FEFF runs of its cluster with every
+neighbour moved radially by ``d``) averaged with weights ``w(d)`` of a skew-normal distribution
+(mean ``mu``, width ``sigma``, shape ``alpha``; ``alpha = 0`` is a Gaussian) is the spectrum of a
+disordered site; its label is the mean squared displacement ``MSD = sum_d w(d) d^2``
+(Thaller). The averages are made reproducibly at training time from the stored series: the
+weightings come from a seed and are recorded (``mu, sigma, alpha`` per row).
+
+Averaging happens on mu(E) (and FEFF's mu0) on the first run's energies, *before* the
+normalisation and half-step alignment of :func:`xanesdb.xas.align.align_computed`, as a
+measurement averages absorption, so the edge moves with the distortion as it does in a sample.
+
+This module reads stores through the platform and arrays; it never imports jobs (the key format
+is matched on the ``distortion`` field only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from xanesdb.platform.errors import XanesdbUserError
+
+__all__ = ["series_weights", "msd_of", "check_weighting", "sample_weightings", "DistortionSeries", "series_from_docs",
+           "load_series", "disordered_spectra", "MsdDataset", "make_msd_dataset"]  # fmt: skip
+
+
+def check_weighting(mu: Any, sigma: Any, alpha: Any = 0.0) -> tuple[float, float, float]:
+    """``(mu, sigma, alpha)`` as floats; one-line error when one is not finite or ``sigma <= 0``."""
+    out = []
+    for name, v in (("mu", mu), ("sigma", sigma), ("alpha", alpha)):
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise XanesdbUserError(f"weighting {name} {v!r:.30} is not a number") from None
+        if not math.isfinite(f):
+            raise XanesdbUserError(f"weighting {name} is {f}; give a finite number")
+        out.append(f)
+    if out[1] <= 0:
+        raise XanesdbUserError(f"weighting sigma {out[1]:g} A must be > 0")
+    return out[0], out[1], out[2]
+
+
+def series_weights(distortions: Sequence[float], mu: float, sigma: float, alpha: float = 0.0) -> np.ndarray:
+    """Skew-normal weights of the distortions (sum 1); one-line errors for bad parameters."""
+    from scipy.stats import skewnorm
+
+    mu, sigma, alpha = check_weighting(mu, sigma, alpha)
+    d = np.asarray(distortions, dtype=float)
+    w = skewnorm.pdf(d, alpha, loc=mu, scale=sigma)
+    if not np.isfinite(w).all() or w.sum() <= 1e-12:
+        raise XanesdbUserError(f"the weighting (mu {mu:g}, sigma {sigma:g}, alpha {alpha:g}) puts no weight on "
+                               f"the series {d.min():+g}..{d.max():+g} A")  # fmt: skip
+    return w / w.sum()
+
+
+def msd_of(distortions: Sequence[float], weights: np.ndarray) -> float:
+    """Mean squared displacement ``sum w d^2`` (A^2)."""
+    d = np.asarray(distortions, dtype=float)
+    return float(np.sum(np.asarray(weights) * d * d))
+
+
+def sample_weightings(n: int, seed: int, *, mu_range=(-0.1, 0.1), sigma_range=(0.02, 0.15),
+                      alpha_range=(-4.0, 4.0), gaussian_share: float = 0.5) -> np.ndarray:  # fmt: skip
+    """``(n, 3)`` reproducible ``(mu, sigma, alpha)``: a share Gaussian (alpha 0), the rest skew-normal."""
+    rng = np.random.default_rng(seed)
+    mu = rng.uniform(*mu_range, n)
+    sigma = np.exp(rng.uniform(np.log(sigma_range[0]), np.log(sigma_range[1]), n))
+    alpha = np.where(rng.random(n) < gaussian_share, 0.0, rng.uniform(*alpha_range, n))
+    return np.stack([mu, sigma, alpha], axis=1)
+
+
+@dataclass(frozen=True)
+class DistortionSeries:
+    """One site's series on common energies: ``mu``/``mu0`` of shape ``(n_d, n_e)``."""
+
+    site_id: str
+    material_id: str
+    element: str
+    lce_class: str | None
+    preset: str
+    distortions: np.ndarray
+    energies: np.ndarray
+    mu: np.ndarray
+    mu0: np.ndarray
+
+
+def series_from_docs(docs: Sequence[dict], min_runs: int = 5) -> list[DistortionSeries]:
+    """Group successful distortion tasks (dicts with site_id, distortion, energies, mu, mu0) into series.
+
+    Each run is interpolated onto the energies of the run nearest ``d = 0``. Series with fewer than ``min_runs`` runs are left out.
+    """
+    by: dict[tuple[str, str], list[dict]] = {}
+    for d in docs:
+        if d.get("distortion") is None or not d.get("energies"):
+            continue
+        by.setdefault((d["site_id"], d.get("preset", "")), []).append(d)
+    out = []
+    for (sid, preset), runs in sorted(by.items()):
+        if len(runs) < min_runs:
+            continue
+        runs = sorted(runs, key=lambda r: r["distortion"])
+        ref = min(runs, key=lambda r: abs(r["distortion"]))
+        # the reference run's energies; a run that starts or ends within them is held at its end
+        # value there (FEFF's grids follow each run's own Fermi level, a few eV apart at most)
+        e = np.asarray(ref["energies"], dtype=float)
+        mu = np.stack([np.interp(e, r["energies"], r["mu"]) for r in runs])
+        mu0 = np.stack([np.interp(e, r["energies"], r["mu0"] or r["mu"]) for r in runs])
+        out.append(DistortionSeries(sid, runs[0].get("material_id", sid.split(":")[0]), runs[0].get("element", ""),
+                                    runs[0].get("lce_class"), preset, np.array([r["distortion"] for r in runs]), e,
+                                    mu, mu0))  # fmt: skip
+    return out
+
+
+def load_series(db: Any, criteria: dict | None = None, min_runs: int = 5) -> list[DistortionSeries]:
+    """The stored distortion series (successful tasks with a ``distortion``) matching ``criteria``."""
+    crit = {**(criteria or {}), "distortion": {"$ne": None}, "state": "successful"}
+    docs = list(db["feff_tasks"].find(crit, {"_id": 0, "site_id": 1, "material_id": 1, "element": 1, "preset": 1,
+                                             "distortion": 1, "energies": 1, "mu": 1, "mu0": 1}))  # fmt: skip
+    classes = {s["site_id"]: s.get("lce_class") for s in db["sites"].find(
+        {"site_id": {"$in": sorted({d["site_id"] for d in docs})}}, {"_id": 0, "site_id": 1, "lce_class": 1})}  # fmt: skip
+    for d in docs:
+        d["lce_class"] = classes.get(d["site_id"])
+    return series_from_docs(docs, min_runs)
+
+
+def disordered_spectra(series: DistortionSeries, weightings: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Aligned spectra of the weighted averages: ``(X (n, 100), msd (n,), ok (n,) bool)``."""
+    from xanesdb.xas.align import ALIGNED_GRID, align_computed
+
+    X = np.zeros((len(weightings), len(ALIGNED_GRID)), dtype=np.float32)
+    msd = np.zeros(len(weightings))
+    ok = np.zeros(len(weightings), dtype=bool)
+    for i, (mu, sigma, alpha) in enumerate(weightings):
+        try:
+            w = series_weights(series.distortions, mu, sigma, alpha)
+        except XanesdbUserError:
+            continue
+        msd[i] = msd_of(series.distortions, w)
+        try:
+            X[i] = align_computed(series.energies, w @ series.mu, w @ series.mu0)["y"]
+        except ValueError:
+            continue
+        ok[i] = True
+    return X, msd, ok
+
+
+@dataclass(frozen=True)
+class MsdDataset:
+    """Disordered spectra (aligned) with their MSD, the site (group) and the weighting of each row."""
+
+    X: np.ndarray
+    msd: np.ndarray
+    groups: np.ndarray
+    weightings: np.ndarray  # (n, 3): mu, sigma, alpha
+    sites: tuple[str, ...]
+    fingerprint: str
+
+
+def make_msd_dataset(series: Sequence[DistortionSeries], n_weightings: int = 1000, seed: int = 0) -> MsdDataset:
+    """``n_weightings`` weightings (from ``seed``) applied to every series; rows that fail alignment dropped."""
+    W = sample_weightings(n_weightings, seed)
+    xs, ys, gs, ws = [], [], [], []
+    h = hashlib.sha256(f"{n_weightings}-{seed}".encode())
+    for s in series:
+        X, m, ok = disordered_spectra(s, W)
+        xs.append(X[ok])
+        ys.append(m[ok])
+        gs += [s.site_id] * int(ok.sum())
+        ws.append(W[ok])
+        h.update(s.site_id.encode())
+        h.update(np.ascontiguousarray(s.mu).tobytes())
+    if not xs or not sum(len(x) for x in xs):
+        raise XanesdbUserError("no distortion series to average; run `xanesdb disorder series <site>` first")
+    return MsdDataset(X=np.concatenate(xs), msd=np.concatenate(ys), groups=np.array(gs), weightings=np.concatenate(ws),
+                      sites=tuple(s.site_id for s in series), fingerprint=h.hexdigest()[:16])  # fmt: skip
