@@ -63,6 +63,11 @@ def predict(
             spectra.extend(read_spectra(f, groups=group if athena else None, **cols))
         except XanesdbUserError as err:
             rows.append({"name": Path(f).name, "file": str(f), "error": str(err).splitlines()[0]})
+    if model is not None:  # a registered fractions run prints O6/S5/T4 fractions (issue 21)
+        from xanesdb.commands.fractions import predict_fraction_rows
+
+        if predict_fraction_rows(model, spectra, rows, fmt, out):
+            return
     if model is not None:  # a registered regression run prints value +- sigma (issue 20)
         from xanesdb.commands.regression import predict_regression_rows
 

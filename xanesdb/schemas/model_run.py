@@ -20,7 +20,9 @@ class TrainingRunDoc(XanesdbDoc):
 
     run_id: str = Field(..., description="Deterministic id from kind, query fingerprint, params and seed.")
     kind: str = Field(..., description="Model kind, e.g. 'mlp', 'cnn'.")
-    task: Literal["classification", "regression"] = Field("classification", description="Learning task.")
+    task: Literal["classification", "regression", "fractions"] = Field(
+        "classification", description="Learning task (fractions: site fractions of a mixture, xanesdb.ml.mixtures)."
+    )
     query: dict[str, Any] = Field(..., description="Mongo filter on 'spectra' that selected the data.")
     label_field: str = Field("lce_class", description="Field learned.")
     classes: list[str] = Field(default_factory=list, description="Class names in output order.")
