@@ -79,6 +79,10 @@ class TransferConfig:
         Adam fine-tuning.
     n_bootstrap
         Bootstrap resamples of each test set (classifier F1).
+    standardize
+        ``"source"``: keep the source networks' input standardisation (what their frozen layers were
+        trained on); ``"target"``: refit it on each target training set (the inputs' mean and spread
+        of the new domain, as re-estimating normalisation statistics does in domain adaptation).
     seed
         Splits, subsampling, initialisation of a new head, data order.
     """
@@ -93,6 +97,7 @@ class TransferConfig:
     batch_size: int = 32
     learning_rate: float = 1e-3
     n_bootstrap: int = 10
+    standardize: Literal["source", "target"] = "source"
     seed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -107,6 +112,8 @@ class TransferConfig:
             raise XanesdbUserError(f"--freeze {self.freeze} is negative; give the number of first layers to keep, e.g. 2")
         if self.protocol not in ("paper", "grouped"):
             raise XanesdbUserError(f"unknown --protocol {self.protocol!r}; use paper or grouped")
+        if self.standardize not in ("source", "target"):
+            raise XanesdbUserError(f"unknown standardisation {self.standardize!r}; use source or target")
         if min(self.n_models, self.ensemble, self.epochs) < 1:
             raise XanesdbUserError("--n-models, --ensemble and --epochs must be at least 1")
 
@@ -241,7 +248,9 @@ def fine_tune(
     source: keras.Model | None = None,
     copy_head: bool = True,
     freeze: int = 0,
+    standardize: str = "source",
     epochs: int = 50,
+    min_rows: int = 0,
     batch_size: int = 32,
     learning_rate: float = 1e-3,
     seed: int = 0,
@@ -265,6 +274,12 @@ def fine_tune(
         Also start from the source's output layer (and, for regression, its target scale).
     freeze
         First weight layers not trained (with a source only).
+    standardize
+        ``"source"`` (keep the source's input standardisation) or ``"target"`` (refit it on each
+        training set); without a source, always each training set's own.
+    min_rows
+        Rows fed to each network per epoch at least (its own rows resampled): more updates per
+        epoch for a few dozen rows, without Keras' per-epoch overhead of many short epochs.
 
     Returns
     -------
@@ -289,7 +304,7 @@ def fine_tune(
     classify = arch.task == "classification"
     # standardisation: the source's (the frozen layers expect it), else each training set's own
     std_layer = trainable.get_layer("standardize")
-    if "standardize" not in copied:
+    if "standardize" not in copied or standardize == "target":
         std_layer.set_stats(np.array([X[tr].mean(axis=0) for tr in train_sets]), np.array([X[tr].std(axis=0) for tr in train_sets]))
     if not classify:
         de = answering.get_layer("destandardize")
@@ -301,7 +316,7 @@ def fine_tune(
         y_mean, y_std = ops.convert_to_numpy(de.mean), ops.convert_to_numpy(de.std)
     loss = keras.losses.CategoricalCrossentropy() if classify else keras.losses.MeanSquaredError()
     trainable.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss)
-    n_rows = max(len(tr) for tr in train_sets)
+    n_rows = max(max(len(tr) for tr in train_sets), int(min_rows))
     Xg = np.empty((n_rows, k, X.shape[1]), dtype=np.float32)
     Zg = np.zeros((n_rows, k, n_outputs), dtype=np.float32)
     for j, tr in enumerate(train_sets):
@@ -488,7 +503,7 @@ def transfer_from_query(
     e = cfg.ensemble
     train_sets = subsample([tr for tr, _ in splits], cfg.fraction, cfg.seed)
     model, info = fine_tune(X, Y, [tr for tr in train_sets for _ in range(e)], arch, n_out, source=src_model,
-                            copy_head=copy_head, freeze=cfg.freeze, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                            copy_head=copy_head, freeze=cfg.freeze, standardize=cfg.standardize, epochs=cfg.epochs, batch_size=cfg.batch_size,
                             learning_rate=cfg.learning_rate, seed=cfg.seed, on_epoch=on_epoch)  # fmt: skip
     t1 = time.perf_counter()
     eval_splits = [(tr, te) for tr, (_, te) in zip(train_sets, splits)]
@@ -503,6 +518,7 @@ def transfer_from_query(
     metrics["n_train"] = [int(len(tr)) for tr in train_sets]
     metrics["n_test"] = [int(len(te)) for _, te in splits]
     transfer = {"from": src.run_id, "source_query": src.query, "freeze": cfg.freeze, "fraction": cfg.fraction,
+                "standardize": cfg.standardize,
                 "frozen_layers": info["frozen"], "copied_layers": info["copied"], "new_head": not copy_head, **grid}  # fmt: skip
     hp = {k: v for k, v in src.hyperparameters.items() if k not in ("transfer",)}
     hp.update({"n_models": cfg.n_models, "ensemble": e, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
