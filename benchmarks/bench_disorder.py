@@ -90,7 +90,7 @@ def cmd_series(args) -> None:
         t0 = time.time()
         work = Path(args.workdir) / sid.replace(":", "_").replace(",", "_").replace("=", "")
         s = run_distortion_series(structure, site["site_index"], site["material_id"], db, distortions=grid,
-                                  preset=args.preset, site_id=sid, workdir=work,
+                                  preset=args.preset, site_id=sid, workdir=work, retry_failed=args.retry_failed,
                                   on_task=lambda doc: print(f"  {doc.task_id} {doc.state} {doc.wall_seconds:.1f} s",
                                                             flush=True))  # fmt: skip
         print(f"{sid}: {len(s['task_ids'])} run, {s['n_already']} already stored, failed {s['failed']}, "
@@ -126,14 +126,104 @@ def main() -> None:
     s.add_argument("--step", type=float, default=0.05)
     s.add_argument("--preset", default="fastlite")
     s.add_argument("--workdir", default="/tmp/h21/disorder-runs")
+    s.add_argument("--retry-failed", action="store_true")
     m = sub.add_parser("msd")
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--element", default="Ti")
+    m.add_argument("--n-weightings", type=int, default=1000)
+    m.add_argument("--epochs", type=int, default=60)
+    m.add_argument("--families", nargs="+", default=["mlp", "gbt"])
+    m.add_argument("--from-file", action="store_true", help=f"read the series from {SERIES_FILE.name} (no database)")
     args = p.parse_args()
     {"cost": cmd_cost, "series": cmd_series, "msd": lambda a: cmd_msd(a)}[args.cmd](args)
 
 
-def cmd_msd(args) -> None:  # filled in below (item 3)
-    raise SystemExit("msd: not yet")
+def _kelvin(t: str) -> float:
+    t = str(t).strip().lower()
+    return 300.0 if t.startswith("room") else float(t.split()[0])
+
+
+def cmd_msd(args) -> None:
+    """MSD regression: held-out sites (leave one out) and the measured temperature series."""
+    from scipy.stats import spearmanr
+
+    from xanesdb.ml.disorder import held_out_sites, load_series, make_msd_dataset, msd_config, regression_dataset, series_from_docs
+    from xanesdb.ml.regression import all_networks, train_regression_on_dataset
+    from xanesdb.xas.align import align_measured
+
+    if args.from_file:
+        with gzip.open(SERIES_FILE, "rt") as f:
+            series = series_from_docs([d for d in json.load(f) if d["element"] == args.element])
+    else:
+        from xanesdb.platform.stores import get_database
+
+        series = load_series(get_database(ensure=False), {"element": args.element})
+    series = [s for s in series if len(s.distortions) >= 19]
+    print(f"{len(series)} complete series: {[s.site_id for s in series]}", flush=True)
+    ds = make_msd_dataset(series, args.n_weightings, seed=args.seed)
+    t0 = time.time()
+    lines = [f"MSD regression ({args.element} K edge, fastlite distortion series, 0.05 A steps; {args.n_weightings} "
+             f"weightings per site from seed {args.seed}: mu U(-0.1, 0.1) A, sigma log-U(0.02, 0.15) A, half "
+             f"Gaussian, half skew-normal alpha U(-4, 4)); aligned representation",
+             f"MSD range {ds.msd.min():.4f}..{ds.msd.max():.4f} A^2, mean {ds.msd.mean():.4f}"]  # fmt: skip
+    results: dict = {"sites": list(ds.sites), "n_rows": len(ds.X), "seed": args.seed, "n_weightings": args.n_weightings,
+                     "weightings_first10": ds.weightings[:10].tolist(), "families": {}}  # fmt: skip
+    for fam in args.families:
+        cfg = msd_config(family=fam, epochs=args.epochs, seed=args.seed)
+        loso = held_out_sites(ds, cfg) if len(ds.sites) > 1 else {"sites": {}, "mae": float("nan"), "mae_baseline": float("nan")}
+        results["families"][fam] = {"held_out": loso}
+        lines.append(f"{fam}: held-out sites (leave one out) MAE {loso['mae']:.4f} A^2 against baseline (training mean) "
+                     f"{loso['mae_baseline']:.4f}")  # fmt: skip
+        for sid, r in loso["sites"].items():
+            lines.append(f"    {sid:<36} MAE {r['mae']:.4f}  baseline {r['mae_baseline']:.4f}  Spearman {r['spearman']:+.2f}")
+        print("\n".join(lines[-1 - len(loso['sites']):]), flush=True)
+    # the measured temperature series, with a network on every site
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_measured import load_records
+
+    fam = args.families[0]
+    model, _, _ = train_regression_on_dataset(regression_dataset(ds), msd_config(family=fam, epochs=args.epochs, seed=args.seed))
+    recs = [(r, s) for r, s in load_records(SHARED) if r["formula"] in ("EuTiO3", "PbTiO3") and r.get("temperature")]
+    measured: dict = {}
+    for r, s in recs:
+        y = align_measured(s.energy, s.mu, name=s.name)["y"]
+        p = float(all_networks(model, y[None, :].astype("float32")).mean())
+        measured.setdefault(r["formula"], []).append((_kelvin(r["temperature"]), p, r["id"]))
+    lines.append(f"measured temperature series, predicted MSD ({fam} on all {len(ds.sites)} sites):")
+    for comp, pts in measured.items():
+        pts.sort()
+        rho = float(spearmanr([t for t, _, _ in pts], [p for _, p, _ in pts]).statistic)
+        results.setdefault("measured", {})[comp] = {"points": pts, "spearman": rho}
+        lines.append(f"    {comp}: " + ", ".join(f"{t:g} K {p:.4f}" for t, p, _ in pts) + f"  Spearman rho {rho:+.2f}")
+    lines.append(f"({time.time() - t0:.0f} s)")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    (RESULTS / f"disorder_msd_{args.element}.txt").write_text(text)
+    (RESULTS / f"disorder_msd_{args.element}.json").write_text(json.dumps(results, indent=1, default=float))
+    _plot(results, args.families, RESULTS / f"disorder_msd_{args.element}.png")
+
+
+def _plot(results: dict, families, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.2), dpi=110)
+    ax1, ax2 = fig.subplots(1, 2)
+    fam = families[0]
+    loso = results["families"][fam]["held_out"]
+    for sid, r in loso["sites"].items():
+        ax1.scatter(r["true"], r["pred"], s=4, alpha=0.4, label=f"{sid} (MAE {r['mae']:.4f})")
+    hi = max([max(r["true"] + r["pred"]) for r in loso["sites"].values()] or [0.04])
+    ax1.plot([0, hi], [0, hi], "k--", lw=0.8)
+    ax1.set(xlabel="true MSD (A^2)", ylabel="predicted MSD (A^2)",
+            title=f"{fam}, each site held out (MAE {loso['mae']:.4f}, baseline {loso['mae_baseline']:.4f})")  # fmt: skip
+    ax1.legend(fontsize=6, markerscale=3)
+    for comp, m in results.get("measured", {}).items():
+        pts = m["points"]
+        ax2.plot([t for t, _, _ in pts], [p for _, p, _ in pts], "o-", label=f"{comp} (Spearman {m['spearman']:+.2f})")
+    ax2.set(xlabel="temperature (K)", ylabel="predicted MSD (A^2)", title="measured Ti K-edge temperature series")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
 
 
 if __name__ == "__main__":

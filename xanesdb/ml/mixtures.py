@@ -78,6 +78,10 @@ class MixtureConfig:
         also holds out ``test_size`` of the single-class materials.
     hidden, dropout, epochs, batch_size, learning_rate
         The softmax MLP and Adam.
+    fidelity
+        ``"scf"``: bring the ``fast`` site spectra towards the ``scf`` preset first
+        (:func:`xanesdb.ml.aligned.fit_fidelity_from_db`, fitted on every site computed with both),
+        as the classifiers for measured spectra do; None: as computed.
     seed
         Seed of folds, mixtures, initialisation.
     """
@@ -94,6 +98,7 @@ class MixtureConfig:
     epochs: int = 40
     batch_size: int = 64
     learning_rate: float = 1e-3
+    fidelity: str | None = None
     seed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -135,7 +140,8 @@ class SiteSpectra:
         return len(self.site_ids)
 
 
-def load_site_spectra(query: dict[str, Any], settings: XanesdbSettings | None = None, *, use_cache: bool = True) -> SiteSpectra:
+def load_site_spectra(query: dict[str, Any], settings: XanesdbSettings | None = None, *, use_cache: bool = True,
+                      fidelity: str | None = None) -> SiteSpectra:  # fmt: skip
     """The aligned spectra of ``query`` (duplicates included: every site counts), one per site.
 
     A site with several spectra (several presets) keeps the first by spectrum id; a material is
@@ -146,7 +152,13 @@ def load_site_spectra(query: dict[str, Any], settings: XanesdbSettings | None = 
     from xanesdb.platform.stores import get_database
 
     settings = settings or get_settings()
-    ds = load_aligned_dataset(query, settings, label_field="site_id", include_duplicates=True, use_cache=use_cache)
+    warp = None
+    if fidelity is not None:
+        from xanesdb.ml.aligned import fit_fidelity_from_db
+
+        warp = fit_fidelity_from_db(settings, "fast", fidelity)
+    ds = load_aligned_dataset(query, settings, label_field="site_id", include_duplicates=True, use_cache=use_cache,
+                              fidelity=warp)  # fmt: skip
     first: dict[str, int] = {}
     for i, s in enumerate(ds.labels):
         first.setdefault(str(s), i)
@@ -405,7 +417,7 @@ def train_fractions_from_query(query: dict[str, Any], cfg: MixtureConfig, settin
     """``xanesdb train --task fractions``: site spectra, folds, final network, registry entry."""
     cfg.check()
     t0 = time.perf_counter()
-    ss = load_site_spectra(query, settings, use_cache=use_cache)
+    ss = load_site_spectra(query, settings, use_cache=use_cache, fidelity=cfg.fidelity)
     t_data = time.perf_counter() - t0
     net, metrics = train_fractions_on(ss, cfg, on_epoch)
     timings = {"dataset_s": t_data, **metrics.pop("timings")}
