@@ -159,3 +159,4 @@ def test_train_fractions_cli_registers_and_predict_reports_fractions(db_settings
 def test_train_fractions_refusals(refused):
     assert "unknown --task" in refused(["train", "--task", "mixture", "-q", "{}"])
     assert "must be at least 1" in refused(["train", "--task", "fractions", "-q", "{}", "--n-models", "0"])
+    assert "unknown --fidelity" in refused(["train", "--task", "fractions", "-q", "{}", "--fidelity", "mp"])

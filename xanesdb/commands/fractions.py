@@ -16,12 +16,19 @@ console = SafeConsole(soft_wrap=True)
 err_console = SafeConsole(stderr=True)
 
 
-def train_fractions(criteria: dict, n_folds: int, epochs: int, seed: int, png: Optional[Path] = None) -> None:
-    """Check the knobs, train, register, print held-out scores (and a parity PNG)."""
+def train_fractions(criteria: dict, n_folds: int, epochs: int, seed: int, png: Optional[Path] = None,
+                    fidelity: Optional[str] = None) -> None:  # fmt: skip
+    """Check the knobs, train, register, print held-out scores (and a parity PNG).
+
+    ``fidelity="scf"`` warps the ``fast`` site spectra towards the ``scf`` preset first (better on
+    measured spectra: ``benchmarks/results/mixtures_scf.txt``).
+    """
     from xanesdb.ml.mixtures import CLASSES, MixtureConfig, train_fractions_from_query
     from xanesdb.platform.settings import get_settings
 
-    cfg = MixtureConfig(n_folds=n_folds, epochs=epochs, seed=seed)
+    if fidelity not in (None, "scf", "scflite"):
+        raise XanesdbUserError(f"unknown --fidelity {fidelity!r}; use scf or scflite")
+    cfg = MixtureConfig(n_folds=n_folds, epochs=epochs, seed=seed, fidelity=fidelity)
     cfg.check()  # before any data is read: nothing is registered on bad input
     if png is not None:
         from xanesdb.platform.export import check_output_file
