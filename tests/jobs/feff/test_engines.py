@@ -137,17 +137,27 @@ def test_local_pool_ctrl_c_kills_its_feff_and_the_next_run_starts(campaign, tmp_
 
     db, c = campaign
     settings = XanesdbSettings(HOME=tmp_path)
-    sleeper = f"{sys.executable} -c 'import time; time.sleep(30)'"
-    # a real SIGINT to the main thread, as Ctrl-C sends (it interrupts the pool's wait)
-    timer = threading.Timer(2.0, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
-    t0 = time.perf_counter()
-    timer.start()
+    started = tmp_path / "feff-started"
+    sleeper = f"{sys.executable} -c 'import pathlib, time; pathlib.Path(\"{started}\").touch(); time.sleep(30)'"
+    sent: list[float] = []
+    stop = threading.Event()
+
+    def ctrl_c() -> None:  # a real SIGINT to the main thread once FEFF runs, as Ctrl-C sends
+        while not stop.is_set() and not started.exists():
+            time.sleep(0.05)
+        if not stop.is_set():
+            time.sleep(0.5)
+            sent.append(time.perf_counter())
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    watcher = threading.Thread(target=ctrl_c, daemon=True)
+    watcher.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             populate_feff(settings, elements=["Cu"], preset="fast", workers=2, feff_cmd=sleeper, timeout=40, db=db)
     finally:
-        timer.cancel()
-    assert time.perf_counter() - t0 < 15  # the sleeping FEFF processes were killed, not waited for
+        stop.set()
+    assert sent and time.perf_counter() - sent[0] < 10  # the sleeping FEFF processes were killed, not waited for
     assert db["feff_tasks"].count_documents({"source": "xanesdb"}) == 0
     _fake(monkeypatch, c)
     s = populate_feff(settings, elements=["Cu"], preset="fast", workers=2, feff_cmd="", db=db)
