@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal
@@ -174,27 +173,11 @@ class TrainResult:
 
 
 def runtime_info() -> dict[str, Any]:
-    """Keras backend, device and library versions (no backend-specific calls beyond imports)."""
-    import importlib.metadata as md
+    """Keras backend, device and library versions: :func:`xanesdb.ml.registry.model_provenance`,
+    what every registered run records (kept under this name for the benchmarks)."""
+    from xanesdb.ml.registry import model_provenance
 
-    import keras
-
-    backend = keras.backend.backend()
-    device = f"cpu ({platform.processor() or platform.machine()})"
-    try:
-        devices = keras.distribution.list_devices()
-        gpus = [d for d in devices if "gpu" in str(d).lower() or "cuda" in str(d).lower()]
-        if gpus:
-            device = f"{gpus[0]} (+{len(gpus) - 1} more)" if len(gpus) > 1 else str(gpus[0])
-    except Exception:  # noqa: BLE001 - not every backend lists devices
-        pass
-    versions = {}
-    for pkg in ("xanesdb", "keras", "numpy", "scikit-learn", "tensorflow-cpu", "tensorflow", "jax", "torch"):
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            continue
-    return {"backend": backend, "device": device, "versions": versions}
+    return model_provenance()
 
 
 def pre_edge_indices(X: np.ndarray, fraction: float = 0.3, min_points: int = 20) -> np.ndarray:
