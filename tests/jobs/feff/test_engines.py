@@ -150,6 +150,9 @@ def test_local_pool_ctrl_c_kills_its_feff_and_the_next_run_starts(campaign, tmp_
             sent.append(time.perf_counter())
             signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
+    # Python raises KeyboardInterrupt only where SIGINT was not ignored when it started (a job that a
+    # non-interactive shell put in the background, as some CI runners do, inherits SIG_IGN)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     watcher = threading.Thread(target=ctrl_c, daemon=True)
     watcher.start()
     try:
@@ -157,6 +160,7 @@ def test_local_pool_ctrl_c_kills_its_feff_and_the_next_run_starts(campaign, tmp_
             populate_feff(settings, elements=["Cu"], preset="fast", workers=2, feff_cmd=sleeper, timeout=40, db=db)
     finally:
         stop.set()
+        signal.signal(signal.SIGINT, previous)
     assert sent and time.perf_counter() - sent[0] < 10  # the sleeping FEFF processes were killed, not waited for
     assert db["feff_tasks"].count_documents({"source": "xanesdb"}) == 0
     _fake(monkeypatch, c)
