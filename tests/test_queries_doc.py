@@ -4,8 +4,6 @@ model), and the generated field tables match the schemas."""
 
 from __future__ import annotations
 
-import gzip
-import json
 import re
 import subprocess
 import sys
@@ -37,22 +35,9 @@ def _subset_snapshot(tmp: Path, every: int = 6) -> int:
     """Every ``every``-th of the bundled database's own FEFF10 tasks (by task_id, so all absorbers are
     in), with their sites and structures; how many tasks. A sixth keeps the test short as the
     bundled database grows."""
-    from xanesdb.platform.snapshot import BUNDLED_DB_DIR
+    from xanesdb.testing.snapshot import bundled_subset
 
-    def read(name):
-        with gzip.open(BUNDLED_DB_DIR / f"{name}.jsonl.gz", "rt") as fh:
-            yield from (line for line in fh if line.strip())
-
-    tasks = sorted((ln for ln in read("feff_tasks") if '"source": "xanesdb"' in ln), key=lambda ln: json.loads(ln)["task_id"])
-    tasks = tasks[::every]
-    site_ids = {json.loads(ln)["site_id"] for ln in tasks}
-    mids = {s.split(":")[0] for s in site_ids}
-    sites = [ln for ln in read("sites") if json.loads(ln)["site_id"] in site_ids]
-    structures = [ln for ln in read("structures") if json.loads(ln)["material_id"] in mids]
-    for name, lines in (("structures", structures), ("sites", sites), ("feff_tasks", tasks)):
-        with gzip.open(tmp / f"{name}.jsonl.gz", "wt") as fh:
-            fh.writelines(lines)
-    return len(tasks)
+    return bundled_subset(tmp, every)
 
 
 @pytest.mark.integration

@@ -4,7 +4,6 @@ bad input refused in one line with nothing written."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import uuid
 from pathlib import Path
@@ -97,23 +96,9 @@ def test_query_reads_as_predict_does(shared_data):
 # ----------------------------------------------------------------------------- integration
 def _subset(tmp: Path, elements=("Fe", "Mn"), every: int = 12) -> int:
     """Every ``every``-th bundled FEFF10 task of ``elements``, with their sites and structures."""
-    from xanesdb.platform.snapshot import BUNDLED_DB_DIR
+    from xanesdb.testing.snapshot import bundled_subset
 
-    def read(name):
-        with gzip.open(BUNDLED_DB_DIR / f"{name}.jsonl.gz", "rt") as fh:
-            yield from (ln for ln in fh if ln.strip())
-
-    tasks = sorted((ln for ln in read("feff_tasks") if '"source": "xanesdb"' in ln
-                    and json.loads(ln)["element"] in elements), key=lambda ln: json.loads(ln)["task_id"])  # fmt: skip
-    tasks = tasks[::every]
-    site_ids = {json.loads(ln)["site_id"] for ln in tasks}
-    mids = {s.split(":")[0] for s in site_ids}
-    sites = [ln for ln in read("sites") if json.loads(ln)["site_id"] in site_ids]
-    structures = [ln for ln in read("structures") if json.loads(ln)["material_id"] in mids]
-    for name, lines in (("structures", structures), ("sites", sites), ("feff_tasks", tasks)):
-        with gzip.open(tmp / f"{name}.jsonl.gz", "wt") as fh:
-            fh.writelines(lines)
-    return len(tasks)
+    return bundled_subset(tmp, every, elements)
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,12 @@ uploading a measured file. The browser tests skip when no ``chromium`` is on PAT
 from __future__ import annotations
 
 import copy
-import gzip
 import io
 import json
 import os
 import re
 import subprocess
 import sys
-import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,22 +33,9 @@ RUN_ID = "mlp-webtest-0001"
 # ----------------------------------------------------------------------------- a small database
 def _subset(tmp: Path, elements=("Fe", "Mn"), every: int = 12) -> None:
     """Every ``every``-th bundled FEFF10 task of ``elements``, with their sites and structures."""
-    from xanesdb.platform.snapshot import BUNDLED_DB_DIR
+    from xanesdb.testing.snapshot import bundled_subset
 
-    def read(name):
-        with gzip.open(BUNDLED_DB_DIR / f"{name}.jsonl.gz", "rt") as fh:
-            yield from (ln for ln in fh if ln.strip())
-
-    tasks = sorted((ln for ln in read("feff_tasks") if '"source": "xanesdb"' in ln
-                    and json.loads(ln)["element"] in elements), key=lambda ln: json.loads(ln)["task_id"])  # fmt: skip
-    tasks = tasks[::every]
-    site_ids = {json.loads(ln)["site_id"] for ln in tasks}
-    mids = {s.split(":")[0] for s in site_ids}
-    sites = [ln for ln in read("sites") if json.loads(ln)["site_id"] in site_ids]
-    structures = [ln for ln in read("structures") if json.loads(ln)["material_id"] in mids]
-    for name, lines in (("structures", structures), ("sites", sites), ("feff_tasks", tasks)):
-        with gzip.open(tmp / f"{name}.jsonl.gz", "wt") as fh:
-            fh.writelines(lines)
+    bundled_subset(tmp, every, elements)
 
 
 def _registered_run() -> dict:
