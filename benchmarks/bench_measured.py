@@ -28,7 +28,8 @@ import numpy as np
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "experimental_dev"
 
-#: name -> (representation, presets, augmentations, align, fidelity[, measurement-model changes[, window eV]]);
+#: name -> (representation, presets, augmentations, align, fidelity[, measurement-model changes[, window eV
+#: [, measured calibration]]]);
 #: "shipped" uses the packaged models
 CONFIGS: dict[str, tuple] = {
     "grid-fast-shift+noise": ("grid", ("fast",), ("shift", "noise"), "edge", None),
@@ -44,6 +45,8 @@ CONFIGS: dict[str, tuple] = {
     "aligned-scf+fast2scf-measured-edge": ("aligned", ("scf", "fast"), ("measured",), "auto", "scf", None, (-1.0, 44.5)),
     "aligned-scflite-measured-edge": ("aligned", ("scflite",), ("measured",), "auto", None, None, (-1.0, 44.5)),
     "aligned-scflite+fast2scflite-measured-edge": ("aligned", ("scflite", "fast"), ("measured",), "auto", "scflite", None, (-1.0, 44.5)),
+    "aligned-scf+fast2scf-calibrated-measured-edge": ("aligned", ("scf", "scflite", "fast"), ("measured",), "auto", "scf", None, (-1.0, 44.5), "k-edge"),
+    "aligned-scf+fast2scf-calibrated-measured-edge-lowdamping": ("aligned", ("scf", "scflite", "fast"), ("measured",), "auto", "scf", {"damping": (0.85, 1.0), "gauss_ev": (0.3, 1.0)}, (-1.0, 44.5), "k-edge"),
 }
 
 
@@ -58,20 +61,29 @@ def load_records(data: Path):
     return out
 
 
-def train_models(config: str, elements, n_models: int, min_steps: int, pooled: bool = False) -> dict[str, tuple]:
+def train_models(config: str, elements, n_models: int, min_steps: int, pooled: bool = False,
+                 held_out: bool = True) -> dict[str, tuple]:  # fmt: skip
     """One model per absorber, or with ``pooled`` one on all absorbers together (used for each)."""
     from xanesdb.ml.train import TrainConfig, train_from_query
 
     rep, presets, aug, _, fidelity, *extra = CONFIGS[config]
     measurement = extra[0] if extra else None
     window = extra[1] if len(extra) > 1 else None
+    calibration = extra[2] if len(extra) > 2 else None
     models = {}
     for el in [",".join(elements)] if pooled else elements:
+        cal = None
+        if calibration is not None:
+            from xanesdb.xas.calibration import load_calibration
+
+            # each absorber is scored with the calibration refitted without its own reference pairs
+            c = load_calibration(calibration)
+            cal = (c if pooled or not held_out else c.without(el)).params()
         query = {"element": {"$in": el.split(",")} if pooled else el, "edge": "K", "source": "xanesdb",
                  "preset": {"$in": list(presets)}, "lce_class": {"$in": ["T4", "S5", "O6"]}}  # fmt: skip
         cfg = TrainConfig(kind="mlp", representation=rep, augment=aug, n_models=n_models, min_steps=min_steps,
                           class_weight="balanced", curves=False, n_bootstrap=3, fidelity=fidelity,
-                          measurement=measurement, window=window)  # fmt: skip
+                          measurement=measurement, window=window, calibration=cal)  # fmt: skip
         try:
             res = train_from_query(query, cfg, register=False)
         except Exception as err:  # noqa: BLE001 - an absorber without enough data has no model
@@ -174,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-models", type=int, default=5)
     ap.add_argument("--min-steps", type=int, default=1500)
     ap.add_argument("--min-confidence", type=float, default=0.6)
+    ap.add_argument("--calibration-all", action="store_true",
+                    help="Use the calibration fitted on every reference pair for every absorber (default: each "
+                         "absorber gets the one refitted without its own pairs).")  # fmt: skip
     ap.add_argument("--detail", default="shipped", help="Configurations that get the confusion table and PNG.")
     ap.add_argument("--out", type=Path, default=None, help="Folder for results.json and the PNGs.")
     args = ap.parse_args(argv)
@@ -185,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "shipped":
             models, align = shipped_models(elements), "auto"
         else:
-            models = train_models(name, elements, args.n_models, args.min_steps, args.pooled)
+            models = train_models(name, elements, args.n_models, args.min_steps, args.pooled,
+                                  held_out=not args.calibration_all)  # fmt: skip
             align = CONFIGS[name][3]
         res = score(records, models, align, args.min_confidence)
         res["seconds"] = round(time.time() - t0, 1)

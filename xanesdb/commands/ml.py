@@ -51,6 +51,15 @@ def train(
         None, "--fidelity", help="scf: correct fast-preset spectra towards the scf preset (fitted on sites computed "
         "with both) before training; aligned representation only."
     ),
+    calibration: Optional[str] = typer.Option(
+        None, "--calibration", help="k-edge (shipped) or a JSON file: map every training spectrum to what a "
+        "measurement of it looks like (energy stretch, broadening, damping fitted on reference compounds); aligned "
+        "representation only."
+    ),
+    window: Optional[str] = typer.Option(
+        None, "--window", help="LO,HI: feed the networks only this energy range (eV from the half step on the aligned "
+        "grid), e.g. -1,44.5."
+    ),
     seed: int = typer.Option(0, help="Random seed (splits, initialisation, dropout, noise)."),
     protocol: str = typer.Option("paper", help="paper (stratified 90/10) or grouped (no material in train and test)."),
     n_models: int = typer.Option(10, "--n-models", help="Networks trained side by side, one per split."),
@@ -115,6 +124,17 @@ def train(
         raise XanesdbUserError(f"unknown --fidelity {fidelity!r}; use scf (or mp)")
     if fidelity and representation != "aligned":
         raise XanesdbUserError("--fidelity needs --representation aligned")
+    if calibration is not None and representation != "aligned":
+        raise XanesdbUserError("--calibration needs --representation aligned")
+    win = None
+    if window is not None:
+        try:
+            lo, hi = (float(v) for v in window.split(","))
+        except ValueError:
+            raise XanesdbUserError(f"--window {window!r} is not LO,HI in eV, e.g. --window=-1,44.5") from None
+        if not lo < hi:
+            raise XanesdbUserError(f"--window {window!r}: LO must be below HI")
+        win = (lo, hi)
     if class_weight not in (None, "balanced"):
         raise XanesdbUserError(f"unknown --class-weight {class_weight!r}; use balanced")
     if epochs < 1 or n_models < 1 or ensemble < 1:
@@ -128,7 +148,7 @@ def train(
     config = TrainConfig(kind=model, epochs=epochs, augment=kinds, seed=seed, protocol=protocol,
                          n_models=n_models, class_weight=class_weight, pre_edge=pre_edge, curves=curves,
                          min_steps=min_steps, ensemble=ensemble, representation=representation,
-                         fidelity=fidelity)  # fmt: skip
+                         fidelity=fidelity, calibration=calibration, window=win)  # fmt: skip
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err_console, transient=True) as progress:  # fmt: skip
         k = n_models * ensemble
@@ -150,8 +170,12 @@ def train(
         console.print(f"fidelity correction fast -> {fidelity}: shift {fid['delta']:g} eV over an onset of {fid['e1']:g} eV, "
                       f"broadening {fid['sigma']:g} eV; on {fid['n_pairs']} twin sites RMSE {fid['rmse_before']:.3f} -> "
                       f"{fid['rmse_after']:.3f}")  # fmt: skip
+    mc = doc.metrics.get("measured_calibration")
+    if mc:
+        console.print(f"measured calibration {calibration}: energy scale x{mc['stretch']:g} above the edge, shift "
+                      f"{mc['shift']:g} eV, broadening {mc['sigma']:g} eV, damping {mc['damping']:g}")  # fmt: skip
     console.print(f"trained with Keras ({doc.backend}) on {doc.device}")
-    console.print(f"timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in doc.timings.items()))
+    console.print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in doc.timings.items()))
 
 
 def _print_f1(doc) -> None:

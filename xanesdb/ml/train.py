@@ -14,6 +14,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -70,6 +71,11 @@ class TrainConfig:
         ``"scf"``: correct ``fast`` spectra towards what the ``scf`` preset gives
         (:mod:`xanesdb.xas.fidelity`, fitted on the sites the database holds under both) before
         training; aligned representation only.
+    calibration
+        The computed -> measured calibration (:mod:`xanesdb.xas.calibration`) applied to every
+        training spectrum after the fidelity correction: a shipped one by name (``"k-edge"``), a
+        JSON file, or its four numbers as a dict (``shift``, ``stretch``, ``sigma``,
+        ``damping``); aligned representation only.
     measurement
         Changes to the :class:`xanesdb.ml.augment.MeasurementModel` of the ``"measured"``
         augmentation and of the calibration copies (None: its defaults).
@@ -128,6 +134,7 @@ class TrainConfig:
     curves: bool = True
     representation: Literal["grid", "aligned"] = "grid"
     fidelity: str | None = None
+    calibration: str | dict[str, float] | None = None
     measurement: dict[str, Any] | None = None
     window: tuple[float, float] | None = None
     seed: int = 0
@@ -144,6 +151,8 @@ class TrainConfig:
             del d["representation"]
         if d["fidelity"] is None:
             del d["fidelity"]
+        if d["calibration"] is None:
+            del d["calibration"]
         if d["measurement"] is None:
             del d["measurement"]
         if d["window"] is None:
@@ -453,6 +462,28 @@ def _trust_metrics(model, X, y, splits, cols, e, energies, n_classes, seed, mm) 
     }
 
 
+def resolve_calibration(spec: str | dict[str, float]):
+    """The :class:`xanesdb.xas.calibration.MeasurementCalibration` a :class:`TrainConfig` names.
+
+    Raises
+    ------
+    XanesdbUserError
+        When the name or file is unknown or the numbers are incomplete.
+    """
+    from xanesdb.xas.calibration import MeasurementCalibration, load_calibration
+
+    if isinstance(spec, dict):
+        missing = {"shift", "stretch", "sigma", "damping"} - set(spec)
+        if missing:
+            raise XanesdbUserError(f"a calibration needs shift, stretch, sigma and damping; missing {sorted(missing)}")
+        return MeasurementCalibration(**{k: float(spec[k]) for k in ("shift", "stretch", "sigma", "damping")},
+                                      provenance="given as numbers")  # fmt: skip
+    try:
+        return load_calibration(spec)
+    except ValueError as err:
+        raise XanesdbUserError(str(err)) from None
+
+
 def train_from_query(
     query: dict[str, Any],
     config: TrainConfig,
@@ -485,19 +516,28 @@ def train_from_query(
 
     settings = settings or get_settings()
     t0 = time.perf_counter()
-    fidelity = None
+    fidelity = calibration = None
+    if config.calibration is not None and config.representation != "aligned":
+        raise XanesdbUserError("a measured calibration needs --representation aligned")
     if config.representation == "aligned":
         from xanesdb.ml.aligned import fit_fidelity_from_db, load_aligned_dataset
 
         if config.fidelity:
             fidelity = fit_fidelity_from_db(settings, target_preset=config.fidelity)
         ds = load_aligned_dataset(query, settings, label_field=label_field, fidelity=fidelity)
+        if config.calibration is not None:
+            calibration = resolve_calibration(config.calibration)
+            ds = dataclasses.replace(ds, X=calibration.apply(ds.X, ds.energies))
     else:
         ds = load_dataset(query, settings, label_field=label_field)
     t_data = time.perf_counter() - t0
     model, metrics, cols, splits = train_on_dataset(ds, config, on_epoch)
     if fidelity is not None:
         metrics["fidelity"] = fidelity.as_dict()
+    if calibration is not None:
+        metrics["measured_calibration"] = {**calibration.params(), "n_pairs": calibration.n_pairs,
+                                           "rmse_before": calibration.rmse_before,
+                                           "rmse_after": calibration.rmse_after, "provenance": calibration.provenance}  # fmt: skip
     timings = {"dataset_s": t_data, **metrics.pop("timings")}
     doc = make_run_doc(ds, config, metrics, cols, timings)
     if register:

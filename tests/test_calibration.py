@@ -1,0 +1,108 @@
+"""The computed -> measured calibration (xanesdb.xas.calibration, issue 16 item 3/4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xanesdb.xas.align import ALIGNED_GRID
+from xanesdb.xas.calibration import MeasurementCalibration, fit_calibration, load_calibration
+
+
+def _spectra(n: int, seed: int = 0) -> np.ndarray:
+    """Edge-step-normalised, aligned-like spectra: an arctan step with a white line and two wiggles."""
+    rng = np.random.default_rng(seed)
+    g = ALIGNED_GRID
+    rows = []
+    for _ in range(n):
+        wl, a = rng.uniform(5, 9), rng.uniform(0.4, 0.9)
+        y = 0.5 + np.arctan(g / 1.2) / np.pi
+        y = y + a * np.exp(-0.5 * ((g - wl) / 2.0) ** 2)
+        y = y + 0.15 * np.sin((g - wl) / rng.uniform(3.5, 5.0)) * (g > wl) * np.exp(-(g - wl) / 30)
+        rows.append(y)
+    return np.array(rows)
+
+
+def test_identity_leaves_spectra_alone():
+    X = _spectra(4)
+    same = MeasurementCalibration(shift=0.0, stretch=1.0, sigma=0.0, damping=1.0).apply(X, ALIGNED_GRID)
+    np.testing.assert_allclose(same, X, atol=1e-5)
+
+
+def test_stretch_moves_features_out_and_damping_weakens_them():
+    X = _spectra(1)
+    g = ALIGNED_GRID
+    moved = MeasurementCalibration(shift=0.0, stretch=1.2, sigma=0.0, damping=1.0).apply(X, g)
+    assert g[moved[0].argmax()] == pytest.approx(1.2 * g[X[0].argmax()], abs=0.6)
+    damped = MeasurementCalibration(shift=0.0, stretch=1.0, sigma=0.0, damping=0.5).apply(X, g)
+    assert damped[0].max() - 1 == pytest.approx(0.5 * (X[0].max() - 1), rel=0.05)
+    # below the half step nothing moves
+    np.testing.assert_allclose(moved[0][g <= 0], X[0][g <= 0], atol=1e-6)
+
+
+def test_fit_recovers_a_known_map_and_refits_without_each_absorber():
+    C = _spectra(9, seed=1)
+    truth = MeasurementCalibration(shift=0.5, stretch=1.1, sigma=1.0, damping=0.8)
+    M = truth.apply(C, ALIGNED_GRID)
+    pairs = [{"absorber": el} for el in ["Fe"] * 3 + ["Mn"] * 3 + ["V"] * 3]
+    cal = fit_calibration(C, M, ALIGNED_GRID, pairs)
+    assert cal.params() == pytest.approx(truth.params())
+    assert cal.rmse_after < 1e-3 < cal.rmse_before
+    assert sorted(cal.held_out) == ["Fe", "Mn", "V"]
+    for el, h in cal.held_out.items():
+        assert h["n_pairs"] == 6 and h["n_own"] == 3
+        assert h["rmse_own_after"] < 0.2 * h["rmse_own_before"]
+        assert cal.without(el).params() == pytest.approx(truth.params())
+    assert cal.without("Cu") is cal  # no pairs of its own: the full fit
+
+
+def test_save_load_round_trip_and_unknown_name(tmp_path):
+    cal = fit_calibration(_spectra(2), _spectra(2, seed=3), ALIGNED_GRID, [{"absorber": "Ni"}] * 2)
+    path = cal.save(tmp_path / "mine.json")
+    back = load_calibration(str(path))
+    assert back.params() == cal.params() and back.pairs == cal.pairs
+    with pytest.raises(ValueError, match="no calibration 'nope'; use one of .*k-edge"):
+        load_calibration("nope")
+    with pytest.raises(ValueError, match="matching, non-empty"):
+        fit_calibration(_spectra(2), _spectra(3), ALIGNED_GRID)
+
+
+def test_shipped_k_edge_calibration_carries_to_absorbers_it_did_not_see():
+    """The shipped map (scripts/fit_measured_calibration.py): FEFF's energy scale stretched, measured
+    features broader and weaker, and refitted without an absorber it still brings that absorber's
+    computed spectra closer to their measured twins."""
+    cal = load_calibration("k-edge")
+    assert 1.0 < cal.stretch <= 1.25
+    assert 0.5 <= cal.sigma <= 2.5 and 0.5 <= cal.damping < 1.0
+    assert cal.rmse_after < 0.6 * cal.rmse_before
+    assert len(cal.held_out) >= 3
+    for el, h in cal.held_out.items():
+        assert h["rmse_own_after"] < 0.85 * h["rmse_own_before"], el
+        assert abs(h["stretch"] - cal.stretch) <= 0.05, el
+
+
+def test_train_config_carries_the_calibration():
+    from xanesdb.ml.train import TrainConfig, resolve_calibration
+    from xanesdb.platform.errors import XanesdbUserError
+
+    cfg = TrainConfig(representation="aligned", calibration="k-edge", window=(-1.0, 44.5))
+    assert TrainConfig.from_dict(cfg.as_dict()) == cfg
+    assert "calibration" not in TrainConfig().as_dict()  # run ids of runs without it do not change
+    assert resolve_calibration("k-edge").params() == load_calibration("k-edge").params()
+    got = resolve_calibration({"shift": 0, "stretch": 1.1, "sigma": 1, "damping": 0.9})
+    assert got.stretch == 1.1
+    with pytest.raises(XanesdbUserError, match="missing \\['damping'\\]"):
+        resolve_calibration({"shift": 0, "stretch": 1.1, "sigma": 1})
+    with pytest.raises(XanesdbUserError, match="no calibration"):
+        resolve_calibration("no-such-map")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("args", "words"), [
+    (["--calibration", "k-edge"], "--calibration needs --representation aligned"),
+    (["--representation", "aligned", "--window", "5"], "is not LO,HI in eV"),
+    (["--representation", "aligned", "--window", "9,2"], "LO must be below HI"),
+])  # fmt: skip
+def test_train_calibration_options_refused_in_one_line(refused, args, words):
+    line = refused(["train", "--query", '{"element": "Fe"}', *args])
+    assert words in line, line
