@@ -46,7 +46,7 @@ CONFIGS: dict[str, tuple] = {
     "aligned-scflite-measured-edge": ("aligned", ("scflite",), ("measured",), "auto", None, None, (-1.0, 44.5)),
     "aligned-scflite+fast2scflite-measured-edge": ("aligned", ("scflite", "fast"), ("measured",), "auto", "scflite", None, (-1.0, 44.5)),
     "aligned-scf+fast2scf-calibrated-measured-edge": ("aligned", ("scf", "scflite", "fast"), ("measured",), "auto", "scf", None, (-1.0, 44.5), "k-edge"),
-    "aligned-scf+fast2scf-calibrated-measured-edge-lowdamping": ("aligned", ("scf", "scflite", "fast"), ("measured",), "auto", "scf", {"damping": (0.85, 1.0), "gauss_ev": (0.3, 1.0)}, (-1.0, 44.5), "k-edge"),
+    "aligned-scf+fast2scf-calibrated-none-edge": ("aligned", ("scf", "scflite", "fast"), (), "auto", "scf", None, (-1.0, 44.5), "k-edge"),
 }
 
 
@@ -78,7 +78,8 @@ def train_models(config: str, elements, n_models: int, min_steps: int, pooled: b
 
             # each absorber is scored with the calibration refitted without its own reference pairs
             c = load_calibration(calibration)
-            cal = (c if pooled or not held_out else c.without(el)).params()
+            c = c if pooled or not held_out else c.without(el)
+            cal = {**c.params(), "per_pair": c.per_pair}
         query = {"element": {"$in": el.split(",")} if pooled else el, "edge": "K", "source": "xanesdb",
                  "preset": {"$in": list(presets)}, "lce_class": {"$in": ["T4", "S5", "O6"]}}  # fmt: skip
         cfg = TrainConfig(kind="mlp", representation=rep, augment=aug, n_models=n_models, min_steps=min_steps,

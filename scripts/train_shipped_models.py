@@ -3,13 +3,14 @@
 One aligned-representation classifier per absorber (or, with ``--pooled``, one for all absorbers:
 ``all-K-aligned``, what ships today), trained with the measurement-model augmentation on the
 database's spectra of the given FEFF presets (``fast`` ones corrected towards ``scf``,
-:mod:`xanesdb.xas.fidelity`), calibrated and given an outlier test (see ``xanesdb/ml/train.py``),
+:mod:`xanesdb.xas.fidelity`, then all of them mapped to what a measurement of them looks like,
+:mod:`xanesdb.xas.calibration`), calibrated and given an outlier test (see ``xanesdb/ml/train.py``),
 written to ``xanesdb/data/models/<El>-K-aligned/``
 (``model.keras``, ``card.json``, ``card.md``). ``xanesdb predict`` uses them when no ``--model``
 is given.
 
     xanesdb db load-bundled && xanesdb spectra build
-    python scripts/train_shipped_models.py --pooled --preset scf,fast --fidelity scf --window=-1,44.5
+    python scripts/train_shipped_models.py --preset scf,scflite,fast --fidelity scf --calibration k-edge --window=-1,44.5
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=SHIPPED_DIR)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fidelity", default="scf", help="Correct fast spectra towards this preset ('' for none).")
+    ap.add_argument("--calibration", default="k-edge",
+                    help="Computed -> measured calibration applied to the training spectra ('' for none).")
     ap.add_argument("--window", default="-1,44.5", help="Input energy range (eV from the half step; '' for all).")
     ap.add_argument("--pooled", action="store_true",
                     help="One model on the spectra of all --elements together (folder all-K-aligned).")
@@ -50,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         config = TrainConfig(kind=args.kind, representation="aligned", augment=("measured",), n_models=args.n_models,
                              epochs=args.epochs, min_steps=args.min_steps, class_weight="balanced", curves=False,
                              seed=args.seed, fidelity=args.fidelity or None,
+                             calibration=args.calibration or None,
                              window=tuple(float(v) for v in args.window.split(",")) if args.window else None)  # fmt: skip
         t0 = time.time()
         try:

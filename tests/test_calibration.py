@@ -56,6 +56,36 @@ def test_fit_recovers_a_known_map_and_refits_without_each_absorber():
     assert cal.without("Cu") is cal  # no pairs of its own: the full fit
 
 
+def test_per_pair_fits_give_the_measurement_models_ranges():
+    C = _spectra(4, seed=2)
+    maps = [MeasurementCalibration(shift=0.5, stretch=st, sigma=sg, damping=d)
+            for st, sg, d in [(1.05, 0.5, 0.9), (1.1, 1.0, 0.8), (1.15, 1.5, 0.7), (1.2, 2.0, 0.6)]]  # fmt: skip
+    M = np.concatenate([m.apply(c, ALIGNED_GRID) for m, c in zip(maps, C)])
+    cal = fit_calibration(C, M, ALIGNED_GRID, [{"absorber": "Fe"}, {"absorber": "Fe"}, {"absorber": "Mn"}, {"absorber": "Mn"}])
+    assert [p["stretch"] for p in cal.per_pair] == pytest.approx([1.05, 1.1, 1.15, 1.2])
+    r = cal.measurement_ranges()
+    assert r["gauss_ev"] == pytest.approx((0.5, 2.0)) and r["damping"] == pytest.approx((0.6, 0.9))
+    assert r["stretch"][0] * cal.stretch == pytest.approx(1.05, abs=1e-3)
+    assert r["stretch"][1] * cal.stretch == pytest.approx(1.2, abs=1e-3)
+    assert len(cal.without("Fe").per_pair) == 2
+    e = cal.energy_scale()
+    assert (e.sigma, e.damping, e.stretch, e.shift) == (0.0, 1.0, cal.stretch, cal.shift)
+
+
+def test_measurement_copies_stretch_the_energy_scale():
+    from xanesdb.ml.augment import MeasurementModel, measurement_copies
+
+    X = _spectra(1)
+    g = ALIGNED_GRID
+    plain = dict(gauss_ev=(1e-3, 1e-3), lorentz_ev=(0.0, 0.0), lorentz_slope=(0.0, 0.0), shift_ev=0.0, scale=0.0,
+                 slope_per_100ev=0.0, noise=(0.0, 0.0), damping=(1.0, 1.0))  # fmt: skip
+    rng = np.random.default_rng(0)
+    same = measurement_copies(X, g, MeasurementModel(**plain), rng)
+    np.testing.assert_allclose(same, X, atol=1e-4)
+    out = measurement_copies(X, g, MeasurementModel(**plain, stretch=(1.2, 1.2)), rng)
+    assert g[out[0].argmax()] == pytest.approx(1.2 * g[X[0].argmax()], abs=0.6)
+
+
 def test_save_load_round_trip_and_unknown_name(tmp_path):
     cal = fit_calibration(_spectra(2), _spectra(2, seed=3), ALIGNED_GRID, [{"absorber": "Ni"}] * 2)
     path = cal.save(tmp_path / "mine.json")

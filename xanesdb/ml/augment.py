@@ -147,6 +147,10 @@ class MeasurementModel:
     damping
         Range of the factor applied to the features above the edge, ``1 + (y - 1) * d`` for
         energies above the half step (1: none).
+    stretch
+        Range of the factor on the energy scale above the edge (features at ``E`` move to
+        ``E * s``): how far FEFF's energy scale differs between compounds from the mean map of
+        :mod:`xanesdb.xas.calibration` (1: none).
     """
 
     copies: int = 8
@@ -158,6 +162,7 @@ class MeasurementModel:
     slope_per_100ev: float = 0.1
     noise: tuple[float, float] = (0.0, 0.02)
     damping: tuple[float, float] = (0.6, 1.0)
+    stretch: tuple[float, float] = (1.0, 1.0)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -174,6 +179,9 @@ def measurement_copies(X: np.ndarray, energies: np.ndarray, model: MeasurementMo
     X = np.asarray(X, dtype=np.float32)
     n = len(X)
     e = np.asarray(energies, dtype=np.float64)
+    if model.stretch != (1.0, 1.0):
+        st = rng.uniform(*model.stretch, n)
+        X = np.stack([np.interp(np.where(e > e_ref, e_ref + (e - e_ref) / s, e), e, x) for s, x in zip(st, X)])
     Y = broaden(X, e, rng.uniform(*model.gauss_ev, n), rng.uniform(*model.lorentz_ev, n),
                 rng.uniform(*model.lorentz_slope, n), e_ref)  # fmt: skip
     above_edge = (e > e_ref)[None, :]

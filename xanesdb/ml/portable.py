@@ -51,6 +51,10 @@ def _card_markdown(doc: TrainingRunDoc) -> str:
         lines.append(f"- fidelity correction fast -> scf: shift {fid['delta']:g} eV over an onset of {fid['e1']:g} eV, "
                      f"broadening {fid['sigma']:g} eV; fitted on {fid['n_pairs']} twin sites, RMSE "
                      f"{fid['rmse_before']:.3f} -> {fid['rmse_after']:.3f}")  # fmt: skip
+    mc = m.get("measured_calibration")
+    if mc:
+        lines.append(f"- computed -> measured calibration: energy scale x{mc['stretch']:g} above the edge, shift "
+                     f"{mc['shift']:g} eV, Gaussian {mc['sigma']:g} eV, damping {mc['damping']:g} ({mc['provenance']})")  # fmt: skip
     lines.append(f"- backend {doc.backend} on {doc.device}; versions: "
                  + ", ".join(f"{k} {v}" for k, v in doc.versions.items()))  # fmt: skip
     return "\n".join(lines) + "\n"

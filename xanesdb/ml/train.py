@@ -75,7 +75,10 @@ class TrainConfig:
         The computed -> measured calibration (:mod:`xanesdb.xas.calibration`) applied to every
         training spectrum after the fidelity correction: a shipped one by name (``"k-edge"``), a
         JSON file, or its four numbers as a dict (``shift``, ``stretch``, ``sigma``,
-        ``damping``); aligned representation only.
+        ``damping``, optionally ``per_pair``); aligned representation only. With the
+        ``"measured"`` augmentation only its energy scale is applied to every spectrum, and the
+        measured-like copies draw broadening, damping and stretch from the spread of its per-pair
+        fits (:meth:`xanesdb.xas.calibration.MeasurementCalibration.measurement_ranges`).
     measurement
         Changes to the :class:`xanesdb.ml.augment.MeasurementModel` of the ``"measured"``
         augmentation and of the calibration copies (None: its defaults).
@@ -477,7 +480,7 @@ def resolve_calibration(spec: str | dict[str, float]):
         if missing:
             raise XanesdbUserError(f"a calibration needs shift, stretch, sigma and damping; missing {sorted(missing)}")
         return MeasurementCalibration(**{k: float(spec[k]) for k in ("shift", "stretch", "sigma", "damping")},
-                                      provenance="given as numbers")  # fmt: skip
+                                      per_pair=list(spec.get("per_pair") or []), provenance="given as numbers")  # fmt: skip
     try:
         return load_calibration(spec)
     except ValueError as err:
@@ -527,7 +530,14 @@ def train_from_query(
         ds = load_aligned_dataset(query, settings, label_field=label_field, fidelity=fidelity)
         if config.calibration is not None:
             calibration = resolve_calibration(config.calibration)
-            ds = dataclasses.replace(ds, X=calibration.apply(ds.X, ds.energies))
+            if "measured" in config.augment and calibration.per_pair:
+                # the energy scale for every spectrum; broadening, damping and the stretch's spread
+                # drawn per measured-like copy from the spread of the per-pair fits
+                ds = dataclasses.replace(ds, X=calibration.energy_scale().apply(ds.X, ds.energies))
+                config = dataclasses.replace(config, measurement={**calibration.measurement_ranges(),
+                                                                  **(config.measurement or {})})  # fmt: skip
+            else:
+                ds = dataclasses.replace(ds, X=calibration.apply(ds.X, ds.energies))
     else:
         ds = load_dataset(query, settings, label_field=label_field)
     t_data = time.perf_counter() - t0

@@ -74,6 +74,10 @@ class MeasurementCalibration:
     held_out
         Per absorber: the parameters refitted without that absorber's pairs, and the RMSE of its
         own pairs before and with them.
+    per_pair
+        The parameters fitted to each pair alone, and that pair's RMSE with them: how much one
+        measurement differs from another (resolution, sample, temperature), the spread the
+        measurement model of training should cover (:meth:`measurement_ranges`).
     provenance
         Free text: what made the file.
     """
@@ -87,6 +91,7 @@ class MeasurementCalibration:
     rmse_after: float | None = None
     pairs: list[dict] = field(default_factory=list)
     held_out: dict[str, dict] = field(default_factory=dict)
+    per_pair: list[dict] = field(default_factory=list)
     provenance: str = ""
 
     def apply(self, Y: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -99,9 +104,28 @@ class MeasurementCalibration:
         h = self.held_out.get(absorber)
         if h is None:
             return self
+        keep = [p for p, q in zip(self.per_pair, self.pairs) if q.get("absorber") != absorber]
         return MeasurementCalibration(shift=h["shift"], stretch=h["stretch"], sigma=h["sigma"],
-                                      damping=h["damping"], n_pairs=h["n_pairs"],
+                                      damping=h["damping"], n_pairs=h["n_pairs"], per_pair=keep,
                                       provenance=f"{self.provenance}; refitted without {absorber}")  # fmt: skip
+
+    def energy_scale(self) -> MeasurementCalibration:
+        """Only the energy part of the map (stretch and shift; no broadening, no damping)."""
+        return MeasurementCalibration(shift=self.shift, stretch=self.stretch, sigma=0.0, damping=1.0,
+                                      n_pairs=self.n_pairs, provenance=f"energy scale of: {self.provenance}")  # fmt: skip
+
+    def measurement_ranges(self) -> dict[str, tuple[float, float]]:
+        """Ranges for :class:`xanesdb.ml.augment.MeasurementModel` spanning the per-pair fits around
+        :meth:`energy_scale`: Gaussian width, damping, and stretch relative to this one's (empty
+        when there are no per-pair fits)."""
+        if not self.per_pair:
+            return {}
+        col = {k: [p[k] for p in self.per_pair] for k in ("stretch", "sigma", "damping")}
+        return {
+            "gauss_ev": (max(min(col["sigma"]), 0.1), max(max(col["sigma"]), 0.5)),
+            "damping": (min(col["damping"]), max(col["damping"])),
+            "stretch": (round(min(col["stretch"]) / self.stretch, 4), round(max(col["stretch"]) / self.stretch, 4)),
+        }
 
     def params(self) -> dict[str, float]:
         return {"shift": self.shift, "stretch": self.stretch, "sigma": self.sigma, "damping": self.damping}
@@ -189,8 +213,12 @@ def fit_calibration(computed, measured, grid, pairs: list[dict] | None = None,
         held_out[el] = {**q, "n_pairs": int(keep.sum()), "n_own": int(own.sum()),
                         "rmse_own_before": _rmse(C[own], M[own], grid),
                         "rmse_own_after": _rmse(_apply(C[own], grid, **q), M[own], grid)}  # fmt: skip
+    per_pair = []
+    for i in range(len(C)):
+        ri, qi = _grid_search(C[i : i + 1], M[i : i + 1], grid)
+        per_pair.append({**qi, "rmse": ri})
     return MeasurementCalibration(**p, n_pairs=len(C), rmse_before=_rmse(C, M, grid), rmse_after=r, pairs=pairs,
-                                  held_out=held_out, provenance=provenance)  # fmt: skip
+                                  held_out=held_out, per_pair=per_pair, provenance=provenance)  # fmt: skip
 
 
 def load_calibration(name: str) -> MeasurementCalibration:
