@@ -33,6 +33,57 @@ def _cli(args, env, timeout=120):
                           env=env, timeout=timeout)
 
 
+def _cli_here(args, env):
+    """``xanesdb ARGS`` run in this process, as ``_cli`` runs it in a fresh one (about a second less each).
+
+    The environment is exactly ``env`` while it runs; stdout and stderr are captured as a pipe would
+    be, and log records reach stderr in the CLI's own format (what ``logging.basicConfig`` in
+    :func:`xanesdb.cli.main` gives a fresh process). Returns a ``CompletedProcess``. Used where the
+    command starts no server that another process has to stop (a server started here is this
+    process's child, reaped by ``LocalServer`` here, but a zombie for any other process).
+    """
+    import contextlib
+    import io
+    import logging
+
+    from xanesdb.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    level = root.level
+    with pytest.MonkeyPatch.context() as mp:
+        for key in set(os.environ) - set(env):
+            mp.delenv(key)
+        for key, value in env.items():
+            mp.setenv(key, value)
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    main([str(a) for a in args])
+                    code = 0
+                except SystemExit as exit_:
+                    code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(level)
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+def _start_open_server_elsewhere(home: Path):
+    """Start ``LocalServer(home, auth=False)`` from a short-lived separate process, as an older
+    xanesdb did: the server is not this process's child, so a command that stops it sees it exit
+    (a child of pytest would stay a zombie, which ``LocalServer._kill`` waits out for 10 s)."""
+    code = ("import sys; from pathlib import Path; from xanesdb.platform.server import LocalServer\n"
+            "LocalServer(Path(sys.argv[1]), auth=False).ensure_running()\n")
+    r = subprocess.run([sys.executable, "-c", code, str(home)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return LocalServer(home, auth=False).read_info()
+
+
 def test_roles_plan_printed_without_a_database(tmp_path):
     r = _cli(["db", "roles"], {**os.environ, "COLUMNS": "200"})
     assert r.returncode == 0, r.stderr
@@ -51,7 +102,7 @@ def test_serve_auth_reader_refused_on_write(tmp_path):
     env.pop("XANESDB_DB_URI", None)
     outputs = []
     # --auth and --insecure together: one line, exit 2, nothing started
-    r = _cli(["db", "serve", "--auth", "--insecure", "--port", str(port)], env)
+    r = _cli_here(["db", "serve", "--auth", "--insecure", "--port", str(port)], env)
     assert r.returncode == 2 and r.stderr.startswith("error: --auth and --insecure contradict"), r.stderr
     assert not (home / "db").exists()
     # provision through the local server, which already requires authentication (xanesdb logs in
@@ -106,7 +157,7 @@ def test_serve_auth_reader_refused_on_write(tmp_path):
         assert "'structures': 20" in w.stdout
         # the read-only user queries ...
         renv = {**env, "XANESDB_DB_URI": reader_uri}
-        q = _cli(["db", "query", "{}", "--collection", "structures", "--format", "jsonl", "--limit", "0"], renv)
+        q = _cli_here(["db", "query", "{}", "--collection", "structures", "--format", "jsonl", "--limit", "0"], renv)
         outputs.append(q.stdout + q.stderr)
         assert q.returncode == 0, q.stderr
         assert len(q.stdout.strip().splitlines()) == 20
@@ -115,7 +166,7 @@ def test_serve_auth_reader_refused_on_write(tmp_path):
         from pymatgen.core import Lattice, Structure
 
         Structure(Lattice.cubic(4.2), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(tmp_path / "MgO.json"))
-        w = _cli(["structures", "fetch", "--source", "files", str(tmp_path / "MgO.json")], renv)
+        w = _cli_here(["structures", "fetch", "--source", "files", str(tmp_path / "MgO.json")], renv)
         outputs.append(w.stdout + w.stderr)
         assert w.returncode == 2 and len(w.stderr.strip().splitlines()) == 1, w.stderr[-2000:]
         assert w.stderr.startswith("error: the database refused this for the current user"), w.stderr
@@ -160,19 +211,19 @@ def test_serve_auth_reader_refused_on_write(tmp_path):
         admin = pymongo.MongoClient(user_uri(base, "xanesdb_admin", "xanesdb", pw["xanesdb_admin"]))
         assert len(admin.xanesdb.command("usersInfo")["users"]) == 3
         # other xanesdb commands of this home use the foreground server, logged in as the administrator
-        st = _cli(["db", "status"], env)
+        st = _cli_here(["db", "status"], env)
         assert st.returncode == 0 and f":{port}/" in st.stdout and "authentication on" in st.stdout, st.stderr
         # the role itself names only the public collections (MongoDB enforces that; SecantusDB not)
         role = admin.xanesdb.command("rolesInfo", "xanesdb_read", showPrivileges=True)["roles"][0]
         assert {p["resource"]["collection"] for p in role["privileges"]} == set(PUBLIC_COLLECTIONS)
         # authSource is honoured: the same user against authSource=admin fails to log in
         wrong = {**env, "XANESDB_DB_URI": user_uri(base, "xanesdb_reader", "admin", READER_PW)}
-        bad = _cli(["db", "stats"], wrong)
+        bad = _cli_here(["db", "stats"], wrong)
         outputs.append(bad.stdout + bad.stderr)
         assert bad.returncode == 2 and bad.stderr.startswith("error: authentication failed at ")
         assert len(bad.stderr.strip().splitlines()) == 1
         wrong_pw = {**env, "XANESDB_DB_URI": user_uri(base, "xanesdb_reader", "xanesdb", "not-it")}
-        assert _cli(["db", "stats"], wrong_pw).returncode == 2
+        assert _cli_here(["db", "stats"], wrong_pw).returncode == 2
         # no password anywhere: command output, DEBUG logs, stored documents, the server's log
         secrets = [READER_PW, *pw.values(), json.loads(admin_credential_file(home).read_text())["password"]]
         stored = "".join(str(d) for c in ("structures", "sites", "feff_tasks", "spectra", "models")
@@ -342,7 +393,7 @@ def test_first_start_generates_the_admin_credential(tmp_path):
         assert len(password) >= 32
         assert shown.stdout.startswith("mongodb://xanesdb_root:***@127.0.0.1:") and "authSource=admin" in shown.stdout
         assert password not in (home / "db" / "server.json").read_text()
-        clear = _cli(["db", "uri", "--show-password"], env).stdout.strip()
+        clear = _cli_here(["db", "uri", "--show-password"], env).stdout.strip()
         assert password in clear
         client = pymongo.MongoClient(clear, serverSelectionTimeoutMS=5000)
         client.xanesdb.probe.insert_one({"a": 1})
@@ -352,16 +403,16 @@ def test_first_start_generates_the_admin_credential(tmp_path):
             anon.xanesdb.probe.find_one()
         assert e.value.code == 13
         # only xanesdb's administrator exists, and `db users --check` says so
-        r = _cli(["db", "users", "--check"], env)
+        r = _cli_here(["db", "users", "--check"], env)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "xanesdb_root" in r.stdout and " NO " not in r.stdout
-        st = _cli(["db", "status"], env)
+        st = _cli_here(["db", "status"], env)
         assert "authentication on" in st.stdout and password not in st.stdout + st.stderr
         # a credential file others can read is refused, one line, naming the fix
         cred.chmod(0o644)
-        r = _cli(["db", "stats"], env)
+        r = _cli_here(["db", "stats"], env)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "chmod 600" in r.stderr, r.stderr
-        stopped = _cli(["db", "stop"], env)  # stopping needs no credential
+        stopped = _cli_here(["db", "stop"], env)  # stopping needs no credential
         assert stopped.returncode == 0 and "stopped the local database server" in stopped.stdout, stopped.stderr
         cred.chmod(0o600)
     finally:
@@ -376,7 +427,7 @@ def test_open_home_is_migrated_on_first_use(old_server, tmp_path):
     env = {**os.environ, "XANESDB_HOME": str(home), "COLUMNS": "200"}
     env.pop("XANESDB_DB_URI", None)
     old = LocalServer(home, auth=False)  # how every home was run before
-    info = old.ensure_running()
+    info = _start_open_server_elsewhere(home)
     try:
         assert not info.auth and not admin_credential_file(home).exists()
         planter = pymongo.MongoClient(info.uri(), serverSelectionTimeoutMS=5000)  # any local user could
@@ -398,27 +449,27 @@ def test_open_home_is_migrated_on_first_use(old_server, tmp_path):
         with pytest.raises(OperationFailure):
             anon.xanesdb.structures.find_one()
         # a second command: no warning, same server
-        again = _cli(["db", "stats"], env)
+        again = _cli_here(["db", "stats"], env)
         assert again.returncode == 0 and again.stderr.strip() == "", again.stderr
         assert LocalServer(home).read_info().pid == new.pid
         # both planted users flagged, by `db users --check` and `db roles --check` (exit 1)
         for args in (["db", "users", "--check"], ["db", "roles", "--check"]):
-            r = _cli(args, env)
+            r = _cli_here(args, env)
             assert r.returncode == 1, (args, r.stdout, r.stderr)
             assert "planted@xanesdb" in r.stderr and "xanesdb_reader@xanesdb" in r.stderr, r.stderr
             assert r.stdout.count(" NO ") == 2, r.stdout
         # without --check: listed, exit 0
-        assert _cli(["db", "users"], env).returncode == 0
+        assert _cli_here(["db", "users"], env).returncode == 0
         # `roles --apply` takes the lookalike over (roles and password reset); `--drop` removes the other
-        assert _cli(["db", "roles", "--apply"], env).returncode == 0
-        r = _cli(["db", "users", "--check"], env)
+        assert _cli_here(["db", "roles", "--apply"], env).returncode == 0
+        r = _cli_here(["db", "users", "--check"], env)
         assert r.returncode == 1 and "planted@xanesdb" in r.stderr and "xanesdb_reader@" not in r.stderr, r.stderr
-        r = _cli(["db", "users", "--drop", "planted@xanesdb", "--check"], env)
+        r = _cli_here(["db", "users", "--drop", "planted@xanesdb", "--check"], env)
         assert r.returncode == 0 and "dropped user planted@xanesdb" in r.stdout, r.stdout + r.stderr
         # bad --drop: one line, exit 2
         for bad, words in ((["--drop", "planted"], "USER@DATABASE"), (["--drop", "xanesdb_root@admin"], "cannot be dropped"),
                            (["--drop", "ghost@xanesdb"], "no user ghost@xanesdb")):
-            r = _cli(["db", "users", *bad], env)
+            r = _cli_here(["db", "users", *bad], env)
             assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and words in r.stderr, r.stderr
     finally:
         LocalServer(home).stop()
