@@ -152,7 +152,7 @@ def test_series_resumes_after_kill_and_stays_out_of_spectra(db_settings, tmp_pat
     site = SiteDoc(site_id="mp-704645:Cu:0", material_id="mp-704645", source="files", formula=sdoc.formula,
                    element="Cu", site_index=0, equivalent_indices=[0], multiplicity=1)  # fmt: skip
     db["sites"].replace_one({"site_id": site.site_id}, site.to_mongo(), upsert=True)
-    env = {**os.environ, "XANESDB_FEFF_CMD": fake_feff_command(CUO, check="cards", sleep=0.5)}
+    env = {**os.environ, "XANESDB_FEFF_CMD": fake_feff_command(CUO, check="cards", sleep=0.2)}
     cmd = [sys.executable, "-m", "xanesdb.cli", "disorder", "series", "mp-704645:Cu:0", "--preset", "fast",
            "--step", "0.05", "--workdir", str(tmp_path / "runs")]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
