@@ -68,6 +68,8 @@ def test_per_pair_fits_give_the_measurement_models_ranges():
     assert r["stretch"][0] * cal.stretch == pytest.approx(1.05, abs=1e-3)
     assert r["stretch"][1] * cal.stretch == pytest.approx(1.2, abs=1e-3)
     assert len(cal.without("Fe").per_pair) == 2
+    assert len(r["residuals"]) == 4 and len(r["residuals"][0]) == len(ALIGNED_GRID)
+    assert max(np.abs(r["residuals"]).max(axis=1)) < 0.05  # the maps were exact up to the grid
     e = cal.energy_scale()
     assert (e.sigma, e.damping, e.stretch, e.shift) == (0.0, 1.0, cal.stretch, cal.shift)
 
@@ -84,6 +86,13 @@ def test_measurement_copies_stretch_the_energy_scale():
     np.testing.assert_allclose(same, X, atol=1e-4)
     out = measurement_copies(X, g, MeasurementModel(**plain, stretch=(1.2, 1.2)), rng)
     assert g[out[0].argmax()] == pytest.approx(1.2 * g[X[0].argmax()], abs=0.6)
+    # a residual bank: each copy gets one real mismatch curve times a factor in [0, 1]
+    bump = np.where(np.abs(g - 20) < 2, 0.3, 0.0)
+    mm = MeasurementModel.from_dict({**plain, "residuals": [bump.tolist()]})
+    diff = measurement_copies(np.repeat(X, 50, axis=0), g, mm, rng) - X
+    scale = diff[:, np.argmax(bump)] / 0.3
+    assert np.all((scale >= -1e-3) & (scale <= 1 + 1e-3)) and scale.std() > 0.2
+    np.testing.assert_allclose(diff[:, np.abs(g - 20) > 3], 0.0, atol=1e-3)
 
 
 def test_save_load_round_trip_and_unknown_name(tmp_path):

@@ -151,6 +151,11 @@ class MeasurementModel:
         Range of the factor on the energy scale above the edge (features at ``E`` move to
         ``E * s``): how far FEFF's energy scale differs between compounds from the mean map of
         :mod:`xanesdb.xas.calibration` (1: none).
+    residuals
+        Curves on the model's grid of what real measurements differ from their calibrated
+        computed twins by (:meth:`xanesdb.xas.calibration.MeasurementCalibration.measurement_ranges`);
+        each copy gets one of them, scaled by a random factor in [0, 1] (none when empty, or when
+        the grid has another length).
     """
 
     copies: int = 8
@@ -163,6 +168,7 @@ class MeasurementModel:
     noise: tuple[float, float] = (0.0, 0.02)
     damping: tuple[float, float] = (0.6, 1.0)
     stretch: tuple[float, float] = (1.0, 1.0)
+    residuals: tuple = ()
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -170,7 +176,10 @@ class MeasurementModel:
     @classmethod
     def from_dict(cls, d: dict | None) -> MeasurementModel:
         """The model with the fields of ``d`` changed (lists become tuples); None: the defaults."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in (d or {}).items()})
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in (d or {}).items()}
+        if d.get("residuals"):
+            d["residuals"] = tuple(tuple(float(x) for x in r) for r in d["residuals"])
+        return cls(**d)
 
 
 def measurement_copies(X: np.ndarray, energies: np.ndarray, model: MeasurementModel, rng: np.random.Generator,
@@ -193,4 +202,7 @@ def measurement_copies(X: np.ndarray, energies: np.ndarray, model: MeasurementMo
     Y = Y * (1.0 + rng.uniform(-model.scale, model.scale, (n, 1)))
     Y = Y + rng.uniform(-model.slope_per_100ev, model.slope_per_100ev, (n, 1)) * above[None, :]
     Y = Y + rng.normal(0.0, 1.0, Y.shape) * rng.uniform(*model.noise, (n, 1))
+    if model.residuals and len(model.residuals[0]) == Y.shape[1]:
+        R = np.asarray(model.residuals, dtype=np.float64)
+        Y = Y + R[rng.integers(0, len(R), n)] * rng.uniform(0.0, 1.0, (n, 1))
     return Y.astype(np.float32)

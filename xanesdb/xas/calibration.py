@@ -75,7 +75,8 @@ class MeasurementCalibration:
         Per absorber: the parameters refitted without that absorber's pairs, and the RMSE of its
         own pairs before and with them.
     per_pair
-        The parameters fitted to each pair alone, and that pair's RMSE with them: how much one
+        The parameters fitted to each pair alone, that pair's RMSE with them and its residual
+        (measured minus the fitted computed spectrum, on the grid): how much one
         measurement differs from another (resolution, sample, temperature), the spread the
         measurement model of training should cover (:meth:`measurement_ranges`).
     provenance
@@ -116,16 +117,21 @@ class MeasurementCalibration:
 
     def measurement_ranges(self) -> dict[str, tuple[float, float]]:
         """Ranges for :class:`xanesdb.ml.augment.MeasurementModel` spanning the per-pair fits around
-        :meth:`energy_scale`: Gaussian width, damping, and stretch relative to this one's (empty
-        when there are no per-pair fits)."""
+        :meth:`energy_scale`: Gaussian width, damping, stretch relative to this one's, and the
+        residuals of the per-pair fits (real computed-vs-measured mismatch that no stretch,
+        broadening or damping explains; empty when there are no per-pair fits)."""
         if not self.per_pair:
             return {}
         col = {k: [p[k] for p in self.per_pair] for k in ("stretch", "sigma", "damping")}
-        return {
+        out = {
             "gauss_ev": (max(min(col["sigma"]), 0.1), max(max(col["sigma"]), 0.5)),
             "damping": (min(col["damping"]), max(col["damping"])),
             "stretch": (round(min(col["stretch"]) / self.stretch, 4), round(max(col["stretch"]) / self.stretch, 4)),
         }
+        residuals = [p["residual"] for p in self.per_pair if p.get("residual")]
+        if residuals:
+            out["residuals"] = residuals
+        return out
 
     def params(self) -> dict[str, float]:
         return {"shift": self.shift, "stretch": self.stretch, "sigma": self.sigma, "damping": self.damping}
@@ -216,7 +222,8 @@ def fit_calibration(computed, measured, grid, pairs: list[dict] | None = None,
     per_pair = []
     for i in range(len(C)):
         ri, qi = _grid_search(C[i : i + 1], M[i : i + 1], grid)
-        per_pair.append({**qi, "rmse": ri})
+        left = M[i] - _apply(C[i : i + 1], grid, **qi)[0]  # what no stretch, broadening or damping explains
+        per_pair.append({**qi, "rmse": ri, "residual": [round(float(v), 4) for v in left]})
     return MeasurementCalibration(**p, n_pairs=len(C), rmse_before=_rmse(C, M, grid), rmse_after=r, pairs=pairs,
                                   held_out=held_out, per_pair=per_pair, provenance=provenance)  # fmt: skip
 
