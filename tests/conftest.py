@@ -122,3 +122,28 @@ def refused(db_settings, capsys):
 
     run.counts = counts
     return run
+
+
+@pytest.fixture
+def cli_here(capsys):
+    """Run ``xanesdb ARGS`` in this process; returns a ``subprocess.CompletedProcess`` (code, stdout, stderr).
+
+    For commands whose output and exit code are all a test reads, where a fresh interpreter only
+    adds its start-up (a second or more each); tests keep a real subprocess for the first call of a
+    command whose command line itself is under test.
+    """
+    import subprocess
+
+    from xanesdb.cli import main
+
+    def run(args: list) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run
