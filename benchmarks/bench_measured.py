@@ -46,6 +46,7 @@ CONFIGS: dict[str, tuple] = {
     "aligned-scflite-measured-edge": ("aligned", ("scflite",), ("measured",), "auto", None, None, (-1.0, 44.5)),
     "aligned-scflite+fast2scflite-measured-edge": ("aligned", ("scflite", "fast"), ("measured",), "auto", "scflite", None, (-1.0, 44.5)),
     "aligned-scf+fast2scf-calibrated-measured-edge": ("aligned", ("scf", "scflite", "fast"), ("measured",), "auto", "scf", None, (-1.0, 44.5), "k-edge"),
+    "aligned-scf+fast2scf-calibrated-measured+residuals-edge": ("aligned", ("scf", "scflite", "fast"), ("measured",), "auto", "scf", "residuals", (-1.0, 44.5), "k-edge"),
     "aligned-scf+fast2scf-calibrated-none-edge": ("aligned", ("scf", "scflite", "fast"), (), "auto", "scf", None, (-1.0, 44.5), "k-edge"),
 }
 
@@ -72,7 +73,7 @@ def train_models(config: str, elements, n_models: int, min_steps: int, pooled: b
     calibration = extra[2] if len(extra) > 2 else None
     models = {}
     for el in [",".join(elements)] if pooled else elements:
-        cal = None
+        cal, mm = None, measurement
         if calibration is not None:
             from xanesdb.xas.calibration import load_calibration
 
@@ -80,11 +81,13 @@ def train_models(config: str, elements, n_models: int, min_steps: int, pooled: b
             c = load_calibration(calibration)
             c = c if pooled or not held_out else c.without(el)
             cal = {**c.params(), "per_pair": c.per_pair}
+            if measurement == "residuals":  # the residual bank of the (held-out) per-pair fits
+                mm = {"residuals": c.measurement_ranges(residuals=True).get("residuals", [])}
         query = {"element": {"$in": el.split(",")} if pooled else el, "edge": "K", "source": "xanesdb",
                  "preset": {"$in": list(presets)}, "lce_class": {"$in": ["T4", "S5", "O6"]}}  # fmt: skip
         cfg = TrainConfig(kind="mlp", representation=rep, augment=aug, n_models=n_models, min_steps=min_steps,
                           class_weight="balanced", curves=False, n_bootstrap=3, fidelity=fidelity,
-                          measurement=measurement, window=window, calibration=cal)  # fmt: skip
+                          measurement=mm, window=window, calibration=cal)  # fmt: skip
         try:
             res = train_from_query(query, cfg, register=False)
         except Exception as err:  # noqa: BLE001 - an absorber without enough data has no model

@@ -115,11 +115,11 @@ class MeasurementCalibration:
         return MeasurementCalibration(shift=self.shift, stretch=self.stretch, sigma=0.0, damping=1.0,
                                       n_pairs=self.n_pairs, provenance=f"energy scale of: {self.provenance}")  # fmt: skip
 
-    def measurement_ranges(self) -> dict[str, tuple[float, float]]:
+    def measurement_ranges(self, residuals: bool = False) -> dict[str, tuple]:
         """Ranges for :class:`xanesdb.ml.augment.MeasurementModel` spanning the per-pair fits around
-        :meth:`energy_scale`: Gaussian width, damping, stretch relative to this one's, and the
-        residuals of the per-pair fits (real computed-vs-measured mismatch that no stretch,
-        broadening or damping explains; empty when there are no per-pair fits)."""
+        :meth:`energy_scale`: Gaussian width, damping, stretch relative to this one's, and with
+        ``residuals`` the residuals of the per-pair fits (real computed-vs-measured mismatch that
+        no stretch, broadening or damping explains); empty when there are no per-pair fits."""
         if not self.per_pair:
             return {}
         col = {k: [p[k] for p in self.per_pair] for k in ("stretch", "sigma", "damping")}
@@ -128,9 +128,9 @@ class MeasurementCalibration:
             "damping": (min(col["damping"]), max(col["damping"])),
             "stretch": (round(min(col["stretch"]) / self.stretch, 4), round(max(col["stretch"]) / self.stretch, 4)),
         }
-        residuals = [p["residual"] for p in self.per_pair if p.get("residual")]
-        if residuals:
-            out["residuals"] = residuals
+        bank = [p["residual"] for p in self.per_pair if p.get("residual")]
+        if residuals and bank:
+            out["residuals"] = bank
         return out
 
     def params(self) -> dict[str, float]:
