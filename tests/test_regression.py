@@ -85,7 +85,9 @@ def test_train_predict_roundtrip(family, tmp_path):
     db = _db()
     ds = load_regression_dataset({"element": "Fe"}, ("coordination_number", "mean_bond_length"), db=db)
     cfg = RegressionConfig(family=family, labels=ds.labels, protocol="grouped", n_models=2, ensemble=2,
-                           epochs=3 if family == "cnn-lin" else 40, test_size=0.25)
+                           epochs={"cnn-lin": 1, "mlp-deep": 15}.get(family, 40), test_size=0.25)
+    # (mlp-deep: ensemble MAE of the coordination number ~0.05 after 15 epochs, the mean baseline 0.72;
+    # cnn-lin is checked for the plumbing only: one epoch)
     model, metrics, splits = train_regression_on_dataset(ds, cfg)
     for tr, te in splits:  # grouped: no material on both sides
         assert not set(ds.groups[tr]) & set(ds.groups[te])
