@@ -147,3 +147,22 @@ def test_train_config_carries_the_calibration():
 def test_train_calibration_options_refused_in_one_line(refused, args, words):
     line = refused(["train", "--query", '{"element": "Fe"}', *args])
     assert words in line, line
+
+
+def test_search_index_rows_are_calibrated():
+    from xanesdb.search.index import SearchIndex, _calibrated
+
+    X = _spectra(3).astype(np.float32)
+    meta = {"element": np.array(["Fe"] * 3), "spectrum_id": np.array(["a", "b", "c"])}
+    index = SearchIndex.from_arrays(X, meta, key="t")
+    out = _calibrated(index, "k-edge", use_cache=False)
+    np.testing.assert_allclose(out.X, load_calibration("k-edge").apply(X, ALIGNED_GRID), atol=1e-6)
+    assert out.key != index.key and out.timings["calibration"] == "k-edge"
+    np.testing.assert_array_equal(index.X, X)  # the stored index is untouched
+
+
+@pytest.mark.integration
+def test_search_calibration_refused_in_one_line(refused, shared_data):
+    prj = shared_data / "experimental_dev" / "athena" / "Fe-K-ALS-10.3.2.prj"
+    line = refused(["search", str(prj), "--calibration", "nope"])
+    assert "--calibration: no calibration 'nope'" in line, line

@@ -33,6 +33,7 @@ def search(
     method: str = typer.Option("cosine", "--method", help="cosine (plain, on the aligned normalised grid) or elsie (ensemble of preprocessings x similarities, Borda vote)."),
     max_shift: float = typer.Option(3.0, "--max-shift", help="Fit the energy shift within +-this many eV (0.5 eV steps) after half-step alignment."),
     fidelity: str = typer.Option("none", "--fidelity", help="scf: compare with the fast-preset references corrected towards the scf preset (better for measured spectra; as `train --fidelity scf`); none: as stored."),
+    calibration: str = typer.Option("none", "--calibration", help="k-edge (or a calibration .json): compare with references mapped to what a measurement of them looks like (FEFF's energy scale stretched, broadened, damped; fitted on reference compounds; use with --fidelity scf); none: as stored."),
     group: Optional[list[str]] = typer.Option(None, "--group", "-g", help="Athena group label to read from the .prj files (repeat); default all groups."),
     energy_col: Optional[str] = typer.Option(None, "--energy-col", help="Energy column (name or 1-based number) of column files."),
     mu_col: Optional[str] = typer.Option(None, "--mu-col", help="mu column (name or 1-based number) of column files."),
@@ -57,6 +58,13 @@ def search(
         raise XanesdbUserError(f"--max-shift must be between 0 and 10 eV, got {max_shift:g}")
     if fidelity not in ("none", "scf"):
         raise XanesdbUserError(f"unknown --fidelity {fidelity!r}; use none or scf")
+    if calibration != "none":
+        from xanesdb.xas.calibration import load_calibration
+
+        try:
+            load_calibration(calibration)
+        except ValueError as err:
+            raise XanesdbUserError(f"--calibration: {err}") from None
     if element is not None:
         element = check_element(element)
     if out is not None:
@@ -76,7 +84,8 @@ def search(
     if not spectra:  # nothing to search: the first reason, in one line
         raise XanesdbUserError(bad[0]["error"])
     results = search_spectra(spectra, element=element, top=top, method=method, max_shift_ev=max_shift,
-                             fidelity=None if fidelity == "none" else fidelity)
+                             fidelity=None if fidelity == "none" else fidelity,
+                             calibration=None if calibration == "none" else calibration)  # fmt: skip
     rows = bad + results
     if all("error" in r for r in rows):
         raise XanesdbUserError(rows[0]["error"].splitlines()[0])

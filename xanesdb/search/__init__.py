@@ -130,6 +130,7 @@ def search_spectra(
     labelled_only: bool = False,
     computed_as_measured: bool = False,
     fidelity: str | None = None,
+    calibration: str | None = None,
     index: SearchIndex | None = None,
     settings: XanesdbSettings | None = None,
 ) -> list[dict[str, Any]]:
@@ -158,6 +159,9 @@ def search_spectra(
     fidelity
         ``"scf"``: compare with the ``fast`` references corrected towards ``scf``
         (:func:`load_search_index`); better for measured spectra.
+    calibration
+        ``"k-edge"`` (or a calibration file): compare with references mapped to what a
+        measurement of them looks like (:mod:`xanesdb.xas.calibration`); for measured spectra.
     index
         A prepared index; default :func:`load_search_index` of the current database.
 
@@ -178,7 +182,7 @@ def search_spectra(
             errors[i] = {"name": s.name, "file": s.path, "group": s.group, "method": method, "error": str(err)}
     if index is None:  # the database is asked only when some spectrum has an absorber to search
         needed = any(element or q.absorber for q in queries)
-        index = load_search_index(settings, fidelity=fidelity) if needed else SearchIndex.from_arrays(np.zeros((0, 100)), {}, key="empty")
+        index = load_search_index(settings, fidelity=fidelity, calibration=calibration) if needed else SearchIndex.from_arrays(np.zeros((0, 100)), {}, key="empty")
     found = iter(search_queries(queries, index, element=element, top=top, method=method, candidates=candidates,
                                 labelled_only=labelled_only) if queries else [])  # fmt: skip
     return [errors[i] if i in errors else next(found) for i in range(len(spectra))]

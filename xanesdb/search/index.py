@@ -151,6 +151,7 @@ def load_search_index(
     include_duplicates: bool = False,
     use_cache: bool = True,
     fidelity: str | None = None,
+    calibration: str | None = None,
 ) -> SearchIndex:
     """The search index of the stored spectra (all absorbers, or ``elements``).
 
@@ -170,6 +171,10 @@ def load_search_index(
         ``"scf"``: correct the ``fast`` references towards the ``scf`` preset
         (:func:`xanesdb.ml.aligned.fit_fidelity_from_db`, the correction ``xanesdb train
         --fidelity scf`` applies), which brings their white line where measured spectra have it.
+    calibration
+        A computed -> measured calibration (:mod:`xanesdb.xas.calibration`; ``"k-edge"`` ships)
+        applied to every reference after the fidelity correction: references look like
+        measurements of themselves (FEFF's energy scale stretched, broadened, damped).
 
     Raises
     ------
@@ -186,9 +191,30 @@ def load_search_index(
 
     settings = settings or get_settings()
     index = _load_raw(settings, elements, criteria, include_duplicates, use_cache)
-    if fidelity is None or fidelity == "none":
-        return index
-    return _corrected(index, settings, fidelity, use_cache)
+    if fidelity is not None and fidelity != "none":
+        index = _corrected(index, settings, fidelity, use_cache)
+    if calibration is not None and calibration != "none":
+        index = _calibrated(index, calibration, use_cache)
+    return index
+
+
+def _calibrated(index: SearchIndex, name: str, use_cache: bool) -> SearchIndex:
+    """The index with every row mapped by the computed -> measured calibration ``name``."""
+    from xanesdb.xas.calibration import load_calibration
+
+    try:
+        cal = load_calibration(name)
+    except ValueError as err:
+        raise XanesdbUserError(str(err)) from None
+    p = cal.params()
+    key = f"{index.key}-cal-{p['shift']:g}_{p['stretch']:g}_{p['sigma']:g}_{p['damping']:g}"
+    if use_cache and key in _MEMO:
+        return _MEMO[key]
+    out = SearchIndex(X=cal.apply(index.X, ALIGNED_GRID), meta=index.meta, e_half=index.e_half, key=key,
+                      criteria=index.criteria, timings={**index.timings, "calibration": name})  # fmt: skip
+    if use_cache:
+        _remember(out)
+    return out
 
 
 def _corrected(index: SearchIndex, settings, target: str, use_cache: bool) -> SearchIndex:
