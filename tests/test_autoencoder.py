@@ -23,11 +23,11 @@ def test_autoencoder_learns_and_encodes():
     cfg = AutoencoderConfig(epochs=1, seed=0)
     ae0, _ = build_autoencoder(100, 1, cfg)
     assert [layer.name for layer in ae0.layers if layer.weights][1:4] == ["dense_0", "dense_1", "dense_2"]
-    ae, enc = fit_autoencoders(X, [np.arange(150), np.arange(50, 200)], AutoencoderConfig(epochs=40, seed=0))
+    ae, enc = fit_autoencoders(X, [np.arange(150), np.arange(50, 200)], AutoencoderConfig(epochs=20, seed=0))
     assert encode(enc, X, network=1).shape == (200, 32)
     err = reconstruction_error(ae, X[150:], network=0)
     untrained, _ = fit_autoencoders(X, [np.arange(150)], AutoencoderConfig(epochs=1, learning_rate=1e-6))
-    assert err < 0.8 * reconstruction_error(untrained, X[150:])  # the 0.02 noise of flat points stays
+    assert err < 0.8 * reconstruction_error(untrained, X[150:])  # the 0.02 noise of flat points stays (~0.67 at 20 epochs)
     # a group whose network i is the encoder of split [1, 0][i]
     pairs = _encoder_for_pairs(enc, [1, 0])
     np.testing.assert_allclose(encode(pairs, X[:5], network=0), encode(enc, X[:5], network=1), rtol=1e-5, atol=1e-5)
