@@ -281,11 +281,11 @@ def test_tls_uri_options_honoured(tmp_path):
     try:
         tls_uri = f"mongodb://127.0.0.1:{port}/?directConnection=true&tls=true&tlsCAFile={cert}"
         env = {**os.environ, "XANESDB_DB_URI": tls_uri, "XANESDB_DB_TIMEOUT_S": "20"}
-        r = _cli(["db", "stats"], env)
+        r = _cli_here(["db", "stats"], env)
         assert r.returncode == 0, r.stderr
         plain = {**os.environ, "XANESDB_DB_URI": f"mongodb://127.0.0.1:{port}/?directConnection=true",
                  "XANESDB_DB_TIMEOUT_S": "1"}
-        r = _cli(["db", "stats"], plain)
+        r = _cli_here(["db", "stats"], plain)
         assert r.returncode == 2 and "cannot reach MongoDB" in r.stderr
     finally:
         proc.terminate()
