@@ -53,8 +53,11 @@ def _card_markdown(doc: TrainingRunDoc) -> str:
                      f"{fid['rmse_before']:.3f} -> {fid['rmse_after']:.3f}")  # fmt: skip
     mc = m.get("measured_calibration")
     if mc:
+        drawn = "measured" in (hp.get("augment") or []) and (hp.get("measurement") or {}).get("stretch")
+        how = ("; applied: the energy scale to every spectrum, Gaussian, damping and stretch drawn per measured-like "
+               "copy from the ranges under `measurement` above" if drawn else "; applied whole to every spectrum")  # fmt: skip
         lines.append(f"- computed -> measured calibration: energy scale x{mc['stretch']:g} above the edge, shift "
-                     f"{mc['shift']:g} eV, Gaussian {mc['sigma']:g} eV, damping {mc['damping']:g} ({mc['provenance']})")  # fmt: skip
+                     f"{mc['shift']:g} eV, Gaussian {mc['sigma']:g} eV, damping {mc['damping']:g} ({mc['provenance']}){how}")  # fmt: skip
     lines.append(f"- backend {doc.backend} on {doc.device}; versions: "
                  + ", ".join(f"{k} {v}" for k, v in doc.versions.items()))  # fmt: skip
     return "\n".join(lines) + "\n"
