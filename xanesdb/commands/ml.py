@@ -178,6 +178,45 @@ def train(
     console.print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in doc.timings.items()))
 
 
+def _num(v) -> str:
+    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v):
+        return f"{v[0]:.3f} ± {v[1]:.3f}"
+    return f"{v:.3f}" if isinstance(v, (int, float)) else "-"
+
+
+def _headline(run: dict) -> str:
+    """The one score of a run for `models list`: macro F1, a regression's MAE, or a fractions MAE."""
+    m = run.get("metrics", {}) or {}
+    task = run.get("task") or "classification"
+    if task == "regression" and m.get("targets"):
+        lab, t = next(iter(m["targets"].items()))
+        more = f" (+{len(m['targets']) - 1})" if len(m["targets"]) > 1 else ""
+        return f"MAE {lab} {_num(t.get('mae_ensemble'))} vs {_num(t.get('mae_baseline'))}{more}"
+    if task == "fractions" and "mae_mixed" in m:
+        return f"MAE fractions {_num(m['mae_mixed'])} vs {_num(m.get('mae_mixed_baseline_mean'))}"
+    return "F1 " + _fmt_f1(m.get("f1", {}).get("macro"))
+
+
+def _print_scores(doc) -> None:
+    """A regression's per-target table or a fractions run's MAE; the F1 table otherwise."""
+    m = doc.metrics
+    if getattr(doc, "task", None) == "regression" and m.get("targets"):
+        t = Table(title="held-out scores per target (mean ± std over splits; baseline: the training mean)")
+        for col in ("target", "MAE ensemble", "R² ensemble", "MAE baseline", "±1σ coverage"):
+            t.add_column(col)
+        for lab, v in m["targets"].items():
+            t.add_row(lab, _num(v.get("mae_ensemble")), _num(v.get("r2_ensemble")), _num(v.get("mae_baseline")),
+                      _num((v.get("coverage") or {}).get("1sigma")))  # fmt: skip
+        console.print(t)
+        return
+    if getattr(doc, "task", None) == "fractions" and "mae_mixed" in m:
+        console.print(f"site fractions, held-out mixed-site materials: MAE {_num(m['mae_mixed'])} (all held out "
+                      f"{_num(m.get('mae_all'))}); baselines: training mean {_num(m.get('mae_mixed_baseline_mean'))}, "
+                      f"non-negative least squares {_num(m.get('mae_mixed_baseline_nnls'))}")  # fmt: skip
+        return
+    _print_f1(doc)
+
+
 def _print_f1(doc) -> None:
     f1 = doc.metrics.get("f1", {})
     t = Table(title=f"F1 ({doc.hyperparameters.get('protocol')} protocol, mean ± std over networks x bootstraps)")
@@ -201,13 +240,13 @@ def models_list(
         return
     t = Table()
     t.add_column("run_id", no_wrap=True, min_width=max(len(r["run_id"]) for r in runs))
-    for col in ("kind", "state", "protocol", "augment", "n", "macro F1", "query", "created"):
+    for col in ("kind", "state", "protocol", "augment", "n", "score", "query", "created"):
         t.add_column(col)
     for r in runs:
         hp = r.get("hyperparameters", {})
         kind = r["kind"] + (" pre-edge" if hp.get("pre_edge") else "")
         t.add_row(r["run_id"], kind, r.get("state", ""), str(hp.get("protocol", "")), ",".join(hp.get("augment", [])) or "-",
-                  str(r.get("n_spectra", "")), _fmt_f1(r.get("metrics", {}).get("f1", {}).get("macro")),
+                  str(r.get("n_spectra", "")), _headline(r),
                   json.dumps(r.get("query", {}))[:60], str(r.get("created", ""))[:19])  # fmt: skip
     console.print(t)
 
@@ -233,7 +272,7 @@ def models_show(
     console.print(f"backend {doc.backend} on {doc.device}; seed {doc.seed}; weights {doc.weights_file_id}")
     console.print("versions: " + ", ".join(f"{k} {v}" for k, v in doc.versions.items()))
     console.print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in doc.timings.items()))
-    _print_f1(doc)
+    _print_scores(doc)
     conf = doc.metrics.get("confusion")
     if conf:
         t = Table(title="confusion (rows true, columns predicted; summed over test sets)")

@@ -164,7 +164,8 @@ def list_runs(settings: XanesdbSettings | None = None, criteria: dict[str, Any] 
     """Summaries of registered runs, newest first."""
     fields = {"_id": 0, "run_id": 1, "kind": 1, "query": 1, "n_spectra": 1, "classes": 1, "state": 1,
               "created": 1, "hyperparameters.protocol": 1, "hyperparameters.augment": 1,
-              "hyperparameters.pre_edge": 1, "metrics.f1.macro": 1, "backend": 1, "seed": 1}  # fmt: skip
+              "hyperparameters.pre_edge": 1, "metrics.f1.macro": 1, "backend": 1, "seed": 1, "task": 1,
+              "metrics.targets": 1, "metrics.mae_mixed": 1, "metrics.mae_mixed_baseline_mean": 1}  # fmt: skip
     return list(_db(settings)["models"].find(criteria or {}, fields).sort("created", -1))
 
 
