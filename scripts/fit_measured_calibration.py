@@ -20,8 +20,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from xanesdb.xas.calibration import CALIBRATION_DIR, fit_calibration
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "experimental_dev"
@@ -44,11 +42,8 @@ REFERENCE_PHASES = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    from xanesdb.ml.aligned import ALIGNED_GRID, fit_fidelity_from_db
-    from xanesdb.platform.settings import get_settings
-    from xanesdb.platform.stores import get_database
-    from xanesdb.xas.align import align_measured
-    from xanesdb.xas.readers import read_spectra
+    from xanesdb.ml.aligned import ALIGNED_GRID
+    from xanesdb.ml.calibrate import Reference, calibration_pairs
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=SHARED)
@@ -56,32 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=CALIBRATION_DIR / "k-edge.json")
     ap.add_argument("--png", type=Path, default=None, help="Draw every pair before and after.")
     args = ap.parse_args(argv)
-    db = get_database(get_settings())
-    fid = fit_fidelity_from_db(target_preset=args.fidelity) if args.fidelity else None
     records = {r["id"]: r for r in json.loads((args.data / "labels.json").read_text())}
-    C, M, pairs = [], [], []
-    for rid, material in REFERENCE_PHASES.items():
-        r = records[rid]
-        (s,) = read_spectra(args.data / r["athena_file"], groups=[r["athena_group"]])
-        y = align_measured(s.energy, s.mu, name=rid)["y"]
-        docs = list(db["spectra"].find({"source": "xanesdb", "material_id": material, "element": r["absorber"],
-                                        "lce_class": r["expected_class"], "mu_aligned": {"$ne": None}},
-                                       {"_id": 0, "spectrum_id": 1, "preset": 1, "mu_aligned": 1}))  # fmt: skip
-        for d in sorted(docs, key=lambda d: d["spectrum_id"]):
-            c = np.asarray(d["mu_aligned"], dtype=float)
-            if d["preset"] == "fast" and fid is not None:
-                c = fid.apply(c, ALIGNED_GRID)[0]
-            C.append(c)
-            M.append(y)
-            pairs.append({"measured": rid, "computed": d["spectrum_id"], "preset": d["preset"],
-                          "absorber": r["absorber"], "lce_class": r["expected_class"]})  # fmt: skip
-        print(f"{rid:22s} {material:22s} {len(docs)} computed spectra", flush=True)
-    if not pairs:
-        print("no pairs: load the bundled database first (xanesdb db load-bundled && xanesdb spectra build)")
-        return 2
-    note = (f"scripts/fit_measured_calibration.py on {len(pairs)} pairs of {len(set(p['measured'] for p in pairs))} "
-            f"measured records ({args.data.name}); fast spectra corrected towards {args.fidelity or 'nothing'} first")  # fmt: skip
-    cal = fit_calibration(np.array(C), np.array(M), ALIGNED_GRID, pairs, provenance=note)
+    refs = [Reference(file=str(args.data / records[rid]["athena_file"]), group=records[rid]["athena_group"],
+                      material_id=material, lce_class=records[rid]["expected_class"], name=rid)
+            for rid, material in REFERENCE_PHASES.items()]  # fmt: skip
+    C, M, pairs = calibration_pairs(refs, fidelity=args.fidelity or None)
+    note = (f"scripts/fit_measured_calibration.py on {len(pairs)} pairs of {len(refs)} measured records "
+            f"({args.data.name}); fast spectra corrected towards {args.fidelity or 'nothing'} first")  # fmt: skip
+    cal = fit_calibration(C, M, ALIGNED_GRID, pairs, provenance=note)
     cal.save(args.out)
     print(json.dumps({**cal.params(), "n_pairs": cal.n_pairs, "rmse_before": round(cal.rmse_before, 4),
                       "rmse_after": round(cal.rmse_after, 4)}))  # fmt: skip
@@ -89,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  without {el}: shift {h['shift']}, stretch {h['stretch']}, sigma {h['sigma']}, damping {h['damping']}; "
               f"{el}'s {h['n_own']} pairs RMSE {h['rmse_own_before']:.3f} -> {h['rmse_own_after']:.3f}")  # fmt: skip
     if args.png:
-        _png(np.array(C), np.array(M), pairs, cal, ALIGNED_GRID, args.png)
+        _png(C, M, pairs, cal, ALIGNED_GRID, args.png)
     return 0
 
 

@@ -166,3 +166,66 @@ def test_search_calibration_refused_in_one_line(refused, shared_data):
     prj = shared_data / "experimental_dev" / "athena" / "Fe-K-ALS-10.3.2.prj"
     line = refused(["search", str(prj), "--calibration", "nope"])
     assert "--calibration: no calibration 'nope'" in line, line
+
+
+@pytest.fixture
+def reference_db(db_settings, shared_data):
+    """One computed Fe O6 spectrum (material 'ref-hematite') whose calibrated form is the measured
+    hematite of experimental_dev: the map to find is known."""
+    from xanesdb.platform.stores import get_database
+    from xanesdb.xas.align import align_measured
+    from xanesdb.xas.readers import read_spectra
+
+    (s,) = read_spectra(shared_data / "experimental_dev" / "athena" / "Fe.prj", groups=["Hematite"])
+    y = align_measured(s.energy, s.mu)["y"]
+    # a "computed" spectrum: the measured one squeezed in energy (the inverse of a 1.1 stretch)
+    g = ALIGNED_GRID
+    comp = np.interp(np.where(g > 0, g * 1.1, g), g, y)
+    from xanesdb.schemas.spectrum import SpectrumDoc
+
+    docs = []
+    for i, (cls, mu) in enumerate([("O6", comp), ("T4", comp * 0.9 + 0.1)]):
+        docs.append(SpectrumDoc(
+            spectrum_id=f"ref-hematite:{i}:K:scf:std", task_id=f"ref-hematite:{i}:K:scf", site_id=f"ref-hematite:{i}",
+            material_id="ref-hematite", element="Fe", source="xanesdb", code="FEFF10", preset="scf", lce_class=cls,
+            grid_name="Fe-K-v1", energies=[7100.0 + k for k in range(100)], mu=[0.5] * 100, aligned_grid="halfstep-rel-v1",
+            mu_aligned=mu.tolist()).to_mongo())  # fmt: skip
+    get_database(db_settings)["spectra"].insert_many(docs)
+    return db_settings
+
+
+@pytest.mark.integration
+def test_calibrate_command_fits_the_users_references(reference_db, shared_data, tmp_path, capsys):
+    from xanesdb.cli import main
+
+    prj = shared_data / "experimental_dev" / "athena" / "Fe.prj"
+    refs = tmp_path / "refs.csv"
+    refs.write_text(f"file,group,material_id,lce_class,name\n{prj},Hematite,ref-hematite,O6,hematite\n")
+    out = tmp_path / "beamline.json"
+    main(["calibrate", str(refs), "--out", str(out), "--fidelity", "none"])
+    printed = capsys.readouterr().out
+    cal = load_calibration(str(out))
+    assert cal.n_pairs == 1 and cal.pairs[0]["computed"] == "ref-hematite:0:K:scf:std"  # the O6 site only
+    assert cal.stretch == pytest.approx(1.1, abs=0.03) and cal.rmse_after < 0.3 * cal.rmse_before
+    assert "energy scale x" in printed and str(out) in printed
+    # the file is what train and search take
+    from xanesdb.ml.train import resolve_calibration
+
+    assert resolve_calibration(str(out)).params() == cal.params()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("rows", "words"), [
+    ("file,material_id\n{prj},ref-hematite\n", "holds 5 spectra; name one with the group column"),
+    ("file,group,material_id\n{prj},Hematite,mp-nothere\n", "mp-nothere has no aligned computed Fe spectrum"),
+    ("file,group\n{prj},Hematite\n", "needs a header with at least file and material_id"),
+    ("file,group,material_id\n{tmp}/none.xdi,,ref-hematite\n", "none.xdi"),
+])  # fmt: skip
+def test_calibrate_bad_references_one_line_nothing_written(reference_db, refused, shared_data, tmp_path, rows, words):
+    prj = shared_data / "experimental_dev" / "athena" / "Fe.prj"
+    refs = tmp_path / "refs.csv"
+    refs.write_text(rows.format(prj=prj, tmp=tmp_path))
+    out = tmp_path / "cal.json"
+    line = refused(["calibrate", str(refs), "--out", str(out), "--fidelity", "none"])
+    assert words in line, line
+    assert not out.exists()

@@ -37,6 +37,7 @@ from xanesdb.commands import populate as _populate; app.add_typer(_populate.app,
 from xanesdb.commands import search as _search; app.command("search")(_search.search)  # noqa: E402,E702
 from xanesdb.commands import web as _web; app.command("web")(_web.web)  # noqa: E402,E702
 from xanesdb.commands import disorder as _disorder; app.add_typer(_disorder.app, name="disorder")  # noqa: E402,E702
+from xanesdb.commands import calibrate as _calibrate; app.command("calibrate")(_calibrate.calibrate)  # noqa: E402,E702
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -146,7 +146,9 @@ class MeasurementCalibration:
     def save(self, path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.as_dict(), indent=1) + "\n")
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.as_dict(), indent=1) + "\n")
+        tmp.replace(path)  # whole or not at all
         return path
 
 
