@@ -62,8 +62,8 @@ def serve(
     server = LocalServer(s.HOME, auth=not insecure)
     login = (f" with authentication (users in {s.DB_NAME}: authSource={s.DB_NAME}; xanesdb's administrator: "
              f"{admin_credential_file(s.HOME)})") if not insecure else " WITHOUT authentication"
-    console.print(f"serving {s.HOME / 'db' / 'data'} on mongodb://{host}:{port}/{login} (Ctrl-C stops)", markup=False)
-    raise typer.Exit(server.serve_foreground(host, port))
+    line = f"serving {s.HOME / 'db' / 'data'} on mongodb://{host}:{port}/{login} (Ctrl-C stops)"
+    raise typer.Exit(server.serve_foreground(host, port, on_listening=lambda: console.print(line, markup=False)))
 
 
 @app.command("stop")

@@ -135,6 +135,45 @@ def _port_in_use(host: str, port: int) -> bool:
         return s.connect_ex((host if host != "0.0.0.0" else "127.0.0.1", port)) == 0
 
 
+def _relay_stderr_once_listening(proc: subprocess.Popen, host: str, port: int, timeout: float = 60.0) -> list[str] | None:
+    """Hold the server's stderr until it listens on ``port``, then relay it to ours as it comes.
+
+    Returns None once the server listens (or ``timeout`` passes), or the lines it wrote when it
+    ended before that (a port taken between xanesdb's check and the server's bind ends there, and
+    the caller says so in one line instead of the server's traceback).
+    """
+    import threading
+
+    held: list[str] = []
+    listening = threading.Event()
+    lock = threading.Lock()
+
+    def pump() -> None:
+        for line in proc.stderr:
+            with lock:
+                if listening.is_set():
+                    sys.stderr.write(line)
+                    sys.stderr.flush()
+                else:
+                    held.append(line)
+
+    t = threading.Thread(target=pump, daemon=True)
+    t.start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            t.join(timeout=5)
+            return held
+        if _port_in_use(host, port):
+            break
+        time.sleep(0.1)
+    with lock:
+        sys.stderr.write("".join(held))
+        sys.stderr.flush()
+        listening.set()
+    return None
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -502,11 +541,12 @@ class LocalServer:
             self.info_file.unlink(missing_ok=True)
             return was_alive
 
-    def serve_foreground(self, host: str, port: int) -> int:
+    def serve_foreground(self, host: str, port: int, on_listening=None) -> int:
         """Run the server in the foreground (``xanesdb db serve``) until interrupted.
 
         A background server of this home (started by an earlier command) is stopped first: later
         commands use the foreground one through ``server.json``. Another ``db serve`` is refused.
+        ``on_listening`` is called once the server accepts connections.
         """
         with self._lock():
             state, info = self.status()
@@ -534,12 +574,24 @@ class LocalServer:
                 "--log-level", "WARNING",
                 "--sync-on-commit",
             ] + (["--auth"] if self.auth else [])  # fmt: skip
-            proc = subprocess.Popen(cmd, cwd=self.dir, umask=0o077)
+            proc = subprocess.Popen(cmd, cwd=self.dir, umask=0o077, stderr=subprocess.PIPE, text=True, bufsize=1)
             self._write_info(
                 ServerInfo(pid=proc.pid, host=host, port=port, started=time.time(), foreground=True,
                            auth=self.auth)
             )
         try:
+            early = _relay_stderr_once_listening(proc, host, port)
+            if early is not None:  # the server ended before it listened
+                self.info_file.unlink(missing_ok=True)
+                if any("Address already in use" in ln or "Errno 98" in ln for ln in early):
+                    raise DatabaseUnavailableError(
+                        f"port {port} on {host} was taken by another program while the server started; "
+                        "choose another with --port"
+                    )
+                sys.stderr.write("".join(early))
+                return proc.returncode
+            if on_listening is not None:
+                on_listening()
             return proc.wait()
         except KeyboardInterrupt:
             proc.send_signal(signal.SIGINT)
