@@ -22,7 +22,7 @@ err_console = SafeConsole(stderr=True, emoji=False)
 
 FORMATS = ("table", "csv", "json")
 CSV_FIELDS = ("name", "file", "group", "absorber", "model", "predicted", "best_class", "confidence", "P_O6", "P_S5",
-              "P_T4", "outlier_score", "shift_ev", "e0", "e_half", "edge_step", "preedge_height", "preedge_ev", "reason",
+              "P_T4", "outlier_score", "shift_ev", "e0", "e_half", "edge_step", "preedge_height", "preedge_ev", "preedge_max", "reason",
               "note", "error")  # fmt: skip
 
 

@@ -61,6 +61,8 @@ def prepare(doc: TrainingRunDoc, spectrum: MeasuredSpectrum, align: str = "auto"
                "shift_ev": -a["e_half"], "extrapolated_ev": a["extrapolated_ev"], "preedge_height": a["preedge_height"]}  # fmt: skip
         if a["preedge_height"] > 0:  # no peak, no energy
             out["preedge_ev"] = a["preedge_ev"]
+        if a.get("preedge_max") is not None:  # None: the pre-edge was not measured
+            out["preedge_max"] = a["preedge_max"]
         return out
     grid = np.asarray(doc.energies, dtype=float)
     shift = 0.0

@@ -17,7 +17,8 @@ temperature-scaled (aligned models carry the fitted temperature) and checked: a 
 model's outlier test finds unlike its training spectra, or whose most probable class stays below
 :data:`MIN_CONFIDENCE`, is answered ``unsure`` with the reason. A measured spectrum with a strong
 isolated pre-edge peak (:mod:`xanesdb.xas.preedge`: no inversion centre) has O6 ruled out before
-the answer is taken, and its row says so in ``note``. A spectrum that cannot be prepared gets a
+the answer is taken, a Ti, V or Cr spectrum with no strong pre-edge at all its low-coordinated
+classes, and its row says so in ``note``. A spectrum that cannot be prepared gets a
 row with its ``error``; the others are still predicted.
 """
 
@@ -31,7 +32,7 @@ import numpy as np
 from xanesdb.ml.inputs import prepare, representation_of, to_grid, where  # noqa: F401 - their home is ml.inputs
 from xanesdb.platform.errors import XanesdbUserError
 from xanesdb.xas.normalize import find_e0
-from xanesdb.xas.preedge import STRONG_PREEDGE_HEIGHT
+from xanesdb.xas.preedge import ruled_out_by_preedge
 
 if TYPE_CHECKING:
     from xanesdb.schemas import TrainingRunDoc
@@ -95,6 +96,7 @@ def predict_spectra(
     cols = np.asarray(doc.hyperparameters.get("feature_indices", range(len(doc.energies))), dtype=int)
     rows: list[dict[str, Any]] = []
     ready: list[tuple[int, dict[str, Any]]] = []
+    spectra_by_row: dict[int, MeasuredSpectrum] = {}
     for s in spectra:
         base = {"name": s.name, "file": s.path, "group": s.group, "model": doc.run_id}
         try:
@@ -104,6 +106,7 @@ def predict_spectra(
             continue
         rows.append(base)
         ready.append((len(rows) - 1, prep))
+        spectra_by_row[len(rows) - 1] = s
     if not ready:
         return rows
     from xanesdb.ml.models import inference_model
@@ -134,15 +137,22 @@ def predict_spectra(
     scores = outlier.score(X) if outlier is not None else np.zeros(len(X))
     for (i, prep), p, praw, pk, sc, x, flip in zip(ready, Pc, mean, P, scores, X, flips):
         note = None
-        if prep.get("preedge_height", 0.0) >= STRONG_PREEDGE_HEIGHT and "O6" in doc.classes:
-            # a strong isolated pre-edge peak: no inversion centre, so not O6 (xanesdb.xas.preedge)
-            j = doc.classes.index("O6")
-            if p.sum() - p[j] > 0:
-                p = p.copy()
-                p[j] = 0.0
-                p = p / p.sum()
-            note = (f"pre-edge peak {prep['preedge_height']:.2f} of the edge step at {prep['preedge_ev']:+.1f} eV "
-                    f"(>= {STRONG_PREEDGE_HEIGHT:g}): a site without an inversion centre, O6 ruled out")  # fmt: skip
+        if representation_of(doc) == "aligned":
+            # what the measured pre-edge rules out (xanesdb.xas.preedge): O6 under a strong isolated
+            # peak; for Ti, V, Cr the low-coordinated classes when there is no strong pre-edge at all
+            try:
+                absorber, _ = absorber_of(spectra_by_row[i])
+            except XanesdbUserError:
+                absorber = None
+            out, why = ruled_out_by_preedge(absorber, prep.get("preedge_height", 0.0), prep.get("preedge_ev"),
+                                            prep.get("preedge_max"))  # fmt: skip
+            idx = [doc.classes.index(c) for c in out if c in doc.classes]
+            if idx:
+                if p.sum() - p[idx].sum() > 0:
+                    p = p.copy()
+                    p[idx] = 0.0
+                    p = p / p.sum()
+                note = why
         best = int(np.argmax(p))
         reason = None
         if sc > 1.0:

@@ -57,9 +57,10 @@ def align_computed(energies, mu, mu0=None, name: str = "spectrum") -> AlignedSpe
 
 def align_measured(energies, mu, name: str = "spectrum", e0: float | None = None) -> AlignedSpectrum:
     """A measured spectrum on the aligned grid (Athena-style normalisation first), with its
-    pre-edge peak (:func:`xanesdb.xas.preedge.find_preedge_peak`: ``preedge_height``, ``preedge_ev``)."""
+    pre-edge peak (:func:`xanesdb.xas.preedge.find_preedge_peak`: ``preedge_height``, ``preedge_ev``) and
+    largest pre-edge absorption (:func:`xanesdb.xas.preedge.preedge_maximum`: ``preedge_max``)."""
     e = np.asarray(energies, dtype=float)
-    from xanesdb.xas.preedge import find_preedge_peak
+    from xanesdb.xas.preedge import find_preedge_peak, preedge_maximum
 
     n = pre_edge(e, mu, e0)
     e_half = half_step_energy(e, n.norm, e0=n.e0)
@@ -67,4 +68,5 @@ def align_measured(energies, mu, name: str = "spectrum", e0: float | None = None
     peak = find_preedge_peak(e, n.norm, e_half)
     return AlignedSpectrum(y=y, e_half=e_half, e0=n.e0, edge_step=n.edge_step, extrapolated_ev=miss,
                            pre_range=n.pre_range, norm_range=n.norm_range, nnorm=n.nnorm,
-                           preedge_height=peak.height, preedge_ev=peak.energy_rel)  # fmt: skip
+                           preedge_height=peak.height, preedge_ev=peak.energy_rel,
+                           preedge_max=preedge_maximum(e, n.norm, e_half))  # fmt: skip

@@ -9,10 +9,18 @@ the same holds for V (Chaurand et al., J. Phys. Chem. B 111, 5101 (2007)), Cr(VI
 oxyanions, while Fe and the late metals stay weak in any geometry (Wilke et al., Am. Mineral. 86,
 714 (2001)), so a weak pre-edge rules nothing out.
 
-xanesdb uses one conclusion of this physics, where the computed training spectra are least
-reliable (FEFF's pre-edge is dipole-only and sits at the start of its energy range): an
-isolated pre-edge peak of at least :data:`STRONG_PREEDGE_HEIGHT` of the edge step rules out an
-octahedral site.
+xanesdb uses two conclusions of this physics, where the computed training spectra are least
+reliable (FEFF's pre-edge is dipole-only and sits at the start of its energy range):
+
+* an isolated pre-edge peak of at least :data:`STRONG_PREEDGE_HEIGHT` of the edge step rules out
+  an octahedral site, for any absorber;
+* for the d0 ions whose low-coordinated sites always carry a strong pre-edge (Ti(IV): [4]Ti
+  0.7-1.0 and [5]Ti 0.5-0.8 of the step, Farges et al. 1997; V(V) and Cr(VI) in tetrahedra
+  0.6-1.0), a spectrum whose normalised absorption stays below :data:`WEAK_PREEDGE_HEIGHT`
+  everywhere from 22 to 7 eV below the half step rules out the classes of
+  :data:`WEAK_PREEDGE_RULES_OUT` (Ti: T4 and S5; V and Cr: T4). Mn, Fe, Co, Ni and Cu get no
+  such rule: a tetrahedral Mn(II) or Fe(II/III) site has a weak pre-edge too. The rule needs the
+  measured spectrum to start at least 20 eV below its half step (:func:`preedge_maximum`).
 
 Examples
 --------
@@ -32,13 +40,20 @@ import numpy as np
 
 from xanesdb.xas.normalize import smooth
 
-__all__ = ["PREEDGE_WINDOW_EV", "STRONG_PREEDGE_HEIGHT", "PreedgePeak", "find_preedge_peak"]
+__all__ = ["PREEDGE_WINDOW_EV", "STRONG_PREEDGE_HEIGHT", "WEAK_PREEDGE_HEIGHT", "WEAK_PREEDGE_RULES_OUT", "PreedgePeak",
+           "find_preedge_peak", "preedge_maximum", "ruled_out_by_preedge"]  # fmt: skip
 
 #: where a pre-edge peak is looked for, eV relative to the half-step energy
 PREEDGE_WINDOW_EV: tuple[float, float] = (-22.0, -3.0)
 #: an isolated pre-edge peak at least this high (fraction of the edge step) rules out O6: the most
 #: distorted octahedra of Ti and V reach 0.3-0.4, tetrahedral d0 ions 0.7-1.0 (see module notes)
 STRONG_PREEDGE_HEIGHT = 0.5
+#: below this everywhere in :data:`WEAK_WINDOW_EV`, the classes of :data:`WEAK_PREEDGE_RULES_OUT` are ruled out
+WEAK_PREEDGE_HEIGHT = 0.3
+#: absorbers (d0 ions) whose low-coordinated sites always show a strong pre-edge, and the classes a weak one rules out
+WEAK_PREEDGE_RULES_OUT: dict[str, tuple[str, ...]] = {"Ti": ("T4", "S5"), "V": ("T4",), "Cr": ("T4",)}
+#: where the weak-pre-edge rule looks (eV relative to the half step): below the rising edge
+WEAK_WINDOW_EV: tuple[float, float] = (-22.0, -7.0)
 #: a peak counts as isolated when the spectrum dips at least this much between it and the edge
 MIN_DIP = 0.03
 
@@ -101,3 +116,34 @@ def find_preedge_peak(energy, norm, e_half: float, smooth_ev: float = 0.4) -> Pr
         if dip >= MIN_DIP and ys[i] > best.height:
             best = PreedgePeak(height=float(ys[i]), energy_rel=float(es[i] - e_half), dip=dip)
     return best
+
+
+def preedge_maximum(energy, norm, e_half: float, smooth_ev: float = 0.4) -> float | None:
+    """The largest normalised absorption from 22 to 7 eV below the half step (smoothed), or None
+    when the spectrum starts less than 20 eV below it (the pre-edge was not measured)."""
+    e = np.asarray(energy, dtype=float)
+    y = np.asarray(norm, dtype=float)
+    lo, hi = e_half + WEAK_WINDOW_EV[0], e_half + WEAK_WINDOW_EV[1]
+    if e[0] > lo + 2.0:
+        return None
+    sel = (e >= lo) & (e <= hi)
+    if sel.sum() < 5:
+        return None
+    ys = smooth(e[sel], y[sel], smooth_ev) if smooth_ev > 0 else y[sel]
+    return float(np.max(ys))
+
+
+def ruled_out_by_preedge(absorber: str | None, peak_height: float, peak_ev: float | None,
+                         maximum: float | None) -> tuple[tuple[str, ...], str | None]:  # fmt: skip
+    """The classes the pre-edge of a measured spectrum rules out, and why in words.
+
+    ``peak_height``/``peak_ev``: :func:`find_preedge_peak`; ``maximum``: :func:`preedge_maximum`.
+    """
+    if peak_height >= STRONG_PREEDGE_HEIGHT:
+        return ("O6",), (f"pre-edge peak {peak_height:.2f} of the edge step at {peak_ev:+.1f} eV "
+                         f"(>= {STRONG_PREEDGE_HEIGHT:g}): a site without an inversion centre, O6 ruled out")  # fmt: skip
+    classes = WEAK_PREEDGE_RULES_OUT.get(absorber or "")
+    if classes and maximum is not None and maximum < WEAK_PREEDGE_HEIGHT:
+        return classes, (f"pre-edge at most {maximum:.2f} of the edge step (< {WEAK_PREEDGE_HEIGHT:g}): a {absorber} "
+                         f"site with no strong pre-edge, {' and '.join(classes)} ruled out")  # fmt: skip
+    return (), None

@@ -1,0 +1,57 @@
+"""What the measured pre-edge rules out (xanesdb.xas.preedge): O6 under a strong isolated peak, and
+for the d0 ions Ti, V, Cr their low-coordinated classes when there is no strong pre-edge at all."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xanesdb.xas.preedge import WEAK_PREEDGE_HEIGHT, preedge_maximum, ruled_out_by_preedge
+
+
+def _edge(peak: float, start: float = -60.0):
+    e = np.arange(start, 80.0, 0.25)
+    mu = 0.5 + np.arctan(e / 1.5) / np.pi + peak * np.exp(-0.5 * ((e + 11) / 1.0) ** 2)
+    return e, mu
+
+
+def test_preedge_maximum_sees_a_peak_and_needs_the_pre_edge_measured():
+    e, mu = _edge(0.8)
+    assert preedge_maximum(e, mu, 0.0) == pytest.approx(0.8 + 0.03, abs=0.05)
+    e, mu = _edge(0.1)
+    assert preedge_maximum(e, mu, 0.0) < WEAK_PREEDGE_HEIGHT
+    e, mu = _edge(0.1, start=-12.0)  # a scan that starts 12 eV below the edge says nothing
+    assert preedge_maximum(e, mu, 0.0) is None
+
+
+@pytest.mark.parametrize(("absorber", "peak", "maximum", "out"), [
+    ("Fe", 0.7, 0.72, ("O6",)),          # strong isolated peak: never O6, any absorber
+    ("Ti", 0.1, 0.15, ("T4", "S5")),     # Ti(IV) with no strong pre-edge: octahedral (Farges 1997)
+    ("V", 0.0, 0.12, ("T4",)),
+    ("Cr", 0.0, 0.05, ("T4",)),
+    ("Ti", 0.35, 0.36, ()),              # between the thresholds: nothing ruled out
+    ("Mn", 0.0, 0.05, ()),               # tetrahedral Mn(II) has a weak pre-edge too
+    ("Fe", 0.1, 0.12, ()),
+    ("Ti", 0.0, None, ()),               # pre-edge not measured
+])  # fmt: skip
+def test_ruled_out_by_preedge(absorber, peak, maximum, out):
+    got, why = ruled_out_by_preedge(absorber, peak, -11.0, maximum)
+    assert got == out
+    assert (why is None) == (not out)
+    if out:
+        assert " and ".join(out) in why or "O6 ruled out" in why
+
+
+def test_predict_applies_the_weak_rule_to_a_measured_ti_spectrum(shared_data):
+    """EuTiO3 (regular Ti(IV) octahedra, pre-edge at most ~0.19 of the step) read with the shipped
+    Ti model: T4 and S5 get probability 0 and the row says why."""
+    from xanesdb.ml.portable import load_portable, shipped_model_dir
+    from xanesdb.ml.predict import predict_spectra
+    from xanesdb.xas.readers import read_spectra
+
+    doc, model = load_portable(shipped_model_dir("Ti"))
+    spectra = [s for s in read_spectra(shared_data / "experimental_dev" / "athena" / "eutio3.prj")][:1]
+    (row,) = predict_spectra(doc, model, spectra)
+    assert row["preedge_max"] < WEAK_PREEDGE_HEIGHT
+    assert row["probabilities"]["T4"] == 0.0 and row["probabilities"]["S5"] == 0.0
+    assert row["best_class"] == "O6" and "T4 and S5 ruled out" in row["note"]
