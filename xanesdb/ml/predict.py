@@ -117,6 +117,24 @@ def predict_spectra(
     X = X_full[:, cols]
     P = _networks_probs(model, X)
     mean = P.mean(axis=1)
+    # what each measured pre-edge rules out (xanesdb.xas.preedge): O6 under a strong isolated peak;
+    # for Ti, V, Cr the low-coordinated classes when there is no strong pre-edge at all
+    allowed = np.ones((len(X), len(doc.classes)), dtype=bool)
+    notes: list[str | None] = []
+    for k, (i, prep) in enumerate(ready):
+        why = None
+        if representation_of(doc) == "aligned":
+            try:
+                absorber, _ = absorber_of(spectra_by_row[i])
+            except XanesdbUserError:
+                absorber = None
+            out, why = ruled_out_by_preedge(absorber, prep.get("preedge_height", 0.0), prep.get("preedge_ev"),
+                                            prep.get("preedge_max"))  # fmt: skip
+            out = [c for c in out if c in doc.classes]
+            why = why if out else None
+            if out and len(out) < len(doc.classes):
+                allowed[k, [doc.classes.index(c) for c in out]] = False
+        notes.append(why)
     flips = np.zeros(len(X), dtype=bool)
     if representation_of(doc) == "aligned" and TTA_SHIFTS_EV:
         # the energy calibration of a beamline is known to 1-3 eV: average over shifted copies,
@@ -128,31 +146,17 @@ def predict_spectra(
             means.append(_networks_probs(model, Xs).mean(axis=1))
         mean = np.mean(means, axis=0)
         # unsure when the averaged answer is the answer of fewer than 3 of the 5 readings
-        votes = np.array([[int(np.argmax(m[i])) == int(np.argmax(mean[i])) for m in means] for i in range(len(X))])
+        votes = np.array([[int(np.argmax(m[i] * allowed[i])) == int(np.argmax(mean[i] * allowed[i])) for m in means]
+                          for i in range(len(X))])  # fmt: skip
         flips = votes.sum(axis=1) < 3
     calib = doc.metrics.get("calibration") or {}
     T = float(calib.get("temperature", 1.0))
     Pc = apply_temperature(mean, T)
     outlier = OutlierTest(**doc.metrics["outlier_test"]) if doc.metrics.get("outlier_test") else None
     scores = outlier.score(X) if outlier is not None else np.zeros(len(X))
-    for (i, prep), p, praw, pk, sc, x, flip in zip(ready, Pc, mean, P, scores, X, flips):
-        note = None
-        if representation_of(doc) == "aligned":
-            # what the measured pre-edge rules out (xanesdb.xas.preedge): O6 under a strong isolated
-            # peak; for Ti, V, Cr the low-coordinated classes when there is no strong pre-edge at all
-            try:
-                absorber, _ = absorber_of(spectra_by_row[i])
-            except XanesdbUserError:
-                absorber = None
-            out, why = ruled_out_by_preedge(absorber, prep.get("preedge_height", 0.0), prep.get("preedge_ev"),
-                                            prep.get("preedge_max"))  # fmt: skip
-            idx = [doc.classes.index(c) for c in out if c in doc.classes]
-            if idx:
-                if p.sum() - p[idx].sum() > 0:
-                    p = p.copy()
-                    p[idx] = 0.0
-                    p = p / p.sum()
-                note = why
+    for (i, prep), p, praw, pk, sc, x, flip, ok, note in zip(ready, Pc, mean, P, scores, X, flips, allowed, notes):
+        if not ok.all() and (p * ok).sum() > 0:
+            p = p * ok / (p * ok).sum()
         best = int(np.argmax(p))
         reason = None
         if sc > 1.0:
