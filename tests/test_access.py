@@ -116,12 +116,13 @@ def test_serve_auth_reader_refused_on_write(tmp_path):
     assert oct(cred.stat().st_mode & 0o777) == "0o600"
     pw = read_credentials(cred)
     assert set(pw) == {"xanesdb_writer", "xanesdb_admin"}  # the reader's came from the environment
-    # a second --apply keeps the generated passwords (no rotation) and updates in place
-    r = _cli(["db", "roles", "--apply"], env)
+    # a second --apply keeps the generated passwords (no rotation) and updates in place (in-process:
+    # the server the first one started runs on)
+    r = _cli_here(["db", "roles", "--apply"], env)
     outputs.append(r.stdout + r.stderr)
     assert "user xanesdb_writer: updated" in r.stdout and read_credentials(cred) == pw
     # every user is xanesdb's: the administrator and the three of the plan
-    r = _cli(["db", "roles", "--check"], env)
+    r = _cli_here(["db", "roles", "--check"], env)
     outputs.append(r.stdout + r.stderr)
     assert r.returncode == 0 and r.stdout.count(" yes ") == 4 and " NO " not in r.stdout, r.stdout + r.stderr
     # serve in the foreground for other groups (it replaces the background server; `--auth` is the default)
