@@ -229,3 +229,11 @@ def test_calibrate_bad_references_one_line_nothing_written(reference_db, refused
     line = refused(["calibrate", str(refs), "--out", str(out), "--fidelity", "none"])
     assert words in line, line
     assert not out.exists()
+
+
+def test_web_upload_form_offers_the_calibrated_references():
+    from xanesdb.web.checks import BadRequestInput, check_form
+
+    assert check_form({"fidelity": "scf+k-edge"})["fidelity"] == "scf+k-edge"
+    with pytest.raises(BadRequestInput, match="none, scf or scf\\+k-edge"):
+        check_form({"fidelity": "k-edge"})

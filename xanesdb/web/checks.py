@@ -26,7 +26,7 @@ _FORMS: dict[str, tuple[re.Pattern, str]] = {
     "page": (re.compile(r"[1-9][0-9]{0,4}"), "a page number"),
     "method": (re.compile(r"cosine|elsie"), "cosine or elsie"),
     "top": (re.compile(r"[1-9]|1[0-9]|20"), "a number from 1 to 20"),
-    "fidelity": (re.compile(r"none|scf"), "none or scf"),
+    "fidelity": (re.compile(r"none|scf|scf\+k-edge"), "none, scf or scf+k-edge"),
 }
 #: endpoint -> the query parameters it takes
 PARAMS: dict[str, tuple[str, ...]] = {

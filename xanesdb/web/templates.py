@@ -181,7 +181,8 @@ folder that is removed at once; nothing is stored.</p></div>
 <option value="elsie"{% if opts.method == 'elsie' %} selected{% endif %}>elsie (ensemble)</option></select></label>
 <label>nearest <input name="top" size="2" value="{{ opts.top }}"></label>
 <label>references <select name="fidelity"><option value="none"{% if opts.fidelity == 'none' %} selected{% endif %}>as stored</option>
-<option value="scf"{% if opts.fidelity == 'scf' %} selected{% endif %}>fast corrected towards scf</option></select></label>
+<option value="scf"{% if opts.fidelity == 'scf' %} selected{% endif %}>fast corrected towards scf</option>
+<option value="scf+k-edge"{% if opts.fidelity == 'scf+k-edge' %} selected{% endif %}>corrected towards scf, calibrated to measurement</option></select></label>
 <button type="submit" id="submit">Predict</button></p>
 </form>
 <script src="{{ url_for('static_file', name='upload.js') }}"></script>

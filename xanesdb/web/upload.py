@@ -56,7 +56,8 @@ def analyse_uploads(files: list[tuple[str, bytes]], reader, *, method: str = "co
     reader
         The request's :class:`xanesdb.web.access.Reader` (whose settings the search uses).
     method, top, fidelity
-        As ``xanesdb search --method/--top/--fidelity``.
+        As ``xanesdb search --method/--top/--fidelity``; ``fidelity="scf+k-edge"`` is ``--fidelity
+        scf --calibration k-edge``.
 
     Returns
     -------
@@ -112,7 +113,8 @@ def analyse_uploads(files: list[tuple[str, bytes]], reader, *, method: str = "co
 def _index(reader, fidelity: str):
     from xanesdb.search import load_search_index
 
-    return load_search_index(reader.settings, fidelity=None if fidelity == "none" else fidelity)
+    fid, _, cal = fidelity.partition("+")  # "scf+k-edge": corrected towards scf, then calibrated to measurement
+    return load_search_index(reader.settings, fidelity=None if fid == "none" else fid, calibration=cal or None)
 
 
 def _search(spectra, index, no_index: str | None, *, method: str, top: int) -> list[dict[str, Any]]:
