@@ -59,3 +59,26 @@ def test_serving_is_announced_once_listening(tmp_path):
     while time.time() < deadline and _port_in_use("127.0.0.1", port):
         time.sleep(0.2)
     assert not _port_in_use("127.0.0.1", port)
+
+
+def test_another_process_zombie_counts_as_dead():
+    """A server process that exited but whose parent has not reaped it yet is not waited on
+    (`LocalServer._kill` would otherwise wait its full grace period on a zombie)."""
+    from xanesdb.platform.server import _pid_alive
+
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:  # a child that starts a grandchild which exits at once, and does not reap it for 3 s
+        grandchild = os.fork()
+        if grandchild == 0:
+            os._exit(0)
+        os.write(w, str(grandchild).encode())
+        time.sleep(3)
+        os._exit(0)
+    try:
+        grandchild = int(os.read(r, 20))
+        time.sleep(0.5)
+        assert not _pid_alive(grandchild)
+        assert _pid_alive(os.getpid())
+    finally:
+        os.waitpid(child, 0)

@@ -186,6 +186,11 @@ def _pid_alive(pid: int) -> bool:
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
+    # so does another process's zombie (it has exited; only its parent has not reaped it yet)
+    with contextlib.suppress(OSError, IndexError):
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+        if stat_line.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+            return False
     return True
 
 
