@@ -15,7 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
-__all__ = ["SafeConsole", "visible"]
+__all__ = ["SafeConsole", "epoch_bar", "visible"]
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -36,3 +36,27 @@ class SafeConsole(Console):
     def render_str(self, text: str, *args: Any, **kwargs: Any):  # noqa: D102 - Console's
         return super().render_str(visible(text), *args, **kwargs)
 
+
+
+def epoch_bar(console: Console, description: str, epochs: int | None, running=None):
+    """A transient progress bar over training epochs, as a context manager yielding the
+    ``on_epoch(epoch, loss, epochs_to_run)`` callback the training functions take.
+
+    ``running(loss)`` gives the description while training runs (default: ``description``).
+    """
+    from contextlib import contextmanager
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    @contextmanager
+    def bar():
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeElapsedColumn(), console=console, transient=True) as progress:  # fmt: skip
+            task = progress.add_task(description, total=epochs)
+
+            def on_epoch(e: int, loss: float, total: int) -> None:
+                progress.update(task, completed=e, total=total, **({"description": running(loss)} if running else {}))
+
+            yield on_epoch
+
+    return bar()

@@ -9,7 +9,7 @@ from typing import Optional
 
 from rich.table import Table
 
-from xanesdb.commands._console import SafeConsole
+from xanesdb.commands._console import SafeConsole, epoch_bar
 from xanesdb.platform.errors import XanesdbUserError
 
 console = SafeConsole(soft_wrap=True)
@@ -34,13 +34,9 @@ def train_fractions(criteria: dict, n_folds: int, epochs: int, seed: int, png: O
         from xanesdb.platform.export import check_output_file
 
         check_output_file(png, "--png")
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=err_console, transient=True) as progress:  # fmt: skip
-        task = progress.add_task(f"{n_folds} folds, then the final network", total=epochs)
-        res = train_fractions_from_query(criteria, cfg, get_settings(), on_epoch=lambda e, loss, total: progress.update(
-            task, completed=e, total=total, description=f"final network (loss {loss:.3f})"))  # fmt: skip
+    with epoch_bar(err_console, f"{n_folds} folds, then the final network", epochs,
+                   lambda loss: f"final network (loss {loss:.3f})") as on_epoch:  # fmt: skip
+        res = train_fractions_from_query(criteria, cfg, get_settings(), on_epoch=on_epoch)
     doc, m = res.doc, res.doc.metrics
     console.print(f"model {doc.run_id}: {len(res.sites)} site spectra, {m['n_materials']} complete materials "
                   f"({m['n_mixed_materials']} with several classes), fingerprint {doc.fingerprint}")  # fmt: skip

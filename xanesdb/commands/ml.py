@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from xanesdb.commands._console import SafeConsole
+from xanesdb.commands._console import SafeConsole, epoch_bar
 from rich.table import Table
 
 from xanesdb.platform.errors import XanesdbUserError
@@ -141,22 +141,16 @@ def train(
         raise XanesdbUserError("--epochs, --n-models and --ensemble must be at least 1")
     if min_steps is not None and min_steps < 1:
         raise XanesdbUserError("--min-steps must be at least 1")
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from xanesdb.ml.train import TrainConfig, train_from_query
 
     config = TrainConfig(kind=model, epochs=epochs, augment=kinds, seed=seed, protocol=protocol,
                          n_models=n_models, class_weight=class_weight, pre_edge=pre_edge, curves=curves,
                          min_steps=min_steps, ensemble=ensemble, representation=representation,
                          fidelity=fidelity, calibration=calibration, window=win)  # fmt: skip
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=err_console, transient=True) as progress:  # fmt: skip
-        k = n_models * ensemble
-        task = progress.add_task(f"training {k} {model} side by side", total=epochs)
-        result = train_from_query(
-            criteria, config, get_settings(), label_field=label,
-            on_epoch=lambda e, loss, total: progress.update(task, completed=e, total=total, description=f"training {k} {model} (loss {loss:.3f})"),
-        )  # fmt: skip
+    k = n_models * ensemble
+    with epoch_bar(err_console, f"training {k} {model} side by side", epochs,
+                   lambda loss: f"training {k} {model} (loss {loss:.3f})") as on_epoch:  # fmt: skip
+        result = train_from_query(criteria, config, get_settings(), label_field=label, on_epoch=on_epoch)
     doc = result.doc
     console.print(f"model {doc.run_id}: {doc.n_spectra} spectra, classes {', '.join(doc.classes)}, "
                   f"fingerprint {doc.fingerprint}")  # fmt: skip
@@ -436,8 +430,6 @@ def models_reproduce(
     register: bool = typer.Option(False, "--register", help="Register the new run (same id: replaces the stored one)."),
 ) -> None:
     """Train again from the registry document alone; exit 0 if fingerprint and macro F1 (within --tol) match."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from xanesdb.ml.crosscheck import reproduce_run
     from xanesdb.ml.registry import get_run
 
@@ -448,11 +440,8 @@ def models_reproduce(
     hp = doc.hyperparameters
     console.print(f"reproducing {doc.run_id}: {doc.kind} on {json.dumps(doc.query)}, label {doc.label_field}, "
                   f"seed {doc.seed}, {hp.get('n_models')} x {hp.get('ensemble', 1)} networks x {hp.get('epochs')} epochs")  # fmt: skip
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=err_console, transient=True) as progress:  # fmt: skip
-        task = progress.add_task("training", total=hp.get("epochs"))
-        res = reproduce_run(doc, settings, tol=tol, register=register,
-                            on_epoch=lambda e, loss, total: progress.update(task, completed=e, total=total))  # fmt: skip
+    with epoch_bar(err_console, "training", hp.get("epochs")) as on_epoch:
+        res = reproduce_run(doc, settings, tol=tol, register=register, on_epoch=on_epoch)
     fp = res["fingerprint"]
     same = "equal" if fp["old"] == fp["new"] else "DIFFERENT"
     console.print(f"fingerprint: stored {fp['old']}, now {fp['new']} ({same}); "

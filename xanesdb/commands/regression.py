@@ -8,7 +8,7 @@ from typing import Optional
 
 from rich.table import Table
 
-from xanesdb.commands._console import SafeConsole
+from xanesdb.commands._console import SafeConsole, epoch_bar
 from xanesdb.platform.errors import XanesdbUserError
 
 console = SafeConsole(soft_wrap=True)
@@ -32,13 +32,9 @@ def train_regression(criteria: dict, labels: list[str], model: str, protocol: st
         from xanesdb.platform.export import check_output_file
 
         check_output_file(png, "--png")
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=err_console, transient=True) as progress:  # fmt: skip
-        task = progress.add_task(f"training {n_models * ensemble} {model}", total=epochs)
-        res = train_regression_from_query(criteria, cfg, get_settings(), on_epoch=lambda e, loss, total: progress.update(
-            task, completed=e, total=total, description=f"training {n_models * ensemble} {model} (loss {loss:.3f})"))  # fmt: skip
+    with epoch_bar(err_console, f"training {n_models * ensemble} {model}", epochs,
+                   lambda loss: f"training {n_models * ensemble} {model} (loss {loss:.3f})") as on_epoch:  # fmt: skip
+        res = train_regression_from_query(criteria, cfg, get_settings(), on_epoch=on_epoch)
     doc = res.doc
     console.print(f"model {doc.run_id}: {doc.n_spectra} spectra ({len(set(res.dataset.groups))} materials), "
                   f"targets {', '.join(doc.classes)}, fingerprint {doc.fingerprint}")  # fmt: skip

@@ -8,7 +8,7 @@ from typing import Optional
 
 from rich.table import Table
 
-from xanesdb.commands._console import SafeConsole
+from xanesdb.commands._console import SafeConsole, epoch_bar
 
 console = SafeConsole(soft_wrap=True)
 err_console = SafeConsole(stderr=True)
@@ -21,20 +21,16 @@ def _ms(v) -> str:
 def train_transfer(criteria: dict, run_id: str, freeze: int, fraction: float, labels: Optional[list[str]], protocol: str,
                    n_models: int, ensemble: int, epochs: int, seed: int) -> None:  # fmt: skip
     """Check the knobs and the source (before any data is read), fine-tune, register, print the scores."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from xanesdb.ml.transfer import TransferConfig, transfer_from_query
     from xanesdb.platform.settings import get_settings
 
     cfg = TransferConfig(freeze=freeze, fraction=fraction, n_models=n_models, ensemble=ensemble, protocol=protocol,
                          epochs=epochs, seed=seed)  # fmt: skip
     cfg.check()
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=err_console, transient=True) as progress:  # fmt: skip
-        task = progress.add_task(f"fine-tuning {n_models * ensemble} networks", total=epochs)
+    with epoch_bar(err_console, f"fine-tuning {n_models * ensemble} networks", epochs,
+                   lambda loss: f"fine-tuning (loss {loss:.3f})") as on_epoch:  # fmt: skip
         res = transfer_from_query(run_id, criteria, cfg, get_settings(), labels=tuple(labels) if labels else None,
-                                  on_epoch=lambda e, loss, total: progress.update(task, completed=e, total=total,
-                                                                                  description=f"fine-tuning (loss {loss:.3f})"))  # fmt: skip
+                                  on_epoch=on_epoch)  # fmt: skip
     doc = res.doc
     tr = doc.hyperparameters["transfer"]
     console.print(f"model {doc.run_id}: {doc.kind} fine-tuned from {tr['from']} on {doc.n_spectra} spectra "
