@@ -237,3 +237,49 @@ def test_web_upload_form_offers_the_calibrated_references():
     assert check_form({"fidelity": "scf+k-edge"})["fidelity"] == "scf+k-edge"
     with pytest.raises(BadRequestInput, match="none, scf or scf\\+k-edge"):
         check_form({"fidelity": "k-edge"})
+
+
+@pytest.fixture
+def two_class_db(db_settings):
+    """Twelve aligned computed spectra of two classes (white line at +6 or +9 eV), one material each."""
+    from xanesdb.platform.stores import get_database
+    from xanesdb.schemas.spectrum import SpectrumDoc
+    from xanesdb.xas.align import ALIGNED_GRID_NAME
+
+    g = ALIGNED_GRID
+    rng = np.random.default_rng(3)
+    docs = []
+    for i in range(12):
+        cls, wl = ("O6", 6.0) if i % 2 == 0 else ("T4", 9.0)
+        y = 0.5 + np.arctan(g / 1.2) / np.pi + 0.6 * np.exp(-0.5 * ((g - wl - rng.uniform(-0.3, 0.3)) / 1.5) ** 2)
+        docs.append(SpectrumDoc(
+            spectrum_id=f"m{i}:0:K:scf:std", task_id=f"m{i}:0:K:scf", site_id=f"m{i}:0", material_id=f"m{i}",
+            element="Fe", source="xanesdb", code="FEFF10", preset="scf", lce_class=cls, grid_name="Fe-K-v1",
+            energies=[7100.0 + k for k in range(100)], mu=[0.5] * 100, aligned_grid=ALIGNED_GRID_NAME,
+            mu_aligned=y.tolist()).to_mongo())  # fmt: skip
+    get_database(db_settings)["spectra"].insert_many(docs)
+    return db_settings
+
+
+@pytest.mark.integration
+def test_training_with_the_calibration_moves_the_energy_scale_and_draws_the_spread(two_class_db):
+    from xanesdb.ml.train import TrainConfig, train_from_query
+
+    cal = load_calibration("k-edge")
+    cfg = TrainConfig(representation="aligned", augment=("measured",), calibration="k-edge", n_models=2, epochs=2,
+                      curves=False, n_bootstrap=0, class_weight="balanced")  # fmt: skip
+    res = train_from_query({"element": "Fe"}, cfg, two_class_db, register=False)
+    m, hp = res.doc.metrics, res.doc.hyperparameters
+    assert m["measured_calibration"]["stretch"] == cal.stretch and "14 pairs" in m["measured_calibration"]["provenance"]
+    ranges = cal.measurement_ranges()
+    assert hp["calibration"] == "k-edge"
+    assert tuple(hp["measurement"]["stretch"]) == ranges["stretch"] and tuple(hp["measurement"]["damping"]) == ranges["damping"]
+    # the training spectra carry the energy scale: the O6 white line (+6 eV) sits near 6 x 1.15 + shift
+    o6 = np.asarray(m["class_means"][str(res.doc.classes.index("O6"))])
+    assert ALIGNED_GRID[o6.argmax()] == pytest.approx(6.0 * cal.stretch + cal.shift, abs=0.6)
+    # without the measured augmentation the whole map is applied (broadened and damped white line)
+    whole = train_from_query({"element": "Fe"}, TrainConfig(representation="aligned", calibration="k-edge", n_models=2,
+                                                            epochs=2, curves=False, n_bootstrap=0),
+                             two_class_db, register=False)  # fmt: skip
+    o6_whole = np.asarray(whole.doc.metrics["class_means"][str(whole.doc.classes.index("O6"))])
+    assert o6_whole.max() < o6.max() - 0.05
