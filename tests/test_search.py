@@ -242,3 +242,36 @@ def test_fidelity_needs_sites_under_both_presets(search_settings, capsys):
     o, err = capsys.readouterr()
     assert exit_.value.code == 2 and o == "" and len(err.strip().splitlines()) == 1
     assert "under both the 'fast' and 'scf' presets" in err
+
+
+@pytest.mark.integration
+def test_auto_references_per_input_kind(search_settings, tmp_path, capsys, monkeypatch):
+    """`--fidelity/--calibration auto` (the default): a FEFF xmu.dat meets the stored references, a
+    measured spectrum the references corrected towards scf and calibrated to measurement, or the
+    stored ones (said in the row) where the database has no site under both presets."""
+    from xanesdb.cli import main
+    from xanesdb.platform.stores import get_database
+
+    db = get_database(search_settings)
+    task = db.feff_tasks.find_one({"element": "Fe", "state": "successful"})
+    xmu = _xmu_dat(task, tmp_path / "xmu.dat")
+    prj = DEV / "athena" / "Fe-K-ALS-10.3.2.prj"
+    main(["search", str(xmu), str(prj), "-g", "Chromite", "-f", "json", "--top", "2"])
+    rows = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    assert [r["references"] for r in rows] == ["stored", "stored"]  # this small database has no scf twins
+    # with twins (the correction stubbed to the identity) the measured one gets the calibrated references
+    seen = []
+    import xanesdb.search as search_mod  # the command imports search_spectra at call time: the spy is what it calls
+
+    def spy(spectra, **kw):
+        seen.append((kw["fidelity"], kw["calibration"], [s.kind for s in spectra]))
+        return [{"name": s.name, "matches": []} for s in spectra]
+
+    monkeypatch.setattr(search_mod, "search_spectra", spy)
+    main(["search", str(xmu), str(prj), "-g", "Chromite", "-f", "json"])
+    capsys.readouterr()
+    assert sorted(seen, key=str) == sorted([(None, None, ["feff-xmu"]), ("scf", "k-edge", ["athena"])], key=str)
+    seen.clear()
+    main(["search", str(prj), "-g", "Chromite", "-f", "json", "--fidelity", "none", "--calibration", "none"])
+    capsys.readouterr()
+    assert seen == [(None, None, ["athena"])]

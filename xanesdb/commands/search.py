@@ -32,8 +32,8 @@ def search(
     top: int = typer.Option(10, "--top", "-n", help="Matches per spectrum."),
     method: str = typer.Option("cosine", "--method", help="cosine (plain, on the aligned normalised grid) or elsie (ensemble of preprocessings x similarities, Borda vote)."),
     max_shift: float = typer.Option(3.0, "--max-shift", help="Fit the energy shift within +-this many eV (0.5 eV steps) after half-step alignment."),
-    fidelity: str = typer.Option("none", "--fidelity", help="scf: compare with the fast-preset references corrected towards the scf preset (better for measured spectra; as `train --fidelity scf`); none: as stored."),
-    calibration: str = typer.Option("none", "--calibration", help="k-edge (or a calibration .json): compare with references mapped to what a measurement of them looks like (FEFF's energy scale stretched, broadened, damped; fitted on reference compounds; use with --fidelity scf); none: as stored."),
+    fidelity: str = typer.Option("auto", "--fidelity", help="scf: compare with the fast-preset references corrected towards the scf preset (as `train --fidelity scf`); none: as stored; auto: scf for measured spectra, none for FEFF xmu.dat files."),
+    calibration: str = typer.Option("auto", "--calibration", help="k-edge (or a calibration .json): compare with references mapped to what a measurement of them looks like (FEFF's energy scale stretched, broadened, damped; fitted on reference compounds); none: as stored; auto: k-edge for measured spectra, none for FEFF xmu.dat files (so a computed spectrum finds its stored copy)."),
     group: Optional[list[str]] = typer.Option(None, "--group", "-g", help="Athena group label to read from the .prj files (repeat); default all groups."),
     energy_col: Optional[str] = typer.Option(None, "--energy-col", help="Energy column (name or 1-based number) of column files."),
     mu_col: Optional[str] = typer.Option(None, "--mu-col", help="mu column (name or 1-based number) of column files."),
@@ -44,7 +44,7 @@ def search(
 
     Spectra are read, normalised and aligned at their half step as `xanesdb predict` does.
     """
-    from xanesdb.search import check_element, search_spectra
+    from xanesdb.search import check_element
     from xanesdb.search.match import METHODS
     from xanesdb.xas.readers import detect_format, read_spectra
 
@@ -56,9 +56,9 @@ def search(
         raise XanesdbUserError(f"--top must be between 1 and 1000, got {top}")
     if not 0.0 <= max_shift <= 10.0:
         raise XanesdbUserError(f"--max-shift must be between 0 and 10 eV, got {max_shift:g}")
-    if fidelity not in ("none", "scf"):
-        raise XanesdbUserError(f"unknown --fidelity {fidelity!r}; use none or scf")
-    if calibration != "none":
+    if fidelity not in ("auto", "none", "scf"):
+        raise XanesdbUserError(f"unknown --fidelity {fidelity!r}; use auto, none or scf")
+    if calibration not in ("auto", "none"):
         from xanesdb.xas.calibration import load_calibration
 
         try:
@@ -83,9 +83,8 @@ def search(
             bad.append({"name": Path(f).name, "file": str(f), "method": method, "error": str(err).splitlines()[0]})
     if not spectra:  # nothing to search: the first reason, in one line
         raise XanesdbUserError(bad[0]["error"])
-    results = search_spectra(spectra, element=element, top=top, method=method, max_shift_ev=max_shift,
-                             fidelity=None if fidelity == "none" else fidelity,
-                             calibration=None if calibration == "none" else calibration)  # fmt: skip
+    results = _search_by_references(spectra, fidelity, calibration, element=element, top=top, method=method,
+                                    max_shift_ev=max_shift)  # fmt: skip
     rows = bad + results
     if all("error" in r for r in rows):
         raise XanesdbUserError(rows[0]["error"].splitlines()[0])
@@ -93,6 +92,39 @@ def search(
     n_err = sum("error" in r for r in rows)
     if n_err:  # every spectrum that could be searched was; the exit code says not all could
         raise XanesdbUserError(f"{n_err} of {len(rows)} spectra could not be searched (rows marked error above)")
+
+
+def _search_by_references(spectra, fidelity: str, calibration: str, **kw) -> list[dict]:
+    """:func:`xanesdb.search.search_spectra` with ``auto`` resolved per spectrum: measured spectra
+    against references corrected towards ``scf`` and calibrated to measurement, FEFF ``xmu.dat``
+    files against the references as stored (so a computed spectrum finds its own copy)."""
+    from xanesdb.search import search_spectra
+
+    def refs(s) -> tuple[str | None, str | None]:
+        measured = s.kind != "feff-xmu"
+        fid = ("scf" if measured else None) if fidelity == "auto" else (None if fidelity == "none" else fidelity)
+        cal = ("k-edge" if measured else None) if calibration == "auto" else (None if calibration == "none" else calibration)
+        return fid, cal
+
+    from xanesdb.ml.aligned import NoFidelityTwins
+
+    keys = [refs(s) for s in spectra]
+    out: list[dict | None] = [None] * len(spectra)
+    for key in dict.fromkeys(keys):  # one search (one index) per kind of references, in input order
+        idx = [i for i, k in enumerate(keys) if k == key]
+        part = [spectra[i] for i in idx]
+        try:
+            rows = search_spectra(part, fidelity=key[0], calibration=key[1], **kw)
+        except NoFidelityTwins:
+            if fidelity != "auto":
+                raise
+            # a database with no site under both presets cannot correct fast towards scf (and the
+            # calibration is fitted on corrected spectra): these spectra meet the stored references
+            key = (None, None)
+            rows = search_spectra(part, fidelity=None, calibration=None, **kw)
+        for i, row in zip(idx, rows):
+            out[i] = {**row, "references": "+".join(k for k in key if k) or "stored"} if "error" not in row else row
+    return out
 
 
 def _csv_rows(r: dict):
@@ -125,7 +157,8 @@ def _emit(rows: list[dict], fmt: str, out: Path | None, method: str) -> None:
                 continue
             eh = f", half step {r['e_half']:.1f} eV" if r.get("e_half") is not None else ""
             t = Table(title=f"{i}. {r['name']} ({r['absorber'] or r.get('element')}{eh}): nearest computed "
-                      f"{r.get('element')} spectra, {method}", title_justify="left")  # fmt: skip
+                      f"{r.get('element')} spectra, {method}, references {r.get('references', 'stored')}",
+                      title_justify="left")  # fmt: skip
             for c in ("#", "material", "formula", "site", "class", "ChemEnv", "sim.", "shift/eV", "preset"):
                 t.add_column(c, overflow="fold", no_wrap=c in ("material", "sim.", "shift/eV"))
             for m in r["matches"]:

@@ -27,8 +27,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ALIGNED_GRID", "ALIGNED_GRID_NAME", "align_computed", "align_measured", "fit_fidelity_from_db",
-           "load_aligned_dataset"]  # fmt: skip
+
+class NoFidelityTwins(XanesdbUserError):
+    """No site has aligned spectra under both presets, so no fidelity correction can be fitted."""
+
+__all__ = ["ALIGNED_GRID", "ALIGNED_GRID_NAME", "NoFidelityTwins", "align_computed", "align_measured",
+           "fit_fidelity_from_db", "load_aligned_dataset"]  # fmt: skip
 
 
 def fit_fidelity_from_db(settings: XanesdbSettings | None = None, source_preset: str = "fast", target_preset: str = "scf",
@@ -52,7 +56,7 @@ def fit_fidelity_from_db(settings: XanesdbSettings | None = None, source_preset:
     pairs = [(d["site_id"], d["mu_aligned"], target[d["site_id"]])
              for d in db["spectra"].find({**base, "preset": source_preset, "site_id": {"$in": list(target)}}, proj)]  # fmt: skip
     if not pairs:
-        raise XanesdbUserError(
+        raise NoFidelityTwins(
             f"no site has aligned spectra under both the {source_preset!r} and {target_preset!r} presets; compute "
             f"some with `xanesdb feff run --preset {target_preset}` and `xanesdb spectra build`"
         )
