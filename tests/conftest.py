@@ -136,13 +136,17 @@ def cli_here(capsys):
 
     from xanesdb.cli import main
 
-    def run(args: list) -> subprocess.CompletedProcess:
+    def run(args: list, env: dict | None = None) -> subprocess.CompletedProcess:
+        """``env``: variables set (on top of the test's environment) while the command runs."""
         capsys.readouterr()
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in (env or {}).items():
+                mp.setenv(key, value)
+            try:
+                main([str(a) for a in args])
+                code = 0
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
         out, err = capsys.readouterr()
         return subprocess.CompletedProcess(args, code, out, err)
 

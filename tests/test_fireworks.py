@@ -53,24 +53,6 @@ def _cli(args: list[str], env: dict | None = None, timeout: float = 120, cwd: Pa
                           env={**os.environ, **(env or {})}, timeout=timeout, cwd=cwd)
 
 
-def _cli_here(args: list[str], capsys, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``xanesdb ARGS`` in this process (the environment plus ``env``), for commands whose output is
-    all the test reads; the first submission and the workers stay separate processes."""
-    from xanesdb.cli import main
-
-    capsys.readouterr()
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in (env or {}).items():
-            mp.setenv(key, value)
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out, err)
-
-
 def _start(cmd: list[str], cwd: Path, env: dict) -> subprocess.Popen:
     log = open(cwd / "worker.log", "w")
     return subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
@@ -116,7 +98,7 @@ def _check_campaign(db, lp, expected: list[str], n_workflows: int) -> None:
     assert db["jobs"].count_documents({"name": {"$regex": "^feff xanes "}}) >= len(expected)
 
 
-def test_two_rlaunch_workers_drain_campaign_once(db_settings, shared_data, tmp_path, capsys):
+def test_two_rlaunch_workers_drain_campaign_once(db_settings, shared_data, tmp_path, cli_here):
     db = get_database(db_settings)
     expected = _load(db, shared_data / "omnixas_cu" / "raw_sample")
     env = {"XANESDB_FEFF_CMD": fake_feff_command(REF, check="cards", sleep=0.5)}
@@ -127,7 +109,7 @@ def test_two_rlaunch_workers_drain_campaign_once(db_settings, shared_data, tmp_p
     assert "6 FEFF jobs now; 1 materials to label first" in r.stdout, r.stdout
     assert "added 3 workflows" in r.stdout
     # the same submission again is refused: every task and material is queued already
-    r2 = _cli_here(args, capsys, env)
+    r2 = cli_here(args, env)
     assert r2.returncode == 0 and "3 queued already, 0 to submit" in r2.stdout, r2.stdout
     lp = get_launchpad(db_settings)
     assert lp.workflows.count_documents({}) == 3
@@ -138,7 +120,7 @@ def test_two_rlaunch_workers_drain_campaign_once(db_settings, shared_data, tmp_p
     procs = []
     for name in ("w1", "w2"):
         folder = tmp_path / name
-        c = _cli_here(["populate", "config", str(folder), "--name", name, "--ping", "1"], capsys)
+        c = cli_here(["populate", "config", str(folder), "--name", name, "--ping", "1"])
         assert c.returncode == 0 and "rlaunch" in c.stdout, c.stdout + c.stderr
         assert (folder / "my_launchpad.yaml").stat().st_mode & 0o077 == 0
         procs.append(_start(rlaunch_command(folder, sleep=1), folder, env))
@@ -153,9 +135,9 @@ def test_two_rlaunch_workers_drain_campaign_once(db_settings, shared_data, tmp_p
     site = db["sites"].find_one({"material_id": UNLABELLED})
     assert site["chemenv_symbol"] and site["state"] != "failed"
     # a third submission has nothing left to do
-    r3 = _cli_here(args, capsys, env)
+    r3 = cli_here(args, env)
     assert "3 done, 0 queued already, 0 to submit" in r3.stdout, r3.stdout
-    st = _cli_here(["populate", "status"], capsys)
+    st = cli_here(["populate", "status"])
     assert st.returncode == 0 and "feff_tasks (xanesdb, preset fast): 7 successful, 0 failed" in st.stdout, st.stdout
 
 
