@@ -173,8 +173,9 @@ def train(
 
 
 def _num(v) -> str:
-    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v):
-        return f"{v[0]:.3f} ± {v[1]:.3f}"
+    """A mean ± std pair as :func:`_fmt_f1` writes it, or a single number."""
+    if isinstance(v, (list, tuple)):
+        return _fmt_f1(v)
     return f"{v:.3f}" if isinstance(v, (int, float)) else "-"
 
 

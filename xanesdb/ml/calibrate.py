@@ -26,10 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Reference", "calibration_pairs", "fit_calibration_from_db", "read_references"]
 
-#: the columns of a references file (``file`` and ``material_id`` required)
-REFERENCE_COLUMNS = ("file", "group", "material_id", "lce_class", "name")
-
-
 @dataclass(frozen=True)
 class Reference:
     """One measured reference compound and the database material of the same phase."""

@@ -170,15 +170,13 @@ def _apply(Y, grid, shift, stretch, sigma, damping) -> np.ndarray:
 
 
 def _grid_search(C: np.ndarray, M: np.ndarray, grid: np.ndarray) -> tuple[float, dict[str, float]]:
-    sel = grid >= FIT_FROM_EV
     best = (np.inf, {})
     for shift, stretch in itertools.product(SHIFTS, STRETCHES):
         W = _warped(C, grid, shift, stretch)
         for sigma in SIGMAS:
             B = broaden(W, grid, sigma).astype(np.float64) if sigma > 0 else W
             for damping in DAMPINGS:
-                D = _damped(B, grid, damping)
-                r = float(np.mean(np.sqrt(np.mean((D[:, sel] - M[:, sel]) ** 2, axis=1))))
+                r = _rmse(_damped(B, grid, damping), M, grid)
                 if r < best[0]:
                     best = (r, {"shift": float(shift), "stretch": float(stretch), "sigma": float(sigma),
                                 "damping": float(damping)})  # fmt: skip
