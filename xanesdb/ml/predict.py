@@ -95,8 +95,7 @@ def predict_spectra(
 
     cols = np.asarray(doc.hyperparameters.get("feature_indices", range(len(doc.energies))), dtype=int)
     rows: list[dict[str, Any]] = []
-    ready: list[tuple[int, dict[str, Any]]] = []
-    spectra_by_row: dict[int, MeasuredSpectrum] = {}
+    ready: list[tuple[int, dict[str, Any], MeasuredSpectrum]] = []  # (row, prepared input, spectrum)
     for s in spectra:
         base = {"name": s.name, "file": s.path, "group": s.group, "model": doc.run_id}
         try:
@@ -105,15 +104,14 @@ def predict_spectra(
             rows.append({**base, "error": str(err).splitlines()[0]})
             continue
         rows.append(base)
-        ready.append((len(rows) - 1, prep))
-        spectra_by_row[len(rows) - 1] = s
+        ready.append((len(rows) - 1, prep, s))
     if not ready:
         return rows
     from xanesdb.ml.models import inference_model
 
     if len(model.input_shape) == 3:  # a group model: its inference graph, built once for every pass below
         model = inference_model(model)
-    X_full = np.stack([p["x"] for _, p in ready])
+    X_full = np.stack([p["x"] for _, p, _ in ready])
     X = X_full[:, cols]
     P = _networks_probs(model, X)
     mean = P.mean(axis=1)
@@ -121,11 +119,11 @@ def predict_spectra(
     # for Ti, V, Cr the low-coordinated classes when there is no strong pre-edge at all
     allowed = np.ones((len(X), len(doc.classes)), dtype=bool)
     notes: list[str | None] = []
-    for k, (i, prep) in enumerate(ready):
+    for k, (_, prep, s) in enumerate(ready):
         why = None
         if representation_of(doc) == "aligned":
             try:
-                absorber, _ = absorber_of(spectra_by_row[i])
+                absorber, _ = absorber_of(s)
             except XanesdbUserError:
                 absorber = None
             out, why = ruled_out_by_preedge(absorber, prep.get("preedge_height", 0.0), prep.get("preedge_ev"),
@@ -154,7 +152,7 @@ def predict_spectra(
     Pc = apply_temperature(mean, T)
     outlier = OutlierTest(**doc.metrics["outlier_test"]) if doc.metrics.get("outlier_test") else None
     scores = outlier.score(X) if outlier is not None else np.zeros(len(X))
-    for (i, prep), p, praw, pk, sc, x, flip, ok, note in zip(ready, Pc, mean, P, scores, X, flips, allowed, notes):
+    for (i, prep, _), p, praw, pk, sc, x, flip, ok, note in zip(ready, Pc, mean, P, scores, X, flips, allowed, notes):
         if not ok.all() and (p * ok).sum() > 0:
             p = p * ok / (p * ok).sum()
         best = int(np.argmax(p))
