@@ -13,7 +13,13 @@ Steps (deterministic; the output depends only on the inputs and the CHGNet versi
    each cited there) are replaced to build real compound families for the absorbers that lack
    T:4, S:5 or O:6 sites, the volume is rescaled by ionic radii, and each structure is relaxed
    with CHGNet (FIRE, cell and positions) -- relaxation runs only here, never inside xanesdb.
-3. Optionally (``--check``) every absorber site is labelled with ChemEnv (SimplestChemenvStrategy,
+3. Known compounds built from literature crystallography without relaxation
+   (``scripts/prototypes/literature_spinels.json``: normal spinels A[B2]O4 with the tetrahedral
+   Fe(II), Mn(II), Co(II) and octahedral Cr(III), V(III), Fe(III), Co(III) sites that step 1
+   lacks; measured lattice constant, oxygen parameter from Shannon radii). ids
+   ``lit:spinel:<formula>``. ``--literature-only`` replaces just these records in an existing
+   output file (no CHGNet needed).
+4. Optionally (``--check``) every absorber site is labelled with ChemEnv (SimplestChemenvStrategy,
    distance cutoff 1.2, angle cutoff 0.3, the paper's settings) and counts per absorber and class
    are printed and written to ``scripts/prototypes/bundled_counts.json``.
 
@@ -42,6 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SHARED = REPO.parent / "shared" / "data"
 OUTPUT = REPO / "xanesdb" / "data" / "structures.json.gz"
 PROTOTYPES = Path(__file__).resolve().parent / "prototypes" / "prototypes.json"
+LITERATURE_SPINELS = Path(__file__).resolve().parent / "prototypes" / "literature_spinels.json"
 COUNTS = Path(__file__).resolve().parent / "prototypes" / "bundled_counts.json"
 
 ABSORBERS = ["Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu"]
@@ -669,6 +676,63 @@ def check_counts(records: list[dict[str, Any]], cache: Path | None = None) -> di
 
 
 # --------------------------------------------------------------------------------------------
+# 3. known compounds from literature crystallography (no relaxation)
+# --------------------------------------------------------------------------------------------
+
+#: oxygen radius of a four-coordinated O2- (Shannon 1976), as in the spinel bond-length model
+R_OXYGEN_IV = 1.38
+
+
+def _spinel(a: float, u: float, A: str, B: str):
+    from pymatgen.core import Lattice, Structure
+
+    # Fd-3m origin choice 1 (pymatgen's setting): A 8a, B 16d, O 32e
+    return Structure.from_spacegroup("Fd-3m", Lattice.cubic(a), [A, B, "O"], [[0, 0, 0], [5 / 8] * 3, [u] * 3])
+
+
+def _shortest_bond(structure: Any, element: str) -> float:
+    i = next(k for k, site in enumerate(structure) if site.specie.symbol == element)
+    return min(n.nn_distance for n in structure.get_neighbors(structure[i], 3.0))
+
+
+def spinel_oxygen_parameter(a: float, A: str, B: str, oxidation_b: int = 3) -> float:
+    """Oxygen parameter u (origin choice 1) giving the octahedral bond r(B, VI) + r(O, IV).
+
+    Low-spin radius for Co(III) (as in Co3O4), high-spin for Mn(III) and Fe(III).
+    """
+    from pymatgen.core import Species
+    from scipy.optimize import brentq
+
+    spin = {"Co": "Low Spin", "Fe": "High Spin", "Mn": "High Spin"}.get(B, "")
+    radius = Species(B, oxidation_b).get_shannon_radius("VI", spin)
+    target = radius + R_OXYGEN_IV
+    a_site = "Zn" if A == B else A  # only the B-O bond is measured; tell the sites apart in Co3O4
+    return float(brentq(lambda u: _shortest_bond(_spinel(a, u, a_site, B), B) - target, 0.376, 0.40, xtol=1e-6))
+
+
+def literature_records(path: Path = LITERATURE_SPINELS) -> list[dict[str, Any]]:
+    """Compact records of the known spinels of ``path`` (primitive cells, 14 atoms)."""
+    spec = json.loads(path.read_text())
+    out = []
+    for A, B, a, _, ox_b, note in spec["spinels"]:
+        u = round(spinel_oxygen_parameter(a, A, B, ox_b), 4)
+        structure = _spinel(a, u, A, B).get_primitive_structure()
+        mid = f"lit:spinel:{A}3O4" if A == B else f"lit:spinel:{A}{B}2O4"
+        prov = {
+            "origin": "literature",
+            "source_id": mid,
+            "reference": f"Fd-3m, a = {a} A (measured), u = {u} (origin choice 1) from Shannon radii; "
+            "scripts/prototypes/literature_spinels.json",
+            "licence": "structure built by xanesdb from published lattice constants (facts, no licence)",
+            "note": f"{note}: known compound, normal cation order, not relaxed; "
+            f"T-O {_shortest_bond(_spinel(a, u, A, 'Zn' if A == B else B), A):.3f} A, "
+            f"B-O {_shortest_bond(_spinel(a, u, 'Zn' if A == B else A, B), B):.3f} A",
+        }
+        out.append(_record(mid, structure.as_dict(), prov, ["literature", "prototype:spinel"]))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # output
 # --------------------------------------------------------------------------------------------
 
@@ -698,9 +762,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="only these prototypes")
     parser.add_argument("--cached-only", action="store_true", help="use cached relaxations, relax nothing")
     parser.add_argument("--check", action="store_true", help="ChemEnv-label the substituted structures")
+    parser.add_argument("--literature-only", action="store_true",
+                        help="replace only the lit: records of the existing --output file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     t0 = time.time()
+    if args.literature_only:
+        with gzip.open(args.output, "rt", encoding="utf-8") as fh:
+            kept = [r for r in json.load(fh) if not r["material_id"].startswith("lit:")]
+        lit = literature_records()
+        digest = write_records(kept + lit, args.output)
+        logger.info("wrote %d records (%d literature) to %s (sha256 %s)", len(kept) + len(lit), len(lit),
+                    args.output, digest)
+        return 0
     records = real_records(args.shared_data)
     logger.info("%d real structures", len(records))
     if not args.real_only:
@@ -710,6 +784,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         ids = {r["material_id"] for r in records}
         records += [r for r in subst if r["material_id"] not in ids]
+        records += literature_records()
     digest = write_records(records, args.output)
     logger.info("wrote %d records to %s (sha256 %s) in %.1f s", len(records), args.output, digest, time.time() - t0)
     if args.check and not args.real_only:
