@@ -43,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
 
     tasks = [t for t in iter_snapshot(a.db / "feff_tasks.jsonl.gz") if t["source"] == "xanesdb" and t["state"] == "successful"]
     wanted = {t["material_id"] for t in tasks}
+    # the main structures file and its parts (structures.<part>.jsonl.gz, e.g. the literature spinels)
+    files = [a.db / "structures.jsonl.gz", *sorted(a.db.glob("structures.*.jsonl.gz"))]
     structures = {d["material_id"]: Structure.from_dict(d["structure"])
-                  for d in iter_snapshot(a.db / "structures.jsonl.gz") if d["material_id"] in wanted}
+                  for f in files if f.exists() for d in iter_snapshot(f) if d["material_id"] in wanted}
     n_key = n_hash = 0
     bad = []
     for t in tasks:

@@ -145,6 +145,29 @@ def test_temperature_scaling_fixes_overconfidence():
     assert expected_calibration_error(apply_temperature(P, T), y) < 0.05 < expected_calibration_error(P, y)
 
 
+def test_bias_corrected_temperature_puts_the_class_prior_back():
+    """Networks trained with balanced weights say 50/50 where the data are 80/20: the biases learn it."""
+    from xanesdb.ml.trust import apply_temperature, fit_temperature_bias
+
+    rng = np.random.default_rng(1)
+    n = 4000
+    y = (rng.random(n) < 0.2).astype(int)  # class 1 (say S5) is rare
+    # a balanced classifier: likelihood ratio only, as if both classes were equally common
+    lr = np.where(y == 1, rng.normal(0.5, 1.0, n), rng.normal(-0.5, 1.0, n))
+    P = np.stack([1 / (1 + np.exp(lr)), 1 / (1 + np.exp(-lr))], axis=1)
+    T, bias = fit_temperature_bias(P, y)
+    assert bias[0] == 0.0 and abs(bias[1] - np.log(0.2 / 0.8)) < 0.25  # the log prior odds
+    Q = apply_temperature(P, T, bias)
+
+    def nll(R):
+        return -np.mean(np.log(R[np.arange(n), y]))
+
+    assert nll(Q) < nll(P) - 0.05
+    assert np.mean(Q.argmax(axis=1) == y) > np.mean(P.argmax(axis=1) == y) + 0.05
+    # an undecided spectrum is read with the prior's odds
+    assert apply_temperature(np.array([[0.5, 0.5]]), T, bias)[0, 0] > 0.7
+
+
 def test_outlier_test_flags_a_spectrum_unlike_the_training_data():
     from xanesdb.ml.trust import OutlierTest
 

@@ -133,6 +133,9 @@ def predict_spectra(
             if out and len(out) < len(doc.classes):
                 allowed[k, [doc.classes.index(c) for c in out]] = False
         notes.append(why)
+    calib = doc.metrics.get("calibration") or {}
+    T = float(calib.get("temperature", 1.0))
+    bias = calib.get("bias")  # per-class log-odds of bias-corrected temperature scaling (None in older cards)
     flips = np.zeros(len(X), dtype=bool)
     if representation_of(doc) == "aligned" and TTA_SHIFTS_EV:
         # the energy calibration of a beamline is known to 1-3 eV: average over shifted copies,
@@ -144,12 +147,13 @@ def predict_spectra(
             means.append(_networks_probs(model, Xs).mean(axis=1))
         mean = np.mean(means, axis=0)
         # unsure when the averaged answer is the answer of fewer than 3 of the 5 readings
-        votes = np.array([[int(np.argmax(m[i] * allowed[i])) == int(np.argmax(mean[i] * allowed[i])) for m in means]
+        # each reading as it will be answered: calibrated, with the class priors put back
+        reads = [apply_temperature(m, T, bias) * allowed for m in means]
+        final = apply_temperature(mean, T, bias) * allowed
+        votes = np.array([[int(np.argmax(r[i])) == int(np.argmax(final[i])) for r in reads]
                           for i in range(len(X))])  # fmt: skip
         flips = votes.sum(axis=1) < 3
-    calib = doc.metrics.get("calibration") or {}
-    T = float(calib.get("temperature", 1.0))
-    Pc = apply_temperature(mean, T)
+    Pc = apply_temperature(mean, T, bias)
     outlier = OutlierTest(**doc.metrics["outlier_test"]) if doc.metrics.get("outlier_test") else None
     scores = outlier.score(X) if outlier is not None else np.zeros(len(X))
     for (i, prep, _), p, praw, pk, sc, x, flip, ok, note in zip(ready, Pc, mean, P, scores, X, flips, allowed, notes):

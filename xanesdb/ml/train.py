@@ -327,8 +327,12 @@ def train_on_dataset(
     ds: XanesDataset,
     config: TrainConfig,
     on_epoch: Callable[[int, float, int], None] | None = None,
+    ood_residuals: np.ndarray | None = None,
 ) -> tuple[Any, dict[str, Any], np.ndarray, list]:
     """Split, train ``config.n_models`` x ``config.ensemble`` networks side by side, score them.
+
+    ``ood_residuals`` (rows on the dataset's grid): real measured-minus-calibrated-computed curves of
+    reference compounds; the outlier test's thresholds are then set on held-out copies carrying them.
 
     Returns
     -------
@@ -395,7 +399,7 @@ def train_on_dataset(
     if config.representation == "aligned":
         t0 = time.perf_counter()
         metrics.update(_trust_metrics(model, ds.X, y, splits, cols, e, ds.energies, len(classes), config.seed,
-                                      MeasurementModel.from_dict(config.measurement)))  # fmt: skip
+                                      MeasurementModel.from_dict(config.measurement), ood_residuals))  # fmt: skip
         timings["trust_s"] = time.perf_counter() - t0
     metrics["timings"] = timings
     return model, metrics, cols, splits
@@ -426,16 +430,19 @@ def knn_baseline(X: np.ndarray, y: np.ndarray, splits: list, classes: list[str],
     return {"k": k, "metric": "cosine", "f1": scores["f1"], "f1_macro": float(macro[0])}
 
 
-def _trust_metrics(model, X, y, splits, cols, e, energies, n_classes, seed, mm) -> dict[str, Any]:
+def _trust_metrics(model, X, y, splits, cols, e, energies, n_classes, seed, mm, ood_residuals=None) -> dict[str, Any]:
     """Calibration and outlier test of an aligned run, on measured-like copies of held-out spectra.
 
     Each split's test spectra get two measured-like copies (:func:`measurement_copies`); the
-    networks of that split give their mean probabilities, on which the temperature is fitted
-    (pooled over splits). The outlier test's components come from measured-like copies of the
-    first split's training spectra, its thresholds from the held-out copies.
+    networks of that split give their mean probabilities, on which the temperature and the
+    per-class biases are fitted (pooled over splits; :func:`xanesdb.ml.trust.fit_temperature_bias`).
+    The outlier test's components come from measured-like copies of the first split's training
+    spectra, its thresholds from the held-out copies; with ``ood_residuals`` each held-out copy also
+    carries one of those real measured-vs-computed differences, so a measurement that differs from
+    its computed twin as much as a reference compound's does is not called an outlier.
     """
     from xanesdb.ml.augment import measurement_copies
-    from xanesdb.ml.trust import (OutlierTest, apply_temperature, expected_calibration_error, fit_temperature,
+    from xanesdb.ml.trust import (OutlierTest, apply_temperature, expected_calibration_error, fit_temperature_bias,
                                   reliability_table)
 
     rng = np.random.default_rng(seed + 7)
@@ -444,14 +451,22 @@ def _trust_metrics(model, X, y, splits, cols, e, energies, n_classes, seed, mm) 
     P_list = predict_group(model, [Xt[:, cols] for Xt in X_tests for _ in range(e)])
     P = np.concatenate([np.mean(P_list[i * e : (i + 1) * e], axis=0) for i in range(len(X_tests))])
     yt = np.concatenate(y_tests)
-    T = fit_temperature(P, yt)
-    Pc = apply_temperature(P, T)
+    T, bias = fit_temperature_bias(P, yt)
+    Pc = apply_temperature(P, T, bias)
     tr = splits[0][0]
     X_fit = np.concatenate([X[tr]] + [measurement_copies(X[tr], energies, mm, rng) for _ in range(3)])
-    outlier = OutlierTest.fit(X_fit[:, cols], np.concatenate(X_tests)[:, cols])
+    X_null = np.concatenate(X_tests)
+    n_res = 0
+    if ood_residuals is not None and len(ood_residuals) and np.shape(ood_residuals)[1] == X.shape[1]:
+        R = np.asarray(ood_residuals, dtype=np.float64)
+        n_res = len(R)
+        X_null = (X_null + R[rng.integers(0, n_res, len(X_null))]).astype(np.float32)
+    outlier = OutlierTest.fit(X_fit[:, cols], X_null[:, cols])
+    outlier.null_residuals = n_res
     return {
         "calibration": {
             "temperature": T,
+            "bias": bias,
             "n": int(len(yt)),
             "ece_before": expected_calibration_error(P, yt),
             "ece_after": expected_calibration_error(Pc, yt),
@@ -541,7 +556,10 @@ def train_from_query(
     else:
         ds = load_dataset(query, settings, label_field=label_field)
     t_data = time.perf_counter() - t0
-    model, metrics, cols, splits = train_on_dataset(ds, config, on_epoch)
+    ood_residuals = None
+    if calibration is not None and calibration.per_pair:
+        ood_residuals = calibration.measurement_ranges(residuals=True).get("residuals") or None
+    model, metrics, cols, splits = train_on_dataset(ds, config, on_epoch, ood_residuals)
     if fidelity is not None:
         metrics["fidelity"] = fidelity.as_dict()
     if calibration is not None:

@@ -2,7 +2,12 @@
 
 - :func:`fit_temperature`: temperature scaling (Guo et al. 2017) of the networks' mean class
   probabilities, fitted by minimising the negative log-likelihood on held-out spectra;
-  :func:`apply_temperature` applies it.
+  :func:`apply_temperature` applies it. :func:`fit_temperature_bias` adds one bias per class
+  (bias-corrected temperature scaling, Alexandari, Kundaje, Shrikumar, ICML 2020): networks
+  trained with balanced class weights act as if every class were equally common, while the
+  held-out spectra have the classes' real frequencies (most oxide sites are octahedral); the biases
+  put that prior back, so a spectrum the networks find half O6, half S5 is read with the odds
+  the database's materials give.
 - :func:`expected_calibration_error` and :func:`reliability_table`: how well the probabilities
   mean what they say (equal-width confidence bins).
 - :class:`OutlierTest`: a spectrum unlike every training spectrum gets no class. Fitted on the
@@ -19,12 +24,16 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["OutlierTest", "apply_temperature", "expected_calibration_error", "fit_temperature", "reliability_table"]
+__all__ = ["OutlierTest", "apply_temperature", "expected_calibration_error", "fit_temperature", "fit_temperature_bias",
+           "reliability_table"]
 
 
-def apply_temperature(P: np.ndarray, T: float) -> np.ndarray:
-    """Probabilities ``P`` (rows sum to 1) sharpened (T < 1) or softened (T > 1)."""
+def apply_temperature(P: np.ndarray, T: float, bias=None) -> np.ndarray:
+    """Probabilities ``P`` (rows sum to 1) sharpened (T < 1) or softened (T > 1), plus per-class ``bias``
+    (log-odds added after the temperature; None: none)."""
     logp = np.log(np.clip(np.asarray(P, dtype=np.float64), 1e-12, 1.0)) / float(T)
+    if bias is not None:
+        logp = logp + np.asarray(bias, dtype=np.float64)[None, :]
     logp -= logp.max(axis=1, keepdims=True)
     Q = np.exp(logp)
     return Q / Q.sum(axis=1, keepdims=True)
@@ -42,6 +51,27 @@ def fit_temperature(P: np.ndarray, y: np.ndarray, bounds: tuple[float, float] = 
 
     res = minimize_scalar(nll, bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded")
     return float(np.exp(res.x))
+
+
+def fit_temperature_bias(P: np.ndarray, y: np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)) -> tuple[float, list[float]]:
+    """Temperature and per-class biases (the first class's fixed at 0) minimising the negative
+    log-likelihood of classes ``y`` under ``P`` (bias-corrected temperature scaling)."""
+    from scipy.optimize import minimize
+
+    y = np.asarray(y, dtype=int)
+    P = np.asarray(P, dtype=np.float64)
+    k = P.shape[1]
+    T0 = fit_temperature(P, y, bounds)
+
+    def nll(theta: np.ndarray) -> float:
+        T = float(np.clip(np.exp(theta[0]), *bounds))
+        Q = apply_temperature(P, T, np.concatenate([[0.0], theta[1:]]))
+        return -float(np.mean(np.log(np.clip(Q[np.arange(len(y)), y], 1e-12, 1.0))))
+
+    res = minimize(nll, np.concatenate([[np.log(T0)], np.zeros(k - 1)]), method="Nelder-Mead",
+                   options={"xatol": 1e-4, "fatol": 1e-7, "maxiter": 2000})
+    T = float(np.clip(np.exp(res.x[0]), *bounds))
+    return T, [0.0, *(float(b) for b in res.x[1:])]
 
 
 def reliability_table(P: np.ndarray, y: np.ndarray, n_bins: int = 10) -> list[dict]:
@@ -77,6 +107,8 @@ class OutlierTest:
         Mahalanobis distance and residual norm at ``quantile`` of the held-out spectra.
     quantile
         The quantile used.
+    null_residuals
+        How many real measured-vs-computed residual curves the held-out copies carried (0: none).
     """
 
     mean: list[float]
@@ -85,6 +117,7 @@ class OutlierTest:
     d_threshold: float = 1.0
     r_threshold: float = 1.0
     quantile: float = 0.99
+    null_residuals: int = 0
 
     @classmethod
     def fit(cls, X_train: np.ndarray, X_held_out: np.ndarray, variance: float = 0.99, quantile: float = 0.99) -> OutlierTest:
