@@ -14,11 +14,12 @@ Steps (deterministic; the output depends only on the inputs and the CHGNet versi
    T:4, S:5 or O:6 sites, the volume is rescaled by ionic radii, and each structure is relaxed
    with CHGNet (FIRE, cell and positions) -- relaxation runs only here, never inside xanesdb.
 3. Known compounds built from literature crystallography without relaxation
-   (``scripts/prototypes/literature_spinels.json``: normal spinels A[B2]O4 with the tetrahedral
-   Fe(II), Mn(II), Co(II) and octahedral Cr(III), V(III), Fe(III), Co(III) sites that step 1
-   lacks; measured lattice constant, oxygen parameter from Shannon radii). ids
-   ``lit:spinel:<formula>``. ``--literature-only`` replaces just these records in an existing
-   output file (no CHGNet needed).
+   (``scripts/prototypes/literature.json``): normal spinels A[B2]O4 with the tetrahedral
+   Fe(II), Mn(II), Co(II) and octahedral Cr(III), V(III), Fe(III), Co(III), Mn(III/IV) sites that
+   step 1 lacks (measured lattice constant, oxygen parameter from Shannon radii), and calcite-type
+   carbonates MCO3 of Mn, Fe, Co, Ni (measured a, c; oxygen parameter from the C-O bond). ids
+   ``lit:spinel:<formula>``, ``lit:calcite:<formula>``. ``--literature-only`` replaces just these
+   records in an existing output file (no CHGNet needed).
 4. Optionally (``--check``) every absorber site is labelled with ChemEnv (SimplestChemenvStrategy,
    distance cutoff 1.2, angle cutoff 0.3, the paper's settings) and counts per absorber and class
    are printed and written to ``scripts/prototypes/bundled_counts.json``.
@@ -48,7 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SHARED = REPO.parent / "shared" / "data"
 OUTPUT = REPO / "xanesdb" / "data" / "structures.json.gz"
 PROTOTYPES = Path(__file__).resolve().parent / "prototypes" / "prototypes.json"
-LITERATURE_SPINELS = Path(__file__).resolve().parent / "prototypes" / "literature_spinels.json"
+LITERATURE = Path(__file__).resolve().parent / "prototypes" / "literature.json"
 COUNTS = Path(__file__).resolve().parent / "prototypes" / "bundled_counts.json"
 
 ABSORBERS = ["Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu"]
@@ -683,11 +684,26 @@ def check_counts(records: list[dict[str, Any]], cache: Path | None = None) -> di
 R_OXYGEN_IV = 1.38
 
 
-def _spinel(a: float, u: float, A: str, B: str):
+def _spinel(a: float, u: float, A: str | None, B: str):
     from pymatgen.core import Lattice, Structure
 
-    # Fd-3m origin choice 1 (pymatgen's setting): A 8a, B 16d, O 32e
+    # Fd-3m origin choice 1 (pymatgen's setting): A 8a, B 16d, O 32e; A None: an empty A site
+    if A is None:
+        return Structure.from_spacegroup("Fd-3m", Lattice.cubic(a), [B, "O"], [[5 / 8] * 3, [u] * 3])
     return Structure.from_spacegroup("Fd-3m", Lattice.cubic(a), [A, B, "O"], [[0, 0, 0], [5 / 8] * 3, [u] * 3])
+
+
+#: the C-O bond of calcite-type carbonates (1.28-1.29 A in calcite, magnesite, rhodochrosite, siderite)
+R_CARBONATE_CO = 1.285
+
+
+def _calcite(a: float, c: float, M: str):
+    from pymatgen.core import Lattice, Structure
+
+    # R-3c, hexagonal setting: M 6b, C 6a, O 18e (x, 0, 1/4)
+    x = R_CARBONATE_CO / a
+    return Structure.from_spacegroup("R-3c", Lattice.hexagonal(a, c), [M, "C", "O"],
+                                     [[0, 0, 0], [0, 0, 0.25], [x, 0, 0.25]]), x
 
 
 def _shortest_bond(structure: Any, element: str) -> float:
@@ -695,40 +711,59 @@ def _shortest_bond(structure: Any, element: str) -> float:
     return min(n.nn_distance for n in structure.get_neighbors(structure[i], 3.0))
 
 
-def spinel_oxygen_parameter(a: float, A: str, B: str, oxidation_b: int = 3) -> float:
-    """Oxygen parameter u (origin choice 1) giving the octahedral bond r(B, VI) + r(O, IV).
-
-    Low-spin radius for Co(III) (as in Co3O4), high-spin for Mn(III) and Fe(III).
-    """
+def _radius_vi(element: str, oxidation: float) -> float:
+    """Shannon radius of a six-coordinated cation; a half-integer state averages its neighbours'."""
     from pymatgen.core import Species
+
+    if oxidation != int(oxidation):
+        return 0.5 * (_radius_vi(element, int(oxidation)) + _radius_vi(element, int(oxidation) + 1))
+    # low spin for Co(III) (as in Co3O4), high spin for Mn(III) and Fe(III); Mn(IV) has no spin label
+    spin = {("Co", 3): "Low Spin", ("Fe", 3): "High Spin", ("Mn", 3): "High Spin"}.get((element, int(oxidation)), "")
+    return Species(element, int(oxidation)).get_shannon_radius("VI", spin)
+
+
+def spinel_oxygen_parameter(a: float, A: str | None, B: str, oxidation_b: float = 3) -> float:
+    """Oxygen parameter u (origin choice 1) giving the octahedral bond r(B, VI) + r(O, IV)."""
     from scipy.optimize import brentq
 
-    spin = {"Co": "Low Spin", "Fe": "High Spin", "Mn": "High Spin"}.get(B, "")
-    radius = Species(B, oxidation_b).get_shannon_radius("VI", spin)
-    target = radius + R_OXYGEN_IV
-    a_site = "Zn" if A == B else A  # only the B-O bond is measured; tell the sites apart in Co3O4
+    target = _radius_vi(B, oxidation_b) + R_OXYGEN_IV
+    a_site = "Zn" if A in (B, None) else A  # only the B-O bond is measured; tell the sites apart in Co3O4
     return float(brentq(lambda u: _shortest_bond(_spinel(a, u, a_site, B), B) - target, 0.376, 0.40, xtol=1e-6))
 
 
-def literature_records(path: Path = LITERATURE_SPINELS) -> list[dict[str, Any]]:
-    """Compact records of the known spinels of ``path`` (primitive cells, 14 atoms)."""
+def literature_records(path: Path = LITERATURE) -> list[dict[str, Any]]:
+    """Compact records of the known compounds of ``path`` (primitive cells)."""
     spec = json.loads(path.read_text())
+    licence = "structure built by xanesdb from published lattice constants (facts, no licence)"
     out = []
     for A, B, a, _, ox_b, note in spec["spinels"]:
         u = round(spinel_oxygen_parameter(a, A, B, ox_b), 4)
         structure = _spinel(a, u, A, B).get_primitive_structure()
-        mid = f"lit:spinel:{A}3O4" if A == B else f"lit:spinel:{A}{B}2O4"
+        mid = {None: f"lit:spinel:{B}O2", B: f"lit:spinel:{B}3O4"}.get(A, f"lit:spinel:{A}{B}2O4")
+        bonds = f"B-O {_shortest_bond(_spinel(a, u, 'Zn' if A in (B, None) else A, B), B):.3f} A"
+        if A is not None:
+            bonds = f"T-O {_shortest_bond(_spinel(a, u, A, 'Zn' if A == B else B), A):.3f} A, " + bonds
         prov = {
             "origin": "literature",
             "source_id": mid,
             "reference": f"Fd-3m, a = {a} A (measured), u = {u} (origin choice 1) from Shannon radii; "
-            "scripts/prototypes/literature_spinels.json",
-            "licence": "structure built by xanesdb from published lattice constants (facts, no licence)",
-            "note": f"{note}: known compound, normal cation order, not relaxed; "
-            f"T-O {_shortest_bond(_spinel(a, u, A, 'Zn' if A == B else B), A):.3f} A, "
-            f"B-O {_shortest_bond(_spinel(a, u, 'Zn' if A == B else A, B), B):.3f} A",
+            "scripts/prototypes/literature.json",
+            "licence": licence,
+            "note": f"{note}: known compound, normal cation order, not relaxed; {bonds}",
         }
         out.append(_record(mid, structure.as_dict(), prov, ["literature", "prototype:spinel"]))
+    for M, a, c, note in spec.get("calcite_carbonates", []):
+        structure, x = _calcite(a, c, M)
+        mid = f"lit:calcite:{M}CO3"
+        prov = {
+            "origin": "literature",
+            "source_id": mid,
+            "reference": f"R-3c, a = {a} A, c = {c} A (measured), O x = {x:.4f} from the C-O bond "
+            f"{R_CARBONATE_CO} A; scripts/prototypes/literature.json",
+            "licence": licence,
+            "note": f"{note}: known compound, not relaxed; M-O {_shortest_bond(structure, M):.3f} A",
+        }
+        out.append(_record(mid, structure.get_primitive_structure().as_dict(), prov, ["literature", "prototype:calcite"]))
     return out
 
 

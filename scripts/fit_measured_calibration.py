@@ -36,6 +36,8 @@ REFERENCE_PHASES = {
     "lx_mnbv_mno": "proto:rocksalt:B=Mn",
     "lx_v_v2o3": "proto:corundum:B=V",  # V2O3, corundum type above its 150 K transition
     "lx_v_vo2": "proto:rutile:B=V",  # VO2, rutile type (monoclinic M1 below 340 K: a distorted rutile)
+    "lx_als_chromite": "lit:spinel:FeCr2O4",  # normal spinel, Fe2+ tetrahedral (natural: some Mg, Al, Fe3+)
+    "lx_als_hercynite": "lit:spinel:FeAl2O4",  # normal spinel, Fe2+ tetrahedral (inversion 0.1-0.2)
 }
 # left out on purpose: Mn2O3 (bixbyite; the database's Mn2O3 is corundum type), ramsdellite
 # (not rutile), NiO (no rock-salt NiO spectrum in the database), every mixed or ambiguous record
