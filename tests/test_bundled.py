@@ -56,7 +56,7 @@ def test_docs_are_valid_with_provenance_and_licence(all_docs):
         by_origin.setdefault(doc.provenance.origin, []).append(doc)
     # every source kind is there: OmniXAS POSCARs, MP entries (emmet, small sets), a CIF without
     # an mp id, and the substituted prototypes
-    assert set(by_origin) == {"omnixas", "materials_project", "file", "prototype"}
+    assert set(by_origin) == {"omnixas", "materials_project", "file", "prototype", "literature"}
     assert len(by_origin["omnixas"]) == 1607
     for doc in by_origin["omnixas"]:
         assert re.fullmatch(r"(mp|mvc)-\d+", doc.material_id)
@@ -77,6 +77,22 @@ def test_docs_are_valid_with_provenance_and_licence(all_docs):
         assert prov.relaxation and prov.relaxation.startswith("CHGNet") and "fmax" in prov.relaxation
         assert "substituted" in doc.tags
         assert doc.nsites <= 60
+    # known compounds built from measured lattice constants: their bonds are the measured ones
+    lit = {d.material_id: d for d in by_origin["literature"]}
+    assert {"lit:spinel:FeAl2O4", "lit:spinel:CoAl2O4", "lit:calcite:MnCO3"} <= set(lit)
+    for doc in lit.values():
+        assert doc.material_id.startswith(("lit:spinel:", "lit:calcite:")) and "literature" in doc.tags
+        assert "measured" in doc.provenance.reference and "not relaxed" in doc.provenance.note
+    from pymatgen.core import Structure
+
+    def bond(mid, el):
+        s = Structure.from_dict(lit[mid].structure)
+        i = next(k for k, site in enumerate(s) if site.specie.symbol == el)
+        return min(n.nn_distance for n in s.get_neighbors(s[i], 3.0))
+
+    assert abs(bond("lit:spinel:FeCr2O4", "Cr") - 1.995) < 0.01  # Cr(III)-O, Shannon sum
+    assert 1.9 < bond("lit:spinel:FeAl2O4", "Fe") < 2.05  # tetrahedral Fe(II)-O, hercynite 1.96-2.0
+    assert abs(bond("lit:calcite:MnCO3", "Mn") - 2.19) < 0.02  # rhodochrosite Mn-O
 
 
 def test_no_non_oxides_and_ids_unique(all_docs):
