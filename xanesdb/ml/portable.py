@@ -41,11 +41,19 @@ def _card_markdown(doc: TrainingRunDoc) -> str:
         f"- hyper-parameters: `{json.dumps(hp)}`",
         f"- macro F1 ({hp.get('protocol')} protocol): {f1[0]:.3f} ± {f1[1]:.3f}" if f1 else "- macro F1: -",
     ]  # fmt: skip
+    bias = cal.get("bias")
+    priors = (", class log-odds " + ", ".join(f"{c} {b:+.2f}" for c, b in zip(doc.classes, bias))
+              + " (bias-corrected temperature scaling: the classes' frequencies put back after balanced training)"
+              if bias else "")  # fmt: skip
     if "ece_before" in cal:
-        lines.append(f"- calibration: temperature {cal['temperature']:.2f}, expected calibration error "
+        lines.append(f"- calibration: temperature {cal['temperature']:.2f}{priors}, expected calibration error "
                      f"{cal['ece_before']:.3f} -> {cal['ece_after']:.3f} on {cal['n']} measured-like held-out spectra")  # fmt: skip
     elif cal:
-        lines.append(f"- calibration: temperature {cal['temperature']:.2f}")
+        lines.append(f"- calibration: temperature {cal['temperature']:.2f}{priors}")
+    ot = m.get("outlier_test") or {}
+    if ot.get("null_residuals"):
+        lines.append(f"- outlier test: thresholds at {ot.get('quantile', 0.99):.0%} of held-out measured-like copies, "
+                     f"each carrying one of {ot['null_residuals']} measured-minus-calibrated residuals of reference compounds")  # fmt: skip
     fid = m.get("fidelity")
     if fid:
         lines.append(f"- fidelity correction fast -> scf: shift {fid['delta']:g} eV over an onset of {fid['e1']:g} eV, "

@@ -146,14 +146,19 @@ class OutlierTest:
         d, r = self._parts(X)
         return np.maximum(d / self.d_threshold, r / self.r_threshold)
 
+    def _null(self) -> str:
+        if self.null_residuals:
+            return "held-out computed spectra made measured-like with reference compounds' residuals"
+        return "held-out computed spectra"
+
     def explain(self, x: np.ndarray) -> str:
         """Why one spectrum is an outlier, in words."""
         d, r = self._parts(x)
         if d[0] / self.d_threshold >= r[0] / self.r_threshold:
             return (f"unlike the training spectra: principal-component distance {d[0]:.1f} > {self.d_threshold:.1f} "
-                    f"({self.quantile:.0%} of held-out computed spectra are closer)")  # fmt: skip
+                    f"({self.quantile:.0%} of {self._null()} are closer)")  # fmt: skip
         return (f"unlike the training spectra: shape outside their components (residual {r[0]:.2f} > "
-                f"{self.r_threshold:.2f}, {self.quantile:.0%} of held-out computed spectra)")  # fmt: skip
+                f"{self.r_threshold:.2f}, {self.quantile:.0%} of {self._null()})")  # fmt: skip
 
     def as_dict(self) -> dict:
         return asdict(self)
