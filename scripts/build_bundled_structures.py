@@ -17,8 +17,9 @@ Steps (deterministic; the output depends only on the inputs and the CHGNet versi
    (``scripts/prototypes/literature.json``): normal spinels A[B2]O4 with the tetrahedral
    Fe(II), Mn(II), Co(II) and octahedral Cr(III), V(III), Fe(III), Co(III), Mn(III/IV) sites that
    step 1 lacks (measured lattice constant, oxygen parameter from Shannon radii), and calcite-type
-   carbonates MCO3 of Mn, Fe, Co, Ni (measured a, c; oxygen parameter from the C-O bond). ids
-   ``lit:spinel:<formula>``, ``lit:calcite:<formula>``. ``--literature-only`` replaces just these
+   carbonates MCO3 of Mn, Fe, Co, Ni (measured a, c; oxygen parameter from the C-O bond), and
+   rock-salt FeO and NiO. ids ``lit:spinel:<formula>``, ``lit:calcite:<formula>``,
+   ``lit:rocksalt:<formula>``. ``--literature-only`` replaces just these
    records in an existing output file (no CHGNet needed).
 4. Optionally (``--check``) every absorber site is labelled with ChemEnv (SimplestChemenvStrategy,
    distance cutoff 1.2, angle cutoff 0.3, the paper's settings) and counts per absorber and class
@@ -764,6 +765,19 @@ def literature_records(path: Path = LITERATURE) -> list[dict[str, Any]]:
             "note": f"{note}: known compound, not relaxed; M-O {_shortest_bond(structure, M):.3f} A",
         }
         out.append(_record(mid, structure.get_primitive_structure().as_dict(), prov, ["literature", "prototype:calcite"]))
+    from pymatgen.core import Lattice, Structure
+
+    for M, a, note in spec.get("rocksalt", []):
+        structure = Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [M, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+        mid = f"lit:rocksalt:{M}O"
+        prov = {
+            "origin": "literature",
+            "source_id": mid,
+            "reference": f"Fm-3m, a = {a} A (measured); scripts/prototypes/literature.json",
+            "licence": licence,
+            "note": f"{note}: known compound, not relaxed; M-O {a / 2:.3f} A",
+        }
+        out.append(_record(mid, structure.get_primitive_structure().as_dict(), prov, ["literature", "prototype:rocksalt"]))
     return out
 
 

@@ -81,7 +81,7 @@ def test_docs_are_valid_with_provenance_and_licence(all_docs):
     lit = {d.material_id: d for d in by_origin["literature"]}
     assert {"lit:spinel:FeAl2O4", "lit:spinel:CoAl2O4", "lit:calcite:MnCO3"} <= set(lit)
     for doc in lit.values():
-        assert doc.material_id.startswith(("lit:spinel:", "lit:calcite:")) and "literature" in doc.tags
+        assert doc.material_id.startswith(("lit:spinel:", "lit:calcite:", "lit:rocksalt:")) and "literature" in doc.tags
         assert "measured" in doc.provenance.reference and "not relaxed" in doc.provenance.note
     from pymatgen.core import Structure
 
