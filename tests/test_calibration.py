@@ -270,7 +270,11 @@ def test_training_with_the_calibration_moves_the_energy_scale_and_draws_the_spre
                       curves=False, n_bootstrap=0, class_weight="balanced")  # fmt: skip
     res = train_from_query({"element": "Fe"}, cfg, two_class_db, register=False)
     m, hp = res.doc.metrics, res.doc.hyperparameters
-    assert m["measured_calibration"]["stretch"] == cal.stretch and "14 pairs" in m["measured_calibration"]["provenance"]
+    assert m["measured_calibration"]["stretch"] == cal.stretch and f"{cal.n_pairs} pairs" in m["measured_calibration"]["provenance"]
+    # the trust layer: per-class log-odds beside the temperature, outlier thresholds set on copies
+    # carrying the calibration's measured-minus-computed residuals
+    assert len(m["calibration"]["bias"]) == len(res.doc.classes)
+    assert m["outlier_test"]["null_residuals"] == len([p for p in cal.per_pair if p.get("residual")]) > 0
     ranges = cal.measurement_ranges()
     assert hp["calibration"] == "k-edge"
     assert tuple(hp["measurement"]["stretch"]) == ranges["stretch"] and tuple(hp["measurement"]["damping"]) == ranges["damping"]
@@ -283,3 +287,26 @@ def test_training_with_the_calibration_moves_the_energy_scale_and_draws_the_spre
                              two_class_db, register=False)  # fmt: skip
     o6_whole = np.asarray(whole.doc.metrics["class_means"][str(whole.doc.classes.index("O6"))])
     assert o6_whole.max() < o6.max() - 0.05
+
+
+def test_shipped_models_put_the_class_priors_back_and_set_outliers_on_measured_residuals():
+    """Each shipped card (scripts/train_shipped_models.py) carries the per-class log-odds of
+    bias-corrected temperature scaling, and they follow the classes' frequencies among its
+    training spectra; its outlier thresholds were set on copies carrying the calibration's
+    measured-minus-computed residuals."""
+    import json
+
+    from xanesdb.ml.portable import SHIPPED_DIR
+
+    cards = sorted(SHIPPED_DIR.glob("*-K-aligned/card.json"))
+    assert len(cards) == 9
+    for path in cards:
+        card = json.loads(path.read_text())
+        bias = dict(zip(card["classes"], card["metrics"]["calibration"]["bias"]))
+        counts = card["metrics"]["class_counts"]
+        assert len(bias) == len(card["classes"]) and bias[card["classes"][0]] == 0.0, path
+        # the most frequent class never gets the lowest log-odds, the rarest never the highest
+        top, rare = max(counts, key=counts.get), min(counts, key=counts.get)
+        assert bias[top] > min(bias.values()) or len(set(bias.values())) == 1, (path, bias, counts)
+        assert bias[rare] < max(bias.values()) or len(set(bias.values())) == 1, (path, bias, counts)
+        assert card["metrics"]["outlier_test"]["null_residuals"] >= 10, path
