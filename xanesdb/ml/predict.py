@@ -137,23 +137,22 @@ def predict_spectra(
     T = float(calib.get("temperature", 1.0))
     bias = calib.get("bias")  # per-class log-odds of bias-corrected temperature scaling (None in older cards)
     flips = np.zeros(len(X), dtype=bool)
+    means = [mean]
     if representation_of(doc) == "aligned" and TTA_SHIFTS_EV:
         # the energy calibration of a beamline is known to 1-3 eV: average over shifted copies,
         # and an answer that changes within that range is not one to trust
         grid = np.asarray(doc.energies, dtype=float)
-        means = [mean]
         for sh in TTA_SHIFTS_EV:
             Xs = np.stack([np.interp(grid - sh, grid, x) for x in X_full])[:, cols].astype(np.float32)
             means.append(_networks_probs(model, Xs).mean(axis=1))
         mean = np.mean(means, axis=0)
-        # unsure when the averaged answer is the answer of fewer than 3 of the 5 readings
-        # each reading as it will be answered: calibrated, with the class priors put back
-        reads = [apply_temperature(m, T, bias) * allowed for m in means]
-        final = apply_temperature(mean, T, bias) * allowed
-        votes = np.array([[int(np.argmax(r[i])) == int(np.argmax(final[i])) for r in reads]
-                          for i in range(len(X))])  # fmt: skip
-        flips = votes.sum(axis=1) < 3
     Pc = apply_temperature(mean, T, bias)
+    if len(means) > 1:
+        # unsure when the averaged answer is the answer of fewer than 3 of the 5 readings, each
+        # reading taken as it would be answered: calibrated, with the class priors put back
+        final = np.argmax(Pc * allowed, axis=1)
+        votes = np.stack([np.argmax(apply_temperature(m, T, bias) * allowed, axis=1) == final for m in means], axis=1)
+        flips = votes.sum(axis=1) < 3
     outlier = OutlierTest(**doc.metrics["outlier_test"]) if doc.metrics.get("outlier_test") else None
     scores = outlier.score(X) if outlier is not None else np.zeros(len(X))
     for (i, prep, _), p, praw, pk, sc, x, flip, ok, note in zip(ready, Pc, mean, P, scores, X, flips, allowed, notes):
