@@ -62,15 +62,16 @@ def fit_temperature_bias(P: np.ndarray, y: np.ndarray, bounds: tuple[float, floa
     P = np.asarray(P, dtype=np.float64)
     k = P.shape[1]
     T0 = fit_temperature(P, y, bounds)
+    log_bounds = (np.log(bounds[0]), np.log(bounds[1]))
 
     def nll(theta: np.ndarray) -> float:
-        T = float(np.clip(np.exp(theta[0]), *bounds))
+        T = float(np.exp(np.clip(theta[0], *log_bounds)))  # clipped in log space: no overflow
         Q = apply_temperature(P, T, np.concatenate([[0.0], theta[1:]]))
         return -float(np.mean(np.log(np.clip(Q[np.arange(len(y)), y], 1e-12, 1.0))))
 
     res = minimize(nll, np.concatenate([[np.log(T0)], np.zeros(k - 1)]), method="Nelder-Mead",
                    options={"xatol": 1e-4, "fatol": 1e-7, "maxiter": 2000})
-    T = float(np.clip(np.exp(res.x[0]), *bounds))
+    T = float(np.exp(np.clip(res.x[0], *log_bounds)))
     return T, [0.0, *(float(b) for b in res.x[1:])]
 
 
