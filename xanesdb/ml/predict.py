@@ -69,6 +69,7 @@ def predict_spectra(
     spectra: list[MeasuredSpectrum],
     align: str = "auto",
     min_confidence: float = MIN_CONFIDENCE,
+    absorbers: list[str | None] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per spectrum: probabilities (calibrated), the class or ``unsure`` and why.
 
@@ -82,6 +83,8 @@ def predict_spectra(
         ``auto`` (the model's own rule), or for ``grid`` models ``none`` / ``edge``.
     min_confidence
         Calibrated probability the most probable class must reach; below it the answer is ``unsure``.
+    absorbers
+        Each spectrum's absorber when the caller has it already (:func:`absorber_of`; None: found here).
 
     Returns
     -------
@@ -96,6 +99,7 @@ def predict_spectra(
     cols = np.asarray(doc.hyperparameters.get("feature_indices", range(len(doc.energies))), dtype=int)
     rows: list[dict[str, Any]] = []
     ready: list[tuple[int, dict[str, Any], MeasuredSpectrum]] = []  # (row, prepared input, spectrum)
+    known = dict(zip(map(id, spectra), absorbers)) if absorbers is not None else {}
     for s in spectra:
         base = {"name": s.name, "file": s.path, "group": s.group, "model": doc.run_id}
         try:
@@ -122,10 +126,13 @@ def predict_spectra(
     for k, (_, prep, s) in enumerate(ready):
         why = None
         if representation_of(doc) == "aligned":
-            try:
-                absorber, _ = absorber_of(s)
-            except XanesdbUserError:
-                absorber = None
+            if id(s) in known:
+                absorber = known[id(s)]
+            else:
+                try:
+                    absorber, _ = absorber_of(s)
+                except XanesdbUserError:
+                    absorber = None
             out, why = ruled_out_by_preedge(absorber, prep.get("preedge_height", 0.0), prep.get("preedge_ev"),
                                             prep.get("preedge_max"))  # fmt: skip
             out = [c for c in out if c in doc.classes]
@@ -300,7 +307,8 @@ def predict_measured(
         batches.setdefault(key, []).append((len(rows) - 1, s, absorber or "", how))
     for key, items in batches.items():  # one pass per model: its inference graph is built once
         doc, keras_model = loaded[key]
-        out = predict_spectra(doc, keras_model, [s for _, s, _, _ in items], align=align, min_confidence=min_confidence)
+        out = predict_spectra(doc, keras_model, [s for _, s, _, _ in items], align=align, min_confidence=min_confidence,
+                              absorbers=[a or None for _, _, a, _ in items])  # fmt: skip
         for (i, s, absorber, how), r in zip(items, out):
             r.update(absorber=absorber, absorber_from=how)
             if png_dir is not None and "error" not in r:
