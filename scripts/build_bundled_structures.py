@@ -723,61 +723,61 @@ def _radius_vi(element: str, oxidation: float) -> float:
     return Species(element, int(oxidation)).get_shannon_radius("VI", spin)
 
 
+def _spinel_bond(a: float, u: float, A: str | None, B: str, site: str) -> float:
+    """The tetrahedral (``site="A"``) or octahedral (``"B"``) bond of a spinel; where A and B are one
+    element (Co3O4) or A is empty, a stand-in on the other site tells the two apart."""
+    if site == "A":
+        return _shortest_bond(_spinel(a, u, A, "Zn" if A == B else B), A)
+    return _shortest_bond(_spinel(a, u, "Zn" if A in (B, None) else A, B), B)
+
+
 def spinel_oxygen_parameter(a: float, A: str | None, B: str, oxidation_b: float = 3) -> float:
     """Oxygen parameter u (origin choice 1) giving the octahedral bond r(B, VI) + r(O, IV)."""
     from scipy.optimize import brentq
 
     target = _radius_vi(B, oxidation_b) + R_OXYGEN_IV
-    a_site = "Zn" if A in (B, None) else A  # only the B-O bond is measured; tell the sites apart in Co3O4
-    return float(brentq(lambda u: _shortest_bond(_spinel(a, u, a_site, B), B) - target, 0.376, 0.40, xtol=1e-6))
+    return float(brentq(lambda u: _spinel_bond(a, u, A, B, "B") - target, 0.376, 0.40, xtol=1e-6))
+
+
+def _rocksalt(a: float, M: str):
+    from pymatgen.core import Lattice, Structure
+
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [M, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def _literature_record(mid: str, structure: Any, reference: str, note: str, kind: str) -> dict[str, Any]:
+    prov = {
+        "origin": "literature",
+        "source_id": mid,
+        "reference": f"{reference}; scripts/prototypes/literature.json",
+        "licence": "structure built by xanesdb from published lattice constants (facts, no licence)",
+        "note": note,
+    }
+    return _record(mid, structure.get_primitive_structure().as_dict(), prov, ["literature", f"prototype:{kind}"])
 
 
 def literature_records(path: Path = LITERATURE) -> list[dict[str, Any]]:
     """Compact records of the known compounds of ``path`` (primitive cells)."""
     spec = json.loads(path.read_text())
-    licence = "structure built by xanesdb from published lattice constants (facts, no licence)"
     out = []
     for A, B, a, _, ox_b, note in spec["spinels"]:
         u = round(spinel_oxygen_parameter(a, A, B, ox_b), 4)
-        structure = _spinel(a, u, A, B).get_primitive_structure()
         mid = {None: f"lit:spinel:{B}O2", B: f"lit:spinel:{B}3O4"}.get(A, f"lit:spinel:{A}{B}2O4")
-        bonds = f"B-O {_shortest_bond(_spinel(a, u, 'Zn' if A in (B, None) else A, B), B):.3f} A"
+        bonds = f"B-O {_spinel_bond(a, u, A, B, 'B'):.3f} A"
         if A is not None:
-            bonds = f"T-O {_shortest_bond(_spinel(a, u, A, 'Zn' if A == B else B), A):.3f} A, " + bonds
-        prov = {
-            "origin": "literature",
-            "source_id": mid,
-            "reference": f"Fd-3m, a = {a} A (measured), u = {u} (origin choice 1) from Shannon radii; "
-            "scripts/prototypes/literature.json",
-            "licence": licence,
-            "note": f"{note}: known compound, normal cation order, not relaxed; {bonds}",
-        }
-        out.append(_record(mid, structure.as_dict(), prov, ["literature", "prototype:spinel"]))
+            bonds = f"T-O {_spinel_bond(a, u, A, B, 'A'):.3f} A, " + bonds
+        out.append(_literature_record(
+            mid, _spinel(a, u, A, B), f"Fd-3m, a = {a} A (measured), u = {u} (origin choice 1) from Shannon radii",
+            f"{note}: known compound, normal cation order, not relaxed; {bonds}", "spinel"))  # fmt: skip
     for M, a, c, note in spec.get("calcite_carbonates", []):
         structure, x = _calcite(a, c, M)
-        mid = f"lit:calcite:{M}CO3"
-        prov = {
-            "origin": "literature",
-            "source_id": mid,
-            "reference": f"R-3c, a = {a} A, c = {c} A (measured), O x = {x:.4f} from the C-O bond "
-            f"{R_CARBONATE_CO} A; scripts/prototypes/literature.json",
-            "licence": licence,
-            "note": f"{note}: known compound, not relaxed; M-O {_shortest_bond(structure, M):.3f} A",
-        }
-        out.append(_record(mid, structure.get_primitive_structure().as_dict(), prov, ["literature", "prototype:calcite"]))
-    from pymatgen.core import Lattice, Structure
-
+        out.append(_literature_record(
+            f"lit:calcite:{M}CO3", structure,
+            f"R-3c, a = {a} A, c = {c} A (measured), O x = {x:.4f} from the C-O bond {R_CARBONATE_CO} A",
+            f"{note}: known compound, not relaxed; M-O {_shortest_bond(structure, M):.3f} A", "calcite"))  # fmt: skip
     for M, a, note in spec.get("rocksalt", []):
-        structure = Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [M, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-        mid = f"lit:rocksalt:{M}O"
-        prov = {
-            "origin": "literature",
-            "source_id": mid,
-            "reference": f"Fm-3m, a = {a} A (measured); scripts/prototypes/literature.json",
-            "licence": licence,
-            "note": f"{note}: known compound, not relaxed; M-O {a / 2:.3f} A",
-        }
-        out.append(_record(mid, structure.get_primitive_structure().as_dict(), prov, ["literature", "prototype:rocksalt"]))
+        out.append(_literature_record(f"lit:rocksalt:{M}O", _rocksalt(a, M), f"Fm-3m, a = {a} A (measured)",
+                                      f"{note}: known compound, not relaxed; M-O {a / 2:.3f} A", "rocksalt"))  # fmt: skip
     return out
 
 
