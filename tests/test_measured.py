@@ -182,6 +182,27 @@ def test_outlier_test_flags_a_spectrum_unlike_the_training_data():
     assert "unlike the training spectra" in test.explain(odd[None])
 
 
+def test_reference_vote_counts_the_nearest_references_and_the_ensemble_averages():
+    from xanesdb.ml.trust import ReferenceVote, combine_with_references
+
+    e = np.arange(-5, 44.51, 0.5)
+    step = 1 / (1 + np.exp(-e))
+    white = step + 0.5 * np.exp(-0.5 * ((e - 5) / 2) ** 2)  # class 0: strong white line
+    pre = step + 0.3 * np.exp(-0.5 * ((e + 3) / 0.7) ** 2)  # class 1: pre-edge peak
+    rng = np.random.default_rng(0)
+    X = np.concatenate([white + rng.normal(0, 0.01, (10, len(e))), pre + rng.normal(0, 0.01, (4, len(e)))])
+    y = np.array([0] * 10 + [1] * 4)
+    vote = ReferenceVote.fit(X, y, n_classes=2, k=5, names=[f"mp-{i}" for i in range(14)])
+    S = vote.shares(np.stack([white, pre]))
+    assert S.tolist() == [[1.0, 0.0], [0.2, 0.8]]  # 4 of class 1 exist, the 5th neighbour is class 0
+    idx, d = vote.nearest(pre[None])
+    assert set(idx[0, :4]) == {10, 11, 12, 13} and np.all(np.diff(d[0]) >= 0)
+    again = ReferenceVote(**vote.as_dict())  # what a card stores reads back the same
+    assert np.array_equal(again.shares(X), vote.shares(X))
+    P = np.array([[0.3, 0.7]])
+    assert np.allclose(combine_with_references(P, S[:1]), [[0.65, 0.35]])
+
+
 # ----------------------------------------------------------------------------- aligned representation
 def test_align_computed_puts_the_half_step_at_zero():
     from xanesdb.ml.aligned import ALIGNED_GRID, align_computed
@@ -247,6 +268,29 @@ def test_predict_rows_for_good_and_bad_spectra(dev):
     assert good["predicted"] in (*doc.classes, "unsure")
     assert good["predicted"] != "unsure" or good["reason"]
     assert abs(good["shift_ev"] + good["e_half"]) < 1e-9 and 7118 < good["e_half"] < 7130
+
+
+def test_predict_averages_the_networks_with_the_reference_vote(dev):
+    from xanesdb.ml.inputs import prepare
+    from xanesdb.ml.predict import predict_spectra
+    from xanesdb.ml.trust import ReferenceVote
+
+    doc, model = _tiny_doc_and_model()
+    (hematite,) = read_spectra(dev / "athena" / "Fe.prj", groups=["Hematite"])
+    x = prepare(doc, hematite)["x"]
+    # references: hematite itself as S5 (7 copies), far-away flat spectra as O6 and T4
+    R = np.concatenate([np.repeat(x[None], 7, axis=0), np.full((4, 100), 3.0), np.full((4, 100), -3.0)])
+    doc.metrics["reference_vote"] = {**ReferenceVote.fit(R, [1] * 7 + [0] * 4 + [2] * 4, 3,
+                                                         names=[f"m{i}" for i in range(15)]).as_dict(),
+                                     "accuracy": 0.5}  # fmt: skip
+    (row,) = predict_spectra(doc, model, [hematite])
+    assert row["reference_vote"] == {"S5": 7}
+    assert [r["class"] for r in row["nearest_references"]] == ["S5"] * 7
+    assert row["nearest_references"][0]["rmse"] < 0.01 and row["nearest_references"][0]["material_id"] == "m0"
+    # shifted readings still sit nearest the S5 copies: the vote adds 0.5 to S5
+    net = row["probabilities_networks"]
+    assert abs(row["probabilities"]["S5"] - (0.5 * net["S5"] + 0.5)) < 1e-6
+    assert abs(row["probabilities"]["O6"] - 0.5 * net["O6"]) < 1e-6
 
 
 def test_plot_measured_prediction_writes_png(dev, tmp_path):

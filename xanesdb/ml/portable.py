@@ -54,6 +54,13 @@ def _card_markdown(doc: TrainingRunDoc) -> str:
     if ot.get("null_residuals"):
         lines.append(f"- outlier test: thresholds at {ot.get('quantile', 0.99):.0%} of held-out measured-like copies, "
                      f"each carrying one of {ot['null_residuals']} measured-minus-calibrated residuals of reference compounds")  # fmt: skip
+    rv = m.get("reference_vote") or {}
+    if rv.get("labels"):
+        held = (f"; on the measured-like held-out copies the vote alone is right for {rv['accuracy']:.0%}, "
+                f"the networks with it for {rv['accuracy_with_networks']:.0%} (expected calibration error "
+                f"{rv['ece_with_networks']:.3f})" if "accuracy_with_networks" in rv else "")  # fmt: skip
+        lines.append(f"- reference vote: the {len(rv['labels'])} training spectra are kept as references; the classes "
+                     f"of the {rv['k']} nearest are averaged with the calibrated networks{held}")  # fmt: skip
     fid = m.get("fidelity")
     if fid:
         lines.append(f"- fidelity correction fast -> scf: shift {fid['delta']:g} eV over an onset of {fid['e1']:g} eV, "

@@ -13,7 +13,9 @@ FEFF files) is put in the model's representation:
 For aligned models the spectrum is also read shifted by -2..+2 eV (beamline energy calibrations
 differ by 1-3 eV): the probabilities are averaged over the five readings, and an answer that
 fewer than three of them give is ``unsure``. The networks' mean probabilities are then
-temperature-scaled (aligned models carry the fitted temperature) and checked: a spectrum that the
+temperature-scaled (aligned models carry the fitted temperature and class log-odds) and, where
+the model carries its training spectra as references (:class:`xanesdb.ml.trust.ReferenceVote`),
+averaged with the classes of the 7 references nearest each reading. Then they are checked: a spectrum that the
 model's outlier test finds unlike its training spectra, or whose most probable class stays below
 :data:`MIN_CONFIDENCE`, is answered ``unsure`` with the reason. A measured spectrum with a strong
 isolated pre-edge peak (:mod:`xanesdb.xas.preedge`: no inversion centre) has O6 ruled out before
@@ -91,10 +93,12 @@ def predict_spectra(
     list of dict
         ``name``, ``file``, ``group``, ``model``, ``predicted`` (a class or ``unsure``),
         ``best_class``, ``confidence``, ``probabilities``, ``probabilities_uncalibrated``,
+        ``probabilities_networks`` (the calibrated networks alone), ``reference_vote`` and
+        ``nearest_references`` (models with references),
         ``std`` (over networks), ``outlier_score``, ``reason``, ``note``, ``shift_ev``, ``e0``, ``e_half``,
         ``edge_step`` (and for aligned models ``preedge_height``, ``preedge_ev``); or ``name``, ``file``, ``error`` for a spectrum that could not be prepared.
     """
-    from xanesdb.ml.trust import OutlierTest, apply_temperature
+    from xanesdb.ml.trust import OutlierTest, ReferenceVote, apply_temperature, combine_with_references
 
     cols = np.asarray(doc.hyperparameters.get("feature_indices", range(len(doc.energies))), dtype=int)
     rows: list[dict[str, Any]] = []
@@ -143,8 +147,10 @@ def predict_spectra(
     calib = doc.metrics.get("calibration") or {}
     T = float(calib.get("temperature", 1.0))
     bias = calib.get("bias")  # per-class log-odds of bias-corrected temperature scaling (None in older cards)
+    refs = ReferenceVote(**_vote_fields(doc.metrics["reference_vote"])) if doc.metrics.get("reference_vote") else None
     flips = np.zeros(len(X), dtype=bool)
     means = [mean]
+    readings = [X]
     if representation_of(doc) == "aligned" and TTA_SHIFTS_EV:
         # the energy calibration of a beamline is known to 1-3 eV: average over shifted copies,
         # and an answer that changes within that range is not one to trust
@@ -152,17 +158,28 @@ def predict_spectra(
         for sh in TTA_SHIFTS_EV:
             Xs = np.stack([np.interp(grid - sh, grid, x) for x in X_full])[:, cols].astype(np.float32)
             means.append(_networks_probs(model, Xs).mean(axis=1))
+            readings.append(Xs)
         mean = np.mean(means, axis=0)
-    Pc = apply_temperature(mean, T, bias)
+    Pn = apply_temperature(mean, T, bias)
+    # the reference vote of each reading (None: the card has no references)
+    shares = [refs.shares(r) for r in readings] if refs is not None else None
+    Pc = combine_with_references(Pn, np.mean(shares, axis=0)) if shares is not None else Pn
     if len(means) > 1:
         # unsure when the averaged answer is the answer of fewer than 3 of the 5 readings, each
-        # reading taken as it would be answered: calibrated, with the class priors put back
+        # reading taken as it would be answered: calibrated, with the class priors put back (and
+        # with its own reference vote)
         final = np.argmax(Pc * allowed, axis=1)
-        votes = np.stack([np.argmax(apply_temperature(m, T, bias) * allowed, axis=1) == final for m in means], axis=1)
+        each = [apply_temperature(m, T, bias) for m in means]
+        if shares is not None:
+            each = [combine_with_references(q, v) for q, v in zip(each, shares)]
+        votes = np.stack([np.argmax(q * allowed, axis=1) == final for q in each], axis=1)
         flips = votes.sum(axis=1) < 3
+    near_idx, near_d = refs.nearest(X) if refs is not None else (None, None)
     outlier = OutlierTest(**doc.metrics["outlier_test"]) if doc.metrics.get("outlier_test") else None
     scores = outlier.score(X) if outlier is not None else np.zeros(len(X))
-    for (i, prep, _), p, praw, pk, sc, x, flip, ok, note in zip(ready, Pc, mean, P, scores, X, flips, allowed, notes):
+    for j, ((i, prep, _), p, praw, pk, sc, x, flip, ok, note) in enumerate(
+        zip(ready, Pc, mean, P, scores, X, flips, allowed, notes)
+    ):
         if not ok.all() and (p * ok).sum() > 0:
             p = p * ok / (p * ok).sum()
         best = int(np.argmax(p))
@@ -181,6 +198,8 @@ def predict_spectra(
             "confidence": float(p[best]),
             "probabilities": {c: float(v) for c, v in zip(doc.classes, p)},
             "probabilities_uncalibrated": {c: float(v) for c, v in zip(doc.classes, praw)},
+            "probabilities_networks": {c: float(v) for c, v in zip(doc.classes, Pn[j])},
+            **(_nearest_fields(doc, refs, near_idx[j], near_d[j]) if refs is not None else {}),
             "std": {c: float(v) for c, v in zip(doc.classes, pk.std(axis=0))},
             "outlier_score": float(sc),
             "reason": reason,
@@ -188,6 +207,24 @@ def predict_spectra(
             **{k: float(v) for k, v in prep.items() if k != "x"},
         })  # fmt: skip
     return rows
+
+
+def _vote_fields(d: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`~xanesdb.ml.trust.ReferenceVote` fields of a card's ``reference_vote`` (which also
+    carries its held-out scores)."""
+    return {k: d[k] for k in ("X", "labels", "n_classes", "k", "names") if k in d}
+
+
+def _nearest_fields(doc: TrainingRunDoc, refs: Any, idx: np.ndarray, dist: np.ndarray) -> dict[str, Any]:
+    """``reference_vote`` (class -> neighbours of the unshifted reading) and ``nearest_references``
+    (material, class, root-mean-square difference) of one row."""
+    labels = [doc.classes[refs.labels[t]] for t in idx]
+    names = refs.names or [None] * len(refs.labels)
+    return {
+        "reference_vote": {c: labels.count(c) for c in doc.classes if c in labels},
+        "nearest_references": [{"material_id": names[t], "class": c, "rmse": round(float(d), 4)}
+                               for t, c, d in zip(idx, labels, dist)],
+    }  # fmt: skip
 
 
 def prepared_inputs(doc: TrainingRunDoc, spectra: list[MeasuredSpectrum], align: str = "auto") -> list[np.ndarray | None]:

@@ -328,11 +328,14 @@ def train_on_dataset(
     config: TrainConfig,
     on_epoch: Callable[[int, float, int], None] | None = None,
     ood_residuals: np.ndarray | None = None,
+    X_references: np.ndarray | None = None,
 ) -> tuple[Any, dict[str, Any], np.ndarray, list]:
     """Split, train ``config.n_models`` x ``config.ensemble`` networks side by side, score them.
 
     ``ood_residuals`` (rows on the dataset's grid): real measured-minus-calibrated-computed curves of
     reference compounds; the outlier test's thresholds are then set on held-out copies carrying them.
+    ``X_references``: the dataset's rows as a measurement would look (the whole computed -> measured
+    calibration applied) for the aligned run's reference vote; None: the rows themselves.
 
     Returns
     -------
@@ -399,7 +402,8 @@ def train_on_dataset(
     if config.representation == "aligned":
         t0 = time.perf_counter()
         metrics.update(_trust_metrics(model, ds.X, y, splits, cols, e, ds.energies, len(classes), config.seed,
-                                      MeasurementModel.from_dict(config.measurement), ood_residuals))  # fmt: skip
+                                      MeasurementModel.from_dict(config.measurement), ood_residuals, ds.groups,
+                                      X_references))  # fmt: skip
         timings["trust_s"] = time.perf_counter() - t0
     metrics["timings"] = timings
     return model, metrics, cols, splits
@@ -430,7 +434,8 @@ def knn_baseline(X: np.ndarray, y: np.ndarray, splits: list, classes: list[str],
     return {"k": k, "metric": "cosine", "f1": scores["f1"], "f1_macro": float(macro[0])}
 
 
-def _trust_metrics(model, X, y, splits, cols, e, energies, n_classes, seed, mm, ood_residuals=None) -> dict[str, Any]:
+def _trust_metrics(model, X, y, splits, cols, e, energies, n_classes, seed, mm, ood_residuals=None,
+                   names=None, X_references=None) -> dict[str, Any]:  # fmt: skip
     """Calibration and outlier test of an aligned run, on measured-like copies of held-out spectra.
 
     Each split's test spectra get two measured-like copies (:func:`measurement_copies`); the
@@ -440,10 +445,15 @@ def _trust_metrics(model, X, y, splits, cols, e, energies, n_classes, seed, mm, 
     spectra, its thresholds from the held-out copies; with ``ood_residuals`` each held-out copy also
     carries one of those real measured-vs-computed differences, so a measurement that differs from
     its computed twin as much as a reference compound's does is not called an outlier.
+
+    Every training spectrum (as ``X_references`` has it) becomes a reference of the run's
+    :class:`~xanesdb.ml.trust.ReferenceVote`;
+    the vote and its mean with the calibrated networks are scored on the same held-out copies (each
+    split's copies against that split's training spectra only).
     """
     from xanesdb.ml.augment import measurement_copies
-    from xanesdb.ml.trust import (OutlierTest, apply_temperature, expected_calibration_error, fit_temperature_bias,
-                                  reliability_table)
+    from xanesdb.ml.trust import (OutlierTest, ReferenceVote, apply_temperature, combine_with_references,
+                                  expected_calibration_error, fit_temperature_bias, reliability_table)
 
     rng = np.random.default_rng(seed + 7)
     X_tests = [np.concatenate([measurement_copies(X[te], energies, mm, rng) for _ in range(2)]) for _, te in splits]
@@ -463,6 +473,10 @@ def _trust_metrics(model, X, y, splits, cols, e, energies, n_classes, seed, mm, 
         X_null = (X_null + R[rng.integers(0, n_res, len(X_null))]).astype(np.float32)
     outlier = OutlierTest.fit(X_fit[:, cols], X_null[:, cols])
     outlier.null_residuals = n_res
+    R = X if X_references is None else np.asarray(X_references, dtype=np.float32)
+    S = np.concatenate([ReferenceVote.fit(R[tr_i][:, cols], y[tr_i], n_classes).shares(Xt[:, cols])
+                        for (tr_i, _), Xt in zip(splits, X_tests)])  # fmt: skip
+    Pe = combine_with_references(Pc, S)
     return {
         "calibration": {
             "temperature": T,
@@ -474,6 +488,12 @@ def _trust_metrics(model, X, y, splits, cols, e, energies, n_classes, seed, mm, 
             "reliability_before": reliability_table(P, yt),
             "reliability_after": reliability_table(Pc, yt),
             "measurement_model": mm.as_dict(),
+        },
+        "reference_vote": {
+            **ReferenceVote.fit(R[:, cols], y, n_classes, names=names).as_dict(),
+            "accuracy": float(np.mean(S.argmax(axis=1) == yt)),
+            "accuracy_with_networks": float(np.mean(Pe.argmax(axis=1) == yt)),
+            "ece_with_networks": expected_calibration_error(Pe, yt),
         },
         "outlier_test": outlier.as_dict(),
         "class_means": {str(i): X[y == i].mean(axis=0).tolist() for i in range(n_classes) if np.any(y == i)},
@@ -534,7 +554,7 @@ def train_from_query(
 
     settings = settings or get_settings()
     t0 = time.perf_counter()
-    fidelity = calibration = None
+    fidelity = calibration = X_references = None
     if config.calibration is not None and config.representation != "aligned":
         raise XanesdbUserError("a measured calibration needs --representation aligned")
     if config.representation == "aligned":
@@ -545,6 +565,8 @@ def train_from_query(
         ds = load_aligned_dataset(query, settings, label_field=label_field, fidelity=fidelity)
         if config.calibration is not None:
             calibration = resolve_calibration(config.calibration)
+            # the reference vote's spectra: the whole calibration, as a measurement would look
+            X_references = calibration.apply(ds.X, ds.energies).astype(np.float32)
             if "measured" in config.augment and calibration.per_pair:
                 # the energy scale for every spectrum; broadening, damping and the stretch's spread
                 # drawn per measured-like copy from the spread of the per-pair fits
@@ -559,7 +581,7 @@ def train_from_query(
     ood_residuals = None
     if calibration is not None and calibration.per_pair:
         ood_residuals = calibration.measurement_ranges(residuals=True).get("residuals") or None
-    model, metrics, cols, splits = train_on_dataset(ds, config, on_epoch, ood_residuals)
+    model, metrics, cols, splits = train_on_dataset(ds, config, on_epoch, ood_residuals, X_references)
     if fidelity is not None:
         metrics["fidelity"] = fidelity.as_dict()
     if calibration is not None:

@@ -16,6 +16,13 @@
   residual outside it, each divided by its own threshold (a quantile of the same numbers on
   held-out spectra). A score above 1 means the spectrum lies farther from the training data than
   ``quantile`` of held-out computed spectra do.
+- :class:`ReferenceVote`: the second opinion a spectroscopist would ask for, the classes of the
+  ``k`` computed reference spectra closest to the spectrum (root-mean-square difference on the
+  model's window, references on the same footing as the training spectra: fidelity-corrected and
+  calibrated to measured). Its class shares are averaged with the networks' calibrated
+  probabilities (an ensemble of two unlike models): the networks learn the features that tell
+  the classes apart on computed spectra, the vote asks which known compounds the measurement
+  resembles as a whole.
 """
 
 from __future__ import annotations
@@ -24,8 +31,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["OutlierTest", "apply_temperature", "expected_calibration_error", "fit_temperature", "fit_temperature_bias",
-           "reliability_table"]
+__all__ = ["OutlierTest", "ReferenceVote", "apply_temperature", "combine_with_references", "expected_calibration_error",
+           "fit_temperature", "fit_temperature_bias", "reliability_table"]
 
 
 def apply_temperature(P: np.ndarray, T: float, bias=None) -> np.ndarray:
@@ -163,3 +170,67 @@ class OutlierTest:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+#: neighbours of :class:`ReferenceVote`
+REFERENCE_K = 7
+
+
+@dataclass
+class ReferenceVote:
+    """The classes of the ``k`` nearest reference spectra (root-mean-square difference).
+
+    Attributes
+    ----------
+    X
+        Reference spectra (rows, on the model's input columns; rounded to 1e-3).
+    labels
+        Class index of each reference.
+    n_classes
+        Number of classes of the model.
+    k
+        Neighbours that vote.
+    names
+        The material of each reference (for the answer's "nearest references").
+    """
+
+    X: list[list[float]]
+    labels: list[int]
+    n_classes: int
+    k: int = REFERENCE_K
+    names: list[str] | None = None
+
+    @classmethod
+    def fit(cls, X: np.ndarray, y: np.ndarray, n_classes: int, k: int = REFERENCE_K, names=None) -> ReferenceVote:
+        """References ``X`` with classes ``y``."""
+        X = np.round(np.asarray(X, dtype=np.float64), 3)
+        return cls(X=X.tolist(), labels=[int(v) for v in y], n_classes=int(n_classes), k=int(k),
+                   names=None if names is None else [str(n) for n in names])  # fmt: skip
+
+    def _distances(self, X: np.ndarray) -> np.ndarray:
+        R = np.asarray(self.X, dtype=np.float32)
+        Q = np.atleast_2d(np.asarray(X, dtype=np.float32))
+        d2 = (Q**2).sum(axis=1)[:, None] + (R**2).sum(axis=1)[None, :] - 2.0 * Q @ R.T
+        return np.sqrt(np.clip(d2, 0.0, None) / R.shape[1])
+
+    def nearest(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, distances) of the ``k`` nearest references per row, nearest first."""
+        d = self._distances(X)
+        k = min(self.k, d.shape[1])
+        idx = np.argsort(d, axis=1, kind="stable")[:, :k]
+        return idx, np.take_along_axis(d, idx, axis=1)
+
+    def shares(self, X: np.ndarray) -> np.ndarray:
+        """(n, n_classes): each class's share of the ``k`` nearest references."""
+        idx, _ = self.nearest(X)
+        lab = np.asarray(self.labels)[idx]
+        return np.stack([(lab == c).mean(axis=1) for c in range(self.n_classes)], axis=1)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def combine_with_references(P: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """The ensemble's probabilities: the mean of the networks' calibrated ``P`` and the references'
+    class ``shares`` (equal weights; no weight is fitted, so nothing is tuned on the measured set)."""
+    return 0.5 * (np.asarray(P, dtype=np.float64) + np.asarray(shares, dtype=np.float64))
