@@ -253,6 +253,27 @@ def test_portable_model_round_trip(tmp_path):
     assert np.allclose(model.predict(x, verbose=0), model2.predict(x, verbose=0), atol=1e-6)
 
 
+def test_portable_model_keeps_its_references_beside_the_card(tmp_path):
+    import json
+
+    from xanesdb.ml.portable import export_portable, load_portable
+    from xanesdb.ml.trust import ReferenceVote
+
+    doc, model = _tiny_doc_and_model()
+    R = np.random.default_rng(2).random((12, 100))
+    doc.metrics["reference_vote"] = {**ReferenceVote.fit(R, [0, 1, 2] * 4, 3, names=[f"mp-{i}" for i in range(12)]).as_dict(),
+                                     "accuracy": 0.4, "accuracy_with_networks": 0.8, "ece_with_networks": 0.05}  # fmt: skip
+    export_portable(doc, model, tmp_path / "m")
+    card = json.loads((tmp_path / "m" / "card.json").read_text())
+    assert "X" not in card["metrics"]["reference_vote"] and card["metrics"]["reference_vote"]["file"] == "references.npz"
+    assert "reference vote: the 12 training spectra" in (tmp_path / "m" / "card.md").read_text()
+    doc2, _ = load_portable(tmp_path / "m")
+    v1, v2 = ReferenceVote(**{k: doc.metrics["reference_vote"][k] for k in ("X", "labels", "n_classes", "k", "names")}), \
+        ReferenceVote(**{k: doc2.metrics["reference_vote"][k] for k in ("X", "labels", "n_classes", "k", "names")})
+    assert v2.names[3] == "mp-3" and np.abs(np.asarray(v1.X) - np.asarray(v2.X)).max() < 1e-3
+    assert np.array_equal(v1.shares(R), v2.shares(R))
+
+
 def test_predict_rows_for_good_and_bad_spectra(dev):
     from xanesdb.ml.predict import predict_spectra
     from xanesdb.xas.readers import MeasuredSpectrum

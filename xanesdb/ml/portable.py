@@ -3,7 +3,9 @@
 A portable model is a folder holding the Keras file (the networks, with their standardisation
 inside) and ``card.json``, the registry document (training query and data fingerprint, grid and
 representation, classes, hyper-parameters, scores, calibration, outlier test, library versions),
-plus ``card.md`` for people. It loads with Keras and xanesdb alone, no database.
+plus ``card.md`` for people, and for models with a reference vote ``references.npz`` (the
+reference spectra as float16, their classes and materials; kept out of ``card.json`` so the card
+stays readable). It loads with Keras and xanesdb alone, no database.
 
 The per-absorber models that ``xanesdb predict`` uses when no ``--model`` is given ship in this
 format under ``xanesdb/data/models/<element>-K-<representation>/`` (made by
@@ -79,7 +81,7 @@ def _card_markdown(doc: TrainingRunDoc) -> str:
 
 
 def export_portable(doc: TrainingRunDoc, model: Any, out_dir: Path) -> Path:
-    """Write ``model.keras``, ``card.json`` and ``card.md`` into ``out_dir`` (created)."""
+    """Write ``model.keras``, ``card.json``, ``card.md`` (and ``references.npz``) into ``out_dir`` (created)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise XanesdbUserError(f"{out_dir} is a file; give a folder for the model")
@@ -91,6 +93,16 @@ def export_portable(doc: TrainingRunDoc, model: Any, out_dir: Path) -> Path:
     bare.save(out_dir / "model.keras")
     card = doc.model_dump(mode="json")
     card.pop("weights_file_id", None)
+    refs = (card.get("metrics") or {}).get("reference_vote")
+    if refs and refs.get("X"):
+        import numpy as np
+
+        np.savez_compressed(out_dir / "references.npz", X=np.asarray(refs.pop("X"), dtype=np.float16),
+                            labels=np.asarray(refs.pop("labels"), dtype=np.int16),
+                            names=np.asarray(refs.pop("names", None) or [], dtype=str))  # fmt: skip
+        refs["file"] = "references.npz"
+    elif (out_dir / "references.npz").exists():
+        (out_dir / "references.npz").unlink()
     (out_dir / "card.json").write_text(json.dumps(card, indent=1))
     (out_dir / "card.md").write_text(_card_markdown(doc))
     return out_dir
@@ -108,8 +120,16 @@ def load_portable(path: Path) -> tuple[TrainingRunDoc, Any]:
     if not (card.is_file() and weights.is_file()):
         raise XanesdbUserError(f"{path} is not a model folder (needs card.json and model.keras)")
     try:
-        doc = TrainingRunDoc.model_validate(json.loads(card.read_text()))
-    except (ValueError, json.JSONDecodeError) as err:
+        data = json.loads(card.read_text())
+        refs = (data.get("metrics") or {}).get("reference_vote") or {}
+        if refs.get("file"):
+            import numpy as np
+
+            with np.load(path / refs.pop("file")) as z:
+                refs.update(X=z["X"].astype(np.float32).tolist(), labels=z["labels"].tolist(),
+                            names=z["names"].tolist() or None)  # fmt: skip
+        doc = TrainingRunDoc.model_validate(data)
+    except (ValueError, OSError, KeyError, json.JSONDecodeError) as err:
         raise XanesdbUserError(f"{card} is not a valid model card ({type(err).__name__})") from None
     return doc, keras.saving.load_model(weights)
 
