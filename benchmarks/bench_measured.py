@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pooled", action="store_true", help="One model per configuration on all --elements together.")
     ap.add_argument("--n-models", type=int, default=5)
     ap.add_argument("--min-steps", type=int, default=1500)
-    ap.add_argument("--min-confidence", type=float, default=0.6)
+    ap.add_argument("--min-confidence", type=float, default=0.5)
     ap.add_argument("--calibration-all", action="store_true",
                     help="Use the calibration fitted on every reference pair for every absorber (default: each "
                          "absorber gets the one refitted without its own pairs).")  # fmt: skip

@@ -310,3 +310,9 @@ def test_shipped_models_put_the_class_priors_back_and_set_outliers_on_measured_r
         assert bias[top] > min(bias.values()) or len(set(bias.values())) == 1, (path, bias, counts)
         assert bias[rare] < max(bias.values()) or len(set(bias.values())) == 1, (path, bias, counts)
         assert card["metrics"]["outlier_test"]["null_residuals"] >= 10, path
+        # every training spectrum is a reference of the vote, kept beside the card
+        rv = card["metrics"]["reference_vote"]
+        with np.load(path.parent / rv["file"]) as z:
+            assert z["X"].shape == (card["n_spectra"], len(card["hyperparameters"]["feature_indices"])), path
+            assert len(z["labels"]) == len(z["names"]) == card["n_spectra"], path
+        assert rv["k"] == 7 and rv["accuracy_with_networks"] > 0.6, path

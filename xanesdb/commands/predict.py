@@ -33,7 +33,7 @@ def predict(
     energy_col: Optional[str] = typer.Option(None, "--energy-col", help="Energy column (name or 1-based number) of column files."),
     mu_col: Optional[str] = typer.Option(None, "--mu-col", help="mu column (name or 1-based number) of column files."),
     align: str = typer.Option("auto", help="auto (the model's rule; aligned models: half step), or for grid models none / edge."),
-    min_confidence: float = typer.Option(0.6, "--min-confidence", help="Calibrated probability below which the answer is unsure."),
+    min_confidence: float = typer.Option(0.5, "--min-confidence", help="Calibrated probability below which the answer is unsure (default: more probable than all other classes together)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json (JSON lines)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the csv/json rows to this file instead of the screen."),
     png: Optional[Path] = typer.Option(None, "--png", help="Folder for one PNG per spectrum: it over the model's class means."),

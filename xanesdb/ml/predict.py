@@ -45,8 +45,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["MIN_CONFIDENCE", "absorber_of", "where", "edge_energy", "load_any_model", "prepare", "predict_measured",
            "predict_spectra", "to_grid"]  # fmt: skip
 
-#: below this calibrated probability of the most probable class the answer is ``unsure``
-MIN_CONFIDENCE = 0.6
+#: below this calibrated probability of the most probable class the answer is ``unsure``: an
+#: answer is given when its class is more probable than all the others together
+MIN_CONFIDENCE = 0.5
 #: aligned models also read each spectrum shifted by these energies (eV): the probabilities are
 #: averaged, and an answer that changes among them is ``unsure``
 TTA_SHIFTS_EV: tuple[float, ...] = (-2.0, -1.0, 1.0, 2.0)
