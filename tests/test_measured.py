@@ -201,6 +201,12 @@ def test_reference_vote_counts_the_nearest_references_and_the_ensemble_averages(
     assert np.array_equal(again.shares(X), vote.shares(X))
     P = np.array([[0.3, 0.7]])
     assert np.allclose(combine_with_references(P, S[:1]), [[0.65, 0.35]])
+    # a material held several times (sites, presets) votes once, with its nearest spectrum
+    names = ["a"] * 10 + ["b", "c", "d", "e"]
+    once = ReferenceVote.fit(X, y, n_classes=2, k=5, names=names)
+    assert once.shares(white[None]).tolist() == [[0.2, 0.8]]
+    idx, _ = once.nearest(white[None])
+    assert sorted(idx[0, 1:]) == [10, 11, 12, 13] and idx[0, 0] < 10
 
 
 # ----------------------------------------------------------------------------- aligned representation

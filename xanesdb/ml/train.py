@@ -474,7 +474,9 @@ def _trust_metrics(model, X, y, splits, cols, e, energies, n_classes, seed, mm, 
     outlier = OutlierTest.fit(X_fit[:, cols], X_null[:, cols])
     outlier.null_residuals = n_res
     R = X if X_references is None else np.asarray(X_references, dtype=np.float32)
-    S = np.concatenate([ReferenceVote.fit(R[tr_i][:, cols], y[tr_i], n_classes).shares(Xt[:, cols])
+    names = None if names is None else np.asarray(names)
+    S = np.concatenate([ReferenceVote.fit(R[tr_i][:, cols], y[tr_i], n_classes,
+                                          names=None if names is None else names[tr_i]).shares(Xt[:, cols])
                         for (tr_i, _), Xt in zip(splits, X_tests)])  # fmt: skip
     Pe = combine_with_references(Pc, S)
     return {

@@ -17,7 +17,8 @@
   held-out spectra). A score above 1 means the spectrum lies farther from the training data than
   ``quantile`` of held-out computed spectra do.
 - :class:`ReferenceVote`: the second opinion a spectroscopist would ask for, the classes of the
-  ``k`` computed reference spectra closest to the spectrum (root-mean-square difference on the
+  ``k`` computed reference compounds closest to the spectrum (one vote per material, its nearest
+  site spectrum; root-mean-square difference on the
   model's window, references on the same footing as the training spectra: fidelity-corrected and
   calibrated to measured). Its class shares are averaged with the networks' calibrated
   probabilities (an ensemble of two unlike models): the networks learn the features that tell
@@ -191,7 +192,7 @@ class ReferenceVote:
     k
         Neighbours that vote.
     names
-        The material of each reference (for the answer's "nearest references").
+        The material of each reference (one vote per material; the answer's "nearest references").
     """
 
     X: list[list[float]]
@@ -214,10 +215,20 @@ class ReferenceVote:
         return np.sqrt(np.clip(d2, 0.0, None) / R.shape[1])
 
     def nearest(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(indices, distances) of the ``k`` nearest references per row, nearest first."""
+        """(indices, distances) of the ``k`` nearest references per row, nearest first; with
+        ``names``, one reference per material (its nearest spectrum), so that a compound whose
+        sites or presets the references hold several times votes once."""
         d = self._distances(X)
-        k = min(self.k, d.shape[1])
-        idx = np.argsort(d, axis=1, kind="stable")[:, :k]
+        order = np.argsort(d, axis=1, kind="stable")
+        if self.names is None:
+            idx = order[:, : min(self.k, d.shape[1])]
+        else:
+            _, material = np.unique(np.asarray(self.names), return_inverse=True)
+            k = min(self.k, int(material.max()) + 1)
+            idx = np.empty((len(d), k), dtype=int)
+            for i, row in enumerate(order):
+                _, first = np.unique(material[row], return_index=True)  # each material's nearest spectrum
+                idx[i] = row[np.sort(first)[:k]]
         return idx, np.take_along_axis(d, idx, axis=1)
 
     def shares(self, X: np.ndarray) -> np.ndarray:
