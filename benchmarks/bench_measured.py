@@ -186,6 +186,13 @@ def score(records, models, align: str, min_confidence: float) -> dict:
     }  # fmt: skip
 
 
+def _without_vote(doc):
+    """The run document without its reference vote: the networks alone answer."""
+    bare = doc.model_copy(deep=True)
+    bare.metrics.pop("reference_vote", None)
+    return bare
+
+
 def reliability_png(result: dict, path: Path, title: str) -> None:
     from matplotlib.figure import Figure
 
@@ -224,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
                          "absorber gets the one refitted without its own pairs).")  # fmt: skip
     ap.add_argument("--knn", action="store_true", help="Also score a 7-nearest-neighbour vote, with and without the "
                     "computed -> measured calibration.")
+    ap.add_argument("--ablate-vote", action="store_true",
+                    help="Also score each configuration's models without their reference vote, and both at "
+                         "--min-confidence 0.6 (same networks).")  # fmt: skip
     ap.add_argument("--detail", default="shipped", help="Configurations that get the confusion table and PNG.")
     ap.add_argument("--out", type=Path, default=None, help="Folder for results.json and the PNGs.")
     args = ap.parse_args(argv)
@@ -244,12 +254,19 @@ def main(argv: list[str] | None = None) -> int:
             models = train_models(name, elements, args.n_models, args.min_steps, args.pooled,
                                   held_out=not args.calibration_all)  # fmt: skip
             align = CONFIGS[name][3]
-        res = score(records, models, align, args.min_confidence)
-        res["seconds"] = round(time.time() - t0, 1)
-        res["models"] = {el: doc.run_id for el, (doc, _) in models.items()}
-        results[name] = res
-        print(f"{name}: O6 recall {res['recall']['O6']:.2f}, T4 {res['recall']['T4']:.2f}, unsure "
-              f"{res['unsure']}/{res['n_core']}, wrong p>0.9 {res['wrong_over_0.9']} ({res['seconds']} s)", flush=True)  # fmt: skip
+        variants = [(name, models, args.min_confidence)]
+        if args.ablate_vote:
+            bare = {el: (_without_vote(doc), m) for el, (doc, m) in models.items()}
+            variants += [(f"{name}, networks alone", bare, args.min_confidence),
+                         (f"{name}, threshold 0.6", models, 0.6),
+                         (f"{name}, networks alone, threshold 0.6", bare, 0.6)]  # fmt: skip
+        for label, ms, threshold in variants:
+            res = score(records, ms, align, threshold)
+            res["seconds"] = round(time.time() - t0, 1)
+            res["models"] = {el: doc.run_id for el, (doc, _) in ms.items()}
+            results[label] = res
+            print(f"{label}: O6 recall {res['recall']['O6']:.2f}, T4 {res['recall']['T4']:.2f}, unsure "
+                  f"{res['unsure']}/{res['n_core']}, wrong p>0.9 {res['wrong_over_0.9']} ({res['seconds']} s)", flush=True)  # fmt: skip
     print()
     print("| configuration | O6 recall | T4 recall | unsure | wrong with p > 0.9 | answered right | best class O6 / T4 | ECE |")
     print("|---|---|---|---|---|---|---|---|")
