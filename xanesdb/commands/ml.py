@@ -77,18 +77,38 @@ def train(
     png: Optional[Path] = typer.Option(None, "--png", help="Regression: write the held-out parity plot here."),
     from_run: Optional[str] = typer.Option(None, "--from", help="Fine-tune this registered run (classifier or network "
                                            "regression) on the query's spectra: same edge and grid length (transfer learning)."),
-    freeze: int = typer.Option(2, "--freeze", help="With --from: first weight layers kept as trained (Lin et al.: 2)."),
-    fraction: float = typer.Option(1.0, "--fraction", help="With --from: share of each split's training rows used, in (0, 1]."),
+    pretrain: Optional[str] = typer.Option(
+        None, "--pretrain", help="JSON filter on spectra, labelled or not (e.g. '{\"element\": \"Cu\", \"source\": "
+        "\"omnixas\"}'): pretrain an autoencoder (encoder 128-64-32) per split on them, less that split's test "
+        "materials, then train the classifier 128-64-32-<classes> from its encoder (same grid as --query)."
+    ),
+    freeze: Optional[int] = typer.Option(None, "--freeze", help="With --from: first weight layers kept as trained "
+                                         "(default 2, Lin et al.); with --pretrain: first encoder layers kept as "
+                                         "pretrained (default 0: all trained)."),
+    fraction: float = typer.Option(1.0, "--fraction", help="With --from or --pretrain: share of each split's training "
+                                   "rows used, in (0, 1]."),
 ) -> None:
     """Train classifiers (or regressors: --task regression) on the spectra a query selects, score them, register the run."""
     from xanesdb.platform.queries import parse_filter
 
     criteria = parse_filter(query)
+    pre_criteria = None
+    if pretrain is not None:
+        if from_run is not None:
+            raise XanesdbUserError("--pretrain and --from both give the network its starting weights; use one of them")
+        try:
+            pre_criteria = parse_filter(pretrain)
+        except XanesdbUserError as err:
+            raise XanesdbUserError(f"--pretrain: {str(err).splitlines()[0]}") from None
+        if task != "classification":
+            raise XanesdbUserError("--pretrain trains a classifier; leave out --task (regression and fractions do not "
+                                   "take a pretrained encoder)")  # fmt: skip
     if from_run is not None:  # xanesdb.commands.transfer: issue 20 item 3 (architecture and task from the run)
         from xanesdb.commands.transfer import train_transfer
 
-        return train_transfer(criteria, from_run, freeze, fraction, None if label == ["lce_class"] else label, protocol,
-                              n_models, 1 if ensemble is None else ensemble, epochs, seed)
+        return train_transfer(criteria, from_run, 2 if freeze is None else freeze, fraction,
+                              None if label == ["lce_class"] else label, protocol, n_models,
+                              1 if ensemble is None else ensemble, epochs, seed)  # fmt: skip
     if task not in ("classification", "regression", "fractions"):
         raise XanesdbUserError(f"unknown --task {task!r}; use classification, regression or fractions")
     if task == "fractions":  # xanesdb.commands.fractions: issue 21 (site fractions of mixtures)
@@ -141,6 +161,17 @@ def train(
         raise XanesdbUserError("--epochs, --n-models and --ensemble must be at least 1")
     if min_steps is not None and min_steps < 1:
         raise XanesdbUserError("--min-steps must be at least 1")
+    if pre_criteria is not None:  # issue 20 item 4: autoencoder pretraining on every spectrum of the absorber
+        other = [name for name, used in (("--model cnn", model != "mlp"), ("--augment", bool(kinds)),
+                                         ("--representation aligned", representation != "grid"),
+                                         ("--fidelity", fidelity is not None), ("--calibration", calibration is not None),
+                                         ("--window", win is not None), ("--pre-edge", pre_edge),
+                                         ("--class-weight", class_weight is not None)) if used]  # fmt: skip
+        if other:
+            raise XanesdbUserError(f"--pretrain trains an MLP 128-64-32 on the absolute grid's spectra as they are; "
+                                   f"leave out {', '.join(other)}")  # fmt: skip
+        return _train_pretrained(criteria, pre_criteria, label, 0 if freeze is None else freeze, fraction, protocol,
+                                 n_models, ensemble, epochs, min_steps, seed)  # fmt: skip
     from xanesdb.ml.train import TrainConfig, train_from_query
 
     config = TrainConfig(kind=model, epochs=epochs, augment=kinds, seed=seed, protocol=protocol,
@@ -168,6 +199,39 @@ def train(
     if mc:
         console.print(f"measured calibration {calibration}: energy scale x{mc['stretch']:g} above the edge, shift "
                       f"{mc['shift']:g} eV, broadening {mc['sigma']:g} eV, damping {mc['damping']:g}")  # fmt: skip
+    console.print(f"trained with Keras ({doc.backend}) on {doc.device}")
+    console.print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in doc.timings.items()))
+
+
+def _train_pretrained(criteria: dict, pre_criteria: dict, label: str, freeze: int, fraction: float, protocol: str,
+                      n_models: int, ensemble: int, epochs: int, min_steps: Optional[int], seed: int) -> None:  # fmt: skip
+    """``xanesdb train --pretrain``: check the knobs (before any data is read), pretrain, train, register, print."""
+    from xanesdb.ml.autoencoder import PretrainConfig, pretrain_from_query
+
+    cfg = PretrainConfig(freeze=freeze, fraction=fraction, n_models=n_models, ensemble=ensemble, protocol=protocol,
+                         epochs=epochs, min_steps=min_steps, seed=seed)  # fmt: skip
+    cfg.check()
+    phase = [f"pretraining {n_models} autoencoders"]  # one bar: the autoencoders' epochs, then the classifiers'
+    ae_epochs = cfg.ae_epochs or epochs
+    with epoch_bar(err_console, phase[0], ae_epochs + epochs, lambda loss: f"{phase[0]} (loss {loss:.3f})") as bar:
+        def on_epoch(e: int, loss: float, total: int) -> None:
+            phase[0] = f"training {n_models * ensemble} classifiers"
+            bar(ae_epochs + e, loss, ae_epochs + total)
+
+        res = pretrain_from_query(criteria, pre_criteria, cfg, get_settings(), label_field=label,
+                                  on_pretrain_epoch=lambda e, loss, total: bar(e, loss, total + epochs),
+                                  on_epoch=on_epoch)  # fmt: skip
+    doc = res.doc
+    pre = doc.hyperparameters["pretrain"]
+    n_pre = pre["n_pretrain"]
+    console.print(f"model {doc.run_id}: mlp {'-'.join(map(str, pre['encoder']))}-{len(doc.classes)} on {doc.n_spectra} "
+                  f"spectra, classes {', '.join(doc.classes)}, fingerprint {doc.fingerprint}")  # fmt: skip
+    console.print(f"pretrained on {pre['n_spectra']} spectra of {json.dumps(pre['query'])[:80]} ({min(n_pre)}-{max(n_pre)} "
+                  f"per split, the test materials' left out), {pre['epochs']} epochs; held-out reconstruction MSE "
+                  f"{_fmt_f1(pre['reconstruction_mse'])}; frozen {', '.join(pre['frozen_layers']) or 'nothing'}; trained "
+                  f"on {100 * fraction:g} % of each split's training rows (mean "
+                  f"{sum(doc.metrics['n_train']) / len(doc.metrics['n_train']):.0f})")  # fmt: skip
+    _print_f1(doc)
     console.print(f"trained with Keras ({doc.backend}) on {doc.device}")
     console.print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in doc.timings.items()))
 

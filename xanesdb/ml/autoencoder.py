@@ -14,6 +14,12 @@ are named as :func:`xanesdb.ml.models.build_model`'s dense layers, so an MLP ``1
 starts from a trained encoder by :func:`xanesdb.ml.transfer.fine_tune` (same code as transfer
 learning). A 2-d code (``128-64-32-2``, linear code) gives the picture: :func:`plot_code_map`.
 
+``xanesdb train --query LABELLED --pretrain ALL [--freeze N] [--fraction F]`` runs
+:func:`pretrain_from_query`: one autoencoder per split of the labelled query on every spectrum
+``ALL`` selects (same grid), less that split's test materials, then the classifier
+``128-64-32-<classes>`` from each split's encoder, registered as any ``mlp`` run with
+``hyperparameters["pretrain"]``.
+
 Examples
 --------
 >>> ae, enc = fit_autoencoders(X_all, [np.arange(len(X_all))], AutoencoderConfig(epochs=50))  # doctest: +SKIP
@@ -24,11 +30,12 @@ Examples
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import numpy as np
 
@@ -42,7 +49,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = ["AutoencoderConfig", "build_autoencoder", "fit_autoencoders", "encode", "reconstruction_error",
-           "few_label_comparison", "plot_code_map", "VARIANTS"]  # fmt: skip
+           "few_label_comparison", "plot_code_map", "VARIANTS", "PretrainConfig", "PretrainResult", "pretrain_sets",
+           "pretrain_from_query"]  # fmt: skip
 
 #: classifiers compared at few labels
 VARIANTS: dict[str, str] = {
@@ -106,8 +114,12 @@ def build_autoencoder(n_features: int, k: int, cfg: AutoencoderConfig) -> tuple[
     return ae, keras.Model(inputs, code, name=f"xanesdb_encoder_x{k}")
 
 
-def fit_autoencoders(X: np.ndarray, train_sets: list[np.ndarray], cfg: AutoencoderConfig) -> tuple[keras.Model, keras.Model]:
-    """Train one autoencoder per row set of ``X`` side by side; returns ``(autoencoder, encoder)``."""
+def fit_autoencoders(X: np.ndarray, train_sets: list[np.ndarray], cfg: AutoencoderConfig,
+                     on_epoch: Callable[[int, float, int], None] | None = None) -> tuple[keras.Model, keras.Model]:  # fmt: skip
+    """Train one autoencoder per row set of ``X`` side by side; returns ``(autoencoder, encoder)``.
+
+    ``on_epoch(epoch, loss, epochs)``: progress callback.
+    """
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
@@ -127,7 +139,11 @@ def fit_autoencoders(X: np.ndarray, train_sets: list[np.ndarray], cfg: Autoencod
         Xg[:, j] = X[np.asarray(tr)[order]]
         Tg[:, j] = (Xg[:, j] - means[j]) / stds[j]
     t0 = time.perf_counter()
-    ae.fit(Xg, Tg, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, verbose=0)
+    callbacks = []
+    if on_epoch is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda e, logs: on_epoch(e + 1, float(logs.get("loss", np.nan)), cfg.epochs)))  # fmt: skip
+    ae.fit(Xg, Tg, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, verbose=0, callbacks=callbacks)
     logger.info("%d autoencoders on %d rows each in %.1f s", k, n_rows, time.perf_counter() - t0)
     return ae, enc
 
@@ -309,6 +325,217 @@ def _collect(out, variant, res, pairs, label_fractions, per_model=None) -> None:
         v = [per[i] for i, p in enumerate(pairs) if p[0] == f]
         out["f1"][variant][f"{f:g}"] = [float(np.nanmean(v)), float(np.nanstd(v))]
         out["f1_per_split"][variant][f"{f:g}"] = [float(x) for x in v]
+
+
+# ----------------------------------------------------------------------------- xanesdb train --pretrain
+@dataclass
+class PretrainConfig:
+    """Knobs of ``xanesdb train --pretrain`` (stored under ``hyperparameters["pretrain"]`` with the query).
+
+    Parameters
+    ----------
+    freeze
+        First weight layers of the classifier (``dense_0``, ``dense_1``, ``dense_2`` = the encoder,
+        then ``output``) kept as the autoencoder left them; 0: all trained (the ``ae-fine`` variant),
+        3: the encoder frozen, only the output layer trained on the code.
+    fraction
+        Share of each split's labelled training rows used, in (0, 1]; test rows are all kept.
+    n_models, ensemble, protocol, test_size
+        Splits of the labelled data as for any classifier; networks per split.
+    epochs, ae_epochs
+        Classifier epochs; autoencoder epochs (None: ``epochs``).
+    encoder, dropout
+        Encoder widths (the classifier is ``encoder``-``<classes>``) and the classifier's dropout.
+    batch_size, learning_rate, min_steps
+        Adam; ``min_steps``: at least this many updates per classifier (few labelled rows are
+        resampled to fill more batches an epoch), None: no floor.
+    n_bootstrap, seed
+        Bootstrap resamples of each test set; splits, subsampling, initialisation, data order.
+    """
+
+    freeze: int = 0
+    fraction: float = 1.0
+    n_models: int = 5
+    ensemble: int = 1
+    protocol: Literal["paper", "grouped"] = "paper"
+    test_size: float = 0.1
+    epochs: int = 50
+    ae_epochs: int | None = None
+    encoder: tuple[int, ...] = (128, 64, 32)
+    dropout: float = 0.1
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    min_steps: int | None = None
+    n_bootstrap: int = 10
+    seed: int = 0
+
+    def layers(self) -> list[str]:
+        """The classifier's weight layers, input to output (what ``freeze`` counts)."""
+        return [f"dense_{i}" for i in range(len(self.encoder))] + ["output"]
+
+    def check(self) -> None:
+        """Refuse bad knobs with one line (before any data is read)."""
+        from xanesdb.ml.transfer import TransferConfig, check_freeze
+
+        TransferConfig(freeze=self.freeze, fraction=self.fraction, n_models=self.n_models, ensemble=self.ensemble,
+                       protocol=self.protocol, epochs=self.epochs, seed=self.seed).check()  # fmt: skip
+        if self.ae_epochs is not None and self.ae_epochs < 1:
+            raise XanesdbUserError("the autoencoder's epochs must be at least 1")
+        if self.min_steps is not None and self.min_steps < 1:
+            raise XanesdbUserError("--min-steps must be at least 1")
+        widths = "-".join(map(str, self.encoder))
+        check_freeze(self.freeze, self.layers(), f"the pretrained classifier {widths}-<classes>")
+
+
+@dataclass
+class PretrainResult:
+    """What :func:`pretrain_from_query` produced (``autoencoder`` None without pretraining)."""
+
+    model: Any
+    doc: Any
+    info: dict[str, Any]
+    autoencoder: Any = None
+
+
+def pretrain_sets(pre_groups: np.ndarray, pre_ids, groups: np.ndarray, ids, splits) -> list[np.ndarray]:
+    """Rows of the pretraining data each split's autoencoder learns: all but the spectra of that split's
+    test materials (and the test spectra themselves, whatever their material)."""
+    pre_groups, pre_ids, ids = np.asarray(pre_groups), np.asarray(pre_ids), np.asarray(ids)
+    out = []
+    for _, te in splits:
+        drop = np.isin(pre_groups, np.unique(np.asarray(groups)[te])) | np.isin(pre_ids, ids[te])
+        out.append(np.nonzero(~drop)[0])
+    return out
+
+
+def pretrain_from_query(
+    query: dict[str, Any],
+    pretrain_query: dict[str, Any] | None,
+    cfg: PretrainConfig,
+    settings: Any = None,
+    *,
+    label_field: str = "lce_class",
+    register: bool = True,
+    on_pretrain_epoch: Callable[[int, float, int], None] | None = None,
+    on_epoch: Callable[[int, float, int], None] | None = None,
+) -> PretrainResult:
+    """``xanesdb train --pretrain``: autoencoders on ``pretrain_query``'s spectra, then a classifier from them.
+
+    Per split of the labelled data (``query``, ``label_field``) one autoencoder (encoder
+    ``cfg.encoder``) is trained on every spectrum ``pretrain_query`` selects, labelled or not, minus
+    the spectra of that split's test materials (:func:`pretrain_sets`: nothing of a test material is
+    seen, as in :func:`few_label_comparison`). The split's classifier ``128-64-32-<classes>`` starts
+    from that encoder (and its input standardisation), keeps its first ``cfg.freeze`` weight layers,
+    and is trained on ``cfg.fraction`` of the split's labelled training rows
+    (:func:`xanesdb.ml.transfer.fine_tune`); it is scored on all the split's test rows.
+
+    ``pretrain_query`` None: the same classifier, splits and rows from a random start (the control).
+
+    The run is registered as an ``mlp`` classifier (``hyperparameters["pretrain"]``: the query,
+    its fingerprint and number of spectra, the spectra each split pretrained on and left out, the
+    held-out reconstruction error, ``freeze``, ``fraction`` and the frozen layers), so ``xanesdb
+    predict -m RUN`` and ``models show`` read it as any other run.
+    """
+    from xanesdb.ml.dataset import load_dataset
+    from xanesdb.ml.evaluate import make_splits
+    from xanesdb.ml.registry import model_provenance, run_id_of
+    from xanesdb.ml.transfer import Architecture, fine_tune, score_classifier, subsample
+    from xanesdb.schemas import TrainingRunDoc
+    from xanesdb.xas.normalize import find_e0
+
+    cfg.check()
+    t0 = time.perf_counter()
+    ds = load_dataset(query, settings, label_field=label_field)
+    ds_pre = None
+    if pretrain_query is not None:
+        try:
+            ds_pre = load_dataset(pretrain_query, settings, label_field="spectrum_id")  # every spectrum, labelled or not
+        except XanesdbUserError as err:
+            if str(err).startswith("no spectra match"):
+                raise XanesdbUserError(f"--pretrain {json.dumps(pretrain_query)[:120]} selects no spectra; check it with "
+                                       "`xanesdb db query -c spectra '<filter>'`") from None  # fmt: skip
+            raise XanesdbUserError(f"--pretrain: {str(err).splitlines()[0]}") from None
+        same = ds_pre.grid_name == ds.grid_name and len(ds_pre.energies) == len(ds.energies) and np.allclose(
+            ds_pre.energies, ds.energies, atol=1e-6)  # fmt: skip
+        if not same:
+            raise XanesdbUserError(f"--pretrain selects spectra on grid {ds_pre.grid_name}, the query on grid "
+                                   f"{ds.grid_name}; pretraining needs the labelled spectra's grid (add "
+                                   f'{{"grid_name": "{ds.grid_name}"}} to --pretrain)')  # fmt: skip
+    classes = list(ds.classes)
+    Y = ds.encode(tuple(classes))
+    counts = np.bincount(Y, minlength=len(classes))
+    if len(classes) < 2 or counts.min() < 2:
+        raise XanesdbUserError(f"a classifier needs two or more classes with at least 2 spectra each; the query has "
+                               f"{dict(zip(classes, counts.tolist()))}")  # fmt: skip
+    if cfg.protocol == "grouped" and len(set(ds.groups)) < 2:
+        raise XanesdbUserError("the grouped protocol needs spectra of at least two materials")
+    splits = make_splits(Y, ds.groups, cfg.protocol, cfg.n_models, cfg.test_size, cfg.seed)
+    timings = {"dataset_s": time.perf_counter() - t0}
+    e, n_s = cfg.ensemble, len(splits)
+    ae = source = None
+    pre_info: dict[str, Any] | None = None
+    if ds_pre is not None:
+        t0 = time.perf_counter()
+        sets = pretrain_sets(ds_pre.groups, ds_pre.spectrum_ids, ds.groups, ds.spectrum_ids, splits)
+        empty = [j for j, s in enumerate(sets) if len(s) == 0]
+        if empty:
+            raise XanesdbUserError(f"every spectrum --pretrain selects belongs to a test material of split {empty[0]}; "
+                                   "pretrain on more materials than the labelled query holds")  # fmt: skip
+        ae_cfg = AutoencoderConfig(encoder=tuple(cfg.encoder), epochs=cfg.ae_epochs or cfg.epochs, seed=cfg.seed)
+        ae, enc = fit_autoencoders(ds_pre.X, sets, ae_cfg, on_epoch=on_pretrain_epoch)
+        rec = [reconstruction_error(ae, ds.X[te], network=j) for j, (_, te) in enumerate(splits)]
+        source = _encoder_for_pairs(enc, [j for j in range(n_s) for _ in range(e)])  # network i: split i // e
+        timings["pretrain_s"] = time.perf_counter() - t0
+        pre_info = {"query": pretrain_query, "fingerprint": ds_pre.fingerprint, "n_spectra": len(ds_pre),
+                    "grid_name": ds_pre.grid_name, "encoder": list(cfg.encoder), "epochs": ae_cfg.epochs,
+                    "freeze": cfg.freeze, "fraction": cfg.fraction}  # fmt: skip
+    t0 = time.perf_counter()
+    train_sets = subsample([tr for tr, _ in splits], cfg.fraction, cfg.seed)
+    arch = Architecture("classification", "mlp", ds.X.shape[1], hidden=tuple(cfg.encoder), dropout=cfg.dropout)
+    min_rows = cfg.batch_size * math.ceil(cfg.min_steps / cfg.epochs) if cfg.min_steps else 0
+    model, info = fine_tune(ds.X, Y, [tr for tr in train_sets for _ in range(e)], arch, len(classes), source=source,
+                            copy_head=False, freeze=cfg.freeze if source is not None else 0, standardize="source",
+                            epochs=cfg.epochs, min_rows=min_rows, batch_size=cfg.batch_size,
+                            learning_rate=cfg.learning_rate, seed=cfg.seed, on_epoch=on_epoch)  # fmt: skip
+    timings["fit_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    eval_splits = [(tr, te) for tr, (_, te) in zip(train_sets, splits)]
+    metrics = score_classifier(model, ds.X, Y, eval_splits, e, classes, cfg.n_bootstrap, cfg.seed)
+    metrics["class_counts"] = {c: int(n) for c, n in zip(classes, counts)}
+    metrics["train_edge_ev"] = find_e0(ds.energies, ds.X[train_sets[0]].mean(axis=0))
+    metrics["n_train"] = [int(len(tr)) for tr in train_sets]
+    metrics["n_test"] = [int(len(te)) for _, te in splits]
+    timings["evaluate_s"] = time.perf_counter() - t0
+    hp: dict[str, Any] = {"kind": "mlp", "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+                          "learning_rate": cfg.learning_rate, "augment": [], "n_models": cfg.n_models,
+                          "protocol": cfg.protocol, "test_size": cfg.test_size, "n_bootstrap": cfg.n_bootstrap,
+                          "class_weight": None, "pre_edge": False, "hidden": list(cfg.encoder), "dropout": cfg.dropout,
+                          "ensemble": e, "seed": cfg.seed,
+                          "feature_indices": list(range(ds.X.shape[1]))}  # fmt: skip
+    if cfg.min_steps:
+        hp["min_steps"] = cfg.min_steps
+    if pre_info is not None:  # its fraction and freeze with it (a --from run of this one drops the key)
+        hp["pretrain"] = pre_info
+    else:
+        hp["fraction"] = cfg.fraction
+    run_id = run_id_of("mlp", ds.fingerprint, label_field, hp, cfg.seed)  # the knobs and data, not the outcome
+    if pre_info is not None:
+        pre_info.update({"frozen_layers": info["frozen"], "copied_layers": info["copied"],
+                         "n_pretrain": [int(len(s)) for s in sets], "n_left_out": [int(len(ds_pre) - len(s)) for s in sets],
+                         "reconstruction_mse": [float(np.mean(rec)), float(np.std(rec))],
+                         "reconstruction_mse_per_split": [float(r) for r in rec]})  # fmt: skip
+    prov = model_provenance()
+    doc = TrainingRunDoc(
+        run_id=run_id, kind="mlp", task="classification", query=query, label_field=label_field, classes=classes,
+        fingerprint=ds.fingerprint, n_spectra=len(ds), grid_name=ds.grid_name, energies=[float(x) for x in ds.energies],
+        hyperparameters=hp, seed=cfg.seed, metrics=metrics, versions=prov["versions"], backend=prov["backend"],
+        device=prov["device"], timings={k: float(v) for k, v in timings.items()}, state="training",
+    )  # fmt: skip
+    if register:
+        from xanesdb.ml.registry import register_run
+
+        doc = register_run(doc, model, settings)
+    return PretrainResult(model=model, doc=doc, info=info, autoencoder=ae)
 
 
 # ----------------------------------------------------------------------------- the picture

@@ -520,7 +520,7 @@ def transfer_from_query(
     transfer = {"from": src.run_id, "source_query": src.query, "freeze": cfg.freeze, "fraction": cfg.fraction,
                 "standardize": cfg.standardize,
                 "frozen_layers": info["frozen"], "copied_layers": info["copied"], "new_head": not copy_head, **grid}  # fmt: skip
-    hp = {k: v for k, v in src.hyperparameters.items() if k not in ("transfer",)}
+    hp = {k: v for k, v in src.hyperparameters.items() if k not in ("transfer", "pretrain")}  # the source's own
     hp.update({"n_models": cfg.n_models, "ensemble": e, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
                "learning_rate": cfg.learning_rate, "protocol": cfg.protocol, "test_size": cfg.test_size,
                "seed": cfg.seed, "feature_indices": [int(i) for i in cols], "transfer": transfer})  # fmt: skip
