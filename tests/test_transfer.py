@@ -148,3 +148,16 @@ def test_cli_transfer_and_refusals(db_settings, refused, capsys):
     assert "freeze 0 to 3" in refused([*base, "--freeze", "4"])
     assert "no model" in refused(["train", "--from", "nope-123", "-q", '{"grid_name": "Cu-K-tgt-v1"}'])
     assert "no spectra match" in refused(["train", "--from", src, "-q", '{"grid_name": "none"}'])
+
+
+@pytest.mark.parametrize("key", ["transfer", "pretrain"])
+def test_reproduce_refuses_fine_tuned_and_pretrained_runs(key):
+    """``models reproduce`` retrains plain runs; a run made from another network says so in one line."""
+    from xanesdb.ml.crosscheck import reproduce_run
+    from xanesdb.schemas import TrainingRunDoc
+
+    doc = TrainingRunDoc(run_id="mlp-x", kind="mlp", query={"element": "Cu"}, classes=["O6", "T4"], fingerprint="f" * 16,
+                         n_spectra=10, grid_name="g", energies=[0.0, 1.0], hyperparameters={key: {"from": "mlp-y"}})  # fmt: skip
+    with pytest.raises(XanesdbUserError, match="reproduce retrains plain runs only") as err:
+        reproduce_run(doc)
+    assert "\n" not in str(err.value)

@@ -358,6 +358,11 @@ def reproduce_run(
 
     settings = settings or get_settings()
     old = run if not isinstance(run, str) else get_run(run, settings)
+    for key, how in (("transfer", "fine-tuned from another run (train --from)"),
+                     ("pretrain", "trained from a pretrained encoder (train --pretrain)")):  # fmt: skip
+        if old.hyperparameters.get(key):
+            raise XanesdbUserError(f"run {old.run_id} was {how}; reproduce retrains plain runs only: "
+                                   "run the same train command again instead")  # fmt: skip
     config = TrainConfig.from_dict(old.hyperparameters)
     if config.seed != old.seed:
         raise XanesdbUserError(f"run {old.run_id} stores seed {old.seed} but hyper-parameters seed {config.seed}")
