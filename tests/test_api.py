@@ -121,3 +121,17 @@ def test_spectra_as_dataframe_xas_dataset_and_a_model(db_settings, tmp_path):
     exported = load_model(model.export(tmp_path / "m"))
     np.testing.assert_allclose(exported.predict(df, as_frame=False)[0]["confidence"], rows["confidence"].iloc[0], rtol=1e-5)
     conn.close()
+
+
+def test_shipped_model_frame_has_the_reference_vote(shared_data):
+    """A shipped model read from Python gives flat DataFrame rows: probabilities, and the nearest
+    reference compounds as text and as the nearest one's material."""
+    from xanesdb.api import load_model
+    from xanesdb.ml.portable import shipped_model_dir
+
+    model = load_model(shipped_model_dir("Fe"))
+    df = model.predict(str(shared_data / "experimental_dev" / "athena" / "Fe.prj"), as_frame=True)
+    row = df[df["name"].str.endswith(":Hematite")].iloc[0]
+    assert row["predicted"] == "O6" and row["p_O6"] > 0.5
+    assert row["reference_vote"].startswith("O6 ") and isinstance(row["nearest_reference"], str)
+    assert not any(isinstance(v, dict) for v in row.values)

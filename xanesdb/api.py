@@ -790,9 +790,13 @@ def _rows_frame(rows: list[dict[str, Any]], classes: Sequence[str]) -> pd.DataFr
     pd = _pandas()
     flat = []
     for r in rows:
-        f = {k: v for k, v in r.items() if k not in ("probabilities", "probabilities_uncalibrated", "std")}
+        f = {k: v for k, v in r.items() if k not in ("probabilities", "probabilities_uncalibrated", "std",
+                                                     "probabilities_networks", "reference_vote", "nearest_references")}  # fmt: skip
         for c in classes:
             f[f"p_{c}"] = (r.get("probabilities") or {}).get(c)
+        if r.get("reference_vote"):  # the nearest reference compounds, as text and the nearest one's material
+            f["reference_vote"] = ", ".join(f"{c} {n}" for c, n in sorted(r["reference_vote"].items(), key=lambda t: -t[1]))
+            f["nearest_reference"] = r["nearest_references"][0]["material_id"]
         flat.append(f)
     first = ["name", "predicted", "best_class", "confidence", *[f"p_{c}" for c in classes], "reason", "error"]
     df = pd.DataFrame(flat)
