@@ -17,18 +17,20 @@ err_console = SafeConsole(stderr=True)
 
 
 def train_fractions(criteria: dict, n_folds: int, epochs: int, seed: int, png: Optional[Path] = None,
-                    fidelity: Optional[str] = None) -> None:  # fmt: skip
+                    fidelity: Optional[str] = None, calibration: Optional[str] = None) -> None:  # fmt: skip
     """Check the knobs, train, register, print held-out scores (and a parity PNG).
 
     ``fidelity="scf"`` warps the ``fast`` site spectra towards the ``scf`` preset first (better on
-    measured spectra: ``benchmarks/results/mixtures_scf.txt``).
+    measured spectra: ``benchmarks/results/mixtures_scf.txt``); ``calibration`` (``k-edge`` or a
+    JSON file) then maps every site spectrum to what a measurement of it looks like before mixing
+    (``benchmarks/results/mixtures_cal.txt``).
     """
     from xanesdb.ml.mixtures import CLASSES, MixtureConfig, train_fractions_from_query
     from xanesdb.platform.settings import get_settings
 
     if fidelity not in (None, "scf", "scflite"):
         raise XanesdbUserError(f"unknown --fidelity {fidelity!r}; use scf or scflite")
-    cfg = MixtureConfig(n_folds=n_folds, epochs=epochs, seed=seed, fidelity=fidelity)
+    cfg = MixtureConfig(n_folds=n_folds, epochs=epochs, seed=seed, fidelity=fidelity, calibration=calibration)
     cfg.check()  # before any data is read: nothing is registered on bad input
     if png is not None:
         from xanesdb.platform.export import check_output_file

@@ -19,6 +19,9 @@ materials with several classes of site, against two baselines, the training mate
 fractions and a non-negative least-squares fit of the training class means (linear
 combination fitting). Part of the training rows get the measurement model of
 :mod:`xanesdb.ml.augment` (broadening, shift, damping, noise) so measured spectra look familiar.
+With ``MixtureConfig.calibration`` every site spectrum is first mapped to what a measurement of
+it looks like (:mod:`xanesdb.xas.calibration`: stretch, shift, broadening, damping), after the
+fidelity correction and before any mixing, so the averages are what a measured mixed sample gives.
 
 The run is registered like the others (``task="fractions"``, kind ``frac-mlp``); ``xanesdb
 predict -m <run>`` prints the fractions.
@@ -33,6 +36,7 @@ Examples
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import time
@@ -82,6 +86,13 @@ class MixtureConfig:
         ``"scf"``: bring the ``fast`` site spectra towards the ``scf`` preset first
         (:func:`xanesdb.ml.aligned.fit_fidelity_from_db`, fitted on every site computed with both),
         as the classifiers for measured spectra do; None: as computed.
+    calibration
+        The computed -> measured calibration (:mod:`xanesdb.xas.calibration`) applied to every
+        site spectrum after the fidelity correction and before any mixing or averaging: a shipped
+        one by name (``"k-edge"``), a JSON file, or its four numbers as a dict (``shift``,
+        ``stretch``, ``sigma``, ``damping``, optionally ``provenance``), resolved as
+        :func:`xanesdb.ml.train.resolve_calibration` does; None: none (and absent from
+        :meth:`as_dict`, so such runs keep their ids).
     seed
         Seed of folds, mixtures, initialisation.
     """
@@ -99,11 +110,14 @@ class MixtureConfig:
     batch_size: int = 64
     learning_rate: float = 1e-3
     fidelity: str | None = None
+    calibration: str | dict[str, float] | None = None
     seed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
+        if d["calibration"] is None:  # absent when unused: run ids of uncalibrated runs stay what they were
+            del d["calibration"]
         return d
 
     def check(self) -> None:
@@ -119,6 +133,25 @@ class MixtureConfig:
                 raise XanesdbUserError(f"{name} {v:g} is outside [0, 1)")
         if self.material_repeats < 0 or not self.hidden or min(self.hidden) < 1:
             raise XanesdbUserError("material_repeats must be >= 0 and hidden layers >= 1 unit")
+        if self.calibration is not None:
+            resolve_mixture_calibration(self.calibration)
+
+
+def resolve_mixture_calibration(spec: Any):
+    """The :class:`xanesdb.xas.calibration.MeasurementCalibration` that ``spec`` names (one already
+    made is returned as it is); a one-line :class:`XanesdbUserError` when unknown or incomplete."""
+    from xanesdb.xas.calibration import MeasurementCalibration
+
+    if isinstance(spec, MeasurementCalibration):
+        return spec
+    if not isinstance(spec, (str, dict)):
+        raise XanesdbUserError(f"a calibration is a name, a .json file or its four numbers, not {type(spec).__name__}")
+    from xanesdb.ml.train import resolve_calibration
+
+    cal = resolve_calibration(spec)
+    if isinstance(spec, dict) and spec.get("provenance"):  # e.g. "...; refitted without Mn"
+        cal.provenance = str(spec["provenance"])
+    return cal
 
 
 @dataclass(frozen=True)
@@ -141,17 +174,21 @@ class SiteSpectra:
 
 
 def load_site_spectra(query: dict[str, Any], settings: XanesdbSettings | None = None, *, use_cache: bool = True,
-                      fidelity: str | None = None) -> SiteSpectra:  # fmt: skip
+                      fidelity: str | None = None, calibration: Any = None) -> SiteSpectra:  # fmt: skip
     """The aligned spectra of ``query`` (duplicates included: every site counts), one per site.
 
     A site with several spectra (several presets) keeps the first by spectrum id; a material is
     *complete* when every labelled site of its absorber(s) in ``sites`` has a spectrum here.
+    ``calibration`` (a name, a .json file, four numbers or a
+    :class:`xanesdb.xas.calibration.MeasurementCalibration`) maps each site spectrum, after the
+    ``fidelity`` correction, to what a measurement of it looks like.
     """
     from xanesdb.ml.aligned import load_aligned_dataset
     from xanesdb.platform.settings import get_settings
     from xanesdb.platform.stores import get_database
 
     settings = settings or get_settings()
+    cal = resolve_mixture_calibration(calibration) if calibration is not None else None
     warp = None
     if fidelity is not None:
         from xanesdb.ml.aligned import fit_fidelity_from_db
@@ -181,6 +218,9 @@ def load_site_spectra(query: dict[str, Any], settings: XanesdbSettings | None = 
     X = ds.X[rows]
     h = hashlib.sha256(ds.fingerprint.encode())
     h.update("|".join(site_ids).encode())
+    if cal is not None:  # every site spectrum as a measurement of it would look, before any mixing
+        X = cal.apply(X, ds.energies).astype(ds.X.dtype)
+        h.update(json.dumps(cal.params(), sort_keys=True).encode())
     return SiteSpectra(
         X=X, site_ids=tuple(site_ids), material_ids=np.array([str(ds.groups[i]) for i in rows]),
         classes=np.array([str(info.get(s, {}).get("lce_class") or "") for s in site_ids]),
@@ -417,9 +457,13 @@ def train_fractions_from_query(query: dict[str, Any], cfg: MixtureConfig, settin
     """``xanesdb train --task fractions``: site spectra, folds, final network, registry entry."""
     cfg.check()
     t0 = time.perf_counter()
-    ss = load_site_spectra(query, settings, use_cache=use_cache, fidelity=cfg.fidelity)
+    cal = resolve_mixture_calibration(cfg.calibration) if cfg.calibration is not None else None
+    ss = load_site_spectra(query, settings, use_cache=use_cache, fidelity=cfg.fidelity, calibration=cal)
     t_data = time.perf_counter() - t0
     net, metrics = train_fractions_on(ss, cfg, on_epoch)
+    if cal is not None:
+        metrics["measured_calibration"] = {**cal.params(), "n_pairs": cal.n_pairs, "rmse_before": cal.rmse_before,
+                                           "rmse_after": cal.rmse_after, "provenance": cal.provenance}  # fmt: skip
     timings = {"dataset_s": t_data, **metrics.pop("timings")}
     doc = make_fractions_doc(ss, cfg, metrics, timings)
     if register:
