@@ -143,12 +143,14 @@ def test_train_fractions_cli_registers_and_predict_reports_fractions(db_settings
 
     db = get_database(db_settings)
     _load_into(db)
-    _ok(main, ["train", "--task", "fractions", "-q", '{"element": "Fe"}', "--n-models", "2", "--epochs", "3"])
+    _ok(main, ["train", "--task", "fractions", "-q", '{"element": "Fe"}', "--n-models", "2", "--epochs", "3",
+               "--calibration", "k-edge"])  # fmt: skip
     out = capsys.readouterr().out
     assert "per class (several classes)" in out and "held-out real materials" in out
     run = db["models"].find_one({"task": "fractions"})
     assert run["state"] == "complete" and run["classes"] == list(CLASSES) and run["kind"] == "frac-mlp"
     assert run["metrics"]["n_mixed_materials"] == 4 and run["grid_name"] == ALIGNED_GRID_NAME
+    assert run["metrics"]["measured_calibration"]  # the site spectra were mapped to measurement before mixing
     prj = shared_data / "experimental_dev" / "athena" / "Mn.prj"
     _ok(main, ["predict", "-m", run["run_id"], str(prj), "-g", "Mn3O4", "-f", "json"])
     out = capsys.readouterr().out
@@ -160,6 +162,7 @@ def test_train_fractions_refusals(refused):
     assert "unknown --task" in refused(["train", "--task", "mixture", "-q", "{}"])
     assert "must be at least 1" in refused(["train", "--task", "fractions", "-q", "{}", "--n-models", "0"])
     assert "unknown --fidelity" in refused(["train", "--task", "fractions", "-q", "{}", "--fidelity", "mp"])
+    assert "calibration" in refused(["train", "--task", "fractions", "-q", "{}", "--calibration", "no-such-beamline"])
 
 
 def test_calibration_maps_the_site_spectra_before_mixing(db_settings):

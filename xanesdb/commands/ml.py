@@ -114,7 +114,7 @@ def train(
     if task == "fractions":  # xanesdb.commands.fractions: issue 21 (site fractions of mixtures)
         from xanesdb.commands.fractions import train_fractions
 
-        return train_fractions(criteria, n_models, epochs, seed, png, fidelity)
+        return train_fractions(criteria, n_models, epochs, seed, png, fidelity, calibration)
     if task == "regression":  # xanesdb.commands.regression: issue 20
         if label == ["lce_class"]:
             raise XanesdbUserError("--task regression needs --label, a numeric field such as mean_bond_length (repeat for several)")
