@@ -15,7 +15,7 @@ differ by 1-3 eV): the probabilities are averaged over the five readings, and an
 fewer than three of them give is ``unsure``. The networks' mean probabilities are then
 temperature-scaled (aligned models carry the fitted temperature and class log-odds) and, where
 the model carries its training spectra as references (:class:`xanesdb.ml.trust.ReferenceVote`),
-averaged with the classes of the 7 references nearest each reading. Then they are checked: a spectrum that the
+averaged with the classes of the 7 reference materials nearest each reading. Then they are checked: a spectrum that the
 model's outlier test finds unlike its training spectra, or whose most probable class stays below
 :data:`MIN_CONFIDENCE`, is answered ``unsure`` with the reason. A measured spectrum with a strong
 isolated pre-edge peak (:mod:`xanesdb.xas.preedge`: no inversion centre) has O6 ruled out before

@@ -576,7 +576,7 @@ def train_from_query(
                 config = dataclasses.replace(config, measurement={**calibration.measurement_ranges(),
                                                                   **(config.measurement or {})})  # fmt: skip
             else:
-                ds = dataclasses.replace(ds, X=calibration.apply(ds.X, ds.energies))
+                ds = dataclasses.replace(ds, X=X_references)
     else:
         ds = load_dataset(query, settings, label_field=label_field)
     t_data = time.perf_counter() - t0

@@ -29,6 +29,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -208,8 +209,13 @@ class ReferenceVote:
         return cls(X=X.tolist(), labels=[int(v) for v in y], n_classes=int(n_classes), k=int(k),
                    names=None if names is None else [str(n) for n in names])  # fmt: skip
 
+    @cached_property
+    def _R(self) -> np.ndarray:
+        """The references as an array (converted once; ``X`` stays a list for the card)."""
+        return np.asarray(self.X, dtype=np.float32)
+
     def _distances(self, X: np.ndarray) -> np.ndarray:
-        R = np.asarray(self.X, dtype=np.float32)
+        R = self._R
         Q = np.atleast_2d(np.asarray(X, dtype=np.float32))
         d2 = (Q**2).sum(axis=1)[:, None] + (R**2).sum(axis=1)[None, :] - 2.0 * Q @ R.T
         return np.sqrt(np.clip(d2, 0.0, None) / R.shape[1])
