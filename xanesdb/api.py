@@ -787,6 +787,8 @@ def predict(
 
 
 def _rows_frame(rows: list[dict[str, Any]], classes: Sequence[str]) -> pd.DataFrame:
+    from xanesdb.ml.predict import vote_text
+
     pd = _pandas()
     flat = []
     for r in rows:
@@ -795,7 +797,7 @@ def _rows_frame(rows: list[dict[str, Any]], classes: Sequence[str]) -> pd.DataFr
         for c in classes:
             f[f"p_{c}"] = (r.get("probabilities") or {}).get(c)
         if r.get("reference_vote"):  # the nearest reference compounds, as text and the nearest one's material
-            f["reference_vote"] = ", ".join(f"{c} {n}" for c, n in sorted(r["reference_vote"].items(), key=lambda t: -t[1]))
+            f["reference_vote"] = vote_text(r)
             f["nearest_reference"] = r["nearest_references"][0]["material_id"]
         flat.append(f)
     first = ["name", "predicted", "best_class", "confidence", *[f"p_{c}" for c in classes], "reason", "error"]

@@ -90,16 +90,12 @@ def _flat(r: dict) -> dict:
     p = r.get("probabilities") or {}
     d = {k: r.get(k) for k in CSV_FIELDS if not k.startswith("P_")}
     d.update({f"P_{c}": p.get(c) for c in ("O6", "S5", "T4")})
-    d["reference_vote"] = _vote_text(r, sep=";", colon=":") or None
+    from xanesdb.ml.predict import vote_text
+
+    d["reference_vote"] = vote_text(r, sep=";", colon=":") or None
     near = (r.get("nearest_references") or [None])[0]
     d["nearest_reference"] = f"{near['material_id']} ({near['class']}, rmse {near['rmse']:.3f})" if near else None
     return d
-
-
-def _vote_text(r: dict, sep: str = ", ", colon: str = " ") -> str:
-    """The reference vote of a row as ``O6 5, S5 2`` ("" for a model without references)."""
-    v = r.get("reference_vote") or {}
-    return sep.join(f"{c}{colon}{n}" for c, n in sorted(v.items(), key=lambda t: -t[1]))
 
 
 def _emit(rows: list[dict], fmt: str, out: Path | None) -> None:
@@ -115,6 +111,8 @@ def _emit(rows: list[dict], fmt: str, out: Path | None) -> None:
     else:
         from rich.table import Table
 
+        from xanesdb.ml.predict import vote_text
+
         voted = any(r.get("reference_vote") for r in rows)
         t = Table(title="xanesdb predict (probabilities calibrated" + (", the classes of the nearest reference "
                         "compounds averaged in" if voted else "") + "; notes below)")  # fmt: skip
@@ -129,7 +127,7 @@ def _emit(rows: list[dict], fmt: str, out: Path | None) -> None:
                 continue
             p = r["probabilities"]
             t.add_row(str(i), r["name"], r.get("absorber", ""), r["predicted"],
-                      *[f"{p[c]:.2f}" if c in p else "" for c in ("O6", "S5", "T4")], *([_vote_text(r)] if voted else []),
+                      *[f"{p[c]:.2f}" if c in p else "" for c in ("O6", "S5", "T4")], *([vote_text(r)] if voted else []),
                       f"{r['outlier_score']:.2f}", f"{r['e_half']:.1f}" if r.get("e_half") is not None else "")  # fmt: skip
             for why in (r.get("reason"), r.get("note")):
                 if why:

@@ -62,7 +62,8 @@ def _card_markdown(doc: TrainingRunDoc) -> str:
                 f"the networks with it for {rv['accuracy_with_networks']:.0%} (expected calibration error "
                 f"{rv['ece_with_networks']:.3f})" if "accuracy_with_networks" in rv else "")  # fmt: skip
         lines.append(f"- reference vote: the {len(rv['labels'])} training spectra are kept as references; the classes "
-                     f"of the {rv['k']} nearest are averaged with the calibrated networks{held}")  # fmt: skip
+                     f"of the {rv['k']} nearest materials (one vote each) are averaged with the calibrated "
+                     f"networks{held}")  # fmt: skip
     fid = m.get("fidelity")
     if fid:
         lines.append(f"- fidelity correction fast -> scf: shift {fid['delta']:g} eV over an onset of {fid['e1']:g} eV, "

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = ["MIN_CONFIDENCE", "absorber_of", "where", "edge_energy", "load_any_model", "prepare", "predict_measured",
-           "predict_spectra", "to_grid"]  # fmt: skip
+           "predict_spectra", "to_grid", "vote_text"]  # fmt: skip
 
 #: below this calibrated probability of the most probable class the answer is ``unsure``: an
 #: answer is given when its class is more probable than all the others together
@@ -208,6 +208,12 @@ def predict_spectra(
             **{k: float(v) for k, v in prep.items() if k != "x"},
         })  # fmt: skip
     return rows
+
+
+def vote_text(row: dict[str, Any], sep: str = ", ", colon: str = " ") -> str:
+    """A row's reference vote as ``O6 5, S5 2``, most votes first ("" for a model without references)."""
+    v = row.get("reference_vote") or {}
+    return sep.join(f"{c}{colon}{n}" for c, n in sorted(v.items(), key=lambda t: -t[1]))
 
 
 def _vote_fields(d: dict[str, Any]) -> dict[str, Any]:
