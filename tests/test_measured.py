@@ -201,6 +201,7 @@ def test_reference_vote_counts_the_nearest_references_and_the_ensemble_averages(
     assert np.array_equal(again.shares(X), vote.shares(X))
     P = np.array([[0.3, 0.7]])
     assert np.allclose(combine_with_references(P, S[:1]), [[0.65, 0.35]])
+    assert np.allclose(combine_with_references(P, S[:1], weight=0.0), P)  # a vote kept out of the answer
     # a material held several times (sites, presets) votes once, with its nearest spectrum
     names = ["a"] * 10 + ["b", "c", "d", "e"]
     once = ReferenceVote.fit(X, y, n_classes=2, k=5, names=names)
@@ -318,6 +319,10 @@ def test_predict_averages_the_networks_with_the_reference_vote(dev):
     net = row["probabilities_networks"]
     assert abs(row["probabilities"]["S5"] - (0.5 * net["S5"] + 0.5)) < 1e-6
     assert abs(row["probabilities"]["O6"] - 0.5 * net["O6"]) < 1e-6
+    # a run whose vote lowered the held-out accuracy reports it but answers with the networks alone
+    doc.metrics["reference_vote"]["weight"] = 0.0
+    (row,) = predict_spectra(doc, model, [hematite])
+    assert row["reference_vote"] == {"S5": 7} and row["probabilities"] == pytest.approx(row["probabilities_networks"])
 
 
 def test_plot_measured_prediction_writes_png(dev, tmp_path):

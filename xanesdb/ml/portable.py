@@ -61,9 +61,12 @@ def _card_markdown(doc: TrainingRunDoc) -> str:
         held = (f"; on the measured-like held-out copies the vote alone is right for {rv['accuracy']:.0%}, "
                 f"the networks with it for {rv['accuracy_with_networks']:.0%} (expected calibration error "
                 f"{rv['ece_with_networks']:.3f})" if "accuracy_with_networks" in rv else "")  # fmt: skip
+        how = ("are averaged with the calibrated networks" if rv.get("weight", 0.5) > 0 else
+               "are reported with each answer but not averaged in (on held-out copies they lowered the accuracy)")  # fmt: skip
+        if "accuracy_networks" in rv:
+            held = held.replace("the networks with it", f"the networks alone for {rv['accuracy_networks']:.0%}, with it")
         lines.append(f"- reference vote: the {len(rv['labels'])} training spectra are kept as references; the classes "
-                     f"of the {rv['k']} nearest materials (one vote each) are averaged with the calibrated "
-                     f"networks{held}")  # fmt: skip
+                     f"of the {rv['k']} nearest materials (one vote each) {how}{held}")  # fmt: skip
     fid = m.get("fidelity")
     if fid:
         lines.append(f"- fidelity correction fast -> scf: shift {fid['delta']:g} eV over an onset of {fid['e1']:g} eV, "

@@ -15,7 +15,8 @@ differ by 1-3 eV): the probabilities are averaged over the five readings, and an
 fewer than three of them give is ``unsure``. The networks' mean probabilities are then
 temperature-scaled (aligned models carry the fitted temperature and class log-odds) and, where
 the model carries its training spectra as references (:class:`xanesdb.ml.trust.ReferenceVote`),
-averaged with the classes of the 7 reference materials nearest each reading. Then they are checked: a spectrum that the
+averaged with the classes of the 7 reference materials nearest each reading (with the weight the
+run gave that vote). Then they are checked: a spectrum that the
 model's outlier test finds unlike its training spectra, or whose most probable class stays below
 :data:`MIN_CONFIDENCE`, is answered ``unsure`` with the reason. A measured spectrum with a strong
 isolated pre-edge peak (:mod:`xanesdb.xas.preedge`: no inversion centre) has O6 ruled out before
@@ -164,7 +165,7 @@ def predict_spectra(
     Pn = apply_temperature(mean, T, bias)
     # the reference vote of each reading (None: the card has no references)
     shares = [refs.shares(r) for r in readings] if refs is not None else None
-    Pc = combine_with_references(Pn, np.mean(shares, axis=0)) if shares is not None else Pn
+    Pc = combine_with_references(Pn, np.mean(shares, axis=0), refs.weight) if shares is not None else Pn
     if len(means) > 1:
         # unsure when the averaged answer is the answer of fewer than 3 of the 5 readings, each
         # reading taken as it would be answered: calibrated, with the class priors put back (and
@@ -172,7 +173,7 @@ def predict_spectra(
         final = np.argmax(Pc * allowed, axis=1)
         each = [apply_temperature(m, T, bias) for m in means]
         if shares is not None:
-            each = [combine_with_references(q, v) for q, v in zip(each, shares)]
+            each = [combine_with_references(q, v, refs.weight) for q, v in zip(each, shares)]
         votes = np.stack([np.argmax(q * allowed, axis=1) == final for q in each], axis=1)
         flips = votes.sum(axis=1) < 3
     near_idx, near_d = refs.nearest(X) if refs is not None else (None, None)
@@ -219,7 +220,7 @@ def vote_text(row: dict[str, Any], sep: str = ", ", colon: str = " ") -> str:
 def _vote_fields(d: dict[str, Any]) -> dict[str, Any]:
     """The :class:`~xanesdb.ml.trust.ReferenceVote` fields of a card's ``reference_vote`` (which also
     carries its held-out scores)."""
-    return {k: d[k] for k in ("X", "labels", "n_classes", "k", "names") if k in d}
+    return {k: d[k] for k in ("X", "labels", "n_classes", "k", "names", "weight") if k in d}
 
 
 def _nearest_fields(doc: TrainingRunDoc, refs: Any, idx: np.ndarray, dist: np.ndarray) -> dict[str, Any]:

@@ -449,11 +449,14 @@ def _trust_metrics(model, X, y, splits, cols, e, energies, n_classes, seed, mm, 
     Every training spectrum (as ``X_references`` has it) becomes a reference of the run's
     :class:`~xanesdb.ml.trust.ReferenceVote`;
     the vote and its mean with the calibrated networks are scored on the same held-out copies (each
-    split's copies against that split's training spectra only).
+    split's copies against that split's training spectra only), and the vote gets no weight in the
+    run's answers where that mean is right less often than the networks alone
+    (:data:`~xanesdb.ml.trust.VOTE_TOLERANCE`).
     """
     from xanesdb.ml.augment import measurement_copies
-    from xanesdb.ml.trust import (OutlierTest, ReferenceVote, apply_temperature, combine_with_references,
-                                  expected_calibration_error, fit_temperature_bias, reliability_table)
+    from xanesdb.ml.trust import (VOTE_TOLERANCE, VOTE_WEIGHT, OutlierTest, ReferenceVote, apply_temperature,
+                                  combine_with_references, expected_calibration_error, fit_temperature_bias,
+                                  reliability_table)
 
     rng = np.random.default_rng(seed + 7)
     X_tests = [np.concatenate([measurement_copies(X[te], energies, mm, rng) for _ in range(2)]) for _, te in splits]
@@ -479,6 +482,9 @@ def _trust_metrics(model, X, y, splits, cols, e, energies, n_classes, seed, mm, 
                                           names=None if names is None else names[tr_i]).shares(Xt[:, cols])
                         for (tr_i, _), Xt in zip(splits, X_tests)])  # fmt: skip
     Pe = combine_with_references(Pc, S)
+    acc_networks, acc_with = float(np.mean(Pc.argmax(axis=1) == yt)), float(np.mean(Pe.argmax(axis=1) == yt))
+    vote = ReferenceVote.fit(R[:, cols], y, n_classes, names=names)
+    vote.weight = VOTE_WEIGHT if acc_with >= acc_networks - VOTE_TOLERANCE else 0.0
     return {
         "calibration": {
             "temperature": T,
@@ -492,9 +498,10 @@ def _trust_metrics(model, X, y, splits, cols, e, energies, n_classes, seed, mm, 
             "measurement_model": mm.as_dict(),
         },
         "reference_vote": {
-            **ReferenceVote.fit(R[:, cols], y, n_classes, names=names).as_dict(),
+            **vote.as_dict(),
             "accuracy": float(np.mean(S.argmax(axis=1) == yt)),
-            "accuracy_with_networks": float(np.mean(Pe.argmax(axis=1) == yt)),
+            "accuracy_networks": acc_networks,
+            "accuracy_with_networks": acc_with,
             "ece_with_networks": expected_calibration_error(Pe, yt),
         },
         "outlier_test": outlier.as_dict(),
