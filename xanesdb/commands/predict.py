@@ -94,7 +94,7 @@ def _flat(r: dict) -> dict:
 
     d["reference_vote"] = vote_text(r, sep=";", colon=":") or None
     near = (r.get("nearest_references") or [None])[0]
-    d["nearest_reference"] = f"{near['material_id']} ({near['class']}, rmse {near['rmse']:.3f})" if near else None
+    d["nearest_reference"] = f"{near['material_id']} {near['class']} rmse={near['rmse']:.3f}" if near else None
     return d
 
 
