@@ -316,3 +316,8 @@ def test_shipped_models_put_the_class_priors_back_and_set_outliers_on_measured_r
             assert z["X"].shape == (card["n_spectra"], len(card["hyperparameters"]["feature_indices"])), path
             assert len(z["labels"]) == len(z["names"]) == card["n_spectra"], path
         assert rv["k"] == 7 and rv["accuracy_with_networks"] > 0.6, path
+        # the vote is averaged in only where it did not cost the held-out copies more than 2 points
+        from xanesdb.ml.trust import VOTE_TOLERANCE, VOTE_WEIGHT
+
+        kept = rv["accuracy_with_networks"] >= rv["accuracy_networks"] - VOTE_TOLERANCE
+        assert rv["weight"] == (VOTE_WEIGHT if kept else 0.0), (path, rv["weight"])
