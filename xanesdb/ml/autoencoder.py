@@ -438,9 +438,8 @@ def pretrain_from_query(
     """
     from xanesdb.ml.dataset import load_dataset
     from xanesdb.ml.evaluate import make_splits
-    from xanesdb.ml.registry import model_provenance, run_id_of
+    from xanesdb.ml.registry import run_document, run_id_of
     from xanesdb.ml.transfer import Architecture, fine_tune, score_classifier, subsample
-    from xanesdb.schemas import TrainingRunDoc
     from xanesdb.xas.normalize import find_e0
 
     cfg.check()
@@ -524,13 +523,9 @@ def pretrain_from_query(
                          "n_pretrain": [int(len(s)) for s in sets], "n_left_out": [int(len(ds_pre) - len(s)) for s in sets],
                          "reconstruction_mse": [float(np.mean(rec)), float(np.std(rec))],
                          "reconstruction_mse_per_split": [float(r) for r in rec]})  # fmt: skip
-    prov = model_provenance()
-    doc = TrainingRunDoc(
-        run_id=run_id, kind="mlp", task="classification", query=query, label_field=label_field, classes=classes,
-        fingerprint=ds.fingerprint, n_spectra=len(ds), grid_name=ds.grid_name, energies=[float(x) for x in ds.energies],
-        hyperparameters=hp, seed=cfg.seed, metrics=metrics, versions=prov["versions"], backend=prov["backend"],
-        device=prov["device"], timings={k: float(v) for k, v in timings.items()}, state="training",
-    )  # fmt: skip
+    doc = run_document(ds, kind="mlp", task="classification", label_field=label_field, classes=classes,
+                       hyperparameters=hp, seed=cfg.seed, metrics=metrics, timings=timings, query=query,
+                       run_id=run_id)  # fmt: skip
     if register:
         from xanesdb.ml.registry import register_run
 

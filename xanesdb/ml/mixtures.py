@@ -434,21 +434,13 @@ class FractionsResult:
 
 def make_fractions_doc(ss: SiteSpectra, cfg: MixtureConfig, metrics: dict[str, Any], timings: dict[str, float]) -> TrainingRunDoc:
     """The registry document of a fractions run (state 'training' until registered)."""
-    from xanesdb.ml.registry import model_provenance, run_id_of
-    from xanesdb.schemas import TrainingRunDoc
+    from xanesdb.ml.registry import run_document
 
-    info = model_provenance()
     hp = cfg.as_dict()
     hp["representation"] = "aligned"
     hp["feature_indices"] = list(range(ss.X.shape[1]))
-    kind = "frac-mlp"
-    return TrainingRunDoc(
-        run_id=run_id_of(kind, ss.fingerprint, "site_fractions", hp, cfg.seed), kind=kind, task="fractions",
-        query=ss.query, label_field="site_fractions", classes=list(CLASSES), fingerprint=ss.fingerprint,
-        n_spectra=len(ss), grid_name=ss.grid_name, energies=[float(x) for x in ss.energies], hyperparameters=hp,
-        seed=cfg.seed, metrics=metrics, versions=info["versions"], backend=info["backend"], device=info["device"],
-        timings={k: float(v) for k, v in timings.items()}, state="training",
-    )  # fmt: skip
+    return run_document(ss, kind="frac-mlp", task="fractions", label_field="site_fractions", classes=list(CLASSES),
+                        hyperparameters=hp, seed=cfg.seed, metrics=metrics, timings=timings)  # fmt: skip
 
 
 def train_fractions_from_query(query: dict[str, Any], cfg: MixtureConfig, settings: XanesdbSettings | None = None, *,

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BACKEND_LIBRARIES", "model_provenance", "run_id_of", "make_run_doc", "register_run", "list_runs", "get_run", "load_model", "GRIDFS_BUCKET"]
+__all__ = ["BACKEND_LIBRARIES", "model_provenance", "run_id_of", "make_run_doc", "run_document", "register_run", "list_runs", "get_run", "load_model", "GRIDFS_BUCKET"]
 
 GRIDFS_BUCKET = "model_files"
 
@@ -98,30 +98,42 @@ def make_run_doc(
     timings: dict[str, float],
 ) -> TrainingRunDoc:
     """The registry document of a finished training (state 'training' until registered)."""
-    info = model_provenance()
     hp = config.as_dict()
     hp["feature_indices"] = [int(i) for i in feature_indices]
-    run_id = run_id_of(config.kind, ds.fingerprint, ds.label_field, hp, config.seed)
+    return run_document(ds, kind=config.kind, task="classification", label_field=ds.label_field,
+                        classes=list(ds.classes), hyperparameters=hp, seed=config.seed, metrics=metrics,
+                        timings=timings)  # fmt: skip
+
+
+def run_document(
+    data: Any,
+    *,
+    kind: str,
+    task: str,
+    label_field: str,
+    classes: list[str],
+    hyperparameters: dict[str, Any],
+    seed: int,
+    metrics: dict[str, Any],
+    timings: dict[str, float],
+    query: dict[str, Any] | None = None,
+    run_id: str | None = None,
+) -> TrainingRunDoc:
+    """The registry document of any finished run (state 'training' until registered).
+
+    ``data``: what the run learned from (its ``fingerprint``, ``grid_name``, ``energies``, length
+    and, unless ``query`` is given, ``query``); ``run_id`` None: :func:`run_id_of` the knobs and data.
+    The provenance (library versions, backend, device) is this process's.
+    """
+    info = model_provenance()
     return TrainingRunDoc(
-        run_id=run_id,
-        kind=config.kind,
-        task="classification",
-        query=ds.query,
-        label_field=ds.label_field,
-        classes=list(ds.classes),
-        fingerprint=ds.fingerprint,
-        n_spectra=len(ds),
-        grid_name=ds.grid_name,
-        energies=[float(e) for e in ds.energies],
-        hyperparameters=hp,
-        seed=config.seed,
-        metrics=metrics,
-        versions=info["versions"],
-        backend=info["backend"],
-        device=info["device"],
-        timings={k: float(v) for k, v in timings.items()},
-        state="training",
-    )
+        run_id=run_id or run_id_of(kind, data.fingerprint, label_field, hyperparameters, seed), kind=kind, task=task,
+        query=data.query if query is None else query, label_field=label_field, classes=list(classes),
+        fingerprint=data.fingerprint, n_spectra=len(data), grid_name=data.grid_name,
+        energies=[float(e) for e in data.energies], hyperparameters=hyperparameters, seed=seed, metrics=metrics,
+        versions=info["versions"], backend=info["backend"], device=info["device"],
+        timings={k: float(v) for k, v in timings.items()}, state="training",
+    )  # fmt: skip
 
 
 def _db(settings: XanesdbSettings | None):

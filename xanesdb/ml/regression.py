@@ -413,21 +413,13 @@ class RegressionResult:
 def make_regression_doc(ds: RegressionDataset, cfg: RegressionConfig, metrics: dict[str, Any],
                         timings: dict[str, float]) -> TrainingRunDoc:  # fmt: skip
     """The registry document of a regression run (state 'training' until registered)."""
-    from xanesdb.ml.registry import model_provenance, run_id_of
-    from xanesdb.schemas import TrainingRunDoc
+    from xanesdb.ml.registry import run_document
 
-    info = model_provenance()
     hp = cfg.as_dict()
     hp["feature_indices"] = list(range(ds.X.shape[1]))
-    kind = f"reg-{cfg.family}"
-    label_field = ",".join(ds.labels)
-    return TrainingRunDoc(
-        run_id=run_id_of(kind, ds.fingerprint, label_field, hp, cfg.seed), kind=kind, task="regression",
-        query=ds.query, label_field=label_field, classes=list(ds.labels), fingerprint=ds.fingerprint,
-        n_spectra=len(ds), grid_name=ds.grid_name, energies=[float(x) for x in ds.energies], hyperparameters=hp,
-        seed=cfg.seed, metrics=metrics, versions=info["versions"], backend=info["backend"], device=info["device"],
-        timings={k: float(v) for k, v in timings.items()}, state="training",
-    )  # fmt: skip
+    return run_document(ds, kind=f"reg-{cfg.family}", task="regression", label_field=",".join(ds.labels),
+                        classes=list(ds.labels), hyperparameters=hp, seed=cfg.seed, metrics=metrics,
+                        timings=timings)  # fmt: skip
 
 
 def train_regression_from_query(

@@ -455,8 +455,7 @@ def transfer_from_query(
         naming it) so ``xanesdb predict`` and ``models show`` read it as any other run.
     """
     from xanesdb.ml.evaluate import make_splits
-    from xanesdb.ml.registry import model_provenance, run_id_of
-    from xanesdb.schemas import TrainingRunDoc
+    from xanesdb.ml.registry import run_document
 
     t0 = time.perf_counter()
     src, src_model, arch = prepare_source(run_id, cfg, settings)
@@ -528,16 +527,9 @@ def transfer_from_query(
         hp["labels"] = list(labels)
     else:
         hp["augment"] = []
-    prov = model_provenance()
-    label_field = ",".join(labels)
     timings = {"dataset_s": t_data, "fit_s": info["fit_s"], "evaluate_s": time.perf_counter() - t1}
-    doc = TrainingRunDoc(
-        run_id=run_id_of(src.kind, ds.fingerprint, label_field, hp, cfg.seed), kind=src.kind, task=src.task,
-        query=query, label_field=label_field, classes=classes, fingerprint=ds.fingerprint, n_spectra=len(ds),
-        grid_name=ds.grid_name, energies=[float(x) for x in ds.energies], hyperparameters=hp, seed=cfg.seed,
-        metrics=metrics, versions=prov["versions"], backend=prov["backend"], device=prov["device"],
-        timings={k: float(v) for k, v in timings.items()}, state="training",
-    )  # fmt: skip
+    doc = run_document(ds, kind=src.kind, task=src.task, label_field=",".join(labels), classes=classes,
+                       hyperparameters=hp, seed=cfg.seed, metrics=metrics, timings=timings, query=query)  # fmt: skip
     if register:
         from xanesdb.ml.registry import register_run
 
