@@ -236,7 +236,7 @@ def few_label_comparison(
     train_sets = [subsample([splits[j][0]], f, seed + 31 * i)[0] for i, (f, j) in enumerate(pairs)]
     eval_splits = [(tr, splits[j][1]) for tr, (_, j) in zip(train_sets, pairs)]
     code_dim, n_cls = ae_cfg.encoder[-1], len(classes)
-    min_rows = 32 * math.ceil(min_steps / epochs)  # rows per network and epoch for min_steps updates
+    min_rows = _rows_for_steps(min_steps, epochs)
     out: dict[str, Any] = {"f1": {}, "f1_per_split": {}, "classes": list(classes),
                            "n_labels": {f"{f:g}": float(np.mean([len(train_sets[i]) for i, p in enumerate(pairs) if p[0] == f]))
                                         for f in label_fractions},  # fmt: skip
@@ -295,6 +295,11 @@ def _encoder_for_pairs(enc, split_of: list[int]):
         if layer.weights:
             layer.set_weights([w[idx] for w in enc.get_layer(layer.name).get_weights()])
     return new
+
+
+def _rows_for_steps(min_steps: int, epochs: int, batch_size: int = 32) -> int:
+    """Rows per network and epoch that give at least ``min_steps`` updates over ``epochs``."""
+    return batch_size * math.ceil(min_steps / epochs)
 
 
 def _fit_on_codes(Z, y, train_sets, eval_splits, pairs, arch, n_cls, epochs, seed, classes, n_bootstrap, min_rows=0):
@@ -491,7 +496,7 @@ def pretrain_from_query(
     t0 = time.perf_counter()
     train_sets = subsample([tr for tr, _ in splits], cfg.fraction, cfg.seed)
     arch = Architecture("classification", "mlp", ds.X.shape[1], hidden=tuple(cfg.encoder), dropout=cfg.dropout)
-    min_rows = cfg.batch_size * math.ceil(cfg.min_steps / cfg.epochs) if cfg.min_steps else 0
+    min_rows = _rows_for_steps(cfg.min_steps, cfg.epochs, cfg.batch_size) if cfg.min_steps else 0
     model, info = fine_tune(ds.X, Y, [tr for tr in train_sets for _ in range(e)], arch, len(classes), source=source,
                             copy_head=False, freeze=cfg.freeze if source is not None else 0, standardize="source",
                             epochs=cfg.epochs, min_rows=min_rows, batch_size=cfg.batch_size,
