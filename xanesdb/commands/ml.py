@@ -75,6 +75,8 @@ def train(
                              "--n-models folds over materials, aligned spectra)."),
     train_fraction: float = typer.Option(1.0, "--train-fraction", help="Regression: fraction of each split's training rows used, in (0, 1]."),
     png: Optional[Path] = typer.Option(None, "--png", help="Regression: write the held-out parity plot here."),
+    loss: Optional[str] = typer.Option(None, "--loss", help="Regression: what training minimises, mse (default), "
+                                       "huber or mae (absolute error: suits discrete targets such as coordination numbers)."),
     from_run: Optional[str] = typer.Option(None, "--from", help="Fine-tune this registered run (classifier or network "
                                            "regression) on the query's spectra: same edge and grid length (transfer learning)."),
     pretrain: Optional[str] = typer.Option(
@@ -92,6 +94,8 @@ def train(
     from xanesdb.platform.queries import parse_filter
 
     criteria = parse_filter(query)
+    if loss is not None and (task != "regression" or from_run is not None):
+        raise XanesdbUserError("--loss is for --task regression (a fine-tuned run keeps its source's loss)")
     pre_criteria = None
     if pretrain is not None:
         if from_run is not None:
@@ -121,7 +125,7 @@ def train(
         from xanesdb.commands.regression import train_regression
 
         return train_regression(criteria, label, model, protocol, n_models, 3 if ensemble is None else ensemble, epochs,
-                                seed, train_fraction, png)
+                                seed, train_fraction, png, loss or "mse")
     if len(label) > 1:
         raise XanesdbUserError("a classifier learns one --label; several are for --task regression")
     label, ensemble = label[0], 1 if ensemble is None else ensemble

@@ -20,13 +20,13 @@ def _ms(v) -> str:
 
 
 def train_regression(criteria: dict, labels: list[str], model: str, protocol: str, n_models: int, ensemble: int,
-                     epochs: int, seed: int, train_fraction: float, png: Optional[Path]) -> None:  # fmt: skip
+                     epochs: int, seed: int, train_fraction: float, png: Optional[Path], loss: str = "mse") -> None:  # fmt: skip
     """Check the knobs, train, register, print the scores (and write the parity PNG)."""
     from xanesdb.ml.regression import RegressionConfig, plot_parity, train_regression_from_query
     from xanesdb.platform.settings import get_settings
 
     cfg = RegressionConfig(family=model, labels=tuple(labels), protocol=protocol, n_models=n_models,
-                           ensemble=ensemble, epochs=epochs, seed=seed, train_fraction=train_fraction)  # fmt: skip
+                           ensemble=ensemble, epochs=epochs, seed=seed, train_fraction=train_fraction, loss=loss)  # fmt: skip
     cfg.check()  # before any data is read: nothing is registered on bad input
     if png is not None:
         from xanesdb.platform.export import check_output_file

@@ -11,9 +11,12 @@ classifier (``task="regression"``).
 
 Scores per target: MAE and R^2 of every network (mean +- std over networks), of each split's
 ensemble mean, and of a baseline predicting the training mean. Uncertainty: the spread of a
-split's members, calibrated as ``sigma^2 = a * spread^2 + b^2`` (Gaussian likelihood, fitted for
-each split on the *other* splits' held-out predictions), and the coverage of the +-1 sigma and
-+-2 sigma intervals on held-out spectra, before and after calibration. ``xanesdb predict`` prints
+split's members, calibrated (:func:`fit_intervals`) as a scale ``s = sqrt(a * spread^2 + b^2)``
+(Gaussian likelihood) times the multipliers that make ``+-sigma`` and the "2 sigma" interval cover
+68.3 % and 95.4 % of held-out residuals (split-conformal quantiles: descriptor residuals are
+heavy-tailed, so a Gaussian ``sigma`` covers too much at 1 sigma), fitted for each split on the
+*other* splits' held-out predictions, and the coverage of both intervals on held-out spectra,
+before and after calibration. ``xanesdb predict`` prints
 ``value +- sigma`` with the calibration fitted on all splits.
 
 Examples
@@ -27,7 +30,6 @@ Examples
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import time
@@ -93,6 +95,10 @@ class RegressionConfig:
         subsample); their spread is the uncertainty.
     epochs, batch_size, learning_rate
         Adam on standardised targets (networks).
+    loss
+        What training minimises (:data:`xanesdb.ml.regression_models.LOSSES`): ``mse`` (squared
+        error), ``huber`` or ``mae`` (absolute error: the median, which suits discrete targets such
+        as coordination numbers); the trees use scikit-learn's loss of the same name.
     train_fraction
         Fraction of each split's training rows used (1: all), in (0, 1].
     seed
@@ -110,18 +116,23 @@ class RegressionConfig:
     learning_rate: float = 1e-3
     train_fraction: float = 1.0
     seed: int = 0
+    loss: str = "mse"
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["labels"] = list(self.labels)
+        if d["loss"] == "mse":  # absent when the default: run ids of earlier runs stay what they were
+            del d["loss"]
         return d
 
     def check(self) -> None:
         """Refuse bad knobs with a one-line :class:`XanesdbUserError`."""
-        from xanesdb.ml.regression_models import FAMILIES
+        from xanesdb.ml.regression_models import FAMILIES, LOSSES
 
         if self.family not in FAMILIES:
             raise XanesdbUserError(f"unknown regression model {self.family!r}; use one of {', '.join(FAMILIES)}")
+        if self.loss not in LOSSES:
+            raise XanesdbUserError(f"unknown --loss {self.loss!r}; use one of {', '.join(LOSSES)}")
         if self.protocol not in PROTOCOLS:
             raise XanesdbUserError(f"unknown --protocol {self.protocol!r}; use paper or grouped")
         if not self.labels:
@@ -256,7 +267,7 @@ def _fit(ds: RegressionDataset, cfg: RegressionConfig, train_sets: list[np.ndarr
     from xanesdb.ml.regression_models import TreeEnsemble
 
     if cfg.family == "gbt":
-        return TreeEnsemble(seed=cfg.seed).fit(ds.X, ds.Y, train_sets)
+        return TreeEnsemble(seed=cfg.seed, loss=cfg.loss).fit(ds.X, ds.Y, train_sets)
     import keras
 
     from xanesdb.ml.regression_models import build_group_regressor
@@ -265,7 +276,7 @@ def _fit(ds: RegressionDataset, cfg: RegressionConfig, train_sets: list[np.ndarr
     rng = np.random.default_rng(cfg.seed)
     k, n_t = len(train_sets), ds.Y.shape[1]
     trainable, answering = build_group_regressor(cfg.family, ds.X.shape[1], n_t, n_models=k,
-                                                 learning_rate=cfg.learning_rate, seed=cfg.seed)  # fmt: skip
+                                                 learning_rate=cfg.learning_rate, seed=cfg.seed, loss=cfg.loss)  # fmt: skip
     n_rows = max(len(tr) for tr in train_sets)
     Xg = np.empty((n_rows, k, ds.X.shape[1]), dtype=np.float32)
     Zg = np.empty((n_rows, k, n_t), dtype=np.float32)
@@ -320,12 +331,63 @@ def _nll_fit(spread: np.ndarray, resid: np.ndarray) -> tuple[float, float]:
     scale = max(float(np.mean(r2)), 1e-12)
 
     def nll(p: np.ndarray) -> float:
-        var = np.exp(p[0]) * s2 + np.exp(p[1]) * scale
+        var = np.maximum(np.exp(p[0]) * s2 + np.exp(p[1]) * scale, 1e-300)
         return float(np.mean(np.log(var) + r2 / var))
 
     best = min((minimize(nll, x0, method="Nelder-Mead") for x0 in ([0.0, -3.0], [2.0, -1.0], [-5.0, 0.0])),
                key=lambda r: r.fun)  # fmt: skip
     return float(np.exp(best.x[0])), float(math.sqrt(np.exp(best.x[1]) * scale))
+
+
+#: nominal coverage of the +-1 sigma and +-2 sigma intervals of a normal distribution
+NOMINAL_COVERAGE: dict[str, float] = {"1sigma": 0.6827, "2sigma": 0.9545}
+CALIBRATION_FORM = ("s = sqrt(a * spread^2 + b^2); sigma = k1 * s covers 68.3 %, the '2 sigma' half-width k2 * s "
+                    "covers 95.4 % of held-out residuals")  # fmt: skip
+
+
+def fit_intervals(spread: np.ndarray, resid: np.ndarray) -> dict[str, Any]:
+    """The calibration of a target's uncertainty from held-out ``resid`` and the ensemble ``spread``.
+
+    A scale ``s = sqrt(a spread^2 + b^2)`` (Gaussian likelihood), then the multipliers ``k1`` and
+    ``k2`` that make ``+-k1 s`` and ``+-k2 s`` cover 68.3 % and 95.4 % of the residuals (the
+    empirical quantiles of ``|resid| / s``: split-conformal intervals, so the heavy tails of
+    descriptor residuals do not make ``+-1 sigma`` too wide and ``+-2 sigma`` too narrow).
+    """
+    a, b = _nll_fit(spread, resid)
+    s = np.sqrt(a * spread**2 + b**2)
+    z = np.abs(resid) / np.maximum(s, 1e-12)
+    n = len(z)
+    # the conformal quantile: the ceil((n + 1) q)-th smallest score
+    k = [float(np.sort(z)[min(n - 1, math.ceil((n + 1) * q) - 1)]) if n else m
+         for q, m in ((NOMINAL_COVERAGE["1sigma"], 1.0), (NOMINAL_COVERAGE["2sigma"], 2.0))]  # fmt: skip
+    return {"a": a, "b": b, "k1": k[0], "k2": k[1], "form": CALIBRATION_FORM}
+
+
+def interval_halfwidths(cal: dict[str, Any], spread: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sigma, 2-sigma half-width) of rows with ensemble ``spread`` under calibration ``cal``
+    (:func:`fit_intervals`; cards without ``k1``/``k2`` are Gaussian: 1 and 2)."""
+    s = np.sqrt(cal["a"] * np.asarray(spread, dtype=float) ** 2 + cal["b"] ** 2)
+    return cal.get("k1", 1.0) * s, cal.get("k2", 2.0) * s
+
+
+def held_out_intervals(spreads: list[np.ndarray], resids: list[np.ndarray]) -> dict[str, Any]:
+    """Calibrate on all splits, and score each split's intervals with the calibration fitted on the
+    *other* splits (all of them when there is one): ``calibration``, ``coverage``, ``coverage_raw``
+    (the bare spread as sigma), ``mean_sigma``, and per row ``sigma`` and ``sigma2``."""
+    n_s = len(spreads)
+    sig1, sig2 = [], []
+    for i in range(n_s):
+        others = [o for o in range(n_s) if o != i] or [i]
+        cal = fit_intervals(np.concatenate([spreads[o] for o in others]), np.concatenate([resids[o] for o in others]))
+        s1, s2 = interval_halfwidths(cal, spreads[i])
+        sig1.append(s1)
+        sig2.append(s2)
+    r, raw = np.abs(np.concatenate(resids)), np.concatenate(spreads)
+    s1, s2 = np.concatenate(sig1), np.concatenate(sig2)
+    return {"calibration": fit_intervals(raw, np.concatenate(resids)),
+            "coverage": {"1sigma": float(np.mean(r <= s1)), "2sigma": float(np.mean(r <= s2))},
+            "coverage_raw": {"1sigma": float(np.mean(r <= raw)), "2sigma": float(np.mean(r <= 2 * raw))},
+            "mean_sigma": float(np.mean(s1)), "sigma": s1, "sigma2": s2}  # fmt: skip
 
 
 def _ms(v: list[float] | np.ndarray) -> list[float]:
@@ -373,28 +435,17 @@ def train_regression_on_dataset(
         base = [float(np.mean(np.abs(ds.Y[tr, j].mean() - ds.Y[te, j]))) for tr, te in splits]
         r2_base = [_r2(ds.Y[te, j], np.full(len(te), ds.Y[tr, j].mean())) for tr, te in splits]
         # calibration of each split on the other splits' held-out predictions (all of them when one split)
-        resid = [means[i][:, j] - y_te[i] for i in range(n_s)]
-        spr = [spreads[i][:, j] for i in range(n_s)]
-        sig_raw, sig_cal = [], []
-        for i in range(n_s):
-            others = [o for o in range(n_s) if o != i] or [i]
-            a, b = _nll_fit(np.concatenate([spr[o] for o in others]), np.concatenate([resid[o] for o in others]))
-            sig_raw.append(spr[i])
-            sig_cal.append(np.sqrt(a * spr[i] ** 2 + b**2))
-        a_all, b_all = _nll_fit(np.concatenate(spr), np.concatenate(resid))
-        r_all, raw_all, cal_all = np.abs(np.concatenate(resid)), np.concatenate(sig_raw), np.concatenate(sig_cal)
+        iv = held_out_intervals([spreads[i][:, j] for i in range(n_s)], [means[i][:, j] - y_te[i] for i in range(n_s)])
         metrics["targets"][lab] = {
             "mae_networks": _ms(mae_net), "r2_networks": _ms(r2_net),
             "mae_ensemble": _ms(mae_ens), "r2_ensemble": _ms(r2_ens),
             "mae_baseline": _ms(base), "r2_baseline": _ms(r2_base),
-            "coverage_raw": {"1sigma": float(np.mean(r_all <= raw_all)), "2sigma": float(np.mean(r_all <= 2 * raw_all))},
-            "coverage": {"1sigma": float(np.mean(r_all <= cal_all)), "2sigma": float(np.mean(r_all <= 2 * cal_all))},
-            "mean_sigma": float(np.mean(cal_all)),
-            "calibration": {"a": a_all, "b": b_all, "form": "sigma^2 = a * spread^2 + b^2"},
+            "coverage_raw": iv["coverage_raw"], "coverage": iv["coverage"], "mean_sigma": iv["mean_sigma"],
+            "calibration": iv["calibration"],
             "train_mean": float(ds.Y[:, j].mean()), "std": float(ds.Y[:, j].std()),
         }  # fmt: skip
         parity[lab] = {"true": np.concatenate(y_te).tolist(), "pred": np.concatenate([m[:, j] for m in means]).tolist(),
-                       "sigma": cal_all.tolist()}  # fmt: skip
+                       "sigma": iv["sigma"].tolist()}  # fmt: skip
     metrics["parity"] = parity
     metrics["timings"] = {"fit_s": t_fit, "evaluate_s": time.perf_counter() - t0}
     return model, metrics, splits
@@ -480,11 +531,11 @@ def predict_regression(doc: TrainingRunDoc, model: Any, X: np.ndarray) -> dict[s
     P = all_networks(model, np.asarray(X, dtype=np.float32))  # (n, n_splits * ensemble, n_targets)
     e = int(doc.hyperparameters.get("ensemble", 1))
     n_s = P.shape[1] // e
-    within = P.reshape(len(P), n_s, e, -1).var(axis=2).mean(axis=1)  # (n, t)
+    within = np.sqrt(P.reshape(len(P), n_s, e, -1).var(axis=2).mean(axis=1))  # (n, t)
     out = {}
     for j, lab in enumerate(doc.classes):
-        cal = doc.metrics["targets"][lab]["calibration"]
-        out[lab] = (P[:, :, j].mean(axis=1), np.sqrt(cal["a"] * within[:, j] + cal["b"] ** 2))
+        sigma, _ = interval_halfwidths(doc.metrics["targets"][lab]["calibration"], within[:, j])
+        out[lab] = (P[:, :, j].mean(axis=1), sigma)
     return out
 
 

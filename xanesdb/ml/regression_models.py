@@ -35,7 +35,7 @@ from keras import ops
 
 from xanesdb.ml.models import GroupedConv1D, GroupedDense, GroupedMaxPool1D, Standardize
 
-__all__ = ["FAMILIES", "KERAS_FAMILIES", "GroupedConv1DChannels", "GroupedFlatten", "Destandardize",
+__all__ = ["FAMILIES", "KERAS_FAMILIES", "LOSSES", "GroupedConv1DChannels", "GroupedFlatten", "Destandardize",
            "build_group_regressor", "TreeEnsemble"]  # fmt: skip
 
 #: family -> one line, as ``xanesdb train --task regression --model`` lists them
@@ -48,6 +48,14 @@ FAMILIES: dict[str, str] = {
     "cnn": "the paper's CNN conv 8x10, pool 2, then its MLP",
 }
 KERAS_FAMILIES = tuple(f for f in FAMILIES if f != "gbt")
+#: training losses of the networks (on standardised targets): squared error, Huber (delta 1 standard
+#: deviation: squared near the truth, absolute beyond), absolute error
+LOSSES: dict[str, str] = {"mse": "mean squared error", "huber": "Huber, delta 1 standard deviation",
+                          "mae": "mean absolute error"}  # fmt: skip
+#: the same losses in scikit-learn's gradient boosting (its Huber is at the 0.9 quantile of the residuals)
+SKLEARN_LOSS: dict[str, str] = {"mse": "squared_error", "huber": "huber", "mae": "absolute_error"}
+#: the same losses in scikit-learn's gradient boosting (its Huber is at the 0.9 quantile of the residuals)
+SKLEARN_LOSS: dict[str, str] = {"mse": "squared_error", "huber": "huber", "mae": "absolute_error"}
 
 
 @keras.saving.register_keras_serializable(package="xanesdb")
@@ -113,13 +121,14 @@ class Destandardize(keras.layers.Layer):
 
 def build_group_regressor(
     family: str, n_features: int, n_targets: int, *, n_models: int = 1, learning_rate: float = 1e-3, seed: int = 0,
+    loss: str = "mse",
 ) -> tuple[keras.Model, keras.Model]:
     """A group of ``n_models`` regression networks of one Keras family.
 
     Returns
     -------
     (trainable, answering)
-        ``trainable`` is compiled (MSE on standardised targets); ``answering`` shares its layers and
+        ``trainable`` is compiled (``loss``, one of :data:`LOSSES`, on standardised targets); ``answering`` shares its layers and
         adds :class:`Destandardize` (set its statistics, then save and predict with it).
     """
     if family not in KERAS_FAMILIES:
@@ -148,7 +157,10 @@ def build_group_regressor(
             x = keras.layers.Dropout(dropout, seed=seed + 100 + i, name=f"dropout_{i}")(x)
     z = GroupedDense(n_targets, activation=None, seed=seed + 50, name="output")(x)
     trainable = keras.Model(inputs, z, name=f"xanesdb_reg_{family}_x{n_models}")
-    trainable.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
+    if loss not in LOSSES:
+        raise ValueError(f"unknown regression loss {loss!r}; use one of {', '.join(LOSSES)}")
+    fn = keras.losses.Huber(delta=1.0) if loss == "huber" else loss
+    trainable.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=fn)
     out = Destandardize(name="destandardize")(z)
     answering = keras.Model(inputs, out, name=f"xanesdb_reg_{family}_x{n_models}_units")
     return trainable, answering
@@ -163,9 +175,11 @@ class TreeEnsemble:
     """
 
     def __init__(self, n_estimators: int = 100, max_depth: int = 3, learning_rate: float = 0.1,
-                 subsample: float = 0.8, seed: int = 0) -> None:  # fmt: skip
+                 subsample: float = 0.8, seed: int = 0, loss: str = "mse") -> None:  # fmt: skip
+        if loss not in LOSSES:
+            raise ValueError(f"unknown regression loss {loss!r}; use one of {', '.join(LOSSES)}")
         self.params = {"n_estimators": n_estimators, "max_depth": max_depth, "learning_rate": learning_rate,
-                       "subsample": subsample}  # fmt: skip
+                       "subsample": subsample, "loss": SKLEARN_LOSS[loss]}  # fmt: skip
         self.seed = seed
         self.members: list[list[dict[str, np.ndarray]]] = []  # [member][target] -> arrays
 

@@ -123,7 +123,7 @@ class Architecture:
     """What is needed to build a network group like a registered run's.
 
     ``task`` classification (``kind`` ``mlp``/``cnn`` with ``hidden``, ``dropout``, ``filters``,
-    ``kernel_size``, ``pool_size``) or regression (``kind`` ``reg-<family>``).
+    ``kernel_size``, ``pool_size``) or regression (``kind`` ``reg-<family>``, trained with ``loss``).
     """
 
     task: str
@@ -134,13 +134,14 @@ class Architecture:
     filters: int = 8
     kernel_size: int = 10
     pool_size: int = 2
+    loss: str = "mse"
 
     @classmethod
     def of_run(cls, doc: TrainingRunDoc) -> Architecture:
         hp = doc.hyperparameters
         n = len(hp.get("feature_indices") or doc.energies)
         if doc.task == "regression":
-            return cls(task="regression", kind=doc.kind, n_features=n)
+            return cls(task="regression", kind=doc.kind, n_features=n, loss=str(hp.get("loss", "mse")))
         return cls(task="classification", kind=doc.kind, n_features=n, hidden=tuple(hp.get("hidden", (90, 60, 20))),
                    dropout=float(hp.get("dropout", 0.3)), filters=int(hp.get("filters", 8)),
                    kernel_size=int(hp.get("kernel_size", 10)), pool_size=int(hp.get("pool_size", 2)))  # fmt: skip
@@ -314,7 +315,8 @@ def fine_tune(
         from keras import ops
 
         y_mean, y_std = ops.convert_to_numpy(de.mean), ops.convert_to_numpy(de.std)
-    loss = keras.losses.CategoricalCrossentropy() if classify else keras.losses.MeanSquaredError()
+    loss = (keras.losses.CategoricalCrossentropy() if classify else
+            keras.losses.Huber(delta=1.0) if arch.loss == "huber" else arch.loss)  # the source's regression loss
     trainable.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss)
     n_rows = max(max(len(tr) for tr in train_sets), int(min_rows))
     Xg = np.empty((n_rows, k, X.shape[1]), dtype=np.float32)
@@ -364,7 +366,7 @@ def _ms(v) -> list[float]:
 
 def score_regressor(model, X: np.ndarray, Y: np.ndarray, splits, e: int, labels, train_sets=None) -> dict[str, Any]:
     """MAE / R^2 per target (split ensembles, networks, training-mean baseline) and the spread calibration."""
-    from xanesdb.ml.regression import _nll_fit, _r2
+    from xanesdb.ml.regression import _r2, held_out_intervals
 
     P = predict_networks_on(model, [X[te] for _, te in splits for _ in range(e)])
     n_s = len(splits)
@@ -374,18 +376,14 @@ def score_regressor(model, X: np.ndarray, Y: np.ndarray, splits, e: int, labels,
     out: dict[str, Any] = {"targets": {}, "n_networks": n_s * e}
     for j, lab in enumerate(labels):
         yt = [Y[te, j] for _, te in splits]
-        resid = np.concatenate([means[i][:, j] - yt[i] for i in range(n_s)])
-        spr = np.concatenate([spreads[i][:, j] for i in range(n_s)])
-        a, b = _nll_fit(spr, resid)
-        sig = np.sqrt(a * spr**2 + b**2)
+        iv = held_out_intervals([spreads[i][:, j] for i in range(n_s)], [means[i][:, j] - yt[i] for i in range(n_s)])
         out["targets"][lab] = {
             "mae_ensemble": _ms([np.mean(np.abs(means[i][:, j] - yt[i])) for i in range(n_s)]),
             "mae_networks": _ms([np.mean(np.abs(P[i * e + m][:, j] - yt[i])) for i in range(n_s) for m in range(e)]),
             "r2_ensemble": _ms([_r2(yt[i], means[i][:, j]) for i in range(n_s)]),
             "mae_baseline": _ms([np.mean(np.abs(Y[train_sets[i], j].mean() - yt[i])) for i in range(n_s)]),
-            "coverage": {"1sigma": float(np.mean(np.abs(resid) <= sig)), "2sigma": float(np.mean(np.abs(resid) <= 2 * sig))},
-            "mean_sigma": float(np.mean(sig)),
-            "calibration": {"a": a, "b": b, "form": "sigma^2 = a * spread^2 + b^2"},
+            "coverage": iv["coverage"], "coverage_raw": iv["coverage_raw"], "mean_sigma": iv["mean_sigma"],
+            "calibration": iv["calibration"],
             "train_mean": float(Y[:, j].mean()), "std": float(Y[:, j].std()),
         }  # fmt: skip
     return out
