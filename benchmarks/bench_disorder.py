@@ -7,6 +7,9 @@
     nice -n 10 python benchmarks/bench_disorder.py series --site ... --site ...
     # 3. MSD regression on held-out sites + the measured EuTiO3 / PbTiO3 temperature series
     python benchmarks/bench_disorder.py msd
+    # 4. what 0.01 A steps change against their 0.05 A subset (same seeded weightings)
+    nice -n 19 xanesdb disorder series 'proto:perovskite:A=Sr,B=Ti:Ti:1' --step 0.01
+    python benchmarks/bench_disorder.py step --from-file
 
 Results in ``benchmarks/results/disorder*``.
 """
@@ -99,7 +102,12 @@ def cmd_series(args) -> None:
 
 
 def export_series(db) -> int:
-    """Every successful distortion task (site, class, d, energies, mu, mu0) to SERIES_FILE."""
+    """Every successful distortion task (site, class, d, energies, mu, mu0) to SERIES_FILE.
+
+    Each run carries ``series_step``: the finest step (A) of its site's series (0.05 for 19 runs,
+    0.01 for the 91 of ``--step 0.01``, whose every 5th run is the 0.05 A series). Readers pick a
+    step's runs with :func:`on_grid`.
+    """
     docs = list(db["feff_tasks"].find({"distortion": {"$ne": None}, "state": "successful"},
                                       {"_id": 0, "task_id": 1, "site_id": 1, "material_id": 1, "element": 1,
                                        "preset": 1, "distortion": 1, "energies": 1, "mu": 1, "mu0": 1,
@@ -109,9 +117,46 @@ def export_series(db) -> int:
     for d in docs:
         d["lce_class"] = classes.get(d["site_id"])
     docs.sort(key=lambda d: (d["site_id"], d["preset"], d["distortion"]))
+    by: dict = {}
+    for d in docs:
+        by.setdefault((d["site_id"], d["preset"]), []).append(d["distortion"])
+    steps = {k: series_step(v) for k, v in by.items()}
+    for d in docs:
+        d["series_step"] = steps[(d["site_id"], d["preset"])]
     with gzip.open(SERIES_FILE, "wt") as f:
         json.dump(docs, f)
     return len(docs)
+
+
+def series_step(distortions) -> float:
+    """The finest step (A) of a series: the smallest gap between its distortions, to 0.01 A."""
+    d = np.unique(np.round(np.asarray(distortions, dtype=float), 4))
+    return round(float(np.diff(d).min()), 2) if len(d) > 1 else 0.05
+
+
+def on_grid(series, step: float):
+    """The runs of a :class:`~xanesdb.ml.disorder.DistortionSeries` whose d is a multiple of ``step``.
+
+    Same rows, energies and values as a series made from only those runs (each run is interpolated
+    onto the energies of the run at d = 0, which every grid holds), so the 0.05 A subset of a
+    0.01 A series is the 0.05 A series.
+    """
+    from dataclasses import replace
+
+    k = np.asarray(series.distortions, dtype=float) / step
+    keep = np.abs(k - np.round(k)) < 1e-6
+    return replace(series, distortions=series.distortions[keep], mu=series.mu[keep], mu0=series.mu0[keep])
+
+
+def _load(args, element: str):
+    from xanesdb.ml.disorder import load_series, series_from_docs
+
+    if args.from_file:
+        with gzip.open(SERIES_FILE, "rt") as f:
+            return series_from_docs([d for d in json.load(f) if d["element"] == element])
+    from xanesdb.platform.stores import get_database
+
+    return load_series(get_database(ensure=False), {"element": element})
 
 
 def main() -> None:
@@ -134,8 +179,17 @@ def main() -> None:
     m.add_argument("--epochs", type=int, default=60)
     m.add_argument("--families", nargs="+", default=["mlp", "gbt"])
     m.add_argument("--from-file", action="store_true", help=f"read the series from {SERIES_FILE.name} (no database)")
+    m.add_argument("--step", type=float, default=0.05, help="use each series' runs on this grid (A); 0.05: every series")
+    t = sub.add_parser("step", help="0.01 A series against its 0.05 A subset: disordered spectra and MSD labels")
+    t.add_argument("--site", default="proto:perovskite:A=Sr,B=Ti:Ti:1")
+    t.add_argument("--element", default="Ti")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--n-weightings", type=int, default=1000)
+    t.add_argument("--fine", type=float, default=0.01)
+    t.add_argument("--coarse", type=float, default=0.05)
+    t.add_argument("--from-file", action="store_true", help=f"read the series from {SERIES_FILE.name} (no database)")
     args = p.parse_args()
-    {"cost": cmd_cost, "series": cmd_series, "msd": lambda a: cmd_msd(a)}[args.cmd](args)
+    {"cost": cmd_cost, "series": cmd_series, "msd": lambda a: cmd_msd(a), "step": lambda a: cmd_step(a)}[args.cmd](args)
 
 
 def _kelvin(t: str) -> float:
@@ -147,22 +201,18 @@ def cmd_msd(args) -> None:
     """MSD regression: held-out sites (leave one out) and the measured temperature series."""
     from scipy.stats import spearmanr
 
-    from xanesdb.ml.disorder import held_out_sites, load_series, make_msd_dataset, msd_config, regression_dataset, series_from_docs
+    from xanesdb.ml.disorder import held_out_sites, make_msd_dataset, msd_config, regression_dataset
     from xanesdb.ml.regression import all_networks, train_regression_on_dataset
     from xanesdb.xas.align import align_measured
 
-    if args.from_file:
-        with gzip.open(SERIES_FILE, "rt") as f:
-            series = series_from_docs([d for d in json.load(f) if d["element"] == args.element])
-    else:
-        from xanesdb.platform.stores import get_database
-
-        series = load_series(get_database(ensure=False), {"element": args.element})
-    series = [s for s in series if len(s.distortions) >= 17]  # a run or two of 19 may have failed
+    # each series on the --step grid (the 0.01 A series of a site enters as its 0.05 A subset)
+    series = [on_grid(s, args.step) for s in _load(args, args.element)]
+    n_full = int(round(2 * 0.45 / args.step)) + 1
+    series = [s for s in series if len(s.distortions) >= n_full - 2]  # a run or two may have failed
     print(f"{len(series)} complete series: {[s.site_id for s in series]}", flush=True)
     ds = make_msd_dataset(series, args.n_weightings, seed=args.seed)
     t0 = time.time()
-    lines = [f"MSD regression ({args.element} K edge, fastlite distortion series, 0.05 A steps; {args.n_weightings} "
+    lines = [f"MSD regression ({args.element} K edge, fastlite distortion series, {args.step:g} A steps; {args.n_weightings} "
              f"weightings per site from seed {args.seed}: mu U(-0.1, 0.1) A, sigma log-U(0.02, 0.15) A, half "
              f"Gaussian, half skew-normal alpha U(-4, 4)); aligned representation",
              f"MSD range {ds.msd.min():.4f}..{ds.msd.max():.4f} A^2, mean {ds.msd.mean():.4f}"]  # fmt: skip
@@ -202,6 +252,144 @@ def cmd_msd(args) -> None:
     (RESULTS / f"disorder_msd_{args.element}.txt").write_text(text)
     (RESULTS / f"disorder_msd_{args.element}.json").write_text(json.dumps(results, indent=1, default=float))
     _plot(results, args.families, RESULTS / f"disorder_msd_{args.element}.png")
+
+
+SIGMA_BINS = ((0.02, 0.03), (0.03, 0.05), (0.05, 0.08), (0.08, 0.15), (0.02, 0.05), (0.02, 0.15))
+
+
+def cmd_step(args) -> None:
+    """The fine series (0.01 A) against its coarse subset (every 5th run, 0.05 A) for the same weightings."""
+    from scipy.stats import skewnorm
+
+    from xanesdb.ml.disorder import disordered_spectra, msd_of, sample_weightings, series_weights
+    from xanesdb.xas.align import align_computed
+
+    found = {s.site_id: s for s in _load(args, args.element)}
+    if args.site not in found:
+        sys.exit(f"no series of {args.site} (have {sorted(found)})")
+    full = found[args.site]
+    fine, coarse = on_grid(full, args.fine), on_grid(full, args.coarse)
+    n_fine, n_coarse = int(round(0.9 / args.fine)) + 1, int(round(0.9 / args.coarse)) + 1
+    print(f"{args.site}: {len(fine.distortions)} of {n_fine} runs at {args.fine:g} A, "
+          f"{len(coarse.distortions)} of {n_coarse} at {args.coarse:g} A", flush=True)  # fmt: skip
+    if len(coarse.distortions) < n_coarse:
+        sys.exit(f"the {args.coarse:g} A subset is incomplete")
+
+    def run_y(s, i, mu=None, mu0=None):  # None where the aligned window is not covered (large |d|)
+        try:
+            return align_computed(s.energies, s.mu[i] if mu is None else mu, s.mu0[i] if mu0 is None else mu0)["y"]
+        except ValueError:
+            return None
+
+    i0, i2 = (int(np.argmin(np.abs(fine.distortions - d))) for d in (0.0, 0.2))
+    signal = float(np.mean(np.abs(run_y(fine, i2) - run_y(fine, i0))))
+    W = sample_weightings(args.n_weightings, args.seed)
+    Xf, mf, okf = disordered_spectra(fine, W)
+    Xc, mc, okc = disordered_spectra(coarse, W)
+    ok = okf & okc
+    spec = np.mean(np.abs(Xf - Xc), axis=1)  # per weighting, on the aligned grid
+    dmsd = np.abs(mf - mc)
+    mean_, var_ = skewnorm.stats(W[:, 2], loc=W[:, 0], scale=W[:, 1], moments="mv")
+    m_cont = np.asarray(var_) + np.asarray(mean_) ** 2  # E[d^2] of the (untruncated) continuous weighting
+    sig = W[:, 1]
+    rows = []
+    for lo, hi in SIGMA_BINS:
+        r = ok & (sig >= lo) & (sig <= hi if hi >= 0.15 else sig < hi)
+        rows.append({"sigma": [lo, hi], "n": int(r.sum()), "spec_mad": float(spec[r].mean()),
+                     "spec_mad_rel": float(spec[r].mean() / signal), "spec_p95_rel": float(np.percentile(spec[r], 95) / signal),
+                     "msd_mad": float(dmsd[r].mean()), "msd_rel": float(np.median(dmsd[r] / mf[r])),
+                     "msd_fine": float(mf[r].mean()),
+                     "cont_err_fine": float(np.mean(np.abs(mf[r] - m_cont[r]))),
+                     "cont_err_coarse": float(np.mean(np.abs(mc[r] - m_cont[r])))})  # fmt: skip
+    # the runs between the coarse grid points against linear interpolation of the coarse runs (mu, mu0)
+    off = [i for i, d in enumerate(fine.distortions) if abs(d / args.coarse - round(d / args.coarse)) > 1e-6]
+    interp = []
+    for i in off:
+        d = fine.distortions[i]
+        mu = np.array([np.interp(d, coarse.distortions, coarse.mu[:, k]) for k in range(coarse.mu.shape[1])])
+        mu0 = np.array([np.interp(d, coarse.distortions, coarse.mu0[:, k]) for k in range(coarse.mu0.shape[1])])
+        ya, yb = run_y(fine, i, mu, mu0), run_y(fine, i)
+        if ya is not None and yb is not None:
+            interp.append((float(d), float(np.mean(np.abs(ya - yb)))))
+    ys = [run_y(fine, i) for i in range(len(fine.distortions))]
+    steps_ok = np.isclose(np.diff(fine.distortions), args.fine)
+    neighbour = float(np.mean([np.mean(np.abs(b - a)) for a, b, k in zip(ys, ys[1:], steps_ok)
+                               if a is not None and b is not None and k]))  # one fine step, aligned runs
+    # a Gaussian of width 0.02 A slid across d = -0.1..+0.1: the labels each grid gives
+    mus = np.round(np.arange(-0.1, 0.1001, 0.002), 4)
+    sweep = {"mu": mus.tolist(), "sigma": 0.02}
+    for name, s in (("fine", fine), ("coarse", coarse)):
+        sweep[name] = [msd_of(s.distortions, series_weights(s.distortions, m, 0.02)) for m in mus]
+    sweep["continuous"] = (mus**2 + 0.02**2).tolist()
+
+    cmd = f"python benchmarks/bench_disorder.py step{' --from-file' if args.from_file else ''}"
+    cmd += f" --site '{args.site}' --seed {args.seed} --n-weightings {args.n_weightings}"
+    lines = [f"# Distortion step: {args.fine:g} A series against its {args.coarse:g} A subset", "",
+             f"Site `{args.site}` (`fastlite`): {len(fine.distortions)} runs at {args.fine:g} A steps "
+             f"(of {n_fine}), the {len(coarse.distortions)} at {args.coarse:g} A being every 5th of them. "
+             f"{int(ok.sum())} weightings (`sample_weightings({args.n_weightings}, seed={args.seed})`: mu U(-0.1, 0.1) A, "
+             f"sigma log-U(0.02, 0.15) A, half Gaussian, half skew-normal alpha U(-4, 4)) applied to both; "
+             f"differences per weighting, averaged over the weightings of each sigma bin.", "",
+             f"Spectrum signal: mean |y(d=+0.2) - y(d=0)| of the aligned runs = {signal:.4f}; one {args.fine:g} A step "
+             f"changes a run by {neighbour:.4f} on average.", "",
+             "| sigma (A) | n | spectrum MAD | / signal | 95th pct / signal | MSD MAD (A^2) | median rel. MSD diff "
+             "| mean MSD (A^2) | MSD err. vs continuous, 0.01 / 0.05 (A^2) |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        lines.append(f"| {r['sigma'][0]:.2f}-{r['sigma'][1]:.2f} | {r['n']} | {r['spec_mad']:.4f} | {100 * r['spec_mad_rel']:.1f}% "
+                     f"| {100 * r['spec_p95_rel']:.1f}% | {r['msd_mad']:.5f} | {100 * r['msd_rel']:.1f}% | {r['msd_fine']:.5f} "
+                     f"| {r['cont_err_fine']:.5f} / {r['cont_err_coarse']:.5f} |")  # fmt: skip
+    im = np.array([m for _, m in interp])
+    worst = max(interp, key=lambda t: t[1])
+    lines += ["", f"Runs between the {args.coarse:g} A grid points ({len(im)} of {len(off)} whose spectrum aligns) against "
+              f"the linear interpolation (in d) of the two {args.coarse:g} A runs around them (mu and mu0, then aligned): "
+              f"MAD {im.mean():.4f} ({100 * im.mean() / signal:.1f}% of the signal; |d| <= 0.2 A: "
+              f"{100 * np.mean([m for d, m in interp if abs(d) <= 0.2]) / signal:.1f}%), worst {worst[1]:.4f} at "
+              f"d = {worst[0]:+.2f} A.", "",
+              "spectrum MAD: mean over the aligned grid of |average over the 0.01 A series - average over the 0.05 A "
+              "subset|; MSD MAD: mean |MSD(0.01) - MSD(0.05)|; MSD err. vs continuous: mean |sum w d^2 - E[d^2]| with "
+              "E[d^2] = var + mean^2 of the untruncated skew-normal.", "", "```", cmd, "```", "",
+              "![step](disorder_step.png)", ""]  # fmt: skip
+    text = "\n".join(lines)
+    print(text)
+    tag = "" if args.site == "proto:perovskite:A=Sr,B=Ti:Ti:1" else "_" + args.site.replace(":", "_").replace(",", "_").replace("=", "")
+    (RESULTS / f"disorder_step{tag}.md").write_text(text)
+    out = {"site": args.site, "n_fine": len(fine.distortions), "n_coarse": len(coarse.distortions), "seed": args.seed,
+           "n_weightings": args.n_weightings, "signal": signal, "neighbour_step_mad": neighbour, "bins": rows,
+           "interp": interp, "sweep": sweep,
+           "per_weighting": {"mu": W[:, 0].tolist(), "sigma": sig.tolist(), "alpha": W[:, 2].tolist(), "ok": ok.tolist(),
+                             "spec_mad": spec.tolist(), "msd_fine": mf.tolist(), "msd_coarse": mc.tolist(),
+                             "msd_continuous": m_cont.tolist()}}  # fmt: skip
+    (RESULTS / f"disorder_step{tag}.json").write_text(json.dumps(out, default=float))
+    _plot_step(out, RESULTS / f"disorder_step{tag}.png")
+
+
+def _plot_step(o: dict, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(14, 4.2), dpi=110)
+    ax1, ax2, ax3 = fig.subplots(1, 3)
+    sw = o["sweep"]
+    for k, st in (("continuous", "k--"), ("fine", "-"), ("coarse", "-")):
+        ax1.plot(sw["mu"], sw[k], st, label={"fine": "0.01 A series", "coarse": "0.05 A subset",
+                                             "continuous": "mu^2 + sigma^2"}[k])  # fmt: skip
+    ax1.set(xlabel="mu (A), Gaussian sigma 0.02 A", ylabel="MSD label (A^2)", title="label of a narrow weighting")
+    ax1.legend(fontsize=8)
+    pw = o["per_weighting"]
+    ok = np.asarray(pw["ok"])
+    sig = np.asarray(pw["sigma"])[ok]
+    ax2.scatter(sig, 100 * np.asarray(pw["spec_mad"])[ok] / o["signal"], s=4, alpha=0.5)
+    ax2.set(xscale="log", xlabel="sigma (A)", ylabel="% of the d=0 vs +0.2 A signal",
+            title="disordered spectrum: 0.01 A vs 0.05 A steps")  # fmt: skip
+    mf, mc = np.asarray(pw["msd_fine"])[ok], np.asarray(pw["msd_coarse"])[ok]
+    ax3.scatter(sig, np.abs(mc - mf), s=4, alpha=0.5, label="|MSD(0.05) - MSD(0.01)|")
+    ax3.set(xscale="log", xlabel="sigma (A)", ylabel="A^2", title="MSD label: 0.01 A vs 0.05 A steps")
+    ax3.legend(fontsize=8)
+    for ax in (ax2, ax3):
+        ax.axvspan(0.02, 0.05, color="0.9", zorder=0)
+    fig.suptitle(f"{o['site']}: {o['n_fine']} runs at 0.01 A, {o['n_coarse']} at 0.05 A, {int(ok.sum())} weightings")
+    fig.tight_layout()
+    fig.savefig(path)
 
 
 def _plot(results: dict, families, path: Path) -> None:
