@@ -313,8 +313,13 @@ def cmd_step(args) -> None:
             interp.append((float(d), float(np.mean(np.abs(ya - yb)))))
     ys = [run_y(fine, i) for i in range(len(fine.distortions))]
     steps_ok = np.isclose(np.diff(fine.distortions), args.fine)
-    neighbour = float(np.mean([np.mean(np.abs(b - a)) for a, b, k in zip(ys, ys[1:], steps_ok)
-                               if a is not None and b is not None and k]))  # one fine step, aligned runs
+    step_mad = [(float(fine.distortions[i + 1]), float(np.mean(np.abs(b - a))))
+                for i, (a, b, k) in enumerate(zip(ys, ys[1:], steps_ok)) if a is not None and b is not None and k]  # fmt: skip
+    neighbour = float(np.mean([m for _, m in step_mad]))  # one fine step, aligned runs
+    med = float(np.median([m for _, m in step_mad]))
+    jumps = [(d, m) for d, m in step_mad if m > 2 * med]  # steps of the series well above the typical one
+    y0 = ys[i0]
+    curve = [(float(d), float(np.mean(np.abs(y - y0)))) for d, y in zip(fine.distortions, ys) if y is not None]
     # a Gaussian of width 0.02 A slid across d = -0.1..+0.1: the labels each grid gives
     mus = np.round(np.arange(-0.1, 0.1001, 0.002), 4)
     sweep = {"mu": mus.tolist(), "sigma": 0.02}
@@ -330,8 +335,10 @@ def cmd_step(args) -> None:
              f"{int(ok.sum())} weightings (`sample_weightings({args.n_weightings}, seed={args.seed})`: mu U(-0.1, 0.1) A, "
              f"sigma log-U(0.02, 0.15) A, half Gaussian, half skew-normal alpha U(-4, 4)) applied to both; "
              f"differences per weighting, averaged over the weightings of each sigma bin.", "",
-             f"Spectrum signal: mean |y(d=+0.2) - y(d=0)| of the aligned runs = {signal:.4f}; one {args.fine:g} A step "
-             f"changes a run by {neighbour:.4f} on average.", "",
+             f"Spectrum signal: mean |y(d=+0.2) - y(d=0)| of the aligned runs = {signal:.4f}. One {args.fine:g} A step "
+             f"changes an aligned run by {neighbour:.4f} on average (median {med:.4f}; {len(step_mad)} steps between runs "
+             f"that align, d <= {max(d for d, _ in curve):+.2f} A); {len(jumps)} steps are over twice the median: "
+             + ", ".join(f"{d - args.fine:+.2f} -> {d:+.2f} A {m:.4f}" for d, m in jumps) + ".", "",
              "| sigma (A) | n | spectrum MAD | / signal | 95th pct / signal | MSD MAD (A^2) | median rel. MSD diff "
              "| mean MSD (A^2) | MSD err. vs continuous, 0.01 / 0.05 (A^2) |",
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -356,7 +363,8 @@ def cmd_step(args) -> None:
     (RESULTS / f"disorder_step{tag}.md").write_text(text)
     out = {"site": args.site, "n_fine": len(fine.distortions), "n_coarse": len(coarse.distortions), "seed": args.seed,
            "n_weightings": args.n_weightings, "signal": signal, "neighbour_step_mad": neighbour, "bins": rows,
-           "interp": interp, "sweep": sweep,
+           "interp": interp, "sweep": sweep, "step_mad": step_mad, "jumps": jumps, "curve": curve,
+           "coarse_d": coarse.distortions.tolist(),
            "per_weighting": {"mu": W[:, 0].tolist(), "sigma": sig.tolist(), "alpha": W[:, 2].tolist(), "ok": ok.tolist(),
                              "spec_mad": spec.tolist(), "msd_fine": mf.tolist(), "msd_coarse": mc.tolist(),
                              "msd_continuous": m_cont.tolist()}}  # fmt: skip
@@ -367,8 +375,17 @@ def cmd_step(args) -> None:
 def _plot_step(o: dict, path: Path) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(14, 4.2), dpi=110)
-    ax1, ax2, ax3 = fig.subplots(1, 3)
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    fig = Figure(figsize=(18, 4.2), dpi=110)
+    ax0, ax1, ax2, ax3 = fig.subplots(1, 4)
+    cd, cm = zip(*o["curve"])
+    coarse = {round(d, 4) for d in o["coarse_d"]}
+    ax0.plot(cd, cm, ".-", ms=4, label="0.01 A series")
+    ax0.plot([d for d, m in o["curve"] if round(d, 4) in coarse], [m for d, m in o["curve"] if round(d, 4) in coarse],
+             "o-", mfc="none", label="0.05 A subset")  # fmt: skip
+    ax0.set(xlabel="d (A)", ylabel="mean |y(d) - y(0)|", title="aligned runs (those that align)")
+    ax0.legend(fontsize=8)
     sw = o["sweep"]
     for k, st in (("continuous", "k--"), ("fine", "-"), ("coarse", "-")):
         ax1.plot(sw["mu"], sw[k], st, label={"fine": "0.01 A series", "coarse": "0.05 A subset",
@@ -387,6 +404,9 @@ def _plot_step(o: dict, path: Path) -> None:
     ax3.legend(fontsize=8)
     for ax in (ax2, ax3):
         ax.axvspan(0.02, 0.05, color="0.9", zorder=0)
+        ax.set_xticks([0.02, 0.03, 0.05, 0.08, 0.15])
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     fig.suptitle(f"{o['site']}: {o['n_fine']} runs at 0.01 A, {o['n_coarse']} at 0.05 A, {int(ok.sum())} weightings")
     fig.tight_layout()
     fig.savefig(path)
