@@ -201,20 +201,25 @@ def cmd_msd(args) -> None:
     """MSD regression: held-out sites (leave one out) and the measured temperature series."""
     from scipy.stats import spearmanr
 
-    from xanesdb.ml.disorder import held_out_sites, make_msd_dataset, msd_config, regression_dataset
+    from xanesdb.ml.disorder import (
+        held_out_sites,
+        make_msd_dataset,
+        msd_config,
+        regression_dataset,
+    )
     from xanesdb.ml.regression import all_networks, train_regression_on_dataset
     from xanesdb.xas.align import align_measured
 
     # each series on the --step grid (the 0.01 A series of a site enters as its 0.05 A subset)
     series = [on_grid(s, args.step) for s in _load(args, args.element)]
-    n_full = int(round(2 * 0.45 / args.step)) + 1
+    n_full = round(2 * 0.45 / args.step) + 1
     series = [s for s in series if len(s.distortions) >= n_full - 2]  # a run or two may have failed
     print(f"{len(series)} complete series: {[s.site_id for s in series]}", flush=True)
     ds = make_msd_dataset(series, args.n_weightings, seed=args.seed)
     t0 = time.time()
-    lines = [f"MSD regression ({args.element} K edge, fastlite distortion series, {args.step:g} A steps; {args.n_weightings} "
+    lines = [(f"MSD regression ({args.element} K edge, fastlite distortion series, {args.step:g} A steps; {args.n_weightings} "
              f"weightings per site from seed {args.seed}: mu U(-0.1, 0.1) A, sigma log-U(0.02, 0.15) A, half "
-             f"Gaussian, half skew-normal alpha U(-4, 4)); aligned representation",
+             f"Gaussian, half skew-normal alpha U(-4, 4)); aligned representation"),
              f"MSD range {ds.msd.min():.4f}..{ds.msd.max():.4f} A^2, mean {ds.msd.mean():.4f}"]  # fmt: skip
     results: dict = {"sites": list(ds.sites), "n_rows": len(ds.X), "seed": args.seed, "n_weightings": args.n_weightings,
                      "weightings_first10": ds.weightings[:10].tolist(), "families": {}}  # fmt: skip
@@ -261,7 +266,12 @@ def cmd_step(args) -> None:
     """The fine series (0.01 A) against its coarse subset (every 5th run, 0.05 A) for the same weightings."""
     from scipy.stats import skewnorm
 
-    from xanesdb.ml.disorder import disordered_spectra, msd_of, sample_weightings, series_weights
+    from xanesdb.ml.disorder import (
+        disordered_spectra,
+        msd_of,
+        sample_weightings,
+        series_weights,
+    )
     from xanesdb.xas.align import align_computed
 
     found = {s.site_id: s for s in _load(args, args.element)}
@@ -269,7 +279,7 @@ def cmd_step(args) -> None:
         sys.exit(f"no series of {args.site} (have {sorted(found)})")
     full = found[args.site]
     fine, coarse = on_grid(full, args.fine), on_grid(full, args.coarse)
-    n_fine, n_coarse = int(round(0.9 / args.fine)) + 1, int(round(0.9 / args.coarse)) + 1
+    n_fine, n_coarse = round(0.9 / args.fine) + 1, round(0.9 / args.coarse) + 1
     print(f"{args.site}: {len(fine.distortions)} of {n_fine} runs at {args.fine:g} A, "
           f"{len(coarse.distortions)} of {n_coarse} at {args.coarse:g} A", flush=True)  # fmt: skip
     if len(coarse.distortions) < n_coarse:
@@ -330,17 +340,17 @@ def cmd_step(args) -> None:
     cmd = f"python benchmarks/bench_disorder.py step{' --from-file' if args.from_file else ''}"
     cmd += f" --site '{args.site}' --seed {args.seed} --n-weightings {args.n_weightings}"
     lines = [f"# Distortion step: {args.fine:g} A series against its {args.coarse:g} A subset", "",
-             f"Site `{args.site}` (`fastlite`): {len(fine.distortions)} runs at {args.fine:g} A steps "
-             f"(of {n_fine}), the {len(coarse.distortions)} at {args.coarse:g} A being every 5th of them. "
-             f"{int(ok.sum())} weightings (`sample_weightings({args.n_weightings}, seed={args.seed})`: mu U(-0.1, 0.1) A, "
-             f"sigma log-U(0.02, 0.15) A, half Gaussian, half skew-normal alpha U(-4, 4)) applied to both; "
-             f"differences per weighting, averaged over the weightings of each sigma bin.", "",
-             f"Spectrum signal: mean |y(d=+0.2) - y(d=0)| of the aligned runs = {signal:.4f}. One {args.fine:g} A step "
-             f"changes an aligned run by {neighbour:.4f} on average (median {med:.4f}; {len(step_mad)} steps between runs "
-             f"that align, d <= {max(d for d, _ in curve):+.2f} A); {len(jumps)} steps are over twice the median: "
+             (f"Site `{args.site}` (`fastlite`): {len(fine.distortions)} runs at {args.fine:g} A steps "
+              f"(of {n_fine}), the {len(coarse.distortions)} at {args.coarse:g} A being every 5th of them. "
+              f"{int(ok.sum())} weightings (`sample_weightings({args.n_weightings}, seed={args.seed})`: mu U(-0.1, 0.1) A, "
+              f"sigma log-U(0.02, 0.15) A, half Gaussian, half skew-normal alpha U(-4, 4)) applied to both; "
+              f"differences per weighting, averaged over the weightings of each sigma bin."), "",
+             (f"Spectrum signal: mean |y(d=+0.2) - y(d=0)| of the aligned runs = {signal:.4f}. One {args.fine:g} A step "
+              f"changes an aligned run by {neighbour:.4f} on average (median {med:.4f}; {len(step_mad)} steps between runs "
+              f"that align, d <= {max(d for d, _ in curve):+.2f} A); {len(jumps)} steps are over twice the median: ")
              + ", ".join(f"{d - args.fine:+.2f} -> {d:+.2f} A {m:.4f}" for d, m in jumps) + ".", "",
-             "| sigma (A) | n | spectrum MAD | / signal | 95th pct / signal | MSD MAD (A^2) | median rel. MSD diff "
-             "| mean MSD (A^2) | MSD err. vs continuous, 0.01 / 0.05 (A^2) |",
+             ("| sigma (A) | n | spectrum MAD | / signal | 95th pct / signal | MSD MAD (A^2) | median rel. MSD diff "
+              "| mean MSD (A^2) | MSD err. vs continuous, 0.01 / 0.05 (A^2) |"),
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         lines.append(f"| {r['sigma'][0]:.2f}-{r['sigma'][1]:.2f} | {r['n']} | {r['spec_mad']:.4f} | {100 * r['spec_mad_rel']:.1f}% "
@@ -348,14 +358,14 @@ def cmd_step(args) -> None:
                      f"| {r['cont_err_fine']:.5f} / {r['cont_err_coarse']:.5f} |")  # fmt: skip
     im = np.array([m for _, m in interp])
     worst = max(interp, key=lambda t: t[1])
-    lines += ["", f"Runs between the {args.coarse:g} A grid points ({len(im)} of {len(off)} whose spectrum aligns) against "
+    lines += ["", (f"Runs between the {args.coarse:g} A grid points ({len(im)} of {len(off)} whose spectrum aligns) against "
               f"the linear interpolation (in d) of the two {args.coarse:g} A runs around them (mu and mu0, then aligned): "
               f"MAD {im.mean():.4f} ({100 * im.mean() / signal:.1f}% of the signal; |d| <= 0.2 A: "
               f"{100 * np.mean([m for d, m in interp if abs(d) <= 0.2]) / signal:.1f}%), worst {worst[1]:.4f} at "
-              f"d = {worst[0]:+.2f} A.", "",
-              "spectrum MAD: mean over the aligned grid of |average over the 0.01 A series - average over the 0.05 A "
+              f"d = {worst[0]:+.2f} A."), "",
+              ("spectrum MAD: mean over the aligned grid of |average over the 0.01 A series - average over the 0.05 A "
               "subset|; MSD MAD: mean |MSD(0.01) - MSD(0.05)|; MSD err. vs continuous: mean |sum w d^2 - E[d^2]| with "
-              "E[d^2] = var + mean^2 of the untruncated skew-normal.", "", "```", cmd, "```", "",
+              "E[d^2] = var + mean^2 of the untruncated skew-normal."), "", "```", cmd, "```", "",
               "![step](disorder_step.png)", ""]  # fmt: skip
     text = "\n".join(lines)
     print(text)
@@ -374,7 +384,6 @@ def cmd_step(args) -> None:
 
 def _plot_step(o: dict, path: Path) -> None:
     from matplotlib.figure import Figure
-
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     fig = Figure(figsize=(18, 4.2), dpi=110)
