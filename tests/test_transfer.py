@@ -130,7 +130,7 @@ def test_cli_transfer_and_refusals(db_settings, refused, capsys):
     src = list_runs(db_settings)[0]["run_id"]
     capsys.readouterr()
     main(["train", "--from", src, "-q", '{"grid_name": "Cu-K-tgt-v1"}', "--freeze", "2", "--fraction", "0.5",
-          "--epochs", "3", "--n-models", "2"])
+          "--epochs", "3", "--n-models", "2", "--standardize", "target"])
     out = capsys.readouterr().out
     assert "fine-tuned from" in out and "+6.5 eV" in out and "dense_0, dense_1" in out
     runs = list_runs(db_settings)
@@ -138,6 +138,7 @@ def test_cli_transfer_and_refusals(db_settings, refused, capsys):
     doc = get_run(runs[0]["run_id"] if runs[0]["run_id"] != src else runs[1]["run_id"], db_settings)
     tr = doc.hyperparameters["transfer"]
     assert tr["from"] == src and tr["fraction"] == 0.5 and tr["freeze"] == 2 and not tr["new_head"]
+    assert tr["standardize"] == "target"
     assert doc.kind == "mlp" and doc.grid_name == "Cu-K-tgt-v1" and doc.state == "complete"
     assert doc.metrics["n_train"][0] < 0.6 * doc.n_spectra
     # the fine-tuned run is a registered model like any other: it can be the source of the next one
@@ -146,6 +147,8 @@ def test_cli_transfer_and_refusals(db_settings, refused, capsys):
     assert "outside (0, 1]" in refused([*base, "--fraction", "0"])
     assert "outside (0, 1]" in refused([*base, "--fraction", "1.5"])
     assert "freeze 0 to 3" in refused([*base, "--freeze", "4"])
+    assert "unknown --standardize" in refused([*base, "--standardize", "batch"])
+    assert "--standardize is for fine-tuning" in refused(["train", "-q", '{"grid_name": "Cu-K-tgt-v1"}', "--standardize", "target"])
     assert "no model" in refused(["train", "--from", "nope-123", "-q", '{"grid_name": "Cu-K-tgt-v1"}'])
     assert "no spectra match" in refused(["train", "--from", src, "-q", '{"grid_name": "none"}'])
 

@@ -89,11 +89,16 @@ def train(
                                          "pretrained (default 0: all trained)."),
     fraction: float = typer.Option(1.0, "--fraction", help="With --from or --pretrain: share of each split's training "
                                    "rows used, in (0, 1]."),
+    standardize: Optional[str] = typer.Option(None, "--standardize", help="With --from: source (keep the source "
+                                              "networks' input standardisation, the default) or target (refit it on "
+                                              "the target's training rows)."),
 ) -> None:
     """Train classifiers (or regressors: --task regression) on the spectra a query selects, score them, register the run."""
     from xanesdb.platform.queries import parse_filter
 
     criteria = parse_filter(query)
+    if standardize is not None and from_run is None:
+        raise XanesdbUserError("--standardize is for fine-tuning with --from")
     if loss is not None and (task != "regression" or from_run is not None):
         raise XanesdbUserError("--loss is for --task regression (a fine-tuned run keeps its source's loss)")
     pre_criteria = None
@@ -112,7 +117,7 @@ def train(
 
         return train_transfer(criteria, from_run, 2 if freeze is None else freeze, fraction,
                               None if label == ["lce_class"] else label, protocol, n_models,
-                              1 if ensemble is None else ensemble, epochs, seed)  # fmt: skip
+                              1 if ensemble is None else ensemble, epochs, seed, standardize or "source")  # fmt: skip
     if task not in ("classification", "regression", "fractions"):
         raise XanesdbUserError(f"unknown --task {task!r}; use classification, regression or fractions")
     if task == "fractions":  # xanesdb.commands.fractions: issue 21 (site fractions of mixtures)

@@ -19,13 +19,13 @@ def _ms(v) -> str:
 
 
 def train_transfer(criteria: dict, run_id: str, freeze: int, fraction: float, labels: Optional[list[str]], protocol: str,
-                   n_models: int, ensemble: int, epochs: int, seed: int) -> None:  # fmt: skip
+                   n_models: int, ensemble: int, epochs: int, seed: int, standardize: str = "source") -> None:  # fmt: skip
     """Check the knobs and the source (before any data is read), fine-tune, register, print the scores."""
     from xanesdb.ml.transfer import TransferConfig, transfer_from_query
     from xanesdb.platform.settings import get_settings
 
     cfg = TransferConfig(freeze=freeze, fraction=fraction, n_models=n_models, ensemble=ensemble, protocol=protocol,
-                         epochs=epochs, seed=seed)  # fmt: skip
+                         epochs=epochs, seed=seed, standardize=standardize)  # fmt: skip
     cfg.check()
     with epoch_bar(err_console, f"fine-tuning {n_models * ensemble} networks", epochs,
                    lambda loss: f"fine-tuning (loss {loss:.3f})") as on_epoch:  # fmt: skip

@@ -113,7 +113,7 @@ class TransferConfig:
         if self.protocol not in ("paper", "grouped"):
             raise XanesdbUserError(f"unknown --protocol {self.protocol!r}; use paper or grouped")
         if self.standardize not in ("source", "target"):
-            raise XanesdbUserError(f"unknown standardisation {self.standardize!r}; use source or target")
+            raise XanesdbUserError(f"unknown --standardize {self.standardize!r}; use source or target")
         if min(self.n_models, self.ensemble, self.epochs) < 1:
             raise XanesdbUserError("--n-models, --ensemble and --epochs must be at least 1")
 
