@@ -98,34 +98,53 @@ def cmd_series(args) -> None:
                                                             flush=True))  # fmt: skip
         print(f"{sid}: {len(s['task_ids'])} run, {s['n_already']} already stored, failed {s['failed']}, "
               f"{time.time() - t0:.0f} s", flush=True)  # fmt: skip
-        export_series(db)
+        n, added = export_series(db)
+        print(f"{SERIES_FILE.name}: {n} runs, {added} added", flush=True)
 
 
-def export_series(db) -> int:
-    """Every successful distortion task (site, class, d, energies, mu, mu0) to SERIES_FILE.
+def export_series(db, sites=None) -> tuple[int, int]:
+    """Add every successful distortion task (site, class, d, energies, mu, mu0) of the database to SERIES_FILE.
 
-    Each run carries ``series_step``: the finest step (A) of its site's series (0.05 for 19 runs,
-    0.01 for the 91 of ``--step 0.01``, whose every 5th run is the 0.05 A series). Readers pick a
-    step's runs with :func:`on_grid`.
+    The runs already in the file are kept as they are and where they are (also those the database
+    no longer holds); the database's other runs are appended, sorted by site, preset and d. Each run
+    carries ``series_step``: the finest step (A) of its site's series in the file (0.05 for 19 runs,
+    0.01 for the 91 of ``--step 0.01``, whose every 5th run is the 0.05 A series); it is the only
+    field of a kept run that can change (when finer runs of its site are added). Readers pick a
+    step's runs with :func:`on_grid`. ``sites``: add only these sites' runs (a series still running
+    elsewhere stays out). Returns (runs in the file, runs added).
     """
-    docs = list(db["feff_tasks"].find({"distortion": {"$ne": None}, "state": "successful"},
-                                      {"_id": 0, "task_id": 1, "site_id": 1, "material_id": 1, "element": 1,
-                                       "preset": 1, "distortion": 1, "energies": 1, "mu": 1, "mu0": 1,
-                                       "wall_seconds": 1}))  # fmt: skip
+    kept = []
+    if SERIES_FILE.exists():
+        with gzip.open(SERIES_FILE, "rt") as f:
+            kept = json.load(f)
+    have = {d["task_id"] for d in kept}
+    docs = [d for d in db["feff_tasks"].find({"distortion": {"$ne": None}, "state": "successful"},
+                                             {"_id": 0, "task_id": 1, "site_id": 1, "material_id": 1, "element": 1,
+                                              "preset": 1, "distortion": 1, "energies": 1, "mu": 1, "mu0": 1,
+                                              "wall_seconds": 1})
+            if d["task_id"] not in have and (sites is None or d["site_id"] in sites)]  # fmt: skip
     classes = {s["site_id"]: s.get("lce_class") for s in db["sites"].find(
         {"site_id": {"$in": sorted({d["site_id"] for d in docs})}}, {"_id": 0, "site_id": 1, "lce_class": 1})}  # fmt: skip
     for d in docs:
         d["lce_class"] = classes.get(d["site_id"])
     docs.sort(key=lambda d: (d["site_id"], d["preset"], d["distortion"]))
+    out = kept + docs
     by: dict = {}
-    for d in docs:
+    for d in out:
         by.setdefault((d["site_id"], d["preset"]), []).append(d["distortion"])
     steps = {k: series_step(v) for k, v in by.items()}
-    for d in docs:
+    for d in out:
         d["series_step"] = steps[(d["site_id"], d["preset"])]
     with gzip.open(SERIES_FILE, "wt") as f:
-        json.dump(docs, f)
-    return len(docs)
+        json.dump(out, f)
+    return len(out), len(docs)
+
+
+def cmd_export(args) -> None:
+    from xanesdb.platform.stores import get_database
+
+    n, added = export_series(get_database(ensure=False), args.site)
+    print(f"{SERIES_FILE.name}: {n} runs, {added} added")
 
 
 def series_step(distortions) -> float:
@@ -188,8 +207,109 @@ def main() -> None:
     t.add_argument("--fine", type=float, default=0.01)
     t.add_argument("--coarse", type=float, default=0.05)
     t.add_argument("--from-file", action="store_true", help=f"read the series from {SERIES_FILE.name} (no database)")
+    g = sub.add_parser("signal", help="per series: runs, s/run, failures, mean |y(d) - y(0)| at d = -0.2, +0.2 A")
+    g.add_argument("--site", action="append", help="only these sites (repeat); default every series, results written")
+    g.add_argument("--step", type=float, default=0.05)
+    g.add_argument("--distortions", nargs="+", type=float, default=[-0.2, 0.2])
+    g.add_argument("--from-file", action="store_true", help=f"read the series from {SERIES_FILE.name} (no database)")
+    x = sub.add_parser("export", help=f"add the database's distortion runs to {SERIES_FILE.name} (the runs there kept)")
+    x.add_argument("--site", action="append", help="only these sites' runs (repeat); default every site")
     args = p.parse_args()
-    {"cost": cmd_cost, "series": cmd_series, "msd": lambda a: cmd_msd(a), "step": lambda a: cmd_step(a)}[args.cmd](args)
+    {"cost": cmd_cost, "series": cmd_series, "signal": cmd_signal, "export": cmd_export, "msd": lambda a: cmd_msd(a), "step": lambda a: cmd_step(a)}[args.cmd](args)
+
+
+def cmd_signal(args) -> None:
+    """Per series: runs on the --step grid, seconds per run, failures, and the distortion signal.
+
+    The signal at d is the mean |y(d) - y(0)| of the aligned runs (:func:`xanesdb.xas.align.align_computed`
+    of each run on the energies of its series' d = 0 run, as the MSD dataset reads them), the quantity
+    quoted for SrTiO3 (0.11-0.12 at d = +0.2 A).
+    """
+    from xanesdb.ml.disorder import series_from_docs
+    from xanesdb.xas.align import ALIGNED_GRID, align_computed
+    from xanesdb.xas.normalize import half_step_energy, normalize_computed
+
+    if args.from_file:
+        with gzip.open(SERIES_FILE, "rt") as f:
+            docs = json.load(f)
+        failed: dict = {}
+    else:
+        from xanesdb.platform.stores import get_database
+
+        db = get_database(ensure=False)
+        docs = list(db["feff_tasks"].find({"distortion": {"$ne": None}, "state": "successful"},
+                                          {"_id": 0, "task_id": 1, "site_id": 1, "material_id": 1, "element": 1,
+                                           "preset": 1, "distortion": 1, "energies": 1, "mu": 1, "mu0": 1,
+                                           "wall_seconds": 1}))  # fmt: skip
+        classes = {s["site_id"]: s.get("lce_class") for s in db["sites"].find(
+            {"site_id": {"$in": sorted({d["site_id"] for d in docs})}}, {"_id": 0, "site_id": 1, "lce_class": 1})}  # fmt: skip
+        for d in docs:
+            d["lce_class"] = classes.get(d["site_id"])
+        failed = {}
+        for t in db["feff_tasks"].find({"distortion": {"$ne": None}, "state": "failed"}, {"_id": 0, "site_id": 1, "distortion": 1}):
+            failed.setdefault(t["site_id"], []).append(t["distortion"])
+    if args.site:
+        docs = [d for d in docs if d["site_id"] in args.site]
+    n_full = round(2 * 0.45 / args.step) + 1
+    rows = []
+    for s in series_from_docs(docs):
+        g = on_grid(s, args.step)
+        walls = [d["wall_seconds"] for d in docs if d["site_id"] == s.site_id and d.get("preset", "") == s.preset
+                 and d.get("wall_seconds") is not None
+                 and abs(d["distortion"] / args.step - round(d["distortion"] / args.step)) < 1e-6]  # fmt: skip
+
+        def y(dd, g=g):
+            """The aligned run at d (NaN where the run does not reach the aligned grid), or None."""
+            i = np.flatnonzero(np.isclose(g.distortions, dd))
+            if not len(i):
+                return None
+            try:
+                return align_computed(g.energies, g.mu[i[0]], g.mu0[i[0]])["y"].astype(float)
+            except ValueError:  # the run starts too close to its half step: keep the part it covers
+                n = normalize_computed(g.energies, g.mu[i[0]], g.mu0[i[0]])
+                t = ALIGNED_GRID + half_step_energy(g.energies, n.norm, e0=n.e0)
+                return np.where((t >= g.energies[0]) & (t <= g.energies[-1]), np.interp(t, g.energies, n.norm), np.nan)
+
+        y0 = y(0.0)
+        sig, part = {}, {}
+        for dd in args.distortions:
+            yd = y(dd)
+            k = f"{dd:+.2f}"
+            sig[k] = None if yd is None or y0 is None else float(np.nanmean(np.abs(yd - y0)))
+            if yd is not None and y0 is not None and np.isnan(yd - y0).any():
+                part[k] = float(ALIGNED_GRID[~np.isnan(yd - y0)][0])  # the covered part starts here (eV)
+        fl = failed.get(s.site_id, [])
+        rows.append({"site_id": s.site_id, "element": s.element, "lce_class": s.lce_class, "preset": s.preset,
+                     "runs": len(g.distortions), "of": n_full,
+                     "failed": None if args.from_file else len([d for d in fl if abs(d / args.step - round(d / args.step)) < 1e-6]),
+                     "wall_mean": float(np.mean(walls)) if walls else None,
+                     "wall_min": float(np.min(walls)) if walls else None,
+                     "wall_max": float(np.max(walls)) if walls else None, "signal": sig, "partial_from_ev": part})  # fmt: skip
+    src = "--from-file" if args.from_file else "database"
+    cols = " | ".join(f"d = {k} A" for k in rows[0]["signal"]) if rows else ""
+    lines = [f"# Distortion series: runs, cost and signal ({args.step:g} A grid, {src})", "",
+             f"| site | absorber, class | runs | failed now | s/run mean (range) | {cols} |",
+             "|---|---|---|---|---|" + "---|" * len(args.distortions)]  # fmt: skip
+    for r in rows:
+        w = "-" if r["wall_mean"] is None else f"{r['wall_mean']:.1f} ({r['wall_min']:.0f}-{r['wall_max']:.0f})"
+        f = "-" if r["failed"] is None else str(r["failed"])
+        sg = " | ".join("n/a" if v is None else f"{v:.3f}" + ("*" if k in r["partial_from_ev"] else "")
+                        for k, v in r["signal"].items())  # fmt: skip
+        lines.append(f"| `{r['site_id']}` | {r['element']} {r['lce_class']} | {r['runs']}/{r['of']} | {f} | {w} | {sg} |")
+    cmd = f"python benchmarks/bench_disorder.py signal{' --from-file' if args.from_file else ''}"
+    lines += ["", ("signal: mean |y(d) - y(0)| over the aligned grid (100 points), each run aligned on the energies "
+                   "of its series' d = 0 run; s/run: FEFF wall seconds of the runs on the grid; failed now: runs "
+                   "stored `state=\"failed\"` (database only; a run retried with --retry-failed counts as successful). "
+                   "*: the run at d starts less than 5 eV below its half step (too close for the aligned grid: "
+                   "align_computed refuses it); the mean is over the part of the grid it covers, from "
+                   + ", ".join(sorted({f"{v:+.1f}" for r in rows for v in r["partial_from_ev"].values()}) or ["-"])
+                   + " eV."),
+              "", "```", cmd, "```", ""]  # fmt: skip
+    text = "\n".join(lines)
+    print(text)
+    if not args.site:
+        (RESULTS / "disorder_signal.md").write_text(text)
+        (RESULTS / "disorder_signal.json").write_text(json.dumps(rows, indent=1))
 
 
 def _kelvin(t: str) -> float:
