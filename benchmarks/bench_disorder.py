@@ -1,4 +1,4 @@
-"""Distortion series (issue 21 items 1-3): cost per preset, the background series, MSD regression.
+"""Distortion series (issue 21 items 1-3): cost per preset, the background series, their signal, MSD regression.
 
     XANESDB_HOME=/tmp/h21 xanesdb db load-bundled && xanesdb spectra build
     # 1. cost and agreement of the cheap preset against `fast` on one site (d = 0 and +0.2 A)
@@ -10,6 +10,10 @@
     # 4. what 0.01 A steps change against their 0.05 A subset (same seeded weightings)
     nice -n 19 xanesdb disorder series 'proto:perovskite:A=Sr,B=Ti:Ti:1' --step 0.01
     python benchmarks/bench_disorder.py step --from-file
+    # 5. series run with the CLI (`nice -n 19 xanesdb disorder series SITE`): add a finished one to the
+    #    shipped file (the runs already there kept), then runs, s/run, failures and signal per series
+    python benchmarks/bench_disorder.py export --site 'proto:rocksalt:B=Ni:Ni:0'
+    python benchmarks/bench_disorder.py signal        # --from-file: without a database (no failure counts)
 
 Results in ``benchmarks/results/disorder*``.
 """
