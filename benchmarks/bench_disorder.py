@@ -274,6 +274,13 @@ def cmd_signal(args) -> None:
                 t = ALIGNED_GRID + half_step_energy(g.energies, n.norm, e0=n.e0)
                 return np.where((t >= g.energies[0]) & (t <= g.energies[-1]), np.interp(t, g.energies, n.norm), np.nan)
 
+        aligns = []
+        for i, dd in enumerate(g.distortions):
+            try:
+                align_computed(g.energies, g.mu[i], g.mu0[i])
+                aligns.append(float(dd))
+            except ValueError:
+                pass
         y0 = y(0.0)
         sig, part = {}, {}
         for dd in args.distortions:
@@ -288,22 +295,27 @@ def cmd_signal(args) -> None:
                      "failed": None if args.from_file else len([d for d in fl if abs(d / args.step - round(d / args.step)) < 1e-6]),
                      "wall_mean": float(np.mean(walls)) if walls else None,
                      "wall_min": float(np.min(walls)) if walls else None,
-                     "wall_max": float(np.max(walls)) if walls else None, "signal": sig, "partial_from_ev": part})  # fmt: skip
+                     "wall_max": float(np.max(walls)) if walls else None, "signal": sig, "partial_from_ev": part,
+                     "aligned_d": aligns})  # fmt: skip
     src = "--from-file" if args.from_file else "database"
     cols = " | ".join(f"d = {k} A" for k in rows[0]["signal"]) if rows else ""
     lines = [f"# Distortion series: runs, cost and signal ({args.step:g} A grid, {src})", "",
-             f"| site | absorber, class | runs | failed now | s/run mean (range) | {cols} |",
-             "|---|---|---|---|---|" + "---|" * len(args.distortions)]  # fmt: skip
+             f"| site | absorber, class | runs | failed now | s/run mean (range) | runs that align | {cols} |",
+             "|---|---|---|---|---|---|" + "---|" * len(args.distortions)]  # fmt: skip
     for r in rows:
         w = "-" if r["wall_mean"] is None else f"{r['wall_mean']:.1f} ({r['wall_min']:.0f}-{r['wall_max']:.0f})"
         f = "-" if r["failed"] is None else str(r["failed"])
         sg = " | ".join("n/a" if v is None else f"{v:.3f}" + ("*" if k in r["partial_from_ev"] else "")
                         for k, v in r["signal"].items())  # fmt: skip
-        lines.append(f"| `{r['site_id']}` | {r['element']} {r['lce_class']} | {r['runs']}/{r['of']} | {f} | {w} | {sg} |")
+        a = r["aligned_d"]
+        al = f"{len(a)}: {min(a):+.2f}..{max(a):+.2f}" if a else "0"
+        lines.append(f"| `{r['site_id']}` | {r['element']} {r['lce_class']} | {r['runs']}/{r['of']} | {f} | {w} | {al} | {sg} |")
     cmd = f"python benchmarks/bench_disorder.py signal{' --from-file' if args.from_file else ''}"
     lines += ["", ("signal: mean |y(d) - y(0)| over the aligned grid (100 points), each run aligned on the energies "
                    "of its series' d = 0 run; s/run: FEFF wall seconds of the runs on the grid; failed now: runs "
-                   "stored `state=\"failed\"` (database only; a run retried with --retry-failed counts as successful). "
+                   "stored `state=\"failed\"` (database only; a run retried with --retry-failed counts as successful); "
+                   "runs that align: how many runs, and the d range, reach -5..+44.5 eV around their half step "
+                   "(`align_computed`). "
                    "*: the run at d starts less than 5 eV below its half step (too close for the aligned grid: "
                    "align_computed refuses it); the mean is over the part of the grid it covers, from "
                    + ", ".join(sorted({f"{v:+.1f}" for r in rows for v in r["partial_from_ev"].values()}) or ["-"])
