@@ -216,6 +216,7 @@ def main() -> None:
     g.add_argument("--step", type=float, default=0.05)
     g.add_argument("--distortions", nargs="+", type=float, default=[-0.2, 0.2])
     g.add_argument("--from-file", action="store_true", help=f"read the series from {SERIES_FILE.name} (no database)")
+    g.add_argument("--shipped", action="store_true", help=f"only the sites in {SERIES_FILE.name} (not a series still running)")
     x = sub.add_parser("export", help=f"add the database's distortion runs to {SERIES_FILE.name} (the runs there kept)")
     x.add_argument("--site", action="append", help="only these sites' runs (repeat); default every site")
     args = p.parse_args()
@@ -256,6 +257,10 @@ def cmd_signal(args) -> None:
             failed.setdefault(t["site_id"], []).append(t["distortion"])
     if args.site:
         docs = [d for d in docs if d["site_id"] in args.site]
+    if args.shipped and not args.from_file:
+        with gzip.open(SERIES_FILE, "rt") as f:
+            shipped = {d["site_id"] for d in json.load(f)}
+        docs = [d for d in docs if d["site_id"] in shipped]
 
     def on(dd) -> bool:
         return abs(dd / args.step - round(dd / args.step)) < 1e-6
@@ -317,6 +322,7 @@ def cmd_signal(args) -> None:
                      f"| {rng(r['aligned_own_d'])} | {rng(r['aligned_series_d'])} |")  # fmt: skip
     starts = sorted({f"{v:+.1f}" for r in rows for v in r["partial_from_ev"].values()})
     cmd = f"python benchmarks/bench_disorder.py signal{' --from-file' if args.from_file else ''}"
+    cmd += " --shipped" if args.shipped and not args.from_file else ""
     lines += ["", ("signal: mean |y(d) - y(0)| over the aligned grid (100 points, -5..+44.5 eV around the half step), "
                    "each run aligned on its own energies (as `cost`). *: the run at d (or 0) does not reach 5 eV below "
                    "its half step (`align_computed` allows 3 eV of extrapolation and refuses it); the mean is over "
