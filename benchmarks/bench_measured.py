@@ -62,6 +62,17 @@ def load_records(data: Path):
     return out
 
 
+def end_scan(s, after_ev: float):
+    """The spectrum ``s`` cut ``after_ev`` above its half step (a shorter scan of the same sample)."""
+    import dataclasses
+
+    from xanesdb.xas.normalize import half_step_energy, pre_edge
+
+    n = pre_edge(s.energy, s.mu)
+    keep = s.energy <= half_step_energy(s.energy, n.norm, e0=n.e0) + after_ev
+    return dataclasses.replace(s, energy=s.energy[keep], mu=s.mu[keep])
+
+
 def train_models(config: str, elements, n_models: int, min_steps: int, pooled: bool = False,
                  held_out: bool = True) -> dict[str, tuple]:  # fmt: skip
     """One model per absorber, or with ``pooled`` one on all absorbers together (used for each)."""
@@ -234,10 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ablate-vote", action="store_true",
                     help="Also score each configuration's models without their reference vote, and both at "
                          "--min-confidence 0.6 (same networks).")  # fmt: skip
+    ap.add_argument("--end-after", type=float, default=None,
+                    help="Cut every scan this many eV above its half step (as if the beamline had stopped there), to "
+                         "measure what scan length does.")  # fmt: skip
     ap.add_argument("--detail", default="shipped", help="Configurations that get the confusion table and PNG.")
     ap.add_argument("--out", type=Path, default=None, help="Folder for results.json and the PNGs.")
     args = ap.parse_args(argv)
     records = load_records(args.data)
+    if args.end_after is not None:
+        records = [(r, end_scan(s, args.end_after)) for r, s in records]
     elements = [e for e in args.elements.split(",") if e]
     results = {}
     if args.knn:
