@@ -13,7 +13,7 @@
     # 5. series run with the CLI (`nice -n 19 xanesdb disorder series SITE`): add a finished one to the
     #    shipped file (the runs already there kept), then runs, s/run, failures and signal per series
     python benchmarks/bench_disorder.py export --site 'proto:rocksalt:B=Ni:Ni:0'
-    python benchmarks/bench_disorder.py signal        # --from-file: without a database (no failure counts)
+    python benchmarks/bench_disorder.py signal --shipped   # --from-file: printed, without a database (no failure counts)
 
 Results in ``benchmarks/results/disorder*``.
 """
@@ -334,7 +334,7 @@ def cmd_signal(args) -> None:
               "", "```", cmd, "```", ""]  # fmt: skip
     text = "\n".join(lines)
     print(text)
-    if not args.site:
+    if not args.site and not args.from_file:  # the shipped table has the failure counts: from the database
         (RESULTS / "disorder_signal.md").write_text(text)
         (RESULTS / "disorder_signal.json").write_text(json.dumps(rows, indent=1))
 
