@@ -35,7 +35,7 @@ from keras import ops
 
 from xanesdb.ml.models import GroupedConv1D, GroupedDense, GroupedMaxPool1D, Standardize
 
-__all__ = ["FAMILIES", "KERAS_FAMILIES", "LOSSES", "GroupedConv1DChannels", "GroupedFlatten", "Destandardize",
+__all__ = ["FAMILIES", "KERAS_FAMILIES", "LOSSES", "keras_loss", "GroupedConv1DChannels", "GroupedFlatten", "Destandardize",
            "build_group_regressor", "TreeEnsemble"]  # fmt: skip
 
 #: family -> one line, as ``xanesdb train --task regression --model`` lists them
@@ -54,8 +54,13 @@ LOSSES: dict[str, str] = {"mse": "mean squared error", "huber": "Huber, delta 1 
                           "mae": "mean absolute error"}  # fmt: skip
 #: the same losses in scikit-learn's gradient boosting (its Huber is at the 0.9 quantile of the residuals)
 SKLEARN_LOSS: dict[str, str] = {"mse": "squared_error", "huber": "huber", "mae": "absolute_error"}
-#: the same losses in scikit-learn's gradient boosting (its Huber is at the 0.9 quantile of the residuals)
-SKLEARN_LOSS: dict[str, str] = {"mse": "squared_error", "huber": "huber", "mae": "absolute_error"}
+
+
+def keras_loss(name: str):
+    """The Keras loss of :data:`LOSSES` ``name`` (on standardised targets)."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown regression loss {name!r}; use one of {', '.join(LOSSES)}")
+    return keras.losses.Huber(delta=1.0) if name == "huber" else name
 
 
 @keras.saving.register_keras_serializable(package="xanesdb")
@@ -157,10 +162,7 @@ def build_group_regressor(
             x = keras.layers.Dropout(dropout, seed=seed + 100 + i, name=f"dropout_{i}")(x)
     z = GroupedDense(n_targets, activation=None, seed=seed + 50, name="output")(x)
     trainable = keras.Model(inputs, z, name=f"xanesdb_reg_{family}_x{n_models}")
-    if loss not in LOSSES:
-        raise ValueError(f"unknown regression loss {loss!r}; use one of {', '.join(LOSSES)}")
-    fn = keras.losses.Huber(delta=1.0) if loss == "huber" else loss
-    trainable.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=fn)
+    trainable.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=keras_loss(loss))
     out = Destandardize(name="destandardize")(z)
     answering = keras.Model(inputs, out, name=f"xanesdb_reg_{family}_x{n_models}_units")
     return trainable, answering

@@ -315,8 +315,12 @@ def fine_tune(
         from keras import ops
 
         y_mean, y_std = ops.convert_to_numpy(de.mean), ops.convert_to_numpy(de.std)
-    loss = (keras.losses.CategoricalCrossentropy() if classify else
-            keras.losses.Huber(delta=1.0) if arch.loss == "huber" else arch.loss)  # the source's regression loss
+    if classify:
+        loss = keras.losses.CategoricalCrossentropy()
+    else:
+        from xanesdb.ml.regression_models import keras_loss
+
+        loss = keras_loss(arch.loss)  # the source's regression loss
     trainable.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss)
     n_rows = max(max(len(tr) for tr in train_sets), int(min_rows))
     Xg = np.empty((n_rows, k, X.shape[1]), dtype=np.float32)
