@@ -228,3 +228,18 @@ def test_msd_dataset_from_series_is_reproducible():
     assert ds1.X.shape[1] == 100 and len(ds1.X) == len(ds1.msd) == len(ds1.groups) == len(ds1.weightings)
     assert set(ds1.groups) == {"a:Cu:0", "b:Cu:0"} and (ds1.msd > 0).all()
     assert json.dumps(ds1.weightings.tolist())  # recorded with the run
+
+
+def test_held_out_sites_holds_out_only_the_given_sites():
+    """Pooled training: every site trains, only the named ones are held out in turn."""
+    from xanesdb.jobs.feff.parse import parse_xmu
+    from xanesdb.ml.disorder import held_out_sites, make_msd_dataset, msd_config, series_from_docs
+
+    xmu = parse_xmu(CUO / "outputs" / "xmu.dat")
+    docs = [{"site_id": site, "preset": "fast", "distortion": d, "energies": (np.asarray(xmu.energies) - k * d).tolist(),
+             "mu": xmu.mu, "mu0": xmu.mu0}
+            for site, k in (("a:Cu:0", 4), ("b:Cu:0", 5), ("c:Cu:0", 6)) for d in distortion_grid(0.05)]  # fmt: skip
+    ds = make_msd_dataset(series_from_docs(docs), 30, seed=2)
+    out = held_out_sites(ds, msd_config(family="gbt", epochs=1, seed=0), ["b:Cu:0"])
+    assert list(out["sites"]) == ["b:Cu:0"] and np.isfinite(out["mae"])
+    assert len(out["sites"]["b:Cu:0"]["true"]) == int((ds.groups == "b:Cu:0").sum())
