@@ -204,6 +204,8 @@ def main() -> None:
     m.add_argument("--families", nargs="+", default=["mlp", "gbt"])
     m.add_argument("--from-file", action="store_true", help=f"read the series from {SERIES_FILE.name} (no database)")
     m.add_argument("--step", type=float, default=0.05, help="use each series' runs on this grid (A); 0.05: every series")
+    m.add_argument("--target", default="msd", choices=["msd", "variance"], help="msd (sum w d^2, Thaller's label) or "
+                   "variance (msd - mean^2: the spread about the mean distortion); results *_variance.* for variance")
     m.add_argument("--pool", action="store_true", help="train on the series of every absorber (aligned spectra), hold "
                    "out the --element sites one at a time; results *_pooled.*")  # fmt: skip
     t = sub.add_parser("step", help="0.01 A series against its 0.05 A subset: disordered spectra and MSD labels")
@@ -366,19 +368,23 @@ def cmd_msd(args) -> None:
     series = [s for s in series if len(s.distortions) >= n_full - 2]  # a run or two may have failed
     print(f"{len(series)} complete series: {[s.site_id for s in series]}", flush=True)
     ds = make_msd_dataset(series, args.n_weightings, seed=args.seed)
+    y_all = ds.target("variance")
     t0 = time.time()
     trained = (f"trained on all {len(series)} series of {', '.join(sorted({x.element for x in series}))}, the {args.element} "
                "sites held out one at a time; ") if args.pool else ""
     lines = [(f"MSD regression ({args.element} K edge, {trained}fastlite distortion series, {args.step:g} A steps; {args.n_weightings} "
              f"weightings per site from seed {args.seed}: mu U(-0.1, 0.1) A, sigma log-U(0.02, 0.15) A, half "
              f"Gaussian, half skew-normal alpha U(-4, 4)); aligned representation"),
-             f"MSD range {ds.msd.min():.4f}..{ds.msd.max():.4f} A^2, mean {ds.msd.mean():.4f}"]  # fmt: skip
+             f"MSD range {ds.msd.min():.4f}..{ds.msd.max():.4f} A^2, mean {ds.msd.mean():.4f}; of it the squared mean "
+             f"distortion {np.mean(ds.mean**2):.4f}, the variance {np.mean(y_all):.4f}",
+             f"target: {args.target}" + (" (MSD - mean^2, the spread about the mean distortion)" if args.target == "variance" else
+                                          " (sum w d^2)")]  # fmt: skip
     results: dict = {"sites": list(ds.sites), "n_rows": len(ds.X), "seed": args.seed, "n_weightings": args.n_weightings,
-                     "weightings_first10": ds.weightings[:10].tolist(), "families": {}}  # fmt: skip
+                     "weightings_first10": ds.weightings[:10].tolist(), "target": args.target, "families": {}}  # fmt: skip
     for fam in args.families:
-        cfg = msd_config(family=fam, epochs=args.epochs, seed=args.seed)
+        cfg = msd_config(family=fam, epochs=args.epochs, seed=args.seed, labels=(args.target,))
         held = [x.site_id for x in series if x.element == args.element]
-        loso = held_out_sites(ds, cfg, held) if len(ds.sites) > 1 else {"sites": {}, "mae": float("nan"), "mae_baseline": float("nan")}
+        loso = held_out_sites(ds, cfg, held, args.target) if len(ds.sites) > 1 else {"sites": {}, "mae": float("nan"), "mae_baseline": float("nan")}
         results["families"][fam] = {"held_out": loso}
         lines.append(f"{fam}: held-out sites (leave one out) MAE {loso['mae']:.4f} A^2 against baseline (training mean) "
                      f"{loso['mae_baseline']:.4f}")  # fmt: skip
@@ -392,13 +398,15 @@ def cmd_msd(args) -> None:
     recs = [(r, s) for r, s in load_records(SHARED) if r["formula"] in ("EuTiO3", "PbTiO3") and r.get("temperature")]
     Xm = np.stack([align_measured(s.energy, s.mu, name=s.name)["y"] for _, s in recs]).astype("float32")
     for fam in args.families:
-        model, _, _ = train_regression_on_dataset(regression_dataset(ds), msd_config(family=fam, epochs=args.epochs, seed=args.seed))
+        model, _, _ = train_regression_on_dataset(regression_dataset(ds, target=args.target),
+                                                  msd_config(family=fam, epochs=args.epochs, seed=args.seed, labels=(args.target,)))
         pred = all_networks(model, Xm).mean(axis=1)[:, 0]
         measured: dict = {}
         for (r, _), p in zip(recs, pred):
             measured.setdefault(r["formula"], []).append((_kelvin(r["temperature"]), float(p), r["id"]))
-        lines.append(f"measured temperature series, predicted MSD ({fam} trained on all {len(ds.sites)} sites; "
-                     f"training MSD range {ds.msd.min():.3f}..{ds.msd.max():.3f}):")  # fmt: skip
+        yt = ds.target(args.target)
+        lines.append(f"measured temperature series, predicted {args.target} ({fam} trained on all {len(ds.sites)} sites; "
+                     f"training range {yt.min():.3f}..{yt.max():.3f}):")  # fmt: skip
         for comp, pts in measured.items():
             pts.sort()
             rho = float(spearmanr([t for t, _, _ in pts], [p for _, p, _ in pts]).statistic)
@@ -407,7 +415,7 @@ def cmd_msd(args) -> None:
     lines.append(f"({time.time() - t0:.0f} s)")
     text = "\n".join(lines) + "\n"
     print(text)
-    stem = f"disorder_msd_{args.element}" + ("_pooled" if args.pool else "")
+    stem = f"disorder_msd_{args.element}" + ("_pooled" if args.pool else "") + ("_variance" if args.target == "variance" else "")
     (RESULTS / f"{stem}.txt").write_text(text)
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1, default=float))
     _plot(results, args.families, RESULTS / f"{stem}.png")
@@ -586,7 +594,8 @@ def _plot(results: dict, families, path: Path) -> None:
         ax1.scatter(r["true"], r["pred"], s=4, alpha=0.4, label=f"{sid} (MAE {r['mae']:.4f})")
     hi = max([max(r["true"] + r["pred"]) for r in loso["sites"].values()] or [0.04])
     ax1.plot([0, hi], [0, hi], "k--", lw=0.8)
-    ax1.set(xlabel="true MSD (A^2)", ylabel="predicted MSD (A^2)",
+    name = {"msd": "MSD", "variance": "variance (MSD - mean^2)"}[results.get("target", "msd")]
+    ax1.set(xlabel=f"true {name} (A^2)", ylabel=f"predicted {name} (A^2)",
             title=f"{fam}, each site held out (MAE {loso['mae']:.4f}, baseline {loso['mae_baseline']:.4f})")  # fmt: skip
     ax1.legend(fontsize=6, markerscale=3)
     for f, ls in zip(families, ("-", "--", ":")):
@@ -594,7 +603,7 @@ def _plot(results: dict, families, path: Path) -> None:
             pts = m["points"]
             ax2.plot([t for t, _, _ in pts], [p for _, p, _ in pts], "o" + ls,
                      label=f"{comp}, {f} (Spearman {m['spearman']:+.2f})")  # fmt: skip
-    ax2.set(xlabel="temperature (K)", ylabel="predicted MSD (A^2)", title="measured Ti K-edge temperature series")
+    ax2.set(xlabel="temperature (K)", ylabel=f"predicted {name} (A^2)", title="measured Ti K-edge temperature series")
     ax2.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)

@@ -4,7 +4,11 @@ A site's distortion series (:mod:`xanesdb.jobs.disorder`: FEFF runs of its clust
 neighbour moved radially by ``d``) averaged with weights ``w(d)`` of a skew-normal distribution
 (mean ``mu``, width ``sigma``, shape ``alpha``; ``alpha = 0`` is a Gaussian) is the spectrum of a
 disordered site; its label is the mean squared displacement ``MSD = sum_d w(d) d^2``
-(Thaller). The averages are made reproducibly at training time from the stored series: the
+(Thaller), which is the variance of the bond-length distribution plus the square of its mean shift:
+``MSD = var + mean^2``. The mean shift moves every shell alike, as a site with other bond lengths
+would, so it cannot be told from a spectrum of a site never seen; the variance (the
+Debye-Waller-like spread that a temperature series changes) can, and is offered as the target
+``variance`` beside ``msd`` (:data:`TARGETS`). The averages are made reproducibly at training time from the stored series: the
 weightings come from a seed and are recorded (``mu, sigma, alpha`` per row).
 
 Averaging happens on mu(E) (and FEFF's mu0) on the first run's energies, *before* the
@@ -26,7 +30,7 @@ import numpy as np
 
 from xanesdb.platform.errors import XanesdbUserError
 
-__all__ = ["series_weights", "msd_of", "check_weighting", "sample_weightings", "DistortionSeries", "series_from_docs",
+__all__ = ["TARGETS", "series_weights", "msd_of", "mean_of", "check_weighting", "sample_weightings", "DistortionSeries", "series_from_docs",
            "load_series", "disordered_spectra", "MsdDataset", "make_msd_dataset"]  # fmt: skip
 
 
@@ -63,6 +67,16 @@ def msd_of(distortions: Sequence[float], weights: np.ndarray) -> float:
     """Mean squared displacement ``sum w d^2`` (A^2)."""
     d = np.asarray(distortions, dtype=float)
     return float(np.sum(np.asarray(weights) * d * d))
+
+
+def mean_of(distortions: Sequence[float], weights: np.ndarray) -> float:
+    """Mean distortion ``sum w d`` (A): the shift of the bond lengths; ``MSD - mean^2`` is their variance."""
+    return float(np.sum(np.asarray(weights) * np.asarray(distortions, dtype=float)))
+
+
+#: regression targets of a disordered spectrum: its MSD (Thaller's label) and the variance about the
+#: mean distortion (``MSD - mean^2``), the part that does not need the site's own bond lengths
+TARGETS = ("msd", "variance")
 
 
 def sample_weightings(n: int, seed: int, *, mu_range=(-0.1, 0.1), sigma_range=(0.02, 0.15),
@@ -160,12 +174,23 @@ class MsdDataset:
     weightings: np.ndarray  # (n, 3): mu, sigma, alpha
     sites: tuple[str, ...]
     fingerprint: str
+    mean: np.ndarray | None = None  # (n,): the mean distortion of each row's weighting (A)
+
+    def target(self, name: str = "msd") -> np.ndarray:
+        """The values of one of :data:`TARGETS` per row; ``variance`` is ``msd - mean^2``."""
+        if name == "msd":
+            return self.msd
+        if name == "variance":
+            if self.mean is None:
+                raise XanesdbUserError("this MSD dataset has no mean distortions; rebuild it with make_msd_dataset")
+            return self.msd - self.mean**2
+        raise XanesdbUserError(f"unknown disorder target {name!r}; choose one of {', '.join(TARGETS)}")
 
 
 def make_msd_dataset(series: Sequence[DistortionSeries], n_weightings: int = 1000, seed: int = 0) -> MsdDataset:
     """``n_weightings`` weightings (from ``seed``) applied to every series; rows that fail alignment dropped."""
     W = sample_weightings(n_weightings, seed)
-    xs, ys, gs, ws = [], [], [], []
+    xs, ys, gs, ws, ms = [], [], [], [], []
     h = hashlib.sha256(f"{n_weightings}-{seed}".encode())
     for s in series:
         X, m, ok = disordered_spectra(s, W)
@@ -173,12 +198,14 @@ def make_msd_dataset(series: Sequence[DistortionSeries], n_weightings: int = 100
         ys.append(m[ok])
         gs += [s.site_id] * int(ok.sum())
         ws.append(W[ok])
+        ms.append([mean_of(s.distortions, series_weights(s.distortions, *w)) for w in W[ok]])
         h.update(s.site_id.encode())
         h.update(np.ascontiguousarray(s.mu).tobytes())
     if not xs or not sum(len(x) for x in xs):
         raise XanesdbUserError("no distortion series to average; run `xanesdb disorder series <site>` first")
     return MsdDataset(X=np.concatenate(xs), msd=np.concatenate(ys), groups=np.array(gs), weightings=np.concatenate(ws),
-                      sites=tuple(s.site_id for s in series), fingerprint=h.hexdigest()[:16])  # fmt: skip
+                      sites=tuple(s.site_id for s in series), fingerprint=h.hexdigest()[:16],
+                      mean=np.concatenate(ms))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- MSD regression
@@ -202,39 +229,43 @@ def msd_config(**kw: Any):
     return MsdConfig(**{"labels": ("msd",), "protocol": "paper", "n_models": 1, "ensemble": 3, "epochs": 60, **kw})
 
 
-def regression_dataset(ds: MsdDataset, rows: np.ndarray | None = None):
-    """The :class:`xanesdb.ml.regression.RegressionDataset` of (a subset of) an :class:`MsdDataset`."""
+def regression_dataset(ds: MsdDataset, rows: np.ndarray | None = None, target: str = "msd"):
+    """The :class:`xanesdb.ml.regression.RegressionDataset` of (a subset of) an :class:`MsdDataset`,
+    labelled by one of :data:`TARGETS`."""
     from xanesdb.ml.regression import RegressionDataset
     from xanesdb.xas.align import ALIGNED_GRID, ALIGNED_GRID_NAME
 
     r = np.arange(len(ds.X)) if rows is None else np.asarray(rows)
-    return RegressionDataset(X=ds.X[r], Y=ds.msd[r, None], labels=("msd",), groups=ds.groups[r],
+    y = ds.target(target)
+    return RegressionDataset(X=ds.X[r], Y=y[r, None], labels=(target,), groups=ds.groups[r],
                              spectrum_ids=tuple(f"{ds.groups[i]}#{i}" for i in r), energies=ALIGNED_GRID.copy(),
                              grid_name=ALIGNED_GRID_NAME, query={"distortion_series": list(ds.sites)},
                              fingerprint=ds.fingerprint)  # fmt: skip
 
 
-def held_out_sites(ds: MsdDataset, cfg, sites=None) -> dict[str, Any]:
+def held_out_sites(ds: MsdDataset, cfg, sites=None, target: str = "msd") -> dict[str, Any]:
     """Leave one site out: train on the others' disordered spectra, predict the held-out site's.
 
     ``sites``: the sites held out in turn (default every site; the others always train).
-    Returns per site the MAE of the network ensemble and of the baseline (training mean MSD), the
+    ``target``: one of :data:`TARGETS`.
+    Returns per site the MAE of the network ensemble and of the baseline (training mean target), the
     Spearman rho on the site, and the held-out truth/prediction pairs.
     """
     from scipy.stats import spearmanr
 
     from xanesdb.ml.regression import all_networks, train_regression_on_dataset
 
-    out: dict[str, Any] = {"sites": {}}
+    values = ds.target(target)
+    out: dict[str, Any] = {"target": target, "sites": {}}
     for s in ds.sites if sites is None else sites:
         te = np.flatnonzero(ds.groups == s)
         tr = np.flatnonzero(ds.groups != s)
         if not len(te) or not len(tr):
             continue
-        model, _, _ = train_regression_on_dataset(regression_dataset(ds, tr), cfg)
+        model, _, _ = train_regression_on_dataset(regression_dataset(ds, tr, target), cfg)
         p = all_networks(model, ds.X[te]).mean(axis=1)[:, 0]
-        y = ds.msd[te]
-        out["sites"][s] = {"mae": float(np.mean(np.abs(p - y))), "mae_baseline": float(np.mean(np.abs(ds.msd[tr].mean() - y))),
+        y = values[te]
+        out["sites"][s] = {"mae": float(np.mean(np.abs(p - y))), "mae_baseline": float(np.mean(np.abs(values[tr].mean() - y))),
                            "spearman": float(spearmanr(y, p).statistic), "true": y.tolist(), "pred": p.tolist()}  # fmt: skip
     v = list(out["sites"].values())
     out["mae"] = float(np.mean([x["mae"] for x in v])) if v else float("nan")
