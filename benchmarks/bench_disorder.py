@@ -206,6 +206,9 @@ def main() -> None:
     m.add_argument("--step", type=float, default=0.05, help="use each series' runs on this grid (A); 0.05: every series")
     m.add_argument("--target", default="msd", choices=["msd", "variance"], help="msd (sum w d^2, Thaller's label) or "
                    "variance (msd - mean^2: the spread about the mean distortion); results *_variance.* for variance")
+    m.add_argument("--relative", action="store_true", help="each disordered spectrum against another of the same site "
+                   "(difference spectra, difference of the targets); the measured series against their lowest "
+                   "temperature; results *_relative.*")
     m.add_argument("--pool", action="store_true", help="train on the series of every absorber (aligned spectra), hold "
                    "out the --element sites one at a time; results *_pooled.*")  # fmt: skip
     t = sub.add_parser("step", help="0.01 A series against its 0.05 A subset: disordered spectra and MSD labels")
@@ -358,6 +361,7 @@ def cmd_msd(args) -> None:
         make_msd_dataset,
         msd_config,
         regression_dataset,
+        relative_dataset,
     )
     from xanesdb.ml.regression import all_networks, train_regression_on_dataset
     from xanesdb.xas.align import align_measured
@@ -369,6 +373,8 @@ def cmd_msd(args) -> None:
     print(f"{len(series)} complete series: {[s.site_id for s in series]}", flush=True)
     ds = make_msd_dataset(series, args.n_weightings, seed=args.seed)
     y_all = ds.target("variance")
+    if args.relative:
+        ds = relative_dataset(ds, seed=args.seed)
     t0 = time.time()
     trained = (f"trained on all {len(series)} series of {', '.join(sorted({x.element for x in series}))}, the {args.element} "
                "sites held out one at a time; ") if args.pool else ""
@@ -378,9 +384,11 @@ def cmd_msd(args) -> None:
              f"MSD range {ds.msd.min():.4f}..{ds.msd.max():.4f} A^2, mean {ds.msd.mean():.4f}; of it the squared mean "
              f"distortion {np.mean(ds.mean**2):.4f}, the variance {np.mean(y_all):.4f}",
              f"target: {args.target}" + (" (MSD - mean^2, the spread about the mean distortion)" if args.target == "variance" else
-                                          " (sum w d^2)")]  # fmt: skip
+                                          " (sum w d^2)")
+             + ("; relative: each disordered spectrum less another of the same site (seeded), labelled by the difference "
+                "of the targets; measured series less their lowest temperature" if args.relative else "")]  # fmt: skip
     results: dict = {"sites": list(ds.sites), "n_rows": len(ds.X), "seed": args.seed, "n_weightings": args.n_weightings,
-                     "weightings_first10": ds.weightings[:10].tolist(), "target": args.target, "families": {}}  # fmt: skip
+                     "weightings_first10": ds.weightings[:10].tolist(), "target": args.target, "relative": args.relative, "families": {}}  # fmt: skip
     for fam in args.families:
         cfg = msd_config(family=fam, epochs=args.epochs, seed=args.seed, labels=(args.target,))
         held = [x.site_id for x in series if x.element == args.element]
@@ -397,6 +405,11 @@ def cmd_msd(args) -> None:
 
     recs = [(r, s) for r, s in load_records(SHARED) if r["formula"] in ("EuTiO3", "PbTiO3") and r.get("temperature")]
     Xm = np.stack([align_measured(s.energy, s.mu, name=s.name)["y"] for _, s in recs]).astype("float32")
+    if args.relative:  # each compound's spectra less its lowest temperature's
+        for comp in {r["formula"] for r, _ in recs}:
+            idx = [i for i, (r, _) in enumerate(recs) if r["formula"] == comp]
+            ref = Xm[min(idx, key=lambda i: _kelvin(recs[i][0]["temperature"]))].copy()
+            Xm[idx] -= ref
     for fam in args.families:
         model, _, _ = train_regression_on_dataset(regression_dataset(ds, target=args.target),
                                                   msd_config(family=fam, epochs=args.epochs, seed=args.seed, labels=(args.target,)))
@@ -415,7 +428,7 @@ def cmd_msd(args) -> None:
     lines.append(f"({time.time() - t0:.0f} s)")
     text = "\n".join(lines) + "\n"
     print(text)
-    stem = f"disorder_msd_{args.element}" + ("_pooled" if args.pool else "") + ("_variance" if args.target == "variance" else "")
+    stem = f"disorder_msd_{args.element}" + ("_pooled" if args.pool else "") + ("_variance" if args.target == "variance" else "") + ("_relative" if args.relative else "")
     (RESULTS / f"{stem}.txt").write_text(text)
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1, default=float))
     _plot(results, args.families, RESULTS / f"{stem}.png")
@@ -593,8 +606,11 @@ def _plot(results: dict, families, path: Path) -> None:
     for sid, r in loso["sites"].items():
         ax1.scatter(r["true"], r["pred"], s=4, alpha=0.4, label=f"{sid} (MAE {r['mae']:.4f})")
     hi = max([max(r["true"] + r["pred"]) for r in loso["sites"].values()] or [0.04])
-    ax1.plot([0, hi], [0, hi], "k--", lw=0.8)
+    lo = min([min(r["true"] + r["pred"]) for r in loso["sites"].values()] + [0.0])
+    ax1.plot([lo, hi], [lo, hi], "k--", lw=0.8)
     name = {"msd": "MSD", "variance": "variance (MSD - mean^2)"}[results.get("target", "msd")]
+    if results.get("relative"):
+        name = "change of " + name
     ax1.set(xlabel=f"true {name} (A^2)", ylabel=f"predicted {name} (A^2)",
             title=f"{fam}, each site held out (MAE {loso['mae']:.4f}, baseline {loso['mae_baseline']:.4f})")  # fmt: skip
     ax1.legend(fontsize=6, markerscale=3)

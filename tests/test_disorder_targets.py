@@ -51,3 +51,19 @@ def test_held_out_sites_scores_the_variance_target():
     np.testing.assert_allclose(r["true"], ds.target("variance")[ds.groups == "s1:Cu:0"])
     tr = ds.groups != "s1:Cu:0"
     assert r["mae_baseline"] == pytest.approx(np.mean(np.abs(ds.target("variance")[tr].mean() - r["true"])))
+
+
+def test_relative_dataset_takes_each_row_against_a_row_of_its_own_site():
+    from xanesdb.ml.disorder import make_msd_dataset, relative_dataset
+
+    ds = make_msd_dataset(_series(3), 25, seed=4)
+    rel = relative_dataset(ds, seed=1)
+    J = rel.reference
+    assert (ds.groups[J] == ds.groups).all()
+    np.testing.assert_allclose(rel.X, ds.X - ds.X[J], atol=1e-6)
+    np.testing.assert_allclose(rel.target("variance"), ds.target("variance") - ds.target("variance")[J])
+    np.testing.assert_allclose(rel.target("msd"), ds.msd - ds.msd[J])
+    assert rel.fingerprint != ds.fingerprint
+    np.testing.assert_array_equal(relative_dataset(ds, seed=1).reference, J)  # seeded
+    with pytest.raises(XanesdbUserError, match="already relative"):
+        relative_dataset(rel)

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
 
 from xanesdb.platform.errors import XanesdbUserError
 
-__all__ = ["TARGETS", "series_weights", "msd_of", "mean_of", "check_weighting", "sample_weightings", "DistortionSeries", "series_from_docs",
+__all__ = ["TARGETS", "series_weights", "msd_of", "mean_of", "relative_dataset", "check_weighting", "sample_weightings", "DistortionSeries", "series_from_docs",
            "load_series", "disordered_spectra", "MsdDataset", "make_msd_dataset"]  # fmt: skip
 
 
@@ -175,16 +175,22 @@ class MsdDataset:
     sites: tuple[str, ...]
     fingerprint: str
     mean: np.ndarray | None = None  # (n,): the mean distortion of each row's weighting (A)
+    #: (n,) row of the same site each row is taken against (:func:`relative_dataset`): ``X`` holds the
+    #: difference spectra and :meth:`target` the differences of the targets; None: absolute rows
+    reference: np.ndarray | None = None
 
     def target(self, name: str = "msd") -> np.ndarray:
-        """The values of one of :data:`TARGETS` per row; ``variance`` is ``msd - mean^2``."""
+        """The values of one of :data:`TARGETS` per row; ``variance`` is ``msd - mean^2``; for a
+        relative dataset, each row's value less its reference row's."""
         if name == "msd":
-            return self.msd
-        if name == "variance":
+            v = self.msd
+        elif name == "variance":
             if self.mean is None:
                 raise XanesdbUserError("this MSD dataset has no mean distortions; rebuild it with make_msd_dataset")
-            return self.msd - self.mean**2
-        raise XanesdbUserError(f"unknown disorder target {name!r}; choose one of {', '.join(TARGETS)}")
+            v = self.msd - self.mean**2
+        else:
+            raise XanesdbUserError(f"unknown disorder target {name!r}; choose one of {', '.join(TARGETS)}")
+        return v if self.reference is None else v - v[self.reference]
 
 
 def make_msd_dataset(series: Sequence[DistortionSeries], n_weightings: int = 1000, seed: int = 0) -> MsdDataset:
@@ -206,6 +212,27 @@ def make_msd_dataset(series: Sequence[DistortionSeries], n_weightings: int = 100
     return MsdDataset(X=np.concatenate(xs), msd=np.concatenate(ys), groups=np.array(gs), weightings=np.concatenate(ws),
                       sites=tuple(s.site_id for s in series), fingerprint=h.hexdigest()[:16],
                       mean=np.concatenate(ms))  # fmt: skip
+
+
+def relative_dataset(ds: MsdDataset, seed: int = 0) -> MsdDataset:
+    """Each row taken against a random row of the same site (seeded): the difference spectrum as input,
+    the difference of the targets as label.
+
+    This is the temperature-series question asked as EXAFS's ratio method asks it: how much more
+    disordered is this spectrum than a reference spectrum of the same material (the lowest
+    temperature of a measured series)? It needs neither the site's ordered spectrum nor its own
+    bond lengths, which a network cannot know for a site it never saw.
+    """
+    if ds.reference is not None:
+        raise XanesdbUserError("this MSD dataset is already relative")
+    rng = np.random.default_rng(seed)
+    J = np.empty(len(ds.X), dtype=int)
+    for g in ds.sites:
+        r = np.flatnonzero(ds.groups == g)
+        if len(r):
+            J[r] = rng.choice(r, len(r))
+    h = hashlib.sha256(f"{ds.fingerprint}-relative-{seed}".encode()).hexdigest()[:16]
+    return replace(ds, X=(ds.X - ds.X[J]).astype(np.float32), reference=J, fingerprint=h)
 
 
 # ----------------------------------------------------------------------------- MSD regression
