@@ -22,7 +22,11 @@ Grids: a model reads ``n`` grid points ``step`` eV apart, each grid starting ``P
 median edge of its own source (:mod:`xanesdb.jobs.spectra.grid`). Spectra of another source or
 absorber on a grid of the same edge, length and spacing are therefore read point for point, edge
 on edge (the offset between the two grids' starts is recorded); another edge, length or spacing is
-refused with one line, as are aligned-representation runs and tree models (no layers to freeze).
+refused with one line, as are tree models (no layers to freeze). Runs of the aligned representation
+(``--representation aligned``: energies from the half step, Athena-style normalisation) read every
+absorber on one grid, so their target may be another absorber (Fe -> Co); those trained on spectra
+changed by ``--fidelity``, ``--calibration`` or ``--measurement`` are refused (the target would not
+be changed alike).
 
 Examples
 --------
@@ -422,9 +426,15 @@ def prepare_source(run_id: str, cfg: TransferConfig, settings: XanesdbSettings |
 
     cfg.check()
     doc = get_run(run_id, settings)
-    if doc.hyperparameters.get("representation", "grid") != "grid":
-        raise XanesdbUserError(f"{doc.run_id} reads the {doc.hyperparameters['representation']} representation; "
-                               "transfer fine-tunes runs on the absolute grid (representation grid)")  # fmt: skip
+    rep = doc.hyperparameters.get("representation", "grid")
+    if rep not in ("grid", "aligned"):
+        raise XanesdbUserError(f"{doc.run_id} reads the {rep} representation; transfer fine-tunes runs on the "
+                               "absolute grid or the aligned representation")  # fmt: skip
+    if rep == "aligned":
+        made = [k for k in ("fidelity", "calibration", "measurement") if doc.hyperparameters.get(k)]
+        if made:
+            raise XanesdbUserError(f"{doc.run_id} was trained on spectra changed by --{made[0]}; fine-tune an aligned run "
+                                   "trained without --fidelity/--calibration/--measurement")  # fmt: skip
     model = _load_source(doc, settings)
     check_freeze(cfg.freeze, weight_layers(model), doc.run_id)
     return doc, model, Architecture.of_run(doc)
@@ -472,6 +482,11 @@ def transfer_from_query(
         RegressionConfig(family="mlp", labels=labels).check()  # numeric fields only, one line otherwise
         ds = load_regression_dataset(query, labels, settings)
         X_full, Y, groups = ds.X, ds.Y, ds.groups
+    elif src.hyperparameters.get("representation", "grid") == "aligned":
+        from xanesdb.ml.aligned import load_aligned_dataset
+
+        ds = load_aligned_dataset(query, settings, label_field=labels[0])
+        X_full, groups = ds.X, ds.groups
     else:
         from xanesdb.ml.dataset import load_dataset
 
