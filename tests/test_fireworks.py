@@ -203,7 +203,7 @@ def test_worker_job_store_resolves_on_the_worker(db_settings, monkeypatch):
         JobStore.from_dict(d).connect()
 
 
-def test_populate_local_engine_and_bad_input(db_settings, shared_data, refused):
+def test_populate_local_engine_and_bad_input(db_settings, shared_data, refused, cli_here):
     """`--engine local` runs the same flows here (labels on the fly, FEFF, spectra); a re-run does nothing."""
     db = get_database(db_settings)
     raw = shared_data / "omnixas_cu" / "raw_sample"
@@ -224,7 +224,8 @@ def test_populate_local_engine_and_bad_input(db_settings, shared_data, refused):
     assert tasks == ["mp-1101124:Cu:1", "mp-1101124:Cu:3", f"{UNLABELLED}:Cu:0"]
     assert db["spectra"].count_documents({}) == 3
     assert db["jobs"].count_documents({}) >= 5  # job outputs in the same database
-    again = _cli(["populate", "--engine", "local", "--element", "Cu", "--no-progress"], env)
+    # the re-run in this process (the command line itself was run above)
+    again = cli_here(["populate", "--engine", "local", "--element", "Cu", "--no-progress"], env)
     assert "2 done, 0 queued already, 0 to run" in again.stdout, again.stdout
     # bad input, in-process: exit 2, one line, nothing on stdout, nothing written
     for args, msg in ((["--engine", "slurm"], "unknown --engine 'slurm'"),

@@ -216,12 +216,12 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.integration
-def test_cli_exit_codes(structure_folder, db_settings, local_server, refused, monkeypatch):
+def test_cli_exit_codes(structure_folder, db_settings, local_server, refused, monkeypatch, cli_here):
     env = {**os.environ, "XANESDB_DB_URI": local_server, "XANESDB_DB_NAME": db_settings.DB_NAME}
     env.pop("MP_API_KEY", None)
     monkeypatch.delenv("MP_API_KEY", raising=False)
     # bad arguments, in-process (exit 2, one line, nothing on stdout, nothing written); the broken
-    # file and the fetches below run as separate processes
+    # file runs as a separate process, the fetches after it in this one (cli_here)
     for args, message in [
         (["--source", "nist"], "error: unknown source 'nist'"),
         (["--source", "files"], "error: --source files needs a PATH"),
@@ -233,10 +233,10 @@ def test_cli_exit_codes(structure_folder, db_settings, local_server, refused, mo
     assert r.returncode == 2 and "zz_broken.cif" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert _docs(db_settings) == {}
     (structure_folder / "zz_broken.cif").unlink()
-    r = _cli(["structures", "fetch", "--source", "files", str(structure_folder)], env)
+    r = cli_here(["structures", "fetch", "--source", "files", str(structure_folder)])
     assert r.returncode == 0, r.stderr
     assert "files: 6 structures, 6 new" in r.stdout and "structures collection: 6" in r.stdout
-    r = _cli(["structures", "fetch", "--source", "files", str(structure_folder), "-e", "Fe"], env)
+    r = cli_here(["structures", "fetch", "--source", "files", str(structure_folder), "-e", "Fe"])
     assert r.returncode == 0 and "files: 1 structures, 0 new" in r.stdout and "dropped 5" in r.stdout
     assert len(_docs(db_settings)) == 6
 
