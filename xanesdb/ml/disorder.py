@@ -145,10 +145,17 @@ def load_series(db: Any, criteria: dict | None = None, min_runs: int = 5) -> lis
 
 def disordered_spectra(series: DistortionSeries, weightings: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Aligned spectra of the weighted averages: ``(X (n, 100), msd (n,), ok (n,) bool)``."""
+    X, msd, _, ok = _averages(series, weightings)
+    return X, msd, ok
+
+
+def _averages(series: DistortionSeries, weightings: np.ndarray):
+    """:func:`disordered_spectra` with the mean distortion of each weighting: ``(X, msd, mean, ok)``."""
     from xanesdb.xas.align import ALIGNED_GRID, align_computed
 
     X = np.zeros((len(weightings), len(ALIGNED_GRID)), dtype=np.float32)
     msd = np.zeros(len(weightings))
+    mean = np.zeros(len(weightings))
     ok = np.zeros(len(weightings), dtype=bool)
     for i, (mu, sigma, alpha) in enumerate(weightings):
         try:
@@ -156,12 +163,13 @@ def disordered_spectra(series: DistortionSeries, weightings: np.ndarray) -> tupl
         except XanesdbUserError:
             continue
         msd[i] = msd_of(series.distortions, w)
+        mean[i] = mean_of(series.distortions, w)
         try:
             X[i] = align_computed(series.energies, w @ series.mu, w @ series.mu0)["y"]
         except ValueError:
             continue
         ok[i] = True
-    return X, msd, ok
+    return X, msd, mean, ok
 
 
 @dataclass(frozen=True)
@@ -199,12 +207,12 @@ def make_msd_dataset(series: Sequence[DistortionSeries], n_weightings: int = 100
     xs, ys, gs, ws, ms = [], [], [], [], []
     h = hashlib.sha256(f"{n_weightings}-{seed}".encode())
     for s in series:
-        X, m, ok = disordered_spectra(s, W)
+        X, m, mean, ok = _averages(s, W)
         xs.append(X[ok])
         ys.append(m[ok])
         gs += [s.site_id] * int(ok.sum())
         ws.append(W[ok])
-        ms.append([mean_of(s.distortions, series_weights(s.distortions, *w)) for w in W[ok]])
+        ms.append(mean[ok])
         h.update(s.site_id.encode())
         h.update(np.ascontiguousarray(s.mu).tobytes())
     if not xs or not sum(len(x) for x in xs):
