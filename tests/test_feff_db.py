@@ -101,12 +101,15 @@ def test_sigkill_mid_run_then_rerun_loses_and_duplicates_nothing(db_settings, sh
     env = {"XANESDB_FEFF_CMD": fake_feff_command(REF / "CuO_Cu_K_fast", check="cards", sleep=0.4),
            "XANESDB_HOME": str(Path(os.environ["XANESDB_HOME"]))}
     cmd = [sys.executable, "-m", "xanesdb.cli", "feff", "run", "--element", "Cu", "--workers", "2", "--no-progress"]
-    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # its own process group, killed whole (as a scheduler or the OOM killer ends a job): a worker left
+    # running after its parent died could still store a task after the count below
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
     deadline = time.time() + 90
     while db["feff_tasks"].count_documents({}) < 3 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
     assert proc.poll() is None, "the run finished before it could be killed; make the fake slower"
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     n_killed = db["feff_tasks"].count_documents({})
     assert 3 <= n_killed < n
