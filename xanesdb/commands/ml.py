@@ -78,7 +78,8 @@ def train(
     loss: Optional[str] = typer.Option(None, "--loss", help="Regression: what training minimises, mse (default), "
                                        "huber or mae (absolute error: suits discrete targets such as coordination numbers)."),
     from_run: Optional[str] = typer.Option(None, "--from", help="Fine-tune this registered run (classifier or network "
-                                           "regression) on the query's spectra: same edge and grid length (transfer learning)."),
+                                           "regression) on the query's spectra: same edge and grid length; a --representation aligned "
+                                           "classifier reads any absorber (transfer learning)."),
     pretrain: Optional[str] = typer.Option(
         None, "--pretrain", help="JSON filter on spectra, labelled or not (e.g. '{\"element\": \"Cu\", \"source\": "
         "\"omnixas\"}'): pretrain an autoencoder (encoder 128-64-32) per split on them, less that split's test "
