@@ -110,7 +110,8 @@ def run_pair(name: str, src_q: dict, tgt_q: dict, task: str, a) -> dict:
         else:
             zero.append(float(np.mean(np.abs(P0[:, 0] - Yt[te, 0]))))
     res["source_only"] = float(np.mean(zero))
-    for label, kw in (("scratch", {}), ("transfer", {"source": source, "freeze": a.freeze, "standardize": a.standardize})):
+    for label, kw in (("scratch", {}), ("transfer", {"source": source, "freeze": a.freeze, "standardize": a.standardize,
+                                                     "learning_rate": a.transfer_lr})):  # fmt: skip
         t0 = time.perf_counter()
         model, info = fine_tune(Xt, Yt, train_sets, arch, n_out, epochs=a.epochs, seed=a.seed + 1, **kw)
         s = score(model)
@@ -131,6 +132,7 @@ def main() -> None:
     p.add_argument("--freeze", type=int, default=2)
     p.add_argument("--standardize", default="source", help="source or target (see xanesdb.ml.transfer.TransferConfig)")
     p.add_argument("--name", default="transfer", help="results file stem")
+    p.add_argument("--transfer-lr", type=float, default=1e-3, help="Adam learning rate of the fine-tuning (scratch: 1e-3)")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--source-epochs", type=int, default=60)
     p.add_argument("--source-networks", type=int, default=1)
@@ -151,7 +153,7 @@ def main() -> None:
                   f"fit scratch {r['scratch_s']:.0f} s transfer {r['transfer_s']:.0f} s", flush=True)  # fmt: skip
     total = time.perf_counter() - t_all
     lines = [f"Transfer: {a.splits} grouped splits (80/20 by material), freeze {a.freeze}, {a.epochs} epochs "
-             f"(source {a.source_epochs}); input standardisation of the transferred networks: {a.standardize}'s; mean ± std over splits; {total:.0f} s in all on {runtime_info()['device']}", ""]  # fmt: skip
+             f"(source {a.source_epochs}); input standardisation of the transferred networks: {a.standardize}'s; fine-tuning learning rate {a.transfer_lr:g}; mean ± std over splits; {total:.0f} s in all on {runtime_info()['device']}", ""]  # fmt: skip
     for r in results:
         better = "higher" if r["metric"] == "macro F1" else "lower"
         lines += [f"**{r['pair']}, {r['task']}** ({r['metric']}, {better} is better; source {r['n_source']} spectra, "
