@@ -209,6 +209,7 @@ def main() -> None:
     m.add_argument("--relative", action="store_true", help="each disordered spectrum against another of the same site "
                    "(difference spectra, difference of the targets); the measured series against their lowest "
                    "temperature; results *_relative.*")
+    m.add_argument("--tag", default="", help="appended to the results file stem (e.g. _gbt)")
     m.add_argument("--pool", action="store_true", help="train on the series of every absorber (aligned spectra), hold "
                    "out the --element sites one at a time; results *_pooled.*")  # fmt: skip
     t = sub.add_parser("step", help="0.01 A series against its 0.05 A subset: disordered spectra and MSD labels")
@@ -428,7 +429,7 @@ def cmd_msd(args) -> None:
     lines.append(f"({time.time() - t0:.0f} s)")
     text = "\n".join(lines) + "\n"
     print(text)
-    stem = f"disorder_msd_{args.element}" + ("_pooled" if args.pool else "") + ("_variance" if args.target == "variance" else "") + ("_relative" if args.relative else "")
+    stem = f"disorder_msd_{args.element}" + ("_pooled" if args.pool else "") + ("_variance" if args.target == "variance" else "") + ("_relative" if args.relative else "") + args.tag
     (RESULTS / f"{stem}.txt").write_text(text)
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1, default=float))
     _plot(results, args.families, RESULTS / f"{stem}.png")
