@@ -390,9 +390,10 @@ def cmd_msd(args) -> None:
                 "of the targets; measured series less their lowest temperature" if args.relative else "")]  # fmt: skip
     results: dict = {"sites": list(ds.sites), "n_rows": len(ds.X), "seed": args.seed, "n_weightings": args.n_weightings,
                      "weightings_first10": ds.weightings[:10].tolist(), "target": args.target, "relative": args.relative, "families": {}}  # fmt: skip
+    held = [x.site_id for x in series if x.element == args.element]
+    yt = ds.target(args.target)
     for fam in args.families:
         cfg = msd_config(family=fam, epochs=args.epochs, seed=args.seed, labels=(args.target,))
-        held = [x.site_id for x in series if x.element == args.element]
         loso = held_out_sites(ds, cfg, held, args.target) if len(ds.sites) > 1 else {"sites": {}, "mae": float("nan"), "mae_baseline": float("nan")}
         results["families"][fam] = {"held_out": loso}
         lines.append(f"{fam}: held-out sites (leave one out) MAE {loso['mae']:.4f} A^2 against baseline (training mean) "
@@ -418,7 +419,6 @@ def cmd_msd(args) -> None:
         measured: dict = {}
         for (r, _), p in zip(recs, pred):
             measured.setdefault(r["formula"], []).append((_kelvin(r["temperature"]), float(p), r["id"]))
-        yt = ds.target(args.target)
         lines.append(f"measured temperature series, predicted {args.target} ({fam} trained on all {len(ds.sites)} sites; "
                      f"training range {yt.min():.3f}..{yt.max():.3f}):")  # fmt: skip
         for comp, pts in measured.items():
