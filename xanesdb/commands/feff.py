@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import List, Optional
 
@@ -235,6 +236,7 @@ def export_inputs_cmd(
     directory: Path = typer.Argument(..., help="Batch folder to write (created; folders already in it are kept)."),
     element: Optional[List[str]] = typer.Option(None, "--element", "-e", help="Absorbing element(s); default all labelled sites."),
     lce_class: Optional[List[str]] = typer.Option(None, "--class", help="Only sites of these ChemEnv classes (e.g. --class T4 --class S5)."),
+    chemenv: Optional[List[str]] = typer.Option(None, "--chemenv", help="Only sites of these ChemEnv symbols, e.g. --chemenv L:2 (linear) or S:4 (square planar)."),
     preset: Optional[str] = typer.Option(None, help="FEFF preset: fast or mp (default XANESDB_FEFF_PRESET)."),
     limit: Optional[int] = typer.Option(None, help="Write at most this many new sites (balanced over absorber x class)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also write sites whose task failed."),
@@ -260,12 +262,15 @@ def export_inputs_cmd(
         raise XanesdbUserError(f"unknown --class {bad[0]!r}; use one of {', '.join(known)}")
     if order not in ("balanced", "diverse"):
         raise XanesdbUserError(f"--order {order!r}: use balanced or diverse")
+    bad_symbol = [c for c in (chemenv or []) if not re.fullmatch(r"[A-Z]{1,3}:\d{1,2}", c)]
+    if bad_symbol:
+        raise XanesdbUserError(f"--chemenv {bad_symbol[0]!r} is not a ChemEnv symbol; give one such as L:2, S:4 or T:4")
     from rich.progress import Progress
 
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("writing FEFF inputs", total=None)
         out = export_inputs(get_database(settings), directory, elements, preset_name, limit=limit, classes=lce_class,
-                            retry_failed=retry_failed, order=order,
+                            retry_failed=retry_failed, order=order, symbols=chemenv,
                             progress=lambda done, total: bar.update(task, completed=done, total=total))
     console.print(f"{out['written']} new site folders written to {directory} ({out['in_batch']} in the batch; "
                   f"{out['pending']} sites pending under preset {preset_name}).")

@@ -167,3 +167,16 @@ def test_local_pool_ctrl_c_kills_its_feff_and_the_next_run_starts(campaign, tmp_
     s = populate_feff(settings, elements=["Cu"], preset="fast", workers=2, feff_cmd="", db=db)
     assert (s.n_done, s.n_failed) == (3, 0)
     _check(db, c)
+
+
+def test_batch_export_by_chemenv_symbol(campaign, tmp_path):
+    """``symbols`` picks sites by ChemEnv symbol, the way to reach sites outside T4/S5/O6."""
+    from xanesdb.jobs.feff.batch import export_inputs
+
+    db, c = campaign
+    linear = c.site_ids[0]
+    db["sites"].update_one({"site_id": linear}, {"$set": {"chemenv_symbol": "L:2", "lce_class": None}})
+    out = export_inputs(db, tmp_path / "batch", ["Cu"], "fast", symbols=["L:2"])
+    assert (out["written"], out["pending"]) == (1, 1)
+    assert [f for f in (tmp_path / "batch").iterdir() if f.is_dir()][0].name.startswith(linear.split(":")[0])
+    assert export_inputs(db, tmp_path / "none", ["Cu"], "fast", symbols=["X:9"])["written"] == 0

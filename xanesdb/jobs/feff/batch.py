@@ -92,6 +92,7 @@ def export_inputs(
     retry_failed: bool = False,
     progress: Any = None,
     order: str = "balanced",
+    symbols: Sequence[str] | None = None,
 ) -> dict[str, int]:
     """Write the FEFF inputs of pending sites into ``out_dir`` (one folder per task), idempotently.
 
@@ -103,6 +104,10 @@ def export_inputs(
         Batch folder; folders already in it are kept (their task is not written again).
     elements, classes
         Absorbers and ChemEnv classes (``lce_class``) to include; default all.
+    symbols
+        ChemEnv symbols (``chemenv_symbol``, e.g. ``L:2`` for linear sites, ``S:4`` square planar) to
+        include; default all. Sites outside T:4/S:5/O:6 have no ``lce_class``, so this is how they
+        are chosen.
     preset, edge
         FEFF preset and edge; the sites are :func:`xanesdb.jobs.feff.pending.select_pending_sites`'s
         (no task under this preset, not covered by an imported Materials Project spectrum).
@@ -130,7 +135,7 @@ def export_inputs(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     preset_obj = get_preset(preset)
-    ordered = _ordered_pending(db, elements, preset_obj.name, edge, classes, retry_failed, order)
+    ordered = _ordered_pending(db, elements, preset_obj.name, edge, classes, retry_failed, order, symbols)
     manifest_path = out / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"folders": []}
     in_batch = set(manifest["folders"])
@@ -162,20 +167,23 @@ def _preset_hash(preset: Any, edge: str) -> str:
 
 
 def _ordered_pending(db: Any, elements: Sequence[str] | None, preset: str, edge: str, classes: Sequence[str] | None,
-                     retry_failed: bool, order: str) -> list[dict]:
-    """The pending sites with their ``lce_class``, of the wanted classes, in batch order."""
+                     retry_failed: bool, order: str, symbols: Sequence[str] | None = None) -> list[dict]:
+    """The pending sites with their ``lce_class``, of the wanted classes and symbols, in batch order."""
     from xanesdb.jobs.feff.pending import select_pending_sites
 
     pending, _, _ = select_pending_sites(db, elements, preset, edge, None, retry_failed)
     labels = {}
     ids = [s["site_id"] for s in pending]
     for i in range(0, len(ids), 1000):
-        for d in db["sites"].find({"site_id": {"$in": ids[i:i + 1000]}}, {"_id": 0, "site_id": 1, "lce_class": 1}):
-            labels[d["site_id"]] = d.get("lce_class")
+        for d in db["sites"].find({"site_id": {"$in": ids[i:i + 1000]}},
+                                  {"_id": 0, "site_id": 1, "lce_class": 1, "chemenv_symbol": 1}):
+            labels[d["site_id"]] = (d.get("lce_class"), d.get("chemenv_symbol"))
     for s in pending:
-        s["lce_class"] = labels.get(s["site_id"])
+        s["lce_class"], s["chemenv_symbol"] = labels.get(s["site_id"], (None, None))
     if classes:
         pending = [s for s in pending if s["lce_class"] in set(classes)]
+    if symbols:
+        pending = [s for s in pending if s["chemenv_symbol"] in set(symbols)]
     if order == "diverse":
         from xanesdb.jobs.feff.diversity import diverse_site_order
 
