@@ -185,8 +185,9 @@ def test_build_dedup_and_incremental_rerun(db_settings):
         s = SpectrumDoc.from_mongo(doc)
         assert s.grid_name == grid.grid_name and s.energies == grid.energies.tolist()
         assert len(s.mu) == 100 and max(s.mu) == pytest.approx(1.0)
-        # the aligned representation (schema v2): normalised, half step at 0 eV of its grid
-        assert s.aligned_grid == "halfstep-rel-v1" and s.schema_version == 2
+        # the aligned representation (schema v2): normalised, half step at 0 eV of its grid; v3: site_class
+        assert s.aligned_grid == "halfstep-rel-v1" and s.schema_version == 3
+        assert s.site_class == (s.lce_class or ("other" if s.chemenv_symbol else None))
         if s.mu_aligned is not None:
             assert len(s.mu_aligned) == 100 and abs(s.mu_aligned[10] - 0.5) < 0.05 and s.edge_step > 0
             n_aligned += 1

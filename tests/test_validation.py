@@ -221,13 +221,14 @@ def test_migrate_upgrades_an_old_document_once(db_settings):
     with pytest.raises(WriteError):  # the server will not let anyone touch it until it is migrated
         db.spectra.update_one({"spectrum_id": "old:std"}, {"$set": {"csm": 0.5}})
     up = upgrade_document("spectra", db.spectra.find_one({"spectrum_id": "old:std"}))
-    assert up["chemenv_symbol"] == "O:6" and up["lce_class"] == "O6" and up["schema_version"] == 2
+    assert up["chemenv_symbol"] == "O:6" and up["lce_class"] == "O6" and up["schema_version"] == 3
+    assert up["site_class"] == "O6"
     assert up["mu_aligned"] is None and up["aligned_grid"] is None  # v2: spectra build computes them
 
     first = migrate_database(db_settings)["spectra"]
     assert (first.scanned, first.upgraded, first.failed) == (1, 1, {})
     doc = db.spectra.find_one({"spectrum_id": "old:std"})
-    assert doc["schema_version"] == 2 and doc["lce_class"] == "O6" and doc["duplicate_of"] is None
+    assert doc["schema_version"] == 3 and doc["lce_class"] == "O6" and doc["duplicate_of"] is None
     assert doc["last_updated"] == datetime(2023, 5, 1, 10, tzinfo=timezone.utc).replace(tzinfo=None)
     assert doc["xanesdb_version"].startswith("unknown")
     SpectrumDoc.from_mongo(doc)
@@ -275,3 +276,15 @@ def test_export_parquet_and_json(db_settings, tmp_path):
         assert r.returncode == 2 and r.stderr.startswith("error: ") and msg in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
         assert not bad.exists() and not list(tmp_path.glob(".bad.out*"))
+
+
+def test_spectra_v2_to_v3_adds_site_class():
+    """Version 3: ``site_class`` is the paper's class or ``other`` for any other ChemEnv geometry."""
+    from xanesdb.platform.migrate import upgrade_document
+
+    for symbol, expected in (("L:2", "other"), ("S:4", "other"), ("T:4", "T4"), (None, None)):
+        old = _spectrum(chemenv_symbol=symbol, lce_class={"T:4": "T4"}.get(symbol))
+        old.pop("site_class")
+        old["schema_version"] = 2
+        up = upgrade_document("spectra", old)
+        assert (up["schema_version"], up["site_class"]) == (3, expected)

@@ -85,6 +85,16 @@ def _spectra_v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def _spectra_v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 adds ``site_class``: the paper's class, or ``other`` for any other ChemEnv geometry."""
+    from xanesdb.schemas.site import site_class_of
+
+    doc = dict(doc)
+    doc["schema_version"] = 3
+    doc["site_class"] = site_class_of(doc.get("chemenv_symbol"))
+    return doc
+
+
 def _models_v0_to_v1(doc: dict[str, Any]) -> dict[str, Any]:
     doc = _common_v0_to_v1(doc)
     # a run without the lifecycle field was complete only if its weights were stored
@@ -97,7 +107,7 @@ MIGRATIONS: dict[str, dict[int, Upgrade]] = {
     "structures": {0: _common_v0_to_v1},
     "sites": {0: _labels_v0_to_v1},
     "feff_tasks": {0: _common_v0_to_v1},
-    "spectra": {0: _spectra_v0_to_v1, 1: _spectra_v1_to_v2},
+    "spectra": {0: _spectra_v0_to_v1, 1: _spectra_v1_to_v2, 2: _spectra_v2_to_v3},
     "models": {0: _models_v0_to_v1},
 }
 

@@ -16,7 +16,7 @@ SCHEMA_VERSIONS: dict[str, int] = {
     "structures": 1,
     "sites": 1,
     "feff_tasks": 1,
-    "spectra": 2,
+    "spectra": 3,
     "models": 1,
 }
 

@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from xanesdb.schemas.base import XanesdbDoc
 
-__all__ = ["ChemEnvCandidate", "ChemEnvResult", "SiteDoc", "LCE_CLASSES", "lce_class_of", "site_id"]
+__all__ = ["ChemEnvCandidate", "ChemEnvResult", "SiteDoc", "LCE_CLASSES", "SITE_CLASSES", "lce_class_of", "site_class_of",
+           "site_id"]
 
 #: ChemEnv symbol -> the paper's class name
 LCE_CLASSES: dict[str, str] = {"T:4": "T4", "S:5": "S5", "O:6": "O6"}
@@ -17,6 +18,22 @@ LCE_CLASSES: dict[str, str] = {"T:4": "T4", "S:5": "S5", "O:6": "O6"}
 def lce_class_of(symbol: str | None) -> str | None:
     """'T4'/'S5'/'O6' for those ChemEnv symbols, else None."""
     return LCE_CLASSES.get(symbol or "")
+
+
+#: the paper's three classes plus ``other``: every site ChemEnv named with another geometry (linear
+#: Cu(I) ``L:2``, square-planar Cu(II) ``S:4``, trigonal ``TL:3``...), which a model must be able to answer
+SITE_CLASSES: tuple[str, ...] = ("T4", "S5", "O6", "other")
+
+
+def site_class_of(symbol: str | None) -> str | None:
+    """'T4'/'S5'/'O6' for those ChemEnv symbols, 'other' for any other symbol, None for no symbol.
+
+    >>> site_class_of("O:6"), site_class_of("L:2"), site_class_of(None)
+    ('O6', 'other', None)
+    """
+    if not symbol:
+        return None
+    return LCE_CLASSES.get(symbol, "other")
 
 
 def site_id(material_id: str, element: str, site_index: int) -> str:

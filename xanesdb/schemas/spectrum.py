@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from xanesdb.schemas.base import XanesdbDoc
 
@@ -18,7 +18,8 @@ SEPARATE_SCALE_PRESETS: tuple[str, ...] = ("scf", "scflite", "mp")
 
 class SpectrumDoc(XanesdbDoc):
     """One unique site's spectrum on its absorber's 100-point grid, scaled to max 1, and normalised on
-    the aligned grid (schema version 2: ``e_half``, ``edge_step``, ``aligned_grid``, ``mu_aligned``)."""
+    the aligned grid (schema version 2: ``e_half``, ``edge_step``, ``aligned_grid``, ``mu_aligned``;
+    version 3: ``site_class``, the class of every site including ``other``)."""
 
     collection: ClassVar[str] = "spectra"
     key_field: ClassVar[str] = "spectrum_id"
@@ -37,6 +38,10 @@ class SpectrumDoc(XanesdbDoc):
     chemenv_symbol: str | None = Field(None, description="ChemEnv symbol (1.2 cutoff).")
     csm: float | None = Field(None, description="CSM of the symbol.")
     lce_class: Literal["T4", "S5", "O6"] | None = Field(None, description="Paper's class or None.")
+    site_class: Literal["T4", "S5", "O6", "other"] | None = Field(
+        None, description="lce_class, or 'other' for any other ChemEnv geometry (linear, square planar...); "
+        "None without a ChemEnv symbol. Derived from chemenv_symbol (schema version 3)."
+    )
     coordination_number: int | None = Field(None, description="From the site.")
     mean_bond_length: float | None = Field(None, description="From the site (Angstrom).")
     grid_name: str = Field(..., description="Name/version of the absorber's grid, e.g. 'Fe-K-v1'.")
@@ -54,3 +59,12 @@ class SpectrumDoc(XanesdbDoc):
     duplicate_of: str | None = Field(None, description="spectrum_id this one duplicates, or None if kept.")
     state: Literal["successful", "failed"] = Field("successful", description="Standardisation outcome.")
     error: str | None = Field(None, description="Why standardisation failed.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_site_class(cls, data: Any) -> Any:
+        from xanesdb.schemas.site import site_class_of
+
+        if isinstance(data, dict) and data.get("site_class") is None:
+            data = {**data, "site_class": site_class_of(data.get("chemenv_symbol"))}
+        return data
