@@ -111,12 +111,15 @@ def train_models(config: str, elements, n_models: int, min_steps: int, pooled: b
     return models
 
 
-def shipped_models(elements) -> dict[str, tuple]:
+def shipped_models(elements, models_dir: Path | None = None) -> dict[str, tuple]:
+    """The packaged models, or with ``models_dir`` those of that folder (``<El>-K-aligned``) where it has one."""
     from xanesdb.ml.portable import load_portable, shipped_model_dir
 
     out = {}
     for el in elements:
         d = shipped_model_dir(el)
+        if models_dir is not None and (models_dir / f"{el}-K-aligned" / "card.json").is_file():
+            d = models_dir / f"{el}-K-aligned"
         if d is not None:
             out[el] = load_portable(d)
     return out
@@ -171,6 +174,9 @@ def score(records, models, align: str, min_confidence: float) -> dict:
                      "predicted": p["predicted"], "best": p["best_class"], "confidence": p["confidence"],
                      "outlier": p["outlier_score"], "reason": p["reason"], "probabilities": p["probabilities"]})  # fmt: skip
     core = [x for x in rows if not x["ambiguous"] and x["true"] in ("O6", "T4")]
+    # every non-ambiguous record of one geometry: a confident wrong answer counts against any of them
+    single = [x for x in rows if not x["ambiguous"] and x["true"] in ("O6", "T4", "S5", "other")]
+    others = [x for x in rows if not x["ambiguous"] and x["true"] == "other"]
     recall = {c: float(np.mean([x["predicted"] == c for x in core if x["true"] == c])) for c in ("O6", "T4")}
     best_recall = {c: float(np.mean([x["best"] == c for x in core if x["true"] == c])) for c in ("O6", "T4")}
     answered = [x for x in core if x["predicted"] != "unsure"]
@@ -190,7 +196,8 @@ def score(records, models, align: str, min_confidence: float) -> dict:
     return {
         "n_core": len(core), "recall": recall, "recall_best_class": best_recall,
         "unsure": sum(x["predicted"] == "unsure" for x in core),
-        "wrong_over_0.9": sum(x["predicted"] not in ("unsure", x["true"]) and x["confidence"] > 0.9 for x in core),
+        "wrong_over_0.9": sum(x["predicted"] not in ("unsure", x["true"]) and x["confidence"] > 0.9 for x in single),
+        "recall_other": (sum(x["predicted"] == "other" for x in others), len(others)),
         "answered_accuracy": float(np.mean([x["predicted"] == x["true"] for x in answered])) if answered else None,
         "ece": expected_calibration_error(P, y, n_bins=5) if len(y) else None,
         "confusion": {k: dict(v) for k, v in confusion.items()}, "coverage": coverage, "rows": rows,
@@ -250,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                          "measure what scan length does.")  # fmt: skip
     ap.add_argument("--detail", default="shipped", help="Configurations that get the confusion table and PNG.")
     ap.add_argument("--out", type=Path, default=None, help="Folder for results.json and the PNGs.")
+    ap.add_argument("--models-dir", type=Path, default=None,
+                    help="'shipped' takes each absorber's model from this folder (<El>-K-aligned) where it has one.")
     args = ap.parse_args(argv)
     records = load_records(args.data)
     if args.end_after is not None:
@@ -265,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in [c for c in args.configs.split(",") if c]:
         t0 = time.time()
         if name == "shipped":
-            models, align = shipped_models(elements), "auto"
+            models, align = shipped_models(elements, args.models_dir), "auto"
         else:
             models = train_models(name, elements, args.n_models, args.min_steps, args.pooled,
                                   held_out=not args.calibration_all)  # fmt: skip
@@ -282,21 +291,23 @@ def main(argv: list[str] | None = None) -> int:
             res["models"] = {el: doc.run_id for el, (doc, _) in ms.items()}
             results[label] = res
             print(f"{label}: O6 recall {res['recall']['O6']:.2f}, T4 {res['recall']['T4']:.2f}, unsure "
-                  f"{res['unsure']}/{res['n_core']}, wrong p>0.9 {res['wrong_over_0.9']} ({res['seconds']} s)", flush=True)  # fmt: skip
+                  f"{res['unsure']}/{res['n_core']}, other {res['recall_other'][0]}/{res['recall_other'][1]}, "
+                  f"wrong p>0.9 {res['wrong_over_0.9']} ({res['seconds']} s)", flush=True)  # fmt: skip
     print()
-    print("| configuration | O6 recall | T4 recall | unsure | wrong with p > 0.9 | answered right | best class O6 / T4 | ECE |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| configuration | O6 recall | T4 recall | unsure | other right | wrong with p > 0.9 (O6, T4, other) | answered right | best class O6 / T4 | ECE |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         if "knn" in r:
             continue
         acc = "-" if r["answered_accuracy"] is None else f"{r['answered_accuracy']:.2f}"
         ece = "-" if r["ece"] is None else f"{r['ece']:.2f}"
         print(f"| {name} | {r['recall']['O6']:.2f} | {r['recall']['T4']:.2f} | {r['unsure']}/{r['n_core']} | "
+              f"{r['recall_other'][0]}/{r['recall_other'][1]} | "
               f"{r['wrong_over_0.9']} | {acc} | {r['recall_best_class']['O6']:.2f} / {r['recall_best_class']['T4']:.2f} | {ece} |")  # fmt: skip
     for name in [c for c in args.detail.split(",") if c in results]:
         r = results[name]
         print(f"\nconfusion of {name} (rows: expected, columns: answer)")
-        cols = ("O6", "S5", "T4", "unsure")
+        cols = ("O6", "S5", "T4", "other", "unsure")
         print("| expected | " + " | ".join(cols) + " |")
         print("|---" * (len(cols) + 1) + "|")
         for k in sorted(r["confusion"]):

@@ -23,8 +23,17 @@ from pathlib import Path
 
 from xanesdb.ml.portable import POOLED, SHIPPED_DIR, export_portable
 from xanesdb.ml.train import TrainConfig, train_from_query
+from xanesdb.schemas.site import LCE_CLASSES, SITE_CLASSES
 
 ELEMENTS = ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu")
+#: an absorber's model learns the 'other' class only from at least this many computed 'other' spectra
+MIN_OTHER = 30
+
+
+def _n_other(query: dict) -> int:
+    from xanesdb.platform.stores import get_database
+
+    return get_database()["spectra"].count_documents({**query, "site_class": "other", "duplicate_of": None})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration", default="k-edge",
                     help="Computed -> measured calibration applied to the training spectra ('' for none).")
     ap.add_argument("--window", default="-1,44.5", help="Input energy range (eV from the half step; '' for all).")
+    ap.add_argument("--label", default="site_class", choices=("site_class", "lce_class"),
+                    help="site_class: T4, S5, O6 and 'other' (every other ChemEnv geometry, e.g. linear Cu(I)), "
+                         "for the absorbers with computed 'other' sites; lce_class: the paper's three classes only.")
     ap.add_argument("--pooled", action="store_true",
                     help="One model on the spectra of all --elements together (folder all-K-aligned).")
     args = ap.parse_args(argv)
@@ -49,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     groups = [(POOLED, {"$in": elements})] if args.pooled else [(el, el) for el in elements]
     for el, element_filter in groups:
         query = {"element": element_filter, "edge": "K", "source": "xanesdb", "preset": {"$in": presets},
-                 "lce_class": {"$in": ["T4", "S5", "O6"]}}  # fmt: skip
+                 args.label: {"$in": list(SITE_CLASSES if args.label == "site_class" else LCE_CLASSES.values())}}
+        label = args.label
+        if label == "site_class" and _n_other(query) < MIN_OTHER:  # too few 'other' spectra to learn the class from
+            query, label = {**{k: v for k, v in query.items() if k != "site_class"},
+                            "lce_class": {"$in": list(LCE_CLASSES.values())}}, "lce_class"  # fmt: skip
         config = TrainConfig(kind=args.kind, representation="aligned", augment=("measured",), n_models=args.n_models,
                              epochs=args.epochs, min_steps=args.min_steps, class_weight="balanced", curves=False,
                              seed=args.seed, fidelity=args.fidelity or None,
@@ -57,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                              window=tuple(float(v) for v in args.window.split(",")) if args.window else None)  # fmt: skip
         t0 = time.time()
         try:
-            res = train_from_query(query, config, register=False)
+            res = train_from_query(query, config, register=False, label_field=label)
         except Exception as err:  # noqa: BLE001 - one absorber without data does not stop the others
             print(f"{el}: not trained ({err})", flush=True)
             continue

@@ -91,6 +91,24 @@ def test_predict_table_and_csv(tmp_path, tiny_model, shared_data, capsys):
     assert code == 0 and head.startswith("name,file,group,absorber,model,predicted") and "Hematite" in row
 
 
+def test_a_model_with_an_other_class_prints_its_probability(tmp_path, shared_data, capsys):
+    """A model that also learned ``other`` (every geometry outside T4/S5/O6) gets a column of its own."""
+    from tests.test_measured import _tiny_doc_and_model
+    from xanesdb.ml.portable import export_portable
+
+    model = export_portable(*_tiny_doc_and_model(("O6", "S5", "T4", "other")), tmp_path / "four")
+    hem = shared_data / "experimental_dev" / "athena" / "Fe.prj"
+    code, stdout, _ = _run(["predict", "-m", str(model), str(hem), "-g", "Hematite"], capsys)
+    assert code == 0 and "other" in stdout.splitlines()[2]
+    csv_out = tmp_path / "p.csv"
+    code, _, _ = _run(["predict", "-m", str(model), str(hem), "-g", "Hematite", "-f", "csv", "-o", str(csv_out)], capsys)
+    import csv
+
+    (row,) = list(csv.DictReader(csv_out.open()))
+    probs = [float(row[f"P_{c}"]) for c in ("O6", "S5", "T4", "other")]
+    assert code == 0 and abs(sum(probs) - 1) < 1e-3
+
+
 def test_group_option_applies_to_athena_projects_only(tiny_model, shared_data, capsys):
     dev = shared_data / "experimental_dev"
     code, stdout, _ = _run(["predict", "-m", str(tiny_model), str(dev / "athena" / "Fe.prj"), "-g", "Hematite",

@@ -21,8 +21,10 @@ console = SafeConsole(soft_wrap=True, emoji=False)
 err_console = SafeConsole(stderr=True, emoji=False)
 
 FORMATS = ("table", "csv", "json")
+#: the class columns of the table and CSV (a model without ``other`` leaves that one empty)
+CLASS_COLUMNS = ("O6", "S5", "T4", "other")
 CSV_FIELDS = ("name", "file", "group", "absorber", "model", "predicted", "best_class", "confidence", "P_O6", "P_S5",
-              "P_T4", "reference_vote", "nearest_reference", "outlier_score", "shift_ev", "e0", "e_half", "edge_step", "preedge_height", "preedge_ev", "preedge_max", "reason",
+              "P_T4", "P_other", "reference_vote", "nearest_reference", "outlier_score", "shift_ev", "e0", "e_half", "edge_step", "preedge_height", "preedge_ev", "preedge_max", "reason",
               "note", "error")  # fmt: skip
 
 
@@ -89,7 +91,7 @@ def predict(
 def _flat(r: dict) -> dict:
     p = r.get("probabilities") or {}
     d = {k: r.get(k) for k in CSV_FIELDS if not k.startswith("P_")}
-    d.update({f"P_{c}": p.get(c) for c in ("O6", "S5", "T4")})
+    d.update({f"P_{c}": p.get(c) for c in CLASS_COLUMNS})
     from xanesdb.ml.predict import vote_text
 
     d["reference_vote"] = vote_text(r, sep=";", colon=":") or None
@@ -114,20 +116,21 @@ def _emit(rows: list[dict], fmt: str, out: Path | None) -> None:
         from xanesdb.ml.predict import vote_text
 
         voted = any(r.get("reference_vote") for r in rows)
+        classes = [c for c in CLASS_COLUMNS if c != "other" or any(c in (r.get("probabilities") or {}) for r in rows)]
         t = Table(title="xanesdb predict (probabilities calibrated" + (", the classes of the nearest reference "
                         "compounds averaged in" if voted else "") + "; notes below)")  # fmt: skip
-        for c in ("#", "spectrum", "abs.", "answer", "O6", "S5", "T4", *(["nearest refs"] if voted else []), "outlier",
+        for c in ("#", "spectrum", "abs.", "answer", *classes, *(["nearest refs"] if voted else []), "outlier",
                   "E half"):  # fmt: skip
             t.add_column(c, overflow="fold")
         notes = []
         for i, r in enumerate(rows, 1):
             if "error" in r:
-                t.add_row(str(i), r["name"], r.get("absorber", ""), "error", *[""] * (6 if voted else 5))
+                t.add_row(str(i), r["name"], r.get("absorber", ""), "error", *[""] * (len(classes) + (3 if voted else 2)))
                 notes.append(f"{i}. {r['error']}")
                 continue
             p = r["probabilities"]
             t.add_row(str(i), r["name"], r.get("absorber", ""), r["predicted"],
-                      *[f"{p[c]:.2f}" if c in p else "" for c in ("O6", "S5", "T4")], *([vote_text(r)] if voted else []),
+                      *[f"{p[c]:.2f}" if c in p else "" for c in classes], *([vote_text(r)] if voted else []),
                       f"{r['outlier_score']:.2f}", f"{r['e_half']:.1f}" if r.get("e_half") is not None else "")  # fmt: skip
             for why in (r.get("reason"), r.get("note")):
                 if why:

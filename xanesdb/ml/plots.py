@@ -199,7 +199,7 @@ def figure_measured_prediction(doc, spectrum, row: dict) -> Figure:
     fig = _figure((7.5, 4.5))
     ax = fig.add_subplot(1, 1, 1)
     means = doc.metrics.get("class_means") or {}
-    colours = {"T4": "tab:blue", "S5": "tab:green", "O6": "tab:red"}
+    colours = {"T4": "tab:blue", "S5": "tab:green", "O6": "tab:red", "other": "tab:purple"}
     for i, c in enumerate(doc.classes):
         m = means.get(str(i))
         if m is not None:
@@ -255,7 +255,7 @@ def figure_spectra(
     labs = np.array(["all"] * len(Y) if labels is None else [str(v) for v in labels])
     fig = _figure((7, 4.5))
     ax = fig.add_subplot(1, 1, 1)
-    colours = {"T4": "tab:blue", "S5": "tab:green", "O6": "tab:red"}
+    colours = {"T4": "tab:blue", "S5": "tab:green", "O6": "tab:red", "other": "tab:purple"}
     for i, lab in enumerate(sorted(set(labs))):
         rows = Y[labs == lab]
         colour = colours.get(lab, f"C{i % 10}")
