@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         query = {"element": element_filter, "edge": "K", "source": "xanesdb", "preset": {"$in": presets},
                  args.label: {"$in": list(SITE_CLASSES if args.label == "site_class" else LCE_CLASSES.values())}}
         label = args.label
-        if label == "site_class" and _n_other(query) < MIN_OTHER:  # too few 'other' spectra to learn the class from
+        # the pooled model keeps the three classes: its 'other' spectra would be one absorber's (Cu) alone
+        if label == "site_class" and (args.pooled or _n_other(query) < MIN_OTHER):  # too few 'other' spectra to learn the class from
             query, label = {**{k: v for k, v in query.items() if k != "site_class"},
                             "lce_class": {"$in": list(LCE_CLASSES.values())}}, "lce_class"  # fmt: skip
         config = TrainConfig(kind=args.kind, representation="aligned", augment=("measured",), n_models=args.n_models,
