@@ -72,6 +72,16 @@ def test_random_mixtures_are_fraction_weighted_sums():
         random_mixtures(ss.X, np.array(["other"] * len(ss.X)), 5, rng)
 
 
+def test_site_prior_draws_classes_as_often_as_the_sites_have_them():
+    classes = np.array(["O6"] * 80 + ["T4"] * 15 + ["S5"] * 5)
+    X = np.random.default_rng(0).random((100, 10)).astype(np.float32)
+    _, F = random_mixtures(X, classes, 3000, np.random.default_rng(1), max_classes=1, class_prior="sites")
+    share = (F > 0).mean(axis=0)  # CLASSES order: O6, S5, T4
+    assert share == pytest.approx([0.80, 0.05, 0.15], abs=0.03)
+    _, F = random_mixtures(X, classes, 3000, np.random.default_rng(1), max_classes=1, class_prior="uniform")
+    assert (F > 0).mean(axis=0) == pytest.approx([1 / 3] * 3, abs=0.03)
+
+
 def test_exact_material_averages_weight_sites_by_multiplicity():
     ss = _site_spectra(incomplete=("m-mix3",))
     ids, X, F = material_averages(ss)

@@ -93,6 +93,10 @@ class MixtureConfig:
         ``stretch``, ``sigma``, ``damping``, optionally ``provenance``), resolved as
         :func:`xanesdb.ml.train.resolve_calibration` does; None: none (and absent from
         :meth:`as_dict`, so such runs keep their ids).
+    class_prior
+        How a random mixture picks its classes: ``"sites"`` with the frequency of each class among
+        the training sites (what materials contain: for Fe 60 % O6, 29 % T4, 11 % S5), so that a
+        rare class is not spread over every mixture; ``"uniform"``: each class alike.
     seed
         Seed of folds, mixtures, initialisation.
     """
@@ -111,6 +115,7 @@ class MixtureConfig:
     learning_rate: float = 1e-3
     fidelity: str | None = None
     calibration: str | dict[str, float] | None = None
+    class_prior: str = "sites"
     seed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -118,6 +123,8 @@ class MixtureConfig:
         d["hidden"] = list(self.hidden)
         if d["calibration"] is None:  # absent when unused: run ids of uncalibrated runs stay what they were
             del d["calibration"]
+        if d["class_prior"] == "uniform":  # the behaviour before the option: those runs keep their ids
+            del d["class_prior"]
         return d
 
     def check(self) -> None:
@@ -127,6 +134,8 @@ class MixtureConfig:
                 raise XanesdbUserError(f"{name} must be at least 1")
         if self.max_classes > len(CLASSES):
             raise XanesdbUserError(f"max_classes is at most {len(CLASSES)}")
+        if self.class_prior not in ("sites", "uniform"):
+            raise XanesdbUserError(f"class_prior {self.class_prior!r}: use sites or uniform")
         for name in ("measured_share", "dropout", "test_size", "learning_rate"):
             v = float(getattr(self, name))
             if not math.isfinite(v) or not 0.0 <= v < 1.0 or (name == "learning_rate" and v <= 0):
@@ -259,17 +268,22 @@ def material_averages(ss: SiteSpectra, materials=None) -> tuple[list[str], np.nd
 
 
 def random_mixtures(X: np.ndarray, classes: np.ndarray, n: int, rng: np.random.Generator, *, max_classes: int = 3,
-                    per_class: int = 2) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """``n`` mixtures of the rows of ``X``: fractions flat-Dirichlet over 1..``max_classes`` classes present."""
+                    per_class: int = 2, class_prior: str = "uniform") -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``n`` mixtures of the rows of ``X``: fractions flat-Dirichlet over 1..``max_classes`` classes present,
+    the classes drawn alike (``class_prior="uniform"``) or as often as they occur among the rows (``"sites"``)."""
     by_class = [np.flatnonzero(classes == c) for c in CLASSES]
     present = [k for k, rows in enumerate(by_class) if len(rows)]
     if not present:
         raise XanesdbUserError(f"no site spectra of the classes {', '.join(CLASSES)}")
+    prior = None
+    if class_prior == "sites":
+        prior = np.array([len(by_class[k]) for k in present], dtype=float)
+        prior /= prior.sum()
     Xm = np.zeros((n, X.shape[1]), dtype=np.float32)
     F = np.zeros((n, len(CLASSES)), dtype=np.float32)
     for i in range(n):
         k = int(rng.integers(1, min(max_classes, len(present)) + 1))
-        chosen = rng.choice(present, size=k, replace=False)
+        chosen = rng.choice(present, size=k, replace=False, p=prior)
         f = rng.dirichlet(np.ones(k))
         for c, fc in zip(chosen, f):
             rows = rng.choice(by_class[c], size=int(rng.integers(1, per_class + 1)))
@@ -297,7 +311,7 @@ def make_fraction_net(n_features: int, *, hidden=(128, 64), dropout: float = 0.1
 def _training_rows(ss: SiteSpectra, train_materials: set[str], cfg: MixtureConfig, rng: np.random.Generator):
     sel = np.array([m in train_materials for m in ss.material_ids]) & np.isin(ss.classes, CLASSES)
     Xr, Fr = random_mixtures(ss.X[sel], ss.classes[sel], cfg.n_random, rng, max_classes=cfg.max_classes,
-                             per_class=cfg.per_class)  # fmt: skip
+                             per_class=cfg.per_class, class_prior=cfg.class_prior)  # fmt: skip
     _, Xa, Fa = material_averages(ss, train_materials)
     parts_x = [Xr] + [Xa] * cfg.material_repeats
     parts_f = [Fr] + [Fa] * cfg.material_repeats
