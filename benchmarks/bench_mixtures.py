@@ -48,7 +48,7 @@ def main() -> None:
                         "for each absorber refitted without its own reference pairs")  # fmt: skip
     p.add_argument("--class-prior", default="sites", choices=("sites", "uniform"),
                    help="random mixtures pick classes as often as they occur among the sites, or alike")
-    p.add_argument("--max-classes", type=int, default=3, help="most classes in one random mixture")
+    p.add_argument("--max-classes", type=int, default=2, help="most classes in one random mixture (real materials rarely have three)")
     p.add_argument("--tag", default="", help="suffix of the result files")
     args = p.parse_args()
     sys.path.insert(0, str(HERE))

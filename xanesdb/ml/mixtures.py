@@ -70,7 +70,7 @@ class MixtureConfig:
     n_random
         Random mixtures per fold (and for the final network).
     max_classes
-        Most classes in one random mixture (1-3).
+        Most classes in one random mixture (1-3; default 2: a material rarely has sites of all three).
     per_class
         Most site spectra carrying one class's share of a random mixture.
     material_repeats
@@ -102,7 +102,7 @@ class MixtureConfig:
     """
 
     n_random: int = 6000
-    max_classes: int = 3
+    max_classes: int = 2
     per_class: int = 2
     material_repeats: int = 3
     measured_share: float = 0.5
