@@ -158,17 +158,10 @@ def series_step(distortions) -> float:
 
 
 def on_grid(series, step: float):
-    """The runs of a :class:`~xanesdb.ml.disorder.DistortionSeries` whose d is a multiple of ``step``.
+    """The runs of a series whose d is a multiple of ``step`` (:func:`xanesdb.ml.disorder.series_on_grid`)."""
+    from xanesdb.ml.disorder import series_on_grid
 
-    Same rows, energies and values as a series made from only those runs (each run is interpolated
-    onto the energies of the run at d = 0, which every grid holds), so the 0.05 A subset of a
-    0.01 A series is the 0.05 A series.
-    """
-    from dataclasses import replace
-
-    k = np.asarray(series.distortions, dtype=float) / step
-    keep = np.abs(k - np.round(k)) < 1e-6
-    return replace(series, distortions=series.distortions[keep], mu=series.mu[keep], mu0=series.mu0[keep])
+    return series_on_grid(series, step)
 
 
 def _load(args, element: str | None):

@@ -1,5 +1,7 @@
 """The disorder targets: MSD = variance + mean^2 per row, and the variance target end to end (issue 21)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -67,3 +69,46 @@ def test_relative_dataset_takes_each_row_against_a_row_of_its_own_site():
     np.testing.assert_array_equal(relative_dataset(ds, seed=1).reference, J)  # seeded
     with pytest.raises(XanesdbUserError, match="already relative"):
         relative_dataset(rel)
+
+
+def test_disorder_model_trains_registers_and_reads_a_series_against_its_reference(db_settings, tmp_path, cli_here):
+    """`xanesdb disorder train`'s core on three synthetic sites, registered on the real server; then
+    `xanesdb disorder predict` reads spectra of one site, each against the least disordered one."""
+    from xanesdb.ml.disorder import is_disorder_run, series_weights, train_disorder_model
+    from xanesdb.ml.registry import get_run, register_run
+
+    series = _series(3)
+    model, doc = train_disorder_model(series, target="variance", relative=True, family="gbt", n_weightings=40,
+                                      seed=0, held_out=["s1:Cu:0"])  # fmt: skip
+    h = doc.metrics["held_out_sites"]
+    assert list(h["sites"]) == ["s1:Cu:0"] and h["mae"] > 0 and h["mae_baseline"] > 0
+    info = doc.hyperparameters["disorder"]
+    assert (info["target"], info["relative"], info["elements"]) == ("variance", True, ["Cu"])
+    doc = register_run(doc, model, db_settings)
+    assert is_disorder_run(get_run(doc.run_id, db_settings))
+    # a "temperature series" of site s2: Gaussians of growing width about d = 0
+    s = series[2]
+    files = []
+    for k, sigma in enumerate((0.02, 0.06, 0.10)):
+        mu = series_weights(s.distortions, 0.0, sigma) @ s.mu
+        f = tmp_path / f"T{k}.csv"
+        f.write_text("energy,mu\n" + "\n".join(f"{e:.3f},{m:.6f}" for e, m in zip(s.energies, mu)))
+        files.append(str(f))
+    r = cli_here(["disorder", "predict", "-m", doc.run_id, *files, "-r", files[0], "-f", "json"])
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    values = [x["value"] for x in rows]
+    assert abs(values[0]) < 0.002 and values[2] > values[0]  # wider than the reference reads as more disordered
+    assert all(x["relative_to"] == "T0.csv" and x["sigma"] > 0 for x in rows)
+    # one-line refusals: no reference for a relative model; a classifier's id is no disorder model
+    r = cli_here(["disorder", "predict", "-m", doc.run_id, *files])
+    assert r.returncode == 2 and "--reference" in r.stderr
+    r = cli_here(["predict", "-m", doc.run_id, files[0]])
+    assert r.returncode == 2 and "xanesdb disorder predict" in r.stderr
+
+
+def test_disorder_train_refuses_without_series(db_settings, cli_here):
+    r = cli_here(["disorder", "train", "-e", "Cu"])
+    assert r.returncode == 2 and "complete distortion series" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = cli_here(["disorder", "train", "--target", "mean"])
+    assert r.returncode == 2 and "unknown --target" in r.stderr

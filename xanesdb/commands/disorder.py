@@ -79,3 +79,139 @@ def weights(
     w = series_weights(grid, mu, sigma, alpha)
     console.print(" ".join(f"{d:+.2f}:{x:.3f}" for d, x in zip(grid, w) if x >= 5e-4))
     console.print(f"MSD {msd_of(grid, w):.5f} A^2 (mean d {float((w * grid).sum()):+.4f} A)")
+
+
+@app.command("train")
+def train(
+    element: Optional[list[str]] = typer.Option(None, "--element", "-e", help="Train on the series of these absorbers (repeat); default every stored series."),
+    hold_out: Optional[list[str]] = typer.Option(None, "--hold-out", help="Absorbers whose sites are each held out once to score the model (default: all trained absorbers)."),
+    target: str = typer.Option("variance", help="variance (spread about the mean distortion, what temperature changes) or msd (variance + mean^2)."),
+    relative: bool = typer.Option(True, "--relative/--absolute", help="Read a spectrum against a reference of the same sample (a temperature series), or alone."),
+    family: str = typer.Option("gbt", "--model", help="gbt (gradient-boosted trees), mlp, mlp-deep or cnn."),
+    n_weightings: int = typer.Option(1000, "--n-weightings", help="Disordered spectra per site (seeded weightings of its series)."),
+    step: float = typer.Option(0.05, help="Use each series' runs on this distortion grid (A)."),
+    epochs: int = typer.Option(60, help="Epochs (networks)."),
+    seed: int = typer.Option(0, help="Seed of weightings, pairs, splits and initialisation."),
+    png: Optional[Path] = typer.Option(None, "--png", help="Write the held-out sites' truth against prediction here (PNG)."),
+) -> None:
+    """Train a disorder regressor on the stored distortion series, score it on held-out sites, register it."""
+    from xanesdb.ml.disorder import TARGETS, complete_series, load_series, train_disorder_model
+    from xanesdb.ml.regression_models import FAMILIES
+    from xanesdb.platform.settings import get_settings
+    from xanesdb.platform.stores import get_database
+
+    if target not in TARGETS:
+        raise XanesdbUserError(f"unknown --target {target!r}; use one of {', '.join(TARGETS)}")
+    if family not in FAMILIES:
+        raise XanesdbUserError(f"unknown --model {family!r}; use one of {', '.join(FAMILIES)}")
+    if n_weightings < 10 or epochs < 1 or not 0 < step <= 0.45:
+        raise XanesdbUserError("--n-weightings must be at least 10, --epochs at least 1 and --step in (0, 0.45] A")
+    if png is not None:
+        from xanesdb.platform.export import check_output_file
+
+        check_output_file(png, "--png")
+    settings = get_settings()
+    crit = {"element": {"$in": list(element)}} if element else {}
+    series = complete_series(load_series(get_database(settings, ensure=False), crit), step=step)
+    if len(series) < 2:
+        raise XanesdbUserError(f"{len(series)} complete distortion series{' of ' + ', '.join(element) if element else ''}; "
+                               "a disorder model needs at least 2 (run `xanesdb disorder series <site>`)")  # fmt: skip
+    held = [s.site_id for s in series if not hold_out or s.element in hold_out]
+    if hold_out and not held:
+        raise XanesdbUserError(f"no complete series of {', '.join(hold_out)} to hold out; trained absorbers: "
+                               f"{', '.join(sorted({s.element for s in series}))}")  # fmt: skip
+    console.print(f"{len(series)} series ({', '.join(sorted({s.element for s in series}))}); holding out {len(held)} "
+                  f"sites one at a time, then training on all")  # fmt: skip
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"training {family} ({len(held)} held-out sites, then all)", total=None)
+        model, doc = train_disorder_model(series, target=target, relative=relative, family=family,
+                                          n_weightings=n_weightings, seed=seed, epochs=epochs, held_out=held,
+                                          on_site=lambda _: bar.update(task, description=f"training {family} on all sites"))  # fmt: skip
+    from xanesdb.ml.registry import register_run
+
+    doc = register_run(doc, model, settings)
+    h = doc.metrics["held_out_sites"]
+    kind = f"{'relative ' if relative else ''}{target}"
+    console.print(f"model {doc.run_id}: {kind} (A^2), {doc.n_spectra} disordered spectra of {len(series)} sites")
+    for sid, r in h["sites"].items():
+        console.print(f"  held out {sid}: MAE {r['mae']:.4f}, baseline {r['mae_baseline']:.4f}, Spearman {r['spearman']:+.2f}")
+    console.print(f"held-out sites: MAE {h['mae']:.4f} A^2 against {h['mae_baseline']:.4f} for the training mean")
+    if png is not None:
+        from xanesdb.ml.regression import plot_parity
+
+        plot_parity(doc, png, title=f"{doc.run_id}: {kind}, held-out rows of the training sites")
+        console.print(f"parity plot written to {png}")
+    console.print(f"predict with: xanesdb disorder predict -m {doc.run_id} FILES" + (" --reference LOWEST_T_FILE" if relative else ""))
+
+
+@app.command("predict")
+def predict(
+    files: list[Path] = typer.Argument(..., help="Measured spectra: XDI, Athena .prj, CSV columns, FEFF xmu.dat."),
+    model: str = typer.Option(..., "--model", "-m", help="Run id of a `xanesdb disorder train` model."),
+    reference: Optional[str] = typer.Option(None, "--reference", "-r", help="Spectrum of the same sample to read the others against (relative models): a file, or the name of one of the spectra read (e.g. 'EuTiO3.prj:14K')."),
+    group: Optional[list[str]] = typer.Option(None, "--group", "-g", help="Athena group labels to read (repeat); default all."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json (JSON lines)."),
+) -> None:
+    """Disorder (variance or MSD of the bond lengths, A^2) of measured spectra, from a disorder model."""
+    import csv
+    import io
+    import json
+    import sys
+
+    from xanesdb.ml.disorder import is_disorder_run, predict_disorder
+    from xanesdb.ml.regression import load_regression_model
+    from xanesdb.ml.registry import get_run
+    from xanesdb.platform.settings import get_settings
+    from xanesdb.xas.readers import detect_format, read_spectra
+
+    if fmt not in ("table", "csv", "json"):
+        raise XanesdbUserError(f"unknown --format {fmt!r}; use table, csv or json")
+    settings = get_settings()
+    doc = get_run(model, settings)
+    if not is_disorder_run(doc):
+        raise XanesdbUserError(f"{model} is not a disorder model; train one with `xanesdb disorder train`")
+    spectra, rows = [], []
+    for f in files:
+        try:
+            athena = bool(group) and detect_format(f) == "athena"
+            spectra.extend(read_spectra(f, groups=group if athena else None))
+        except XanesdbUserError as err:
+            rows.append({"name": Path(f).name, "error": str(err).splitlines()[0]})
+    ref = None
+    if reference is not None:
+        named = [s for s in spectra if s.name == reference]
+        if named:
+            ref = named[0]
+        elif Path(reference).is_file():
+            ref = read_spectra(Path(reference))[0]
+        else:
+            raise XanesdbUserError(f"--reference {reference!r} is neither a file nor one of the spectra read "
+                                   f"({', '.join(s.name for s in spectra[:4])}{', ...' if len(spectra) > 4 else ''})")  # fmt: skip
+    rows = predict_disorder(doc, load_regression_model(doc, settings), spectra, ref) + rows
+    fields = ("name", "absorber", "target", "value", "sigma", "relative_to", "model", "error")
+    if fmt == "json":
+        sys.stdout.write("".join(json.dumps({k: r.get(k) for k in fields}) + "\n" for r in rows))
+    elif fmt == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None else f"{r[k]:.6g}" if isinstance(r.get(k), float) else r[k]) for k in fields})
+        sys.stdout.write(buf.getvalue())
+    else:
+        from rich.table import Table
+
+        info = doc.hyperparameters["disorder"]
+        t = Table(title=f"{'relative ' if info['relative'] else ''}{info['target']} (A^2), model {doc.run_id}"
+                        + (f", against {ref.name}" if ref is not None and info["relative"] else ""))  # fmt: skip
+        for c in ("spectrum", "value", "± sigma", "note"):
+            t.add_column(c, overflow="fold")
+        for r in rows:
+            t.add_row(r["name"], "" if "value" not in r else f"{r['value']:.4f}",
+                      "" if "sigma" not in r else f"{r['sigma']:.4f}", r.get("error", ""))  # fmt: skip
+        console.print(t)
+    n_err = sum("error" in r for r in rows)
+    if n_err:
+        raise XanesdbUserError(f"{n_err} of {len(rows)} spectra could not be read or aligned (rows marked above)")

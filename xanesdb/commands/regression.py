@@ -74,6 +74,11 @@ def predict_regression_rows(model: str, spectra: list, rows: list[dict], fmt: st
     doc = get_run(model, settings)
     if not is_regression_run(doc):
         return False
+    from xanesdb.ml.disorder import is_disorder_run
+
+    if is_disorder_run(doc):
+        raise XanesdbUserError(f"{model} is a disorder model; use `xanesdb disorder predict -m {model} FILES"
+                               + (" --reference FILE`" if doc.hyperparameters["disorder"]["relative"] else "`"))
     net = load_regression_model(doc, settings)
     grid = np.asarray(doc.energies)
     for s in spectra:

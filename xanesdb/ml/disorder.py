@@ -31,7 +31,8 @@ import numpy as np
 from xanesdb.platform.errors import XanesdbUserError
 
 __all__ = ["TARGETS", "series_weights", "msd_of", "mean_of", "relative_dataset", "check_weighting", "sample_weightings", "DistortionSeries", "series_from_docs",
-           "load_series", "disordered_spectra", "MsdDataset", "make_msd_dataset"]  # fmt: skip
+           "load_series", "disordered_spectra", "MsdDataset", "make_msd_dataset", "series_on_grid", "complete_series",
+           "is_disorder_run", "train_disorder_model", "predict_disorder"]  # fmt: skip
 
 
 def check_weighting(mu: Any, sigma: Any, alpha: Any = 0.0) -> tuple[float, float, float]:
@@ -306,3 +307,129 @@ def held_out_sites(ds: MsdDataset, cfg, sites=None, target: str = "msd") -> dict
     out["mae"] = float(np.mean([x["mae"] for x in v])) if v else float("nan")
     out["mae_baseline"] = float(np.mean([x["mae_baseline"] for x in v])) if v else float("nan")
     return out
+
+
+# ----------------------------------------------------------------------------- a registered disorder model
+def series_on_grid(series: DistortionSeries, step: float) -> DistortionSeries:
+    """The runs of a series whose distortion is a multiple of ``step`` (A): the 0.05 A subset of a
+    0.01 A series is the 0.05 A series (every run is on the energies of the run at d = 0)."""
+    k = np.asarray(series.distortions, dtype=float) / step
+    keep = np.abs(k - np.round(k)) < 1e-6
+    return replace(series, distortions=series.distortions[keep], mu=series.mu[keep], mu0=series.mu0[keep])
+
+
+def complete_series(series: Sequence[DistortionSeries], step: float = 0.05, limit: float = 0.45,
+                    missing: int = 2) -> list[DistortionSeries]:  # fmt: skip
+    """Each series on the ``step`` grid, kept when at most ``missing`` runs of -limit..+limit are absent."""
+    n_full = round(2 * limit / step) + 1
+    out = [series_on_grid(s, step) for s in series]
+    return [s for s in out if len(s.distortions) >= n_full - missing]
+
+
+def is_disorder_run(doc: Any) -> bool:
+    """A regression run trained on disordered spectra (``xanesdb disorder train``)."""
+    return doc.task == "regression" and "disorder" in (doc.hyperparameters or {})
+
+
+def train_disorder_model(series: Sequence[DistortionSeries], *, target: str = "variance", relative: bool = True,
+                         family: str = "gbt", n_weightings: int = 1000, seed: int = 0, epochs: int = 60,
+                         held_out: Sequence[str] | None = None, on_site: Any = None):  # fmt: skip
+    """Train a disorder regressor on the disordered spectra of ``series`` and score it on held-out sites.
+
+    Each site in ``held_out`` (default: every site) is left out in turn and predicted by a model
+    trained on the others (:func:`held_out_sites`); the model returned is then trained on every
+    site. ``relative``: inputs are differences of two spectra of one site and targets the
+    differences of their values (:func:`relative_dataset`), which is how a measured temperature
+    series is read (each temperature against the lowest).
+
+    Returns ``(model, doc)``: the network group (or tree ensemble) and its registry document
+    (state 'training'; :func:`xanesdb.ml.registry.register_run` stores it), whose
+    ``hyperparameters["disorder"]`` records the target, ``relative``, the weightings' seed and
+    number, and the sites, and whose ``metrics["held_out_sites"]`` the leave-one-site-out scores.
+    """
+    import time
+
+    from xanesdb.ml.regression import make_regression_doc, train_regression_on_dataset
+
+    if target not in TARGETS:
+        raise XanesdbUserError(f"unknown disorder target {target!r}; choose one of {', '.join(TARGETS)}")
+    if len(series) < 2:
+        raise XanesdbUserError(f"{len(series)} complete distortion series; a disorder model needs at least 2 sites "
+                               "(run `xanesdb disorder series <site>` for more)")  # fmt: skip
+    cfg = msd_config(family=family, epochs=epochs, seed=seed, labels=(target,))
+    cfg.check()
+    t0 = time.perf_counter()
+    ds = make_msd_dataset(series, n_weightings, seed=seed)
+    if relative:
+        ds = relative_dataset(ds, seed=seed)
+    t_data = time.perf_counter() - t0
+    sites = list(ds.sites if held_out is None else held_out)
+    unknown = [s for s in sites if s not in ds.sites]
+    if unknown:
+        raise XanesdbUserError(f"no complete distortion series of {unknown[0]!r}; choose among {', '.join(ds.sites)}")
+    loso = {"sites": {}, "mae": float("nan"), "mae_baseline": float("nan")}
+    t0 = time.perf_counter()
+    if sites:
+        loso = held_out_sites(ds, cfg, sites, target)
+        if on_site is not None:
+            on_site(loso)
+    t_held = time.perf_counter() - t0
+    rds = regression_dataset(ds, target=target)
+    model, metrics, _ = train_regression_on_dataset(rds, cfg)
+    metrics["held_out_sites"] = {"target": target, "mae": loso["mae"], "mae_baseline": loso["mae_baseline"],
+                                 "sites": {s: {k: v for k, v in r.items() if k not in ("true", "pred")}
+                                           for s, r in loso["sites"].items()}}  # fmt: skip
+    timings = {"dataset_s": t_data, "held_out_s": t_held, **metrics.pop("timings")}
+    doc = make_regression_doc(rds, cfg, metrics, timings)
+    doc.hyperparameters["disorder"] = {"target": target, "relative": bool(relative), "n_weightings": int(n_weightings),
+                                       "weightings_seed": int(seed), "sites": list(ds.sites),
+                                       "elements": sorted({s.element for s in series})}  # fmt: skip
+    from xanesdb.ml.registry import run_id_of
+
+    doc.run_id = run_id_of(doc.kind, doc.fingerprint, doc.label_field, doc.hyperparameters, seed)
+    return model, doc
+
+
+def predict_disorder(doc: Any, model: Any, spectra: Sequence[Any], reference: Any = None) -> list[dict[str, Any]]:
+    """The disorder target of each measured spectrum (``energy``/``mu``/``name``), ``value`` and ``sigma``.
+
+    A relative run needs ``reference`` (the spectrum of lowest disorder, e.g. the lowest temperature of
+    the series): each spectrum is read against it (the reference itself reads about 0). A spectrum of
+    another absorber than the run's, or that cannot be aligned, becomes a row with ``error``.
+    """
+    from xanesdb.ml.regression import predict_regression
+    from xanesdb.xas.align import align_measured
+
+    info = doc.hyperparameters["disorder"]
+    if info["relative"] and reference is None:
+        raise XanesdbUserError(f"model {doc.run_id} reads each spectrum against a reference of the same sample; give "
+                               "--reference (e.g. the lowest temperature of the series)")  # fmt: skip
+    ref = None
+    if reference is not None:
+        try:
+            ref = align_measured(reference.energy, reference.mu, name=reference.name)["y"]
+        except ValueError as err:
+            raise XanesdbUserError(f"reference {reference.name}: {str(err).splitlines()[0]}") from None
+    rows, X, idx = [], [], []
+    for s in spectra:
+        row: dict[str, Any] = {"name": s.name, "absorber": getattr(s, "absorber", None), "model": doc.run_id,
+                               "target": info["target"], "relative_to": reference.name if info["relative"] else None}  # fmt: skip
+        absorber = getattr(s, "absorber", None)
+        if absorber and info.get("elements") and absorber not in info["elements"]:
+            row["error"] = f"{s.name} is a {absorber} spectrum; the model was trained on {', '.join(info['elements'])}"
+            rows.append(row)
+            continue
+        try:
+            y = align_measured(s.energy, s.mu, name=s.name)["y"]
+        except ValueError as err:
+            row["error"] = f"{s.name}: {str(err).splitlines()[0]}"
+            rows.append(row)
+            continue
+        X.append(y - ref if info["relative"] else y)
+        idx.append(len(rows))
+        rows.append(row)
+    if X:
+        out = predict_regression(doc, model, np.stack(X).astype(np.float32))[doc.classes[0]]
+        for k, i in enumerate(idx):
+            rows[i]["value"], rows[i]["sigma"] = float(out[0][k]), float(out[1][k])
+    return rows
