@@ -112,3 +112,13 @@ def test_disorder_train_refuses_without_series(db_settings, cli_here):
     assert r.returncode == 2 and "complete distortion series" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = cli_here(["disorder", "train", "--target", "mean"])
     assert r.returncode == 2 and "unknown --target" in r.stderr
+
+
+def test_held_out_sites_parity_png(tmp_path):
+    from xanesdb.ml.disorder import plot_held_out_sites, train_disorder_model
+
+    _, doc = train_disorder_model(_series(2), family="gbt", n_weightings=20, held_out=["s0:Cu:0"])
+    pts = doc.metrics["held_out_sites"]["sites"]["s0:Cu:0"]
+    assert 0 < len(pts["true"]) == len(pts["pred"]) <= 200
+    png = plot_held_out_sites(doc, tmp_path / "p.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"

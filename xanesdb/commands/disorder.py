@@ -92,7 +92,7 @@ def train(
     step: float = typer.Option(0.05, help="Use each series' runs on this distortion grid (A)."),
     epochs: int = typer.Option(60, help="Epochs (networks)."),
     seed: int = typer.Option(0, help="Seed of weightings, pairs, splits and initialisation."),
-    png: Optional[Path] = typer.Option(None, "--png", help="Write the held-out sites' truth against prediction here (PNG)."),
+    png: Optional[Path] = typer.Option(None, "--png", help="Write each held-out site's truth against prediction here (PNG)."),
 ) -> None:
     """Train a disorder regressor on the stored distortion series, score it on held-out sites, register it."""
     from xanesdb.ml.disorder import TARGETS, complete_series, load_series, train_disorder_model
@@ -139,9 +139,9 @@ def train(
         console.print(f"  held out {sid}: MAE {r['mae']:.4f}, baseline {r['mae_baseline']:.4f}, Spearman {r['spearman']:+.2f}")
     console.print(f"held-out sites: MAE {h['mae']:.4f} A^2 against {h['mae_baseline']:.4f} for the training mean")
     if png is not None:
-        from xanesdb.ml.regression import plot_parity
+        from xanesdb.ml.disorder import plot_held_out_sites
 
-        plot_parity(doc, png, title=f"{doc.run_id}: {kind}, held-out rows of the training sites")
+        plot_held_out_sites(doc, png)
         console.print(f"parity plot written to {png}")
     console.print(f"predict with: xanesdb disorder predict -m {doc.run_id} FILES" + (" --reference LOWEST_T_FILE" if relative else ""))
 

@@ -32,7 +32,7 @@ from xanesdb.platform.errors import XanesdbUserError
 
 __all__ = ["TARGETS", "series_weights", "msd_of", "mean_of", "relative_dataset", "check_weighting", "sample_weightings", "DistortionSeries", "series_from_docs",
            "load_series", "disordered_spectra", "MsdDataset", "make_msd_dataset", "series_on_grid", "complete_series",
-           "is_disorder_run", "train_disorder_model", "predict_disorder"]  # fmt: skip
+           "is_disorder_run", "train_disorder_model", "predict_disorder", "plot_held_out_sites"]  # fmt: skip
 
 
 def check_weighting(mu: Any, sigma: Any, alpha: Any = 0.0) -> tuple[float, float, float]:
@@ -377,8 +377,7 @@ def train_disorder_model(series: Sequence[DistortionSeries], *, target: str = "v
     rds = regression_dataset(ds, target=target)
     model, metrics, _ = train_regression_on_dataset(rds, cfg)
     metrics["held_out_sites"] = {"target": target, "mae": loso["mae"], "mae_baseline": loso["mae_baseline"],
-                                 "sites": {s: {k: v for k, v in r.items() if k not in ("true", "pred")}
-                                           for s, r in loso["sites"].items()}}  # fmt: skip
+                                 "sites": {s: _thinned(r) for s, r in loso["sites"].items()}}  # fmt: skip
     timings = {"dataset_s": t_data, "held_out_s": t_held, **metrics.pop("timings")}
     doc = make_regression_doc(rds, cfg, metrics, timings)
     doc.hyperparameters["disorder"] = {"target": target, "relative": bool(relative), "n_weightings": int(n_weightings),
@@ -388,6 +387,42 @@ def train_disorder_model(series: Sequence[DistortionSeries], *, target: str = "v
 
     doc.run_id = run_id_of(doc.kind, doc.fingerprint, doc.label_field, doc.hyperparameters, seed)
     return model, doc
+
+
+def _thinned(r: dict[str, Any], n: int = 200) -> dict[str, Any]:
+    """A held-out site's scores with at most ``n`` of its truth/prediction pairs (for the parity plot)."""
+    k = np.linspace(0, len(r["true"]) - 1, min(n, len(r["true"]))).round().astype(int) if r["true"] else []
+    return {**{key: v for key, v in r.items() if key not in ("true", "pred")},
+            "true": [round(float(r["true"][i]), 6) for i in k], "pred": [round(float(r["pred"][i]), 6) for i in k]}
+
+
+def plot_held_out_sites(doc: Any, path: Any) -> Any:
+    """Truth against prediction on each held-out site of a disorder run (one colour per site), as a PNG."""
+    from pathlib import Path
+
+    from matplotlib.figure import Figure
+
+    h = doc.metrics["held_out_sites"]
+    info = doc.hyperparameters["disorder"]
+    fig = Figure(figsize=(5.5, 5.0))
+    ax = fig.add_subplot()
+    lo, hi = np.inf, -np.inf
+    for sid, r in h["sites"].items():
+        ax.scatter(r["true"], r["pred"], s=8, alpha=0.5, label=f"{sid} (MAE {r['mae']:.4f})")
+        if r["true"]:
+            lo, hi = min(lo, min(r["true"]), min(r["pred"])), max(hi, max(r["true"]), max(r["pred"]))
+    if np.isfinite(lo):
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    name = ("relative " if info["relative"] else "") + info["target"]
+    ax.set_xlabel(f"true {name} (A$^2$)")
+    ax.set_ylabel(f"predicted {name} (A$^2$)")
+    ax.set_title(f"held-out sites: MAE {h['mae']:.4f} A$^2$ (training mean {h['mae_baseline']:.4f})\n{doc.run_id}",
+                 fontsize=9)  # fmt: skip
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    return path
 
 
 def predict_disorder(doc: Any, model: Any, spectra: Sequence[Any], reference: Any = None) -> list[dict[str, Any]]:
