@@ -188,16 +188,16 @@ folder that is removed at once; nothing is stored.</p></div>
 <script src="{{ url_for('static_file', name='upload.js') }}"></script>
 {% if message %}<p class="error" id="error">{{ message }}</p>{% endif %}
 {% if results %}<h2>Results</h2>
-<table id="predictions"><tr><th>#</th><th>spectrum</th><th>absorber</th><th>answer</th><th>P(O6)</th><th>P(S5)</th><th>P(T4)</th>
+<table id="predictions"><tr><th>#</th><th>spectrum</th><th>absorber</th><th>answer</th><th>P(O6)</th><th>P(S5)</th><th>P(T4)</th><th>P(other)</th>
 <th>outlier score</th><th>E half-step / eV</th><th>model</th><th>kNN-{{ knn_k }} of the nearest</th></tr>
 {% for r in results %}<tr class="prediction"><td>{{ loop.index }}</td><td>{{ r.name }}</td><td>{{ r.absorber or '' }}</td>
-{% if r.error %}<td colspan="8" class="error">{{ r.error }}</td>
+{% if r.error %}<td colspan="9" class="error">{{ r.error }}</td>
 {% else %}<td class="answer {{ 'unsure' if r.predicted == 'unsure' else 'ok' }}">{{ r.predicted }}{% if r.predicted == 'unsure' %} (best {{ r.best_class }}){% endif %}</td>
-{% for c in ('O6', 'S5', 'T4') %}<td class="n">{% if c in r.probabilities %}{{ '%.2f'|format(r.probabilities[c]) }}{% endif %}</td>{% endfor %}
+{% for c in ('O6', 'S5', 'T4', 'other') %}<td class="n">{% if c in r.probabilities %}{{ '%.2f'|format(r.probabilities[c]) }}{% endif %}</td>{% endfor %}
 <td class="n">{{ '%.2f'|format(r.outlier_score) }}</td><td class="n">{% if r.e_half is not none %}{{ '%.1f'|format(r.e_half) }}{% endif %}</td>
 <td>{% if r.model_link %}<a href="{{ url_for('model', run_id=r.model) }}">{{ r.model }}</a>{% else %}{{ r.model }}{% endif %}</td>{% endif %}
 <td>{{ r.knn or '' }}</td></tr>
-{% if r.reason %}<tr><td></td><td colspan="10" class="reason">unsure: {{ r.reason }}</td></tr>{% endif %}
+{% if r.reason %}<tr><td></td><td colspan="11" class="reason">unsure: {{ r.reason }}</td></tr>{% endif %}
 {% endfor %}</table>
 {% for r in results %}{% if r.search %}<h2>{{ loop.index }}. {{ r.name }}: nearest computed spectra ({{ r.search.method }})</h2>
 {% if r.search.error %}<p class="note">{{ r.search.error }}</p>{% else %}
