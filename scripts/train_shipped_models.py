@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--label", default="site_class", choices=("site_class", "lce_class"),
                     help="site_class: T4, S5, O6 and 'other' (every other ChemEnv geometry, e.g. linear Cu(I)), "
                          "for the absorbers with computed 'other' sites; lce_class: the paper's three classes only.")
+    ap.add_argument("--measurement", default="",
+                    help='Changes to the measurement model, as JSON (e.g. \'{"scale": 0.15}\'); default: the calibration\'s ranges.')
     ap.add_argument("--pooled", action="store_true",
                     help="One model on the spectra of all --elements together (folder all-K-aligned).")
     args = ap.parse_args(argv)
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                              epochs=args.epochs, min_steps=args.min_steps, class_weight="balanced", curves=False,
                              seed=args.seed, fidelity=args.fidelity or None,
                              calibration=args.calibration or None,
+                             measurement=json.loads(args.measurement) if args.measurement else None,
                              window=tuple(float(v) for v in args.window.split(",")) if args.window else None)  # fmt: skip
         t0 = time.time()
         try:
