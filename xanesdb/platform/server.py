@@ -135,6 +135,16 @@ def _port_in_use(host: str, port: int) -> bool:
         return s.connect_ex((host if host != "0.0.0.0" else "127.0.0.1", port)) == 0
 
 
+def _wait_port_free(host: str, port: int, timeout: float) -> bool:
+    """Wait until nothing accepts connections on ``port`` (True), or ``timeout`` s pass (False)."""
+    deadline = time.monotonic() + timeout
+    while _port_in_use(host, port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def _relay_stderr_once_listening(proc: subprocess.Popen, host: str, port: int, timeout: float = 60.0) -> list[str] | None:
     """Hold the server's stderr until it listens on ``port``, then relay it to ours as it comes.
 
@@ -563,6 +573,8 @@ class LocalServer:
             if state == "running":
                 logger.info("stopping the background server pid %s: the foreground one replaces it", info.pid)
                 self._kill(info.pid)
+                if info.port == port:  # its listening socket can outlive its pid by a moment
+                    _wait_port_free(host, port, timeout=10.0)
             if state in ("running", "stale"):
                 self.info_file.unlink(missing_ok=True)
             if _port_in_use(host, port):
