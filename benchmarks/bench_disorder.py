@@ -351,6 +351,7 @@ def cmd_msd(args) -> None:
     from scipy.stats import spearmanr
 
     from xanesdb.ml.disorder import (
+        complete_series,
         held_out_sites,
         make_msd_dataset,
         msd_config,
@@ -361,9 +362,7 @@ def cmd_msd(args) -> None:
     from xanesdb.xas.align import align_measured
 
     # each series on the --step grid (the 0.01 A series of a site enters as its 0.05 A subset)
-    series = [on_grid(s, args.step) for s in _load(args, None if args.pool else args.element)]
-    n_full = round(2 * 0.45 / args.step) + 1
-    series = [s for s in series if len(s.distortions) >= n_full - 2]  # a run or two may have failed
+    series = complete_series(_load(args, None if args.pool else args.element), step=args.step)  # a run or two may have failed
     print(f"{len(series)} complete series: {[s.site_id for s in series]}", flush=True)
     ds = make_msd_dataset(series, args.n_weightings, seed=args.seed)
     y_all = ds.target("variance")
