@@ -164,7 +164,7 @@ def predict(
     from xanesdb.ml.regression import load_regression_model
     from xanesdb.ml.registry import get_run
     from xanesdb.platform.settings import get_settings
-    from xanesdb.xas.readers import detect_format, read_spectra
+    from xanesdb.xas.readers import read_files, read_spectra
 
     if fmt not in ("table", "csv", "json"):
         raise XanesdbUserError(f"unknown --format {fmt!r}; use table, csv or json")
@@ -172,13 +172,8 @@ def predict(
     doc = get_run(model, settings)
     if not is_disorder_run(doc):
         raise XanesdbUserError(f"{model} is not a disorder model; train one with `xanesdb disorder train`")
-    spectra, rows = [], []
-    for f in files:
-        try:
-            athena = bool(group) and detect_format(f) == "athena"
-            spectra.extend(read_spectra(f, groups=group if athena else None))
-        except XanesdbUserError as err:
-            rows.append({"name": Path(f).name, "error": str(err).splitlines()[0]})
+    spectra, failures = read_files(files, groups=group)
+    rows = [{"name": f.name, "error": why} for f, why in failures]
     ref = None
     if reference is not None:
         named = [s for s in spectra if s.name == reference]

@@ -41,7 +41,7 @@ def predict(
     png: Optional[Path] = typer.Option(None, "--png", help="Folder for one PNG per spectrum: it over the model's class means."),
 ) -> None:
     """Local geometry (T4/S5/O6) of measured spectra, or `unsure` with the reason; one row per spectrum."""
-    from xanesdb.xas.readers import detect_format, read_spectra
+    from xanesdb.xas.readers import read_files
 
     if fmt not in FORMATS:
         raise XanesdbUserError(f"unknown --format {fmt!r}; use {', '.join(FORMATS)}")
@@ -56,15 +56,9 @@ def predict(
     if png is not None and png.exists() and not png.is_dir():
         raise XanesdbUserError(f"--png {png} is a file; give a folder")
     cols = {k: (int(v) if v is not None and v.isdigit() else v) for k, v in (("energy_col", energy_col), ("mu_col", mu_col))}
-    rows: list[dict] = []
-    spectra = []
-    for f in files:  # every file is read before Keras loads; a bad one becomes an error row
-        try:
-            # -g selects groups of the Athena projects among the files; other files are read whole
-            athena = bool(group) and detect_format(f) == "athena"
-            spectra.extend(read_spectra(f, groups=group if athena else None, **cols))
-        except XanesdbUserError as err:
-            rows.append({"name": Path(f).name, "file": str(f), "error": str(err).splitlines()[0]})
+    # every file is read before Keras loads; a bad one becomes an error row
+    spectra, failures = read_files(files, groups=group, **cols)
+    rows: list[dict] = [{"name": f.name, "file": str(f), "error": why} for f, why in failures]
     if model is not None:  # a registered fractions run prints O6/S5/T4 fractions (issue 21)
         from xanesdb.commands.fractions import predict_fraction_rows
 

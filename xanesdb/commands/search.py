@@ -46,7 +46,7 @@ def search(
     """
     from xanesdb.search import check_element
     from xanesdb.search.match import METHODS
-    from xanesdb.xas.readers import detect_format, read_spectra
+    from xanesdb.xas.readers import read_files
 
     if fmt not in FORMATS:
         raise XanesdbUserError(f"unknown --format {fmt!r}; use {', '.join(FORMATS)}")
@@ -74,13 +74,9 @@ def search(
             raise XanesdbUserError("--out writes csv or json; add --format csv or --format json")
         check_output_file(out)
     cols = {k: (int(v) if v is not None and v.isdigit() else v) for k, v in (("energy_col", energy_col), ("mu_col", mu_col))}
-    spectra, bad = [], []
-    for f in files:  # every file is read before the database is asked; a bad one becomes an error row
-        try:
-            athena = bool(group) and detect_format(f) == "athena"
-            spectra.extend(read_spectra(f, groups=group if athena else None, **cols))
-        except XanesdbUserError as err:
-            bad.append({"name": Path(f).name, "file": str(f), "method": method, "error": str(err).splitlines()[0]})
+    # every file is read before the database is asked; a bad one becomes an error row
+    spectra, failures = read_files(files, groups=group, **cols)
+    bad = [{"name": f.name, "file": str(f), "method": method, "error": why} for f, why in failures]
     if not spectra:  # nothing to search: the first reason, in one line
         raise XanesdbUserError(bad[0]["error"])
     results = _search_by_references(spectra, fidelity, calibration, element=element, top=top, method=method,

@@ -32,7 +32,7 @@ import numpy as np
 
 from xanesdb.platform.errors import XanesdbUserError
 
-__all__ = ["MeasuredSpectrum", "read_spectra", "detect_format", "MAX_FILE_BYTES", "MIN_POINTS", "MIN_RANGE_EV"]
+__all__ = ["MeasuredSpectrum", "read_spectra", "read_files", "detect_format", "MAX_FILE_BYTES", "MIN_POINTS", "MIN_RANGE_EV"]
 
 MAX_FILE_BYTES = 50_000_000
 """Largest spectrum file (and largest gunzipped Athena project) accepted, in bytes (50 MB)."""
@@ -197,6 +197,22 @@ def read_spectra(path, *, energy_col: str | int | None = None, mu_col: str | int
         _fail(path, f"is a {fmt} file, not an Athena project; group selection applies only to .prj files")
     return [_read_table(text, path, fmt, energy_col, mu_col)]
 
+
+
+def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | int | None = None,
+               mu_col: str | int | None = None) -> tuple[list[MeasuredSpectrum], list[tuple[Path, str]]]:
+    """Read many files, as a batch command does: ``groups`` selects groups of the Athena projects
+    among them (other files are read whole); a file that cannot be read is kept as ``(path, one-line
+    reason)`` so the others are still read. Returns ``(spectra, failures)``."""
+    spectra: list[MeasuredSpectrum] = []
+    failures: list[tuple[Path, str]] = []
+    for f in paths:
+        try:
+            athena = bool(groups) and detect_format(f) == "athena"
+            spectra.extend(read_spectra(f, groups=groups if athena else None, energy_col=energy_col, mu_col=mu_col))
+        except XanesdbUserError as err:
+            failures.append((Path(f), str(err).splitlines()[0]))
+    return spectra, failures
 
 
 def _split(line: str) -> list[str]:
