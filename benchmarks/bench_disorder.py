@@ -114,7 +114,7 @@ def export_series(db, sites=None) -> tuple[int, int]:
     carries ``series_step``: the finest step (A) of its site's series in the file (0.05 for 19 runs,
     0.01 for the 91 of ``--step 0.01``, whose every 5th run is the 0.05 A series); it is the only
     field of a kept run that can change (when finer runs of its site are added). Readers pick a
-    step's runs with :func:`on_grid`. ``sites``: add only these sites' runs (a series still running
+    step's runs with :func:`xanesdb.ml.disorder.series_on_grid`. ``sites``: add only these sites' runs (a series still running
     elsewhere stays out). Returns (runs in the file, runs added).
     """
     kept = []
@@ -155,13 +155,6 @@ def series_step(distortions) -> float:
     """The finest step (A) of a series: the smallest gap between its distortions, to 0.01 A."""
     d = np.unique(np.round(np.asarray(distortions, dtype=float), 4))
     return round(float(np.diff(d).min()), 2) if len(d) > 1 else 0.05
-
-
-def on_grid(series, step: float):
-    """The runs of a series whose d is a multiple of ``step`` (:func:`xanesdb.ml.disorder.series_on_grid`)."""
-    from xanesdb.ml.disorder import series_on_grid
-
-    return series_on_grid(series, step)
 
 
 def _load(args, element: str | None):
@@ -234,7 +227,7 @@ def cmd_signal(args) -> None:
     grid on their own energies and in the series as the MSD dataset reads it (each run interpolated
     onto the energies of the d = 0 run, :func:`xanesdb.ml.disorder.series_from_docs`).
     """
-    from xanesdb.ml.disorder import series_from_docs
+    from xanesdb.ml.disorder import series_from_docs, series_on_grid
     from xanesdb.xas.align import ALIGNED_GRID, align_computed
     from xanesdb.xas.normalize import half_step_energy, normalize_computed
 
@@ -280,7 +273,7 @@ def cmd_signal(args) -> None:
     n_full = round(2 * 0.45 / args.step) + 1
     rows = []
     for s in series_from_docs(docs):
-        g = on_grid(s, args.step)
+        g = series_on_grid(s, args.step)
         runs = {round(d["distortion"], 4): d for d in docs
                 if d["site_id"] == s.site_id and d.get("preset", "") == s.preset and on(d["distortion"])}  # fmt: skip
         walls = [d["wall_seconds"] for d in runs.values() if d.get("wall_seconds") is not None]
@@ -438,6 +431,7 @@ def cmd_step(args) -> None:
         disordered_spectra,
         msd_of,
         sample_weightings,
+        series_on_grid,
         series_weights,
     )
     from xanesdb.xas.align import align_computed
@@ -446,7 +440,7 @@ def cmd_step(args) -> None:
     if args.site not in found:
         sys.exit(f"no series of {args.site} (have {sorted(found)})")
     full = found[args.site]
-    fine, coarse = on_grid(full, args.fine), on_grid(full, args.coarse)
+    fine, coarse = series_on_grid(full, args.fine), series_on_grid(full, args.coarse)
     n_fine, n_coarse = round(0.9 / args.fine) + 1, round(0.9 / args.coarse) + 1
     print(f"{args.site}: {len(fine.distortions)} of {n_fine} runs at {args.fine:g} A, "
           f"{len(coarse.distortions)} of {n_coarse} at {args.coarse:g} A", flush=True)  # fmt: skip

@@ -440,16 +440,16 @@ def predict_disorder(doc: Any, model: Any, spectra: Sequence[Any], reference: An
         raise XanesdbUserError(f"model {doc.run_id} reads each spectrum against a reference of the same sample; give "
                                "--reference (e.g. the lowest temperature of the series)")  # fmt: skip
     ref = None
-    if reference is not None:
+    if info["relative"]:
         try:
             ref = align_measured(reference.energy, reference.mu, name=reference.name)["y"]
         except ValueError as err:
             raise XanesdbUserError(f"reference {reference.name}: {str(err).splitlines()[0]}") from None
     rows, X, idx = [], [], []
     for s in spectra:
-        row: dict[str, Any] = {"name": s.name, "absorber": getattr(s, "absorber", None), "model": doc.run_id,
-                               "target": info["target"], "relative_to": reference.name if info["relative"] else None}  # fmt: skip
         absorber = getattr(s, "absorber", None)
+        row: dict[str, Any] = {"name": s.name, "absorber": absorber, "model": doc.run_id, "target": info["target"],
+                               "relative_to": reference.name if info["relative"] else None}  # fmt: skip
         if absorber and info.get("elements") and absorber not in info["elements"]:
             row["error"] = f"{s.name} is a {absorber} spectrum; the model was trained on {', '.join(info['elements'])}"
             rows.append(row)
@@ -460,7 +460,7 @@ def predict_disorder(doc: Any, model: Any, spectra: Sequence[Any], reference: An
             row["error"] = f"{s.name}: {str(err).splitlines()[0]}"
             rows.append(row)
             continue
-        X.append(y - ref if info["relative"] else y)
+        X.append(y if ref is None else y - ref)
         idx.append(len(rows))
         rows.append(row)
     if X:
