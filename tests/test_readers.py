@@ -301,6 +301,47 @@ def test_explicit_columns_by_name_and_number(tmp_path):
     _refused(path, "column 4 does not exist", energy_col=1, mu_col=4)
 
 
+def _raw(n=40, e0=6390.0):
+    """Rows of a raw transmission + fluorescence scan: energy, i0, it, iref, if."""
+    e = e0 + np.arange(n) * 2.0
+    i0 = 60000.0 + 10 * np.arange(n)
+    mu = 0.2 + 0.8 / (1 + np.exp(-(e - e0 - 40) / 2))
+    return np.column_stack([e, i0, i0 * np.exp(-mu), 1e5 + np.arange(n), i0 * 0.01 * mu]), mu
+
+
+def test_raw_beamline_files_by_their_labels(tmp_path):
+    """The label lines of common beamline files (MRCAT text header, EPICS, SPEC, numbered labels)
+    name the columns; the channel names there (Io, It, I1, If) give mu as the XDI ones do."""
+    rows, mu = _raw()
+    data = "\n".join(" ".join(f"{v:.5f}" for v in r) for r in rows) + "\n"
+    mrcat = ("MRCAT_XAFS V0.4 Datafile\n\"MnO2.002\" created at APS 10BM\nE0= 6540.00\nOffsets= 1.0 2.0 3.0\n"
+             "-------------------------\n   energy       Io       It     Iref       If \n" + data)
+    (s,) = read_spectra(_write(tmp_path, "mrcat.dat", mrcat))
+    assert s.mu_source == "ln(i0/itrans)" and s.meta["columns"] == ["energy", "Io", "It", "Iref", "If"]
+    np.testing.assert_allclose(s.mu, mu, rtol=1e-4)
+    (f,) = read_spectra(tmp_path / "mrcat.dat", mu_col="If/Io")
+    assert f.mu_source == "If/Io"
+    np.testing.assert_allclose(f.mu, 0.01 * mu, rtol=1e-3)
+    epics = ("; Epics Scan 1 dimensional scan\n; E0 = 6540.00\n; column labels:\n; P1 = {Energy} --> 13BMA:E:Energy.VAL\n"
+             "; D1 = {I0}  --> 13BMD:scaler1_calc2.VAL\n; D2 = {I1}  --> x\n; D3 = {Iref} --> y\n"
+             ";--------\n;  P1 D1 D2 D3\n" + "\n".join(" ".join(f"{v:.5f}" for v in r[:4]) for r in rows))
+    path = _write(tmp_path, "epics.dat", epics)
+    msg = _refused(path, "no mu column")  # I1: transmission by convention, but not assumed ...
+    assert "columns are: Energy, I0, I1, Iref" in msg and "ln(I0/It)" in msg
+    (e,) = read_spectra(path, mu_col="ln(I0/I1)")  # ... it is said
+    assert e.mu_source == "ln(I0/I1)"
+    np.testing.assert_allclose(e.mu, mu, rtol=1e-4)
+    spec = "#S 29 exafsscan\n#C exafs_edge_energy 6.539\n#L Energy  I0  It  I ref  IF\n" + data
+    assert read_spectra(_write(tmp_path, "spec.dat", spec))[0].mu_source == "ln(i0/itrans)"
+    kev = rows.copy()
+    kev[:, 0] /= 1000.0
+    numbered = "#C 1_Energy (keV) 2_i0 3_it 4_iref 5_ifluor\n" + "\n".join(" ".join(f"{v:.6f}" for v in r) for r in kev)
+    (n,) = read_spectra(_write(tmp_path, "num.dat", numbered))
+    assert n.mu_source == "ln(i0/itrans)"
+    assert n.energy[0] == pytest.approx(6390.0) and n.meta["energy_converted"] == "keV -> eV"
+    _refused(path, "no column named 'I9' for mu", mu_col="ln(I0/I9)")
+
+
 # --- malformed input ------------------------------------------------------------------------------
 
 def test_file_level_refusals(tmp_path, monkeypatch):

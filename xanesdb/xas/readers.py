@@ -6,8 +6,12 @@ and the raw (un-normalised) absorption mu(E). Columns are chosen by their *names
 counting, and reference channels (``irefer``, ``murefer``) are used only when asked for by name.
 mu is, in this order: the ``mu_col`` asked for; a column named ``mutrans``, ``mufluor``, ``mu``,
 ``xmu``, ``absorption``; ``ln(i0/itrans)``; ``ifluor/i0``; a normalised column (``normtrans``,
-``norm``, ...); the other column of a two-column file. Energy: ``energy_col``, else a column named
-``omega`` (FEFF), ``energy``, ``e``, ``ev``; keV is converted to eV.
+``norm``, ...); the other column of a two-column file. ``mu_col`` may also be a ratio of two
+columns, ``'ln(I0/I1)'`` or ``'If/I0'``, for raw beamline files. The channel names beamlines use
+(``Io``, ``It``, ``Iref``, ``If``, ...) count as the XDI ones. Energy: ``energy_col``, else a column
+named ``omega`` (FEFF), ``energy``, ``e``, ``ev``; keV is converted to eV. Comment lines start with
+``#``, ``%``, ``!`` or ``;``; above the data of a column file, lines of text (scan settings) may
+stand uncommented, and the last of them that names as many columns as the data has names them.
 
 Athena project files (``.prj``, gzip or plain; Perl Data::Dumper text written by Athena/Demeter
 or the JSON flavour written by larch) are parsed without evaluating anything: the Perl list and
@@ -41,11 +45,17 @@ MIN_POINTS = 10
 MIN_RANGE_EV = 20.0
 """Narrowest energy range accepted, in eV."""
 
-_COL_HINT = "give --energy-col and --mu-col (column names or 1-based numbers)"
+_COL_HINT = "give --energy-col and --mu-col (column names or 1-based numbers; mu also as 'ln(I0/It)' or 'If/I0')"
 _ENERGY_NAMES = ("omega", "energy", "e", "ev", "energy_ev", "en")  # omega first: FEFF's "e" is E - E_fermi
 _MU_NAMES = ("mutrans", "mufluor", "mu", "xmu", "absorption", "mu_e")
 _NORM_NAMES = ("normtrans", "normfluor", "norm", "normmu", "norm_mu", "normalized", "flat")
 _NEVER_MU = {"i0", "itrans", "ifluor", "irefer", "murefer", "normrefer", "i1", "i2", "chi", "k", "angle"}
+#: other names beamlines give the XDI channels (lower case, units stripped)
+_ALIASES = {"io": "i0", "i_0": "i0", "it": "itrans", "i_t": "itrans", "itr": "itrans", "iref": "irefer",
+            "ir": "irefer", "i_ref": "irefer", "if": "ifluor", "i_f": "ifluor", "ifl": "ifluor", "fluo": "ifluor",
+            "fluor": "ifluor"}
+_COMMENT = "#%!;"
+_RATIO = re.compile(r"^\s*(?:(ln|log)\s*\(\s*(.+?)\s*/\s*(.+?)\s*\)|([^/()]+?)\s*/\s*([^/()]+?))\s*$", re.I)
 _NOT_MU = ("is_chi", "is_xmudat", "is_bkg", "is_diff", "is_pixel", "is_rsp", "is_qsp")
 _SYMBOLS = ("H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se "
             "Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb "
@@ -231,18 +241,18 @@ def _norm_name(name: str) -> tuple[str, str]:
 
 def _parse_rows(text: str, path, fmt: str):
     """Comment lines, the header line's names (plain column files only), numeric rows, comma-separated?"""
-    comments, header, rows, comma = [], None, [], False
+    comments, preamble, rows, comma = [], [], [], False
     for n, line in enumerate(text.lstrip("\ufeff").splitlines(), 1):
         s = line.strip()
-        if not s or s[0] in "#%!":
+        if not s or s[0] in _COMMENT:
             comments += [s] if s else []
             continue
         toks = _split(s)
         try:
             vals = [float(t) for t in toks]
         except ValueError:
-            if not rows and header is None and fmt == "columns":
-                header = toks
+            if not rows and fmt == "columns":  # header text above the data, commented or not
+                preamble.append(toks)
                 continue
             _fail(path, f"line {n} is not numeric data ({s[:40]!r}); remove it or comment it out with '#'")
         if rows and len(vals) != len(rows[0]):
@@ -251,6 +261,9 @@ def _parse_rows(text: str, path, fmt: str):
         rows.append(vals)
     if not rows:
         _fail(path, "has no numeric data rows; give a file with energy and mu columns")
+    # the column names: a single header line, else the last line of a longer preamble that names
+    # as many columns as the data has (beamline files carry scan settings above it)
+    header = preamble[0] if len(preamble) == 1 else next((t for t in preamble[::-1] if len(t) == len(rows[0])), None)
     return comments, header, np.asarray(rows, dtype=float), comma
 
 
@@ -286,14 +299,32 @@ def _header(fmt: str, comments: list[str], header, ncol: int, path):
             _fail(path, f"looks like FEFF xmu.dat but has {ncol} columns, not 6 (omega e k mu mu0 chi); {_COL_HINT}")
         meta = {"feff_header": [c for c in comments if "feff" in c.lower()][:1]}
     else:
-        last = _split(comments[-1].lstrip("#%!").strip()) if comments else []
+        last = _split(comments[-1].lstrip(_COMMENT).strip()) if comments else []
         if header is None and len(last) == ncol and not all(re.fullmatch(r"[-+.\deE]+", t) for t in last):
             header = last  # "# energy mu" just above the data
+        if header is None or all(re.fullmatch(r"[PD]\d+", t) for t in header):  # EPICS: P1 D1 ... named elsewhere
+            header = _beamline_labels(comments, ncol) or header
         if header is not None and len(header) != ncol:
             _fail(path, f"the header names {len(header)} columns but the data has {ncol}; fix the header or {_COL_HINT}")
         if header is not None:
             names, units = header, [_norm_name(h)[1] for h in header]
     return names, units, absorber, edge, meta
+
+
+def _beamline_labels(comments: list[str], ncol: int) -> list[str] | None:
+    """Column names from the label comments of common beamline files, or None: SPEC ``#L`` lines
+    (names two spaces apart), numbered labels (``#C 1_Energy (keV) 2_sec 3_i0 ...``) and the
+    EPICS scan labels (``; P1 = {Energy}``, ``; D1 = {I0}``, listed in column order)."""
+    for c in reversed(comments):
+        if c.startswith("#L "):
+            names = [t for t in re.split(r"\s{2,}", c[3:].strip()) if t]
+            if len(names) == ncol:
+                return names
+        numbered = re.findall(r"(?:^|\s)(\d+)_(\S+(?:\s+\([^)]*\))?)", c.lstrip(_COMMENT))
+        if len(numbered) == ncol and [int(n) for n, _ in numbered] == list(range(1, ncol + 1)):
+            return [name for _, name in numbered]
+    epics = [m.group(1).strip() for c in comments if (m := re.match(r"[;#]\s*[PD]\d+\s*=\s*\{([^}]*)\}", c))]
+    return epics if len(epics) == ncol else None
 
 
 def _choose(data: np.ndarray, names, energy_col, mu_col, path):
@@ -304,6 +335,9 @@ def _choose(data: np.ndarray, names, energy_col, mu_col, path):
     for i, nm in enumerate(names or []):
         lookup.setdefault(nm.lower(), i)
         lookup.setdefault(_norm_name(nm)[0], i)
+    for alias, name in _ALIASES.items():
+        if alias in lookup and name not in lookup:
+            lookup[name] = lookup[alias]
 
     def pick(req, what):
         if isinstance(req, (int, np.integer)) or str(req).strip().isdigit():
@@ -318,8 +352,16 @@ def _choose(data: np.ndarray, names, energy_col, mu_col, path):
     def column(i):
         return data[:, i], (names[i] if names else f"column {i + 1}")
 
+    ratio = _RATIO.match(str(mu_col)) if mu_col is not None else None
+    if ratio:  # mu asked for as ln(a/b) or a/b of two columns
+        log, a, b = ratio.group(1), ratio.group(2) or ratio.group(4), ratio.group(3) or ratio.group(5)
+        ia, ib = pick(a, "mu"), pick(b, "mu")
+        what = f"{column(ia)[1]}/{column(ib)[1]}"
+        with np.errstate(all="ignore"):
+            q = data[:, ia] / data[:, ib]
+            mu_from = (np.log(q), f"ln({what})") if log else (q, what)
     ie = pick(energy_col, "energy") if energy_col is not None else None
-    im = pick(mu_col, "mu") if mu_col is not None else None
+    im = pick(mu_col, "mu") if mu_col is not None and not ratio else None
     if ie is None:
         ie = next((lookup[n] for n in _ENERGY_NAMES if n in lookup), None)
         if ie is None and "angle" in lookup:
@@ -328,6 +370,8 @@ def _choose(data: np.ndarray, names, energy_col, mu_col, path):
             ie = 1 - im if im is not None else 0
         if ie is None:
             _fail(path, f"cannot tell which column is energy ({cols}); {_COL_HINT}")
+    if ratio:
+        return ie, *mu_from
     if im is not None:
         return ie, *column(im)
     im = next((lookup[n] for n in _MU_NAMES if n in lookup and lookup[n] != ie), None)
