@@ -4,7 +4,6 @@ runners (real FEFF10 on a tiny cluster, external commands, timeouts) and the Mak
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from xanesdb.jobs.feff.sets import (
 )
 from xanesdb.jobs.feff.validate import next_action, tabulated_k_edge, validate_spectrum
 from xanesdb.platform.errors import XanesdbUserError
-from xanesdb.schemas import FeffTaskDoc, HandlerAction
+from xanesdb.schemas import FeffTaskDoc
 from xanesdb.testing.feff import check_feff_inputs, fake_feff_command, monkeypatch_feff
 
 REF = Path(__file__).parent / "test_data" / "feff"

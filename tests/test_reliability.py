@@ -8,7 +8,6 @@ mid-write, are tested in tests/test_feff.py and tests/test_feff_db.py (see docs/
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import resource
