@@ -277,3 +277,23 @@ def test_local_server_files_are_private(tmp_path):
         assert open_ == {}
     finally:
         server.stop()
+
+
+def test_tensorflow_startup_chatter_is_dropped_other_stderr_kept(tmp_path):
+    """The CLI's first ``import tensorflow`` leaves no absl/oneDNN start-up lines on stderr; other
+    lines written to file descriptor 2 meanwhile still reach it."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys\n"
+            "from xanesdb.commands._quiet import filtered_stderr, quiet_tensorflow_import\n"
+            "quiet_tensorflow_import()\n"
+            "import tensorflow\n"
+            "with filtered_stderr():\n"
+            "    os.write(2, b'I0000 oneDNN custom operations are on\\nkept line\\n')\n"
+            "print('imported', 'tensorflow' in sys.modules)\n")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "imported True"
+    assert "oneDNN" not in out.stderr and "absl::InitializeLog" not in out.stderr, out.stderr
+    assert "kept line" in out.stderr

@@ -14,6 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up 
 
 import typer  # noqa: E402
 from xanesdb.commands._console import SafeConsole  # noqa: E402
+from xanesdb.commands._quiet import quiet_tensorflow_import  # noqa: E402
+
+quiet_tensorflow_import()
 
 from xanesdb.platform.errors import XanesdbUserError
 
