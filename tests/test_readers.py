@@ -328,7 +328,7 @@ def test_raw_beamline_files_by_their_labels(tmp_path):
     path = _write(tmp_path, "epics.dat", epics)
     msg = _refused(path, "no mu column")  # I1: transmission by convention, but not assumed ...
     assert "columns are: Energy, I0, I1, Iref" in msg and "ln(I0/It)" in msg
-    (e,) = read_spectra(path, mu_col="ln(I0/I1)")  # ... it is said
+    (e,) = read_spectra(path, mu_col="ln(Io/I1)")  # ... it is said (Io: another name of I0)
     assert e.mu_source == "ln(I0/I1)"
     np.testing.assert_allclose(e.mu, mu, rtol=1e-4)
     spec = "#S 29 exafsscan\n#C exafs_edge_energy 6.539\n#L Energy  I0  It  I ref  IF\n" + data

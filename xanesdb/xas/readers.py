@@ -345,8 +345,9 @@ def _choose(data: np.ndarray, names, energy_col, mu_col, path):
                 _fail(path, f"{what} column {int(req)} does not exist: the file has {ncol} columns (numbers start at 1)")
             return int(req) - 1
         for key in (str(req).strip().lower(), _norm_name(str(req))[0]):
-            if key in lookup:
-                return lookup[key]
+            for k in (key, _ALIASES.get(key)):
+                if k in lookup:
+                    return lookup[k]
         _fail(path, f"no column named {req!r} for {what}; {cols}")
 
     def column(i):
