@@ -340,6 +340,13 @@ def test_raw_beamline_files_by_their_labels(tmp_path):
     assert n.mu_source == "ln(i0/itrans)"
     assert n.energy[0] == pytest.approx(6390.0) and n.meta["energy_converted"] == "keV -> eV"
     _refused(path, "no column named 'I9' for mu", mu_col="ln(I0/I9)")
+    listed = ("# Here is a readable list of column headings:\n#  1) Mono Energy (alt) *  4) XMAP4:DT Corr I0\n"
+              "#  2) PreKB-I0 *          5) XMAP4:FeKa_Sum\n#  3) IT\n#\n# Column Headings:\n"
+              "#Mono Energy (alt) *  PreKB-I0 *  IT   XMAP4:DT Corr I0   XMAP4:FeKa_Sum\n" + data)
+    (a,) = read_spectra(_write(tmp_path, "aps20id.dat", listed), mu_col="XMAP4:FeKa_Sum/XMAP4:DT Corr I0")
+    assert a.meta["columns"] == ["Mono Energy (alt)", "PreKB-I0", "IT", "XMAP4:DT Corr I0", "XMAP4:FeKa_Sum"]
+    assert a.energy[0] == pytest.approx(6390.0)  # the one column named with "energy"
+    np.testing.assert_allclose(a.mu, rows[:, 4] / rows[:, 3])
 
 
 # --- malformed input ------------------------------------------------------------------------------

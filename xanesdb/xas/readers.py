@@ -324,7 +324,13 @@ def _beamline_labels(comments: list[str], ncol: int) -> list[str] | None:
         if len(numbered) == ncol and [int(n) for n, _ in numbered] == list(range(1, ncol + 1)):
             return [name for _, name in numbered]
     epics = [m.group(1).strip() for c in comments if (m := re.match(r"[;#]\s*[PD]\d+\s*=\s*\{([^}]*)\}", c))]
-    return epics if len(epics) == ncol else None
+    if len(epics) == ncol:
+        return epics
+    listed = {}  # "#  1) Mono Energy (alt) *  11) XMAP4:TiKa_Sum": a numbered list, possibly in two columns
+    for c in comments:
+        for n, name in re.findall(r"(?:^|\s)(\d+)\)\s+(.+?)(?=\s+\d+\)\s|\s*$)", c.lstrip(_COMMENT)):
+            listed.setdefault(int(n), name.strip().rstrip("*").strip())
+    return [listed[i] for i in range(1, ncol + 1)] if sorted(listed) == list(range(1, ncol + 1)) else None
 
 
 def _choose(data: np.ndarray, names, energy_col, mu_col, path):
@@ -365,6 +371,9 @@ def _choose(data: np.ndarray, names, energy_col, mu_col, path):
     im = pick(mu_col, "mu") if mu_col is not None and not ratio else None
     if ie is None:
         ie = next((lookup[n] for n in _ENERGY_NAMES if n in lookup), None)
+        if ie is None and names:  # one column called something with "energy" ("Mono Energy", "energy_readback")
+            hits = {i for i, nm in enumerate(names) if "energy" in nm.lower()}
+            ie = hits.pop() if len(hits) == 1 else None
         if ie is None and "angle" in lookup:
             _fail(path, "gives the monochromator angle, not energy; convert it to energy in eV first (Athena, larch)")
         if ie is None and ncol == 2 and (im is not None or names is None):
