@@ -347,6 +347,16 @@ def test_raw_beamline_files_by_their_labels(tmp_path):
     assert a.meta["columns"] == ["Mono Energy (alt)", "PreKB-I0", "IT", "XMAP4:DT Corr I0", "XMAP4:FeKa_Sum"]
     assert a.energy[0] == pytest.approx(6390.0)  # the one column named with "energy"
     np.testing.assert_allclose(a.mu, rows[:, 4] / rows[:, 3])
+    counters = "# Column Headings:\n#Mono Energy  I0-32  It-32  Iref-32  If-32\n" + data  # APS 9-BM: scaler suffixes
+    assert read_spectra(_write(tmp_path, "aps9bm.dat", counters))[0].mu_source == "ln(i0/itrans)"
+    cls = ('# CLS Data Acquisition\n#(1)\t"Energy:sp"\t"MONO:Energy:fbk"\t"mcs03"\t"mcs04"\t"mcs05"\n'
+           '#(1)\t"$(EnergySetpoint)"\t"$(EnergyFeedback)"\t"$(Detector1)"\t"$(Detector2)"\t"$(Detector3)"\n'
+           + "\n".join(", ".join(f"{v:.5f}" for v in r) for r in np.column_stack([rows[:, 0] - 0.01, rows[:, :4]])))
+    path = _write(tmp_path, "cls.dat", cls)
+    msg = _refused(path, "cannot tell which column is energy")  # two energies: the user says which
+    assert "columns are: Energy:sp, MONO:Energy:fbk, mcs03" in msg
+    (c,) = read_spectra(path, energy_col="MONO:Energy:fbk", mu_col="ln(mcs03/mcs04)")
+    np.testing.assert_allclose(c.mu, mu, rtol=1e-4)
 
 
 # --- malformed input ------------------------------------------------------------------------------

@@ -299,7 +299,11 @@ def _header(fmt: str, comments: list[str], header, ncol: int, path):
             _fail(path, f"looks like FEFF xmu.dat but has {ncol} columns, not 6 (omega e k mu mu0 chi); {_COL_HINT}")
         meta = {"feff_header": [c for c in comments if "feff" in c.lower()][:1]}
     else:
-        last = _split(comments[-1].lstrip(_COMMENT).strip()) if comments else []
+        label = re.sub(r"^#L\s", "", comments[-1]).lstrip(_COMMENT).strip() if comments else ""  # SPEC's #L too
+        last = _split(label) if label else []
+        spaced = [t.rstrip("*").strip() for t in re.split(r"\s{2,}|\t", label)] if label else []  # '*': a positioner
+        if header is None and len(last) != ncol and len(spaced) == ncol:
+            last = spaced  # "#Mono Energy  I0-32  It-32": names with spaces, two apart
         if header is None and len(last) == ncol and not all(re.fullmatch(r"[-+.\deE]+", t) for t in last):
             header = last  # "# energy mu" just above the data
         if header is None or all(re.fullmatch(r"[PD]\d+", t) for t in header):  # EPICS: P1 D1 ... named elsewhere
@@ -312,10 +316,14 @@ def _header(fmt: str, comments: list[str], header, ncol: int, path):
 
 
 def _beamline_labels(comments: list[str], ncol: int) -> list[str] | None:
-    """Column names from the label comments of common beamline files, or None: SPEC ``#L`` lines
-    (names two spaces apart), numbered labels (``#C 1_Energy (keV) 2_sec 3_i0 ...``) and the
-    EPICS scan labels (``; P1 = {Energy}``, ``; D1 = {I0}``, listed in column order)."""
+    """Column names from the label comments of common beamline files, or None: quoted names (CLS),
+    SPEC ``#L`` lines (names two spaces apart), numbered labels (``#C 1_Energy (keV) 2_sec 3_i0 ...``,
+    ``#  1) Mono Energy  11) XMAP4:TiKa_Sum``) and the EPICS scan labels (``; P1 = {Energy}``,
+    ``; D1 = {I0}``, listed in column order)."""
     for c in reversed(comments):
+        quoted = re.findall(r'"([^"]*)"', c)  # CLS: #(1) "Event-ID" "BL1606-ID-1:Energy" ...
+        if len(quoted) == ncol and sum(q.startswith("$(") for q in quoted) < ncol / 2:  # not the template line
+            return quoted
         if c.startswith("#L "):
             names = [t for t in re.split(r"\s{2,}", c[3:].strip()) if t]
             if len(names) == ncol:
@@ -341,6 +349,8 @@ def _choose(data: np.ndarray, names, energy_col, mu_col, path):
     for i, nm in enumerate(names or []):
         lookup.setdefault(nm.lower(), i)
         lookup.setdefault(_norm_name(nm)[0], i)
+    for i, nm in enumerate(names or []):  # a scaler's counter suffix: "I0-32", "It_2"
+        lookup.setdefault(re.sub(r"_\d+$", "", _norm_name(nm)[0]), i)
     for alias, name in _ALIASES.items():
         if alias in lookup and name not in lookup:
             lookup[name] = lookup[alias]
