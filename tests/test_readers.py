@@ -353,10 +353,36 @@ def test_raw_beamline_files_by_their_labels(tmp_path):
            '#(1)\t"$(EnergySetpoint)"\t"$(EnergyFeedback)"\t"$(Detector1)"\t"$(Detector2)"\t"$(Detector3)"\n'
            + "\n".join(", ".join(f"{v:.5f}" for v in r) for r in np.column_stack([rows[:, 0] - 0.01, rows[:, :4]])))
     path = _write(tmp_path, "cls.dat", cls)
-    msg = _refused(path, "cannot tell which column is energy")  # two energies: the user says which
+    msg = _refused(path, "no mu column")
     assert "columns are: Energy:sp, MONO:Energy:fbk, mcs03" in msg
-    (c,) = read_spectra(path, energy_col="MONO:Energy:fbk", mu_col="ln(mcs03/mcs04)")
+    (c,) = read_spectra(path, mu_col="ln(mcs03/mcs04)")  # two energies: the read-back (fbk) one
+    np.testing.assert_allclose(c.energy, rows[:, 0])
     np.testing.assert_allclose(c.mu, mu, rtol=1e-4)
+
+
+def test_beamline_scan_tables_above_the_data_and_bragg_angles(tmp_path):
+    """Short numeric tables in a beamline header (scan regions, weights) are header, not data; SSRL
+    names come one per line after 'Data:'; Photon Factory angles become energies with the header's
+    d-spacing; a damaged line inside the data is still refused."""
+    rows, mu = _raw()
+    theta = np.degrees(np.arcsin(12398.419843 / (2 * 3.13551 * rows[:, 0])))
+    pf = (" 9809     KEK-PF   BL9A\n Fe010   22.05.11 17:26\n Mono :   Si(111)       D=  3.13551 A    Initial angle= 13.93 deg\n"
+          " Block      Init-Eng  Final-Eng      Step/eV     Time/s       Num\n"
+          "     1        6606.20   7061.20         6.50       1.00        70\n"
+          "     2        7061.20   7076.20         1.00       1.00        15\n Ortec(-1)     NDCH = 3\n"
+          "  Angle(c)  Angle(o)    time/s         2         3\n      Mode         0         0         1         3\n"
+          + "\n".join(f"{t:.6f} {t:.6f} 1.00 {a:.1f} {b:.3f}" for t, a, b in zip(theta, rows[:, 1], rows[:, 4])) + "\n")
+    (p,) = read_spectra(_write(tmp_path, "pf.dat", pf), mu_col="5/4")
+    np.testing.assert_allclose(p.energy, rows[:, 0], atol=1e-3)
+    np.testing.assert_allclose(p.mu, 0.01 * mu, rtol=1e-3)
+    assert "d = 3.13551" in p.meta["energy_converted"]
+    ssrl = ("SSRL   EXAFS Data Collector 1.3\nPTS:        40 COLS:          5\nWeights: \n 1.000  1.000  1.000  1.000  1.000\n"
+            "Offsets: \n 0.000  0.000  0.000  144.200  133.500\nData: \nReal time clock\nRequested Energy\nAchieved Energy\n"
+            "I0\nI1\n\n" + "\n".join(f" 1.000 {e:.3f} {e + 0.01:.3f} {a:.3f} {b:.3f}" for e, a, b in zip(rows[:, 0], rows[:, 1], rows[:, 2])))
+    (q,) = read_spectra(_write(tmp_path, "ssrl.dat", ssrl), mu_col="ln(I0/I1)")
+    assert q.meta["columns"] == ["Real time clock", "Requested Energy", "Achieved Energy", "I0", "I1"]
+    np.testing.assert_allclose(q.energy, rows[:, 0] + 0.01)  # the achieved energy
+    np.testing.assert_allclose(q.mu, mu, rtol=1e-4)
 
 
 # --- malformed input ------------------------------------------------------------------------------

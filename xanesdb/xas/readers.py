@@ -38,6 +38,7 @@ from xanesdb.platform.errors import XanesdbUserError
 
 __all__ = ["MeasuredSpectrum", "read_spectra", "read_files", "detect_format", "MAX_FILE_BYTES", "MIN_POINTS", "MIN_RANGE_EV"]
 
+_HC_EV_A = 12398.419843  # h c in eV A: E = hc / (2 d sin(theta))
 MAX_FILE_BYTES = 50_000_000
 """Largest spectrum file (and largest gunzipped Athena project) accepted, in bytes (50 MB)."""
 MIN_POINTS = 10
@@ -242,6 +243,7 @@ def _norm_name(name: str) -> tuple[str, str]:
 def _parse_rows(text: str, path, fmt: str):
     """Comment lines, the header line's names (plain column files only), numeric rows, comma-separated?"""
     comments, preamble, rows, comma = [], [], [], False
+    broken = None  # (line, text, rows before it) of a text line that may have broken the data in two
     for n, line in enumerate(text.lstrip("\ufeff").splitlines(), 1):
         s = line.strip()
         if not s or s[0] in _COMMENT:
@@ -251,20 +253,47 @@ def _parse_rows(text: str, path, fmt: str):
         try:
             vals = [float(t) for t in toks]
         except ValueError:
-            if not rows and fmt == "columns":  # header text above the data, commented or not
-                preamble.append(toks)
+            if len(rows) < MIN_POINTS and fmt == "columns":  # header text above the data, commented or not,
+                broken = (n, s, rows) if rows else None  # with any short numeric table in it
+                preamble += [[f"{v:g}" for v in r] for r in rows] + [toks]
+                rows, comma = [], False
                 continue
             _fail(path, f"line {n} is not numeric data ({s[:40]!r}); remove it or comment it out with '#'")
+        if broken and not rows:  # one text line between rows that go on as before: a damaged data line
+            bn, bs, before = broken
+            firsts = [r[0] for r in before] + [vals[0]]
+            if len(before[-1]) == len(vals) and preamble[-1] == _split(bs) and np.all(np.diff(firsts) > 0):
+                _fail(path, f"line {bn} is not numeric data ({bs[:40]!r}); remove it or comment it out with '#'")
+        if rows and len(vals) != len(rows[0]) and len(rows) < MIN_POINTS and fmt == "columns":
+            preamble += [[f"{v:g}" for v in r] for r in rows]  # a short table of scan settings, then the data
+            rows, comma = [], False
         if rows and len(vals) != len(rows[0]):
             _fail(path, f"line {n} has {len(vals)} columns but the first data line has {len(rows[0])}; fix the ragged rows")
         comma = comma or "," in s
         rows.append(vals)
     if not rows:
         _fail(path, "has no numeric data rows; give a file with energy and mu columns")
-    # the column names: a single header line, else the last line of a longer preamble that names
-    # as many columns as the data has (beamline files carry scan settings above it)
-    header = preamble[0] if len(preamble) == 1 else next((t for t in preamble[::-1] if len(t) == len(rows[0])), None)
-    return comments, header, np.asarray(rows, dtype=float), comma
+    return comments, _preamble_names(preamble, len(rows[0])), np.asarray(rows, dtype=float), comma
+
+
+def _numeric(tok: str) -> bool:
+    try:
+        float(tok)
+        return True
+    except ValueError:
+        return False
+
+
+def _preamble_names(preamble: list[list[str]], ncol: int) -> list[str] | None:
+    """Column names from the text above the data: a single header line; else names one per line
+    after ``Data:`` (SSRL); else the last line, not mostly numbers, that names ``ncol`` columns
+    (beamline files carry scan settings above it)."""
+    if len(preamble) == 1:
+        return preamble[0]
+    for i, toks in enumerate(preamble):
+        if [t.lower() for t in toks] == ["data:"] and len(preamble) - i - 1 == ncol:
+            return [" ".join(t) for t in preamble[i + 1 :]]
+    return next((t for t in preamble[::-1] if len(t) == ncol and sum(map(_numeric, t)) <= ncol / 2), None)
 
 
 def _header(fmt: str, comments: list[str], header, ncol: int, path):
@@ -299,7 +328,7 @@ def _header(fmt: str, comments: list[str], header, ncol: int, path):
             _fail(path, f"looks like FEFF xmu.dat but has {ncol} columns, not 6 (omega e k mu mu0 chi); {_COL_HINT}")
         meta = {"feff_header": [c for c in comments if "feff" in c.lower()][:1]}
     else:
-        label = re.sub(r"^#L\s", "", comments[-1]).lstrip(_COMMENT).strip() if comments else ""  # SPEC's #L too
+        label = re.sub(r"^#L\s", "", comments[-1]).lstrip(_COMMENT + " ").strip() if comments else ""  # SPEC's #L too
         last = _split(label) if label else []
         spaced = [t.rstrip("*").strip() for t in re.split(r"\s{2,}|\t", label)] if label else []  # '*': a positioner
         if header is None and len(last) != ncol and len(spaced) == ncol:
@@ -382,8 +411,9 @@ def _choose(data: np.ndarray, names, energy_col, mu_col, path):
     if ie is None:
         ie = next((lookup[n] for n in _ENERGY_NAMES if n in lookup), None)
         if ie is None and names:  # one column called something with "energy" ("Mono Energy", "energy_readback")
-            hits = {i for i, nm in enumerate(names) if "energy" in nm.lower()}
-            ie = hits.pop() if len(hits) == 1 else None
+            hits = [i for i, nm in enumerate(names) if "energy" in nm.lower()]
+            read_back = [i for i in hits if re.search(r"achieved|readback|rbv|fbk|actual", names[i], re.I)]
+            ie = hits[0] if len(hits) == 1 else read_back[0] if len(read_back) == 1 else None  # the read-back one
         if ie is None and "angle" in lookup:
             _fail(path, "gives the monochromator angle, not energy; convert it to energy in eV first (Athena, larch)")
         if ie is None and ncol == 2 and (im is not None or names is None):
@@ -413,6 +443,17 @@ def _read_table(text: str, path, fmt: str, energy_col, mu_col) -> MeasuredSpectr
     comments, header, data, comma = _parse_rows(text, path, fmt)
     names, units, absorber, edge, meta = _header(fmt, comments, header, data.shape[1], path)
     meta["columns"] = list(names) if names else None
+    mono_d = re.search(r"\bD\s*=\s*(\d+\.\d+)\s*A\b", text[:5000]) if fmt == "columns" else None
+    if mono_d and names and energy_col is None and any(_norm_name(nm)[0] == "angle" for nm in names):
+        # Photon Factory 9809 files: Bragg angles in degrees and the crystal's d-spacing in the header
+        i = next(i for i, nm in enumerate(names) if _norm_name(nm)[0] == "angle")
+        d = float(mono_d.group(1))
+        with np.errstate(all="ignore"):
+            data = np.column_stack([data, _HC_EV_A / (2.0 * d * np.sin(np.radians(data[:, i])))])
+        names = [*names, f"energy (from {names[i]}, d = {d:g} A)"]
+        units = [*units, "ev"]
+        energy_col = len(names)
+        meta["energy_converted"] = f"Bragg angle {names[i]} -> eV with d = {d:g} A"
     ie, mu, mu_source = _choose(data, names, energy_col, mu_col, path)
     if fmt == "feff-xmu" and mu_source == "mu":
         mu_source = "xmu.dat mu"
