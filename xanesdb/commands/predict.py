@@ -33,7 +33,7 @@ def predict(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered run id or a portable model folder; default: the shipped model of each spectrum's absorber."),
     group: Optional[list[str]] = typer.Option(None, "--group", "-g", help="Athena group label to read from the .prj files (repeat); default all groups."),
     energy_col: Optional[str] = typer.Option(None, "--energy-col", help="Energy column (name or 1-based number) of column files."),
-    mu_col: Optional[str] = typer.Option(None, "--mu-col", help="mu column (name or 1-based number) of column files."),
+    mu_col: Optional[str] = typer.Option(None, "--mu-col", help="mu column (name or 1-based number) of column files, or a ratio of two: 'ln(I0/It)', 'If/I0'."),
     align: str = typer.Option("auto", help="auto (the model's rule; aligned models: half step), or for grid models none / edge."),
     min_confidence: float = typer.Option(0.5, "--min-confidence", help="Calibrated probability below which the answer is unsure (default: more probable than all other classes together)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json (JSON lines)."),

@@ -36,7 +36,7 @@ def search(
     calibration: str = typer.Option("auto", "--calibration", help="k-edge (or a calibration .json): compare with references mapped to what a measurement of them looks like (FEFF's energy scale stretched, broadened, damped; fitted on reference compounds); none: as stored; auto: k-edge for measured spectra, none for FEFF xmu.dat files (so a computed spectrum finds its stored copy)."),
     group: Optional[list[str]] = typer.Option(None, "--group", "-g", help="Athena group label to read from the .prj files (repeat); default all groups."),
     energy_col: Optional[str] = typer.Option(None, "--energy-col", help="Energy column (name or 1-based number) of column files."),
-    mu_col: Optional[str] = typer.Option(None, "--mu-col", help="mu column (name or 1-based number) of column files."),
+    mu_col: Optional[str] = typer.Option(None, "--mu-col", help="mu column (name or 1-based number) of column files, or a ratio of two: 'ln(I0/It)', 'If/I0'."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json (JSON lines, one per spectrum)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the csv/json rows to this file instead of the screen."),
 ) -> None:
