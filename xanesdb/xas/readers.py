@@ -333,7 +333,7 @@ def _header(fmt: str, comments: list[str], header, ncol: int, path):
         spaced = [t.rstrip("*").strip() for t in re.split(r"\s{2,}|\t", label)] if label else []  # '*': a positioner
         if header is None and len(last) != ncol and len(spaced) == ncol:
             last = spaced  # "#Mono Energy  I0-32  It-32": names with spaces, two apart
-        if header is None and len(last) == ncol and not all(re.fullmatch(r"[-+.\deE]+", t) for t in last):
+        if header is None and len(last) == ncol and not all(map(_numeric, last)):
             header = last  # "# energy mu" just above the data
         if header is None or all(re.fullmatch(r"[PD]\d+", t) for t in header):  # EPICS: P1 D1 ... named elsewhere
             header = _beamline_labels(comments, ncol) or header
