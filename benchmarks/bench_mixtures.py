@@ -49,6 +49,8 @@ def main() -> None:
     p.add_argument("--class-prior", default="sites", choices=("sites", "uniform"),
                    help="random mixtures pick classes as often as they occur among the sites, or alike")
     p.add_argument("--max-classes", type=int, default=2, help="most classes in one random mixture (real materials rarely have three)")
+    p.add_argument("--material-repeats", type=int, default=None,
+                   help="copies of each training material's exact average (default: MixtureConfig's)")
     p.add_argument("--tag", default="", help="suffix of the result files")
     args = p.parse_args()
     sys.path.insert(0, str(HERE))
@@ -82,8 +84,8 @@ def main() -> None:
             cal_lines.append(f"{el}: calibration {args.calibration} without {el}: " +
                              " ".join(f"{k} {v:g}" for k, v in c.params().items()) + f" ({c.n_pairs} pairs)")  # fmt: skip
         cfg = MixtureConfig(n_folds=args.folds, epochs=args.epochs, seed=args.seed, fidelity=args.fidelity,
-                            calibration=cal, class_prior=args.class_prior,
-                            max_classes=args.max_classes)  # fmt: skip
+                            calibration=cal, class_prior=args.class_prior, max_classes=args.max_classes,
+                            **({} if args.material_repeats is None else {"material_repeats": args.material_repeats}))  # fmt: skip
         out["config"] = cfg.as_dict() if cal is None else {**cfg.as_dict(), "calibration": args.calibration}
         t0 = time.time()
         q = {"element": el, "source": "xanesdb", "preset": "fast", "edge": "K"}
