@@ -55,3 +55,42 @@ def test_predict_applies_the_weak_rule_to_a_measured_ti_spectrum(shared_data):
     assert row["preedge_max"] < WEAK_PREEDGE_HEIGHT
     assert row["probabilities"]["T4"] == 0.0 and row["probabilities"]["S5"] == 0.0
     assert row["best_class"] == "O6" and "T4 and S5 ruled out" in row["note"]
+
+
+def test_a_chromate_like_spectrum_is_aligned_on_its_edge_and_answered_t4(tmp_path):
+    """A Cr(VI) tetrahedron measured looks like its computed spectrum (CuCrO4's, shipped) broadened
+    as measurements are, under a pre-edge peak of 0.6-1.0 of the edge step some 13 eV below the
+    edge (chromates). The half step must come from the edge, not the pre-edge peak, the peak must
+    rule out O6, and the shipped Cr model must answer T4 through the CLI's reader and path."""
+    import gzip
+    import json
+
+    from xanesdb.ml.portable import load_portable, shipped_model_dir
+    from xanesdb.ml.predict import predict_spectra
+    from xanesdb.ml.train import resolve_calibration
+    from xanesdb.platform.snapshot import BUNDLED_DB_DIR
+    from xanesdb.xas.align import ALIGNED_GRID, align_computed
+    from xanesdb.xas.readers import read_spectra
+
+    with gzip.open(BUNDLED_DB_DIR / "feff_tasks.jsonl.gz", "rt") as fh:
+        task = next(d for d in map(json.loads, fh) if d["site_id"] == "mp-504927:Cr:0" and not d.get("distortion"))
+    y = align_computed(task["energies"], task["mu"], task.get("mu0"))["y"]
+    y = resolve_calibration("k-edge").apply(y[None, :], ALIGNED_GRID)[0]  # as a measurement of it looks
+    rel = np.arange(-150.0, 300.0, 0.5)
+    m = np.interp(rel, ALIGNED_GRID, y)
+    lo, hi = rel < ALIGNED_GRID[0], rel > ALIGNED_GRID[-1]
+    m[lo] = y[0] * np.exp((rel[lo] - ALIGNED_GRID[0]) / 2.5)
+    m[hi] = 1 + (y[-1] - 1) * np.exp(-(rel[hi] - ALIGNED_GRID[-1]) / 60) + 0.02 * np.sin(rel[hi] / 9)
+    m += 0.9 * np.exp(-0.5 * ((rel + 13.0) / 0.8) ** 2)  # the 1s -> 3d pre-edge peak
+    e = 6005.0 + rel
+    mu = 0.3 + 2e-4 * (e - 6005.0) + 0.8 * m * (1 - 3e-4 * np.clip(rel, 0, None))
+    mu += np.random.default_rng(0).normal(0, 0.002, e.size)
+    path = tmp_path / "chromate_like.csv"
+    np.savetxt(path, np.column_stack([e, mu]), delimiter=",", header="energy,mu", comments="")
+
+    doc, model = load_portable(shipped_model_dir("Cr"))
+    (row,) = predict_spectra(doc, model, read_spectra(path))
+    assert abs(row["e_half"] - 6005.0) < 1.0, row["e_half"]  # the edge, not the pre-edge peak at 5992 eV
+    assert row["preedge_height"] >= 0.5 and -15 < row["preedge_ev"] < -11
+    assert row["probabilities"]["O6"] == 0.0 and "O6 ruled out" in row["note"]
+    assert row["best_class"] == "T4"
