@@ -327,7 +327,7 @@ def test_raw_beamline_files_by_their_labels(tmp_path):
              ";--------\n;  P1 D1 D2 D3\n" + "\n".join(" ".join(f"{v:.5f}" for v in r[:4]) for r in rows))
     path = _write(tmp_path, "epics.dat", epics)
     msg = _refused(path, "no mu column")  # I1: transmission by convention, but not assumed ...
-    assert "columns are: Energy, I0, I1, Iref" in msg and "ln(I0/It)" in msg
+    assert "columns are: Energy, I0, I1, Iref" in msg and "give --mu-col 'ln(I0/I1)'" in msg
     (e,) = read_spectra(path, mu_col="ln(Io/I1)")  # ... it is said (Io: another name of I0)
     assert e.mu_source == "ln(I0/I1)"
     np.testing.assert_allclose(e.mu, mu, rtol=1e-4)

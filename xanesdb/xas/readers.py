@@ -435,7 +435,10 @@ def _choose(data: np.ndarray, names, energy_col, mu_col, path):
     other = 1 - ie if ncol == 2 and not (names and _norm_name(names[1 - ie])[0] in _NEVER_MU) else None
     im = next((lookup[n] for n in _NORM_NAMES if n in lookup and lookup[n] != ie), other)
     if im is None:
-        _fail(path, f"no mu column and no i0 with itrans or ifluor to compute it ({cols}); {_COL_HINT}")
+        hint = _COL_HINT
+        if "i0" in lookup and "i1" in lookup:  # the usual ion chambers: I1 after the sample
+            hint = f"for transmission give --mu-col 'ln({names[lookup['i0']]}/{names[lookup['i1']]})', or {_COL_HINT}"
+        _fail(path, f"no mu column and no i0 with itrans or ifluor to compute it ({cols}); {hint}")
     return ie, *column(im)
 
 
