@@ -89,7 +89,10 @@ def test_predict_table_and_csv(tmp_path, tiny_model, shared_data, capsys):
     csv_out = tmp_path / "p.csv"
     code, _, _ = _run(["predict", "-m", str(tiny_model), str(hem), "-g", "Hematite", "-f", "csv", "-o", str(csv_out)], capsys)
     head, row = csv_out.read_text().splitlines()[:2]
-    assert code == 0 and head.startswith("name,file,group,absorber,model,predicted") and "Hematite" in row
+    assert code == 0 and head.startswith("name,file,group,absorber,mu_from,model,predicted") and "Hematite" in row
+    import csv
+
+    assert next(csv.DictReader(csv_out.open()))["mu_from"] == "athena @y"  # how the reader got mu
 
 
 def test_a_model_with_an_other_class_prints_its_probability(tmp_path, shared_data, capsys):

@@ -93,7 +93,8 @@ def predict_spectra(
     Returns
     -------
     list of dict
-        ``name``, ``file``, ``group``, ``model``, ``predicted`` (a class or ``unsure``),
+        ``name``, ``file``, ``group``, ``model``, ``mu_from`` (how the reader got mu: a column's
+        name, ``ln(i0/itrans)``, ...), ``predicted`` (a class or ``unsure``),
         ``best_class``, ``confidence``, ``probabilities``, ``probabilities_uncalibrated``,
         ``probabilities_networks`` (the calibrated networks alone), ``reference_vote`` and
         ``nearest_references`` (models with references),
@@ -107,7 +108,7 @@ def predict_spectra(
     ready: list[tuple[int, dict[str, Any], MeasuredSpectrum]] = []  # (row, prepared input, spectrum)
     known = dict(zip(map(id, spectra), absorbers)) if absorbers is not None else {}
     for s in spectra:
-        base = {"name": s.name, "file": s.path, "group": s.group, "model": doc.run_id}
+        base = {"name": s.name, "file": s.path, "group": s.group, "model": doc.run_id, "mu_from": s.mu_source}
         try:
             prep = prepare(doc, s, align)
         except XanesdbUserError as err:
