@@ -51,6 +51,9 @@ def main() -> None:
     p.add_argument("--max-classes", type=int, default=2, help="most classes in one random mixture (real materials rarely have three)")
     p.add_argument("--material-repeats", type=int, default=None,
                    help="copies of each training material's exact average (default: MixtureConfig's)")
+    p.add_argument("--per-class", type=int, default=None, help="most site spectra per class in a random mixture")
+    p.add_argument("--measured-share", type=float, default=None,
+                   help="share of training rows given a measured-like distortion (default: MixtureConfig's)")
     p.add_argument("--tag", default="", help="suffix of the result files")
     args = p.parse_args()
     sys.path.insert(0, str(HERE))
@@ -85,7 +88,8 @@ def main() -> None:
                              " ".join(f"{k} {v:g}" for k, v in c.params().items()) + f" ({c.n_pairs} pairs)")  # fmt: skip
         cfg = MixtureConfig(n_folds=args.folds, epochs=args.epochs, seed=args.seed, fidelity=args.fidelity,
                             calibration=cal, class_prior=args.class_prior, max_classes=args.max_classes,
-                            **({} if args.material_repeats is None else {"material_repeats": args.material_repeats}))  # fmt: skip
+                            **{k: v for k, v in (("material_repeats", args.material_repeats), ("per_class", args.per_class),
+                                                 ("measured_share", args.measured_share)) if v is not None})  # fmt: skip
         out["config"] = cfg.as_dict() if cal is None else {**cfg.as_dict(), "calibration": args.calibration}
         t0 = time.time()
         q = {"element": el, "source": "xanesdb", "preset": "fast", "edge": "K"}
