@@ -430,3 +430,19 @@ def test_non_numeric_and_ragged_rows(tmp_path):
 
 def test_groups_only_for_athena(tmp_path):
     _refused(_write(tmp_path, "g.csv", _csv(_rows())), "group selection applies only", groups=["x"])
+
+
+def test_read_files_applies_columns_to_column_files_and_groups_to_athena_projects(dev, tmp_path):
+    """A batch: column options reach the column files, group labels the Athena projects; a file that
+    cannot be read is one reason beside the others."""
+    from xanesdb.xas.readers import read_files
+
+    rows, mu = _raw()
+    raw = _write(tmp_path, "raw.dat", "# energy  I0  I1\n" + "\n".join(f"{r[0]:.3f} {r[1]:.3f} {r[2]:.5f}" for r in rows))
+    bad = _write(tmp_path, "bad.csv", "")
+    prj = dev / "athena" / "Fe.prj"
+    spectra, failures = read_files([raw, prj, bad], groups=["Hematite"], mu_col="ln(I0/I1)")
+    assert [s.name for s in spectra] == ["raw.dat", "Fe.prj:Hematite"]
+    np.testing.assert_allclose(spectra[0].mu, mu, rtol=1e-4)
+    assert spectra[1].mu_source.startswith("athena")
+    assert [(p.name, "empty" in why) for p, why in failures] == [("bad.csv", True)]

@@ -240,6 +240,30 @@ def test_bad_uploads_get_a_message_and_nothing_is_written(client, web_settings, 
     assert _counts(web_settings) == before
 
 
+def test_upload_reads_a_raw_beamline_file_with_the_mu_column_field(client, web_settings, private_tmp):
+    """A raw column file with I0 and I1 only is refused in the form's words; with the mu column
+    field (as ``--mu-col``) it is read and predicted; an Athena project beside it is read as it is."""
+    import numpy as np
+
+    from xanesdb.xas.readers import read_spectra
+
+    (hem,) = read_spectra(DEV / "athena" / "Fe.prj", groups=["Hematite"])
+    i0 = 50000.0 + np.arange(hem.energy.size)
+    raw = ("; Epics Scan 1 dimensional scan\n; P1 = {Energy}\n; D1 = {I0}\n; D2 = {I1}\n;  P1 D1 D2\n" +
+           "\n".join(f"{e:.3f} {a:.1f} {a * np.exp(-m):.3f}" for e, a, m in zip(hem.energy, i0, hem.mu))).encode()
+    r = _post(client, [("hematite_13bm.dat", raw)])
+    says = _error(r)
+    assert r.status_code == 400 and "hematite_13bm.dat" in says and "give the mu column field 'ln(I0/I1)'" in says, says
+    assert "--mu-col" not in says
+    r = _post(client, [("hematite_13bm.dat", raw), (FE_PRJ.name, FE_PRJ.read_bytes())], mu_col="ln(I0/I1)", top="1")
+    page = r.data.decode()
+    assert r.status_code == 200, page[:1500]
+    assert "hematite_13bm.dat" in page and 'id="error"' not in page
+    answers = re.findall(r'class="answer[^"]*">([^<]*)<', page)
+    assert len(answers) == 1 + len(read_spectra(FE_PRJ))  # the Athena groups too, though mu_col was given
+    assert list(private_tmp.iterdir()) == []
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_upload_predicts_and_overlays_nearest(client, web_settings, private_tmp):

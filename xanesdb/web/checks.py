@@ -27,6 +27,10 @@ _FORMS: dict[str, tuple[re.Pattern, str]] = {
     "method": (re.compile(r"cosine|elsie"), "cosine or elsie"),
     "top": (re.compile(r"[1-9]|1[0-9]|20"), "a number from 1 to 20"),
     "fidelity": (re.compile(r"none|scf|scf\+k-edge"), "none, scf or scf+k-edge"),
+    # column files' energy and mu columns: a name or number, mu also ln(a/b) or a/b (xanesdb predict's options)
+    "energy_col": (re.compile(r"[A-Za-z0-9][A-Za-z0-9:_.\- ]{0,47}"), "a column name or number"),
+    "mu_col": (re.compile(r"(ln\()?[A-Za-z0-9][A-Za-z0-9:_.\- ]{0,47}(/[A-Za-z0-9][A-Za-z0-9:_.\- ]{0,47})?(?(1)\))"),
+               "a column name or number, or a ratio such as ln(I0/It) or If/I0"),
 }
 #: endpoint -> the query parameters it takes
 PARAMS: dict[str, tuple[str, ...]] = {
@@ -82,8 +86,8 @@ def check_path_id(value: str, what: str) -> str:
 
 
 def check_form(form: Mapping[str, str]) -> dict[str, str]:
-    """The upload form's options (method, top, fidelity), checked like query parameters."""
-    out = {"method": "cosine", "top": "5", "fidelity": "none"}
+    """The upload form's options (method, top, fidelity, energy_col, mu_col), checked like query parameters."""
+    out = {"method": "cosine", "top": "5", "fidelity": "none", "energy_col": "", "mu_col": ""}
     for key in form.keys():  # type: ignore[attr-defined]
         value = str(form.get(key, "")).strip()
         if _operator_like(key) or _operator_like(value):

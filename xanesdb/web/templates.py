@@ -182,8 +182,11 @@ folder that is removed at once; nothing is stored.</p></div>
 <label>nearest <input name="top" size="2" value="{{ opts.top }}"></label>
 <label>references <select name="fidelity"><option value="none"{% if opts.fidelity == 'none' %} selected{% endif %}>as stored</option>
 <option value="scf"{% if opts.fidelity == 'scf' %} selected{% endif %}>fast corrected towards scf</option>
-<option value="scf+k-edge"{% if opts.fidelity == 'scf+k-edge' %} selected{% endif %}>corrected towards scf, calibrated to measurement</option></select></label>
-<button type="submit" id="submit">Predict</button></p>
+<option value="scf+k-edge"{% if opts.fidelity == 'scf+k-edge' %} selected{% endif %}>corrected towards scf, calibrated to measurement</option></select></label></p>
+<p class="muted">Column files only, when the reader cannot tell (raw beamline files):
+<label>energy column <input name="energy_col" size="14" value="{{ opts.energy_col }}" placeholder="name or number"></label>
+<label>mu column <input name="mu_col" size="14" value="{{ opts.mu_col }}" placeholder="e.g. ln(I0/It), If/I0"></label></p>
+<p><button type="submit" id="submit">Predict</button></p>
 </form>
 <script src="{{ url_for('static_file', name='upload.js') }}"></script>
 {% if message %}<p class="error" id="error">{{ message }}</p>{% endif %}

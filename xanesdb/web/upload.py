@@ -45,8 +45,13 @@ def _scrub(text: str, tmp: str) -> str:
     return text.replace(tmp + "/", "").replace(tmp, "")
 
 
+def _form_words(text: str) -> str:
+    """A reader's message in the words of the upload form (its column fields, not the CLI options)."""
+    return text.replace("--energy-col", "the energy column field").replace("--mu-col", "the mu column field")
+
+
 def analyse_uploads(files: list[tuple[str, bytes]], reader, *, method: str = "cosine", top: int = 5,
-                    fidelity: str = "none") -> dict[str, Any]:  # fmt: skip
+                    fidelity: str = "none", energy_col: str = "", mu_col: str = "") -> dict[str, Any]:  # fmt: skip
     """Predictions and nearest computed spectra for the uploaded files.
 
     Parameters
@@ -58,6 +63,9 @@ def analyse_uploads(files: list[tuple[str, bytes]], reader, *, method: str = "co
     method, top, fidelity
         As ``xanesdb search --method/--top/--fidelity``; ``fidelity="scf+k-edge"`` is ``--fidelity
         scf --calibration k-edge``.
+    energy_col, mu_col
+        As ``xanesdb predict --energy-col/--mu-col`` (empty: chosen by the reader), for the column
+        files among the uploads; Athena projects are read as they are.
 
     Returns
     -------
@@ -65,7 +73,7 @@ def analyse_uploads(files: list[tuple[str, bytes]], reader, *, method: str = "co
         ``results`` (one row per spectrum, as ``xanesdb predict`` gives it, plus ``search``, ``knn``
         and ``plot``) and ``message`` (a one-line reason when no file could be read, else None).
     """
-    from xanesdb.xas.readers import read_spectra
+    from xanesdb.xas.readers import read_files
 
     tmp = tempfile.mkdtemp(prefix="xanesdb-web-")
     spectra, bad = [], []
@@ -76,10 +84,9 @@ def analyse_uploads(files: list[tuple[str, bytes]], reader, *, method: str = "co
             folder.mkdir(mode=0o700)
             path = folder / shown
             path.write_bytes(content)
-            try:
-                found = read_spectra(path)
-            except XanesdbUserError as err:
-                bad.append({"name": shown, "error": _scrub(str(err).splitlines()[0], str(folder))})
+            found, failed = read_files([path], energy_col=energy_col or None, mu_col=mu_col or None)
+            if failed:
+                bad.append({"name": shown, "error": _scrub(_form_words(failed[0][1]), str(folder))})
                 continue
             spectra.extend(replace(s, path=shown) for s in found)
     finally:

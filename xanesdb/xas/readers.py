@@ -213,14 +213,16 @@ def read_spectra(path, *, energy_col: str | int | None = None, mu_col: str | int
 def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | int | None = None,
                mu_col: str | int | None = None) -> tuple[list[MeasuredSpectrum], list[tuple[Path, str]]]:
     """Read many files, as a batch command does: ``groups`` selects groups of the Athena projects
-    among them (other files are read whole); a file that cannot be read is kept as ``(path, one-line
+    among them (other files are read whole), ``energy_col``/``mu_col`` apply to the other files (an
+    Athena group's arrays are what they are); a file that cannot be read is kept as ``(path, one-line
     reason)`` so the others are still read. Returns ``(spectra, failures)``."""
     spectra: list[MeasuredSpectrum] = []
     failures: list[tuple[Path, str]] = []
     for f in paths:
         try:
-            athena = bool(groups) and detect_format(f) == "athena"
-            spectra.extend(read_spectra(f, groups=groups if athena else None, energy_col=energy_col, mu_col=mu_col))
+            athena = (bool(groups) or energy_col is not None or mu_col is not None) and detect_format(f) == "athena"
+            cols = {} if athena else {"energy_col": energy_col, "mu_col": mu_col}
+            spectra.extend(read_spectra(f, groups=groups if athena else None, **cols))
         except XanesdbUserError as err:
             failures.append((Path(f), str(err).splitlines()[0]))
     return spectra, failures
