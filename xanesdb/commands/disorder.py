@@ -153,6 +153,8 @@ def predict(
     reference: Optional[str] = typer.Option(None, "--reference", "-r", help="Spectrum of the same sample to read the others against (relative models): a file, or the name of one of the spectra read (e.g. 'EuTiO3.prj:14K')."),
     group: Optional[list[str]] = typer.Option(None, "--group", "-g", help="Athena group labels to read (repeat); default all."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json (JSON lines)."),
+    energy_col: Optional[str] = typer.Option(None, "--energy-col", help="Energy column (name or 1-based number) of column files."),
+    mu_col: Optional[str] = typer.Option(None, "--mu-col", help="mu column (name or 1-based number) of column files, or a ratio of two: 'ln(I0/It)', 'If/I0'."),
 ) -> None:
     """Disorder (variance or MSD of the bond lengths, A^2) of measured spectra, from a disorder model."""
     import csv
@@ -164,7 +166,7 @@ def predict(
     from xanesdb.ml.regression import load_regression_model
     from xanesdb.ml.registry import get_run
     from xanesdb.platform.settings import get_settings
-    from xanesdb.xas.readers import read_files, read_spectra
+    from xanesdb.xas.readers import read_files
 
     if fmt not in ("table", "csv", "json"):
         raise XanesdbUserError(f"unknown --format {fmt!r}; use table, csv or json")
@@ -172,7 +174,8 @@ def predict(
     doc = get_run(model, settings)
     if not is_disorder_run(doc):
         raise XanesdbUserError(f"{model} is not a disorder model; train one with `xanesdb disorder train`")
-    spectra, failures = read_files(files, groups=group)
+    cols = {"energy_col": energy_col, "mu_col": mu_col}
+    spectra, failures = read_files(files, groups=group, **cols)
     rows = [{"name": f.name, "error": why} for f, why in failures]
     ref = None
     if reference is not None:
@@ -180,7 +183,10 @@ def predict(
         if named:
             ref = named[0]
         elif Path(reference).is_file():
-            ref = read_spectra(Path(reference))[0]
+            found, failed = read_files([Path(reference)], **cols)
+            if failed:
+                raise XanesdbUserError(failed[0][1])
+            ref = found[0]
         else:
             raise XanesdbUserError(f"--reference {reference!r} is neither a file nor one of the spectra read "
                                    f"({', '.join(s.name for s in spectra[:4])}{', ...' if len(spectra) > 4 else ''})")  # fmt: skip
