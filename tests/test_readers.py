@@ -237,6 +237,10 @@ def test_xdi_kev_fluorescence_angle_and_no_mu(tmp_path):
     assert s.mu_source == "ifluor/i0" and s.energy[0] == pytest.approx(7100.0)
     _refused(_write(tmp_path, "a.xdi", "# XDI/1.0\n# Column.1: angle deg\n# Column.2: i0\n# Column.3: itrans\n" + body),
              "angle")
+    theta = [[float(np.degrees(np.arcsin(12398.419843 / (2 * 3.13551 * (7100.0 + i))))), 1000.0, 900.0 - i] for i in range(40)]
+    (d,) = read_spectra(_write(tmp_path, "d.xdi", "# XDI/1.0\n# Column.1: angle degrees\n# Column.2: i0\n# Column.3: itrans\n"
+                                                  "# Mono.d_spacing: 3.13551\n#----\n" + "\n".join(" ".join(map(str, r)) for r in theta)))
+    np.testing.assert_allclose(d.energy, 7100.0 + np.arange(40), atol=1e-6)  # angles with the XDI d-spacing: energies
     _refused(_write(tmp_path, "r.xdi", "# XDI/1.0\n# Column.1: energy eV\n# Column.2: i0\n# Column.3: irefer\n" + body),
              "no mu column")
 

@@ -448,10 +448,14 @@ def _read_table(text: str, path, fmt: str, energy_col, mu_col) -> MeasuredSpectr
     comments, header, data, comma = _parse_rows(text, path, fmt)
     names, units, absorber, edge, meta = _header(fmt, comments, header, data.shape[1], path)
     meta["columns"] = list(names) if names else None
-    mono_d = re.search(r"\bD\s*=\s*(\d+\.\d+)\s*A\b", text[:5000]) if fmt == "columns" else None
-    if mono_d and names and energy_col is None and any(_norm_name(nm)[0] == "angle" for nm in names):
-        # Photon Factory 9809 files: Bragg angles in degrees and the crystal's d-spacing in the header
-        i = next(i for i, nm in enumerate(names) if _norm_name(nm)[0] == "angle")
+    # Bragg angles (degrees) and the crystal's d-spacing: XDI's Mono.d_spacing field, or the header
+    # of a Photon Factory 9809 file ("D=  3.13551 A")
+    mono_d = (re.search(r"\bD\s*=\s*(\d+\.\d+)\s*A\b", text[:5000]) if fmt == "columns"
+              else re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:a|angstroms?|Å)?\s*", (meta.get("xdi") or {}).get("mono.d_spacing", ""), re.I)
+              if fmt == "xdi" else None)  # fmt: skip
+    angle = [i for i, nm in enumerate(names or []) if _norm_name(nm)[0] == "angle" and not units[i].startswith("rad")]
+    if mono_d and angle and energy_col is None:
+        i = angle[0]
         d = float(mono_d.group(1))
         with np.errstate(all="ignore"):
             data = np.column_stack([data, _HC_EV_A / (2.0 * d * np.sin(np.radians(data[:, i])))])
