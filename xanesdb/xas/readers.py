@@ -198,7 +198,11 @@ def read_spectra(path, *, energy_col: str | int | None = None, mu_col: str | int
         One-line message naming the file when it cannot be read as a usable spectrum.
     """
     text = _read_text(path)
-    fmt = _detect(text)
+    return _read_spectra_of(text, _detect(text), path, energy_col, mu_col, groups)
+
+
+def _read_spectra_of(text: str, fmt: str, path, energy_col, mu_col, groups) -> list[MeasuredSpectrum]:
+    """:func:`read_spectra` on a file's text already read and its format already detected."""
     groups = [groups] if isinstance(groups, str) else (list(groups) if groups else None)
     if fmt == "athena":
         if energy_col is not None or mu_col is not None:
@@ -220,9 +224,11 @@ def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | 
     failures: list[tuple[Path, str]] = []
     for f in paths:
         try:
-            athena = (bool(groups) or energy_col is not None or mu_col is not None) and detect_format(f) == "athena"
-            cols = {} if athena else {"energy_col": energy_col, "mu_col": mu_col}
-            spectra.extend(read_spectra(f, groups=groups if athena else None, **cols))
+            text = _read_text(f)  # read once: its format decides which options apply
+            fmt = _detect(text)
+            athena = fmt == "athena"
+            spectra.extend(_read_spectra_of(text, fmt, f, None if athena else energy_col, None if athena else mu_col,
+                                            groups if athena else None))  # fmt: skip
         except XanesdbUserError as err:
             failures.append((Path(f), str(err).splitlines()[0]))
     return spectra, failures
