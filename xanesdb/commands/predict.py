@@ -39,6 +39,8 @@ def predict(
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json (JSON lines)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the csv/json rows to this file instead of the screen."),
     png: Optional[Path] = typer.Option(None, "--png", help="Folder for one PNG per spectrum: it over the model's class means."),
+    self_absorption: Optional[str] = typer.Option(None, "--self-absorption", help="Correct fluorescence spectra for self-absorption in a thick sample of this formula, diluent included (e.g. 'Fe2O3', 'Fe0.05B0.95N0.95'), as Athena's Fluo does."),
+    fluo_angles: str = typer.Option("45,45", "--fluo-angles", help="With --self-absorption: incident and exit angles to the sample surface, degrees."),
 ) -> None:
     """Local geometry (T4/S5/O6) of measured spectra, or `unsure` with the reason; one row per spectrum."""
     from xanesdb.xas.readers import read_files
@@ -55,9 +57,18 @@ def predict(
         check_output_file(out)
     if png is not None and png.exists() and not png.is_dir():
         raise XanesdbUserError(f"--png {png} is a file; give a folder")
+    angles = _angles(fluo_angles) if self_absorption is not None else None
     cols = {k: (int(v) if v is not None and v.isdigit() else v) for k, v in (("energy_col", energy_col), ("mu_col", mu_col))}
     # every file is read before Keras loads; a bad one becomes an error row
     spectra, failures = read_files(files, groups=group, **cols)
+    if self_absorption is not None:
+        from xanesdb.xas.selfabs import correct_spectra
+
+        try:
+            spectra, not_corrected = correct_spectra(spectra, self_absorption, *angles)
+        except ValueError as err:
+            raise XanesdbUserError(f"--self-absorption: {err}") from None
+        failures = [*failures, *not_corrected]
     rows: list[dict] = [{"name": f.name, "file": str(f), "error": why} for f, why in failures]
     if model is not None:  # a registered fractions run prints O6/S5/T4 fractions (issue 21)
         from xanesdb.commands.fractions import predict_fraction_rows
@@ -80,6 +91,16 @@ def predict(
     n_err = sum("error" in r for r in rows)
     if n_err:  # every spectrum that could be predicted was; the exit code says not all could
         raise XanesdbUserError(f"{n_err} of {len(rows)} spectra could not be predicted (rows marked error above)")
+
+
+def _angles(text: str) -> tuple[float, float]:
+    try:
+        a, b = (float(v) for v in text.split(","))
+    except ValueError:
+        raise XanesdbUserError(f"--fluo-angles {text!r}: give two angles in degrees, e.g. 45,45") from None
+    if not (0 < a < 180 and 0 < b < 180):
+        raise XanesdbUserError(f"--fluo-angles {text!r}: each angle lies between 0 and 180 degrees")
+    return a, b
 
 
 def _flat(r: dict) -> dict:

@@ -10,7 +10,8 @@ width (monochromator resolution) and a Lorentzian whose width grows with energy 
 (calibration and alignment error), its features above the edge damped (disorder, thermal motion
 and many-body losses make measured white lines and oscillations weaker than FEFF's), scaled
 (edge-step error of the normalisation), tilted (post-edge slope left by the normalisation) and
-given noise of random amplitude.
+given noise of random amplitude. Where asked (``self_absorption``), copies are also flattened as
+fluorescence from a thick, concentrated sample flattens a spectrum (:func:`self_absorb`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "broaden",
     "measurement_copies",
     "MeasurementModel",
+    "self_absorb",
     "AUGMENTATIONS",
     "DEFAULT_SHIFTS_EV",
     "DEFAULT_NOISE_SIGMA",
@@ -151,6 +153,11 @@ class MeasurementModel:
         Range of the factor on the energy scale above the edge (features at ``E`` move to
         ``E * s``): how far FEFF's energy scale differs between compounds from the mean map of
         :mod:`xanesdb.xas.calibration` (1: none).
+    self_absorption
+        Range of the self-absorption strength ``s`` of fluorescence-yield copies (:func:`self_absorb`;
+        0: a transmission measurement or a dilute sample, 0.5: a concentrated sample whose other
+        elements absorb twice the absorber's edge step). Each copy draws ``s`` from the range;
+        (0, 0): none.
     residuals
         Curves on the model's grid of what real measurements differ from their calibrated
         computed twins by (:meth:`xanesdb.xas.calibration.MeasurementCalibration.measurement_ranges`);
@@ -168,6 +175,7 @@ class MeasurementModel:
     noise: tuple[float, float] = (0.0, 0.02)
     damping: tuple[float, float] = (0.6, 1.0)
     stretch: tuple[float, float] = (1.0, 1.0)
+    self_absorption: tuple[float, float] = (0.0, 0.0)
     residuals: tuple = ()
 
     def as_dict(self) -> dict:
@@ -196,6 +204,8 @@ def measurement_copies(X: np.ndarray, energies: np.ndarray, model: MeasurementMo
     above_edge = (e > e_ref)[None, :]
     d = rng.uniform(*model.damping, (n, 1))
     Y = np.where(above_edge, 1.0 + (Y - 1.0) * d, Y)
+    if model.self_absorption[1] > 0:
+        Y = self_absorb(Y, e, rng.uniform(*model.self_absorption, n), e_ref)
     shifts = rng.uniform(-model.shift_ev, model.shift_ev, n)
     Y = np.stack([np.interp(e - s, e, y) for s, y in zip(shifts, Y)])
     above = np.maximum(e - e_ref, 0.0) / 100.0
@@ -206,3 +216,37 @@ def measurement_copies(X: np.ndarray, energies: np.ndarray, model: MeasurementMo
         R = np.asarray(model.residuals, dtype=np.float64)
         Y = Y + R[rng.integers(0, len(R), n)] * rng.uniform(0.0, 1.0, (n, 1))
     return Y.astype(np.float32)
+
+
+def _half_step(Y: np.ndarray, e: np.ndarray, e_ref: float) -> np.ndarray:
+    """For each row, where it last rises through 0.5 at or below ``e_ref`` + 10 eV (``e_ref`` when it never does)."""
+    out = np.full(len(Y), float(e_ref))
+    lim = e <= e_ref + 10.0
+    for i, y in enumerate(Y):
+        up = np.nonzero((y[:-1] < 0.5) & (y[1:] >= 0.5) & lim[1:])[0]
+        if len(up):
+            j = up[-1]
+            out[i] = e[j] + (0.5 - y[j]) / (y[j + 1] - y[j]) * (e[j + 1] - e[j])
+    return out
+
+
+def self_absorb(Y: np.ndarray, energies: np.ndarray, strength, e_ref: float = 0.0) -> np.ndarray:
+    """Edge-step-normalised spectra as thick-sample fluorescence would record them.
+
+    The fluorescence of a sample too thick and concentrated to neglect self-absorption is
+    ``mu_a / (mu_a + mu_rest)`` (Troger et al., Phys. Rev. B 46, 3283 (1992); ``mu_rest``: the
+    absorption of everything else, at the incident and the fluorescence energies, weighted by the
+    geometry). Normalised again by its edge step, a spectrum ``n`` becomes
+    ``n (1 + s) / (1 + s n)`` with ``s = step / mu_rest``: 0 and 1 stay where they are, the white
+    line and the oscillations flatten, the pre-edge and the foot of the edge grow. Each row is then
+    moved back so that its half step is where it was (``e_ref``), as xanesdb aligns a measurement.
+
+    ``strength``: ``s`` per row (0: no self-absorption).
+    """
+    Y = np.asarray(Y, dtype=np.float64)
+    e = np.asarray(energies, dtype=np.float64)
+    s = np.broadcast_to(np.asarray(strength, dtype=float), (len(Y),))[:, None]
+    before = _half_step(Y, e, e_ref)
+    Z = Y * (1.0 + s) / np.maximum(1.0 + s * Y, 1e-3)
+    moved = _half_step(Z, e, e_ref) - before
+    return np.stack([np.interp(e + dm, e, z) for dm, z in zip(moved, Z)]).astype(np.float32)

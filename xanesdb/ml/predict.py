@@ -146,7 +146,8 @@ def predict_spectra(
             why = why if out else None
             if out and len(out) < len(doc.classes):
                 allowed[k, [doc.classes.index(c) for c in out]] = False
-        notes.append(why)
+        fluo = fluorescence_note(s)
+        notes.append("; ".join(w for w in (why, fluo) if w) or None)
     calib = doc.metrics.get("calibration") or {}
     T = float(calib.get("temperature", 1.0))
     bias = calib.get("bias")  # per-class log-odds of bias-corrected temperature scaling (None in older cards)
@@ -210,6 +211,19 @@ def predict_spectra(
             **{k: float(v) for k, v in prep.items() if k != "x"},
         })  # fmt: skip
     return rows
+
+
+#: how readers name mu taken from a fluorescence channel (xanesdb.xas.readers)
+_FLUORESCENCE = ("mufluor", "ifluor", "normfluor", "if/i0", "ifl", "fluo")
+
+
+def fluorescence_note(spectrum: MeasuredSpectrum) -> str | None:
+    """A word on self-absorption for a fluorescence spectrum that was not corrected, else None."""
+    src = (spectrum.mu_source or "").lower()
+    if "self-absorption corrected" in src or not any(f in src for f in _FLUORESCENCE):
+        return None
+    return ("fluorescence yield: in a concentrated sample self-absorption flattens the white line (O6 then reads "
+            "like T4); give --self-absorption FORMULA to correct it")  # fmt: skip
 
 
 def vote_text(row: dict[str, Any], sep: str = ", ", colon: str = " ") -> str:

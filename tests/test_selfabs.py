@@ -1,0 +1,101 @@
+"""Self-absorption of fluorescence spectra (xanesdb.xas.selfabs) and ``xanesdb predict --self-absorption``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xanesdb.xas.selfabs import correct_self_absorption, corrected, fluo_alpha, self_absorbed
+
+
+def test_alpha_from_tabulated_cross_sections():
+    # pure hematite: the absorption apart from the Fe K step is 0.40 of it (strong self-absorption);
+    # diluted to 0.5 wt% in BN it is 12 times the step (hardly any)
+    assert fluo_alpha("Fe2O3", "Fe") == pytest.approx(0.40, abs=0.01)
+    assert fluo_alpha("Fe0.002B0.998N0.998", "Fe") > 10
+    # grazing exit: the fluorescence escapes from a shallow layer only, so self-absorption is weaker (alpha larger)
+    assert fluo_alpha("Fe2O3", "Fe", angle_in=45, angle_out=10) > fluo_alpha("Fe2O3", "Fe")
+    # potassium absorbs at the Cr K edge: K2CrO4 flattens less than Cr2O3
+    assert fluo_alpha("K2CrO4", "Cr") > fluo_alpha("Cr2O3", "Cr")
+
+
+@pytest.mark.parametrize("formula, absorber, words", [
+    ("fe2o3", "Fe", "capitals"),
+    ("Xx2O", "Fe", "cannot read the formula"),
+    ("", "Fe", "formula is empty"),
+    ("NiO", "Fe", "has no Fe"),
+])  # fmt: skip
+def test_formula_errors_say_what_to_give(formula, absorber, words):
+    with pytest.raises(ValueError, match=words):
+        fluo_alpha(formula, absorber)
+
+
+def test_correction_inverts_the_thick_sample_model():
+    n = np.concatenate([np.linspace(0, 1.6, 50), np.linspace(1.6, 0.9, 50)])
+    for alpha in (0.4, 2.0, 20.0):
+        f = self_absorbed(n, alpha)
+        assert f[0] == pytest.approx(0) and self_absorbed([1.0], alpha)[0] == pytest.approx(1.0)
+        assert f.max() < n.max()  # the white line flattens ...
+        assert self_absorbed([0.1], alpha)[0] > 0.1  # ... and the foot of the edge grows
+        assert np.allclose(corrected(f, alpha), n)
+    with pytest.raises(ValueError, match="cannot give"):
+        corrected([0.2, 1.5], 0.4)  # 1.5 > 1 + 0.4: not a thick sample of that formula
+
+
+def test_raw_spectrum_correction_keeps_background_and_step():
+    e = np.arange(6950.0, 7500.0, 0.5)
+    n = 1 / (1 + np.exp(-(e - 7125) / 1.5)) + 0.5 * np.exp(-0.5 * ((e - 7133) / 3) ** 2)
+    background = 0.3 - 2e-5 * (e - 7000)
+    step = 0.8
+    raw = background + step * self_absorbed(n, 0.5)
+    fixed = correct_self_absorption(e, raw, 0.5)
+    from xanesdb.xas.normalize import pre_edge
+
+    a, b = pre_edge(e, background + step * n), pre_edge(e, fixed)
+    assert b.edge_step == pytest.approx(a.edge_step, rel=0.02)
+    assert np.max(b.norm) == pytest.approx(np.max(a.norm), abs=0.03)
+
+
+def _fluorescence_file(path, shared_data, alpha_formula="Fe2O3"):
+    """Measured hematite (experimental_dev) as thick-sample fluorescence of pure Fe2O3 would record it."""
+    from xanesdb.xas.normalize import pre_edge
+    from xanesdb.xas.readers import read_spectra
+
+    (s,) = read_spectra(shared_data / "experimental_dev" / "athena" / "Fe.prj", groups=["Hematite"])
+    n = pre_edge(s.energy, s.mu)
+    i0 = 1e5 * (1 + 0.1 * np.sin(s.energy / 50))
+    ifl = (0.02 + self_absorbed(n.norm, fluo_alpha(alpha_formula, "Fe"))) * i0 * 0.01
+    np.savetxt(path, np.c_[s.energy, i0, ifl], header="energy i0 ifluor", comments="# ")
+    return path
+
+
+def test_predict_corrects_fluorescence_when_given_the_formula(tmp_path, shared_data, capsys):
+    from tests.test_predict_cli import _run
+
+    f = _fluorescence_file(tmp_path / "hematite_fluo.dat", shared_data)
+    code, out, err = _run(["predict", str(f), "-f", "json"], capsys)
+    import json
+
+    (raw,) = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and "self-absorption" in raw["note"] and raw["mu_from"] == "ifluor/i0"
+    code, out, err = _run(["predict", str(f), "-f", "json", "--self-absorption", "Fe2O3"], capsys)
+    (fixed,) = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and "self-absorption corrected for Fe2O3" in fixed["mu_from"] and not fixed["note"]
+    # flattened, hematite reads as tetrahedral; corrected, it is octahedral again
+    assert raw["probabilities"]["O6"] < 0.5 <= fixed["probabilities"]["O6"]
+    assert fixed["predicted"] == "O6"
+
+
+def test_predict_self_absorption_errors(tmp_path, shared_data, capsys):
+    from tests.test_predict_cli import _run
+
+    f = _fluorescence_file(tmp_path / "hematite_fluo.dat", shared_data)
+    nio = shared_data / "experimental_dev" / "athena" / "NiO.prj"
+    # a formula that cannot be read stops the batch with one line, exit 2, nothing printed
+    code, out, err = _run(["predict", str(f), "--self-absorption", "fe2o3"], capsys)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "capitals" in err
+    code, out, err = _run(["predict", str(f), "--self-absorption", "Fe2O3", "--fluo-angles", "45"], capsys)
+    assert code == 2 and out == "" and "two angles" in err
+    # the NiO spectrum has no Ni in the formula: an error row, the hematite one is still predicted
+    code, out, err = _run(["predict", str(f), str(nio), "--self-absorption", "Fe2O3", "-f", "csv"], capsys)
+    assert code == 2 and "has no Ni" in out and ",O6," in out
