@@ -99,3 +99,18 @@ def test_predict_self_absorption_errors(tmp_path, shared_data, capsys):
     # the NiO spectrum has no Ni in the formula: an error row, the hematite one is still predicted
     code, out, err = _run(["predict", str(f), str(nio), "--self-absorption", "Fe2O3", "-f", "csv"], capsys)
     assert code == 2 and "has no Ni" in out and ",O6," in out
+
+
+def test_training_copies_with_self_absorption_keep_the_half_step():
+    """MeasurementModel.self_absorption flattens the white line of measured-like copies and moves
+    each back so that its half step stays at the grid's origin (as xanesdb aligns a measurement)."""
+    from xanesdb.ml.augment import _half_step, self_absorb
+    from xanesdb.xas.align import ALIGNED_GRID
+
+    e = ALIGNED_GRID.astype(float)
+    y = 1 / (1 + np.exp(-e / 1.2)) + 0.6 * np.exp(-0.5 * ((e - 6) / 2.5) ** 2)
+    Y = np.stack([y, y, y])
+    Z = self_absorb(Y, e, [0.0, 0.5, 2.0])
+    assert np.allclose(Z[0], y, atol=1e-5)
+    assert Z[2].max() < Z[1].max() < y.max()
+    assert np.allclose(_half_step(Z, e, 0.0), _half_step(Y, e, 0.0), atol=0.05)

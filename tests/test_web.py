@@ -264,6 +264,27 @@ def test_upload_reads_a_raw_beamline_file_with_the_mu_column_field(client, web_s
     assert list(private_tmp.iterdir()) == []
 
 
+def test_upload_corrects_self_absorption_with_the_formula_field(client, web_settings, private_tmp, tmp_path, shared_data):
+    """A thick-sample fluorescence scan of hematite reads as T4 with a note on self-absorption; with
+    the sample formula field it is corrected and reads O6; a formula that cannot be read is refused."""
+    from tests.test_selfabs import _fluorescence_file
+
+    f = _fluorescence_file(tmp_path / "hematite_fluo.dat", shared_data)
+    r = _post(client, [(f.name, f.read_bytes())], top="1")
+    page = r.data.decode()
+    assert r.status_code == 200 and "note: fluorescence yield" in page, page[:1500]
+    assert re.findall(r'class="answer[^"]*">([^<]*)<', page) != ["O6"]
+    r = _post(client, [(f.name, f.read_bytes())], top="1", formula="Fe2O3")
+    page = r.data.decode()
+    assert r.status_code == 200 and re.findall(r'class="answer[^"]*">([^<]*)<', page) == ["O6"], page[:1500]
+    assert "note: fluorescence yield" not in page
+    r = _post(client, [(f.name, f.read_bytes())], formula="FeXx2")
+    assert r.status_code == 400 and "FeXx2" in _error(r)
+    r = _post(client, [(f.name, f.read_bytes())], formula="Fe2O3; drop")
+    assert r.status_code == 400
+    assert list(private_tmp.iterdir()) == []
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_upload_predicts_and_overlays_nearest(client, web_settings, private_tmp):

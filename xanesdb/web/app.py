@@ -157,7 +157,8 @@ def create_app(settings=None, *, require_login: bool = False, loopback_only: boo
     @app.route("/upload", methods=["GET", "POST"])
     def upload():
         ctx = {"max_files": MAX_FILES, "max_mb": MAX_UPLOAD_BYTES // 1_000_000, "max_plots": MAX_PLOTS,
-               "knn_k": KNN_K, "opts": {"method": "cosine", "top": "5", "fidelity": "none", "energy_col": "", "mu_col": ""}}  # fmt: skip
+               "knn_k": KNN_K, "opts": {"method": "cosine", "top": "5", "fidelity": "none", "energy_col": "", "mu_col": "",
+                        "formula": ""}}  # fmt: skip
         if request.method == "GET":
             return render_template("upload.html", **ctx)
         opts = check_form(request.form)
@@ -172,7 +173,8 @@ def create_app(settings=None, *, require_login: bool = False, loopback_only: boo
                                    **ctx), 400  # fmt: skip
         contents = [(f.filename or "spectrum", f.read()) for f in files]
         out = analyse_uploads(contents, reader(), method=opts["method"], top=int(opts["top"]),
-                              fidelity=opts["fidelity"], energy_col=opts["energy_col"], mu_col=opts["mu_col"])  # fmt: skip
+                              fidelity=opts["fidelity"], energy_col=opts["energy_col"], mu_col=opts["mu_col"],
+                              formula=opts["formula"])  # fmt: skip
         for r in out["results"]:
             r["model_link"] = bool(r.get("model"))
         all_bad = all(r.get("error") for r in out["results"])

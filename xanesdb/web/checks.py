@@ -31,6 +31,8 @@ _FORMS: dict[str, tuple[re.Pattern, str]] = {
     "energy_col": (re.compile(r"[A-Za-z0-9][A-Za-z0-9:_.\- ]{0,47}"), "a column name or number"),
     "mu_col": (re.compile(r"(ln\()?[A-Za-z0-9][A-Za-z0-9:_.\- ]{0,47}(/[A-Za-z0-9][A-Za-z0-9:_.\- ]{0,47})?(?(1)\))"),
                "a column name or number, or a ratio such as ln(I0/It) or If/I0"),
+    # the sample's formula for the self-absorption correction of fluorescence spectra (xanesdb predict --self-absorption)
+    "formula": (re.compile(r"[A-Z][A-Za-z0-9.()]{0,63}"), "a chemical formula such as Fe2O3 or Fe0.05B0.95N0.95"),
 }
 #: endpoint -> the query parameters it takes
 PARAMS: dict[str, tuple[str, ...]] = {
@@ -86,8 +88,8 @@ def check_path_id(value: str, what: str) -> str:
 
 
 def check_form(form: Mapping[str, str]) -> dict[str, str]:
-    """The upload form's options (method, top, fidelity, energy_col, mu_col), checked like query parameters."""
-    out = {"method": "cosine", "top": "5", "fidelity": "none", "energy_col": "", "mu_col": ""}
+    """The upload form's options (method, top, fidelity, energy_col, mu_col, formula), checked like query parameters."""
+    out = {"method": "cosine", "top": "5", "fidelity": "none", "energy_col": "", "mu_col": "", "formula": ""}
     for key in form.keys():  # type: ignore[attr-defined]
         value = str(form.get(key, "")).strip()
         if _operator_like(key) or _operator_like(value):

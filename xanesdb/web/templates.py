@@ -186,6 +186,9 @@ folder that is removed at once; nothing is stored.</p></div>
 <p class="muted">Column files only, when the reader cannot tell (raw beamline files):
 <label>energy column <input name="energy_col" size="14" value="{{ opts.energy_col }}" placeholder="name or number"></label>
 <label>mu column <input name="mu_col" size="14" value="{{ opts.mu_col }}" placeholder="e.g. ln(I0/It), If/I0"></label></p>
+<p class="muted">Fluorescence from a thick, concentrated sample (self-absorption flattens the white line):
+<label>sample formula <input name="formula" size="18" value="{{ opts.formula }}" placeholder="e.g. Fe2O3, Fe0.05B0.95N0.95"></label>
+(incident and exit angles 45&deg;)</p>
 <p><button type="submit" id="submit">Predict</button></p>
 </form>
 <script src="{{ url_for('static_file', name='upload.js') }}"></script>
@@ -201,6 +204,7 @@ folder that is removed at once; nothing is stored.</p></div>
 <td>{% if r.model_link %}<a href="{{ url_for('model', run_id=r.model) }}">{{ r.model }}</a>{% else %}{{ r.model }}{% endif %}</td>{% endif %}
 <td>{{ r.knn or '' }}</td></tr>
 {% if r.reason %}<tr><td></td><td colspan="11" class="reason">unsure: {{ r.reason }}</td></tr>{% endif %}
+{% if r.note %}<tr><td></td><td colspan="11" class="reason">note: {{ r.note }}</td></tr>{% endif %}
 {% endfor %}</table>
 {% for r in results %}{% if r.search %}<h2>{{ loop.index }}. {{ r.name }}: nearest computed spectra ({{ r.search.method }})</h2>
 {% if r.search.error %}<p class="note">{{ r.search.error }}</p>{% else %}

@@ -51,7 +51,7 @@ def _form_words(text: str) -> str:
 
 
 def analyse_uploads(files: list[tuple[str, bytes]], reader, *, method: str = "cosine", top: int = 5,
-                    fidelity: str = "none", energy_col: str = "", mu_col: str = "") -> dict[str, Any]:  # fmt: skip
+                    fidelity: str = "none", energy_col: str = "", mu_col: str = "", formula: str = "") -> dict[str, Any]:  # fmt: skip
     """Predictions and nearest computed spectra for the uploaded files.
 
     Parameters
@@ -66,6 +66,9 @@ def analyse_uploads(files: list[tuple[str, bytes]], reader, *, method: str = "co
     energy_col, mu_col
         As ``xanesdb predict --energy-col/--mu-col`` (empty: chosen by the reader), for the column
         files among the uploads; Athena projects are read as they are.
+    formula
+        As ``xanesdb predict --self-absorption`` (empty: no correction): every spectrum is corrected
+        for self-absorption in a thick sample of that formula (45 degree angles).
 
     Returns
     -------
@@ -85,9 +88,16 @@ def analyse_uploads(files: list[tuple[str, bytes]], reader, *, method: str = "co
             path = folder / shown
             path.write_bytes(content)
             found, failed = read_files([path], energy_col=energy_col or None, mu_col=mu_col or None)
-            if failed:
-                bad.append({"name": shown, "error": _scrub(_form_words(failed[0][1]), str(folder))})
-                continue
+            if formula and found:
+                from xanesdb.xas.selfabs import correct_spectra
+
+                try:
+                    found, not_corrected = correct_spectra(found, formula)
+                except ValueError as err:
+                    return {"results": [], "message": f"sample formula: {err}", "more_plots": False}
+                failed = [*failed, *not_corrected]
+            for _, why in failed:  # a file that cannot be read, or a spectrum of it that cannot be corrected
+                bad.append({"name": shown, "error": _scrub(_form_words(why), str(folder))})
             spectra.extend(replace(s, path=shown) for s in found)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
