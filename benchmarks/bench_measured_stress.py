@@ -15,7 +15,10 @@ The changes act on the raw mu(E) as read (before xanesdb normalises, aligns and 
 * ``noise0.01``: white noise of 1 % of the edge step (a dilute sample, a short count time);
 * ``coarse1``: 1 eV steps everywhere (a quick XANES scan);
 * ``pre-30``: the scan starts 30 eV below the edge (a XANES-only scan: a short pre-edge line);
-* ``end+80``: the scan ends 80 eV above the edge.
+* ``end+80``: the scan ends 80 eV above the edge;
+* ``normcut-30+80`` / ``normcut-20+60``: the spectrum as a file of (energy, normalised mu) holds
+  it: normalised on the whole scan (Athena-style), then cut to -30..+80 / -20..+60 eV around the
+  half step (a XANES export).
 
 Reported per change: O6 and T4 recall of the non-ambiguous records, unsure answers, wrong answers
 with probability > 0.9 (O6, T4, S5 and other records), and how many answers changed against the
@@ -89,10 +92,17 @@ def change(s, name: str, rng: np.random.Generator):
         return dataclasses.replace(s, energy=e[keep], mu=mu[keep])
     if name.startswith("end"):
         return end_scan(s, float(name[3:]))
+    if name.startswith("normcut"):
+        lo, hi = (float(v) for v in name[7:].replace("+", " ").split())
+        n = pre_edge(e, mu)
+        e_half = half_step_energy(e, n.norm, e0=n.e0)
+        keep = (e >= e_half + lo) & (e <= e_half + hi)
+        return dataclasses.replace(s, energy=e[keep], mu=n.norm[keep])
     raise ValueError(f"unknown change {name!r}")
 
 
-CHANGES = ("shift+3", "shift-3", "broad1.5", "selfabs2", "selfabs0.7", "noise0.01", "coarse1", "pre-30", "end+80")
+CHANGES = ("shift+3", "shift-3", "broad1.5", "selfabs2", "selfabs0.7", "noise0.01", "coarse1", "pre-30", "end+80",
+           "normcut-30+80", "normcut-20+60")
 
 
 def main(argv: list[str] | None = None) -> int:

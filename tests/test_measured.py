@@ -90,6 +90,29 @@ def test_computed_spectrum_normalised_on_feff_background():
     assert n.pre_range[0] < 0 and np.allclose(n.pre_line, 0.0)
 
 
+def test_normalised_short_spectra_are_taken_as_given_raw_and_long_ones_refitted(dev):
+    """A XANES export (normalised, -30..+80 eV) is not normalised again: a refit would put the
+    post-edge line through the first oscillation. Raw spectra, and normalised ones long enough for
+    Athena's post-edge range, go through pre_edge as before."""
+    from xanesdb.xas.normalize import normalize_measured
+
+    (s,) = read_spectra(dev / "athena" / "Fe.prj", groups=["Hematite"])  # stored normalised in the project
+    full = pre_edge(s.energy, s.mu)
+    assert not normalize_measured(s.energy, full.norm).as_given  # long: refitted, about the same
+    # the same spectrum as a transmission scan records it: on a sloped background, its own step
+    absorbance = 0.4 + 1e-4 * (s.energy - s.energy[0]) + 0.8 * full.norm
+    raw = normalize_measured(s.energy, absorbance)
+    assert not raw.as_given and raw.edge_step == pytest.approx(0.8, rel=0.05)
+    e_half = half_step_energy(s.energy, full.norm, e0=full.e0)
+    keep = (s.energy > e_half - 30) & (s.energy < e_half + 80)
+    short = normalize_measured(s.energy[keep], full.norm[keep])
+    assert short.as_given and short.edge_step == 1.0 and np.array_equal(short.norm, full.norm[keep])
+    refit = pre_edge(s.energy[keep], full.norm[keep])
+    assert abs(refit.edge_step - 1.0) > 0.05  # what a refit of the cut spectrum would have done
+    # a raw scan cut the same way still gets its own fit (background and step are not 0 and 1)
+    assert not normalize_measured(s.energy[keep], absorbance[keep]).as_given
+
+
 def test_pre_edge_refuses_spectra_without_edge():
     e = np.arange(7000.0, 7400.0, 1.0)
     with pytest.raises(ValueError, match="edge step|post-edge"):

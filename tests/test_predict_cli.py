@@ -177,3 +177,23 @@ def test_shipped_models_on_the_labelled_measured_spectra(shared_data, tmp_path, 
     for a in answers.values():
         near = [n["material_id"] for n in a["nearest_references"]]
         assert sum(a["reference_vote"].values()) == len(near) == len(set(near)) == 7, a["name"]
+
+
+def test_a_normalised_xanes_export_reads_as_the_whole_scan(tmp_path, shared_data, capsys):
+    """(energy, normalised mu) cut to -30..+80 eV, as a XANES export holds it: taken as normalised
+    (not fitted again on the short range), so the shipped model answers as for the whole scan."""
+    from xanesdb.xas.normalize import half_step_energy, pre_edge
+    from xanesdb.xas.readers import read_spectra
+
+    prj = shared_data / "experimental_dev" / "athena" / "NiO.prj"
+    (s,) = read_spectra(prj, groups=["NiO"])
+    n = pre_edge(s.energy, s.mu)
+    e_half = half_step_energy(s.energy, n.norm, e0=n.e0)
+    keep = (s.energy > e_half - 30) & (s.energy < e_half + 80)
+    csv = tmp_path / "nio_norm.csv"
+    csv.write_text("energy,norm\n" + "\n".join(f"{a:.4f},{b:.6f}" for a, b in zip(s.energy[keep], n.norm[keep])))
+    code, out, _ = _run(["predict", str(prj), "-g", "NiO", str(csv), "-f", "json"], capsys)
+    whole, export = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and export["normalised_as_given"] is True and whole["normalised_as_given"] is False
+    assert export["predicted"] == whole["predicted"] == "O6"
+    assert export["probabilities"]["O6"] == pytest.approx(whole["probabilities"]["O6"], abs=0.03)

@@ -58,7 +58,8 @@ def prepare(doc: TrainingRunDoc, spectrum: MeasuredSpectrum, align: str = "auto"
         except ValueError as err:
             raise XanesdbUserError(f"{name}: {err}") from None
         out = {"x": a["y"], "e0": a["e0"], "e_half": a["e_half"], "edge_step": a["edge_step"],
-               "shift_ev": -a["e_half"], "extrapolated_ev": a["extrapolated_ev"], "preedge_height": a["preedge_height"]}  # fmt: skip
+               "shift_ev": -a["e_half"], "extrapolated_ev": a["extrapolated_ev"], "preedge_height": a["preedge_height"],
+               "normalised_as_given": bool(a["normalised_as_given"])}  # fmt: skip
         if a["preedge_height"] > 0:  # no peak, no energy
             out["preedge_ev"] = a["preedge_ev"]
         if a.get("preedge_max") is not None:  # None: the pre-edge was not measured

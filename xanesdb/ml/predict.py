@@ -99,7 +99,8 @@ def predict_spectra(
         ``probabilities_networks`` (the calibrated networks alone), ``reference_vote`` and
         ``nearest_references`` (models with references),
         ``std`` (over networks), ``outlier_score``, ``reason``, ``note``, ``shift_ev``, ``e0``, ``e_half``,
-        ``edge_step`` (and for aligned models ``preedge_height``, ``preedge_ev``); or ``name``, ``file``, ``error`` for a spectrum that could not be prepared.
+        ``edge_step`` (and for aligned models ``preedge_height``, ``preedge_ev``, ``normalised_as_given``:
+        the spectrum was already normalised and was taken as it is); or ``name``, ``file``, ``error`` for a spectrum that could not be prepared.
     """
     from xanesdb.ml.trust import OutlierTest, ReferenceVote, apply_temperature, combine_with_references
 
@@ -208,7 +209,7 @@ def predict_spectra(
             "outlier_score": float(sc),
             "reason": reason,
             "note": note,
-            **{k: float(v) for k, v in prep.items() if k != "x"},
+            **{k: v if isinstance(v, bool) else float(v) for k, v in prep.items() if k != "x"},
         })  # fmt: skip
     return rows
 

@@ -72,7 +72,7 @@ def prepare_query(spectrum: MeasuredSpectrum, max_shift_ev: float = 3.0, compute
     """
     from xanesdb.ml.predict import absorber_of, where
     from xanesdb.xas.align import align_computed, align_measured
-    from xanesdb.xas.normalize import normalize_computed, pre_edge
+    from xanesdb.xas.normalize import normalize_computed, normalize_measured
 
     absorber, how = absorber_of(spectrum)
     name = where(spectrum)
@@ -84,7 +84,7 @@ def prepare_query(spectrum: MeasuredSpectrum, max_shift_ev: float = 3.0, compute
             n = normalize_computed(e, mu, mu0)  # the normalisation align_computed applied
         else:
             a = align_measured(e, mu, name=name)
-            n = pre_edge(e, mu)  # the normalisation align_measured applied (same defaults)
+            n = normalize_measured(e, mu)  # the normalisation align_measured applied
     except ValueError as err:
         raise XanesdbUserError(f"{name}: {err}") from None
     wide = np.interp(wide_grid(max_shift_ev) + a["e_half"], e, n.norm).astype(np.float32)

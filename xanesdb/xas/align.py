@@ -3,8 +3,9 @@
 Every spectrum, computed or measured, is
 
 1. normalised Athena-style (:func:`xanesdb.xas.normalize.pre_edge`; computed spectra with a zero
-   pre-edge and the post-edge fitted to FEFF's atomic background ``mu0``), so it has a unit
-   edge step;
+   pre-edge and the post-edge fitted to FEFF's atomic background ``mu0``; a measured spectrum that
+   is already normalised is taken as it is, :func:`xanesdb.xas.normalize.normalize_measured`), so
+   it has a unit edge step;
 2. placed on energies relative to its half-step point
    (:func:`xanesdb.xas.normalize.half_step_energy`), which neither pre-edge peaks nor noise
    move by more than a fraction of an eV;
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xanesdb.xas.normalize import half_step_energy, normalize_computed, pre_edge
+from xanesdb.xas.normalize import half_step_energy, normalize_computed, normalize_measured
 
 __all__ = ["ALIGNED_GRID", "ALIGNED_GRID_NAME", "MAX_EXTRAPOLATE_EV", "AlignedSpectrum", "align_computed",
            "align_measured"]  # fmt: skip
@@ -56,17 +57,19 @@ def align_computed(energies, mu, mu0=None, name: str = "spectrum") -> AlignedSpe
 
 
 def align_measured(energies, mu, name: str = "spectrum", e0: float | None = None) -> AlignedSpectrum:
-    """A measured spectrum on the aligned grid (Athena-style normalisation first), with its
+    """A measured spectrum on the aligned grid (Athena-style normalisation first, or none when it is
+    already normalised: :func:`xanesdb.xas.normalize.normalize_measured`; ``normalised_as_given``), with its
     pre-edge peak (:func:`xanesdb.xas.preedge.find_preedge_peak`: ``preedge_height``, ``preedge_ev``) and
     largest pre-edge absorption (:func:`xanesdb.xas.preedge.preedge_maximum`: ``preedge_max``)."""
     e = np.asarray(energies, dtype=float)
     from xanesdb.xas.preedge import find_preedge_peak, preedge_maximum
 
-    n = pre_edge(e, mu, e0)
+    n = normalize_measured(e, mu, e0)
     e_half = half_step_energy(e, n.norm, e0=n.e0)
     y, miss = _on_grid(e, n.norm, e_half, name)
     peak = find_preedge_peak(e, n.norm, e_half)
     return AlignedSpectrum(y=y, e_half=e_half, e0=n.e0, edge_step=n.edge_step, extrapolated_ev=miss,
                            pre_range=n.pre_range, norm_range=n.norm_range, nnorm=n.nnorm,
+                           normalised_as_given=n.as_given,
                            preedge_height=peak.height, preedge_ev=peak.energy_rel,
                            preedge_max=preedge_maximum(e, n.norm, e_half))  # fmt: skip

@@ -14,6 +14,12 @@ them on one footing:
   edge's own absorption) and the post-edge polynomial is fitted to FEFF's smooth atomic
   background ``mu0`` when it is given: the quantity an Athena post-edge fit approximates on a long
   measured spectrum.
+- :func:`normalize_measured`: a measured spectrum that is already normalised (a file's ``norm``
+  column, a spectrum exported from Athena or xraylarch: pre-edge at 0, post-edge at 1) and ends
+  less than 150 eV above e0 is taken as it is (:func:`looks_normalised`); any other goes through
+  :func:`pre_edge`. Fitting the
+  normalisation again on a normalised spectrum that was cut to a XANES range (-30..+80 eV) puts
+  the post-edge line through the first oscillation and misplaces the step by 10-30 %.
 - :func:`half_step_energy`: the alignment point, the energy where the normalised spectrum rises
   through half the edge step and then stays above it for ``hold`` eV. A single derivative point
   moves by several eV with noise, temperature and pre-edge peaks (Cr2O3 gave -14.7 eV and -8.2 eV
@@ -41,7 +47,9 @@ __all__ = [
     "Normalized",
     "find_e0",
     "half_step_energy",
+    "looks_normalised",
     "normalize_computed",
+    "normalize_measured",
     "pre_edge",
     "smooth",
 ]
@@ -70,6 +78,9 @@ class Normalized:
         The fitted ranges (eV relative to e0).
     nnorm
         Degree of the post-edge polynomial.
+    as_given
+        True when the spectrum was already normalised and was taken as it is
+        (:func:`normalize_measured`; no fit: ``edge_step`` 1, zero pre-edge line).
     """
 
     e0: float
@@ -80,6 +91,7 @@ class Normalized:
     pre_range: tuple[float, float]
     norm_range: tuple[float, float]
     nnorm: int
+    as_given: bool = False
 
 
 def _check(energy, mu) -> tuple[np.ndarray, np.ndarray]:
@@ -244,6 +256,50 @@ def normalize_computed(energy, mu, mu0=None) -> Normalized:
     if mu0 is not None and len(mu0) == len(m) and np.all(np.isfinite(mu0)) and np.ptp(mu0) > 0:
         return pre_edge(e, m, e0, zero_pre_edge=True, background=mu0, norm1=max(10.0, (e[-1] - e0) / 3))
     return pre_edge(e, m, e0, zero_pre_edge=True)
+
+
+#: a measured spectrum is taken as normalised when, below ``e0 - 10`` eV, its lower quartile lies within this of 0 ...
+NORMALISED_PRE_TOL = 0.05
+#: ... and above ``e0 + 25`` eV its median lies within this of 1
+NORMALISED_POST_TOL = 0.15
+
+
+def looks_normalised(energy, mu, e0: float) -> bool:
+    """True when ``mu`` is already normalised to a unit edge step: its lower quartile below ``e0 - 10``
+    eV (at least 3 points) is 0 and its median above ``e0 + 25`` eV (at least 5 points) is 1, within
+    :data:`NORMALISED_PRE_TOL` and :data:`NORMALISED_POST_TOL`. Raw absorption (ln(I0/It), If/I0)
+    sits on a background of its own and has an arbitrary step, so it does not pass."""
+    e = np.asarray(energy, dtype=float)
+    m = np.asarray(mu, dtype=float)
+    below, above = m[e < e0 - 10.0], m[e > e0 + 25.0]
+    # the lower quartile below the edge: a pre-edge peak (Cr(VI), V(V), Ti(IV)) does not lift it
+    return (len(below) >= 3 and len(above) >= 5 and abs(float(np.percentile(below, 25))) < NORMALISED_PRE_TOL
+            and abs(float(np.median(above)) - 1.0) < NORMALISED_POST_TOL)  # fmt: skip
+
+
+def normalize_measured(energy, mu, e0: float | None = None) -> Normalized:
+    """A measured spectrum's normalisation: as it is when it is already normalised
+    (:func:`looks_normalised`) and ends less than :data:`NORM1` (150 eV) above e0, where a refit
+    would have to put the post-edge line through the XANES oscillations; else :func:`pre_edge` with
+    the Athena defaults (on a long normalised scan the refit gives back about the same numbers, on
+    the conventions the models were trained with).
+
+    Examples
+    --------
+    >>> e = np.linspace(7080, 7190, 221)  # a XANES range only, normalised by the beamline's software
+    >>> n = 1.0 / (1 + np.exp(-(e - 7112) / 1.5)) + 0.3 * np.exp(-0.5 * ((e - 7135) / 6) ** 2)
+    >>> normalize_measured(e, n).as_given, round(pre_edge(e, n).edge_step, 2)
+    (True, 1.17)
+    """
+    e, m = _check(energy, mu)
+    if e0 is None:
+        e0 = find_e0(e, m)
+    if e[-1] - e0 < NORM1 and looks_normalised(e, m, e0):  # a long scan is refitted: Athena's defaults, as in training
+        zero = np.zeros_like(m)
+        return Normalized(e0=float(e0), edge_step=1.0, norm=m.copy(), pre_line=zero, post_curve=zero + 1.0,
+                          pre_range=(float(e[0] - e0), -10.0), norm_range=(25.0, float(e[-1] - e0)), nnorm=0,
+                          as_given=True)  # fmt: skip
+    return pre_edge(e, m, e0)
 
 
 def half_step_energy(energy, norm, *, level: float = 0.5, hold: float = HALF_STEP_HOLD_EV, e0: float | None = None) -> float:
