@@ -113,6 +113,50 @@ def test_normalised_short_spectra_are_taken_as_given_raw_and_long_ones_refitted(
     assert not normalize_measured(s.energy[keep], absorbance[keep]).as_given
 
 
+def _with_edge_of_another_element(s, at_ev: float, jump: float, width: float = 1.5, white_line: float = 0.6):
+    """``s`` as if the sample held an element whose edge lies ``at_ev`` from its own (``jump``
+    times its step): a Ti K scan of BaTiO3 runs into Ba L3 281 eV up, with twice the Ti step."""
+    n = pre_edge(s.energy, s.mu)
+    x = s.energy - (n.e0 + at_ev)
+    extra = 0.5 + np.arctan(x / width) / np.pi + white_line * np.exp(-0.5 * ((x - 2 * width) / (1.5 * width)) ** 2)
+    return s.mu + jump * n.edge_step * extra
+
+
+@pytest.mark.parametrize("record, at_ev, jump", [
+    ("lx_eutio3_300K", 281.0, 1.9),  # Ba L3 over Ti K (BaTiO3)
+    ("lx_fe_hematite", 131.0, 1.9),  # Gd L3 over Fe K (GdFeO3)
+    ("lx_fe_hematite", -98.0, 1.0),  # an edge below, in the pre-edge range (La L2 under Cr K in LaCrO3)
+])  # fmt: skip
+def test_another_elements_edge_in_the_scan_is_kept_out_of_the_fits(dev, record, at_ev, jump):
+    labels = {r["id"]: r for r in json.loads((dev / "labels.json").read_text())}
+    r = labels[record]
+    (s,) = read_spectra(dev / r["athena_file"], groups=[r["athena_group"]])
+    clean = pre_edge(s.energy, s.mu)
+    mu = _with_edge_of_another_element(s, at_ev, jump)
+    n = pre_edge(s.energy, mu)
+    assert n.e0 == pytest.approx(clean.e0, abs=0.5)
+    assert n.edge_step == pytest.approx(clean.edge_step, rel=0.08)
+    if at_ev > 0:
+        assert n.norm_range[1] <= at_ev - 10
+    else:
+        assert n.pre_range[0] >= at_ev + 10
+    # the ranges Athena's defaults would give (no edge found) lose the step entirely
+    naive = pre_edge(s.energy, mu, pre1=-200.0, norm2=1e9) if at_ev < 0 else None
+    if naive is not None:
+        assert abs(naive.edge_step / clean.edge_step - 1) > 0.1
+
+
+def test_a_steeper_l_edge_does_not_take_e0_from_the_k_edge(dev):
+    """Another element's L edge in the scan can rise more steeply than the K edge the scan is about
+    (here a Gd L3 edge three times Fe's step, 131 eV above it, as in GdFeO3): the K edge stays e0."""
+    (s,) = read_spectra(dev / "athena" / "Fe.prj", groups=["Hematite"])
+    mu = _with_edge_of_another_element(s, 131.0, 3.0, width=0.7, white_line=1.0)
+    steepest = find_e0(s.energy, mu, other_edges_considered=False)
+    assert identify_edge(steepest)[:2] == ("Gd", "L3")
+    e0 = find_e0(s.energy, mu)
+    assert identify_edge(e0)[:2] == ("Fe", "K") and e0 == pytest.approx(find_e0(s.energy, s.mu), abs=0.5)
+
+
 def test_pre_edge_refuses_spectra_without_edge():
     e = np.arange(7000.0, 7400.0, 1.0)
     with pytest.raises(ValueError, match="edge step|post-edge"):

@@ -46,6 +46,7 @@ import numpy as np
 __all__ = [
     "Normalized",
     "find_e0",
+    "other_edges",
     "half_step_energy",
     "looks_normalised",
     "normalize_computed",
@@ -127,8 +128,13 @@ def smooth(energy: np.ndarray, y: np.ndarray, sigma: float) -> np.ndarray:
     return np.interp(e, grid, np.convolve(padded, kernel, mode="valid"))
 
 
-def find_e0(energy, mu, *, smooth_ev: float | None = None) -> float:
+def find_e0(energy, mu, *, smooth_ev: float | None = None, other_edges_considered: bool = True) -> float:
     """Edge energy: the largest derivative of the smoothed spectrum whose neighbours are high too.
+
+    When the scan holds other absorption edges (:func:`other_edges`) and the steepest one is not a
+    K edge (xraydb's tables, :func:`xanesdb.xas.edges.identify_edge`), the steepest K edge among
+    them is taken instead: in a Ti K scan of BaTiO3 the Ba L3 edge, 281 eV higher, rises twice as
+    much.
 
     Parameters
     ----------
@@ -136,6 +142,8 @@ def find_e0(energy, mu, *, smooth_ev: float | None = None) -> float:
         The spectrum (strictly increasing energies).
     smooth_ev
         Gaussian smoothing (eV) of the derivative; default the median energy step, at least 0.5.
+    other_edges_considered
+        False: the steepest edge, whatever it is.
     """
     e, m = _check(energy, mu)
     steps = np.diff(e)
@@ -154,7 +162,66 @@ def find_e0(energy, mu, *, smooth_ev: float | None = None) -> float:
             break
     if best is None:
         best = nmin + int(np.argmax(inner))
-    return float(e[best])
+    e_best = float(e[best])
+    if not other_edges_considered:
+        return e_best
+    # another element's edge in the scan can be steeper than the one the scan is about (Ba L3 over
+    # Ti K in BaTiO3): xanesdb reads K edges, so a K edge is preferred to an L edge, the steepest K
+    from xanesdb.xas.edges import identify_edge
+
+    def is_k(x: float) -> bool:
+        found = identify_edge(x)
+        return found is not None and found[1] == "K"
+
+    if is_k(e_best):
+        return e_best
+    others = other_edges(e, m, e_best, slope=0.1, rise=0.15)  # smaller edges than the steepest too
+    for x in sorted(others, key=lambda x: -float(np.max(dmu[np.abs(e - x) <= 20.0]))):
+        w = (e >= x - 15.0) & (e <= x + 25.0)
+        if w.sum() >= 8:
+            x0 = find_e0(e[w], m[w], smooth_ev=sigma, other_edges_considered=False)
+            if is_k(x0):
+                return x0
+    return e_best
+
+
+#: how far (eV) the pre- and post-edge fits keep from another edge found in the scan
+OTHER_EDGE_MARGIN_EV = 15.0
+
+
+def other_edges(energy, mu, e0: float, *, slope: float = 0.5, rise: float = 0.25) -> list[float]:
+    """Energies of other absorption edges in the scan, at least 40 eV from the edge at ``e0``.
+
+    A scan that runs past the edge of another element of the sample (the Ba L3 edge 281 eV above
+    the Ti K edge of BaTiO3, Gd L3 131 eV above Fe K in GdFeO3, the La L2 edge 98 eV below Cr K in
+    LaCrO3) must fit its pre- and post-edge lines away from it, as one does by hand in Athena. An
+    edge is where the smoothed derivative (2 eV) climbs to ``slope`` times that of the edge at
+    ``e0`` and ``mu`` stays higher after it: the mean over 8-20 eV above exceeds the mean over 8-20
+    eV below by ``rise`` times the step at ``e0``. EXAFS oscillations (slopes of a few % of an
+    edge's) and monochromator glitches (no lasting rise) do not pass.
+    """
+    e = np.asarray(energy, dtype=float)
+    m = np.asarray(mu, dtype=float)
+
+    def mean_in(lo: float, hi: float) -> float | None:
+        sel = (e >= lo) & (e <= hi)
+        return float(np.mean(m[sel])) if sel.sum() >= 2 else None
+
+    below, above = mean_in(e0 - 40.0, e0 - 15.0), mean_in(e0 + 20.0, e0 + 40.0)
+    near = np.abs(e - e0) <= 15.0
+    if below is None or above is None or not above > below or not near.any():
+        return []
+    step = above - below
+    d = smooth(e, np.gradient(m, e), 2.0)
+    main = float(np.max(d[near]))
+    found: list[float] = []
+    for i in np.nonzero((np.abs(e - e0) > 40.0) & (d > slope * main))[0]:
+        if found and abs(e[i] - found[-1]) < 40.0:  # the same edge, further up its rise
+            continue
+        lo, hi = mean_in(e[i] - 20.0, e[i] - 8.0), mean_in(e[i] + 8.0, e[i] + 20.0)
+        if lo is not None and hi is not None and hi - lo > rise * step:
+            found.append(float(e[i]))
+    return found
 
 
 def _polyfit(e: np.ndarray, y: np.ndarray, lo: float, hi: float, deg: int) -> np.ndarray | None:
@@ -186,11 +253,13 @@ def pre_edge(
     e0
         Edge energy; :func:`find_e0` when None.
     pre1, pre2
-        Pre-edge fit range relative to e0 (default -200 and -30 eV, clipped to the data; a
+        Pre-edge fit range relative to e0 (default -200 and -30 eV, clipped to the data and to
+        15 eV above another edge below e0, :func:`other_edges`; a
         spectrum that starts less than 30 eV below e0 uses its first third of that stretch).
     norm1, norm2
-        Post-edge fit range relative to e0 (default 150 eV to the end, moved down to a third of
-        the post-edge range when the spectrum is shorter, as Athena does).
+        Post-edge fit range relative to e0 (default 150 eV to the end, or to 15 eV before another
+        edge in the scan, :func:`other_edges`; moved down to a third of the post-edge range
+        when the spectrum is shorter, as Athena does).
     nnorm
         Degree of the post-edge polynomial; by default 2 for a range of 350 eV or more, 1 for
         50-350 eV, 0 below.
@@ -205,7 +274,11 @@ def pre_edge(
         e0 = find_e0(e, m)
     e0 = float(e0)
     rel_min, rel_max = e[0] - e0, e[-1] - e0
-    # pre-edge range
+    others = other_edges(e, m, e0) if (pre1 is None or norm2 is None) and not zero_pre_edge else []
+    # pre-edge range; by default it starts after another element's edge below this one
+    earlier = [x for x in others if x < e0]
+    if pre1 is None and earlier:
+        rel_min = max(rel_min, earlier[-1] - e0 + OTHER_EDGE_MARGIN_EV)
     p1 = PRE1 if pre1 is None else pre1
     p2 = PRE2 if pre2 is None else pre2
     p1 = max(p1, rel_min)
@@ -218,10 +291,12 @@ def pre_edge(
         if pre_coef is None:  # too few points before the edge: a constant from the first ones
             pre_coef = np.array([0.0, float(np.mean(m[: max(2, len(m) // 50)]))])
     pre_line = np.polyval(pre_coef, e)
-    # post-edge range and degree
-    n2 = rel_max if norm2 is None else min(norm2, rel_max)
+    # post-edge range and degree; by default it ends before another element's edge in the scan
+    later = [x for x in others if x > e0]
+    n2 = (rel_max if not later else min(rel_max, later[0] - e0 - OTHER_EDGE_MARGIN_EV)) if norm2 is None else min(norm2, rel_max)
     n1 = NORM1 if norm1 is None else norm1
-    if n1 >= n2 - 5:
+    # ending within 5 eV of +150 (within 30 eV where another edge ends the range): its last two thirds instead
+    if n1 >= n2 - (30 if norm2 is None and later else 5):
         n1 = max(5.0, n2 / 3.0) if norm1 is None else n1
     if n1 >= n2 - 2:
         raise ValueError(f"the spectrum ends {rel_max:.1f} eV above e0: too short for a post-edge fit")
