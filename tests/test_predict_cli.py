@@ -197,3 +197,21 @@ def test_a_normalised_xanes_export_reads_as_the_whole_scan(tmp_path, shared_data
     assert code == 0 and export["normalised_as_given"] is True and whole["normalised_as_given"] is False
     assert export["predicted"] == whole["predicted"] == "O6"
     assert export["probabilities"]["O6"] == pytest.approx(whole["probabilities"]["O6"], abs=0.03)
+
+
+def test_a_scan_running_into_another_elements_edge(tmp_path, shared_data, capsys):
+    """A Ti K scan of a BaTiO3-like sample that runs on into the Ba L3 edge (281 eV up, 1.9x the Ti
+    step): predicted as the scan without it, the row's note names the other edge."""
+    from tests.test_measured import _with_edge_of_another_element
+    from xanesdb.xas.readers import read_spectra
+
+    prj = shared_data / "experimental_dev" / "athena" / "eutio3.prj"
+    (s,) = read_spectra(prj, groups=["Ti300"])
+    csv = tmp_path / "batio3_like.csv"
+    mu = _with_edge_of_another_element(s, 281.0, 1.9)
+    csv.write_text("energy,mu\n" + "\n".join(f"{a:.4f},{b:.6f}" for a, b in zip(s.energy, mu)))
+    code, out, _ = _run(["predict", str(prj), "-g", "Ti300", str(csv), "-f", "json"], capsys)
+    clean, ba = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and ba["predicted"] == clean["predicted"] == "O6"
+    assert "Ba L3" in ba["note"] and "Ba L3" not in (clean["note"] or "")
+    assert ba["edge_step"] == pytest.approx(clean["edge_step"], rel=0.08)

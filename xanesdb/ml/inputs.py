@@ -60,6 +60,8 @@ def prepare(doc: TrainingRunDoc, spectrum: MeasuredSpectrum, align: str = "auto"
         out = {"x": a["y"], "e0": a["e0"], "e_half": a["e_half"], "edge_step": a["edge_step"],
                "shift_ev": -a["e_half"], "extrapolated_ev": a["extrapolated_ev"], "preedge_height": a["preedge_height"],
                "normalised_as_given": bool(a["normalised_as_given"])}  # fmt: skip
+        if a.get("other_edges"):  # another element's edges in the scan, kept out of the normalisation
+            out["other_edges"] = [float(x) for x in a["other_edges"]]
         if a["preedge_height"] > 0:  # no peak, no energy
             out["preedge_ev"] = a["preedge_ev"]
         if a.get("preedge_max") is not None:  # None: the pre-edge was not measured

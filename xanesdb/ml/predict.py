@@ -148,7 +148,8 @@ def predict_spectra(
             if out and len(out) < len(doc.classes):
                 allowed[k, [doc.classes.index(c) for c in out]] = False
         fluo = fluorescence_note(s)
-        notes.append("; ".join(w for w in (why, fluo) if w) or None)
+        edges = other_edges_note(prep.get("other_edges"))
+        notes.append("; ".join(w for w in (why, fluo, edges) if w) or None)
     calib = doc.metrics.get("calibration") or {}
     T = float(calib.get("temperature", 1.0))
     bias = calib.get("bias")  # per-class log-odds of bias-corrected temperature scaling (None in older cards)
@@ -209,7 +210,7 @@ def predict_spectra(
             "outlier_score": float(sc),
             "reason": reason,
             "note": note,
-            **{k: v if isinstance(v, bool) else float(v) for k, v in prep.items() if k != "x"},
+            **{k: v if isinstance(v, (bool, list)) else float(v) for k, v in prep.items() if k != "x"},
         })  # fmt: skip
     return rows
 
@@ -225,6 +226,20 @@ def fluorescence_note(spectrum: MeasuredSpectrum) -> str | None:
         return None
     return ("fluorescence yield: in a concentrated sample self-absorption flattens the white line (O6 then reads "
             "like T4); give --self-absorption FORMULA to correct it")  # fmt: skip
+
+
+def other_edges_note(energies) -> str | None:
+    """Words on other absorption edges found in the scan (:func:`xanesdb.xas.normalize.other_edges`), or None."""
+    if not energies:
+        return None
+    from xanesdb.xas.edges import identify_edge
+
+    def named(x: float) -> str:
+        found = identify_edge(x)
+        return f"{x:.0f} eV" + (f" ({found[0]} {found[1]}?)" if found else "")
+
+    return (f"another edge in the scan at {', '.join(named(x) for x in energies)}: kept out of the pre- and post-edge "
+            "fits")  # fmt: skip
 
 
 def vote_text(row: dict[str, Any], sep: str = ", ", colon: str = " ") -> str:

@@ -70,6 +70,6 @@ def align_measured(energies, mu, name: str = "spectrum", e0: float | None = None
     peak = find_preedge_peak(e, n.norm, e_half)
     return AlignedSpectrum(y=y, e_half=e_half, e0=n.e0, edge_step=n.edge_step, extrapolated_ev=miss,
                            pre_range=n.pre_range, norm_range=n.norm_range, nnorm=n.nnorm,
-                           normalised_as_given=n.as_given,
+                           normalised_as_given=n.as_given, other_edges=n.other_edges,
                            preedge_height=peak.height, preedge_ev=peak.energy_rel,
                            preedge_max=preedge_maximum(e, n.norm, e_half))  # fmt: skip

@@ -82,6 +82,8 @@ class Normalized:
     as_given
         True when the spectrum was already normalised and was taken as it is
         (:func:`normalize_measured`; no fit: ``edge_step`` 1, zero pre-edge line).
+    other_edges
+        Energies of other absorption edges found in the scan and kept out of the fits (:func:`other_edges`).
     """
 
     e0: float
@@ -93,6 +95,7 @@ class Normalized:
     norm_range: tuple[float, float]
     nnorm: int
     as_given: bool = False
+    other_edges: tuple[float, ...] = ()
 
 
 def _check(energy, mu) -> tuple[np.ndarray, np.ndarray]:
@@ -317,6 +320,7 @@ def pre_edge(
     return Normalized(
         e0=e0, edge_step=step, norm=(m - pre_line) / step, pre_line=pre_line, post_curve=post_curve,
         pre_range=(float(p1), float(p2)), norm_range=(float(n1), float(n2)), nnorm=int(nnorm),
+        other_edges=tuple(others),
     )  # fmt: skip
 
 
