@@ -432,3 +432,11 @@ def test_kmno4_pre_edge_rules_out_o6_in_prediction(dev):
     assert k["preedge_height"] >= 0.5 and -14 < k["preedge_ev"] < -10
     assert k["probabilities"]["O6"] == 0.0 and "O6 ruled out" in k["note"]
     assert h["note"] is None and h["preedge_height"] < 0.5
+
+
+def test_a_falling_edge_is_refused_with_what_to_give(dev):
+    """Transmitted intensity (It/I0) or -mu read as mu: the one-line error says so and what to give."""
+    (s,) = read_spectra(dev / "athena" / "Fe.prj", groups=["Hematite"])
+    for wrong in (np.exp(-s.mu), -s.mu):
+        with pytest.raises(ValueError, match=r"falls at the edge.*ln\(I0/It\)"):
+            pre_edge(s.energy, wrong)
