@@ -14,7 +14,8 @@ The changes act on the raw mu(E) as read (before xanesdb normalises, aligns and 
   (2: moderate, 0.7: strong);
 * ``noise0.01``: white noise of 1 % of the edge step (a dilute sample, a short count time);
 * ``coarse1``: 1 eV steps everywhere (a quick XANES scan);
-* ``pre-30``: the scan starts 30 eV below the edge (a XANES-only scan: a short pre-edge line);
+* ``pre-15`` / ``pre-30`` / ``pre-50``: the scan starts 15 / 30 / 50 eV below the edge (a XANES-only
+  scan: a short pre-edge line);
 * ``end+80``: the scan ends 80 eV above the edge;
 * ``normcut-30+80`` / ``normcut-20+60``: the spectrum as a file of (energy, normalised mu) holds
   it: normalised on the whole scan (Athena-style), then cut to -30..+80 / -20..+60 eV around the
@@ -101,8 +102,8 @@ def change(s, name: str, rng: np.random.Generator):
     raise ValueError(f"unknown change {name!r}")
 
 
-CHANGES = ("shift+3", "shift-3", "broad1.5", "selfabs2", "selfabs0.7", "noise0.01", "coarse1", "pre-30", "end+80",
-           "normcut-30+80", "normcut-20+60")
+CHANGES = ("shift+3", "shift-3", "broad1.5", "selfabs2", "selfabs0.7", "noise0.01", "coarse1", "pre-15", "pre-30",
+           "pre-50", "end+80", "normcut-30+80", "normcut-20+60")
 
 
 def main(argv: list[str] | None = None) -> int:

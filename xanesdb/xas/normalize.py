@@ -57,6 +57,10 @@ __all__ = [
 
 #: defaults of the Athena-style normalisation (eV relative to e0), as in Athena and larch
 PRE1, PRE2, NORM1 = -200.0, -30.0, 150.0
+#: the shortest pre-edge range (eV) over which a line is fitted; a shorter one gets a constant level
+MIN_PRE_LINE_EV = 8.0
+#: where the pre-edge range ends (eV from e0) when the default one holds fewer than 2 points
+SPARSE_PRE2 = -15.0
 #: how long (eV) the normalised spectrum must stay above half the step after the crossing
 HALF_STEP_HOLD_EV = 6.0
 
@@ -227,9 +231,10 @@ def other_edges(energy, mu, e0: float, *, slope: float = 0.5, rise: float = 0.25
     return found
 
 
-def _polyfit(e: np.ndarray, y: np.ndarray, lo: float, hi: float, deg: int) -> np.ndarray | None:
+def _polyfit(e: np.ndarray, y: np.ndarray, lo: float, hi: float, deg: int, spare: int = 1) -> np.ndarray | None:
+    """The polynomial of degree ``deg`` through the points in ``[lo, hi]``; None with fewer than ``deg + 1 + spare``."""
     sel = (e >= lo) & (e <= hi)
-    if sel.sum() < deg + 2:
+    if sel.sum() < deg + 1 + spare:
         return None
     return np.polyfit(e[sel], y[sel], deg)
 
@@ -257,8 +262,12 @@ def pre_edge(
         Edge energy; :func:`find_e0` when None.
     pre1, pre2
         Pre-edge fit range relative to e0 (default -200 and -30 eV, clipped to the data and to
-        15 eV above another edge below e0, :func:`other_edges`; a
-        spectrum that starts less than 30 eV below e0 uses its first third of that stretch).
+        15 eV above another edge below e0, :func:`other_edges`; a spectrum that starts less than
+        35 eV below e0 uses the first half of the stretch to -5 eV, ending 15 eV below e0 at the
+        latest, clear of the pre-edge peaks; a range that holds under 2 points runs up to 15 eV
+        below e0, for scans that step 10-20 eV far below the edge). A line is fitted over 8 eV or
+        more (:data:`MIN_PRE_LINE_EV`), a level over less: a slope from a few eV is noise and the
+        pre-edge's foot, extrapolated 100 eV and more it tilts the whole spectrum.
     norm1, norm2
         Post-edge fit range relative to e0 (default 150 eV to the end, or to 15 eV before another
         edge in the scan, :func:`other_edges`; moved down to a third of the post-edge range
@@ -285,12 +294,20 @@ def pre_edge(
     p1 = PRE1 if pre1 is None else pre1
     p2 = PRE2 if pre2 is None else pre2
     p1 = max(p1, rel_min)
-    if p2 <= p1 + 5:  # a short pre-edge: its first part, away from the edge
-        p2 = p1 + max(3.0, (-5.0 - p1) / 2.0)
+    if p2 <= p1 + 5:  # a short pre-edge: its first part, away from the edge and its pre-edge peaks
+        p2 = min(SPARSE_PRE2, p1 + max(3.0, (-5.0 - p1) / 2.0)) if pre2 is None and p1 < SPARSE_PRE2 - 1.0 else \
+            p1 + max(3.0, (-5.0 - p1) / 2.0)
+    if pre2 is None and np.count_nonzero((e >= e0 + p1) & (e <= e0 + p2)) < 2 <= np.count_nonzero(
+            (e >= e0 + p1) & (e <= e0 + SPARSE_PRE2)):  # fmt: skip
+        p2 = SPARSE_PRE2  # a scan stepping 10-20 eV far below the edge: up to 15 eV below it
     if zero_pre_edge:
         pre_coef = np.zeros(2)
     else:
-        pre_coef = _polyfit(e, m, e0 + p1, e0 + p2, 1)
+        # a line needs room (MIN_PRE_LINE_EV), else a level; two points make a line: scans often
+        # step 10-20 eV far below the edge
+        pre_coef = _polyfit(e, m, e0 + p1, e0 + p2, 1 if p2 - p1 >= MIN_PRE_LINE_EV else 0, spare=0)
+        if pre_coef is not None and len(pre_coef) == 1:
+            pre_coef = np.array([0.0, pre_coef[0]])
         if pre_coef is None:  # too few points before the edge: a constant from the first ones
             pre_coef = np.array([0.0, float(np.mean(m[: max(2, len(m) // 50)]))])
     pre_line = np.polyval(pre_coef, e)
