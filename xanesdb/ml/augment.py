@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from xanesdb.xas.broaden import broaden
+from xanesdb.xas.normalize import half_step_energy
 
 __all__ = [
     "shift_spectra",
@@ -218,18 +219,6 @@ def measurement_copies(X: np.ndarray, energies: np.ndarray, model: MeasurementMo
     return Y.astype(np.float32)
 
 
-def _half_step(Y: np.ndarray, e: np.ndarray, e_ref: float) -> np.ndarray:
-    """For each row, where it last rises through 0.5 at or below ``e_ref`` + 10 eV (``e_ref`` when it never does)."""
-    out = np.full(len(Y), float(e_ref))
-    lim = e <= e_ref + 10.0
-    for i, y in enumerate(Y):
-        up = np.nonzero((y[:-1] < 0.5) & (y[1:] >= 0.5) & lim[1:])[0]
-        if len(up):
-            j = up[-1]
-            out[i] = e[j] + (0.5 - y[j]) / (y[j + 1] - y[j]) * (e[j + 1] - e[j])
-    return out
-
-
 def self_absorb(Y: np.ndarray, energies: np.ndarray, strength, e_ref: float = 0.0) -> np.ndarray:
     """Edge-step-normalised spectra as thick-sample fluorescence would record them.
 
@@ -246,7 +235,7 @@ def self_absorb(Y: np.ndarray, energies: np.ndarray, strength, e_ref: float = 0.
     Y = np.asarray(Y, dtype=np.float64)
     e = np.asarray(energies, dtype=np.float64)
     s = np.broadcast_to(np.asarray(strength, dtype=float), (len(Y),))[:, None]
-    before = _half_step(Y, e, e_ref)
     Z = Y * (1.0 + s) / np.maximum(1.0 + s * Y, 1e-3)
-    moved = _half_step(Z, e, e_ref) - before
+    # each copy's half step found as a measurement's is (xanesdb.xas.normalize.half_step_energy)
+    moved = np.array([half_step_energy(e, z, e0=e_ref) - half_step_energy(e, y, e0=e_ref) for y, z in zip(Y, Z)])
     return np.stack([np.interp(e + dm, e, z) for dm, z in zip(moved, Z)]).astype(np.float32)
