@@ -22,6 +22,7 @@ import numpy as np
 
 from xanesdb.xas.broaden import broaden
 from xanesdb.xas.normalize import half_step_energy
+from xanesdb.xas.selfabs import self_absorbed
 
 __all__ = [
     "shift_spectra",
@@ -235,7 +236,7 @@ def self_absorb(Y: np.ndarray, energies: np.ndarray, strength, e_ref: float = 0.
     Y = np.asarray(Y, dtype=np.float64)
     e = np.asarray(energies, dtype=np.float64)
     s = np.broadcast_to(np.asarray(strength, dtype=float), (len(Y),))[:, None]
-    Z = Y * (1.0 + s) / np.maximum(1.0 + s * Y, 1e-3)
+    Z = self_absorbed(Y, 1.0 / np.maximum(s, 1e-12))  # alpha = 1 / s; s = 0: none
     # each copy's half step found as a measurement's is (xanesdb.xas.normalize.half_step_energy)
     moved = np.array([half_step_energy(e, z, e0=e_ref) - half_step_energy(e, y, e0=e_ref) for y, z in zip(Y, Z)])
     return np.stack([np.interp(e + dm, e, z) for dm, z in zip(moved, Z)]).astype(np.float32)
