@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
               f"written by xanesdb, {len(differ)} with other atoms{': ' + ', '.join(differ[:5]) if differ else ''}")  # fmt: skip
         if changed and not args.check:
             with gzip.open(path, "wt", encoding="utf-8", compresslevel=9) as fh:
-                fh.writelines(json.dumps(t, separators=(",", ":")) + "\n" for t in tasks)
+                fh.writelines(json.dumps(t) + "\n" for t in tasks)  # the layout the bundled files have
     return 0
 
 
