@@ -331,7 +331,7 @@ def pre_edge(
         raise ValueError(f"too few points from {n1:.0f} to {n2:.0f} eV above e0 for the post-edge fit")
     post_curve = np.polyval(post_coef, e)
     step = float(np.polyval(post_coef, e0) - np.polyval(pre_coef, e0))
-    if step < -0.2 * float(np.ptp(m)):  # a real edge, upside down (noise on a flat line stays far from this)
+    if float(np.ptp(m)) > 0 and step < -0.2 * float(np.ptp(m)):  # a real edge, upside down (not a flat line)
         raise ValueError(f"the signal falls at the edge at {e0:.1f} eV (step {step:.3g}) instead of rising: it is a "
                          "transmitted intensity or -mu, not mu; give the mu column, or mu from two channels "
                          "(--mu-col 'ln(I0/It)')")  # fmt: skip
