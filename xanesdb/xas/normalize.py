@@ -17,9 +17,9 @@ them on one footing:
 - :func:`normalize_measured`: a measured spectrum that is already normalised (a file's ``norm``
   column, a spectrum exported from Athena or xraylarch: pre-edge at 0, post-edge at 1) and ends
   less than 150 eV above e0 is taken as it is (:func:`looks_normalised`); any other goes through
-  :func:`pre_edge`. Fitting the
-  normalisation again on a normalised spectrum that was cut to a XANES range (-30..+80 eV) puts
-  the post-edge line through the first oscillation and misplaces the step by 10-30 %.
+  :func:`pre_edge`. Fitting the normalisation again on a normalised spectrum that was cut to a
+  XANES range (-30..+80 eV) puts the post-edge line through the first oscillation and misplaces
+  the step by 10-30 %.
 - :func:`half_step_energy`: the alignment point, the energy where the normalised spectrum rises
   through half the edge step and then stays above it for ``hold`` eV. A single derivative point
   moves by several eV with noise, temperature and pre-edge peaks (Cr2O3 gave -14.7 eV and -8.2 eV
@@ -295,8 +295,9 @@ def pre_edge(
     p2 = PRE2 if pre2 is None else pre2
     p1 = max(p1, rel_min)
     if p2 <= p1 + 5:  # a short pre-edge: its first part, away from the edge and its pre-edge peaks
-        p2 = min(SPARSE_PRE2, p1 + max(3.0, (-5.0 - p1) / 2.0)) if pre2 is None and p1 < SPARSE_PRE2 - 1.0 else \
-            p1 + max(3.0, (-5.0 - p1) / 2.0)
+        p2 = p1 + max(3.0, (-5.0 - p1) / 2.0)
+        if pre2 is None and p1 < SPARSE_PRE2 - 1.0:
+            p2 = min(p2, SPARSE_PRE2)
     if pre2 is None and np.count_nonzero((e >= e0 + p1) & (e <= e0 + p2)) < 2 <= np.count_nonzero(
             (e >= e0 + p1) & (e <= e0 + SPARSE_PRE2)):  # fmt: skip
         p2 = SPARSE_PRE2  # a scan stepping 10-20 eV far below the edge: up to 15 eV below it
