@@ -273,6 +273,7 @@ def test_upload_corrects_self_absorption_with_the_formula_field(client, web_sett
     r = _post(client, [(f.name, f.read_bytes())], top="1")
     page = r.data.decode()
     assert r.status_code == 200 and "note: fluorescence yield" in page, page[:1500]
+    assert "give the sample formula" in page and "--self-absorption" not in page
     assert re.findall(r'class="answer[^"]*">([^<]*)<', page) != ["O6"]
     r = _post(client, [(f.name, f.read_bytes())], top="1", formula="Fe2O3")
     page = r.data.decode()

@@ -46,8 +46,9 @@ def _scrub(text: str, tmp: str) -> str:
 
 
 def _form_words(text: str) -> str:
-    """A reader's message in the words of the upload form (its column fields, not the CLI options)."""
-    return text.replace("--energy-col", "the energy column field").replace("--mu-col", "the mu column field")
+    """A message in the words of the upload form (its fields, not the CLI options)."""
+    return (text.replace("--energy-col", "the energy column field").replace("--mu-col", "the mu column field")
+            .replace("give --self-absorption FORMULA", "give the sample formula"))
 
 
 def analyse_uploads(files: list[tuple[str, bytes]], reader, *, method: str = "cosine", top: int = 5,
@@ -107,9 +108,9 @@ def analyse_uploads(files: list[tuple[str, bytes]], reader, *, method: str = "co
 
     rows = predict_measured(spectra)
     for r in rows:  # a reader's message names the file as given (the bare name here)
-        for k in ("error", "reason"):
+        for k in ("error", "reason", "note"):
             if r.get(k):
-                r[k] = _scrub(str(r[k]).splitlines()[0] if k == "error" else str(r[k]), tmp)
+                r[k] = _scrub(_form_words(str(r[k]).splitlines()[0]) if k == "error" else _form_words(str(r[k])), tmp)
     try:  # one read of the index per upload (checking the database's state costs ~1 s on SecantusDB)
         index = _index(reader, fidelity)
         no_index = None
