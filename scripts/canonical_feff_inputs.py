@@ -22,26 +22,15 @@ import sys
 import numpy as np
 from pymatgen.core import Structure
 
+from xanesdb.jobs.feff.parse import atoms_rows
 from xanesdb.jobs.feff.sets import feff_input_text, get_preset, input_hash
 from xanesdb.platform.snapshot import BUNDLED_DB_DIR
 
 
 def _atoms(text: str) -> np.ndarray:
     """(ipot, x, y, z) rows of a feff.inp's ATOMS card, sorted."""
-    rows, on = [], False
-    for line in text.splitlines():
-        s = line.strip()
-        if s.upper().startswith("ATOMS"):
-            on = True
-            continue
-        if not on or not s or s.startswith("*"):
-            continue
-        if s.upper().startswith("END"):
-            break
-        p = s.split()
-        # rounded before sorting: pymatgen wrote -2.2e-16 where it meant 0
-        rows.append((int(p[3]), *(round(float(v), 4) + 0.0 for v in p[:3])))
-    return np.array(sorted(rows))
+    # rounded before sorting: pymatgen wrote -2.2e-16 where it meant 0
+    return np.array(sorted((int(p[3]), *(round(float(v), 4) + 0.0 for v in p[:3])) for p in atoms_rows(text)))
 
 
 def _same_atoms(a: np.ndarray, b: np.ndarray, tol: float = 2e-4) -> bool:

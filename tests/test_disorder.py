@@ -28,18 +28,9 @@ CUO = REF / "CuO_Cu_K_fast"
 
 
 def _atoms(text: str) -> list[list[float]]:
-    rows, inside = [], False
-    for line in text.splitlines():
-        s = line.strip()
-        if s.upper().startswith("ATOMS"):
-            inside = True
-            continue
-        if inside and s and not s.startswith("*"):
-            if s.upper().startswith("END"):
-                break
-            p = s.split()
-            rows.append([float(p[0]), float(p[1]), float(p[2]), int(p[3]), float(p[5])])
-    return rows
+    from xanesdb.jobs.feff.parse import atoms_rows
+
+    return [[float(p[0]), float(p[1]), float(p[2]), int(p[3]), float(p[5])] for p in atoms_rows(text)]
 
 
 def _cards(text: str) -> str:

@@ -25,21 +25,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from xanesdb.jobs.feff.parse import atoms_rows
+
 __all__ = ["check_feff_inputs", "replay_outputs", "make_fake_run_feff", "monkeypatch_feff", "record_reference", "fake_feff_command"]
-
-
-def _atoms_block(text: str) -> list[list[str]]:
-    rows, inside = [], False
-    for line in text.splitlines():
-        s = line.strip()
-        if s.upper().startswith("ATOMS"):
-            inside = True
-            continue
-        if inside and s and not s.startswith("*"):
-            if s.upper().startswith("END"):
-                break
-            rows.append(s.split())
-    return rows
 
 
 def check_feff_inputs(feff_inp: Path, ref_inputs: Path, check: str = "full") -> None:
@@ -59,7 +47,7 @@ def check_feff_inputs(feff_inp: Path, ref_inputs: Path, check: str = "full") -> 
     if _absorber_from_inp(got) != _absorber_from_inp(ref):
         raise AssertionError(f"absorber {_absorber_from_inp(got)} != reference {_absorber_from_inp(ref)}")
     if check == "full":
-        ga, ra = _atoms_block(got), _atoms_block(ref)
+        ga, ra = atoms_rows(got), atoms_rows(ref)
         if len(ga) != len(ra):
             raise AssertionError(f"cluster has {len(ga)} atoms, reference {len(ra)}")
         for i, (a, b) in enumerate(zip(ga, ra)):

@@ -98,6 +98,21 @@ def detect_code(folder: str | Path) -> str | None:
     return None
 
 
+def atoms_rows(text: str) -> list[list[str]]:
+    """The rows of a ``feff.inp``'s ATOMS card, each split into its fields (comment lines left out)."""
+    rows, inside = [], False
+    for line in text.splitlines():
+        s = line.strip()
+        if s.upper().startswith("ATOMS"):
+            inside = True
+            continue
+        if inside and s and not s.startswith("*"):
+            if s.upper().startswith("END"):
+                break
+            rows.append(s.split())
+    return rows
+
+
 def parse_feff_cards(text: str) -> dict[str, str]:
     """Cards of a ``feff.inp`` text by name (``POTENTIALS``/``ATOMS`` and the header left out).
 
