@@ -288,7 +288,7 @@ def pre_edge(
         spans under :data:`LEVEL_SLOPE_MIN_EV`): a line fitted there follows the first EXAFS
         oscillation. On the 86 long raw scans of the development projects cut 60-100 eV above e0
         the step then misses the whole scan's by a median of 4-5 % instead of 7-10 % (90th
-        percentile 7 % instead of 12-25 %).
+        percentile 7 % instead of 12-25 %; ``benchmarks/bench_short_scan_step.py``).
     level_short
         False for Athena's own rule on short scans (a line from a third of the range).
     background
