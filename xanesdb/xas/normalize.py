@@ -8,7 +8,9 @@ them on one footing:
   ignores single noisy points).
 - :func:`pre_edge`: Athena-style normalisation: a pre-edge line fitted from ``pre1`` to
   ``pre2`` eV below e0, a post-edge polynomial fitted from ``norm1`` to ``norm2`` above it (its
-  degree from the length of that range, as Athena does), the edge step their difference at e0,
+  degree from the length of that range, as Athena does; a raw scan ending within 100 eV of e0
+  gets the pre-edge line raised to the mean of mu over that range instead, since a line there
+  follows the first oscillation), the edge step their difference at e0,
   and ``norm = (mu - pre_line) / edge_step``. For computed spectra, which have no background
   below the edge and end about 50 eV above it, the pre-edge line is zero (FEFF computes only the
   edge's own absorption) and the post-edge polynomial is fitted to FEFF's smooth atomic
