@@ -46,6 +46,9 @@ CONFIGS: dict[str, tuple] = {
     "aligned-scflite-measured-edge": ("aligned", ("scflite",), ("measured",), "auto", None, None, (-1.0, 44.5)),
     "aligned-scflite+fast2scflite-measured-edge": ("aligned", ("scflite", "fast"), ("measured",), "auto", "scflite", None, (-1.0, 44.5)),
     "aligned-scf+fast2scf-calibrated-measured-edge": ("aligned", ("scf", "scflite", "fast"), ("measured",), "auto", "scf", None, (-1.0, 44.5), "k-edge"),
+    # the shipped recipe's measurement model: edge-step errors of 15 %, post-edge slopes of 0.2 per 100 eV
+    "aligned-scf+fast2scf-calibrated-measured15-edge": ("aligned", ("scf", "scflite", "fast"), ("measured",), "auto", "scf",
+                                                        {"scale": 0.15, "slope_per_100ev": 0.2}, (-1.0, 44.5), "k-edge"),
     "aligned-scf+fast2scf-calibrated-measured+residuals-edge": ("aligned", ("scf", "scflite", "fast"), ("measured",), "auto", "scf", "residuals", (-1.0, 44.5), "k-edge"),
     "aligned-scf+fast2scf-calibrated-none-edge": ("aligned", ("scf", "scflite", "fast"), (), "auto", "scf", None, (-1.0, 44.5), "k-edge"),
 }

@@ -215,3 +215,21 @@ def test_a_scan_running_into_another_elements_edge(tmp_path, shared_data, capsys
     assert code == 0 and ba["predicted"] == clean["predicted"] == "O6"
     assert "Ba L3" in ba["note"] and "Ba L3" not in (clean["note"] or "")
     assert ba["edge_step"] == pytest.approx(clean["edge_step"], rel=0.08)
+
+
+def test_metals_and_samples_without_oxygen_are_unsure_with_the_reason(shared_data, capsys):
+    """The shipped models know oxide sites: a metal foil (named in its Athena label or by an XDI
+    Sample.formula that is the absorber alone) and a sulfide (XDI Sample.formula without O) are
+    answered unsure with the reason, whatever the networks say (the Fe foil of Fe.prj reads T4
+    0.98 and passes the outlier test); the oxides beside them are answered as before."""
+    dev = shared_data / "experimental_dev"
+    code, out, _ = _run(["predict", str(dev / "athena" / "Fe.prj"), str(dev / "xdi" / "Ni_metal_rt_01.xdi"),
+                         str(dev / "xdi" / "FeS2_rt_01.xdi"), "-f", "json"], capsys)  # fmt: skip
+    rows = {r["name"]: r for r in map(json.loads, out.splitlines())}
+    assert code == 0
+    foil, ni, pyrite = rows["Fe.prj:Fe foil"], rows["Ni_metal_rt_01.xdi"], rows["FeS2_rt_01.xdi"]
+    assert foil["predicted"] == "unsure" and "'foil' in its label" in foil["reason"]
+    assert foil["best_class"] == "T4" and foil["outlier_score"] < 1.0  # what the networks alone would have said
+    assert ni["predicted"] == "unsure" and "metallic Ni" in ni["reason"]
+    assert pyrite["predicted"] == "unsure" and "FeS2 has no oxygen" in pyrite["reason"]
+    assert rows["Fe.prj:Hematite"]["predicted"] == "O6" and rows["Fe.prj:Hematite"]["reason"] is None

@@ -18,7 +18,8 @@ the model carries its training spectra as references (:class:`xanesdb.ml.trust.R
 averaged with the classes of the 7 reference materials nearest each reading (with the weight the
 run gave that vote). Then they are checked: a spectrum that the
 model's outlier test finds unlike its training spectra, or whose most probable class stays below
-:data:`MIN_CONFIDENCE`, is answered ``unsure`` with the reason. A measured spectrum with a strong
+:data:`MIN_CONFIDENCE`, or whose file says the sample is no oxide (a metal foil, an XDI sample
+formula without oxygen: :func:`outside_models_reason`), is answered ``unsure`` with the reason. A measured spectrum with a strong
 isolated pre-edge peak (:mod:`xanesdb.xas.preedge`: no inversion centre) has O6 ruled out before
 the answer is taken, a Ti, V or Cr spectrum with no strong pre-edge at all its low-coordinated
 classes, and its row says so in ``note``. A spectrum that cannot be prepared gets a
@@ -28,6 +29,7 @@ row with its ``error``; the others are still predicted.
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -154,6 +156,7 @@ def predict_spectra(
     T = float(calib.get("temperature", 1.0))
     bias = calib.get("bias")  # per-class log-odds of bias-corrected temperature scaling (None in older cards)
     refs = ReferenceVote(**_vote_fields(doc.metrics["reference_vote"])) if doc.metrics.get("reference_vote") else None
+    outside = [outside_models_reason(s) for _, _, s in ready]
     flips = np.zeros(len(X), dtype=bool)
     means = [mean]
     readings = [X]
@@ -183,14 +186,16 @@ def predict_spectra(
     near_idx, near_d = refs.nearest(X) if refs is not None else (None, None)
     outlier = OutlierTest(**doc.metrics["outlier_test"]) if doc.metrics.get("outlier_test") else None
     scores = outlier.score(X) if outlier is not None else np.zeros(len(X))
-    for j, ((i, prep, _), p, praw, pk, sc, x, flip, ok, note) in enumerate(
-        zip(ready, Pc, mean, P, scores, X, flips, allowed, notes)
+    for j, ((i, prep, _), p, praw, pk, sc, x, flip, ok, note, not_oxide) in enumerate(
+        zip(ready, Pc, mean, P, scores, X, flips, allowed, notes, outside)
     ):
         if not ok.all() and (p * ok).sum() > 0:
             p = p * ok / (p * ok).sum()
         best = int(np.argmax(p))
         reason = None
-        if sc > 1.0:
+        if not_oxide:
+            reason = not_oxide
+        elif sc > 1.0:
             reason = outlier.explain(x)
         elif p[best] < min_confidence or flip:
             reason = ("most readings of the spectrum shifted by "
@@ -226,6 +231,33 @@ def fluorescence_note(spectrum: MeasuredSpectrum) -> str | None:
         return None
     return ("fluorescence yield: in a concentrated sample self-absorption flattens the white line (O6 then reads "
             "like T4); give --self-absorption FORMULA to correct it")  # fmt: skip
+
+
+#: words by which a label or XDI sample field names a metal (a foil is the usual energy reference)
+_METAL = re.compile(r"foil|\bmetal(?:lic)?\b(?![- ]?(?:organic|oxide|complex))", re.I)
+
+
+def outside_models_reason(spectrum: MeasuredSpectrum) -> str | None:
+    """Why no geometry class is given when the file says the sample is no oxide, else None.
+
+    The models learned oxide and oxysalt sites only. A metal foil's K edge has no white line and
+    reads like a tetrahedral oxide site to them (the Fe foil of xraylarch's ``Fe.prj`` answered T4
+    0.98 and passed the outlier test), and sulfides read as T4 or O6 at random, so the sample's own
+    words are taken: an Athena group label or file name with "foil" or "metal", or an XDI
+    ``Sample.formula`` that is the absorbing element alone or has no oxygen.
+    """
+    xdi = spectrum.meta.get("xdi") or {}
+    formula = str(xdi.get("sample.formula") or "").strip()
+    elements = set(re.findall(r"[A-Z][a-z]?", formula))
+    if elements and spectrum.absorber and elements == {spectrum.absorber}:
+        return f"the sample is metallic {spectrum.absorber} (XDI Sample.formula): the models know oxide sites, not metals"
+    if elements and "O" not in elements:
+        return f"the sample {formula} has no oxygen (XDI Sample.formula): the models know oxide and oxysalt sites only"
+    words = " ".join(str(v) for v in (spectrum.group, spectrum.name, xdi.get("sample.name"), xdi.get("sample.prep")) if v)
+    m = _METAL.search(words)
+    if m:
+        return f"the sample is a metal ({m.group(0)!r} in its label): the models know oxide sites, not metals"
+    return None
 
 
 def other_edges_note(energies) -> str | None:
