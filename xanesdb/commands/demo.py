@@ -2,13 +2,15 @@
 
 Each step is an ordinary xanesdb command, so what the demo does a user can do by hand:
 structures -> ChemEnv labels -> FEFF (imported FEFF9 runs + live FEFF10 runs) -> spectra ->
-a classifier trained on a Mongo query -> counts and plots.
+a classifier trained on a Mongo query -> the shipped models' answers on measured spectra -> counts
+and plots.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import typer
 from rich.markup import escape
@@ -23,6 +25,9 @@ console = SafeConsole(soft_wrap=True)
 #: the query the demo trains on: labelled Cu FEFF9 spectra of the OmniXAS set
 DEMO_QUERY = {"element": "Cu", "source": "omnixas", "lce_class": {"$in": ["T4", "S5", "O6"]}}
 
+
+#: measured spectra the demo predicts: xraylarch's Fe.prj (an Fe foil and four Fe oxyhydroxides; MIT, data/ATTRIBUTION.md)
+EXAMPLE_MEASURED = Path(__file__).resolve().parents[1] / "data" / "examples" / "Fe.prj"
 
 #: absorbers the live FEFF step tries, in this order: the first with enough sites not yet computed
 LIVE_ELEMENTS = ("Ti", "V", "Cr", "Mn", "Co", "Ni", "Fe", "Cu")
@@ -80,6 +85,8 @@ def live_steps(home, element: str | None, n_live_sites: int, epochs: int) -> lis
                                           "--epochs", str(epochs), "--n-models", "3", "--augment", "shift",
                                           "--class-weight", "balanced"]),
         ("registered models", ["models", "list"]),
+        ("predict the geometry of measured Fe spectra with the shipped models", [
+            "predict", str(EXAMPLE_MEASURED), "--png", str(home / "plots" / "predict")]),
         ("database counts", ["db", "stats"]),
     ]
     return steps
