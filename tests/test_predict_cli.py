@@ -222,8 +222,11 @@ def test_metals_and_samples_without_oxygen_are_unsure_with_the_reason(shared_dat
     Sample.formula that is the absorber alone) and a sulfide (XDI Sample.formula without O) are
     answered unsure with the reason, whatever the networks say (the Fe foil of Fe.prj reads T4
     0.98 and passes the outlier test); the oxides beside them are answered as before."""
+    from xanesdb.commands.demo import EXAMPLE_MEASURED  # xraylarch's Fe.prj as the package ships it
+
     dev = shared_data / "experimental_dev"
-    code, out, _ = _run(["predict", str(dev / "athena" / "Fe.prj"), str(dev / "xdi" / "Ni_metal_rt_01.xdi"),
+    assert EXAMPLE_MEASURED.read_bytes() == (dev / "athena" / "Fe.prj").read_bytes()
+    code, out, _ = _run(["predict", str(EXAMPLE_MEASURED), str(dev / "xdi" / "Ni_metal_rt_01.xdi"),
                          str(dev / "xdi" / "FeS2_rt_01.xdi"), "-f", "json"], capsys)  # fmt: skip
     rows = {r["name"]: r for r in map(json.loads, out.splitlines())}
     assert code == 0
