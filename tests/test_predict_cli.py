@@ -236,3 +236,26 @@ def test_metals_and_samples_without_oxygen_are_unsure_with_the_reason(shared_dat
     assert ni["predicted"] == "unsure" and "metallic Ni" in ni["reason"]
     assert pyrite["predicted"] == "unsure" and "FeS2 has no oxygen" in pyrite["reason"]
     assert rows["Fe.prj:Hematite"]["predicted"] == "O6" and rows["Fe.prj:Hematite"]["reason"] is None
+
+
+@pytest.mark.parametrize("name, group, absorber, xdi, says", [
+    ("Fe.prj:Fe foil", "Fe foil", None, {}, "'foil' in its label"),
+    ("refs.prj:CuXAFS_cufoil.001", "CuXAFS_cufoil.001", None, {}, "'foil' in its label"),
+    ("v.prj:V metal", "V metal", None, {}, "'metal' in its label"),
+    ("ni.xdi", None, "Ni", {"sample.formula": "Ni"}, "metallic Ni"),
+    ("pyrite.xdi", None, "Fe", {"sample.formula": "FeS2"}, "FeS2 has no oxygen"),
+    ("fecl3.xdi", None, "Fe", {"sample.formula": "FeCl3"}, "FeCl3 has no oxygen"),
+    ("mof.prj:Cu metal-organic framework", "Cu metal-organic framework", None, {}, None),
+    ("hem.xdi", None, "Fe", {"sample.formula": "Fe2O3", "sample.name": "hematite"}, None),
+    ("cuso4.xdi", None, "Cu", {"sample.formula": "CuSO4.5H2O"}, None),
+    ("Fe.prj:Hematite", "Hematite", None, {}, None),
+])  # fmt: skip
+def test_outside_models_reason_reads_the_files_own_words(name, group, absorber, xdi, says):
+    from xanesdb.ml.predict import outside_models_reason
+    from xanesdb.xas.readers import MeasuredSpectrum
+
+    e = np.linspace(7000.0, 7300.0, 10)
+    s = MeasuredSpectrum(name=name, path=name.split(":")[0], group=group, energy=e, mu=e * 0, absorber=absorber,
+                         edge="K", kind="xdi" if xdi else "athena", mu_source="mutrans", meta={"xdi": xdi} if xdi else {})  # fmt: skip
+    reason = outside_models_reason(s)
+    assert (reason is None) if says is None else (says in reason)
