@@ -249,6 +249,7 @@ def test_metals_and_samples_without_oxygen_are_unsure_with_the_reason(shared_dat
     ("hem.xdi", None, "Fe", {"sample.formula": "Fe2O3", "sample.name": "hematite"}, None),
     ("cuso4.xdi", None, "Cu", {"sample.formula": "CuSO4.5H2O"}, None),
     ("Fe.prj:Hematite", "Hematite", None, {}, None),
+    ("hem2.xdi", None, "Fe", {"sample.formula": "Hematite"}, None),  # a name, not a formula: no conclusion
 ])  # fmt: skip
 def test_outside_models_reason_reads_the_files_own_words(name, group, absorber, xdi, says):
     from xanesdb.ml.predict import outside_models_reason

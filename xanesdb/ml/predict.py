@@ -246,9 +246,14 @@ def outside_models_reason(spectrum: MeasuredSpectrum) -> str | None:
     words are taken: an Athena group label or file name with "foil" or "metal", or an XDI
     ``Sample.formula`` that is the absorbing element alone or has no oxygen.
     """
+    import xraydb
+
     xdi = spectrum.meta.get("xdi") or {}
     formula = str(xdi.get("sample.formula") or "").strip()
-    elements = set(re.findall(r"[A-Z][a-z]?", formula))
+    try:  # a field that is no formula ("Hematite", "Fe2O3 powder") says nothing here
+        elements = {el for el, n in xraydb.chemparse(formula).items() if n > 0} if formula else set()
+    except ValueError:
+        elements = set()
     if elements and spectrum.absorber and elements == {spectrum.absorber}:
         return f"the sample is metallic {spectrum.absorber} (XDI Sample.formula): the models know oxide sites, not metals"
     if elements and "O" not in elements:
