@@ -250,6 +250,7 @@ def test_metals_and_samples_without_oxygen_are_unsure_with_the_reason(shared_dat
     ("cuso4.xdi", None, "Cu", {"sample.formula": "CuSO4.5H2O"}, None),
     ("Fe.prj:Hematite", "Hematite", None, {}, None),
     ("hem2.xdi", None, "Fe", {"sample.formula": "Hematite"}, None),  # a name, not a formula: no conclusion
+    ("hem3.xdi", None, "Fe", {"sample.name": "hematite", "sample.prep": "powder sealed in Al foil"}, None),
 ])  # fmt: skip
 def test_outside_models_reason_reads_the_files_own_words(name, group, absorber, xdi, says):
     from xanesdb.ml.predict import outside_models_reason

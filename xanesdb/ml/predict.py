@@ -243,8 +243,8 @@ def outside_models_reason(spectrum: MeasuredSpectrum) -> str | None:
     The models learned oxide and oxysalt sites only. A metal foil's K edge has no white line and
     reads like a tetrahedral oxide site to them (the Fe foil of xraylarch's ``Fe.prj`` answered T4
     0.98 and passed the outlier test), and sulfides read as T4 or O6 at random, so the sample's own
-    words are taken: an Athena group label or file name with "foil" or "metal", or an XDI
-    ``Sample.formula`` that is the absorbing element alone or has no oxygen.
+    words are taken: an Athena group label, file name or XDI ``Sample.name`` with "foil" or "metal",
+    or an XDI ``Sample.formula`` that is the absorbing element alone or has no oxygen.
     """
     import xraydb
 
@@ -258,7 +258,8 @@ def outside_models_reason(spectrum: MeasuredSpectrum) -> str | None:
         return f"the sample is metallic {spectrum.absorber} (XDI Sample.formula): the models know oxide sites, not metals"
     if elements and "O" not in elements:
         return f"the sample {formula} has no oxygen (XDI Sample.formula): the models know oxide and oxysalt sites only"
-    words = " ".join(str(v) for v in (spectrum.group, spectrum.name, xdi.get("sample.name"), xdi.get("sample.prep")) if v)
+    # the sample's name only: a preparation note ("powder sealed in Al foil") is about something else
+    words = " ".join(str(v) for v in (spectrum.group, spectrum.name, xdi.get("sample.name")) if v)
     m = _METAL.search(words)
     if m:
         return f"the sample is a metal ({m.group(0)!r} in its label): the models know oxide sites, not metals"
