@@ -349,12 +349,11 @@ def pre_edge(
         # a XANES-only scan: the step is the level of mu over the pre-edge line, not a line fitted
         # through the first oscillations (see nnorm above)
         nnorm = 0
-        sel = (e >= e0 + n1) & (e <= e0 + n2)
         # the pre-edge line's slope carries over the edge when it is measured over LEVEL_SLOPE_MIN_EV or
         # more; over less it is the edge's foot as much as the background: its value at e0 then
         base = pre_coef if p2 - p1 >= LEVEL_SLOPE_MIN_EV else np.array([0.0, float(np.polyval(pre_coef, e0))])
-        level = float(np.mean((m - np.polyval(base, e))[sel])) if sel.sum() >= 2 else None
-        post_coef = None if level is None else base + np.array([0.0, level])
+        level = _polyfit(e, m - np.polyval(base, e), e0 + n1, e0 + n2, 0)  # the mean over the range
+        post_coef = None if level is None else base + np.array([0.0, level[0]])
     else:
         if nnorm is None:
             span = n2 - n1
