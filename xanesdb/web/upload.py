@@ -110,7 +110,8 @@ def analyse_uploads(files: list[tuple[str, bytes]], reader, *, method: str = "co
     for r in rows:  # a reader's message names the file as given (the bare name here)
         for k in ("error", "reason", "note"):
             if r.get(k):
-                r[k] = _scrub(_form_words(str(r[k]).splitlines()[0]) if k == "error" else _form_words(str(r[k])), tmp)
+                text = str(r[k]).splitlines()[0] if k == "error" else str(r[k])
+                r[k] = _scrub(_form_words(text), tmp)
     try:  # one read of the index per upload (checking the database's state costs ~1 s on SecantusDB)
         index = _index(reader, fidelity)
         no_index = None
