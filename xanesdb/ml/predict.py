@@ -20,9 +20,9 @@ run gave that vote). Then they are checked: a spectrum that the
 model's outlier test finds unlike its training spectra, or whose most probable class stays below
 :data:`MIN_CONFIDENCE`, or whose file says the sample is no oxide (a metal foil, an XDI sample
 formula without oxygen: :func:`outside_models_reason`), is answered ``unsure`` with the reason.
-A measured spectrum with a strong isolated pre-edge peak (:mod:`xanesdb.xas.preedge`: no inversion centre) has O6 ruled out before
-the answer is taken, a Ti, V or Cr spectrum with no strong pre-edge at all its low-coordinated
-classes, and its row says so in ``note``. A spectrum that cannot be prepared gets a
+A measured spectrum with a strong isolated pre-edge peak (:mod:`xanesdb.xas.preedge`: no
+inversion centre) has O6 ruled out before the answer is taken, a Ti, V or Cr spectrum with no
+strong pre-edge at all its low-coordinated classes, and its row says so in ``note``. A spectrum that cannot be prepared gets a
 row with its ``error``; the others are still predicted.
 """
 
