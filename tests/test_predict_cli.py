@@ -217,6 +217,28 @@ def test_a_scan_running_into_another_elements_edge(tmp_path, shared_data, capsys
     assert ba["edge_step"] == pytest.approx(clean["edge_step"], rel=0.08)
 
 
+def test_a_pre_edge_that_rules_out_the_models_reading_makes_it_unsure(tmp_path, shared_data, capsys):
+    """EuTiO3 (Ti O6, read O6 1.00) with a peak of 0.8 edge steps added 7 eV below its half step:
+    the strong pre-edge rules out O6, which held nearly all the probability, so the answer is
+    unsure with both readings in the reason, not T4 or S5 from the renormalised leftovers."""
+    from xanesdb.xas.normalize import half_step_energy, pre_edge
+    from xanesdb.xas.readers import read_spectra
+
+    prj = shared_data / "experimental_dev" / "athena" / "eutio3.prj"
+    (s,) = read_spectra(prj, groups=["Ti300"])
+    n = pre_edge(s.energy, s.mu)
+    e_half = half_step_energy(s.energy, n.norm, e0=n.e0)
+    mu = s.mu + 0.8 * n.edge_step * np.exp(-0.5 * ((s.energy - e_half + 7.0) / 0.8) ** 2)
+    csv = tmp_path / "eutio3_with_peak.csv"
+    csv.write_text("energy,mu\n" + "\n".join(f"{a:.4f},{b:.6f}" for a, b in zip(s.energy, mu)))
+    code, out, _ = _run(["predict", str(prj), "-g", "Ti300", str(csv), "-f", "json"], capsys)
+    clean, peaked = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and clean["predicted"] == "O6" and clean["reason"] is None
+    assert peaked["preedge_height"] >= 0.5 and "O6 ruled out" in peaked["note"]
+    assert peaked["predicted"] == "unsure"
+    assert "reads the spectrum as O6" in peaked["reason"] and "pre-edge peak" in peaked["reason"]
+
+
 def test_metals_and_samples_without_oxygen_are_unsure_with_the_reason(shared_data, capsys):
     """The shipped models know oxide sites: a metal foil (named in its Athena label or by an XDI
     Sample.formula that is the absorber alone) and a sulfide (XDI Sample.formula without O) are

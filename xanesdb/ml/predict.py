@@ -22,7 +22,8 @@ model's outlier test finds unlike its training spectra, or whose most probable c
 formula without oxygen: :func:`outside_models_reason`), is answered ``unsure`` with the reason.
 A measured spectrum with a strong isolated pre-edge peak (:mod:`xanesdb.xas.preedge`: no
 inversion centre) has O6 ruled out before the answer is taken, a Ti, V or Cr spectrum with no
-strong pre-edge at all its low-coordinated classes, and its row says so in ``note``. A spectrum that cannot be prepared gets a
+strong pre-edge at all its low-coordinated classes, and its row says so in ``note``; where the
+classes ruled out held :data:`RULED_OUT_MAX` of the probability or more, the answer is ``unsure``. A spectrum that cannot be prepared gets a
 row with its ``error``; the others are still predicted.
 """
 
@@ -51,6 +52,10 @@ __all__ = ["MIN_CONFIDENCE", "absorber_of", "where", "edge_energy", "load_any_mo
 #: below this calibrated probability of the most probable class the answer is ``unsure``: an
 #: answer is given when its class is more probable than all the others together
 MIN_CONFIDENCE = 0.5
+#: when the classes a spectrum's pre-edge rules out (:mod:`xanesdb.xas.preedge`) held at least this
+#: calibrated probability, the answer is ``unsure``: the two disagree, and the other classes' share
+#: of what is left is no answer
+RULED_OUT_MAX = 0.5
 #: aligned models also read each spectrum shifted by these energies (eV): the probabilities are
 #: averaged, and an answer that changes among them is ``unsure``
 TTA_SHIFTS_EV: tuple[float, ...] = (-2.0, -1.0, 1.0, 2.0)
@@ -189,6 +194,10 @@ def predict_spectra(
     for j, ((i, prep, _), p, praw, pk, sc, x, flip, ok, note, not_oxide) in enumerate(
         zip(ready, Pc, mean, P, scores, X, flips, allowed, notes, outside)
     ):
+        # probability the model gave the classes the pre-edge rules out: most of it there, and the
+        # spectrum and its pre-edge disagree; the renormalised rest would be an answer of leftovers
+        ruled = float(p[~ok].sum())
+        read_as = ", ".join(f"{c} {v:.2f}" for c, v in zip(doc.classes, p) if v >= 0.005 and c in np.asarray(doc.classes)[~ok])
         if not ok.all() and (p * ok).sum() > 0:
             p = p * ok / (p * ok).sum()
         best = int(np.argmax(p))
@@ -197,6 +206,8 @@ def predict_spectra(
             reason = not_oxide
         elif sc > 1.0:
             reason = outlier.explain(x)
+        elif ruled >= RULED_OUT_MAX:
+            reason = f"the model reads the spectrum as {read_as}, which its pre-edge rules out ({note.split(';')[0]})"
         elif p[best] < min_confidence or flip:
             reason = ("most readings of the spectrum shifted by "
                       f"{min(TTA_SHIFTS_EV):+g}..{max(TTA_SHIFTS_EV):+g} eV (calibration uncertainty) give another class: "
