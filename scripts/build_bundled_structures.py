@@ -18,8 +18,9 @@ Steps (deterministic; the output depends only on the inputs and the CHGNet versi
    Fe(II), Mn(II), Co(II) and octahedral Cr(III), V(III), Fe(III), Co(III), Mn(III/IV) sites that
    step 1 lacks (measured lattice constant, oxygen parameter from Shannon radii), and calcite-type
    carbonates MCO3 of Mn, Fe, Co, Ni (measured a, c; oxygen parameter from the C-O bond), and
-   rock-salt FeO and NiO. ids ``lit:spinel:<formula>``, ``lit:calcite:<formula>``,
-   ``lit:rocksalt:<formula>``. ``--literature-only`` replaces just these
+   rock-salt FeO and NiO, and the chromate K2CrO4 (beta-K2SO4 structure, the Cr(VI) tetrahedra of
+   the chromates measured as references). ids ``lit:spinel:<formula>``, ``lit:calcite:<formula>``,
+   ``lit:rocksalt:<formula>``, ``lit:beta_k2so4:<formula>``. ``--literature-only`` replaces just these
    records in an existing output file (no CHGNet needed).
 4. Optionally (``--check``) every absorber site is labelled with ChemEnv (SimplestChemenvStrategy,
    distance cutoff 1.2, angle cutoff 0.3, the paper's settings) and counts per absorber and class
@@ -745,6 +746,25 @@ def _rocksalt(a: float, M: str):
     return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [M, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
 
 
+def _oxyanion_salt(A: str, B: str, a: float, b: float, c: float, bond: float):
+    """A2BO4 of the beta-K2SO4 structure: K2SO4's fractional positions in the salt's cell, each
+    B-O bond of the asymmetric unit rescaled along its own direction to ``bond``."""
+    import numpy as np
+    from pymatgen.core import Lattice, Structure
+
+    sites = json.loads(PROTOTYPES.read_text())["beta_k2so4"]["sites"]
+    lattice = Lattice.orthorhombic(a, b, c)
+    centre = np.array(next(f for role, _, f in sites if role == "B"))
+    species, coords = [], []
+    for role, _, f in sites:
+        f = np.asarray(f, dtype=float)
+        if role == "O":  # the three O of the asymmetric unit all belong to its one tetrahedron
+            f = centre + (f - centre) * bond / float(np.linalg.norm(lattice.get_cartesian_coords(f - centre)))
+        species.append({"A": A, "B": B, "O": "O"}[role])
+        coords.append(f)
+    return Structure.from_spacegroup("Pnma", lattice, species, coords)
+
+
 def _literature_record(mid: str, structure: Any, reference: str, note: str, kind: str) -> dict[str, Any]:
     prov = {
         "origin": "literature",
@@ -778,6 +798,12 @@ def literature_records(path: Path = LITERATURE) -> list[dict[str, Any]]:
     for M, a, note in spec.get("rocksalt", []):
         out.append(_literature_record(f"lit:rocksalt:{M}O", _rocksalt(a, M), f"Fm-3m, a = {a} A (measured)",
                                       f"{note}: known compound, not relaxed; M-O {a / 2:.3f} A", "rocksalt"))  # fmt: skip
+    for A, B, a, b, c, bond, note in spec.get("oxyanion_salts", []):
+        structure = _oxyanion_salt(A, B, a, b, c, bond)
+        out.append(_literature_record(
+            f"lit:beta_k2so4:{A}2{B}O4", structure,
+            f"Pnma, a = {a} A, b = {b} A, c = {c} A (measured), K2SO4 positions with B-O {bond} A (measured mean)",
+            f"{note}: known compound, not relaxed; {A}-O from {_shortest_bond(structure, A):.3f} A", "beta_k2so4"))  # fmt: skip
     return out
 
 

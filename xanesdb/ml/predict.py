@@ -23,8 +23,9 @@ formula without oxygen: :func:`outside_models_reason`), is answered ``unsure`` w
 A measured spectrum with a strong isolated pre-edge peak (:mod:`xanesdb.xas.preedge`: no
 inversion centre) has O6 ruled out before the answer is taken, a Ti, V or Cr spectrum with no
 strong pre-edge at all its low-coordinated classes, and its row says so in ``note``; where the
-classes ruled out held :data:`RULED_OUT_MAX` of the probability or more, the answer is ``unsure``. A spectrum that cannot be prepared gets a
-row with its ``error``; the others are still predicted.
+classes ruled out held :data:`RULED_OUT_MAX` of the probability or more, the answer is
+``unsure``. A spectrum that cannot be prepared gets a row with its ``error``; the others are
+still predicted.
 """
 
 from __future__ import annotations
