@@ -79,6 +79,11 @@ def test_presets_cards_and_hash():
         get_preset("bogus")
     assert stages_for_cards(fast) == list(XANES_STAGES)
     assert "screen" in stages_for_cards({**fast, "COREHOLE": "RPA"})
+    # scfwide: scflite's physics over a wider XANES range (kmax 5.0 1/A, ~95 eV), so its own hash
+    lite, wide = preset_cards("scflite"), preset_cards("scfwide")
+    assert lite["XANES"].split()[0] == "3.7" and wide["XANES"] == "5.0 .04 .1"
+    assert {k: v for k, v in wide.items() if k != "XANES"} == {k: v for k, v in lite.items() if k != "XANES"}
+    assert preset_hash_of("scfwide") != preset_hash_of("scflite")
 
 
 def test_preset_with_cards_drops_deletion():

@@ -91,6 +91,10 @@ class FeffPreset:
 #: with SCF 3 A, +7..+9), at about 5x the cost of ``fast`` (229 s against 45 s on busy cores);
 #: ``scflite`` is ``scf`` with a 4.5 A FMS radius: on hematite 17 s against 223 s for ``scf`` on one
 #: core, normalised spectra within RMSE 0.035 (Pearson 0.996) of ``scf`` from -8 to +40 eV.
+#: ``scfwide`` is ``scflite`` with the XANES range to k = 5.0 1/A (95 eV above FEFF's Fermi level
+#: instead of 52): with a self-consistent potential the d0 oxyanions (chromate, vanadate,
+#: orthotitanate) put their pre-edge peak at the Fermi level and the main edge 12-17 eV above it,
+#: so ``scflite`` ends 35-38 eV past their half step, short of the +44.5 eV the aligned models read.
 PRESETS: dict[str, FeffPreset] = {
     "mp": FeffPreset(
         name="mp",
@@ -115,6 +119,12 @@ PRESETS: dict[str, FeffPreset] = {
         radius=8.0,
         user_tag_settings={"_del": ["LDOS"], "SCF": "3.0 0 30 0.2 1", "FMS": "4.5 0"},
         description="SCF 3 A, FMS 4.5 A, FSR core hole, cluster 8 A: the edge region of scf at ~1/10 of its cost.",
+    ),
+    "scfwide": FeffPreset(
+        name="scfwide",
+        radius=8.0,
+        user_tag_settings={"_del": ["LDOS"], "SCF": "3.0 0 30 0.2 1", "FMS": "4.5 0", "XANES": "5.0 .04 .1"},
+        description="scflite with the XANES range to 95 eV above the Fermi level: d0 oxyanions' whole edge.",
     ),
 }
 
