@@ -20,13 +20,14 @@ Recipes compared: the training presets without ``scfwide`` (what shipped before 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
+
+from _report import finish  # benchmarks run as scripts: their folder is on sys.path
 
 RECIPES = {"without scfwide": ("scf", "scflite", "fast"), "with scfwide": ("scf", "scflite", "scfwide", "fast")}
 MEASUREMENT = {"scale": 0.15, "slope_per_100ev": 0.2}  # as scripts/train_shipped_models.py is run
@@ -140,10 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"{unsure} | {wrong} | {seconds:.0f} |")  # fmt: skip
             print(lines[-1], flush=True)
     text = "\n".join(lines + ["", "held-out spectra: absorber, recipe, spectrum, formula, class -> answer"] + detail) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    return 0
+    return finish(text, args.out)
 
 
 if __name__ == "__main__":

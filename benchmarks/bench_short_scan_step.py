@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _report import finish  # benchmarks run as scripts: their folder is on sys.path
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "experimental_dev"
 STARTS = (-150.0, -50.0, -30.0, -20.0)
 ENDS = (60.0, 80.0, 100.0, 120.0, 150.0)
@@ -70,10 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"| {lo:+.0f} | {hi:+.0f} | {len(ours)} | {np.median(athena):.3f} | {np.percentile(athena, 90):.3f} | "
                          f"{np.median(ours):.3f} | {np.percentile(ours, 90):.3f} |")  # fmt: skip
     text = "\n".join(lines) + "\n"
-    print(text, end="")
-    if args.out is not None:
-        args.out.write_text(text)
-    return 0
+    return finish(text, args.out)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _report import finish  # benchmarks run as scripts: their folder is on sys.path
+
 PRE_EDGE_EV = -12.0
 PRE_EDGE_SIGMA_EV = 0.8
 PRE_REGION_EV = (-40.0, -5.0)
@@ -104,10 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{probs} | {r.get('reference_vote', '')} | "
                      f"{r.get('outlier_score', float('nan')):.2f} | {rule} |")  # fmt: skip
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    return 0
+    return finish(text, args.out)
 
 
 if __name__ == "__main__":
