@@ -12,7 +12,7 @@ is given. Fifteen networks a model by default: on the development records five g
 and 7-13 (``benchmarks/results/measured_ensemble_size.txt``).
 
     xanesdb db load-bundled && xanesdb spectra build
-    python scripts/train_shipped_models.py --preset scf,scflite,fast --fidelity scf --calibration k-edge --window=-1,44.5
+    python scripts/train_shipped_models.py --preset scf,scflite,scfwide,fast --fidelity scf --calibration k-edge --window=-1,44.5
 """
 
 from __future__ import annotations
