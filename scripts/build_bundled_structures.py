@@ -19,8 +19,9 @@ Steps (deterministic; the output depends only on the inputs and the CHGNet versi
    step 1 lacks (measured lattice constant, oxygen parameter from Shannon radii), and calcite-type
    carbonates MCO3 of Mn, Fe, Co, Ni (measured a, c; oxygen parameter from the C-O bond), and
    rock-salt FeO and NiO, and the chromate K2CrO4 (beta-K2SO4 structure, the Cr(VI) tetrahedra of
-   the chromates measured as references). ids ``lit:spinel:<formula>``, ``lit:calcite:<formula>``,
-   ``lit:rocksalt:<formula>``, ``lit:beta_k2so4:<formula>``. ``--literature-only`` replaces just these
+   the chromates measured as references), and monoclinic VO2 (M1, the room-temperature phase) from its
+   published positions. ids ``lit:spinel:<formula>``, ``lit:calcite:<formula>``,
+   ``lit:rocksalt:<formula>``, ``lit:beta_k2so4:<formula>``, ``lit:vo2_m1:VO2``. ``--literature-only`` replaces just these
    records in an existing output file (no CHGNet needed).
 4. Optionally (``--check``) every absorber site is labelled with ChemEnv (SimplestChemenvStrategy,
    distance cutoff 1.2, angle cutoff 0.3, the paper's settings) and counts per absorber and class
@@ -765,6 +766,16 @@ def _oxyanion_salt(A: str, B: str, a: float, b: float, c: float, bond: float):
     return Structure.from_spacegroup("Pnma", lattice, species, coords)
 
 
+def _wyckoff_structure(rec: dict[str, Any]):
+    """A structure from its space group, cell and published positions (``wyckoff_structures``)."""
+    from pymatgen.core import Lattice, Structure
+
+    lat = rec["lattice"]
+    lattice = Lattice.from_parameters(lat["a"], lat["b"], lat["c"], lat["alpha"], lat["beta"], lat["gamma"])
+    return Structure.from_spacegroup(rec["spacegroup"], lattice, [el for el, _ in rec["sites"]],
+                                     [xyz for _, xyz in rec["sites"]])  # fmt: skip
+
+
 def _literature_record(mid: str, structure: Any, reference: str, note: str, kind: str) -> dict[str, Any]:
     prov = {
         "origin": "literature",
@@ -798,6 +809,12 @@ def literature_records(path: Path = LITERATURE) -> list[dict[str, Any]]:
     for M, a, note in spec.get("rocksalt", []):
         out.append(_literature_record(f"lit:rocksalt:{M}O", _rocksalt(a, M), f"Fm-3m, a = {a} A (measured)",
                                       f"{note}: known compound, not relaxed; M-O {a / 2:.3f} A", "rocksalt"))  # fmt: skip
+    for rec in spec.get("wyckoff_structures", []):
+        structure = _wyckoff_structure(rec)
+        el = rec["sites"][0][0]
+        out.append(_literature_record(
+            f"lit:{rec['kind']}:{rec['formula']}", structure, rec["reference"],
+            f"{rec['note']}: known compound, not relaxed; {el}-O from {_shortest_bond(structure, el):.3f} A", rec["kind"]))  # fmt: skip
     for A, B, a, b, c, bond, note in spec.get("oxyanion_salts", []):
         structure = _oxyanion_salt(A, B, a, b, c, bond)
         out.append(_literature_record(

@@ -81,7 +81,7 @@ def test_docs_are_valid_with_provenance_and_licence(all_docs):
     lit = {d.material_id: d for d in by_origin["literature"]}
     assert {"lit:spinel:FeAl2O4", "lit:spinel:CoAl2O4", "lit:calcite:MnCO3"} <= set(lit)
     for doc in lit.values():
-        assert doc.material_id.startswith(("lit:spinel:", "lit:calcite:", "lit:rocksalt:", "lit:beta_k2so4:"))
+        assert doc.material_id.startswith(("lit:spinel:", "lit:calcite:", "lit:rocksalt:", "lit:beta_k2so4:", "lit:vo2_m1:"))
         assert "literature" in doc.tags
         assert "measured" in doc.provenance.reference and "not relaxed" in doc.provenance.note
     from pymatgen.core import Structure
@@ -96,6 +96,7 @@ def test_docs_are_valid_with_provenance_and_licence(all_docs):
     assert abs(bond("lit:calcite:MnCO3", "Mn") - 2.19) < 0.02  # rhodochrosite Mn-O
     assert abs(bond("lit:beta_k2so4:K2CrO4", "Cr") - 1.65) < 0.005  # chromate Cr(VI)-O
     assert bond("lit:beta_k2so4:K2CrO4", "K") > 2.6  # K-O 2.7-3.2 A in K2CrO4
+    assert abs(bond("lit:vo2_m1:VO2", "V") - 1.76) < 0.01  # the short V-O bond of monoclinic VO2
 
 
 def test_no_non_oxides_and_ids_unique(all_docs):
