@@ -198,7 +198,7 @@ def predict_spectra(
         # probability the model gave the classes the pre-edge rules out: most of it there, and the
         # spectrum and its pre-edge disagree; the renormalised rest would be an answer of leftovers
         ruled = float(p[~ok].sum())
-        read_as = ", ".join(f"{c} {v:.2f}" for c, v in zip(doc.classes, p) if v >= 0.005 and c in np.asarray(doc.classes)[~ok])
+        read_as = ", ".join(f"{c} {v:.2f}" for c, v, kept in zip(doc.classes, p, ok) if not kept and v >= 0.005)
         if not ok.all() and (p * ok).sum() > 0:
             p = p * ok / (p * ok).sum()
         best = int(np.argmax(p))
