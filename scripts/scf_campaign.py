@@ -8,7 +8,7 @@ has a ``fast`` twin and the sample stays balanced however long the campaign runs
 with the fewest symmetry-unique absorber sites come first (all their labelled sites are run).
 Resumable: computed tasks are skipped (the database is the state).
 
-    python scripts/scf_campaign.py --rounds 20 --workers 2 [--elements Fe,Mn,...] [--preset scflite]
+    python scripts/scf_campaign.py --rounds 20 --workers 2 [--elements Fe,Mn,...] [--preset scflite|scfwide]
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--elements", default=",".join(ELEMENTS))
     ap.add_argument("--timeout", type=float, default=1200.0)
-    ap.add_argument("--preset", default="scf", help="scf or scflite (same recipe, 4.5 A FMS, ~10x faster)")
+    ap.add_argument("--preset", default="scf",
+                    help="scf, scflite (same recipe, 4.5 A FMS, ~10x faster) or scfwide (scflite to 95 eV above the edge)")
     args = ap.parse_args(argv)
     elements = [e.strip() for e in args.elements.split(",") if e.strip()]
     settings = get_settings()
