@@ -18,10 +18,11 @@ Steps (deterministic; the output depends only on the inputs and the CHGNet versi
    Fe(II), Mn(II), Co(II) and octahedral Cr(III), V(III), Fe(III), Co(III), Mn(III/IV) sites that
    step 1 lacks (measured lattice constant, oxygen parameter from Shannon radii), and calcite-type
    carbonates MCO3 of Mn, Fe, Co, Ni (measured a, c; oxygen parameter from the C-O bond), and
-   rock-salt FeO and NiO, and the chromate K2CrO4 (beta-K2SO4 structure, the Cr(VI) tetrahedra of
-   the chromates measured as references), and monoclinic VO2 (M1, the room-temperature phase) from its
+   rock-salt FeO and NiO, the chromate K2CrO4 (beta-K2SO4 structure, the Cr(VI) tetrahedra of the
+   chromates measured as references), and monoclinic VO2 (M1, the room-temperature phase) from its
    published positions. ids ``lit:spinel:<formula>``, ``lit:calcite:<formula>``,
-   ``lit:rocksalt:<formula>``, ``lit:beta_k2so4:<formula>``, ``lit:vo2_m1:VO2``. ``--literature-only`` replaces just these
+   ``lit:rocksalt:<formula>``, ``lit:beta_k2so4:<formula>``, ``lit:vo2_m1:VO2``.
+   ``--literature-only`` replaces just these
    records in an existing output file (no CHGNet needed).
 4. Optionally (``--check``) every absorber site is labelled with ChemEnv (SimplestChemenvStrategy,
    distance cutoff 1.2, angle cutoff 0.3, the paper's settings) and counts per absorber and class
