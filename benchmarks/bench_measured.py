@@ -49,6 +49,9 @@ CONFIGS: dict[str, tuple] = {
     # the shipped recipe's measurement model: edge-step errors of 15 %, post-edge slopes of 0.2 per 100 eV
     "aligned-scf+fast2scf-calibrated-measured15-edge": ("aligned", ("scf", "scflite", "fast"), ("measured",), "auto", "scf",
                                                         {"scale": 0.15, "slope_per_100ev": 0.2}, (-1.0, 44.5), "k-edge"),
+    # the same with the scfwide spectra (Ti, V, Cr), as the models that ship now are trained
+    "aligned-scfwide+fast2scf-calibrated-measured15-edge": ("aligned", ("scf", "scflite", "scfwide", "fast"), ("measured",), "auto",
+                                                            "scf", {"scale": 0.15, "slope_per_100ev": 0.2}, (-1.0, 44.5), "k-edge"),
     "aligned-scf+fast2scf-calibrated-measured+residuals-edge": ("aligned", ("scf", "scflite", "fast"), ("measured",), "auto", "scf", "residuals", (-1.0, 44.5), "k-edge"),
     "aligned-scf+fast2scf-calibrated-none-edge": ("aligned", ("scf", "scflite", "fast"), (), "auto", "scf", None, (-1.0, 44.5), "k-edge"),
 }
