@@ -139,6 +139,7 @@ def predict_spectra(
     # for Ti, V, Cr the low-coordinated classes when there is no strong pre-edge at all
     allowed = np.ones((len(X), len(doc.classes)), dtype=bool)
     notes: list[str | None] = []
+    rules: list[str | None] = []  # what the pre-edge ruled out, in words (also the first part of the note)
     for k, (_, prep, s) in enumerate(ready):
         why = None
         if representation_of(doc) == "aligned":
@@ -157,6 +158,7 @@ def predict_spectra(
                 allowed[k, [doc.classes.index(c) for c in out]] = False
         fluo = fluorescence_note(s)
         edges = other_edges_note(prep.get("other_edges"))
+        rules.append(why)
         notes.append("; ".join(w for w in (why, fluo, edges) if w) or None)
     calib = doc.metrics.get("calibration") or {}
     T = float(calib.get("temperature", 1.0))
@@ -192,8 +194,8 @@ def predict_spectra(
     near_idx, near_d = refs.nearest(X) if refs is not None else (None, None)
     outlier = OutlierTest(**doc.metrics["outlier_test"]) if doc.metrics.get("outlier_test") else None
     scores = outlier.score(X) if outlier is not None else np.zeros(len(X))
-    for j, ((i, prep, _), p, praw, pk, sc, x, flip, ok, note, not_oxide) in enumerate(
-        zip(ready, Pc, mean, P, scores, X, flips, allowed, notes, outside)
+    for j, ((i, prep, _), p, praw, pk, sc, x, flip, ok, note, rule, not_oxide) in enumerate(
+        zip(ready, Pc, mean, P, scores, X, flips, allowed, notes, rules, outside)
     ):
         # probability the model gave the classes the pre-edge rules out: most of it there, and the
         # spectrum and its pre-edge disagree; the renormalised rest would be an answer of leftovers
@@ -208,7 +210,7 @@ def predict_spectra(
         elif sc > 1.0:
             reason = outlier.explain(x)
         elif ruled >= RULED_OUT_MAX:
-            reason = f"the model reads the spectrum as {read_as}, which its pre-edge rules out ({note.split(';')[0]})"
+            reason = f"the model reads the spectrum as {read_as}, which its pre-edge rules out ({rule})"
         elif p[best] < min_confidence or flip:
             reason = ("most readings of the spectrum shifted by "
                       f"{min(TTA_SHIFTS_EV):+g}..{max(TTA_SHIFTS_EV):+g} eV (calibration uncertainty) give another class: "
