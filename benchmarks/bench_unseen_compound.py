@@ -31,6 +31,7 @@ from _report import finish  # benchmarks run as scripts: their folder is on sys.
 PRE_EDGE_EV = -12.0
 PRE_EDGE_SIGMA_EV = 0.8
 PRE_REGION_EV = (-40.0, -5.0)
+HALF_STEP_ABOVE_EDGE_EV = 12.0  # where a measured half step lies above the tabulated K edge (default --e0)
 
 
 def measured_like(query: dict, card: dict) -> list[tuple[str, str, str, np.ndarray]]:
@@ -71,12 +72,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--query", required=True, help="JSON filter of the spectra (one absorber)")
     ap.add_argument("--pre-edge", default="0,0.35,0.45,0.6,0.9", help="heights of the pre-edge peak put in front")
-    ap.add_argument("--e0", type=float, default=6000.0, help="absolute energy given to the half step (eV)")
+    ap.add_argument("--e0", type=float, default=None,
+                    help="absolute energy given to the half step (eV); default 12 eV above the absorber's tabulated K "
+                         "edge, so that predict reads the absorber from it as from a measurement")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     query = json.loads(args.query)
     absorber = query.get("element")
+    if absorber is None:
+        ap.error("--query must name the absorber: {\"element\": ...}")
     card = json.loads((shipped_model_dir(absorber) / "card.json").read_text())
+    if args.e0 is None:
+        from xanesdb.xas.edges import edge_energy_of
+
+        args.e0 = round(edge_energy_of(absorber) + HALF_STEP_ABOVE_EDGE_EV, 1)
     heights = [float(h) for h in args.pre_edge.split(",")]
     copies = measured_like(query, card)
     lines = [f"# XANESDB_HOME=<database with the compound only> python benchmarks/bench_unseen_compound.py --query '{args.query}' "
@@ -95,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
                 files.append(str(f))
                 meta.append((sid, preset, label, h))
         rows = xanesdb.predict(files).to_dict("records")
+    used = sorted({str(r.get("model")) for r in rows if not r.get("error")})
+    if used and used != [str(card.get("run_id"))]:
+        lines.insert(2, f"# WARNING: predict answered with {', '.join(used)}, not the {absorber} model: check --e0")
     for (sid, preset, label, h), r in zip(meta, rows):
         if r.get("error"):
             lines.append(f"| {sid} | {preset} | {label} | {h:g} | | error: {r['error']} | | | | | | |")
