@@ -12,9 +12,12 @@ with its own pre-edge and a zero level put in front down to 45 eV below the half
 rules, the calibrated networks, the reference vote and the outlier test, as for a user's file.
 
 Recipes compared: the training presets without ``scfwide`` (what shipped before it) and with it.
+``--preset scflite`` asks the same of the late metals' ``scflite`` spectra (held out, read, and left
+out of the "without" recipe), whose training otherwise leans on ``fast`` spectra corrected towards
+``scf``.
 
     XANESDB_HOME=<bundled database with scfwide tasks, spectra built> python benchmarks/bench_scf_heldout.py \\
-        [--elements Ti,V,Cr] [--folds 4] [--n-models 5] [--out benchmarks/results/scf_heldout.txt]
+        [--elements Ti,V,Cr] [--folds 4] [--n-models 5] [--preset scfwide|scflite] [--out benchmarks/results/scf_heldout.txt]
 """
 
 from __future__ import annotations
@@ -29,17 +32,23 @@ import numpy as np
 
 from _report import finish  # benchmarks run as scripts: their folder is on sys.path
 
-RECIPES = {"without scfwide": ("scf", "scflite", "fast"), "with scfwide": ("scf", "scflite", "scfwide", "fast")}
+#: the shipped recipe's training presets; a run compares them without and with the held-out preset
+TRAINING_PRESETS = ("scf", "scflite", "scfwide", "fast")
 MEASUREMENT = {"scale": 0.15, "slope_per_100ev": 0.2}  # as scripts/train_shipped_models.py is run
 CLASSES = ("T4", "S5", "O6")
 ZERO_FROM_EV = -45.0
 HALF_STEP_ABOVE_TABLE_EV = 12.0  # where the held-out spectra's half step is put above the tabulated K edge
 
 
-def heldout_spectra(db, element: str) -> list[dict]:
-    """The element's ``scfwide`` spectra (not duplicates, classes T4/S5/O6) with their FEFF output."""
+def recipes(preset: str) -> dict[str, tuple[str, ...]]:
+    """The training presets without and with ``preset`` (the preset whose spectra are read held out)."""
+    return {f"without {preset}": tuple(p for p in TRAINING_PRESETS if p != preset), f"with {preset}": TRAINING_PRESETS}
+
+
+def heldout_spectra(db, element: str, preset: str = "scfwide") -> list[dict]:
+    """The element's spectra of ``preset`` (not duplicates, classes T4/S5/O6) with their FEFF output."""
     docs = list(db["spectra"].find(
-        {"element": element, "preset": "scfwide", "duplicate_of": None, "state": {"$ne": "failed"},
+        {"element": element, "preset": preset, "duplicate_of": None, "state": {"$ne": "failed"},
          "lce_class": {"$in": list(CLASSES)}},
         {"_id": 0, "spectrum_id": 1, "task_id": 1, "material_id": 1, "lce_class": 1, "formula": 1}))  # fmt: skip
     tasks = {t["task_id"]: t for t in db["feff_tasks"].find(
@@ -95,25 +104,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--n-models", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--preset", default="scfwide", choices=("scfwide", "scflite"),
+                    help="the SCF preset whose spectra are read held out (and left out of the 'without' recipe)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     db = get_database()
     calibration = load_calibration("k-edge")
-    lines = [f"# XANESDB_HOME=<bundled database with scfwide tasks> python benchmarks/bench_scf_heldout.py --elements "
-             f"{args.elements} --folds {args.folds} --n-models {args.n_models} --seed {args.seed}",
-             "# each held-out material's scfwide spectrum, mapped to a measurement by the k-edge calibration, read by "
+    lines = [f"# XANESDB_HOME=<bundled database with {args.preset} tasks> python benchmarks/bench_scf_heldout.py --elements "
+             f"{args.elements} --folds {args.folds} --n-models {args.n_models} --seed {args.seed} --preset {args.preset}",
+             f"# each held-out material's {args.preset} spectrum, mapped to a measurement by the k-edge calibration, read by "
              "models of the shipped recipe trained without that material (fold by fold)",
              "| absorber | recipe | held-out spectra (T4/S5/O6) | T4 right | S5 right | O6 right | unsure | wrong with p > 0.9 | "
              "train s |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     detail: list[str] = []
     for el in [e for e in args.elements.split(",") if e]:
-        records = heldout_spectra(db, el)
+        records = heldout_spectra(db, el, args.preset)
         if not records:
-            print(f"{el}: no scfwide spectra", flush=True)
+            print(f"{el}: no {args.preset} spectra", flush=True)
             continue
         counts = Counter(r["lce_class"] for r in records)
         folds = folds_of(records, args.folds)
-        for name, presets in RECIPES.items():
+        for name, presets in recipes(args.preset).items():
             right, unsure, wrong, seconds = Counter(), 0, 0, 0.0
             for fold in folds:
                 query = {"element": el, "edge": "K", "source": "xanesdb", "preset": {"$in": list(presets)},

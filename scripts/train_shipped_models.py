@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                          "for the absorbers with computed 'other' sites; lce_class: the paper's three classes only.")
     ap.add_argument("--measurement", default="",
                     help='Changes to the measurement model, as JSON (e.g. \'{"scale": 0.15}\'); default: the calibration\'s ranges.')
+    ap.add_argument("--class-weight", default="balanced", choices=("balanced", "none"),
+                    help="balanced: each class weighs as much in the loss whatever its number of spectra; none: each spectrum alike.")
     ap.add_argument("--pooled", action="store_true",
                     help="One model on the spectra of all --elements together (folder all-K-aligned).")
     args = ap.parse_args(argv)
@@ -72,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             query, label = {**{k: v for k, v in query.items() if k != "site_class"},
                             "lce_class": {"$in": list(LCE_CLASSES.values())}}, "lce_class"  # fmt: skip
         config = TrainConfig(kind=args.kind, representation="aligned", augment=("measured",), n_models=args.n_models,
-                             epochs=args.epochs, min_steps=args.min_steps, class_weight="balanced", curves=False,
+                             epochs=args.epochs, min_steps=args.min_steps,
+                             class_weight=None if args.class_weight == "none" else args.class_weight, curves=False,
                              seed=args.seed, fidelity=args.fidelity or None,
                              calibration=args.calibration or None,
                              measurement=json.loads(args.measurement) if args.measurement else None,
