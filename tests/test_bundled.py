@@ -81,7 +81,7 @@ def test_docs_are_valid_with_provenance_and_licence(all_docs):
     lit = {d.material_id: d for d in by_origin["literature"]}
     assert {"lit:spinel:FeAl2O4", "lit:spinel:CoAl2O4", "lit:calcite:MnCO3"} <= set(lit)
     for doc in lit.values():
-        assert doc.material_id.startswith(("lit:spinel:", "lit:calcite:", "lit:rocksalt:", "lit:beta_k2so4:", "lit:vo2_m1:"))
+        assert doc.material_id.startswith(("lit:spinel:", "lit:calcite:", "lit:rocksalt:", "lit:beta_k2so4:", "lit:vo2_m1:", "lit:zircon:"))
         assert "literature" in doc.tags
         assert "measured" in doc.provenance.reference and "not relaxed" in doc.provenance.note
     from pymatgen.core import Structure
@@ -97,6 +97,8 @@ def test_docs_are_valid_with_provenance_and_licence(all_docs):
     assert abs(bond("lit:beta_k2so4:K2CrO4", "Cr") - 1.65) < 0.005  # chromate Cr(VI)-O
     assert bond("lit:beta_k2so4:K2CrO4", "K") > 2.6  # K-O 2.7-3.2 A in K2CrO4
     assert abs(bond("lit:vo2_m1:VO2", "V") - 1.76) < 0.01  # the short V-O bond of monoclinic VO2
+    assert abs(bond("lit:zircon:YVO4", "V") - 1.709) < 0.01  # orthovanadate V(V)-O, measured 1.709 A
+    assert abs(bond("lit:zircon:YVO4", "Y") - 2.291) < 0.01  # the shorter Y-O of YVO4, measured 2.291 A
 
 
 def test_no_non_oxides_and_ids_unique(all_docs):
