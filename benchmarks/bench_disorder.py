@@ -391,7 +391,7 @@ def cmd_msd(args) -> None:
     from bench_measured import load_records
 
     recs = [(r, s) for r, s in load_records(SHARED) if r["formula"] in ("EuTiO3", "PbTiO3") and r.get("temperature")]
-    Xm = np.stack([align_measured(s.energy, s.mu, name=s.name)["y"] for _, s in recs]).astype("float32")
+    Xm = np.stack([align_measured(s.energy, s.mu)["y"] for _, s in recs]).astype("float32")
     if args.relative:  # each compound's spectra less its lowest temperature's
         for comp in {r["formula"] for r, _ in recs}:
             idx = [i for i, (r, _) in enumerate(recs) if r["formula"] == comp]

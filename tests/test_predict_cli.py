@@ -50,6 +50,7 @@ def _malformed(tmp: Path) -> dict[str, Path]:
         "repeated": "\n".join(f"{a},{b}" for a, b in zip(np.repeat(e[:150], 2), np.repeat(mu[:150], 2))),
         "no_edge": "\n".join(f"{a},{1.0 + 1e-4 * a}" for a in e),
         "unknown_columns": "a b c\n" + "\n".join(f"{a} {b} {b * 2}" for a, b in zip(e, mu)),
+        "short": "\n".join(f"{a},{b}" for a, b in zip(e[:145], mu[:145])),  # ends 24 eV past the edge
     }
     out = {}
     for name, text in files.items():
@@ -76,7 +77,8 @@ def test_batch_with_malformed_files_predicts_the_good_ones(tmp_path, tiny_model,
         by_file.setdefault(r["file"], []).append(r)
     for name, p in bad.items():
         (r,) = by_file[str(p)]
-        assert "error" in r and str(p) in r["error"] and "\n" not in r["error"], (name, r)
+        assert "error" in r and r["error"].count(str(p)) == 1 and "\n" not in r["error"], (name, r)
+    assert "covers" in by_file[str(bad["short"])][0]["error"]
     predicted = by_file[str(good)]
     assert len(predicted) == 5 and all("probabilities" in r for r in predicted)  # the 5 Fe.prj groups
     assert all(r["predicted"] in ("O6", "S5", "T4", "unsure") for r in predicted)

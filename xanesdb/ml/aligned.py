@@ -136,7 +136,7 @@ def load_aligned_dataset(
                 unusable += 1
                 continue
             try:
-                y = align_computed(t["energies"], t["mu"], t.get("mu0") or None, name=d["spectrum_id"])["y"]
+                y = align_computed(t["energies"], t["mu"], t.get("mu0") or None)["y"]
             except ValueError as err:
                 logger.info("left out %s: %s", d["spectrum_id"], err)
                 unusable += 1

@@ -98,7 +98,7 @@ def calibration_pairs(references: list[Reference], settings: XanesdbSettings | N
             raise XanesdbUserError(f"{ref.file}: no K edge of a known absorber at its edge energy")
         name = ref.name or s.name
         try:
-            y = align_measured(s.energy, s.mu, name=name)["y"]
+            y = align_measured(s.energy, s.mu)["y"]
         except ValueError as err:
             raise XanesdbUserError(f"{ref.file}: {err}") from None
         query = {"source": "xanesdb", "material_id": ref.material_id, "element": absorber, "mu_aligned": {"$ne": None}}

@@ -442,7 +442,7 @@ def predict_disorder(doc: Any, model: Any, spectra: Sequence[Any], reference: An
     ref = None
     if info["relative"]:
         try:
-            ref = align_measured(reference.energy, reference.mu, name=reference.name)["y"]
+            ref = align_measured(reference.energy, reference.mu)["y"]
         except ValueError as err:
             raise XanesdbUserError(f"reference {reference.name}: {str(err).splitlines()[0]}") from None
     rows, X, idx = [], [], []
@@ -455,7 +455,7 @@ def predict_disorder(doc: Any, model: Any, spectra: Sequence[Any], reference: An
             rows.append(row)
             continue
         try:
-            y = align_measured(s.energy, s.mu, name=s.name)["y"]
+            y = align_measured(s.energy, s.mu)["y"]
         except ValueError as err:
             row["error"] = f"{s.name}: {str(err).splitlines()[0]}"
             rows.append(row)

@@ -54,7 +54,7 @@ def prepare(doc: TrainingRunDoc, spectrum: MeasuredSpectrum, align: str = "auto"
         if align not in ("auto", "halfstep"):
             raise XanesdbUserError(f"model {doc.run_id} reads aligned spectra; use --align auto (not {align!r})")
         try:
-            a = align_measured(e, mu, name=name)
+            a = align_measured(e, mu)
         except ValueError as err:
             raise XanesdbUserError(f"{name}: {err}") from None
         out = {"x": a["y"], "e0": a["e0"], "e_half": a["e_half"], "edge_step": a["edge_step"],

@@ -494,7 +494,7 @@ def fractions_of_measured(net: Any, spectra: list) -> list[dict[str, Any]]:
     for s in spectra:
         row: dict[str, Any] = {"name": s.name, "file": getattr(s, "path", None), "absorber": s.absorber}
         try:
-            a = align_measured(np.asarray(s.energy, dtype=float), np.asarray(s.mu, dtype=float), name=s.name)
+            a = align_measured(np.asarray(s.energy, dtype=float), np.asarray(s.mu, dtype=float))
         except ValueError as err:
             row["error"] = f"{s.name}: {err}"
         else:

@@ -80,10 +80,10 @@ def prepare_query(spectrum: MeasuredSpectrum, max_shift_ev: float = 3.0, compute
     mu0 = None if computed_as_measured else _feff_mu0(spectrum)
     try:
         if mu0 is not None:
-            a = align_computed(e, mu, mu0, name=name)
+            a = align_computed(e, mu, mu0)
             n = normalize_computed(e, mu, mu0)  # the normalisation align_computed applied
         else:
-            a = align_measured(e, mu, name=name)
+            a = align_measured(e, mu)
             n = normalize_measured(e, mu)  # the normalisation align_measured applied
     except ValueError as err:
         raise XanesdbUserError(f"{name}: {err}") from None

@@ -36,27 +36,29 @@ class AlignedSpectrum(dict):
     """``{"y", "e_half", "e0", "edge_step", "extrapolated_ev"}`` of one spectrum on the grid."""
 
 
-def _on_grid(e: np.ndarray, norm: np.ndarray, e_half: float, name: str) -> tuple[np.ndarray, float]:
+def _on_grid(e: np.ndarray, norm: np.ndarray, e_half: float) -> tuple[np.ndarray, float]:
+    """The curve on the grid and how far the grid reaches past it; ValueError when it misses by more than
+    :data:`MAX_EXTRAPOLATE_EV` (a message without the spectrum's name: callers say which spectrum)."""
     target = ALIGNED_GRID + e_half
     miss = max(0.0, e[0] - target[0]) + max(0.0, target[-1] - e[-1])
     if e[0] - target[0] > MAX_EXTRAPOLATE_EV or target[-1] - e[-1] > MAX_EXTRAPOLATE_EV:
         raise ValueError(
-            f"{name} covers {e[0] - e_half:+.1f}..{e[-1] - e_half:+.1f} eV around its half step, "
+            f"covers {e[0] - e_half:+.1f}..{e[-1] - e_half:+.1f} eV around its half step, "
             f"the models need {ALIGNED_GRID[0]:+.0f}..{ALIGNED_GRID[-1]:+.1f} eV"
         )
     return np.interp(target, e, norm).astype(np.float32), float(miss)
 
 
-def align_computed(energies, mu, mu0=None, name: str = "spectrum") -> AlignedSpectrum:
+def align_computed(energies, mu, mu0=None) -> AlignedSpectrum:
     """A computed (FEFF) spectrum on the aligned grid."""
     e = np.asarray(energies, dtype=float)
     n = normalize_computed(e, mu, mu0)
     e_half = half_step_energy(e, n.norm, e0=n.e0)
-    y, miss = _on_grid(e, n.norm, e_half, name)
+    y, miss = _on_grid(e, n.norm, e_half)
     return AlignedSpectrum(y=y, e_half=e_half, e0=n.e0, edge_step=n.edge_step, extrapolated_ev=miss)
 
 
-def align_measured(energies, mu, name: str = "spectrum", e0: float | None = None) -> AlignedSpectrum:
+def align_measured(energies, mu, e0: float | None = None) -> AlignedSpectrum:
     """A measured spectrum on the aligned grid (Athena-style normalisation first, or none when it is
     already normalised: :func:`xanesdb.xas.normalize.normalize_measured`; ``normalised_as_given``), with its
     pre-edge peak (:func:`xanesdb.xas.preedge.find_preedge_peak`: ``preedge_height``, ``preedge_ev``) and
@@ -66,7 +68,7 @@ def align_measured(energies, mu, name: str = "spectrum", e0: float | None = None
 
     n = normalize_measured(e, mu, e0)
     e_half = half_step_energy(e, n.norm, e0=n.e0)
-    y, miss = _on_grid(e, n.norm, e_half, name)
+    y, miss = _on_grid(e, n.norm, e_half)
     peak = find_preedge_peak(e, n.norm, e_half)
     return AlignedSpectrum(y=y, e_half=e_half, e0=n.e0, edge_step=n.edge_step, extrapolated_ev=miss,
                            pre_range=n.pre_range, norm_range=n.norm_range, nnorm=n.nnorm,

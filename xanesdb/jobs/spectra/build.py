@@ -197,8 +197,7 @@ def _aligned_fields(task: dict) -> dict[str, Any]:
     """``e_half``, ``edge_step``, ``aligned_grid``, ``mu_aligned`` of a task (:mod:`xanesdb.xas.align`)."""
     out: dict[str, Any] = {"aligned_grid": ALIGNED_GRID_NAME}
     try:
-        a = align_computed(task.get("energies") or [], task.get("mu") or [], task.get("mu0") or None,
-                           name=task["task_id"])  # fmt: skip
+        a = align_computed(task.get("energies") or [], task.get("mu") or [], task.get("mu0") or None)
     except ValueError:
         return {**out, "mu_aligned": None}
     return {**out, "e_half": round(a["e_half"], 4), "edge_step": round(a["edge_step"], 6),
