@@ -287,6 +287,23 @@ def test_align_computed_puts_the_half_step_at_zero():
     assert abs(np.interp(0.0, ALIGNED_GRID, a["y"]) - 0.5) < 0.05
 
 
+def test_align_takes_computed_spectra_that_start_just_below_the_model_window():
+    """FEFF's fast preset starts some sites 1.9-2.0 eV below the half step: they reach -1 eV, where the
+    shipped models' input begins, so they are aligned (held below their start); a spectrum that starts
+    above -1 eV is not."""
+    from xanesdb.ml.aligned import ALIGNED_GRID, align_computed
+
+    e = np.arange(7110.5, 7170.0, 0.25)  # half step at about 7112: starts 1.5 eV below it
+    a = align_computed(e, _edge(e))
+    assert 3.0 < a["extrapolated_ev"] < 4.0
+    assert np.all(a["y"][ALIGNED_GRID < -2.0] == a["y"][0])  # held at its first value
+    short = e < 7142.0  # ends 30 eV above the half step: off the grid
+    with pytest.raises(ValueError, match=r"models need -1\.\.\+41\.5 eV"):
+        align_computed(e[short], _edge(e[short]))
+    b = align_computed(e[short], _edge(e[short]), off_grid_ok=True)  # what `spectra build` keeps of it
+    assert b["y"] is None and abs(b["e_half"] - a["e_half"]) < 0.5
+
+
 def test_align_measured_refuses_short_spectra():
     from xanesdb.ml.aligned import align_measured
 

@@ -48,7 +48,7 @@ class SpectrumDoc(XanesdbDoc):
     energies: list[float] = Field(..., description="Grid energies (eV), 100 points.")
     mu: list[float] = Field(..., description="mu on the grid, scaled to max 1.")
     e0: float | None = Field(None, description="Edge energy of the raw spectrum (eV), largest dmu/dE (places the absolute grid).")
-    e_half: float | None = Field(None, description="Half-step energy (eV), the origin of mu_aligned.")
+    e_half: float | None = Field(None, description="Half-step energy (eV), the origin of mu_aligned (kept also where the spectrum does not cover the aligned grid).")
     edge_step: float | None = Field(None, description="Edge step of the Athena-style normalisation of the raw spectrum.")
     aligned_grid: str | None = Field(None, description="Aligned grid of mu_aligned (e.g. 'halfstep-rel-v1'); None before it was computed.")
     mu_aligned: list[float] | None = Field(

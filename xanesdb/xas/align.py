@@ -21,15 +21,21 @@ import numpy as np
 
 from xanesdb.xas.normalize import half_step_energy, normalize_computed, normalize_measured
 
-__all__ = ["ALIGNED_GRID", "ALIGNED_GRID_NAME", "MAX_EXTRAPOLATE_EV", "AlignedSpectrum", "align_computed",
+__all__ = ["ALIGNED_GRID", "ALIGNED_GRID_NAME", "MAX_EXTRAPOLATE_BELOW_EV", "MAX_EXTRAPOLATE_EV", "AlignedSpectrum", "align_computed",
            "align_measured"]  # fmt: skip
 
 #: energies relative to the half-step point (eV): 100 points, 0.5 eV apart
 ALIGNED_GRID = np.round(np.arange(100) * 0.5 - 5.0, 6)
 #: the name models record for this representation
 ALIGNED_GRID_NAME = "halfstep-rel-v1"
-#: a spectrum may miss the grid by this much at either end (held at its end value)
+#: a spectrum may miss the grid by this much at its high end (held at its end value)
 MAX_EXTRAPOLATE_EV = 3.0
+#: and by this much at its low end: down to -1 eV, where the input window of the aligned models that
+#: ship begins (``--window=-1,44.5``), so they read nothing held. FEFF's ``fast`` preset starts 1.9-2.0 eV
+#: below the half step for about one site in ten (Cu(II) and carbonate sites most), which the 3 eV of
+#: the high end left off the grid. The held values below it matter only to search and to models
+#: trained without a window; ``extrapolated_ev`` reports them on every prediction.
+MAX_EXTRAPOLATE_BELOW_EV = 4.0
 
 
 class AlignedSpectrum(dict):
@@ -38,23 +44,30 @@ class AlignedSpectrum(dict):
 
 def _on_grid(e: np.ndarray, norm: np.ndarray, e_half: float) -> tuple[np.ndarray, float]:
     """The curve on the grid and how far the grid reaches past it; ValueError when it misses by more than
-    :data:`MAX_EXTRAPOLATE_EV` (a message without the spectrum's name: callers say which spectrum)."""
+    :data:`MAX_EXTRAPOLATE_BELOW_EV` below or :data:`MAX_EXTRAPOLATE_EV` above (a message without the
+    spectrum's name: callers say which spectrum)."""
     target = ALIGNED_GRID + e_half
     miss = max(0.0, e[0] - target[0]) + max(0.0, target[-1] - e[-1])
-    if e[0] - target[0] > MAX_EXTRAPOLATE_EV or target[-1] - e[-1] > MAX_EXTRAPOLATE_EV:
+    if e[0] - target[0] > MAX_EXTRAPOLATE_BELOW_EV or target[-1] - e[-1] > MAX_EXTRAPOLATE_EV:
         raise ValueError(
-            f"covers {e[0] - e_half:+.1f}..{e[-1] - e_half:+.1f} eV around its half step, "
-            f"the models need {ALIGNED_GRID[0]:+.0f}..{ALIGNED_GRID[-1]:+.1f} eV"
+            f"covers {e[0] - e_half:+.1f}..{e[-1] - e_half:+.1f} eV around its half step, the models need "
+            f"{ALIGNED_GRID[0] + MAX_EXTRAPOLATE_BELOW_EV:+.0f}..{ALIGNED_GRID[-1] - MAX_EXTRAPOLATE_EV:+.1f} eV"
         )
     return np.interp(target, e, norm).astype(np.float32), float(miss)
 
 
-def align_computed(energies, mu, mu0=None) -> AlignedSpectrum:
-    """A computed (FEFF) spectrum on the aligned grid."""
+def align_computed(energies, mu, mu0=None, *, off_grid_ok: bool = False) -> AlignedSpectrum:
+    """A computed (FEFF) spectrum on the aligned grid; with ``off_grid_ok``, one that does not cover
+    it comes back with ``y`` None (and its half step and edge step) instead of a ValueError."""
     e = np.asarray(energies, dtype=float)
     n = normalize_computed(e, mu, mu0)
     e_half = half_step_energy(e, n.norm, e0=n.e0)
-    y, miss = _on_grid(e, n.norm, e_half)
+    try:
+        y, miss = _on_grid(e, n.norm, e_half)
+    except ValueError:
+        if not off_grid_ok:
+            raise
+        y, miss = None, float("nan")
     return AlignedSpectrum(y=y, e_half=e_half, e0=n.e0, edge_step=n.edge_step, extrapolated_ev=miss)
 
 
