@@ -232,6 +232,17 @@ def test_build_dedup_and_incremental_rerun(db_settings):
     db["feff_tasks"].update_one({"task_id": data["noisy"].task_id}, {"$set": {"state": "failed"}})
     fourth = build_spectra(db_settings)
     assert fourth.removed == 1 and db["spectra"].find_one({"task_id": data["noisy"].task_id}) is None
+    # a spectrum an older, stricter coverage rule left off the aligned grid (no half step kept) is
+    # aligned again, once (tasks[0] is left out: its task was stamped 5 s ahead above)
+    sid = spectrum_id(data["tasks"][1].task_id)
+    db["spectra"].update_one({"spectrum_id": sid}, {"$set": {"e_half": None, "mu_aligned": None}})
+    stamp = db["spectra"].find_one({"spectrum_id": sid})["last_updated"]
+    build_spectra(db_settings)
+    doc = db["spectra"].find_one({"spectrum_id": sid})
+    assert doc["last_updated"] > stamp and doc["e_half"] is not None and doc["mu_aligned"] is not None
+    build_spectra(db_settings)
+    assert db["spectra"].find_one({"spectrum_id": sid})["last_updated"] == doc["last_updated"]
+    assert db["spectra"].count_documents({"state": "successful", "e_half": None}) == 0
 
 
 @pytest.mark.integration
