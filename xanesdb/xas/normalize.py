@@ -367,7 +367,7 @@ def pre_edge(
         raise ValueError(f"the signal falls at the edge at {e0:.1f} eV (step {step:.3g}) instead of rising: it is a "
                          "transmitted intensity or -mu, not mu; give the mu column, or mu from two channels "
                          "(--mu-col 'ln(I0/It)')")  # fmt: skip
-    if not step > 0.02 * float(np.ptp(m)):
+    if not step > 0.02 * float(np.ptp(m)) or float(np.ptp(m)) == 0.0:  # a constant signal: a step of rounding error
         raise ValueError(f"edge step {step:.3g} is not positive or is under 2 % of the signal's range: "
                          f"no absorption edge at {e0:.1f} eV")
     return Normalized(
