@@ -32,8 +32,8 @@ ALIGNED_GRID_NAME = "halfstep-rel-v1"
 MAX_EXTRAPOLATE_EV = 3.0
 #: and by this much at its low end: down to -1 eV, where the input window of the aligned models that
 #: ship begins (``--window=-1,44.5``), so they read nothing held. FEFF's ``fast`` preset starts 1.9-2.0 eV
-#: below the half step for about one site in ten (Cu(II) and carbonate sites most), which the 3 eV of
-#: the high end left off the grid. The held values below it matter only to search and to models
+#: below the half step for about one site in ten (Cu(II) and carbonate sites most), which a 3 eV
+#: allowance at this end too left off the grid. The held values below it matter only to search and to models
 #: trained without a window; ``extrapolated_ev`` reports them on every prediction.
 MAX_EXTRAPOLATE_BELOW_EV = 4.0
 

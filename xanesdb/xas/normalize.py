@@ -363,11 +363,12 @@ def pre_edge(
         raise ValueError(f"too few points from {n1:.0f} to {n2:.0f} eV above e0 for the post-edge fit")
     post_curve = np.polyval(post_coef, e)
     step = float(np.polyval(post_coef, e0) - np.polyval(pre_coef, e0))
-    if float(np.ptp(m)) > 0 and step < -0.2 * float(np.ptp(m)):  # a real edge, upside down (not a flat line)
+    span = float(np.ptp(m))  # the signal's range
+    if span > 0 and step < -0.2 * span:  # a real edge, upside down (not a flat line)
         raise ValueError(f"the signal falls at the edge at {e0:.1f} eV (step {step:.3g}) instead of rising: it is a "
                          "transmitted intensity or -mu, not mu; give the mu column, or mu from two channels "
                          "(--mu-col 'ln(I0/It)')")  # fmt: skip
-    if not step > 0.02 * float(np.ptp(m)) or float(np.ptp(m)) == 0.0:  # a constant signal: a step of rounding error
+    if not step > 0.02 * span or span == 0.0:  # a constant signal: a step of rounding error
         raise ValueError(f"edge step {step:.3g} is not positive or is under 2 % of the signal's range: "
                          f"no absorption edge at {e0:.1f} eV")
     return Normalized(
