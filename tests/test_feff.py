@@ -84,6 +84,12 @@ def test_presets_cards_and_hash():
     assert lite["XANES"].split()[0] == "3.7" and wide["XANES"] == "5.0 .04 .1"
     assert {k: v for k, v in wide.items() if k != "XANES"} == {k: v for k, v in lite.items() if k != "XANES"}
     assert preset_hash_of("scfwide") != preset_hash_of("scflite")
+    # scfrpa: scflite's physics with an RPA-screened core hole, which needs FEFF10's SCREEN stage
+    rpa = preset_cards("scfrpa")
+    assert rpa["COREHOLE"] == "RPA" and lite["COREHOLE"] == "FSR"
+    assert {k: v for k, v in rpa.items() if k != "COREHOLE"} == {k: v for k, v in lite.items() if k != "COREHOLE"}
+    assert "screen" in stages_for_cards(rpa) and "screen" not in stages_for_cards(lite)
+    assert preset_hash_of("scfrpa") not in {preset_hash_of(p) for p in ("scflite", "scfwide", "scf", "fast", "mp")}
 
 
 def test_preset_with_cards_drops_deletion():

@@ -61,7 +61,7 @@ class XanesdbSettings(BaseSettings):
             "When unset, FEFF10 from the feff10-rs package runs in a worker process."
         ),
     )
-    FEFF_PRESET: Literal["fast", "scf", "scflite", "scfwide", "mp"] = Field("fast", description="Default FEFF preset.")
+    FEFF_PRESET: Literal["fast", "scf", "scflite", "scfwide", "scfrpa", "mp"] = Field("fast", description="Default FEFF preset.")
     FEFF_TIMEOUT_S: float = Field(
         1800.0, description="Wall-time limit of one FEFF run, in seconds."
     )

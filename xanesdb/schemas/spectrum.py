@@ -13,7 +13,7 @@ __all__ = ["SEPARATE_SCALE_PRESETS", "SpectrumDoc"]
 #: presets of xanesdb's own FEFF runs whose spectra sit on an energy scale of their own (a
 #: self-consistent potential moves edges and features by several eV): they get their own grids
 #: and dedup groups, and paper-representation datasets leave them out unless a query names a preset
-SEPARATE_SCALE_PRESETS: tuple[str, ...] = ("scf", "scflite", "scfwide", "mp")
+SEPARATE_SCALE_PRESETS: tuple[str, ...] = ("scf", "scflite", "scfwide", "scfrpa", "mp")
 
 
 class SpectrumDoc(XanesdbDoc):

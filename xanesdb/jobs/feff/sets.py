@@ -95,6 +95,9 @@ class FeffPreset:
 #: instead of 52): with a self-consistent potential the d0 oxyanions (chromate, vanadate,
 #: orthotitanate) put their pre-edge peak at the Fermi level and the main edge 12-17 eV above it,
 #: so ``scflite`` ends 35-38 eV past their half step, short of the +44.5 eV the aligned models read.
+#: ``scfrpa`` is ``scflite`` with the core hole screened in the random-phase approximation (FEFF's
+#: ``COREHOLE RPA``, as OmniXAS's FEFF9 runs) instead of the unscreened final-state rule (``FSR``):
+#: about 1.2x the cost; ``benchmarks/bench_core_hole.py`` compares the two on measured references.
 PRESETS: dict[str, FeffPreset] = {
     "mp": FeffPreset(
         name="mp",
@@ -125,6 +128,12 @@ PRESETS: dict[str, FeffPreset] = {
         radius=8.0,
         user_tag_settings={"_del": ["LDOS"], "SCF": "3.0 0 30 0.2 1", "FMS": "4.5 0", "XANES": "5.0 .04 .1"},
         description="scflite with the XANES range to 95 eV above the Fermi level: d0 oxyanions' whole edge.",
+    ),
+    "scfrpa": FeffPreset(
+        name="scfrpa",
+        radius=8.0,
+        user_tag_settings={"_del": ["LDOS"], "SCF": "3.0 0 30 0.2 1", "FMS": "4.5 0", "COREHOLE": "RPA"},
+        description="scflite with an RPA-screened core hole instead of FSR (adds the SCREEN stage).",
     ),
 }
 
