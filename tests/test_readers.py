@@ -127,6 +127,11 @@ def test_athena_group_selection_errors(dev):
     prj = dev / "athena" / "eutio3.prj"
     msg = _refused(prj, "no group labelled 'Hematite'", groups=["Hematite"])
     assert "'tieu_015'" in msg  # the available labels are listed
+    # a project with reference channels under the same labels: each label once, at most 12, then a count
+    msg = _refused(dev / "athena" / "NiO.prj", "no group labelled", groups=["nosuch"])
+    listed = msg.split("group label(s): ")[1]
+    assert listed.count("'NiO.000'") == 1 and "'Ref NiO.000'" in listed and "'  Ref" not in listed
+    assert listed.count("'") == 2 * 12 and listed.endswith("more")
     _refused(prj, "is_chi", groups=["ti015"])
     _refused(prj, "select groups", mu_col="mu")
 

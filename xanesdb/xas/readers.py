@@ -599,6 +599,14 @@ def _athena_records(text: str, path) -> list[dict]:
     return records
 
 
+def _group_list(labels: list[str], most: int = 12) -> str:
+    """The distinct group labels of a project, for an error message: the first ``most`` and how many more."""
+    distinct = list(dict.fromkeys(lab.strip() for lab in labels))
+    shown = ", ".join(repr(lab) for lab in distinct[:most])
+    more = f" and {len(distinct) - most} more" if len(distinct) > most else ""
+    return f"the project has {len(distinct)} group label(s): {shown}{more}"
+
+
 def _read_athena(text: str, path, groups: Sequence[str] | None) -> list[MeasuredSpectrum]:
     records = _athena_records(text, path)
     if not records:
@@ -610,7 +618,7 @@ def _read_athena(text: str, path, groups: Sequence[str] | None) -> list[Measured
             hits = [i for i, lab in enumerate(labels) if lab == want] or \
                    [i for i, lab in enumerate(labels) if lab.strip().lower() == str(want).strip().lower()]
             if not hits:
-                _fail(path, f"no group labelled {want!r}; the project has: {', '.join(repr(lab) for lab in labels)}")
+                _fail(path, f"no group labelled {want!r}; {_group_list(labels)}")
             chosen += [i for i in hits if i not in chosen]
     else:
         chosen = list(range(len(records)))

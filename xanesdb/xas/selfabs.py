@@ -43,7 +43,7 @@ def _formula(formula: str) -> dict[str, float]:
     try:
         parts = xraydb.chemparse(formula)
     except ValueError as err:
-        raise ValueError(f"cannot read the formula {formula!r} ({str(err).splitlines()[0]}); write it as "
+        raise ValueError(f"cannot read the formula {formula!r} ({str(err).splitlines()[0].strip().rstrip(':;,.')}); write it as "
                          "'Fe2O3' or 'Fe0.05B0.95N0.95', element symbols with their capitals") from None  # fmt: skip
     if not parts:
         raise ValueError("the formula is empty; give the sample's formula, e.g. 'Fe2O3'")
