@@ -280,6 +280,22 @@ def test_csv_with_names_and_units(tmp_path):
     assert k.energy[0] == pytest.approx(7100.0) and k.meta["energy_converted"] == "keV -> eV"
 
 
+def test_semicolons_decimal_commas_tabs_and_energy_by_its_unit(tmp_path):
+    rows = _rows(ncol=3)
+    # a spreadsheet export in a decimal-comma locale: semicolons between fields, "7100,000000"
+    text = _csv(rows, ["Energie (eV)", "I0", "mu"], sep=";").replace(".", ",")
+    (s,) = read_spectra(_write(tmp_path, "dc.csv", text))
+    assert (s.kind, s.mu_source) == ("csv", "mu")  # energy: the one column in eV, whatever its name
+    np.testing.assert_allclose(s.energy, [r[0] for r in rows])
+    np.testing.assert_allclose(s.mu, [r[2] for r in rows])
+    (t,) = read_spectra(_write(tmp_path, "tabs.txt", _csv(rows, ["energy", "i0", "mutrans"], sep="\t")))
+    np.testing.assert_allclose(t.mu, [r[2] for r in rows])
+    (k,) = read_spectra(_write(tmp_path, "k.csv", _csv([[r[0] / 1000, r[1]] for r in rows], ["E [keV]", "xmu"])))
+    assert k.energy[0] == pytest.approx(7100.0)
+    # two columns in eV: still ambiguous, and said so
+    _refused(_write(tmp_path, "two_ev.csv", _csv(rows, ["E1 (eV)", "E2 (eV)", "mu"])), "cannot tell which column is energy")
+
+
 def test_two_unnamed_columns_and_commented_header(tmp_path):
     (s,) = read_spectra(_write(tmp_path, "two.dat", _csv(_rows(), sep="  ")))
     assert (s.kind, s.mu_source, s.energy[0]) == ("columns", "column 2", 7100.0)

@@ -234,8 +234,18 @@ def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | 
     return spectra, failures
 
 
+#: a number written with a decimal comma (``7112,5``, ``1,2E-3``), as spreadsheets in many locales export it
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+(?:[eE][+-]?\d+)?$")
+
+
 def _split(line: str) -> list[str]:
-    toks = [t.strip() for t in line.split(",")] if "," in line else line.split()
+    """The fields of a line: separated by semicolons (then a decimal comma is a decimal point), commas,
+    or whitespace (tabs included)."""
+    if ";" in line:
+        toks = [t.strip() for t in line.split(";")]
+        toks = [t.replace(",", ".") if _DECIMAL_COMMA.match(t) else t for t in toks]
+    else:
+        toks = [t.strip() for t in line.split(",")] if "," in line else line.split()
     while toks and not toks[-1]:
         toks.pop()
     return toks
@@ -277,7 +287,7 @@ def _parse_rows(text: str, path, fmt: str):
             rows, comma = [], False
         if rows and len(vals) != len(rows[0]):
             _fail(path, f"line {n} has {len(vals)} columns but the first data line has {len(rows[0])}; fix the ragged rows")
-        comma = comma or "," in s
+        comma = comma or "," in s or ";" in s
         rows.append(vals)
     if not rows:
         _fail(path, "has no numeric data rows; give a file with energy and mu columns")
@@ -422,6 +432,9 @@ def _choose(data: np.ndarray, names, energy_col, mu_col, path):
             hits = [i for i, nm in enumerate(names) if "energy" in nm.lower()]
             read_back = [i for i in hits if re.search(r"achieved|readback|rbv|fbk|actual", names[i], re.I)]
             ie = hits[0] if len(hits) == 1 else read_back[0] if len(read_back) == 1 else None  # the read-back one
+        if ie is None and names:  # the one column in eV or keV, whatever it is called ("Energie (eV)", "E [keV]")
+            in_ev = [i for i, nm in enumerate(names) if _norm_name(str(nm))[1] in ("ev", "kev")]
+            ie = in_ev[0] if len(in_ev) == 1 else None
         if ie is None and "angle" in lookup:
             _fail(path, "gives the monochromator angle, not energy; convert it to energy in eV first (Athena, larch)")
         if ie is None and ncol == 2 and (im is not None or names is None):
