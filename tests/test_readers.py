@@ -471,3 +471,18 @@ def test_read_files_applies_columns_to_column_files_and_groups_to_athena_project
     np.testing.assert_allclose(spectra[0].mu, mu, rtol=1e-4)
     assert spectra[1].mu_source.startswith("athena")
     assert [(p.name, "empty" in why) for p, why in failures] == [("bad.csv", True)]
+
+
+def test_read_files_tells_same_named_files_apart_by_their_folders(tmp_path):
+    """FEFF run folders each hold an xmu.dat: a batch names them by as many folders as it takes."""
+    from xanesdb.xas.readers import read_files
+
+    paths = []
+    for sub in ("a/run1", "a/run2", "b/run1"):
+        (tmp_path / sub).mkdir(parents=True)
+        paths.append(_write(tmp_path / sub, "scan.csv", _csv(_rows(), ["energy", "mu"])))
+    other = _write(tmp_path, "other.csv", _csv(_rows(), ["energy", "mu"]))
+    spectra, failures = read_files([*paths, other, paths[0]])
+    assert not failures
+    assert [s.name for s in spectra] == ["a/run1/scan.csv", "a/run2/scan.csv", "b/run1/scan.csv", "other.csv",
+                                         "a/run1/scan.csv"]  # fmt: skip

@@ -231,7 +231,29 @@ def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | 
                                             groups if athena else None))  # fmt: skip
         except XanesdbUserError as err:
             failures.append((Path(f), str(err).splitlines()[0]))
-    return spectra, failures
+    return _distinct_names(spectra), failures
+
+
+def _distinct_names(spectra: list[MeasuredSpectrum]) -> list[MeasuredSpectrum]:
+    """Spectra of files with the same name in different folders (``run1/xmu.dat``, ``run2/xmu.dat``)
+    named with as many parent folders as it takes to tell them apart."""
+    import dataclasses
+
+    paths_of: dict[str, set[Path]] = {}
+    for s in spectra:
+        paths_of.setdefault(s.name, set()).add(Path(s.path).resolve())
+    out = []
+    for s in spectra:
+        paths = paths_of[s.name]
+        if len(paths) < 2:
+            out.append(s)
+            continue
+        for k in range(1, max(len(p.parts) for p in paths)):
+            if len({p.parts[-1 - k : -1] for p in paths}) == len(paths):
+                break
+        folders = Path(s.path).resolve().parts[-1 - k : -1]
+        out.append(dataclasses.replace(s, name="/".join((*folders, s.name))))
+    return out
 
 
 #: a number written with a decimal comma (``7112,5``, ``1,2E-3``), as spreadsheets in many locales export it
