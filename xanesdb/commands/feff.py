@@ -11,8 +11,12 @@ import typer
 from xanesdb.commands._console import SafeConsole
 from rich.table import Table
 
+from xanesdb.jobs.feff.sets import PRESETS
 from xanesdb.platform.errors import XanesdbUserError
 from xanesdb.platform.settings import get_settings
+
+#: the FEFF presets, for the --preset help
+_PRESET_NAMES = ", ".join(PRESETS)
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +88,7 @@ class _FeffProgress:
 @app.command("run")
 def run(
     element: Optional[List[str]] = typer.Option(None, "--element", "-e", help="Absorbing element(s); repeat or comma-separate. Default: all labelled sites."),
-    preset: Optional[str] = typer.Option(None, help="FEFF preset: fast or mp (default XANESDB_FEFF_PRESET)."),
+    preset: Optional[str] = typer.Option(None, help=f"FEFF preset: {_PRESET_NAMES} (default XANESDB_FEFF_PRESET)."),
     workers: Optional[int] = typer.Option(None, help="Parallel FEFF processes (default: XANESDB_WORKERS, or one per core)."),
     limit: Optional[int] = typer.Option(None, help="Compute at most this many sites now."),
     timeout: Optional[float] = typer.Option(None, help="Wall-time limit per FEFF run in s (default XANESDB_FEFF_TIMEOUT_S)."),
@@ -237,7 +241,7 @@ def export_inputs_cmd(
     element: Optional[List[str]] = typer.Option(None, "--element", "-e", help="Absorbing element(s); default all labelled sites."),
     lce_class: Optional[List[str]] = typer.Option(None, "--class", help="Only sites of these ChemEnv classes (e.g. --class T4 --class S5)."),
     chemenv: Optional[List[str]] = typer.Option(None, "--chemenv", help="Only sites of these ChemEnv symbols, e.g. --chemenv L:2 (linear) or S:4 (square planar)."),
-    preset: Optional[str] = typer.Option(None, help="FEFF preset: fast or mp (default XANESDB_FEFF_PRESET)."),
+    preset: Optional[str] = typer.Option(None, help=f"FEFF preset: {_PRESET_NAMES} (default XANESDB_FEFF_PRESET)."),
     limit: Optional[int] = typer.Option(None, help="Write at most this many new sites (balanced over absorber x class)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also write sites whose task failed."),
     order: str = typer.Option("balanced", help="balanced (round-robin over absorber x class) or diverse (sites least like any computed one first)."),

@@ -17,8 +17,12 @@ import typer
 from xanesdb.commands._console import SafeConsole
 from rich.table import Table
 
+from xanesdb.jobs.feff.sets import PRESETS
 from xanesdb.platform.errors import XanesdbUserError
 from xanesdb.platform.settings import get_settings
+
+#: the FEFF presets, for the --preset help
+_PRESET_NAMES = ", ".join(PRESETS)
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +60,7 @@ def populate(
     ctx: typer.Context,
     engine: str = typer.Option("local", help="local: run here with jobflow run_locally; fireworks: add to the LaunchPad."),
     element: Optional[List[str]] = typer.Option(None, "--element", "-e", help="Absorbing element(s); repeat or comma-separate (default: Ti-Cu)."),
-    preset: Optional[str] = typer.Option(None, help="FEFF preset: fast or mp (default XANESDB_FEFF_PRESET)."),
+    preset: Optional[str] = typer.Option(None, help=f"FEFF preset: {_PRESET_NAMES} (default XANESDB_FEFF_PRESET)."),
     limit: Optional[int] = typer.Option(None, help="At most this many materials (one flow each)."),
     source: str = typer.Option("db", help="db: structures already in the database; bundled: load the bundled structures first."),
     material: Optional[List[str]] = typer.Option(None, "--material", "-m", help="Only these material ids (repeat)."),
