@@ -486,3 +486,24 @@ def test_read_files_tells_same_named_files_apart_by_their_folders(tmp_path):
     assert not failures
     assert [s.name for s in spectra] == ["a/run1/scan.csv", "a/run2/scan.csv", "b/run1/scan.csv", "other.csv",
                                          "a/run1/scan.csv"]  # fmt: skip
+
+
+def test_a_folder_stands_for_its_spectrum_files(tmp_path):
+    """A folder in a batch: its spectrum files by name (no subfolders, no hidden or other files); of a
+    FEFF run folder only xmu.dat; a folder without any is one failure beside the others."""
+    from xanesdb.xas.readers import read_files
+
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    for name in ("b.CSV", "a.csv", ".hidden.csv", "sub/c.csv"):
+        _write(data, name, _csv(_rows(), ["energy", "mu"]))
+    _write(data, "notes.md", "not a spectrum\n")
+    run = tmp_path / "feff_run"
+    run.mkdir()
+    _write(run, "feff.inp", "EDGE K\n")
+    (run / "xmu.dat").write_text(XMU_DAT.read_text())
+    _write(run, "chi.dat", "# not read\n1 2\n")
+    (tmp_path / "empty").mkdir()
+    spectra, failures = read_files([data, run, tmp_path / "empty"])
+    assert [s.name for s in spectra] == ["a.csv", "b.CSV", "xmu.dat"]
+    assert [(p.name, "folder without spectrum files" in why) for p, why in failures] == [("empty", True)]

@@ -29,7 +29,7 @@ CSV_FIELDS = ("name", "file", "group", "absorber", "mu_from", "model", "predicte
 
 
 def predict(
-    files: list[Path] = typer.Argument(..., help="Spectrum files: XDI, Athena .prj (every group), CSV/whitespace columns, FEFF xmu.dat."),
+    files: list[Path] = typer.Argument(..., help="Spectrum files: XDI, Athena .prj (every group), CSV/whitespace columns, FEFF xmu.dat; a folder stands for the spectrum files in it."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered run id or a portable model folder; default: the shipped model of each spectrum's absorber."),
     group: Optional[list[str]] = typer.Option(None, "--group", "-g", help="Athena group label to read from the .prj files (repeat); default all groups."),
     energy_col: Optional[str] = typer.Option(None, "--energy-col", help="Energy column (name or 1-based number) of column files."),

@@ -36,7 +36,7 @@ import numpy as np
 
 from xanesdb.platform.errors import XanesdbUserError
 
-__all__ = ["MeasuredSpectrum", "read_spectra", "read_files", "detect_format", "MAX_FILE_BYTES", "MIN_POINTS", "MIN_RANGE_EV"]
+__all__ = ["MeasuredSpectrum", "read_spectra", "read_files", "spectrum_files_in", "SPECTRUM_SUFFIXES", "detect_format", "MAX_FILE_BYTES", "MIN_POINTS", "MIN_RANGE_EV"]
 
 _HC_EV_A = 12398.419843  # h c in eV A: E = hc / (2 d sin(theta))
 MAX_FILE_BYTES = 50_000_000
@@ -219,10 +219,21 @@ def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | 
     """Read many files, as a batch command does: ``groups`` selects groups of the Athena projects
     among them (other files are read whole), ``energy_col``/``mu_col`` apply to the other files (an
     Athena group's arrays are what they are); a file that cannot be read is kept as ``(path, one-line
-    reason)`` so the others are still read. Returns ``(spectra, failures)``."""
+    reason)`` so the others are still read; a folder stands for the spectrum files in it
+    (:func:`spectrum_files_in`). Returns ``(spectra, failures)``."""
     spectra: list[MeasuredSpectrum] = []
     failures: list[tuple[Path, str]] = []
+    expanded: list[Path] = []
     for f in paths:
+        if Path(f).is_dir():
+            found = spectrum_files_in(f)
+            if not found:
+                failures.append((Path(f), f"{f}: is a folder without spectrum files ({', '.join(SPECTRUM_SUFFIXES)}); "
+                                          "give the files themselves"))  # fmt: skip
+            expanded += found
+        else:
+            expanded.append(Path(f))
+    for f in expanded:
         try:
             text = _read_text(f)  # read once: its format decides which options apply
             fmt = _detect(text)
@@ -232,6 +243,21 @@ def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | 
         except XanesdbUserError as err:
             failures.append((Path(f), str(err).splitlines()[0]))
     return _distinct_names(spectra), failures
+
+
+#: what a folder given to a batch contributes: files with these suffixes (case ignored), hidden ones left out
+SPECTRUM_SUFFIXES = (".xdi", ".prj", ".csv", ".dat", ".txt", ".xmu", ".nor", ".tsv", ".asc")
+
+
+def spectrum_files_in(folder) -> list[Path]:
+    """The spectrum files directly in ``folder`` (not its subfolders), sorted by name: those with a
+    :data:`SPECTRUM_SUFFIXES` suffix; of a FEFF run folder (``feff.inp`` beside ``xmu.dat``) only
+    ``xmu.dat``, not FEFF's other outputs."""
+    folder = Path(folder)
+    if (folder / "feff.inp").is_file() and (folder / "xmu.dat").is_file():
+        return [folder / "xmu.dat"]
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SPECTRUM_SUFFIXES)
 
 
 def _distinct_names(spectra: list[MeasuredSpectrum]) -> list[MeasuredSpectrum]:
