@@ -17,6 +17,7 @@ from xanesdb.jobs.feff.makers import FeffXanesMaker
 from xanesdb.jobs.feff.task import compute_feff_task, feff_task_key
 from xanesdb.jobs.feff.parse import detect_code, parse_feff_cards, parse_xmu
 from xanesdb.jobs.feff.sets import (
+    PRESETS,
     XANES_STAGES,
     FeffPreset,
     feff_input_text,
@@ -90,6 +91,10 @@ def test_presets_cards_and_hash():
     assert {k: v for k, v in rpa.items() if k != "COREHOLE"} == {k: v for k, v in lite.items() if k != "COREHOLE"}
     assert "screen" in stages_for_cards(rpa) and "screen" not in stages_for_cards(lite)
     assert preset_hash_of("scfrpa") not in {preset_hash_of(p) for p in ("scflite", "scfwide", "scf", "fast", "mp")}
+    # the settings (and the --preset help) name exactly these presets
+    from xanesdb.platform.settings import FEFF_PRESET_NAMES
+
+    assert FEFF_PRESET_NAMES == tuple(PRESETS)
 
 
 def test_preset_with_cards_drops_deletion():

@@ -17,12 +17,11 @@ import typer
 from xanesdb.commands._console import SafeConsole
 from rich.table import Table
 
-from xanesdb.jobs.feff.sets import PRESETS
 from xanesdb.platform.errors import XanesdbUserError
-from xanesdb.platform.settings import get_settings
+from xanesdb.platform.settings import FEFF_PRESET_NAMES, get_settings
 
 #: the FEFF presets, for the --preset help
-_PRESET_NAMES = ", ".join(PRESETS)
+_PRESET_NAMES = ", ".join(FEFF_PRESET_NAMES)
 
 logger = logging.getLogger(__name__)
 

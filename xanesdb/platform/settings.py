@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,7 +22,12 @@ from xanesdb.platform.errors import XanesdbUserError
 DEFAULT_CONFIG_FILE = "~/.xanesdb.yaml"
 
 __all__ = ["XanesdbSettings", "SETTINGS", "SettingsError", "get_settings", "mp_api_key", "apply_keras_backend",
-           "missing_backend_error"]
+           "missing_backend_error", "FEFF_PRESET_NAMES"]
+
+#: the FEFF presets a setting may name (those of ``xanesdb.jobs.feff.sets.PRESETS``, which
+#: tests/test_feff.py keeps equal; written out here so that reading settings imports no FEFF code)
+FeffPresetName = Literal["mp", "fast", "scf", "scflite", "scfwide", "scfrpa"]
+FEFF_PRESET_NAMES: tuple[str, ...] = get_args(FeffPresetName)
 
 
 class XanesdbSettings(BaseSettings):
@@ -61,7 +66,7 @@ class XanesdbSettings(BaseSettings):
             "When unset, FEFF10 from the feff10-rs package runs in a worker process."
         ),
     )
-    FEFF_PRESET: Literal["fast", "scf", "scflite", "scfwide", "scfrpa", "mp"] = Field("fast", description="Default FEFF preset.")
+    FEFF_PRESET: FeffPresetName = Field("fast", description="Default FEFF preset.")
     FEFF_TIMEOUT_S: float = Field(
         1800.0, description="Wall-time limit of one FEFF run, in seconds."
     )
