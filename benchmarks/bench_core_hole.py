@@ -37,7 +37,7 @@ from xanesdb.jobs.feff.local import populate_feff  # noqa: E402
 from xanesdb.platform.settings import get_settings  # noqa: E402
 from xanesdb.platform.stores import get_database  # noqa: E402
 from xanesdb.xas.align import ALIGNED_GRID, align_computed, align_measured  # noqa: E402
-from xanesdb.xas.calibration import FIT_FROM_EV, _apply, fit_calibration  # noqa: E402
+from xanesdb.xas.calibration import FIT_FROM_EV, fit_calibration  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "experimental_dev"
 
@@ -112,12 +112,11 @@ def main(argv: list[str] | None = None) -> int:
                               provenance=f"bench_core_hole {p}")
         fits[p] = cal
         for i, (rid, mat, el) in enumerate(pairs):
-            h = cal.held_out.get(el, cal.params())
-            q = {k: h[k] for k in ("shift", "stretch", "sigma", "damping")}
+            without = cal.without(el)  # the map refitted without this absorber's pairs
             rows.append({"preset": p, "record": rid, "material": mat, "absorber": el,
                          "raw": rmse(C[i], M[i]),
-                         "global": rmse(_apply(C[i : i + 1], ALIGNED_GRID, **cal.params())[0], M[i]),
-                         "held_out": rmse(_apply(C[i : i + 1], ALIGNED_GRID, **q)[0], M[i]),
+                         "global": rmse(cal.apply(C[i], ALIGNED_GRID)[0], M[i]),
+                         "held_out": rmse(without.apply(C[i], ALIGNED_GRID)[0], M[i]),
                          "own": cal.per_pair[i]["rmse"]})  # fmt: skip
         mine = [r for r in rows if r["preset"] == p]
         summary[p] = {k: float(np.mean([r[k] for r in mine])) for k in ("raw", "global", "held_out", "own")}
