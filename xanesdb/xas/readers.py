@@ -223,17 +223,13 @@ def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | 
     (:func:`spectrum_files_in`). Returns ``(spectra, failures)``."""
     spectra: list[MeasuredSpectrum] = []
     failures: list[tuple[Path, str]] = []
-    expanded: list[Path] = []
+    files: list[Path] = []
     for f in paths:
-        if Path(f).is_dir():
-            found = spectrum_files_in(f)
-            if not found:
-                failures.append((Path(f), f"{f}: is a folder without spectrum files ({', '.join(SPECTRUM_SUFFIXES)}); "
-                                          "give the files themselves"))  # fmt: skip
-            expanded += found
-        else:
-            expanded.append(Path(f))
-    for f in expanded:
+        try:
+            files += spectrum_files_in(f) if Path(f).is_dir() else [Path(f)]
+        except XanesdbUserError as err:
+            failures.append((Path(f), str(err)))
+    for f in files:
         try:
             text = _read_text(f)  # read once: its format decides which options apply
             fmt = _detect(text)
@@ -252,12 +248,15 @@ SPECTRUM_SUFFIXES = (".xdi", ".prj", ".csv", ".dat", ".txt", ".xmu", ".nor", ".t
 def spectrum_files_in(folder) -> list[Path]:
     """The spectrum files directly in ``folder`` (not its subfolders), sorted by name: those with a
     :data:`SPECTRUM_SUFFIXES` suffix; of a FEFF run folder (``feff.inp`` beside ``xmu.dat``) only
-    ``xmu.dat``, not FEFF's other outputs."""
+    ``xmu.dat``, not FEFF's other outputs. A folder without any is refused (XanesdbUserError)."""
     folder = Path(folder)
     if (folder / "feff.inp").is_file() and (folder / "xmu.dat").is_file():
         return [folder / "xmu.dat"]
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SPECTRUM_SUFFIXES)
+    found = sorted(p for p in folder.iterdir()
+                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SPECTRUM_SUFFIXES)
+    if not found:
+        _fail(folder, f"is a folder without spectrum files ({', '.join(SPECTRUM_SUFFIXES)}); give the files themselves")
+    return found
 
 
 def _distinct_names(spectra: list[MeasuredSpectrum]) -> list[MeasuredSpectrum]:
@@ -265,20 +264,20 @@ def _distinct_names(spectra: list[MeasuredSpectrum]) -> list[MeasuredSpectrum]:
     named with as many parent folders as it takes to tell them apart."""
     import dataclasses
 
+    where = [Path(s.path).resolve() for s in spectra]
     paths_of: dict[str, set[Path]] = {}
-    for s in spectra:
-        paths_of.setdefault(s.name, set()).add(Path(s.path).resolve())
+    for s, p in zip(spectra, where):
+        paths_of.setdefault(s.name, set()).add(p)
     out = []
-    for s in spectra:
+    for s, p in zip(spectra, where):
         paths = paths_of[s.name]
         if len(paths) < 2:
             out.append(s)
             continue
-        for k in range(1, max(len(p.parts) for p in paths)):
-            if len({p.parts[-1 - k : -1] for p in paths}) == len(paths):
+        for k in range(1, max(len(q.parts) for q in paths)):
+            if len({q.parts[-1 - k : -1] for q in paths}) == len(paths):
                 break
-        folders = Path(s.path).resolve().parts[-1 - k : -1]
-        out.append(dataclasses.replace(s, name="/".join((*folders, s.name))))
+        out.append(dataclasses.replace(s, name="/".join((*p.parts[-1 - k : -1], s.name))))
     return out
 
 
