@@ -201,6 +201,25 @@ def test_a_normalised_xanes_export_reads_as_the_whole_scan(tmp_path, shared_data
     assert export["probabilities"]["O6"] == pytest.approx(whole["probabilities"]["O6"], abs=0.03)
 
 
+def test_the_shipped_model_by_symbol_or_printed_id_and_align_edge(tmp_path, shared_data, capsys):
+    """A user copies the model id a prediction printed into --model, or names the absorber, and
+    gives --align edge as for grid models: the same answer as the default, on any database."""
+    nio = shared_data / "experimental_dev" / "athena" / "NiO.prj"
+    code, out, _ = _run(["predict", str(nio), "-g", "NiO", "-f", "json"], capsys)
+    (default,) = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and default["predicted"] == "O6"
+    run_id = default["model"]
+    for args in (["-m", run_id], ["-m", run_id[:12]], ["-m", "Ni"], ["-m", "Ni-K-aligned"], ["--align", "edge"],
+                 ["-m", run_id, "--align", "edge"]):  # fmt: skip
+        code, out, _ = _run(["predict", str(nio), "-g", "NiO", "-f", "json", *args], capsys)
+        (row,) = [json.loads(line) for line in out.splitlines()]
+        assert code == 0 and row["model"] == run_id, args
+        assert row["probabilities"] == default["probabilities"], args
+    code, out, _ = _run(["predict", str(nio), "-g", "NiO", "-f", "json", "--align", "none"], capsys)
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert code == 2 and "use --align auto or edge" in row["error"]
+
+
 def test_a_scan_running_into_another_elements_edge(tmp_path, shared_data, capsys):
     """A Ti K scan of a BaTiO3-like sample that runs on into the Ba L3 edge (281 eV up, 1.9x the Ti
     step): predicted as the scan without it, the row's note names the other edge."""

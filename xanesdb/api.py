@@ -610,7 +610,7 @@ def load_model(key: str | Path, connection: Connection | None = None) -> Model:
     key
         A folder written by :meth:`Model.export` / ``xanesdb models export``; an absorber symbol
         (``"Fe"``) for the model that ships with xanesdb for its K edge (``"all"``: the pooled
-        one); else a run id (or unique prefix) in the registry.
+        one) or that model's run id; else a run id (or unique prefix) in the registry.
     connection
         Where the registry is (default: :func:`connect` with the environment's settings).
 
@@ -620,14 +620,14 @@ def load_model(key: str | Path, connection: Connection | None = None) -> Model:
     >>> load_model("exported/cnn-1a2b3c")          # a folder               # doctest: +SKIP
     >>> load_model("cnn-4f0e1d", connect())        # the registry           # doctest: +SKIP
     """
-    from xanesdb.ml.portable import load_portable, shipped_models
+    from xanesdb.ml.portable import load_portable, shipped_model_named
 
     path = Path(key)
     if path.is_dir():
         return Model(*load_portable(path))
-    shipped = shipped_models()
-    if isinstance(key, str) and key in shipped:
-        return Model(*load_portable(shipped[key]))
+    shipped = shipped_model_named(key) if isinstance(key, str) else None
+    if shipped is not None:
+        return Model(*load_portable(shipped))
     from xanesdb.ml.registry import get_run, load_model as load_registered
 
     conn = connection or connect()

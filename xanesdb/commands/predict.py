@@ -30,11 +30,11 @@ CSV_FIELDS = ("name", "file", "group", "absorber", "mu_from", "model", "predicte
 
 def predict(
     files: list[Path] = typer.Argument(..., help="Spectrum files: XDI, Athena .prj (every group), CSV/whitespace columns, FEFF xmu.dat; a folder stands for the spectrum files in it."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered run id or a portable model folder; default: the shipped model of each spectrum's absorber."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered run id, a portable model folder, or a shipped model (absorber symbol such as Fe, or the id predict printed); default: the shipped model of each spectrum's absorber."),
     group: Optional[list[str]] = typer.Option(None, "--group", "-g", help="Athena group label to read from the .prj files (repeat); default all groups."),
     energy_col: Optional[str] = typer.Option(None, "--energy-col", help="Energy column (name or 1-based number) of column files."),
     mu_col: Optional[str] = typer.Option(None, "--mu-col", help="mu column (name or 1-based number) of column files, or a ratio of two: 'ln(I0/It)', 'If/I0'."),
-    align: str = typer.Option("auto", help="auto (the model's rule; aligned models: half step), or for grid models none / edge."),
+    align: str = typer.Option("auto", help="auto (the model's rule: aligned models put the edge's half step at 0, and take edge as the same), or for grid models none / edge."),
     min_confidence: float = typer.Option(0.5, "--min-confidence", help="Calibrated probability below which the answer is unsure (default: more probable than all other classes together)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json (JSON lines)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the csv/json rows to this file instead of the screen."),
@@ -70,6 +70,11 @@ def predict(
             raise XanesdbUserError(f"--self-absorption: {err}") from None
         failures = [*failures, *not_corrected]
     rows: list[dict] = [{"name": f.name, "file": str(f), "error": why} for f, why in failures]
+    if model is not None and not Path(model).is_dir():
+        from xanesdb.ml.portable import shipped_model_named
+
+        shipped = shipped_model_named(model)  # "Fe", or the id a prediction printed: no database needed
+        model = str(shipped) if shipped is not None else model
     if model is not None:  # a registered fractions run prints O6/S5/T4 fractions (issue 21)
         from xanesdb.commands.fractions import predict_fraction_rows
 

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 __all__ = ["prepare", "representation_of", "to_grid", "where"]
 
 
+#: --align values an aligned model takes: its rule is the edge at half step, which "edge" also names
+ALIGNED_RULES = ("auto", "halfstep", "edge")
+
+
 def to_grid(e: np.ndarray, mu: np.ndarray, grid: np.ndarray, name: str = "spectrum") -> np.ndarray:
     """mu interpolated (cubic spline) onto ``grid``; refuses to extrapolate."""
     from scipy.interpolate import CubicSpline
@@ -51,8 +55,9 @@ def prepare(doc: TrainingRunDoc, spectrum: MeasuredSpectrum, align: str = "auto"
     if representation_of(doc) == "aligned":
         from xanesdb.ml.aligned import align_measured
 
-        if align not in ("auto", "halfstep"):
-            raise XanesdbUserError(f"model {doc.run_id} reads aligned spectra; use --align auto (not {align!r})")
+        if align not in ALIGNED_RULES:  # "edge": the edge at half step is this model's alignment
+            raise XanesdbUserError(f"model {doc.run_id} reads spectra aligned on the edge's half step; use --align auto "
+                                   f"or edge (not {align!r})")
         try:
             a = align_measured(e, mu)
         except ValueError as err:

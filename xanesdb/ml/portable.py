@@ -23,7 +23,8 @@ from xanesdb.platform.errors import XanesdbUserError
 if TYPE_CHECKING:
     from xanesdb.schemas import TrainingRunDoc
 
-__all__ = ["POOLED", "SHIPPED_DIR", "export_portable", "load_portable", "shipped_model_dir", "shipped_models"]
+__all__ = ["POOLED", "SHIPPED_DIR", "export_portable", "load_portable", "shipped_model_dir", "shipped_models",
+           "shipped_model_named"]
 
 #: where the shipped models live
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "models"
@@ -150,6 +151,34 @@ def shipped_models() -> dict[str, Path]:
             if (d / "card.json").is_file():
                 out[d.name.split("-")[0]] = d
     return out
+
+
+def shipped_model_named(key: str) -> Path | None:
+    """Folder of the shipped model that ``key`` names, or None.
+
+    ``key`` is an absorber symbol (``"Fe"``; ``"all"``: the pooled model), a folder name
+    (``"Fe-K-aligned"``) or the run id a shipped model answers with (``xanesdb predict`` prints it;
+    a unique prefix of at least 8 characters is enough), so the id a user copies from a prediction
+    works as ``--model`` on any database.
+    """
+    models = shipped_models()
+    if key in models:
+        return models[key]
+    by_name = {d.name: d for d in models.values()}
+    if key in by_name:
+        return by_name[key]
+    ids = {}
+    for d in models.values():
+        try:
+            run_id = json.loads((d / "card.json").read_text()).get("run_id")
+        except (OSError, ValueError):
+            continue
+        if isinstance(run_id, str):
+            ids[run_id] = d
+    if key in ids:
+        return ids[key]
+    hits = [d for rid, d in ids.items() if len(key) >= 8 and rid.startswith(key)]
+    return hits[0] if len(hits) == 1 else None
 
 
 def shipped_model_dir(element: str) -> Path | None:

@@ -357,13 +357,16 @@ def absorber_of(spectrum: MeasuredSpectrum) -> tuple[str | None, str]:
 
 
 def load_any_model(key: str, settings=None) -> tuple[TrainingRunDoc, Any]:
-    """A portable model folder, or a registered run id (read from the database)."""
+    """A portable model folder, a shipped model (absorber symbol or its run id), or a registered run id."""
     from pathlib import Path
 
-    if Path(key).is_dir():
-        from xanesdb.ml.portable import load_portable
+    from xanesdb.ml.portable import load_portable, shipped_model_named
 
+    if Path(key).is_dir():
         return load_portable(Path(key))
+    shipped = shipped_model_named(key)
+    if shipped is not None:
+        return load_portable(shipped)
     from xanesdb.ml.registry import get_run, load_model
     from xanesdb.platform.settings import get_settings
 
