@@ -296,6 +296,20 @@ def test_semicolons_decimal_commas_tabs_and_energy_by_its_unit(tmp_path):
     _refused(_write(tmp_path, "two_ev.csv", _csv(rows, ["E1 (eV)", "E2 (eV)", "mu"])), "cannot tell which column is energy")
 
 
+def test_quoted_fields_as_r_and_spreadsheets_write_them(tmp_path):
+    rows = _rows()
+    # R's write.csv: quoted names and a quoted row-name column with an empty name
+    text = '"","energy","mu"\n' + "\n".join(f'"{i}",{e},{m}' for i, (e, m) in enumerate(rows, 1))
+    (s,) = read_spectra(_write(tmp_path, "r.csv", text))
+    assert s.mu_source == "mu"
+    np.testing.assert_allclose(s.energy, [r[0] for r in rows])
+    np.testing.assert_allclose(s.mu, [r[1] for r in rows])
+    # every field quoted, a separator inside a quoted name
+    text = '"Energy, eV","mu"\n' + "\n".join(f'"{e}","{m}"' for e, m in rows)
+    (q,) = read_spectra(_write(tmp_path, "q.csv", text))
+    np.testing.assert_allclose(q.mu, [r[1] for r in rows])
+
+
 def test_two_unnamed_columns_and_commented_header(tmp_path):
     (s,) = read_spectra(_write(tmp_path, "two.dat", _csv(_rows(), sep="  ")))
     assert (s.kind, s.mu_source, s.energy[0]) == ("columns", "column 2", 7100.0)

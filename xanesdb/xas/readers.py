@@ -25,6 +25,7 @@ one line that names the file and says what to do.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import re
@@ -287,12 +288,16 @@ _DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+(?:[eE][+-]?\d+)?$")
 
 def _split(line: str) -> list[str]:
     """The fields of a line: separated by semicolons (then a decimal comma is a decimal point), commas,
-    or whitespace (tabs included)."""
-    if ";" in line:
-        toks = [t.strip() for t in line.split(";")]
-        toks = [t.replace(",", ".") if _DECIMAL_COMMA.match(t) else t for t in toks]
+    or whitespace (tabs included); a field in quotes (R's ``write.csv``, spreadsheets) is read without them."""
+    sep = ";" if ";" in line else "," if "," in line else None
+    if sep is None:
+        toks = [t[1:-1] if len(t) >= 2 and t[0] == t[-1] and t[0] in "\"'" else t for t in line.split()]
+    elif '"' in line:
+        toks = [t.strip() for t in next(csv.reader([line], delimiter=sep, skipinitialspace=True))]
     else:
-        toks = [t.strip() for t in line.split(",")] if "," in line else line.split()
+        toks = [t.strip() for t in line.split(sep)]
+    if sep == ";":
+        toks = [t.replace(",", ".") if _DECIMAL_COMMA.match(t) else t for t in toks]
     while toks and not toks[-1]:
         toks.pop()
     return toks
