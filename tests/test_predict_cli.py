@@ -125,9 +125,28 @@ def test_group_option_applies_to_athena_projects_only(tiny_model, shared_data, c
 
 def test_predict_png(tmp_path, tiny_model, shared_data, capsys):
     hem = shared_data / "experimental_dev" / "athena" / "Fe.prj"
-    code, _, _ = _run(["predict", "-m", str(tiny_model), str(hem), "-g", "Hematite", "--png", str(tmp_path / "png")], capsys)
-    (png,) = list((tmp_path / "png").glob("*.png"))
-    assert code == 0 and png.read_bytes()[:4] == b"\x89PNG"
+    code, _, _ = _run(["predict", "-m", str(tiny_model), str(hem), "-g", "Hematite", "-g", "Goerthite", "--png",
+                       str(tmp_path / "png")], capsys)  # fmt: skip
+    pngs = sorted(p.name for p in (tmp_path / "png").glob("*.png"))
+    assert code == 0 and pngs == ["Fe.prj_Goerthite.png", "Fe.prj_Hematite.png", "overview.png"]
+    assert all((tmp_path / "png" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+
+
+def test_overview_pages_hold_24_panels(tmp_path):
+    from tests.test_measured import _tiny_doc_and_model
+    from xanesdb.ml.plots import plot_prediction_overview
+    from xanesdb.xas.readers import MeasuredSpectrum
+
+    doc, _ = _tiny_doc_and_model()
+    e = np.linspace(7050.0, 7400.0, 701)
+    mu = 1 / (1 + np.exp(-(e - 7125.0) / 1.5))
+    rows = [{"predicted": "unsure" if i % 5 == 0 else doc.classes[i % len(doc.classes)], "confidence": 0.6,
+             "best_class": doc.classes[i % len(doc.classes)]} for i in range(30)]  # fmt: skip
+    items = [(doc, MeasuredSpectrum(name=f"s{i}", path="x", group=None, energy=e, mu=mu, absorber="Fe", edge="K",
+                                    kind="csv", mu_source="mu"), r) for i, r in enumerate(rows)]  # fmt: skip
+    paths = plot_prediction_overview(items, tmp_path)
+    assert [p.name for p in paths] == ["overview.png", "overview-2.png"]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
 
 
 def test_wrong_absorber_for_the_model_is_an_error_row(tiny_model, shared_data, capsys):

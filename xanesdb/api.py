@@ -582,7 +582,7 @@ class Model:
             raise XanesdbUserError(row["error"])
         from xanesdb.ml.plots import figure_measured_prediction
 
-        return figure_measured_prediction(self.doc, s, row)
+        return figure_measured_prediction(self.doc, s, row, align)
 
     def plot_confusion(self, title: str | None = None) -> Figure:
         """Confusion matrix of the training run's test sets (rows true, columns predicted)."""

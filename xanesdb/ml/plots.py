@@ -24,8 +24,11 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["plot_curves", "plot_robustness", "plot_confusion", "plot_measured_prediction", "figure_curves",
-           "figure_robustness", "figure_confusion", "figure_measured_prediction", "figure_spectra", "save_figure",
-           "CURVE_AXES"]  # fmt: skip
+           "figure_robustness", "figure_confusion", "figure_measured_prediction", "figure_prediction_overview",
+           "plot_prediction_overview", "figure_spectra", "save_figure", "CURVE_AXES"]  # fmt: skip
+
+#: colour of each class in the spectrum plots
+CLASS_COLOURS = {"T4": "tab:blue", "S5": "tab:green", "O6": "tab:red", "other": "tab:purple"}
 
 #: x-axis label of each robustness curve
 CURVE_AXES = {
@@ -179,7 +182,16 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path, t
     return save_figure(figure_confusion(confusion, classes, title), path)
 
 
-def figure_measured_prediction(doc, spectrum, row: dict) -> Figure:
+def _model_input(doc, spectrum, align: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Energies and values of a spectrum as the model reads them (its input window only)."""
+    from xanesdb.ml.inputs import prepare
+
+    x = np.asarray(doc.energies, dtype=float)
+    cols = np.asarray(doc.hyperparameters.get("feature_indices", range(len(x))), dtype=int)
+    return x[cols], np.asarray(prepare(doc, spectrum, align)["x"])[cols]
+
+
+def figure_measured_prediction(doc, spectrum, row: dict, align: str = "auto") -> Figure:
     """One measured spectrum, as the model sees it, over the model's class means.
 
     Parameters
@@ -191,23 +203,20 @@ def figure_measured_prediction(doc, spectrum, row: dict) -> Figure:
     row
         Its prediction row (:func:`xanesdb.ml.predict.predict_spectra`): class probabilities in the
         legend, the answer and any reason in the title.
+    align
+        The alignment the prediction used (``--align``).
     """
-    from xanesdb.ml.inputs import prepare
-
     x = np.asarray(doc.energies, dtype=float)
-    cols = np.asarray(doc.hyperparameters.get("feature_indices", range(len(x))), dtype=int)
     fig = _figure((7.5, 4.5))
     ax = fig.add_subplot(1, 1, 1)
     means = doc.metrics.get("class_means") or {}
-    colours = {"T4": "tab:blue", "S5": "tab:green", "O6": "tab:red", "other": "tab:purple"}
     for i, c in enumerate(doc.classes):
         m = means.get(str(i))
         if m is not None:
             p = (row.get("probabilities") or {}).get(c)
-            ax.plot(x, m, color=colours.get(c, None), lw=1.5, alpha=0.8,
+            ax.plot(x, m, color=CLASS_COLOURS.get(c, None), lw=1.5, alpha=0.8,
                     label=f"{c} training mean" + (f" (P {p:.2f})" if p is not None else ""))  # fmt: skip
-    y = prepare(doc, spectrum, "auto" if doc.hyperparameters.get("representation") == "aligned" else "none")["x"]
-    ax.plot(x[cols], np.asarray(y)[cols], "k", lw=2, label=f"{spectrum.name}")
+    ax.plot(*_model_input(doc, spectrum, align), "k", lw=2, label=f"{spectrum.name}")
     rel = doc.hyperparameters.get("representation") == "aligned"
     ax.set_xlabel("E - E(half edge step) / eV" if rel else "E / eV")
     ax.set_ylabel("normalised mu" if rel else "mu / max")
@@ -220,9 +229,64 @@ def figure_measured_prediction(doc, spectrum, row: dict) -> Figure:
     return fig
 
 
-def plot_measured_prediction(doc, spectrum, row: dict, path) -> Path:
+def plot_measured_prediction(doc, spectrum, row: dict, path, align: str = "auto") -> Path:
     """:func:`figure_measured_prediction` written to the PNG ``path``."""
-    return save_figure(figure_measured_prediction(doc, spectrum, row), path, dpi=100)
+    return save_figure(figure_measured_prediction(doc, spectrum, row, align), path, dpi=100)
+
+
+#: panels of one overview page (4 columns)
+OVERVIEW_PANELS = 24
+
+
+def figure_prediction_overview(items: list[tuple[Any, Any, dict]], align: str = "auto", title: str = "") -> Figure:
+    """A batch of predictions at a glance: one small panel per spectrum.
+
+    Each panel draws the spectrum as its model reads it (black) over the training mean of the
+    answered class (for ``unsure``: of the most probable one, dashed), titled with the answer and
+    its calibrated probability in the class's colour; grey for ``unsure``.
+
+    Parameters
+    ----------
+    items
+        ``(doc, spectrum, row)`` for each predicted spectrum (rows without an error), at most
+        :data:`OVERVIEW_PANELS` of them.
+    """
+    n = len(items)
+    ncol = min(4, max(n, 1))
+    nrow = max(1, -(-n // ncol))
+    fig = _figure((3.2 * ncol, 2.3 * nrow + (0.4 if title else 0)))
+    for k, (doc, spectrum, row) in enumerate(items):
+        ax = fig.add_subplot(nrow, ncol, k + 1)
+        best = row.get("best_class") or row.get("predicted")
+        unsure = row.get("predicted") == "unsure"
+        colour = "0.45" if unsure else CLASS_COLOURS.get(best, "k")
+        if best in doc.classes:
+            m = (doc.metrics.get("class_means") or {}).get(str(doc.classes.index(best)))
+            if m is not None:
+                ax.plot(np.asarray(doc.energies, dtype=float), m, color=CLASS_COLOURS.get(best, "0.5"), lw=1.2,
+                        ls="--" if unsure else "-", alpha=0.8)  # fmt: skip
+        ax.plot(*_model_input(doc, spectrum, align), "k", lw=1.2)
+        p = row.get("confidence")
+        answer = f"unsure ({best} {p:.2f})" if unsure and p is not None else f"{best} {p:.2f}" if p is not None else str(best)
+        name = spectrum.name if len(spectrum.name) <= 34 else "..." + spectrum.name[-31:]
+        ax.set_title(f"{name}\n{answer}", fontsize=7, color=colour)
+        ax.tick_params(labelsize=6)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_prediction_overview(items: list[tuple[Any, Any, dict]], folder, align: str = "auto") -> list[Path]:
+    """:func:`figure_prediction_overview` pages (``overview.png``, ``overview-2.png``, ...) in ``folder``."""
+    pages = [items[i:i + OVERVIEW_PANELS] for i in range(0, len(items), OVERVIEW_PANELS)]
+    paths = []
+    for k, page in enumerate(pages, 1):
+        name = "overview.png" if k == 1 else f"overview-{k}.png"
+        title = f"xanesdb predict: spectra {(k - 1) * OVERVIEW_PANELS + 1}-{(k - 1) * OVERVIEW_PANELS + len(page)} of {len(items)}"
+        paths.append(save_figure(figure_prediction_overview(page, align, title), Path(folder) / name, dpi=90))
+    return paths
 
 
 def figure_spectra(

@@ -393,7 +393,8 @@ def predict_measured(
         A registered run id or a portable model folder for all spectra; None: the shipped model of
         each spectrum's absorber (:func:`absorber_of`), no database needed.
     png_dir
-        When given, one PNG per predicted spectrum (:func:`xanesdb.ml.plots.plot_measured_prediction`).
+        When given, one PNG per predicted spectrum (:func:`xanesdb.ml.plots.plot_measured_prediction`)
+        and ``overview.png`` with all of them (24 a page: ``overview-2.png``, ...).
 
     Returns
     -------
@@ -436,6 +437,7 @@ def predict_measured(
             continue
         rows.append(None)  # filled below, in input order
         batches.setdefault(key, []).append((len(rows) - 1, s, absorber or "", how))
+    drawn: list[tuple[int, tuple]] = []  # (row index, (model card, spectrum, row)) of each PNG
     for key, items in batches.items():  # one pass per model: its inference graph is built once
         doc, keras_model = loaded[key]
         out = predict_spectra(doc, keras_model, [s for _, s, _, _ in items], align=align, min_confidence=min_confidence,
@@ -446,6 +448,11 @@ def predict_measured(
                 from xanesdb.ml.plots import plot_measured_prediction
 
                 safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in s.name)
-                r["png"] = str(plot_measured_prediction(doc, s, r, Path(png_dir) / f"{safe}.png"))
+                r["png"] = str(plot_measured_prediction(doc, s, r, Path(png_dir) / f"{safe}.png", align))
+                drawn.append((i, (doc, s, r)))
             rows[i] = r
+    if drawn:  # the whole batch at a glance, in input order
+        from xanesdb.ml.plots import plot_prediction_overview
+
+        plot_prediction_overview([item for _, item in sorted(drawn, key=lambda t: t[0])], png_dir, align)
     return rows
