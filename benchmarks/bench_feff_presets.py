@@ -25,13 +25,12 @@ import gzip
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from xanesdb.jobs.feff.parse import parse_xmu
-from xanesdb.jobs.feff.run import STAGE_TIMES_FILE, run_feff10
+from xanesdb.jobs.feff.run import run_feff10
 from xanesdb.jobs.feff.sets import FeffPreset, feff_input_text, get_preset, input_hash, preset_cards, stages_for_cards
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "omnixas_cu"
@@ -127,7 +126,6 @@ def main(argv: list[str] | None = None) -> int:
         ref = spectra[(mid, idx)]
         results = {}
         for name, preset in cands.items():
-            t0 = time.perf_counter()
             res = run_site(s, idx, preset, a.workdir / f"{mid}_{idx}" / name, a.mp_timeout if name == "mp" else a.timeout)
             row = {"site": f"{mid}:Cu:{idx}", "formula": recs[mid]["formula"], "candidate": name, "ok": res["ok"],
                    "feff_s": res["wall"], "stage_s": sum(res["stages"].values())}

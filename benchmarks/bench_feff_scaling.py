@@ -96,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"workers {n}: {k} sites ({s.n_failed} failed) in {wall:.1f} s", flush=True)
     finally:
         server.stop()
-    base = rows[0][4] / rows[0][0] if rows else 1.0
     print()
     print(f"preset {name} (FMS {a.fms:g} A, no SCF), {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(f"{'workers':>7} {'sites':>5} {'failed':>6} {'wall s':>8} {'sites/h':>8} {'speed-up':>8} {'eff.':>5} "

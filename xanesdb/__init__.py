@@ -22,7 +22,7 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
 if TYPE_CHECKING:
-    from xanesdb.api import (Connection, Model, as_spectra, connect, load_model, plot_spectra, predict,
+    from xanesdb.api import (Connection, Model, as_spectra, connect, load_model, plot_spectra, predict,  # noqa: F401
                              read_spectra)  # fmt: skip
 
 #: names of :mod:`xanesdb.api` exported here (imported on first access)

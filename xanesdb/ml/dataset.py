@@ -40,7 +40,7 @@ __all__ = [
     "fingerprint_of",
     "load_dataset",
     "max_scale",
-    "SpectraBatches",
+    "SpectraBatches",  # noqa: F822 - made on first access (module __getattr__)
 ]
 
 #: fields read for a dataset besides the label (the projection)
