@@ -58,12 +58,15 @@ CONFIGS: dict[str, tuple] = {
 
 
 def load_records(data: Path):
-    """(record, MeasuredSpectrum) of every labelled group."""
+    """(record, MeasuredSpectrum) of every labelled group, HERFD ones broadened as ``xanesdb predict``
+    does by default (``--herfd auto``)."""
+    from xanesdb.xas.herfd import herfd_spectra
     from xanesdb.xas.readers import read_spectra
 
     out = []
     for r in json.loads((data / "labels.json").read_text()):
-        (s,) = read_spectra(data / r["athena_file"], groups=[r["athena_group"]])
+        (s,), failed = herfd_spectra(read_spectra(data / r["athena_file"], groups=[r["athena_group"]]), "auto")
+        assert not failed, failed
         out.append((r, s))
     return out
 

@@ -499,6 +499,7 @@ class Model:
         align: str = "auto",
         names: Sequence[str] | None = None,
         min_confidence: float | None = None,
+        herfd: str = "auto",
         as_frame: bool = True,
     ) -> pd.DataFrame | list[dict[str, Any]]:
         """Classify spectra: arrays, pymatgen ``XAS``, measured spectra or files.
@@ -521,6 +522,9 @@ class Model:
         min_confidence
             Calibrated probability below which the answer is ``unsure`` (default
             :data:`xanesdb.ml.predict.MIN_CONFIDENCE`).
+        herfd
+            As ``xanesdb predict --herfd``: ``"auto"`` broadens spectra whose file name, Athena
+            label or XDI header says HERFD as conventional ones, ``"yes"`` all, ``"no"`` none.
         as_frame
             Return a DataFrame (one row per spectrum, ``p_<class>`` columns) rather than dicts.
 
@@ -540,7 +544,9 @@ class Model:
         if energies is None and self.representation == "aligned" and _is_array_input(data):
             raise XanesdbUserError(f"model {self.run_id} reads aligned spectra: give the energies (eV) of the arrays")
         grid = self.energies if energies is None else energies
-        spectra = as_spectra(data, energies=grid, names=names)
+        from xanesdb.xas.herfd import herfd_spectra
+
+        spectra, not_broadened = herfd_spectra(as_spectra(data, energies=grid, names=names), herfd)
         rows = predict_spectra(self.doc, self.keras_model, spectra, align=align,
                                min_confidence=MIN_CONFIDENCE if min_confidence is None else min_confidence)  # fmt: skip
         last = getattr(self, "_last", {})
@@ -548,6 +554,7 @@ class Model:
             last = {}
         last.update(zip((r["name"] for r in rows), zip(spectra, rows)))
         self._last = last
+        rows = _herfd_error_rows(not_broadened) + rows
         return _rows_frame(rows, self.classes) if as_frame else rows
 
     def export(self, folder: str | Path) -> Path:
@@ -742,6 +749,7 @@ def predict(
     *,
     energies: np.ndarray | None = None,
     align: str = "auto",
+    herfd: str = "auto",
     connection: Connection | None = None,
     as_frame: bool = True,
 ) -> pd.DataFrame | list[dict[str, Any]]:
@@ -759,6 +767,10 @@ def predict(
         Energies (eV) of array input.
     align
         As in :meth:`Model.predict`.
+    herfd
+        As ``xanesdb predict --herfd``: ``"auto"`` broadens spectra whose file name, Athena label
+        or XDI header says HERFD as conventional ones, ``"yes"`` every spectrum, ``"no"`` none
+        (:mod:`xanesdb.xas.herfd`).
     connection
         Where a run id is looked up (default: :func:`connect`).
     as_frame
@@ -768,7 +780,7 @@ def predict(
     -------
     pandas.DataFrame or list of dict
         One row per spectrum, with ``absorber`` and ``absorber_from`` when the model was chosen
-        per absorber.
+        per absorber; a spectrum that could not be broadened as HERFD is a row with ``error``.
 
     Examples
     --------
@@ -778,12 +790,19 @@ def predict(
         return model.predict(data, energies, align=align, as_frame=as_frame)
     from xanesdb.ml.predict import predict_measured
 
-    spectra = as_spectra(data, energies=energies)
+    from xanesdb.xas.herfd import herfd_spectra
+
+    spectra, not_broadened = herfd_spectra(as_spectra(data, energies=energies), herfd)
     key = None if model is None else str(model)
     settings = connection.settings if connection is not None else None
-    rows = predict_measured(spectra, model=key, align=align, settings=settings)
+    rows = _herfd_error_rows(not_broadened) + predict_measured(spectra, model=key, align=align, settings=settings)
     classes = sorted({c for r in rows for c in (r.get("probabilities") or {})})
     return _rows_frame(rows, tuple(classes)) if as_frame else rows
+
+
+def _herfd_error_rows(failures: list[tuple[Path, str]]) -> list[dict[str, Any]]:
+    """Error rows (as predict gives them) of spectra :func:`~xanesdb.xas.herfd.herfd_spectra` could not broaden."""
+    return [{"name": why.split(": ")[0], "file": str(f), "error": why} for f, why in failures]
 
 
 def _rows_frame(rows: list[dict[str, Any]], classes: Sequence[str]) -> pd.DataFrame:

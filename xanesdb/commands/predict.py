@@ -41,6 +41,7 @@ def predict(
     png: Optional[Path] = typer.Option(None, "--png", help="Folder for one PNG per spectrum: it over the model's class means."),
     self_absorption: Optional[str] = typer.Option(None, "--self-absorption", help="Correct fluorescence spectra for self-absorption in a thick sample of this formula, diluent included (e.g. 'Fe2O3', 'Fe0.05B0.95N0.95'), as Athena's Fluo does."),
     fluo_angles: str = typer.Option("45,45", "--fluo-angles", help="With --self-absorption: incident and exit angles to the sample surface, degrees."),
+    herfd: str = typer.Option("auto", "--herfd", help="HERFD spectra broadened as conventional ones (the core-hole lifetime and monochromator width HERFD removes): auto (files whose name, Athena label or XDI header says HERFD), yes (every spectrum) or no."),
 ) -> None:
     """Local geometry (T4/S5/O6) of measured spectra, or `unsure` with the reason; one row per spectrum."""
     from xanesdb.xas.readers import read_files
@@ -49,6 +50,10 @@ def predict(
         raise XanesdbUserError(f"unknown --format {fmt!r}; use {', '.join(FORMATS)}")
     if not 0.0 <= min_confidence <= 1.0:
         raise XanesdbUserError("--min-confidence must be between 0 and 1")
+    from xanesdb.xas.herfd import HERFD_MODES, herfd_spectra
+
+    if herfd not in HERFD_MODES:
+        raise XanesdbUserError(f"unknown --herfd {herfd!r}; use {', '.join(HERFD_MODES)}")
     if out is not None:
         from xanesdb.platform.export import check_output_file
 
@@ -69,6 +74,8 @@ def predict(
         except ValueError as err:
             raise XanesdbUserError(f"--self-absorption: {err}") from None
         failures = [*failures, *not_corrected]
+    spectra, not_broadened = herfd_spectra(spectra, herfd)
+    failures = [*failures, *not_broadened]
     rows: list[dict] = [{"name": f.name, "file": str(f), "error": why} for f, why in failures]
     if model is not None and not Path(model).is_dir():
         from xanesdb.ml.portable import shipped_model_named

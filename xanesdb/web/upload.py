@@ -69,7 +69,9 @@ def analyse_uploads(files: list[tuple[str, bytes]], reader, *, method: str = "co
         files among the uploads; Athena projects are read as they are.
     formula
         As ``xanesdb predict --self-absorption`` (empty: no correction): every spectrum is corrected
-        for self-absorption in a thick sample of that formula (45 degree angles).
+        for self-absorption in a thick sample of that formula (45 degree angles). Spectra whose
+        file name, Athena label or XDI header says HERFD are broadened as conventional ones, as
+        ``xanesdb predict`` does by default.
 
     Returns
     -------
@@ -97,6 +99,10 @@ def analyse_uploads(files: list[tuple[str, bytes]], reader, *, method: str = "co
                 except ValueError as err:
                     return {"results": [], "message": f"sample formula: {err}", "more_plots": False}
                 failed = [*failed, *not_corrected]
+            from xanesdb.xas.herfd import herfd_spectra
+
+            found, not_broadened = herfd_spectra(found, "auto")  # as predict's default: HERFD by its own words
+            failed = [*failed, *not_broadened]
             for _, why in failed:  # a file that cannot be read, or a spectrum of it that cannot be corrected
                 bad.append({"name": shown, "error": _scrub(_form_words(why), str(folder))})
             spectra.extend(replace(s, path=shown) for s in found)
