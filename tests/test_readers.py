@@ -521,3 +521,56 @@ def test_a_folder_stands_for_its_spectrum_files(tmp_path):
     spectra, failures = read_files([data, run, tmp_path / "empty"])
     assert [s.name for s in spectra] == ["a.csv", "b.CSV", "xmu.dat"]
     assert [(p.name, "folder without spectrum files" in why) for p, why in failures] == [("empty", True)]
+
+
+def _table_of(dev: Path, tmp_path: Path, groups: list[str], header: str, name: str = "marked.nor") -> tuple[Path, list]:
+    """A table of spectra as Athena's "save marked groups as mu(E)" writes it: the first group's
+    energies, each group's mu interpolated onto them, one column a group."""
+    spectra = read_spectra(dev / "athena" / "Fe.prj", groups=groups)
+    e = spectra[0].energy
+    cols = [np.interp(e, s.energy, s.mu) for s in spectra]
+    body = "\n".join("  ".join(f"{v:.6f}" for v in (x, *row)) for x, row in zip(e, np.array(cols).T))
+    return _write(tmp_path, name, header + body + "\n"), spectra
+
+
+def test_a_table_of_spectra_reads_one_spectrum_a_column(dev, tmp_path):
+    head = "# Athena data file -- Athena version 0.9.26\n# Saving marked groups as mu(E)\n# ----\n#  energy  Hematite  Goerthite  Lepidocrocite\n"
+    path, spectra = _table_of(dev, tmp_path, ["Hematite", "Goerthite", "Lepidocrocite"], head)
+    got = read_spectra(path)
+    assert [s.name for s in got] == ["marked.nor:Hematite", "marked.nor:Goerthite", "marked.nor:Lepidocrocite"]
+    assert [s.group for s in got] == ["Hematite", "Goerthite", "Lepidocrocite"] and got[1].mu_source == "Goerthite"
+    for s, ref in zip(got, spectra):
+        assert np.allclose(s.mu, np.interp(s.energy, ref.energy, ref.mu), atol=1e-5)
+    # a column chosen by name (case ignored), as an Athena group is; a name it lacks is a one-line error
+    (goethite,) = read_spectra(path, groups=["goerthite"])
+    assert goethite.group == "Goerthite"
+    _refused(path, "has no spectrum column 'magnetite'", groups=["magnetite"])
+    # --mu-col still takes one column
+    (one,) = read_spectra(path, mu_col="Lepidocrocite")
+    assert one.name == "marked.nor" and one.mu_source == "Lepidocrocite"
+    # a file of one spectrum refuses group selection as before
+    _refused(_write(tmp_path, "one.csv", _csv(_rows(), ["energy", "mu"])), "group selection", groups=["x"])
+
+
+def test_channels_or_columns_without_an_edge_are_not_a_table(dev, tmp_path):
+    # detector channels by name: the usual hint, not one spectrum a channel
+    head = "#  energy  I0  I1\n"
+    path, _ = _table_of(dev, tmp_path, ["Hematite", "Goerthite"], head, "raw.dat")
+    msg = _refused(path, "no mu column")
+    assert all(opt in msg for opt in OPTIONS_HINT)
+    # unnamed channels, one of them without an edge (an i0 falling smoothly): the hint again
+    rows = [[7000 + i, 1e5 * np.exp(-i / 500), 1.0 + (i > 112) + 0.001 * i] for i in range(300)]
+    msg = _refused(_write(tmp_path, "scan.dat", _csv(rows, ["energy", "ch_a", "ch_b"])), "no mu column")
+    assert all(opt in msg for opt in OPTIONS_HINT)
+
+
+def test_predict_answers_each_spectrum_of_a_table(dev, tmp_path, capsys):
+    from tests.test_predict_cli import _run
+
+    head = "energy,Hematite,Goerthite\n"
+    path, _ = _table_of(dev, tmp_path, ["Hematite", "Goerthite"], head, "samples.csv")
+    path.write_text(path.read_text().replace("  ", ","))
+    code, out, _ = _run(["predict", str(path), "-f", "json"], capsys)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["name"] for r in rows] == ["samples.csv:Hematite", "samples.csv:Goerthite"]
+    assert [r["predicted"] for r in rows] == ["O6", "O6"] and all(r["absorber"] == "Fe" for r in rows)

@@ -7,7 +7,10 @@ counting, and reference channels (``irefer``, ``murefer``) are used only when as
 mu is, in this order: the ``mu_col`` asked for; a column named ``mutrans``, ``mufluor``, ``mu``,
 ``xmu``, ``absorption``; ``ln(i0/itrans)``; ``ifluor/i0``; a normalised column (``normtrans``,
 ``norm``, ...); the other column of a two-column file. ``mu_col`` may also be a ratio of two
-columns, ``'ln(I0/I1)'`` or ``'If/I0'``, for raw beamline files. The channel names beamlines use
+columns, ``'ln(I0/I1)'`` or ``'If/I0'``, for raw beamline files. A table of spectra (an energy
+column and two or more others, none named as a detector channel, each rising at a tabulated edge:
+Athena's "save marked groups as columns", a spreadsheet of samples) is read as one spectrum per
+column, named ``file:column``. The channel names beamlines use
 (``Io``, ``It``, ``Iref``, ``If``, ...) count as the XDI ones. Energy: ``energy_col``, else a column
 named ``omega`` (FEFF), ``energy``, ``e``, ``ev``; keV is converted to eV. Comment lines start with
 ``#``, ``%``, ``!`` or ``;``; above the data of a column file, lines of text (scan settings) may
@@ -186,12 +189,15 @@ def read_spectra(path, *, energy_col: str | int | None = None, mu_col: str | int
         Column name (case-insensitive) or 1-based column number; not for Athena projects.
     groups : sequence of str, optional
         Athena group labels to read (exact, else case- and space-insensitive); default (None or
-        empty): every mu(E) group. Only for Athena projects.
+        empty): every mu(E) group. For a table of spectra, the column names to read.
 
     Returns
     -------
     list of MeasuredSpectrum
-        One per Athena group read, else a single spectrum.
+        One per Athena group read; one per column of a table of spectra (an energy column and
+        two or more columns each holding a sample's spectrum, none named as a detector channel,
+        as Athena's "save marked groups" and spreadsheets write them; ``group`` is the column's
+        name); else a single spectrum.
 
     Raises
     ------
@@ -209,9 +215,18 @@ def _read_spectra_of(text: str, fmt: str, path, energy_col, mu_col, groups) -> l
         if energy_col is not None or mu_col is not None:
             _fail(path, "is an Athena project: columns cannot be chosen there; select groups by label instead")
         return _read_athena(text, path, groups)
-    if groups is not None:
-        _fail(path, f"is a {fmt} file, not an Athena project; group selection applies only to .prj files")
-    return [_read_table(text, path, fmt, energy_col, mu_col)]
+    spectra = _read_table(text, path, fmt, energy_col, mu_col)
+    if groups is None:
+        return spectra
+    if spectra[0].group is None:
+        _fail(path, f"is a {fmt} file of one spectrum, not an Athena project or a table of spectra; "
+                    "group selection applies only to those")  # fmt: skip
+    wanted = {g.strip().lower() for g in groups}
+    chosen = [s for s in spectra if s.group.strip().lower() in wanted]
+    if not chosen:
+        _fail(path, f"has no spectrum column {', '.join(map(repr, groups))}; its spectrum columns are "
+                    f"{', '.join(repr(s.group) for s in spectra)}")  # fmt: skip
+    return chosen
 
 
 
@@ -507,6 +522,10 @@ def _choose(data: np.ndarray, names, energy_col, mu_col, path):
             return ie, data[:, lookup["ifluor"]] / data[:, lookup["i0"]], "ifluor/i0"
     other = 1 - ie if ncol == 2 and not (names and _norm_name(names[1 - ie])[0] in _NEVER_MU) else None
     im = next((lookup[n] for n in _NORM_NAMES if n in lookup and lookup[n] != ie), other)
+    if im is None and mu_col is None:
+        samples = _sample_columns(data, names, ie)
+        if samples:
+            raise _OneSpectrumPerColumn(ie, samples)
     if im is None:
         hint = _COL_HINT
         if "i0" in lookup and "i1" in lookup:  # the usual ion chambers: I1 after the sample
@@ -515,7 +534,51 @@ def _choose(data: np.ndarray, names, energy_col, mu_col, path):
     return ie, *column(im)
 
 
-def _read_table(text: str, path, fmt: str, energy_col, mu_col) -> MeasuredSpectrum:
+class _OneSpectrumPerColumn(Exception):
+    """:func:`_choose` found a table of spectra: one energy column, one spectrum in each of ``samples``."""
+
+    def __init__(self, energy: int, samples: list[int]):
+        super().__init__(energy, samples)
+        self.energy, self.samples = energy, samples
+
+
+#: names of detector channels and scan bookkeeping: a column so named is not a sample's spectrum
+_CHANNEL = re.compile(r"i\d|i[tfro]|i_?(ref|trans|fluor|fl|tr)|time|sec(onds)?|counts?|icr|ocr|dtc?|roi\d*|sca\d*|ch\d+"
+                      r"|mca\d*|temp\w*|.*_(err|std|sigma|unc)|(err|std|sigma)_.*|index|point|row")
+
+
+def _sample_columns(data: np.ndarray, names, ie: int) -> list[int]:
+    """The columns of a table of spectra (Athena's "save marked groups as columns", a spreadsheet of
+    samples): besides the energy, at least two columns, none named as a detector channel, each
+    rising at a tabulated absorption edge. Else ``[]``."""
+    from xanesdb.xas.edges import identify_edge
+    from xanesdb.xas.normalize import pre_edge
+
+    rest = [i for i in range(data.shape[1]) if i != ie]
+    if not names or len(rest) < 2:
+        return []
+    if any(_CHANNEL.fullmatch(_norm_name(names[i])[0]) or _norm_name(names[i])[0] in _NEVER_MU | set(_ALIASES) | {"energy", "e", ""}
+           for i in rest):  # fmt: skip
+        return []
+    energy = data[:, ie]
+    if not (np.all(np.isfinite(energy)) and np.all(np.diff(energy) > 0)):
+        return []
+    if energy.max() < 100:  # keV
+        energy = energy * 1000.0
+    for i in rest:
+        mu = data[:, i]
+        if not np.all(np.isfinite(mu)):
+            return []
+        try:
+            n = pre_edge(energy, mu)
+        except (ValueError, np.linalg.LinAlgError):
+            return []
+        if not (n.edge_step > 0 and identify_edge(n.e0)):
+            return []
+    return rest
+
+
+def _read_table(text: str, path, fmt: str, energy_col, mu_col) -> list[MeasuredSpectrum]:
     comments, header, data, comma = _parse_rows(text, path, fmt)
     names, units, absorber, edge, meta = _header(fmt, comments, header, data.shape[1], path)
     meta["columns"] = list(names) if names else None
@@ -534,18 +597,25 @@ def _read_table(text: str, path, fmt: str, energy_col, mu_col) -> MeasuredSpectr
         units = [*units, "ev"]
         energy_col = len(names)
         meta["energy_converted"] = f"Bragg angle {names[i]} -> eV with d = {d:g} A"
-    ie, mu, mu_source = _choose(data, names, energy_col, mu_col, path)
-    if fmt == "feff-xmu" and mu_source == "mu":
-        mu_source = "xmu.dat mu"
+    try:
+        ie, mu, mu_source = _choose(data, names, energy_col, mu_col, path)
+        columns = [(None, mu, "xmu.dat mu" if fmt == "feff-xmu" and mu_source == "mu" else mu_source)]
+    except _OneSpectrumPerColumn as table:  # one spectrum a column: each named by its column
+        ie, columns = table.energy, [(names[i], data[:, i], names[i]) for i in table.samples]
     energy = data[:, ie].copy()
     finite = energy[np.isfinite(energy)]
     if units[ie].startswith("kev") or (units[ie] != "ev" and finite.size and 0 < finite.min() and finite.max() < 100):
         energy *= 1000.0
         meta["energy_converted"] = "keV -> eV"
-    _check(path, energy, mu, f"mu ({mu_source})")
-    return MeasuredSpectrum(name=Path(path).name, path=str(path), group=None, energy=energy,
-                            mu=np.asarray(mu, dtype=float), absorber=absorber, edge=edge,
-                            kind="csv" if fmt == "columns" and comma else fmt, mu_source=mu_source, meta=meta)
+    kind = "csv" if fmt == "columns" and comma else fmt
+    out = []
+    for group, mu, source in columns:
+        where = path if group is None else f"{path} column {group!r}"
+        _check(where, energy, mu, f"mu ({source})")
+        out.append(MeasuredSpectrum(name=Path(path).name if group is None else f"{Path(path).name}:{group}",
+                                    path=str(path), group=group, energy=energy, mu=np.asarray(mu, dtype=float),
+                                    absorber=absorber, edge=edge, kind=kind, mu_source=source, meta=dict(meta)))  # fmt: skip
+    return out
 
 
 def _check(where, energy: np.ndarray, mu: np.ndarray, what: str = "mu") -> None:
