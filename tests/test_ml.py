@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import subprocess
@@ -237,10 +238,14 @@ def test_train_register_show_predict(spectra_db, tmp_path, capsys):
     mu = np.interp(e, GRID, _synthetic_spectrum("O6", rng))
     good.write_text("energy,mu\n" + "\n".join(f"{a},{b}" for a, b in zip(e, mu)))
     xmu = tmp_path / "xmu.dat"
-    xmu.write_text("# omega e k mu mu0 chi\n" + "\n".join(f"{a} 0 0 {b} 0 0" for a, b in zip(e, mu)))
+    xmu.write_text("# Cu K edge, FEFF 10.0\n# omega e k mu mu0 chi\n" + "\n".join(f"{a} 0 0 {b} 0 0" for a, b in zip(e, mu)))
     main(["predict", "--model", doc.run_id, str(good), str(xmu), "--format", "json", "--align", "none"])
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 2 and all('"best_class": "O6"' in line for line in out), out
+    # a measured-looking file read by a grid model says what the model is not made for; FEFF output does not
+    from xanesdb.ml.predict import GRID_MODEL_NOTE
+
+    assert [json.loads(line)["note"] for line in out] == [GRID_MODEL_NOTE, None]
     short = tmp_path / "short.csv"
     short.write_text("\n".join(f"{a},{b}" for a, b in zip(e[:100], mu[:100])))
     bad = tmp_path / "bad.csv"

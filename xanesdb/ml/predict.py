@@ -158,8 +158,10 @@ def predict_spectra(
                 allowed[k, [doc.classes.index(c) for c in out]] = False
         fluo = fluorescence_note(s)
         edges = other_edges_note(prep.get("other_edges"))
+        measured = s.kind in ("xdi", "athena", "csv", "columns")  # not FEFF output, arrays or pymatgen XAS
+        paper = GRID_MODEL_NOTE if representation_of(doc) == "grid" and measured else None
         rules.append(why)
-        notes.append("; ".join(w for w in (why, fluo, edges) if w) or None)
+        notes.append("; ".join(w for w in (why, fluo, edges, paper) if w) or None)
     calib = doc.metrics.get("calibration") or {}
     T = float(calib.get("temperature", 1.0))
     bias = calib.get("bias")  # per-class log-odds of bias-corrected temperature scaling (None in older cards)
@@ -233,6 +235,12 @@ def predict_spectra(
         })  # fmt: skip
     return rows
 
+
+#: the note on a measured spectrum read by a grid model (the paper's representation: computed
+#: spectra on FEFF's absolute energies, no calibration to measurement, no outlier test)
+GRID_MODEL_NOTE = ("a grid model (the paper's representation) reads computed spectra; it was never calibrated to "
+                   "measured ones and has no outlier test: for measured spectra use the shipped models (no --model) "
+                   "or a model trained with --representation aligned")
 
 #: how readers name mu taken from a fluorescence channel (xanesdb.xas.readers)
 _FLUORESCENCE = ("mufluor", "ifluor", "normfluor", "if/i0", "ifl", "fluo")
