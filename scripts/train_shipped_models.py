@@ -12,7 +12,10 @@ is given. Fifteen networks a model by default: on the development records five g
 and 7-13 (``benchmarks/results/measured_ensemble_size.txt``).
 
     xanesdb db load-bundled && xanesdb spectra build
-    python scripts/train_shipped_models.py --preset scf,scflite,scfwide,fast --fidelity scf --calibration k-edge --window=-1,44.5
+    python scripts/train_shipped_models.py --preset scf,scflite,scfwide,fast
+
+Its defaults are :data:`xanesdb.ml.train.MEASURED_RECIPE`, what ``xanesdb train --recipe measured``
+trains on a query of the user's own.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import time
 from pathlib import Path
 
 from xanesdb.ml.portable import POOLED, SHIPPED_DIR, export_portable
-from xanesdb.ml.train import TrainConfig, train_from_query
+from xanesdb.ml.train import MEASURED_RECIPE, TrainConfig, train_from_query
 from xanesdb.schemas.site import LCE_CLASSES, SITE_CLASSES
 
 ELEMENTS = ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu")
@@ -43,21 +46,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--elements", default=",".join(ELEMENTS))
     ap.add_argument("--preset", default="scf", help="FEFF preset of the training spectra (a list: scf,fast).")
     ap.add_argument("--kind", default="mlp")
-    ap.add_argument("--n-models", type=int, default=15)
+    ap.add_argument("--n-models", type=int, default=MEASURED_RECIPE["n_models"])
     ap.add_argument("--epochs", type=int, default=50)
-    ap.add_argument("--min-steps", type=int, default=1500)
+    ap.add_argument("--min-steps", type=int, default=MEASURED_RECIPE["min_steps"])
     ap.add_argument("--out", type=Path, default=SHIPPED_DIR)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--fidelity", default="scf", help="Correct fast spectra towards this preset ('' for none).")
-    ap.add_argument("--calibration", default="k-edge",
+    ap.add_argument("--fidelity", default=MEASURED_RECIPE["fidelity"], help="Correct fast spectra towards this preset ('' for none).")
+    ap.add_argument("--calibration", default=MEASURED_RECIPE["calibration"],
                     help="Computed -> measured calibration applied to the training spectra ('' for none).")
-    ap.add_argument("--window", default="-1,44.5", help="Input energy range (eV from the half step; '' for all).")
+    ap.add_argument("--window", default=",".join(f"{v:g}" for v in MEASURED_RECIPE["window"]), help="Input energy range (eV from the half step; '' for all).")
     ap.add_argument("--label", default="site_class", choices=("site_class", "lce_class"),
                     help="site_class: T4, S5, O6 and 'other' (every other ChemEnv geometry, e.g. linear Cu(I)), "
                          "for the absorbers with computed 'other' sites; lce_class: the paper's three classes only.")
-    ap.add_argument("--measurement", default="",
-                    help='Changes to the measurement model, as JSON (e.g. \'{"scale": 0.15}\'); default: the calibration\'s ranges.')
-    ap.add_argument("--class-weight", default="balanced", choices=("balanced", "none"),
+    ap.add_argument("--measurement", default=json.dumps(MEASURED_RECIPE["measurement"]),
+                    help="Changes to the measurement model, as JSON ('' for the calibration's ranges alone); default: the "
+                         "recipe's edge-step errors and post-edge slopes.")
+    ap.add_argument("--class-weight", default=MEASURED_RECIPE["class_weight"], choices=("balanced", "none"),
                     help="balanced: each class weighs as much in the loss whatever its number of spectra; none: each spectrum alike.")
     ap.add_argument("--pooled", action="store_true",
                     help="One model on the spectra of all --elements together (folder all-K-aligned).")

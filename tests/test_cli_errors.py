@@ -53,6 +53,9 @@ BAD_CLI_INPUTS = [
     (["models", "score", "-m", "x", "-q", "{}", "--png", "{fifo}"], "is a FIFO"),
     (["train", "--query", "{}", "--label", "$where"], "is not a field name"),
     (["train", "--query", '{"element": {"$foo": 1}}', "--epochs", "1"], "refused"),
+    (["train", "--query", "{}", "--recipe", "paper"], "unknown --recipe 'paper'; use measured"),
+    (["train", "--query", "{}", "--recipe", "measured", "--task", "regression", "--label", "csm"],
+     "leave out --task, --from and --pretrain"),
     (["feff", "export-inputs", "{tmp}/batch", "--class", "Q9"], "unknown --class 'Q9'"),
     (["populate", "config", "{tmp}/afile"], "is a file, not a folder"),
 ]

@@ -320,3 +320,30 @@ def test_pre_edge_indices_end_where_the_edge_rises():
     assert idx[0] == 0 and 30 <= len(idx) <= 40
     early = np.tile(1 / (1 + np.exp(-(e - 2.0))), (5, 1))  # edge at the grid's start: the minimum
     assert len(pre_edge_indices(early)) == 20
+
+
+def test_recipe_measured_is_the_shipped_models_recipe(monkeypatch):
+    """``xanesdb train --recipe measured`` trains with the recipe of the shipped models (the
+    fields of MEASURED_RECIPE, which scripts/train_shipped_models.py takes as its defaults); an
+    option given besides it replaces its part."""
+    import xanesdb.ml.train as train_module
+    from xanesdb.cli import main
+    from xanesdb.ml.portable import SHIPPED_DIR
+    from xanesdb.platform.errors import XanesdbUserError
+
+    seen = []
+
+    def captured(criteria, config, *args, **kwargs):
+        seen.append(config)
+        raise XanesdbUserError("stopped before training")
+
+    monkeypatch.setattr(train_module, "train_from_query", captured)
+    for extra in ([], ["--n-models", "3", "--window=0,40"]):
+        with pytest.raises(SystemExit):
+            main(["train", "-q", '{"element": "Fe"}', "--recipe", "measured", *extra])
+    shipped = json.loads((SHIPPED_DIR / "Fe-K-aligned" / "card.json").read_text())["hyperparameters"]
+    recipe, changed = seen
+    for key in ("representation", "augment", "fidelity", "calibration", "window", "n_models", "min_steps", "class_weight"):
+        assert json.dumps(getattr(recipe, key)) == json.dumps(shipped[key]), key
+    assert {k: shipped["measurement"][k] for k in recipe.measurement} == recipe.measurement
+    assert changed.n_models == 3 and changed.window == (0.0, 40.0) and changed.fidelity == "scf"

@@ -43,6 +43,12 @@ def train(
         None, "--min-steps", help="At least this many updates per network: more epochs on small datasets (paper: none)."
     ),
     augment: str = typer.Option("", help="Comma-separated augmentations: shift, noise, measured (training data only)."),
+    recipe: Optional[str] = typer.Option(
+        None, "--recipe", help="measured: the recipe of the shipped models for measured spectra (--representation "
+        "aligned --augment measured --fidelity scf --calibration k-edge --window=-1,44.5 --n-models 15 --min-steps 1500 "
+        "--class-weight balanced, measured-like copies with 15 % edge-step errors); an option given with it at other "
+        "than its default replaces that part."
+    ),
     representation: str = typer.Option(
         "grid", help="grid (the paper's absolute grid, max-scaled) or aligned (edge-step normalised, half-step "
         "origin; calibrated, with an outlier test: for measured spectra)."
@@ -98,6 +104,24 @@ def train(
     from xanesdb.platform.queries import parse_filter
 
     criteria = parse_filter(query)
+    measurement = None
+    if recipe is not None:
+        if recipe != "measured":
+            raise XanesdbUserError(f"unknown --recipe {recipe!r}; use measured")
+        if task != "classification" or from_run is not None or pretrain is not None:
+            raise XanesdbUserError("--recipe measured trains a classifier from scratch; leave out --task, --from and --pretrain")
+        from xanesdb.ml.train import MEASURED_RECIPE as r
+
+        # the recipe fills what was left at its default; an option given otherwise takes precedence
+        augment = augment or ",".join(r["augment"])
+        representation = r["representation"] if representation == "grid" else representation
+        fidelity = r["fidelity"] if fidelity is None else fidelity
+        calibration = r["calibration"] if calibration is None else calibration
+        window = ",".join(f"{v:g}" for v in r["window"]) if window is None else window
+        n_models = r["n_models"] if n_models == 10 else n_models
+        min_steps = r["min_steps"] if min_steps is None else min_steps
+        class_weight = r["class_weight"] if class_weight is None else class_weight
+        measurement = dict(r["measurement"])
     if standardize is not None and from_run is None:
         raise XanesdbUserError("--standardize is for fine-tuning with --from")
     if loss is not None and (task != "regression" or from_run is not None):
@@ -187,7 +211,7 @@ def train(
     config = TrainConfig(kind=model, epochs=epochs, augment=kinds, seed=seed, protocol=protocol,
                          n_models=n_models, class_weight=class_weight, pre_edge=pre_edge, curves=curves,
                          min_steps=min_steps, ensemble=ensemble, representation=representation,
-                         fidelity=fidelity, calibration=calibration, window=win)  # fmt: skip
+                         fidelity=fidelity, calibration=calibration, window=win, measurement=measurement)  # fmt: skip
     k = n_models * ensemble
     with epoch_bar(err_console, f"training {k} {model} side by side", epochs,
                    lambda loss: f"training {k} {model} (loss {loss:.3f})") as on_epoch:  # fmt: skip

@@ -43,8 +43,19 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "TrainResult", "fit_group", "predict_group", "pre_edge_indices",
+__all__ = ["MEASURED_RECIPE", "TrainConfig", "TrainResult", "fit_group", "predict_group", "pre_edge_indices",
            "train_on_dataset", "train_from_query", "runtime_info"]  # fmt: skip
+
+#: the :class:`TrainConfig` fields of the models that ship for measured spectra (``xanesdb train
+#: --recipe measured``, ``scripts/train_shipped_models.py``): aligned spectra, ``fast`` ones
+#: corrected towards ``scf``, the k-edge calibration to measurement, measured-like copies with
+#: edge-step errors of 15 % and post-edge slopes of 0.2 per 100 eV, inputs from -1 to +44.5 eV,
+#: 15 networks of at least 1500 updates, classes balanced (README, "Measured spectra")
+MEASURED_RECIPE: dict[str, Any] = {
+    "representation": "aligned", "augment": ("measured",), "fidelity": "scf", "calibration": "k-edge",
+    "window": (-1.0, 44.5), "measurement": {"scale": 0.15, "slope_per_100ev": 0.2}, "n_models": 15,
+    "min_steps": 1500, "class_weight": "balanced",
+}  # fmt: skip
 
 
 @dataclass
