@@ -17,7 +17,9 @@ pre-edge too sharp (HERFD Cu2O of the development set: `unsure`, outlier 2.03, O
 conventional cuprite scans read `other` 0.98). :func:`to_conventional` adds what the HERFD
 measurement took away: a Lorentzian of FWHM Γ_K - Γ_eff (linewidths add for Lorentzians) and a
 Gaussian of the monochromators' difference at the edge energy, with xraydb's level widths and
-edge energies. Nothing is fitted to spectra.
+edge energies. Nothing is fitted to spectra. The analyser's own resolution (about 1 eV at a 3d
+K edge) widens a real HERFD spectrum beyond Γ_eff; a file does not say it, so it is left out and
+the conversion errs towards a broader spectrum than a conventional measurement would give.
 
 Examples
 --------
