@@ -77,10 +77,10 @@ def test_predict_reads_herfd_cu2o_as_conventional_cuprite(shared_data, capsys):
     args = ["predict", prj, "-g", "CuHERFD_Cu(I)O.001", "-f", "json"]
     code, out, err = _run(args, capsys)
     (auto,) = [json.loads(line) for line in out.splitlines()]
-    assert code == 0 and "HERFD broadened" in auto["mu_from"]
+    assert code == 0 and "HERFD broadened" in auto["mu_from"] and "HERFD, broadened" in auto["note"]
     assert auto["predicted"] == "other" and auto["probabilities"]["other"] > 0.6
     code, out, err = _run([*args, "--herfd", "no"], capsys)
     (raw,) = [json.loads(line) for line in out.splitlines()]
-    assert code == 0 and "HERFD" not in raw["mu_from"] and raw["predicted"] == "unsure"
+    assert code == 0 and "HERFD" not in raw["mu_from"] + (raw["note"] or "") and raw["predicted"] == "unsure"
     code, out, err = _run([*args, "--herfd", "maybe"], capsys)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "auto, yes, no" in err

@@ -160,8 +160,9 @@ def predict_spectra(
         edges = other_edges_note(prep.get("other_edges"))
         measured = s.kind in ("xdi", "athena", "csv", "columns")  # not FEFF output, arrays or pymatgen XAS
         paper = GRID_MODEL_NOTE if representation_of(doc) == "grid" and measured else None
+        herfd = HERFD_NOTE if (s.meta or {}).get("herfd") else None
         rules.append(why)
-        notes.append("; ".join(w for w in (why, fluo, edges, paper) if w) or None)
+        notes.append("; ".join(w for w in (why, fluo, edges, herfd, paper) if w) or None)
     calib = doc.metrics.get("calibration") or {}
     T = float(calib.get("temperature", 1.0))
     bias = calib.get("bias")  # per-class log-odds of bias-corrected temperature scaling (None in older cards)
@@ -236,6 +237,8 @@ def predict_spectra(
     return rows
 
 
+#: the note on a HERFD spectrum broadened as a conventional one (xanesdb.xas.herfd)
+HERFD_NOTE = "HERFD, broadened as a conventional spectrum before the model read it (--herfd no: as measured)"
 #: the note on a measured spectrum read by a grid model (the paper's representation: computed
 #: spectra on FEFF's absolute energies, no calibration to measurement, no outlier test)
 GRID_MODEL_NOTE = ("a grid model (the paper's representation) reads computed spectra; it was never calibrated to "
