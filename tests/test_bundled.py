@@ -254,7 +254,8 @@ def test_substituted_structures_have_the_intended_geometry():
 
 
 def test_shipped_feff10_inputs_regenerate_identically(tmp_path):
-    """The regeneration command would key and write the same FEFF inputs as the shipped tasks.
+    """The regeneration command would key and write the same FEFF inputs as the shipped tasks (byte
+    for byte, or for at most 2 % of them with two atoms at one distance in the other order).
 
     Every shipped ``fast`` task is checked (the main file and the ``feff_tasks.fast-*`` parts), by two
     runs of the script side by side (each on every other task, with the bundled structures): the check is CPU-bound and pytest
@@ -286,7 +287,27 @@ def test_shipped_feff10_inputs_regenerate_identically(tmp_path):
     for proc in procs:
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, out + err
-        n = int(re.search(r"(\d+) shipped FEFF10 tasks: (\d+) task keys and (\d+) feff.inp hashes", out).group(1))
-        assert n > 0 and f"{n} task keys and {n} feff.inp hashes regenerated identically" in out, out
+        m = re.search(r"(\d+) shipped FEFF10 tasks: (\d+) task keys and (\d+) feff.inp hashes regenerated identically, "
+                      r"(\d+) more the same input", out)
+        n, keys, same, reordered = map(int, m.groups())
+        # every key, and every input byte for byte but a few atoms at one distance swapped by a newer pymatgen
+        assert n > 0 and keys == same + reordered == n and reordered <= 0.02 * n, out
         total += n
     assert total >= 300
+
+
+def test_inputs_equivalent_up_to_the_order_of_atoms_at_one_distance():
+    from xanesdb.jobs.feff.sets import input_equivalent
+    from xanesdb.platform.snapshot import BUNDLED_DB_DIR, iter_snapshot
+
+    text = next(t["feff_inp"] for t in iter_snapshot(BUNDLED_DB_DIR / "feff_tasks.jsonl.gz") if t.get("feff_inp"))
+    lines = text.splitlines()
+    i = lines.index("ATOMS") + 3  # the first neighbours after the absorber
+    a, b = lines[i].split(), lines[i + 1].split()
+    assert a[5] == b[5]  # two atoms at one distance
+    swapped = lines[:i] + ["  ".join([*b[:6], a[6]]), "  ".join([*a[:6], b[6]])] + lines[i + 2:]
+    assert "\n".join(swapped) != text and input_equivalent("\n".join(swapped), text)
+    moved = lines[:i] + ["  ".join([f"{float(a[0]) + 0.001:.5f}", *a[1:]])] + lines[i + 1:]
+    assert not input_equivalent("\n".join(moved), text)
+    cards = text.replace("FMS 6.0 0", "FMS 7.0 0")
+    assert cards != text and not input_equivalent(cards, text)
