@@ -574,3 +574,9 @@ def test_predict_answers_each_spectrum_of_a_table(dev, tmp_path, capsys):
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [r["name"] for r in rows] == ["samples.csv:Hematite", "samples.csv:Goerthite"]
     assert [r["predicted"] for r in rows] == ["O6", "O6"] and all(r["absorber"] == "Fe" for r in rows)
+
+
+def test_energies_relative_to_the_edge_are_refused_with_what_to_do(tmp_path):
+    rows = [[-40.0 + i, 0.5 + 0.5 * np.tanh((i - 40) / 3)] for i in range(160)]
+    msg = _refused(_write(tmp_path, "rel.csv", _csv(rows, ["energy", "norm"])), "relative to the edge")
+    assert "absolute energies" in msg

@@ -640,6 +640,9 @@ def _check(where, energy: np.ndarray, mu: np.ndarray, what: str = "mu") -> None:
                      "remove or average repeated points")
     if energy[-1] - energy[0] < MIN_RANGE_EV:
         _fail(where, f"covers only {energy[-1] - energy[0]:.1f} eV; at least {MIN_RANGE_EV:g} eV around the edge is needed")
+    if energy[0] < 0:
+        _fail(where, f"energies run from {energy[0]:g} to {energy[-1]:g} eV, relative to the edge (E - E0) it seems; give "
+                     "absolute energies in eV (add the edge energy, e.g. 8333 eV at the Ni K edge)")
 
 
 
