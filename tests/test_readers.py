@@ -574,6 +574,11 @@ def test_predict_answers_each_spectrum_of_a_table(dev, tmp_path, capsys):
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [r["name"] for r in rows] == ["samples.csv:Hematite", "samples.csv:Goerthite"]
     assert [r["predicted"] for r in rows] == ["O6", "O6"] and all(r["absorber"] == "Fe" for r in rows)
+    # -g picks a column of a table as it picks an Athena group, in one batch with a project
+    fe_prj = dev / "athena" / "Fe.prj"
+    code, out, _ = _run(["predict", str(path), str(fe_prj), "-g", "goerthite", "-g", "Hematite", "-f", "json"], capsys)
+    names = [json.loads(line)["name"] for line in out.splitlines()]
+    assert code == 0 and names == ["samples.csv:Hematite", "samples.csv:Goerthite", "Fe.prj:Goerthite", "Fe.prj:Hematite"]
 
 
 def test_energies_relative_to_the_edge_are_refused_with_what_to_do(tmp_path):

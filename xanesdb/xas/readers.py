@@ -221,6 +221,11 @@ def _read_spectra_of(text: str, fmt: str, path, energy_col, mu_col, groups) -> l
     if spectra[0].group is None:
         _fail(path, f"is a {fmt} file of one spectrum, not an Athena project or a table of spectra; "
                     "group selection applies only to those")  # fmt: skip
+    return _columns_named(spectra, groups, path)
+
+
+def _columns_named(spectra: list[MeasuredSpectrum], groups: Sequence[str], path) -> list[MeasuredSpectrum]:
+    """The spectra of a table whose column names are among ``groups`` (case ignored); none is an error."""
     wanted = {g.strip().lower() for g in groups}
     chosen = [s for s in spectra if s.group.strip().lower() in wanted]
     if not chosen:
@@ -233,7 +238,7 @@ def _read_spectra_of(text: str, fmt: str, path, energy_col, mu_col, groups) -> l
 def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | int | None = None,
                mu_col: str | int | None = None) -> tuple[list[MeasuredSpectrum], list[tuple[Path, str]]]:
     """Read many files, as a batch command does: ``groups`` selects groups of the Athena projects
-    among them (other files are read whole), ``energy_col``/``mu_col`` apply to the other files (an
+    and columns of the tables of spectra among them (other files are read whole), ``energy_col``/``mu_col`` apply to the other files (an
     Athena group's arrays are what they are); a file that cannot be read is kept as ``(path, one-line
     reason)`` so the others are still read; a folder stands for the spectrum files in it
     (:func:`spectrum_files_in`). Returns ``(spectra, failures)``."""
@@ -250,8 +255,11 @@ def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | 
             text = _read_text(f)  # read once: its format decides which options apply
             fmt = _detect(text)
             athena = fmt == "athena"
-            spectra.extend(_read_spectra_of(text, fmt, f, None if athena else energy_col, None if athena else mu_col,
-                                            groups if athena else None))  # fmt: skip
+            got = _read_spectra_of(text, fmt, f, None if athena else energy_col, None if athena else mu_col,
+                                   groups if athena else None)  # fmt: skip
+            if groups and not athena and got[0].group is not None:  # a table of spectra: -g names its columns
+                got = _columns_named(got, groups, f)
+            spectra.extend(got)
         except XanesdbUserError as err:
             failures.append((Path(f), str(err).splitlines()[0]))
     return _distinct_names(spectra), failures
