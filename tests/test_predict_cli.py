@@ -313,6 +313,14 @@ def test_metals_and_samples_without_oxygen_are_unsure_with_the_reason(shared_dat
     ("Fe.prj:Hematite", "Hematite", None, {}, None),
     ("hem2.xdi", None, "Fe", {"sample.formula": "Hematite"}, None),  # a name, not a formula: no conclusion
     ("hem3.xdi", None, "Fe", {"sample.name": "hematite", "sample.prep": "powder sealed in Al foil"}, None),
+    # sulfide minerals and oxygen-free formulas of the absorber in a label
+    ("als.prj:Troilite", "Troilite", "Fe", {}, "sulfide ('Troilite' in its label)"),
+    ("c.prj:CuHERFD_CuS.001", "CuHERFD_CuS.001", "Cu", {}, "CuS (in its label) has no oxygen"),
+    ("k.prj:K3Fe(CN)6 powder", "K3Fe(CN)6 powder", "Fe", {}, "K3Fe(CN)6 (in its label) has no oxygen"),
+    ("c.prj:CuHERFD_Cu(I)O.001", "CuHERFD_Cu(I)O.001", "Cu", {}, None),
+    ("m.prj:MnCO3", "MnCO3", "Mn", {}, None),
+    ("z.prj:CuY zeolite", "CuY zeolite", "Cu", {}, None),  # Cu-exchanged zeolite Y: a cation, no ligand
+    ("d.prj:Fe0.05 in BN", "Fe0.05 in BN", "Fe", {}, None),  # the diluent's formula lacks the absorber
 ])  # fmt: skip
 def test_outside_models_reason_reads_the_files_own_words(name, group, absorber, xdi, says):
     from xanesdb.ml.predict import outside_models_reason

@@ -260,6 +260,14 @@ def fluorescence_note(spectrum: MeasuredSpectrum) -> str | None:
 
 #: words by which a label or XDI sample field names a metal (a foil is the usual energy reference)
 _METAL = re.compile(r"foil|\bmetal(?:lic)?\b(?![- ]?(?:organic|oxide|complex))", re.I)
+#: sulfide minerals of Ti-Cu absorbers, named in a label (the models know oxide and oxysalt sites only)
+_SULFIDE = re.compile(r"sulph?ides?|pyrite|marcasite|troilite|pyrrhotite|pentlandite|chalcopyrite|bornite|covellite"
+                      r"|chalcocite|digenite|cubanite|greigite|mackinawite|millerite|heazlewoodite|violarite|linnaeite"
+                      r"|cobaltite|carrollite|tetrahedrite|tennantite|enargite|stannite|arsenopyrite|patronite", re.I)
+#: anions and ligand atoms of non-oxides: with the absorber and without oxygen, a formula of a label is no oxide
+_LIGANDS = frozenset({"S", "Se", "Te", "F", "Cl", "Br", "I", "N", "P", "As", "Sb", "C"})
+#: a word of a label that may be a formula ("CuFeS2", "Cu2S", "K3Fe(CN)6")
+_FORMULA_WORD = re.compile(r"[A-Z][A-Za-z0-9().]*")
 
 
 def outside_models_reason(spectrum: MeasuredSpectrum) -> str | None:
@@ -288,6 +296,38 @@ def outside_models_reason(spectrum: MeasuredSpectrum) -> str | None:
     m = _METAL.search(words)
     if m:
         return f"the sample is a metal ({m.group(0)!r} in its label): the models know oxide sites, not metals"
+    m = _SULFIDE.search(words)
+    if m:
+        return f"the sample is a sulfide ({m.group(0)!r} in its label): the models know oxide and oxysalt sites only"
+    formula = _oxygen_free_formula(words, spectrum)
+    if formula:
+        return (f"the sample {formula} (in its label) has no oxygen: the models know oxide and oxysalt sites only; "
+                "if it is an oxide after all, rename it")  # fmt: skip
+    return None
+
+
+def _oxygen_free_formula(words: str, spectrum: MeasuredSpectrum) -> str | None:
+    """A word of ``words`` that is a chemical formula of the absorber with a non-oxide ligand and no
+    oxygen ("CuS", "Cu2S", "FeS2", "NiCl2", "K3Fe(CN)6"), or None. A word that is no formula
+    ("HERFD", "Sample1"), the absorber alone or with a cation only ("CuY", a Cu-exchanged zeolite
+    Y), or a formula without the absorber (the "BN" of a dilution) says nothing."""
+    import xraydb
+
+    absorber = spectrum.absorber
+    if absorber is None:
+        try:
+            absorber, _ = absorber_of(spectrum)
+        except (XanesdbUserError, ValueError):
+            return None
+    for w in _FORMULA_WORD.findall(words):
+        w = re.sub(r"(?<=[A-Za-z)])\.\d+$", "", w).strip("().")  # "CuS.001", an Athena copy's suffix
+        try:
+            parsed = xraydb.chemparse(w)
+        except (ValueError, KeyError, TypeError):
+            continue
+        elements = {el for el, n in parsed.items() if n > 0}
+        if absorber in elements and "O" not in elements and elements & _LIGANDS:
+            return w
     return None
 
 
