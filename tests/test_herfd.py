@@ -49,6 +49,7 @@ def test_herfd_named_by_file_group_or_xdi_header():
     assert looks_like_herfd(_step_with_peak(name="a.prj:CuHERFD_Cu2O", group="CuHERFD_Cu2O"))
     assert looks_like_herfd(_step_with_peak(meta={"xdi": {"detector.mode": "high energy resolution fluorescence"}}))
     assert looks_like_herfd(_step_with_peak(name="CuO_HR-XANES.csv"))
+    assert looks_like_herfd(_step_with_peak(meta={"xdi": {"detector.fluor": "Si(444) crystal analyzer, Cu Ka1"}}))
     assert not looks_like_herfd(_step_with_peak(name="cu2o_fluo.dat"))
     assert not looks_like_herfd(_step_with_peak(name="cu_transmission.xdi"))
 

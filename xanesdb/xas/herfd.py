@@ -44,8 +44,9 @@ HERFD_MODES = ("auto", "yes", "no")
 #: intrinsic relative bandwidths (ΔE/E, FWHM) of the usual double-crystal monochromators
 SI111_DE_E = 1.33e-4
 SI311_DE_E = 2.7e-5
-#: what names a spectrum HERFD (or HR-XANES, as some groups call it) in a file name, Athena label or XDI header
-_WORDS = re.compile(r"herfd|hr-?fd|hr-?xanes|high[ _-]?energy[ _-]?resolution", re.I)
+#: what names a spectrum HERFD (or HR-XANES, as some groups call it; or its detector a crystal analyser) in a file
+#: name, Athena label or XDI header
+_WORDS = re.compile(r"herfd|hr-?fd|hr-?xanes|high[ _-]?energy[ _-]?resolution|crystal[ _-]?analy[sz]er", re.I)
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
