@@ -18,6 +18,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("flask", reason="the web pages need Flask (pip install 'xanesdb[web]')")
@@ -283,6 +284,27 @@ def test_upload_corrects_self_absorption_with_the_formula_field(client, web_sett
     assert r.status_code == 400 and "FeXx2" in _error(r)
     r = _post(client, [(f.name, f.read_bytes())], formula="Fe2O3; drop")
     assert r.status_code == 400
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_upload_broadens_a_herfd_file_and_reads_each_column_of_a_table(client, web_settings, private_tmp, tmp_path, shared_data):
+    """An upload named HERFD is broadened as ``xanesdb predict`` does by default (the HERFD Cu2O of
+    the development set reads `other`, not `unsure`), and a table of spectra gives one answer a column."""
+    from xanesdb.xas.readers import read_spectra
+
+    prj = shared_data / "experimental_dev" / "athena"
+    (cu2o,) = read_spectra(prj / "CuHERFD_standards.prj", groups=["CuHERFD_Cu(I)O.001"])
+    herfd = "energy,mu\n" + "\n".join(f"{e:.3f},{m:.6f}" for e, m in zip(cu2o.energy, cu2o.mu))
+    r = _post(client, [("cu2o_HERFD.csv", herfd.encode())], top="1")
+    page = r.data.decode()
+    assert r.status_code == 200 and re.findall(r'class="answer[^"]*">([^<]*)<', page) == ["other"], page[:1500]
+    assert "HERFD, broadened" in page
+    hem, goe = read_spectra(prj / "Fe.prj", groups=["Hematite", "Goerthite"])
+    table = "energy,Hematite,Goerthite\n" + "\n".join(
+        f"{e:.3f},{a:.6f},{b:.6f}" for e, a, b in zip(hem.energy, hem.mu, np.interp(hem.energy, goe.energy, goe.mu)))
+    r = _post(client, [("iron_oxides.csv", table.encode())], top="1")
+    page = r.data.decode()
+    assert r.status_code == 200 and re.findall(r'class="answer[^"]*">([^<]*)<', page) == ["O6", "O6"], page[:1500]
     assert list(private_tmp.iterdir()) == []
 
 
