@@ -51,6 +51,10 @@ def test_herfd_named_by_file_group_or_xdi_header():
     assert looks_like_herfd(_step_with_peak(name="CuO_HR-XANES.csv"))
     assert looks_like_herfd(_step_with_peak(meta={"xdi": {"detector.fluor": "Si(444) crystal analyzer, Cu Ka1"}}))
     assert not looks_like_herfd(_step_with_peak(name="cu2o_fluo.dat"))
+    # the transmission reference of a HERFD beamtime is no HERFD spectrum
+    foil = _step_with_peak(name="CuHERFD_beamtime.prj:Cu foil transmission", group="Cu foil transmission")
+    assert not looks_like_herfd(foil)
+    assert not looks_like_herfd(dataclasses.replace(_step_with_peak(name="cu_herfd.xdi"), mu_source="ln(i0/itrans)"))
     assert not looks_like_herfd(_step_with_peak(name="cu_transmission.xdi"))
 
 

@@ -47,6 +47,10 @@ SI311_DE_E = 2.7e-5
 #: what names a spectrum HERFD (or HR-XANES, as some groups call it; or its detector a crystal analyser) in a file
 #: name, Athena label or XDI header
 _WORDS = re.compile(r"herfd|hr-?fd|hr-?xanes|high[ _-]?energy[ _-]?resolution|crystal[ _-]?analy[sz]er", re.I)
+#: mu from a transmission channel, which HERFD never is
+_TRANSMISSION_MU = re.compile(r"mutrans|itrans|normtrans|ln\(", re.I)
+#: a label that names a conventional measurement
+_CONVENTIONAL = re.compile(r"trans(mission)?\b|\btfy\b|total[ _-]?fluo|\btey\b", re.I)
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
@@ -64,7 +68,16 @@ def mono_gap_sigma_ev(edge_energy_ev: float) -> float:
 
 
 def looks_like_herfd(spectrum) -> bool:
-    """Whether the file name, Athena label or XDI header calls the spectrum HERFD."""
+    """Whether the file name, Athena label or XDI header calls the spectrum HERFD.
+
+    Not a spectrum whose mu came from a transmission channel (``mutrans``, ``ln(i0/itrans)``), nor
+    a group whose own label says transmission, TFY or TEY, in a project or file named HERFD (the
+    reference foil of a HERFD beamtime is measured in transmission).
+    """
+    if _TRANSMISSION_MU.search(str(spectrum.mu_source or "")):
+        return False
+    if spectrum.group and _CONVENTIONAL.search(spectrum.group) and not _WORDS.search(spectrum.group):
+        return False
     xdi = (spectrum.meta or {}).get("xdi") or {}
     words = [spectrum.name, spectrum.group or "", Path(str(spectrum.path)).name, *map(str, xdi.values())]
     return any(_WORDS.search(w) for w in words if w)
