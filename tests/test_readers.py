@@ -548,6 +548,13 @@ def test_a_table_of_spectra_reads_one_spectrum_a_column(dev, tmp_path):
     # --mu-col still takes one column
     (one,) = read_spectra(path, mu_col="Lepidocrocite")
     assert one.name == "marked.nor" and one.mu_source == "Lepidocrocite"
+    # a reference channel beside the samples is no sample: one spectrum a sample column
+    head = "#  energy  Hematite  Goerthite  reference\n"
+    path, _ = _table_of(dev, tmp_path, ["Hematite", "Goerthite", "Fe foil"], head, "with_ref.nor")
+    assert [s.group for s in read_spectra(path)] == ["Hematite", "Goerthite"]
+    head = "#  energy  Hematite  Fe_ref\n"
+    path, _ = _table_of(dev, tmp_path, ["Hematite", "Fe foil"], head, "one_ref.nor")
+    assert [s.name for s in read_spectra(path)] == ["one_ref.nor:Hematite"]
     # a file of one spectrum refuses group selection as before
     _refused(_write(tmp_path, "one.csv", _csv(_rows(), ["energy", "mu"])), "group selection", groups=["x"])
 

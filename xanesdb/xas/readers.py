@@ -555,15 +555,25 @@ _CHANNEL = re.compile(r"i\d|i[tfro]|i_?(ref|trans|fluor|fl|tr)|time|sec(onds)?|c
                       r"|mca\d*|temp\w*|.*_(err|std|sigma|unc)|(err|std|sigma)_.*|index|point|row")
 
 
+#: a reference channel's name in a table of spectra
+_REFERENCE = re.compile(r"ref(er|erence)?|\w+_ref(erence)?|ref(erence)?_\w+")
+
+
 def _sample_columns(data: np.ndarray, names, ie: int) -> list[int]:
     """The columns of a table of spectra (Athena's "save marked groups as columns", a spreadsheet of
-    samples): besides the energy, at least two columns, none named as a detector channel, each
-    rising at a tabulated absorption edge. Else ``[]``."""
+    samples): besides the energy and any reference channel (``ref``, ``reference``, ``Fe_ref``), at
+    least two columns, or one beside a reference, none named as a detector channel, each rising at
+    a tabulated absorption edge. Else ``[]``."""
     from xanesdb.xas.edges import identify_edge
     from xanesdb.xas.normalize import pre_edge
 
-    rest = [i for i in range(data.shape[1]) if i != ie]
-    if not names or len(rest) < 2:
+    if not names:
+        return []
+    others = [i for i in range(data.shape[1]) if i != ie]
+    # a reference channel beside the samples ("ref", "reference", "Fe_ref"): measured with each
+    # scan for its energy calibration, not a sample
+    rest = [i for i in others if not _REFERENCE.fullmatch(_norm_name(names[i])[0])]
+    if len(rest) < (1 if len(rest) < len(others) else 2):
         return []
     if any(_CHANNEL.fullmatch(_norm_name(names[i])[0]) or _norm_name(names[i])[0] in _NEVER_MU | set(_ALIASES) | {"energy", "e", ""}
            for i in rest):  # fmt: skip
