@@ -238,9 +238,10 @@ def _columns_named(spectra: list[MeasuredSpectrum], groups: Sequence[str], path)
 def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | int | None = None,
                mu_col: str | int | None = None) -> tuple[list[MeasuredSpectrum], list[tuple[Path, str]]]:
     """Read many files, as a batch command does: ``groups`` selects groups of the Athena projects
-    and columns of the tables of spectra among them (other files are read whole), ``energy_col``/``mu_col`` apply to the other files (an
-    Athena group's arrays are what they are); a file that cannot be read is kept as ``(path, one-line
-    reason)`` so the others are still read; a folder stands for the spectrum files in it
+    and columns of the tables of spectra among them (other files are read whole),
+    ``energy_col``/``mu_col`` apply to the files that are not Athena projects (an Athena group's
+    arrays are what they are); a file that cannot be read is kept as ``(path, one-line reason)`` so
+    the others are still read; a folder stands for the spectrum files in it
     (:func:`spectrum_files_in`). Returns ``(spectra, failures)``."""
     spectra: list[MeasuredSpectrum] = []
     failures: list[tuple[Path, str]] = []
