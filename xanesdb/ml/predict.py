@@ -313,22 +313,24 @@ def _oxygen_free_formula(words: str, spectrum: MeasuredSpectrum) -> str | None:
     Y), or a formula without the absorber (the "BN" of a dilution) says nothing."""
     import xraydb
 
-    absorber = spectrum.absorber
+    candidates = []  # (word, its elements): formulas with a non-oxide ligand and no oxygen
+    for w in _FORMULA_WORD.findall(words):
+        w = re.sub(r"(?<=[A-Za-z)])\.\d+$", "", w).strip("().")  # "CuS.001", an Athena copy's suffix
+        try:
+            elements = {el for el, n in xraydb.chemparse(w).items() if n > 0}
+        except (ValueError, KeyError, TypeError):
+            continue
+        if "O" not in elements and elements & _LIGANDS:
+            candidates.append((w, elements))
+    if not candidates:
+        return None
+    absorber = spectrum.absorber  # found from the edge only when a label has such a word
     if absorber is None:
         try:
             absorber, _ = absorber_of(spectrum)
         except (XanesdbUserError, ValueError):
             return None
-    for w in _FORMULA_WORD.findall(words):
-        w = re.sub(r"(?<=[A-Za-z)])\.\d+$", "", w).strip("().")  # "CuS.001", an Athena copy's suffix
-        try:
-            parsed = xraydb.chemparse(w)
-        except (ValueError, KeyError, TypeError):
-            continue
-        elements = {el for el, n in parsed.items() if n > 0}
-        if absorber in elements and "O" not in elements and elements & _LIGANDS:
-            return w
-    return None
+    return next((w for w, elements in candidates if absorber in elements), None)
 
 
 def other_edges_note(energies) -> str | None:
