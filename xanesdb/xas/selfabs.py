@@ -124,17 +124,13 @@ def correct_spectra(spectra, formula: str, angle_in: float = 45.0, angle_out: fl
     spectrum that cannot be corrected (no edge, absorber not in the formula) is a failure, the
     others go on.
     """
-    from xanesdb.xas.edges import identify_edge
-    from xanesdb.xas.normalize import pre_edge
+    from xanesdb.xas.edges import absorber_edge
 
     _formula(formula)  # a formula that cannot be read stops the whole batch
     out, failures = [], []
     for s in spectra:
         try:
-            found = identify_edge(pre_edge(s.energy, s.mu).e0)
-            absorber, edge = (found[0], found[1]) if found else (s.absorber, s.edge or "K")
-            if not absorber:
-                raise ValueError("its absorber is unknown (no tabulated edge near its e0)")
+            absorber, edge = absorber_edge(s)
             alpha = fluo_alpha(formula, absorber, edge, "Ka" if edge == "K" else "La", angle_in, angle_out)
             mu = correct_self_absorption(s.energy, s.mu, alpha)
         except ValueError as err:
