@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-__all__ = ["absorber_edge", "edge_energy_of", "identify_edge"]
+__all__ = ["edge_energy_of", "identify_edge"]
 
 #: the window (eV) around a spectrum's e0 in which its tabulated edge must lie
 BELOW_EV, ABOVE_EV = 30.0, 10.0
@@ -58,20 +58,3 @@ def identify_edge(e0: float) -> tuple[str, str, float] | None:
                 best = (key, (sym, name, energy))
     return None if best is None else best[1]
 
-
-def absorber_edge(spectrum) -> tuple[str, str]:
-    """``(element, edge)`` of a measured spectrum: the tabulated edge at its e0, else what the file
-    says (``absorber``, ``edge`` or K).
-
-    Raises
-    ------
-    ValueError
-        When the spectrum has no edge to normalise, or neither its e0 nor the file names an absorber.
-    """
-    from xanesdb.xas.normalize import pre_edge
-
-    found = identify_edge(pre_edge(spectrum.energy, spectrum.mu).e0)
-    absorber, edge = (found[0], found[1]) if found else (spectrum.absorber, spectrum.edge or "K")
-    if not absorber:
-        raise ValueError("its absorber is unknown (no tabulated edge near its e0)")
-    return absorber, edge

@@ -124,7 +124,7 @@ def herfd_spectra(spectra: list, mode: str = "auto") -> tuple[list, list[tuple[P
     Returns ``(spectra, [(path, why), ...])``: a spectrum to convert whose absorber cannot be
     found (no edge) is a failure, the others go on.
     """
-    from xanesdb.xas.edges import absorber_edge
+    from xanesdb.xas.normalize import absorber_edge
 
     if mode not in HERFD_MODES:
         raise ValueError(f"unknown HERFD mode {mode!r}; use {', '.join(HERFD_MODES)}")

@@ -48,6 +48,7 @@ import numpy as np
 __all__ = [
     "Normalized",
     "find_e0",
+    "absorber_edge",
     "other_edges",
     "half_step_energy",
     "looks_normalised",
@@ -474,3 +475,21 @@ def half_step_energy(energy, norm, *, level: float = 0.5, hold: float = HALF_STE
     if e0 is not None:
         return float(e0)
     raise ValueError(f"the normalised spectrum never rises through {level:g} of the edge step")
+
+
+def absorber_edge(spectrum) -> tuple[str, str]:
+    """``(element, edge)`` of a measured spectrum: the tabulated edge at its e0, else what the file
+    says (``absorber``, ``edge`` or K).
+
+    Raises
+    ------
+    ValueError
+        When the spectrum has no edge to normalise, or neither its e0 nor the file names an absorber.
+    """
+    from xanesdb.xas.edges import identify_edge
+
+    found = identify_edge(pre_edge(spectrum.energy, spectrum.mu).e0)
+    absorber, edge = (found[0], found[1]) if found else (spectrum.absorber, spectrum.edge or "K")
+    if not absorber:
+        raise ValueError("its absorber is unknown (no tabulated edge near its e0)")
+    return absorber, edge

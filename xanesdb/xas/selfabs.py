@@ -124,7 +124,7 @@ def correct_spectra(spectra, formula: str, angle_in: float = 45.0, angle_out: fl
     spectrum that cannot be corrected (no edge, absorber not in the formula) is a failure, the
     others go on.
     """
-    from xanesdb.xas.edges import absorber_edge
+    from xanesdb.xas.normalize import absorber_edge
 
     _formula(formula)  # a formula that cannot be read stops the whole batch
     out, failures = [], []
