@@ -57,4 +57,3 @@ def identify_edge(e0: float) -> tuple[str, str, float] | None:
             if best is None or key < best[0]:
                 best = (key, (sym, name, energy))
     return None if best is None else best[1]
-
