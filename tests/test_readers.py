@@ -424,6 +424,82 @@ def test_beamline_scan_tables_above_the_data_and_bragg_angles(tmp_path):
     np.testing.assert_allclose(q.mu, mu, rtol=1e-4)
 
 
+def _spec_file(rows) -> str:
+    """A SPEC data file as a beamline's session writes it: a file header, an alignment scan of a
+    motor, an energy scan, an aborted energy scan, an energy scan with MCA lines, and scan 2 again
+    after a restart."""
+    data = "\n".join(" ".join(f"{v:.5f}" for v in r[:4]) for r in rows)
+    head = "#F /data/visit/session.spec\n#E 1700000000\n#D Mon Jan  1 10:00:00 2024\n#O0 samx  samy  mono\n\n"
+    align = ("#S 1  ascan  samx -1 1 14 1\n#D Mon Jan  1 10:01:00 2024\n#N 4\n#L samx  I0  It  Seconds\n"
+             + "\n".join(f"{-1 + i / 7:.4f} 60000 {30000 + 100 * i} 1" for i in range(15)) + "\n\n")
+    energy = "#S 2  exafs_scan  mono 6390 6468 40 1\n#N 4\n#L Energy  I0  It  I ref\n" + data + "\n\n"
+    aborted = "#S 3  exafs_scan  mono 6390 6468 40 1\n#N 4\n#L Energy  I0  It  I ref\n" + "\n".join(data.splitlines()[:3]) + "\n#C aborted\n\n"
+    mca = ("#S 4  exafs_scan  mono 6390 6468 40 1\n#N 4\n#@MCA 16C\n#L Energy  I0  It  I ref\n"
+           + "\n".join(f"@A 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 \\\n 15 16 17 18\n{ln}" for ln in data.splitlines()) + "\n\n")
+    again = "#S 2  exafs_scan  mono 6390 6468 40 1\n#N 4\n#L Energy  I0  It  I ref\n" + data + "\n"
+    return head + align + energy + aborted + mca + again
+
+
+def test_spec_file_of_several_scans_gives_each_energy_scan(tmp_path):
+    """A SPEC file of several scans (#S): one spectrum per energy scan, named by its number (a number
+    used again after a restart gets #2); alignment and aborted scans are left out and listed; -g
+    chooses scans by number, and a chosen scan that cannot be read is an error."""
+    from xanesdb.xas.readers import read_files
+
+    rows, mu = _raw()
+    path = _write(tmp_path, "session.spec", _spec_file(rows))
+    assert detect_format(path) == "spec"
+    spectra = read_spectra(path)
+    assert [s.name for s in spectra] == ["session.spec:scan 2", "session.spec:scan 4", "session.spec:scan 2#2"]
+    for s in spectra:
+        assert s.kind == "spec" and s.mu_source == "ln(i0/itrans)" and s.path == str(path)
+        np.testing.assert_allclose(s.energy, rows[:, 0])
+        np.testing.assert_allclose(s.mu, mu, rtol=1e-4)
+    skipped = spectra[0].meta["skipped_scans"]
+    assert sorted(skipped) == ["scan 1", "scan 3"]
+    assert "energy" in skipped["scan 1"] and "ascan  samx" in skipped["scan 1"] and "3 data points" in skipped["scan 3"]
+    assert spectra[1].meta["spec_title"] == "exafs_scan  mono 6390 6468 40 1"
+    for want in (["4"], ["scan 4"], ["#S 4"], [" Scan 4 "]):
+        assert [s.name for s in read_spectra(path, groups=want)] == ["session.spec:scan 4"]
+    assert [s.group for s in read_spectra(path, groups=["2"])] == ["scan 2", "scan 2#2"]
+    assert [s.group for s in read_spectra(path, groups=["scan 2#2"])] == ["scan 2#2"]
+    msg = _refused(path, "has no scan 9", groups=["9"])
+    assert "'scan 1', 'scan 2', 'scan 3', 'scan 4', 'scan 2#2'" in msg
+    _refused(path, "(scan 3): has 3 data points", groups=["3"])
+    (f,) = read_spectra(path, groups=["4"], mu_col="I ref")  # column options reach every scan
+    np.testing.assert_allclose(f.mu, rows[:, 3])
+    spectra, failures = read_files([path, _write(tmp_path, "empty.spec", "")], groups=["4"])
+    assert [s.name for s in spectra] == ["session.spec:scan 4"] and len(failures) == 1
+    alignment_only = _spec_file(rows).split("#S 2")[0] + "#S 5  ascan  samy 0 1 14 1\n#L samy  I0\n" + "\n".join(
+        f"{i / 14:.4f} {60000 + i}" for i in range(15)) + "\n"
+    _refused(_write(tmp_path, "align.spec", alignment_only), "2 SPEC scans and none is an energy scan")
+
+
+def test_desy_fio_and_diamond_gda_column_names(tmp_path):
+    """DESY FIO files name their columns on 'Col N name TYPE' lines under %d; Diamond's GDA writes mu
+    as lnI0It (transmission) and FF/I0 (total fluorescence, which gets the self-absorption note)."""
+    from xanesdb.ml.predict import fluorescence_note
+
+    rows, mu = _raw()
+    fio = ("!\n! Comments\n!\n%c\nqexafs_energy scan 6390 6468\nuser p65 file fe_0001.fio\n!\n! Parameter\n!\n%p\n"
+           "SAMPLE_X = 1.25\nGAIN_I0 = 1e8\n!\n! Data\n!\n%d\n Col 1 energy DOUBLE\n Col 2 i0 DOUBLE\n Col 3 it DOUBLE\n"
+           " Col 4 iref DOUBLE\n" + "\n".join(" ".join(f"{v:.5f}" for v in r[:4]) for r in rows) + "\n")
+    (s,) = read_spectra(_write(tmp_path, "fe_0001.fio", fio))
+    assert s.meta["columns"] == ["energy", "i0", "it", "iref"] and s.mu_source == "ln(i0/itrans)"
+    np.testing.assert_allclose(s.mu, mu, rtol=1e-4)
+    gda = np.column_stack([rows[:, :4], np.log(rows[:, 1] / rows[:, 2]), np.log(rows[:, 2] / rows[:, 3]), rows[:, 4],
+                           rows[:, 4] / rows[:, 1]])
+    body = "\n".join("\t".join(f"{v:.6f}" for v in r) for r in gda) + "\n"
+    (g,) = read_spectra(_write(tmp_path, "b18.dat", "# Energy\tI0\tIt\tIref\tlnI0It\tlnItIref\tFF\tFF/I0\n" + body))
+    assert g.mu_source == "lnI0It" and fluorescence_note(g) is None
+    np.testing.assert_allclose(g.mu, mu, rtol=1e-4)
+    fluo = np.delete(gda, [2, 4], axis=1)  # a fluorescence scan: no It, no lnI0It
+    text = "# Energy\tI0\tIref\tlnItIref\tFF\tFF/I0\n" + "\n".join("\t".join(f"{v:.6f}" for v in r) for r in fluo)
+    (f,) = read_spectra(_write(tmp_path, "b18_fluo.dat", text))
+    assert f.mu_source == "FF/I0" and fluorescence_note(f)
+    np.testing.assert_allclose(f.mu, 0.01 * mu, rtol=1e-3)
+
+
 # --- malformed input ------------------------------------------------------------------------------
 
 def test_file_level_refusals(tmp_path, monkeypatch):

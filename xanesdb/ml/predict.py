@@ -246,7 +246,7 @@ GRID_MODEL_NOTE = ("a grid model (the paper's representation) reads computed spe
                    "or a model trained with --representation aligned")
 
 #: how readers name mu taken from a fluorescence channel (xanesdb.xas.readers)
-_FLUORESCENCE = ("mufluor", "ifluor", "normfluor", "if/i0", "ifl", "fluo")
+_FLUORESCENCE = ("mufluor", "ifluor", "normfluor", "if/i0", "ifl", "fluo", "ff/i0", "ffi0")
 
 
 def fluorescence_note(spectrum: MeasuredSpectrum) -> str | None:

@@ -4,8 +4,8 @@ Every reader returns :class:`MeasuredSpectrum` objects with energies in eV, stri
 and the raw (un-normalised) absorption mu(E). Columns are chosen by their *names* (XDI
 ``# Column.N:`` fields, a CSV header line, the FEFF ``omega e k mu mu0 chi`` line), never by
 counting, and reference channels (``irefer``, ``murefer``) are used only when asked for by name.
-mu is, in this order: the ``mu_col`` asked for; a column named ``mutrans``, ``mufluor``, ``mu``,
-``xmu``, ``absorption``; ``ln(i0/itrans)``; ``ifluor/i0``; a normalised column (``normtrans``,
+mu is, in this order: the ``mu_col`` asked for; a column named ``mutrans``, ``lnI0It``, ``mufluor``,
+``FF/I0`` (Diamond's GDA names), ``mu``, ``xmu``, ``absorption``; ``ln(i0/itrans)``; ``ifluor/i0``; a normalised column (``normtrans``,
 ``norm``, ...); the other column of a two-column file. ``mu_col`` may also be a ratio of two
 columns, ``'ln(I0/I1)'`` or ``'If/I0'``, for raw beamline files. A table of spectra (an energy
 column and two or more others, none named as a detector channel, each rising at a tabulated edge:
@@ -14,7 +14,9 @@ column, named ``file:column``. The channel names beamlines use
 (``Io``, ``It``, ``Iref``, ``If``, ...) count as the XDI ones. Energy: ``energy_col``, else a column
 named ``omega`` (FEFF), ``energy``, ``e``, ``ev``; keV is converted to eV. Comment lines start with
 ``#``, ``%``, ``!`` or ``;``; above the data of a column file, lines of text (scan settings) may
-stand uncommented, and the last of them that names as many columns as the data has names them.
+stand uncommented, and the last of them that names as many columns as the data has names them
+(DESY FIO files: their ``Col N name TYPE`` lines). A SPEC data file of several scans (``#S`` lines)
+gives one spectrum per energy scan, named ``file:scan N``.
 
 Athena project files (``.prj``, gzip or plain; Perl Data::Dumper text written by Athena/Demeter
 or the JSON flavour written by larch) are parsed without evaluating anything: the Perl list and
@@ -52,14 +54,17 @@ MIN_RANGE_EV = 20.0
 
 _COL_HINT = "give --energy-col and --mu-col (column names or 1-based numbers; mu also as 'ln(I0/It)' or 'If/I0')"
 _ENERGY_NAMES = ("omega", "energy", "e", "ev", "energy_ev", "en")  # omega first: FEFF's "e" is E - E_fermi
-_MU_NAMES = ("mutrans", "mufluor", "mu", "xmu", "absorption", "mu_e")
+#: ``lnI0It``, ``FF/I0`` (``FFI0``): what Diamond's GDA writes for transmission and total fluorescence
+_MU_NAMES = ("mutrans", "lni0it", "mufluor", "ff/i0", "ffi0", "mu", "xmu", "absorption", "mu_e")
 _NORM_NAMES = ("normtrans", "normfluor", "norm", "normmu", "norm_mu", "normalized", "flat")
-_NEVER_MU = {"i0", "itrans", "ifluor", "irefer", "murefer", "normrefer", "i1", "i2", "chi", "k", "angle"}
+_NEVER_MU = {"i0", "itrans", "ifluor", "irefer", "murefer", "normrefer", "lnitiref", "i1", "i2", "chi", "k", "angle"}
 #: other names beamlines give the XDI channels (lower case, units stripped)
 _ALIASES = {"io": "i0", "i_0": "i0", "it": "itrans", "i_t": "itrans", "itr": "itrans", "iref": "irefer",
             "ir": "irefer", "i_ref": "irefer", "if": "ifluor", "i_f": "ifluor", "ifl": "ifluor", "fluo": "ifluor",
             "fluor": "ifluor"}
 _COMMENT = "#%!;"
+#: the line that starts each scan of a SPEC data file: ``#S 12  ascan  mono 7000 7500 300 1``
+_SPEC_SCAN = re.compile(r"^#S[ \t]+(\d+)[ \t]*(.*)$", re.M)
 _RATIO = re.compile(r"^\s*(?:(ln|log)\s*\(\s*(.+?)\s*/\s*(.+?)\s*\)|([^/()]+?)\s*/\s*([^/()]+?))\s*$", re.I)
 _NOT_MU = ("is_chi", "is_xmudat", "is_bkg", "is_diff", "is_pixel", "is_rsp", "is_qsp")
 _SYMBOLS = ("H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se "
@@ -86,7 +91,7 @@ class MeasuredSpectrum:
     absorber, edge : str or None
         Element symbol and edge (``'K'``, ``'L3'``) when the file states them.
     kind : str
-        ``'xdi'``, ``'athena'``, ``'csv'``, ``'feff-xmu'`` or ``'columns'``.
+        ``'xdi'``, ``'athena'``, ``'spec'``, ``'csv'``, ``'feff-xmu'`` or ``'columns'``.
     mu_source : str
         How mu was obtained, e.g. ``'mutrans'``, ``'ln(i0/itrans)'``, ``'column 2'``.
     energy_shift_ev : float
@@ -152,6 +157,8 @@ def _detect(text: str) -> str:
         return "athena"
     if re.match(r"\s*#\s*XDI/", text, re.I):
         return "xdi"
+    if len(_SPEC_SCAN.findall(text, 0, 2_000_000)) >= 2:  # a SPEC data file of several scans
+        return "spec"
     comments = [ln for ln in text.splitlines()[:300] if ln.lstrip().startswith("#")]
     if any("feff" in c.lower() for c in comments) and any(
             re.match(r"#\s*omega\s+e\s+k\s+mu\s+mu0\s+chi\b", c.strip(), re.I) for c in comments):
@@ -171,7 +178,7 @@ def detect_format(path) -> str:
     -------
     str
         ``'athena'`` (the "Athena project file --" header), ``'xdi'`` (first line ``# XDI/``),
-        ``'feff-xmu'`` (comments mention FEFF and end with ``omega e k mu mu0 chi``), else
+        ``'spec'`` (two or more ``#S`` scan lines), ``'feff-xmu'`` (comments mention FEFF and end with ``omega e k mu mu0 chi``), else
         ``'columns'`` (CSV or whitespace-separated columns).
     """
     return _detect(_read_text(path))
@@ -189,12 +196,13 @@ def read_spectra(path, *, energy_col: str | int | None = None, mu_col: str | int
         Column name (case-insensitive) or 1-based column number; not for Athena projects.
     groups : sequence of str, optional
         Athena group labels to read (exact, else case- and space-insensitive); default (None or
-        empty): every mu(E) group. For a table of spectra, the column names to read.
+        empty): every mu(E) group. For a SPEC file, scan numbers; for a table of spectra, the
+        column names to read.
 
     Returns
     -------
     list of MeasuredSpectrum
-        One per Athena group read; one per column of a table of spectra (an energy column and
+        One per Athena group read; one per energy scan of a SPEC file; one per column of a table of spectra (an energy column and
         two or more columns each holding a sample's spectrum, none named as a detector channel,
         as Athena's "save marked groups" and spreadsheets write them; ``group`` is the column's
         name); else a single spectrum.
@@ -215,6 +223,8 @@ def _read_spectra_of(text: str, fmt: str, path, energy_col, mu_col, groups) -> l
         if energy_col is not None or mu_col is not None:
             _fail(path, "is an Athena project: columns cannot be chosen there; select groups by label instead")
         return _read_athena(text, path, groups)
+    if fmt == "spec":
+        return _read_spec(text, path, energy_col, mu_col, groups)
     spectra = _read_table(text, path, fmt, energy_col, mu_col)
     if groups is None:
         return spectra
@@ -237,8 +247,8 @@ def _columns_named(spectra: list[MeasuredSpectrum], groups: Sequence[str], path)
 
 def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | int | None = None,
                mu_col: str | int | None = None) -> tuple[list[MeasuredSpectrum], list[tuple[Path, str]]]:
-    """Read many files, as a batch command does: ``groups`` selects groups of the Athena projects
-    and columns of the tables of spectra among them (other files are read whole),
+    """Read many files, as a batch command does: ``groups`` selects groups of the Athena projects,
+    scans of the SPEC files and columns of the tables of spectra among them (other files are read whole),
     ``energy_col``/``mu_col`` apply to the files that are not Athena projects (an Athena group's
     arrays are what they are); a file that cannot be read is kept as ``(path, one-line reason)`` so
     the others are still read; a folder stands for the spectrum files in it
@@ -255,10 +265,10 @@ def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | 
         try:
             text = _read_text(f)  # read once: its format decides which options apply
             fmt = _detect(text)
-            athena = fmt == "athena"
+            athena, grouped = fmt == "athena", fmt in ("athena", "spec")  # -g: Athena groups, SPEC scans
             got = _read_spectra_of(text, fmt, f, None if athena else energy_col, None if athena else mu_col,
-                                   groups if athena else None)  # fmt: skip
-            if groups and not athena and got[0].group is not None:  # a table of spectra: -g names its columns
+                                   groups if grouped else None)  # fmt: skip
+            if groups and not grouped and got[0].group is not None:  # a table of spectra: -g names its columns
                 got = _columns_named(got, groups, f)
             spectra.extend(got)
         except XanesdbUserError as err:
@@ -267,7 +277,7 @@ def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | 
 
 
 #: what a folder given to a batch contributes: files with these suffixes (case ignored), hidden ones left out
-SPECTRUM_SUFFIXES = (".xdi", ".prj", ".csv", ".dat", ".txt", ".xmu", ".nor", ".tsv", ".asc")
+SPECTRUM_SUFFIXES = (".xdi", ".prj", ".csv", ".dat", ".txt", ".xmu", ".nor", ".tsv", ".asc", ".spec", ".fio")
 
 
 def spectrum_files_in(folder) -> list[Path]:
@@ -379,11 +389,14 @@ def _numeric(tok: str) -> bool:
 
 
 def _preamble_names(preamble: list[list[str]], ncol: int) -> list[str] | None:
-    """Column names from the text above the data: a single header line; else names one per line
-    after ``Data:`` (SSRL); else the last line, not mostly numbers, that names ``ncol`` columns
-    (beamline files carry scan settings above it)."""
+    """Column names from the text above the data: a single header line; else the ``Col N name TYPE``
+    lines of a DESY FIO file; else names one per line after ``Data:`` (SSRL); else the last line,
+    not mostly numbers, that names ``ncol`` columns (beamline files carry scan settings above it)."""
     if len(preamble) == 1:
         return preamble[0]
+    fio = [t for t in preamble if len(t) >= 3 and t[0].lower() == "col" and t[1].isdigit()]  # DESY FIO: " Col 1 energy DOUBLE"
+    if len(fio) == ncol and [int(t[1]) for t in fio] == list(range(1, ncol + 1)):
+        return [t[2] for t in fio]
     for i, toks in enumerate(preamble):
         if [t.lower() for t in toks] == ["data:"] and len(preamble) - i - 1 == ncol:
             return [" ".join(t) for t in preamble[i + 1 :]]
@@ -634,6 +647,56 @@ def _read_table(text: str, path, fmt: str, energy_col, mu_col) -> list[MeasuredS
         out.append(MeasuredSpectrum(name=Path(path).name if group is None else f"{Path(path).name}:{group}",
                                     path=str(path), group=group, energy=energy, mu=np.asarray(mu, dtype=float),
                                     absorber=absorber, edge=edge, kind=kind, mu_source=source, meta=dict(meta)))  # fmt: skip
+    return out
+
+
+def _read_spec(text: str, path, energy_col, mu_col, groups: Sequence[str] | None) -> list[MeasuredSpectrum]:
+    """The energy scans of a SPEC data file of several scans (``#S`` lines), one spectrum each, named
+    ``file:scan N`` (``group`` ``scan N``; a scan number used twice, after a restart: ``scan N#2``).
+    Each scan is read as a column file of its own (its ``#L`` line names the columns). Without
+    ``groups`` the scans that are not energy scans (alignment scans of a motor) or cannot be read
+    (an aborted scan of a few points) are left out and listed in ``meta["skipped_scans"]``; ``groups``
+    chooses scans by number (``12``, ``scan 12``, ``#S 12``) and any of them that cannot be read is an error."""
+    import dataclasses
+
+    lines = text.lstrip("\ufeff").splitlines()
+    starts = [i for i, ln in enumerate(lines) if _SPEC_SCAN.match(ln)]
+    scans, seen = [], {}
+    for k, i in enumerate(starts):
+        m = _SPEC_SCAN.match(lines[i])
+        seen[m.group(1)] = seen.get(m.group(1), 0) + 1
+        label = f"scan {m.group(1)}" + (f"#{seen[m.group(1)]}" if seen[m.group(1)] > 1 else "")
+        block, mca = [], False
+        for ln in lines[i + 1 : starts[k + 1] if k + 1 < len(starts) else len(lines)]:
+            if ln.startswith("@") or mca:  # MCA spectra saved in the scan (@A lines, continued with a backslash)
+                mca = ln.rstrip().endswith("\\")
+                continue
+            block.append(ln)
+        scans.append((label, m.group(1), m.group(2).strip(), "\n".join(block)))
+    if groups is not None:
+        keys = {g.strip().lower().removeprefix("#s").removeprefix("scan").strip() for g in groups}
+        missing = keys - {lab.removeprefix("scan ").lower() for lab, *_ in scans} - {n for _, n, *_ in scans}
+        if missing:
+            _fail(path, f"has no scan {', '.join(sorted(missing))}; {_group_list([lab for lab, *_ in scans]).replace('group label', 'scan')}")
+        scans = [s for s in scans if s[0].removeprefix("scan ").lower() in keys or s[1] in keys]
+    out, skipped = [], {}
+    for label, _, title, block in scans:
+        where = f"{path} ({label})"
+        try:
+            got = _read_table(block, where, "columns", energy_col, mu_col)
+        except XanesdbUserError as exc:
+            if groups is not None:
+                raise
+            skipped[label] = f"{title}: {str(exc).replace(f'{where}: ', '')}"
+            continue
+        for s in got:
+            name = f"{Path(path).name}:{label}" + (f":{s.group}" if s.group else "")
+            out.append(dataclasses.replace(s, name=name, path=str(path), group=label if s.group is None else f"{label}:{s.group}",
+                                           kind="spec", meta={**s.meta, "spec_scan": label, "spec_title": title,
+                                                              "skipped_scans": skipped}))  # fmt: skip
+    if not out:
+        first = next(iter(skipped.items()))
+        _fail(path, f"has {len(scans)} SPEC scans and none is an energy scan with a mu column ({first[0]}, {first[1]})")
     return out
 
 
