@@ -13,6 +13,8 @@ The changes act on the raw mu(E) as read (before xanesdb normalises, aligns and 
   normalised spectrum n, b the absorption of everything else over the absorber's edge step
   (2: moderate, 0.7: strong);
 * ``noise0.01``: white noise of 1 % of the edge step (a dilute sample, a short count time);
+* ``glitch0.1`` / ``glitch0.3``: three monochromator glitches, single points 0.1 / 0.3 edge steps
+  off, at random energies from 10 eV below to 45 eV above the half step (raw data not deglitched);
 * ``coarse1``: 1 eV steps everywhere (a quick XANES scan);
 * ``pre-15`` / ``pre-30`` / ``pre-50``: the scan starts 15 / 30 / 50 eV below the edge (a XANES-only
   scan: a short pre-edge line);
@@ -84,6 +86,14 @@ def change(s, name: str, rng: np.random.Generator):
     if name.startswith("noise"):
         step = pre_edge(e, mu).edge_step
         return dataclasses.replace(s, mu=mu + rng.normal(0.0, float(name[5:]) * step, len(mu)))
+    if name.startswith("glitch"):  # monochromator glitches: 3 single points off by +-size edge steps near the edge
+        n = pre_edge(e, mu)
+        e_half = half_step_energy(e, n.norm, e0=n.e0)
+        near = np.flatnonzero((e > e_half - 10) & (e < e_half + 45))
+        out = mu.copy()
+        for i in rng.choice(near, size=min(3, len(near)), replace=False):
+            out[i] += rng.choice([-1.0, 1.0]) * float(name[6:]) * n.edge_step
+        return dataclasses.replace(s, mu=out)
     if name.startswith("coarse"):
         g = np.arange(e[0], e[-1], float(name[6:]))
         return dataclasses.replace(s, energy=g, mu=np.interp(g, e, mu))
@@ -102,8 +112,8 @@ def change(s, name: str, rng: np.random.Generator):
     raise ValueError(f"unknown change {name!r}")
 
 
-CHANGES = ("shift+3", "shift-3", "broad1.5", "selfabs2", "selfabs0.7", "noise0.01", "coarse1", "pre-15", "pre-30",
-           "pre-50", "end+80", "normcut-30+80", "normcut-20+60")
+CHANGES = ("shift+3", "shift-3", "broad1.5", "selfabs2", "selfabs0.7", "noise0.01", "glitch0.1", "glitch0.3", "coarse1",
+           "pre-15", "pre-30", "pre-50", "end+80", "normcut-30+80", "normcut-20+60")
 
 
 def main(argv: list[str] | None = None) -> int:
