@@ -83,9 +83,10 @@ def end_scan(s, after_ev: float):
 
 
 def train_models(config: str, elements, n_models: int, min_steps: int, pooled: bool = False,
-                 held_out: bool = True) -> dict[str, tuple]:  # fmt: skip
-    """One model per absorber, or with ``pooled`` one on all absorbers together (used for each)."""
-    from xanesdb.ml.train import TrainConfig, train_from_query
+                 held_out: bool = True, min_class_materials: int = 0) -> dict[str, tuple]:  # fmt: skip
+    """One model per absorber, or with ``pooled`` one on all absorbers together (used for each); with
+    ``min_class_materials``, each absorber's classes of fewer materials left out (as the shipped models)."""
+    from xanesdb.ml.train import TrainConfig, train_from_query, without_rare_classes
 
     rep, presets, aug, _, fidelity, *extra = CONFIGS[config]
     measurement = extra[0] if extra else None
@@ -105,6 +106,8 @@ def train_models(config: str, elements, n_models: int, min_steps: int, pooled: b
                 mm = {"residuals": c.measurement_ranges(residuals=True).get("residuals", [])}
         query = {"element": {"$in": el.split(",")} if pooled else el, "edge": "K", "source": "xanesdb",
                  "preset": {"$in": list(presets)}, "lce_class": {"$in": ["T4", "S5", "O6"]}}  # fmt: skip
+        if min_class_materials and not pooled:
+            query, _ = without_rare_classes(query, "lce_class", min_class_materials)
         cfg = TrainConfig(kind="mlp", representation=rep, augment=aug, n_models=n_models, min_steps=min_steps,
                           class_weight="balanced", curves=False, n_bootstrap=3, fidelity=fidelity,
                           measurement=mm, window=window, calibration=cal)  # fmt: skip
@@ -256,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration-all", action="store_true",
                     help="Use the calibration fitted on every reference pair for every absorber (default: each "
                          "absorber gets the one refitted without its own pairs).")  # fmt: skip
+    ap.add_argument("--min-class-materials", type=int, default=0,
+                    help="Leave out of each absorber's model the classes of fewer materials (the shipped models: "
+                         "xanesdb.ml.train.MIN_CLASS_MATERIALS; 0: none).")  # fmt: skip
     ap.add_argument("--knn", action="store_true", help="Also score a 7-nearest-neighbour vote, with and without the "
                     "computed -> measured calibration.")
     ap.add_argument("--ablate-vote", action="store_true",
@@ -286,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             models, align = shipped_models(elements, args.models_dir), "auto"
         else:
             models = train_models(name, elements, args.n_models, args.min_steps, args.pooled,
-                                  held_out=not args.calibration_all)  # fmt: skip
+                                  held_out=not args.calibration_all, min_class_materials=args.min_class_materials)  # fmt: skip
             align = CONFIGS[name][3]
         variants = [(name, models, args.min_confidence)]
         if args.ablate_vote:

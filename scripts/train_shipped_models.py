@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from xanesdb.ml.portable import POOLED, SHIPPED_DIR, export_portable
-from xanesdb.ml.train import MEASURED_RECIPE, TrainConfig, train_from_query
+from xanesdb.ml.train import MEASURED_RECIPE, MIN_CLASS_MATERIALS, TrainConfig, train_from_query, without_rare_classes
 from xanesdb.schemas.site import LCE_CLASSES, SITE_CLASSES
 
 ELEMENTS = ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu")
@@ -39,6 +39,7 @@ def _n_other(query: dict) -> int:
     from xanesdb.platform.stores import get_database
 
     return get_database()["spectra"].count_documents({**query, "site_class": "other", "duplicate_of": None})
+
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                          "recipe's edge-step errors and post-edge slopes.")
     ap.add_argument("--class-weight", default=MEASURED_RECIPE["class_weight"], choices=("balanced", "none"),
                     help="balanced: each class weighs as much in the loss whatever its number of spectra; none: each spectrum alike.")
+    ap.add_argument("--min-class-materials", type=int, default=MIN_CLASS_MATERIALS,
+                    help="Leave out of an absorber's model the classes whose unique spectra come from fewer materials (0: none).")
     ap.add_argument("--pooled", action="store_true",
                     help="One model on the spectra of all --elements together (folder all-K-aligned).")
     args = ap.parse_args(argv)
@@ -77,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         if label == "site_class" and (args.pooled or _n_other(query) < MIN_OTHER):  # too few 'other' spectra to learn the class from
             query, label = {**{k: v for k, v in query.items() if k != "site_class"},
                             "lce_class": {"$in": list(LCE_CLASSES.values())}}, "lce_class"  # fmt: skip
+        if args.min_class_materials and not args.pooled:  # the model's query says which classes it learned
+            query, rare = without_rare_classes(query, label, args.min_class_materials)
+            if rare:
+                print(f"{el}: {', '.join(f'{c} ({n} materials)' for c, n in rare.items())} left out", flush=True)
         config = TrainConfig(kind=args.kind, representation="aligned", augment=("measured",), n_models=args.n_models,
                              epochs=args.epochs, min_steps=args.min_steps,
                              class_weight=None if args.class_weight == "none" else args.class_weight, curves=False,

@@ -96,6 +96,8 @@ def test_docs_are_valid_with_provenance_and_licence(all_docs):
     assert abs(bond("lit:calcite:MnCO3", "Mn") - 2.19) < 0.02  # rhodochrosite Mn-O
     assert abs(bond("lit:beta_k2so4:K2CrO4", "Cr") - 1.65) < 0.005  # chromate Cr(VI)-O
     assert bond("lit:beta_k2so4:K2CrO4", "K") > 2.6  # K-O 2.7-3.2 A in K2CrO4
+    assert abs(bond("lit:beta_k2so4:K2MnO4", "Mn") - 1.66) < 0.005  # manganate Mn(VI)-O
+    assert bond("lit:beta_k2so4:K2MnO4", "K") > 2.6
     assert abs(bond("lit:vo2_m1:VO2", "V") - 1.76) < 0.01  # the short V-O bond of monoclinic VO2
     assert abs(bond("lit:zircon:YVO4", "V") - 1.709) < 0.01  # orthovanadate V(V)-O, measured 1.709 A
     assert abs(bond("lit:zircon:YVO4", "Y") - 2.291) < 0.01  # the shorter Y-O of YVO4, measured 2.291 A
