@@ -500,6 +500,65 @@ def test_desy_fio_and_diamond_gda_column_names(tmp_path):
     np.testing.assert_allclose(f.mu, 0.01 * mu, rtol=1e-3)
 
 
+def test_hdf5_files_give_a_spectrum_per_group_of_counters(tmp_path):
+    """HDF5 (NeXus, ESRF BLISS): each group of 1-D datasets of one length is a table read by name;
+    the same datasets linked into another group count once; keV becomes eV; a motor scan is left
+    out and listed; -g chooses groups; a damaged or table-less file is one line naming it."""
+    h5py = pytest.importorskip("h5py")
+    from xanesdb.xas.readers import read_files
+
+    rows, mu = _raw()
+    path = tmp_path / "session.h5"
+    with h5py.File(path, "w") as fh:
+        scan = fh.create_group("1.1")
+        scan["title"] = "contscan energy 6.39 6.468"
+        m = scan.create_group("measurement")
+        m["energy_enc"] = rows[:, 0] / 1000.0
+        m["energy_enc"].attrs["units"] = "keV"
+        m["I0"], m["It"], m["Iref"] = rows[:, 1], rows[:, 2], rows[:, 3]
+        m["xmap"] = np.zeros((len(rows), 16))  # an MCA: not a column
+        plot = scan.create_group("plotselect")  # NXdata linking two of the same counters
+        plot.attrs.update({"NX_class": "NXdata", "signal": "It", "axes": "energy_enc"})
+        plot["It"], plot["energy_enc"] = m["It"], m["energy_enc"]
+        motor = fh.create_group("2.1/measurement")  # an alignment scan
+        motor["sample_y"], motor["I0"] = np.linspace(0, 1, 15), np.ones(15)
+        nx = fh.create_group("entry")
+        nx.attrs["NX_class"] = "NXentry"
+        data = nx.create_group("data")
+        data.attrs.update({"NX_class": "NXdata", "signal": "mu", "axes": ["energy"]})
+        data["mu"], data["energy"] = mu, rows[:, 0]
+    assert detect_format(path) == "hdf5"
+    spectra = read_spectra(path)
+    assert [s.name for s in spectra] == ["session.h5:1.1/measurement", "session.h5:entry/data"]
+    s, nexus = spectra
+    assert s.kind == "hdf5" and s.mu_source == "ln(i0/itrans)" and s.meta["energy_converted"] == "keV -> eV"
+    assert sorted(s.meta["columns"]) == ["I0", "Iref", "It", "energy_enc"] and s.meta["title"].startswith("contscan")
+    np.testing.assert_allclose(s.energy, rows[:, 0])
+    np.testing.assert_allclose(s.mu, mu, rtol=1e-4)
+    assert list(s.meta["skipped_groups"]) == ["2.1/measurement"]
+    assert nexus.mu_source == "mu" and nexus.meta["nx_class"] == "NXdata"
+    np.testing.assert_allclose(nexus.mu, mu)
+    assert [x.group for x in read_spectra(path, groups=["1.1"])] == ["1.1/measurement"]
+    assert [x.group for x in read_spectra(path, groups=["/entry/data"])] == ["entry/data"]
+    (r,) = read_spectra(path, groups=["1.1"], mu_col="Iref")
+    np.testing.assert_allclose(r.mu, rows[:, 3])
+    msg = _refused(path, "has no group '9.1'", groups=["9.1"])
+    assert "'1.1/measurement'" in msg and "'2.1/measurement'" in msg
+    _refused(path, "(2.1/measurement): cannot tell which column is energy", groups=["2.1"])
+    damaged = tmp_path / "damaged.h5"
+    damaged.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 200)
+    _refused(damaged, "HDF5 file h5py cannot read")
+    empty = tmp_path / "empty.nxs"
+    with h5py.File(empty, "w") as fh:
+        fh["image"] = np.zeros((20, 20))
+    _refused(empty, "without a group of 1-D datasets")
+    folder = tmp_path / "beamtime"
+    folder.mkdir()
+    (folder / "session.h5").write_bytes(path.read_bytes())
+    got, failures = read_files([folder, damaged], groups=["entry/data"])
+    assert [x.name for x in got] == ["session.h5:entry/data"] and len(failures) == 1
+
+
 # --- malformed input ------------------------------------------------------------------------------
 
 def test_file_level_refusals(tmp_path, monkeypatch):

@@ -644,7 +644,7 @@ def load_model(key: str | Path, connection: Connection | None = None) -> Model:
 
 # ----------------------------------------------------------------------------- spectra in
 def read_spectra(path: str | Path, **kwargs: Any) -> list[MeasuredSpectrum]:
-    """Measured spectra of one file (:func:`xanesdb.xas.readers.read_spectra`: XDI, Athena, CSV, xmu.dat)."""
+    """Measured spectra of one file (:func:`xanesdb.xas.readers.read_spectra`: XDI, Athena, SPEC, HDF5, CSV, xmu.dat)."""
     from xanesdb.xas.readers import read_spectra as _read
 
     return _read(path, **kwargs)

@@ -16,7 +16,9 @@ named ``omega`` (FEFF), ``energy``, ``e``, ``ev``; keV is converted to eV. Comme
 ``#``, ``%``, ``!`` or ``;``; above the data of a column file, lines of text (scan settings) may
 stand uncommented, and the last of them that names as many columns as the data has names them
 (DESY FIO files: their ``Col N name TYPE`` lines). A SPEC data file of several scans (``#S`` lines)
-gives one spectrum per energy scan, named ``file:scan N``.
+gives one spectrum per energy scan, named ``file:scan N``. An HDF5 file (NeXus, ESRF BLISS) gives
+one spectrum per group of 1-D datasets of one length in which energy and mu are found by name as in
+a column file (:mod:`xanesdb.xas.hdf5`), named ``file:group``.
 
 Athena project files (``.prj``, gzip or plain; Perl Data::Dumper text written by Athena/Demeter
 or the JSON flavour written by larch) are parsed without evaluating anything: the Perl list and
@@ -55,9 +57,9 @@ MIN_RANGE_EV = 20.0
 _COL_HINT = "give --energy-col and --mu-col (column names or 1-based numbers; mu also as 'ln(I0/It)' or 'If/I0')"
 _ENERGY_NAMES = ("omega", "energy", "e", "ev", "energy_ev", "en")  # omega first: FEFF's "e" is E - E_fermi
 #: ``lnI0It``, ``FF/I0`` (``FFI0``): what Diamond's GDA writes for transmission and total fluorescence
-_MU_NAMES = ("mutrans", "lni0it", "mufluor", "ff/i0", "ffi0", "mu", "xmu", "absorption", "mu_e")
+_MU_NAMES = ("mutrans", "mu_trans", "lni0it", "mufluor", "mu_fluo", "mu_fluor", "ff/i0", "ffi0", "mu", "xmu", "absorption", "mu_e")
 _NORM_NAMES = ("normtrans", "normfluor", "norm", "normmu", "norm_mu", "normalized", "flat")
-_NEVER_MU = {"i0", "itrans", "ifluor", "irefer", "murefer", "normrefer", "lnitiref", "i1", "i2", "chi", "k", "angle"}
+_NEVER_MU = {"i0", "itrans", "ifluor", "irefer", "murefer", "mu_ref", "normrefer", "lnitiref", "i1", "i2", "chi", "k", "angle"}
 #: other names beamlines give the XDI channels (lower case, units stripped)
 _ALIASES = {"io": "i0", "i_0": "i0", "it": "itrans", "i_t": "itrans", "itr": "itrans", "iref": "irefer",
             "ir": "irefer", "i_ref": "irefer", "if": "ifluor", "i_f": "ifluor", "ifl": "ifluor", "fluo": "ifluor",
@@ -91,7 +93,7 @@ class MeasuredSpectrum:
     absorber, edge : str or None
         Element symbol and edge (``'K'``, ``'L3'``) when the file states them.
     kind : str
-        ``'xdi'``, ``'athena'``, ``'spec'``, ``'csv'``, ``'feff-xmu'`` or ``'columns'``.
+        ``'xdi'``, ``'athena'``, ``'spec'``, ``'hdf5'``, ``'csv'``, ``'feff-xmu'`` or ``'columns'``.
     mu_source : str
         How mu was obtained, e.g. ``'mutrans'``, ``'ln(i0/itrans)'``, ``'column 2'``.
     energy_shift_ev : float
@@ -178,10 +180,12 @@ def detect_format(path) -> str:
     -------
     str
         ``'athena'`` (the "Athena project file --" header), ``'xdi'`` (first line ``# XDI/``),
-        ``'spec'`` (two or more ``#S`` scan lines), ``'feff-xmu'`` (comments mention FEFF and end with ``omega e k mu mu0 chi``), else
+        ``'hdf5'`` (the HDF5 signature), ``'spec'`` (two or more ``#S`` scan lines), ``'feff-xmu'`` (comments mention FEFF and end with ``omega e k mu mu0 chi``), else
         ``'columns'`` (CSV or whitespace-separated columns).
     """
-    return _detect(_read_text(path))
+    from xanesdb.xas.hdf5 import is_hdf5
+
+    return "hdf5" if is_hdf5(path) else _detect(_read_text(path))
 
 
 def read_spectra(path, *, energy_col: str | int | None = None, mu_col: str | int | None = None,
@@ -196,13 +200,14 @@ def read_spectra(path, *, energy_col: str | int | None = None, mu_col: str | int
         Column name (case-insensitive) or 1-based column number; not for Athena projects.
     groups : sequence of str, optional
         Athena group labels to read (exact, else case- and space-insensitive); default (None or
-        empty): every mu(E) group. For a SPEC file, scan numbers; for a table of spectra, the
-        column names to read.
+        empty): every mu(E) group. For a SPEC file, scan numbers; for an HDF5 file, group paths
+        (or a scan's first part, ``1.1``); for a table of spectra, the column names to read.
 
     Returns
     -------
     list of MeasuredSpectrum
-        One per Athena group read; one per energy scan of a SPEC file; one per column of a table of spectra (an energy column and
+        One per Athena group read; one per energy scan of a SPEC file; one per group of counters of an
+        HDF5 file; one per column of a table of spectra (an energy column and
         two or more columns each holding a sample's spectrum, none named as a detector channel,
         as Athena's "save marked groups" and spreadsheets write them; ``group`` is the column's
         name); else a single spectrum.
@@ -212,6 +217,10 @@ def read_spectra(path, *, energy_col: str | int | None = None, mu_col: str | int
     XanesdbUserError
         One-line message naming the file when it cannot be read as a usable spectrum.
     """
+    from xanesdb.xas.hdf5 import is_hdf5
+
+    if is_hdf5(path):
+        return _read_hdf5(path, energy_col, mu_col, [groups] if isinstance(groups, str) else (list(groups) if groups else None))
     text = _read_text(path)
     return _read_spectra_of(text, _detect(text), path, energy_col, mu_col, groups)
 
@@ -248,7 +257,7 @@ def _columns_named(spectra: list[MeasuredSpectrum], groups: Sequence[str], path)
 def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | int | None = None,
                mu_col: str | int | None = None) -> tuple[list[MeasuredSpectrum], list[tuple[Path, str]]]:
     """Read many files, as a batch command does: ``groups`` selects groups of the Athena projects,
-    scans of the SPEC files and columns of the tables of spectra among them (other files are read whole),
+    scans of the SPEC files, groups of the HDF5 files and columns of the tables of spectra among them (other files are read whole),
     ``energy_col``/``mu_col`` apply to the files that are not Athena projects (an Athena group's
     arrays are what they are); a file that cannot be read is kept as ``(path, one-line reason)`` so
     the others are still read; a folder stands for the spectrum files in it
@@ -261,8 +270,13 @@ def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | 
             files += spectrum_files_in(f) if Path(f).is_dir() else [Path(f)]
         except XanesdbUserError as err:
             failures.append((Path(f), str(err)))
+    from xanesdb.xas.hdf5 import is_hdf5
+
     for f in files:
         try:
+            if is_hdf5(f):  # -g: the groups of its scans, as for a SPEC file's scans
+                spectra.extend(_read_hdf5(f, energy_col, mu_col, list(groups) if groups else None))
+                continue
             text = _read_text(f)  # read once: its format decides which options apply
             fmt = _detect(text)
             athena, grouped = fmt == "athena", fmt in ("athena", "spec")  # -g: Athena groups, SPEC scans
@@ -277,7 +291,8 @@ def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | 
 
 
 #: what a folder given to a batch contributes: files with these suffixes (case ignored), hidden ones left out
-SPECTRUM_SUFFIXES = (".xdi", ".prj", ".csv", ".dat", ".txt", ".xmu", ".nor", ".tsv", ".asc", ".spec", ".fio")
+SPECTRUM_SUFFIXES = (".xdi", ".prj", ".csv", ".dat", ".txt", ".xmu", ".nor", ".tsv", ".asc", ".spec", ".fio", ".h5", ".hdf5",
+                     ".nxs", ".nx5")
 
 
 def spectrum_files_in(folder) -> list[Path]:
@@ -697,6 +712,63 @@ def _read_spec(text: str, path, energy_col, mu_col, groups: Sequence[str] | None
     if not out:
         first = next(iter(skipped.items()))
         _fail(path, f"has {len(scans)} SPEC scans and none is an energy scan with a mu column ({first[0]}, {first[1]})")
+    return out
+
+
+def _read_hdf5(path, energy_col, mu_col, groups: list[str] | None) -> list[MeasuredSpectrum]:
+    """The spectra of an HDF5 file (NeXus, ESRF BLISS, ...): one per group of 1-D datasets of one
+    length (:func:`xanesdb.xas.hdf5.hdf5_tables`) in which energy and mu are found by name as in a
+    column file, named ``file:group`` (``group``: its path, ``1.1/measurement``). Without ``groups``
+    the tables without energy or mu (a motor scan) are left out and listed in ``meta["skipped_groups"]``;
+    ``groups`` chooses tables by path, or by the path's first part (a scan: ``1.1``)."""
+    from xanesdb.xas.hdf5 import hdf5_tables
+
+    if Path(path).is_dir():
+        _fail(path, "is a directory; give a spectrum file (XDI, Athena .prj, CSV or xmu.dat)")
+    try:
+        tables = hdf5_tables(path, MIN_POINTS)
+    except (OSError, ValueError, RuntimeError) as exc:
+        _fail(path, f"is an HDF5 file h5py cannot read ({str(exc).splitlines()[0][:80]}); re-export it or save the spectrum as XDI or CSV")
+    if not tables:
+        _fail(path, f"is an HDF5 file without a group of 1-D datasets of at least {MIN_POINTS} points (a scan's counters); "
+                    "save the spectrum as XDI or CSV")  # fmt: skip
+    if groups is not None:
+        keys = {g.strip().strip("/") for g in groups}
+        chosen = [t for t in tables if t.group in keys or t.group.split("/")[0] in keys]
+        if not chosen:
+            _fail(path, f"has no group {', '.join(map(repr, groups))} with 1-D datasets; "
+                        f"{_group_list([t.group for t in tables]).replace('group label', 'group')}")  # fmt: skip
+        tables = chosen
+    out, skipped = [], {}
+    for t in tables:
+        where = f"{path} ({t.group})"
+        meta = {"columns": t.names, "hdf5_group": t.group, "title": t.meta.get("title"), "nx_class": t.meta.get("nx_class"),
+                "skipped_groups": skipped}  # fmt: skip
+        try:
+            try:
+                ie, mu, source = _choose(t.data, t.names, energy_col, mu_col, where)
+                columns = [(None, mu, source)]
+            except _OneSpectrumPerColumn as table:
+                ie, columns = table.energy, [(t.names[i], t.data[:, i], t.names[i]) for i in table.samples]
+            energy = t.data[:, ie].copy()
+            if t.units[ie].startswith("kev") or (t.units[ie] != "ev" and 0 < np.nanmin(energy) and np.nanmax(energy) < 100):
+                energy *= 1000.0
+                meta["energy_converted"] = "keV -> eV"
+            for column, mu, source in columns:
+                _check(where if column is None else f"{where} dataset {column!r}", energy, mu, f"mu ({source})")
+        except XanesdbUserError as exc:
+            if groups is not None:
+                raise
+            skipped[t.group] = str(exc).replace(f"{where}: ", "")
+            continue
+        for column, mu, source in columns:
+            group = t.group if column is None else f"{t.group}/{column}"
+            out.append(MeasuredSpectrum(name=f"{Path(path).name}:{group}", path=str(path), group=group, energy=energy,
+                                        mu=np.asarray(mu, dtype=float), absorber=None, edge=None, kind="hdf5",
+                                        mu_source=source, meta=dict(meta)))  # fmt: skip
+    if not out:
+        first = next(iter(skipped.items()))
+        _fail(path, f"has {len(tables)} group(s) of 1-D datasets and none with an energy and a mu ({first[0]}: {first[1]})")
     return out
 
 
