@@ -692,7 +692,7 @@ def _read_spec(text: str, path, energy_col, mu_col, groups: Sequence[str] | None
         keys = {g.strip().lower().removeprefix("#s").removeprefix("scan").strip() for g in groups}
         missing = keys - {lab.removeprefix("scan ").lower() for lab, *_ in scans} - {n for _, n, *_ in scans}
         if missing:
-            _fail(path, f"has no scan {', '.join(sorted(missing))}; {_group_list([lab for lab, *_ in scans]).replace('group label', 'scan')}")
+            _fail(path, f"has no scan {', '.join(sorted(missing))}; {_group_list([lab for lab, *_ in scans], what='scan', where='file')}")
         scans = [s for s in scans if s[0].removeprefix("scan ").lower() in keys or s[1] in keys]
     out, skipped = [], {}
     for label, _, title, block in scans:
@@ -737,7 +737,7 @@ def _read_hdf5(path, energy_col, mu_col, groups: list[str] | None) -> list[Measu
         chosen = [t for t in tables if t.group in keys or t.group.split("/")[0] in keys]
         if not chosen:
             _fail(path, f"has no group {', '.join(map(repr, groups))} with 1-D datasets; "
-                        f"{_group_list([t.group for t in tables]).replace('group label', 'group')}")  # fmt: skip
+                        f"{_group_list([t.group for t in tables], what='group', where='file')}")  # fmt: skip
         tables = chosen
     out, skipped = [], {}
     for t in tables:
@@ -891,12 +891,13 @@ def _athena_records(text: str, path) -> list[dict]:
     return records
 
 
-def _group_list(labels: list[str], most: int = 12) -> str:
-    """The distinct group labels of a project, for an error message: the first ``most`` and how many more."""
+def _group_list(labels: list[str], most: int = 12, what: str = "group label", where: str = "project") -> str:
+    """The distinct group labels of a project (or scans, groups of a file), for an error message: the
+    first ``most`` and how many more."""
     distinct = list(dict.fromkeys(lab.strip() for lab in labels))
     shown = ", ".join(repr(lab) for lab in distinct[:most])
     more = f" and {len(distinct) - most} more" if len(distinct) > most else ""
-    return f"the project has {len(distinct)} group label(s): {shown}{more}"
+    return f"the {where} has {len(distinct)} {what}(s): {shown}{more}"
 
 
 def _read_athena(text: str, path, groups: Sequence[str] | None) -> list[MeasuredSpectrum]:
