@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         if label == "site_class" and (args.pooled or _n_other(query) < MIN_OTHER):  # too few 'other' spectra to learn the class from
             query, label = {**{k: v for k, v in query.items() if k != "site_class"},
                             "lce_class": {"$in": list(LCE_CLASSES.values())}}, "lce_class"  # fmt: skip
+        rare = {}
         if args.min_class_materials and not args.pooled:  # the model's query says which classes it learned
             query, rare = without_rare_classes(query, label, args.min_class_materials)
             if rare:
@@ -98,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{el}: not trained ({err})", flush=True)
             continue
         doc = res.doc
+        if rare:  # said on the model card
+            doc.metrics["classes_left_out"] = {c: f"its unique spectra come from {n} materials, fewer than "
+                                                  f"--min-class-materials {args.min_class_materials}" for c, n in rare.items()}  # fmt: skip
         out = export_portable(doc, res.model, args.out / f"{el}-K-aligned")
         cal = doc.metrics["calibration"]
         print(json.dumps({"element": el, "n": doc.n_spectra, "classes": doc.metrics["class_counts"],

@@ -44,6 +44,8 @@ def _card_markdown(doc: TrainingRunDoc) -> str:
         f"- hyper-parameters: `{json.dumps(hp)}`",
         f"- macro F1 ({hp.get('protocol')} protocol): {f1[0]:.3f} ± {f1[1]:.3f}" if f1 else "- macro F1: -",
     ]  # fmt: skip
+    if m.get("classes_left_out"):  # scripts/train_shipped_models.py --min-class-materials
+        lines.append("- classes left out: " + "; ".join(f"{c} ({why})" for c, why in m["classes_left_out"].items()))
     bias = cal.get("bias")
     priors = (", class log-odds " + ", ".join(f"{c} {b:+.2f}" for c, b in zip(doc.classes, bias))
               + " (bias-corrected temperature scaling: the classes' frequencies put back after balanced training)"
