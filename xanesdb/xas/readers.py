@@ -5,8 +5,8 @@ and the raw (un-normalised) absorption mu(E). Columns are chosen by their *names
 ``# Column.N:`` fields, a CSV header line, the FEFF ``omega e k mu mu0 chi`` line), never by
 counting, and reference channels (``irefer``, ``murefer``) are used only when asked for by name.
 mu is, in this order: the ``mu_col`` asked for; a column named ``mutrans``, ``lnI0It``, ``mufluor``,
-``FF/I0`` (Diamond's GDA names), ``mu``, ``xmu``, ``absorption``; ``ln(i0/itrans)``; ``ifluor/i0``; a normalised column (``normtrans``,
-``norm``, ...); the other column of a two-column file. ``mu_col`` may also be a ratio of two
+``FF/I0`` (Diamond's GDA names), ``mu``, ``xmu``, ``absorption``; ``ln(i0/itrans)``; ``ifluor/i0``;
+a normalised column (``normtrans``, ``norm``, ...); the other column of a two-column file. ``mu_col`` may also be a ratio of two
 columns, ``'ln(I0/I1)'`` or ``'If/I0'``, for raw beamline files. A table of spectra (an energy
 column and two or more others, none named as a detector channel, each rising at a tabulated edge:
 Athena's "save marked groups as columns", a spreadsheet of samples) is read as one spectrum per
@@ -180,7 +180,8 @@ def detect_format(path) -> str:
     -------
     str
         ``'athena'`` (the "Athena project file --" header), ``'xdi'`` (first line ``# XDI/``),
-        ``'hdf5'`` (the HDF5 signature), ``'spec'`` (two or more ``#S`` scan lines), ``'feff-xmu'`` (comments mention FEFF and end with ``omega e k mu mu0 chi``), else
+        ``'hdf5'`` (the HDF5 signature), ``'spec'`` (two or more ``#S`` scan lines), ``'feff-xmu'``
+        (comments mention FEFF and end with ``omega e k mu mu0 chi``), else
         ``'columns'`` (CSV or whitespace-separated columns).
     """
     from xanesdb.xas.hdf5 import is_hdf5
@@ -257,7 +258,8 @@ def _columns_named(spectra: list[MeasuredSpectrum], groups: Sequence[str], path)
 def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | int | None = None,
                mu_col: str | int | None = None) -> tuple[list[MeasuredSpectrum], list[tuple[Path, str]]]:
     """Read many files, as a batch command does: ``groups`` selects groups of the Athena projects,
-    scans of the SPEC files, groups of the HDF5 files and columns of the tables of spectra among them (other files are read whole),
+    scans of the SPEC files, groups of the HDF5 files and columns of the tables of spectra among them
+    (other files are read whole),
     ``energy_col``/``mu_col`` apply to the files that are not Athena projects (an Athena group's
     arrays are what they are); a file that cannot be read is kept as ``(path, one-line reason)`` so
     the others are still read; a folder stands for the spectrum files in it
