@@ -1,4 +1,4 @@
-"""Readers for measured XAS spectra: XDI, Athena projects, FEFF ``xmu.dat``, CSV / whitespace columns.
+"""Readers for measured XAS spectra: XDI, Athena projects, SPEC, HDF5, FEFF ``xmu.dat``, CSV / whitespace columns.
 
 Every reader returns :class:`MeasuredSpectrum` objects with energies in eV, strictly increasing,
 and the raw (un-normalised) absorption mu(E). Columns are chosen by their *names* (XDI
