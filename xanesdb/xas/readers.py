@@ -646,9 +646,18 @@ def _read_table(text: str, path, fmt: str, energy_col, mu_col) -> list[MeasuredS
         units = [*units, "ev"]
         energy_col = len(names)
         meta["energy_converted"] = f"Bragg angle {names[i]} -> eV with d = {d:g} A"
+    return _table_spectra(data, names, units, energy_col, mu_col, path, kind="csv" if fmt == "columns" and comma else fmt,
+                          meta=meta, absorber=absorber, edge=edge, feff=fmt == "feff-xmu")  # fmt: skip
+
+
+def _table_spectra(data: np.ndarray, names, units: list[str], energy_col, mu_col, path, *, kind: str, meta: dict,
+                   absorber: str | None = None, edge: str | None = None, feff: bool = False) -> list[MeasuredSpectrum]:  # fmt: skip
+    """The spectra of a table whose columns are named (or not): energy and mu chosen by :func:`_choose`
+    (or one spectrum a column of a table of spectra), keV made eV, each checked; ``path`` names them
+    and their errors (callers of a part of a file, a SPEC scan or an HDF5 group, rename them)."""
     try:
         ie, mu, mu_source = _choose(data, names, energy_col, mu_col, path)
-        columns = [(None, mu, "xmu.dat mu" if fmt == "feff-xmu" and mu_source == "mu" else mu_source)]
+        columns = [(None, mu, "xmu.dat mu" if feff and mu_source == "mu" else mu_source)]
     except _OneSpectrumPerColumn as table:  # one spectrum a column: each named by its column
         ie, columns = table.energy, [(names[i], data[:, i], names[i]) for i in table.samples]
     energy = data[:, ie].copy()
@@ -656,7 +665,6 @@ def _read_table(text: str, path, fmt: str, energy_col, mu_col) -> list[MeasuredS
     if units[ie].startswith("kev") or (units[ie] != "ev" and finite.size and 0 < finite.min() and finite.max() < 100):
         energy *= 1000.0
         meta["energy_converted"] = "keV -> eV"
-    kind = "csv" if fmt == "columns" and comma else fmt
     out = []
     for group, mu, source in columns:
         where = path if group is None else f"{path} column {group!r}"
@@ -741,33 +749,23 @@ def _read_hdf5(path, energy_col, mu_col, groups: list[str] | None) -> list[Measu
             _fail(path, f"has no group {', '.join(map(repr, groups))} with 1-D datasets; "
                         f"{_group_list([t.group for t in tables], what='group', where='file')}")  # fmt: skip
         tables = chosen
+    import dataclasses
+
     out, skipped = [], {}
     for t in tables:
         where = f"{path} ({t.group})"
         meta = {"columns": t.names, "hdf5_group": t.group, "title": t.meta.get("title"), "nx_class": t.meta.get("nx_class"),
                 "skipped_groups": skipped}  # fmt: skip
         try:
-            try:
-                ie, mu, source = _choose(t.data, t.names, energy_col, mu_col, where)
-                columns = [(None, mu, source)]
-            except _OneSpectrumPerColumn as table:
-                ie, columns = table.energy, [(t.names[i], t.data[:, i], t.names[i]) for i in table.samples]
-            energy = t.data[:, ie].copy()
-            if t.units[ie].startswith("kev") or (t.units[ie] != "ev" and 0 < np.nanmin(energy) and np.nanmax(energy) < 100):
-                energy *= 1000.0
-                meta["energy_converted"] = "keV -> eV"
-            for column, mu, source in columns:
-                _check(where if column is None else f"{where} dataset {column!r}", energy, mu, f"mu ({source})")
+            got = _table_spectra(t.data, t.names, t.units, energy_col, mu_col, where, kind="hdf5", meta=meta)
         except XanesdbUserError as exc:
             if groups is not None:
                 raise
             skipped[t.group] = str(exc).replace(f"{where}: ", "")
             continue
-        for column, mu, source in columns:
-            group = t.group if column is None else f"{t.group}/{column}"
-            out.append(MeasuredSpectrum(name=f"{Path(path).name}:{group}", path=str(path), group=group, energy=energy,
-                                        mu=np.asarray(mu, dtype=float), absorber=None, edge=None, kind="hdf5",
-                                        mu_source=source, meta=dict(meta)))  # fmt: skip
+        for s in got:
+            group = t.group if s.group is None else f"{t.group}/{s.group}"
+            out.append(dataclasses.replace(s, name=f"{Path(path).name}:{group}", path=str(path), group=group))
     if not out:
         first = next(iter(skipped.items()))
         _fail(path, f"has {len(tables)} group(s) of 1-D datasets and none with an energy and a mu ({first[0]}: {first[1]})")
