@@ -77,6 +77,8 @@ def change(s, name: str, rng: np.random.Generator):
     from xanesdb.xas.normalize import half_step_energy, pre_edge
 
     e, mu = s.energy, s.mu
+    n = pre_edge(e, mu)  # the record as xanesdb normalises it, and its half step
+    e_half = half_step_energy(e, n.norm, e0=n.e0)
     if name.startswith("shift"):
         return dataclasses.replace(s, energy=e + float(name[5:]))
     if name.startswith("broad"):
@@ -84,11 +86,8 @@ def change(s, name: str, rng: np.random.Generator):
     if name.startswith("selfabs"):
         return dataclasses.replace(s, mu=self_absorbed(e, mu, float(name[7:])))
     if name.startswith("noise"):
-        step = pre_edge(e, mu).edge_step
-        return dataclasses.replace(s, mu=mu + rng.normal(0.0, float(name[5:]) * step, len(mu)))
+        return dataclasses.replace(s, mu=mu + rng.normal(0.0, float(name[5:]) * n.edge_step, len(mu)))
     if name.startswith("glitch"):  # monochromator glitches: 3 single points off by +-size edge steps near the edge
-        n = pre_edge(e, mu)
-        e_half = half_step_energy(e, n.norm, e0=n.e0)
         near = np.flatnonzero((e > e_half - 10) & (e < e_half + 45))
         out = mu.copy()
         for i in rng.choice(near, size=min(3, len(near)), replace=False):
@@ -98,15 +97,12 @@ def change(s, name: str, rng: np.random.Generator):
         g = np.arange(e[0], e[-1], float(name[6:]))
         return dataclasses.replace(s, energy=g, mu=np.interp(g, e, mu))
     if name.startswith("pre"):
-        n = pre_edge(e, mu)
-        keep = e >= half_step_energy(e, n.norm, e0=n.e0) + float(name[3:])
+        keep = e >= e_half + float(name[3:])
         return dataclasses.replace(s, energy=e[keep], mu=mu[keep])
     if name.startswith("end"):
         return end_scan(s, float(name[3:]))
     if name.startswith("normcut"):
         lo, hi = (float(v) for v in name[7:].replace("+", " ").split())
-        n = pre_edge(e, mu)
-        e_half = half_step_energy(e, n.norm, e0=n.e0)
         keep = (e >= e_half + lo) & (e <= e_half + hi)
         return dataclasses.replace(s, energy=e[keep], mu=n.norm[keep])
     raise ValueError(f"unknown change {name!r}")
