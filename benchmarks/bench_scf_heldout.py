@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
              + (f" --min-class-materials {args.min_class_materials}" if args.min_class_materials else ""),
              f"# each held-out material's {args.preset} spectrum, mapped to a measurement by the k-edge calibration, read by "
              "models of the shipped recipe trained without that material (fold by fold)",
-             "| absorber | recipe | held-out spectra (T4/S5/O6) | T4 right | S5 right | O6 right | unsure | wrong with p > 0.9 | "
-             "train s |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "| absorber | recipe | held-out spectra (T4/S5/O6) | T4 right | S5 right | O6 right | unsure | not read | "
+             "wrong with p > 0.9 | train s |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     detail: list[str] = []
     for el in [e for e in args.elements.split(",") if e]:
         records = heldout_spectra(db, el, args.preset)
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         counts = Counter(r["lce_class"] for r in records)
         folds = folds_of(records, args.folds)
         for name, presets in recipes(args.preset).items():
-            right, unsure, wrong, seconds = Counter(), 0, 0, 0.0
+            right, unsure, unread, wrong, seconds = Counter(), 0, 0, 0, 0.0
             for fold in folds:
                 query = {"element": el, "edge": "K", "source": "xanesdb", "preset": {"$in": list(presets)},
                          "lce_class": {"$in": list(CLASSES)}, "material_id": {"$nin": fold}}  # fmt: skip
@@ -147,14 +147,17 @@ def main(argv: list[str] | None = None) -> int:
                     answer = row.get("predicted", "error")
                     right[r["lce_class"]] += answer == r["lce_class"]
                     unsure += answer == "unsure"
+                    unread += answer == "error"
                     wrong += answer not in ("unsure", r["lce_class"]) and row.get("confidence", 0) > 0.9
                     probs = " ".join(f"{c} {v:.2f}" for c, v in (row.get("probabilities") or {}).items())
+                    if answer == "error":  # the reason, less the spectrum's name it starts with
+                        probs = row.get("error", "").split(": ", 1)[-1]
                     detail.append(f"  {el} {name:16s} {r['spectrum_id'].split(':K:')[0]:45s} {r.get('formula', ''):14s} "
                                   f"{r['lce_class']} -> {answer:6s} ({probs}; pre-edge {row.get('preedge_height', 0):.2f}, "
                                   f"outlier {row.get('outlier_score', float('nan')):.2f})")  # fmt: skip
             lines.append(f"| {el} | {name} | {counts['T4']}/{counts['S5']}/{counts['O6']} | "
                          f"{right['T4']}/{counts['T4']} | {right['S5']}/{counts['S5']} | {right['O6']}/{counts['O6']} | "
-                         f"{unsure} | {wrong} | {seconds:.0f} |")  # fmt: skip
+                         f"{unsure} | {unread} | {wrong} | {seconds:.0f} |")  # fmt: skip
             print(lines[-1], flush=True)
     text = "\n".join(lines + ["", "held-out spectra: absorber, recipe, spectrum, formula, class -> answer"] + detail) + "\n"
     return finish(text, args.out)

@@ -63,7 +63,10 @@ MEASURED_RECIPE: dict[str, Any] = {
 #: networks learned "unlike the usual octahedron" as S5, and measured Mn(III)/Mn(IV) oxides
 #: (pyrolusite, ramsdellite, Mn2O3, manganite, Li2MnO3) read S5 0.5-0.7 before calibration and O6
 #: only 0.52-0.66 after; held out, those S5 sites were never read S5 (README, "Measured spectra").
-MIN_CLASS_MATERIALS = 6
+#: The Co (8 materials) and Cr (7) S5 classes are the same case: held out by material, computed
+#: spectra made measured-like read T4 and O6 as well or better without them, with fewer ``unsure``
+#: (``benchmarks/results/heldout_min_class_co_cr.txt``); Ti (9) and V (10) keep theirs.
+MIN_CLASS_MATERIALS = 9
 
 
 def without_rare_classes(query: dict[str, Any], label_field: str, least: int,
