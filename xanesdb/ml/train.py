@@ -63,9 +63,11 @@ MEASURED_RECIPE: dict[str, Any] = {
 #: networks learned "unlike the usual octahedron" as S5, and measured Mn(III)/Mn(IV) oxides
 #: (pyrolusite, ramsdellite, Mn2O3, manganite, Li2MnO3) read S5 0.5-0.7 before calibration and O6
 #: only 0.52-0.66 after; held out, those S5 sites were never read S5 (README, "Measured spectra").
-#: The Co (8 materials) and Cr (7) S5 classes are the same case: held out by material, computed
-#: spectra made measured-like read T4 and O6 as well or better without them, with fewer ``unsure``
-#: (``benchmarks/results/heldout_min_class_co_cr.txt``); Ti (9) and V (10) keep theirs.
+#: The Co (8 materials) and Cr (7) S5 classes go too: held out by material, computed spectra made
+#: measured-like read T4 and O6 as well or better without them and more firmly, with fewer
+#: ``unsure``, the S5 sites (prototype cells) then read O6 or T4
+#: (``benchmarks/results/heldout_min_class_co_cr.txt``); Ti (9) and V (10) keep theirs: a [5]Ti(IV)
+#: or V(V) pyramid has the strong pre-edge that rules out O6, and S5 is then the answer left besides T4.
 MIN_CLASS_MATERIALS = 9
 
 
