@@ -559,6 +559,63 @@ def test_hdf5_files_give_a_spectrum_per_group_of_counters(tmp_path):
     assert [x.name for x in got] == ["session.h5:entry/data"] and len(failures) == 1
 
 
+def _nxxas(path, rows, signal, *, definition="NXxas", mode=None):
+    """A NeXus file of the standard NXxas layout: raw I0 and sample signal under instrument/, an
+    NXdata group linking energy and the signal (what a name-based reader would take for mu)."""
+    import h5py
+
+    with h5py.File(path, "w") as fh:
+        entry = fh.create_group("entry")
+        entry.attrs["NX_class"] = "NXentry"
+        entry["definition"], entry["title"] = definition, "Fe2O3 pellet"
+        inst = entry.create_group("instrument")
+        inst["monochromator/energy"] = rows[:, 0]
+        inst["monochromator/energy"].attrs["units"] = "eV"
+        inst["incoming_beam/data"] = rows[:, 1]
+        inst["absorbed_beam/data"] = signal
+        if mode:
+            inst["absorbed_beam/type"] = mode
+        entry["monitor/data"] = inst["incoming_beam/data"]
+        data = entry.create_group("data")
+        data.attrs.update({"NX_class": "NXdata", "signal": "absorbed_beam", "axes": "energy"})
+        data["energy"], data["absorbed_beam"] = inst["monochromator/energy"], inst["absorbed_beam/data"]
+    return path
+
+
+def test_nexus_nxxas_entries_are_read_by_their_definition(tmp_path):
+    """An NXxas entry keeps raw counts: mu is ln(I0/I) for transmission and I/I0 for fluorescence,
+    as the detector says or, when it does not, as the scan shows (transmitted intensity falls across
+    the edge, fluorescence rises), never the raw absorbed_beam its NXdata group plots. When neither
+    tells, a one-line error asks for --mu-col. FAIRmat's NXxas_trans keeps mu as intensity, with the
+    absorber named in element."""
+    h5py = pytest.importorskip("h5py")
+    rows, mu = _raw()
+    (t,) = read_spectra(_nxxas(tmp_path / "trans.nxs", rows, rows[:, 2]))
+    assert t.name == "trans.nxs:entry" and t.mu_source == "ln(i0/itrans)" and t.meta["nexus_definition"] == "NXxas"
+    assert t.meta["nxxas"].startswith("transmission (absorbed_beam/I0 falls")
+    np.testing.assert_allclose(t.mu, mu, rtol=1e-4)
+    (f,) = read_spectra(_nxxas(tmp_path / "fluo.nxs", rows, rows[:, 4]))
+    assert f.mu_source == "ifluor/i0" and f.meta["nxxas"].startswith("fluorescence (absorbed_beam/I0 rises")
+    np.testing.assert_allclose(f.mu, 0.01 * mu, rtol=1e-3)
+    (said,) = read_spectra(_nxxas(tmp_path / "said.nxs", rows, rows[:, 4], mode="fluorescence detector"))
+    assert said.mu_source == "ifluor/i0" and "as its absorbed_beam says" in said.meta["nxxas"]
+    flat = _nxxas(tmp_path / "flat.nxs", rows, rows[:, 1] * 0.5)  # no edge in the ratio
+    _refused(flat, "--mu-col")
+    (asked,) = read_spectra(flat, mu_col="ln(i0/absorbed_beam)")
+    np.testing.assert_allclose(asked.mu, np.log(2.0))
+    fairmat = tmp_path / "fairmat.nxs"
+    with h5py.File(fairmat, "w") as fh:
+        entry = fh.create_group("entry")
+        entry["definition"], entry["element/name"], entry["element/edge/name"] = "NXxas_trans", "Fe", "K"
+        entry["intensity"] = mu
+        entry["data/energy"] = rows[:, 0]
+        entry["data/intensity"] = entry["intensity"]
+        entry["data/other_counter"] = rows[:, 3]
+    (x,) = read_spectra(fairmat)
+    assert (x.absorber, x.edge, x.mu_source) == ("Fe", "K", "mu") and "NXxas_trans" in x.meta["nxxas"]
+    np.testing.assert_allclose(x.mu, mu)
+
+
 # --- malformed input ------------------------------------------------------------------------------
 
 def test_file_level_refusals(tmp_path, monkeypatch):

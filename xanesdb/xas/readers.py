@@ -756,8 +756,10 @@ def _read_hdf5(path, energy_col, mu_col, groups: list[str] | None) -> list[Measu
         where = f"{path} ({t.group})"
         meta = {"columns": t.names, "hdf5_group": t.group, "title": t.meta.get("title"), "nx_class": t.meta.get("nx_class"),
                 "skipped_groups": skipped}  # fmt: skip
+        meta.update({k: t.meta[k] for k in ("nexus_definition", "nxxas") if k in t.meta})
         try:
-            got = _table_spectra(t.data, t.names, t.units, energy_col, mu_col, where, kind="hdf5", meta=meta)
+            got = _table_spectra(t.data, t.names, t.units, energy_col, mu_col, where, kind="hdf5", meta=meta,
+                                 absorber=t.meta.get("absorber"), edge=t.meta.get("edge"))  # fmt: skip
         except XanesdbUserError as exc:
             if groups is not None:
                 raise
