@@ -123,13 +123,14 @@ def train_models(config: str, elements, n_models: int, min_steps: int, pooled: b
     return models
 
 
-def shipped_models(elements, models_dir: Path | None = None) -> dict[str, tuple]:
-    """The packaged models, or with ``models_dir`` those of that folder (``<El>-K-aligned``) where it has one."""
+def shipped_models(elements, models_dir: Path | None = None, short: bool = False) -> dict[str, tuple]:
+    """The packaged models (``short``: those for scans that end early), or with ``models_dir`` those
+    of that folder (``<El>-K-aligned``) where it has one."""
     from xanesdb.ml.portable import load_portable, shipped_model_dir
 
     out = {}
     for el in elements:
-        d = shipped_model_dir(el)
+        d = shipped_model_dir(el, short=short)
         if models_dir is not None and (models_dir / f"{el}-K-aligned" / "card.json").is_file():
             d = models_dir / f"{el}-K-aligned"
         if d is not None:
@@ -166,7 +167,21 @@ def knn_votes(records, elements, calibrated: bool, k: int = 7, window=(-1.0, 44.
     return {c: (right[c], total[c]) for c in ("O6", "T4")}
 
 
-def score(records, models, align: str, min_confidence: float) -> dict:
+def _reads_short(doc, short_doc, s) -> bool:
+    """Whether ``xanesdb predict`` would answer ``s`` with the short-scan model (as ``_short_scan_model``
+    in xanesdb/ml/predict.py decides: the scan ends too early for ``doc``; ``short_doc`` then answers, or
+    says what the scan lacks)."""
+    from xanesdb.ml.inputs import window_end
+    from xanesdb.xas.align import ALIGNED_GRID, MAX_EXTRAPOLATE_EV, reach_above_half_step
+
+    try:
+        reach = reach_above_half_step(s.energy, s.mu)
+    except ValueError:
+        return False
+    return reach < (window_end(doc) or float(ALIGNED_GRID[-1])) - MAX_EXTRAPOLATE_EV
+
+
+def score(records, models, align: str, min_confidence: float, short_models: dict | None = None) -> dict:
     from xanesdb.ml.predict import predict_spectra
     from xanesdb.ml.trust import expected_calibration_error
 
@@ -177,6 +192,9 @@ def score(records, models, align: str, min_confidence: float) -> dict:
                          "best": None, "confidence": 0.0, "reason": "no model"})  # fmt: skip
             continue
         doc, model = models[r["absorber"]]
+        short = bool(short_models and r["absorber"] in short_models and _reads_short(doc, short_models[r["absorber"]][0], s))
+        if short:
+            doc, model = short_models[r["absorber"]]
         (p,) = predict_spectra(doc, model, [s], align=align, min_confidence=min_confidence)
         if "error" in p:
             rows.append({"id": r["id"], "true": r["expected_class"], "ambiguous": r["ambiguous"], "predicted": "unsure",
@@ -184,7 +202,8 @@ def score(records, models, align: str, min_confidence: float) -> dict:
             continue
         rows.append({"id": r["id"], "true": r["expected_class"], "ambiguous": r["ambiguous"],
                      "predicted": p["predicted"], "best": p["best_class"], "confidence": p["confidence"],
-                     "outlier": p["outlier_score"], "reason": p["reason"], "probabilities": p["probabilities"]})  # fmt: skip
+                     "outlier": p["outlier_score"], "reason": p["reason"], "probabilities": p["probabilities"],
+                     "short_model": short})  # fmt: skip
     core = [x for x in rows if not x["ambiguous"] and x["true"] in ("O6", "T4")]
     # every non-ambiguous record of one geometry: a confident wrong answer counts against any of them
     single = [x for x in rows if not x["ambiguous"] and x["true"] in ("O6", "T4", "S5", "other")]
@@ -213,6 +232,8 @@ def score(records, models, align: str, min_confidence: float) -> dict:
         "answered_accuracy": float(np.mean([x["predicted"] == x["true"] for x in answered])) if answered else None,
         "ece": expected_calibration_error(P, y, n_bins=5) if len(y) else None,
         "confusion": {k: dict(v) for k, v in confusion.items()}, "coverage": coverage, "rows": rows,
+        "read_short": sum(bool(x.get("short_model")) for x in rows),
+        "not_read": sum(x["best"] is None for x in rows),
     }  # fmt: skip
 
 
@@ -274,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="Folder for results.json and the PNGs.")
     ap.add_argument("--models-dir", type=Path, default=None,
                     help="'shipped' takes each absorber's model from this folder (<El>-K-aligned) where it has one.")
+    ap.add_argument("--short-models-dir", type=Path, default=None,
+                    help="'shipped' answers a scan that ends too early for the full model with the short-scan model of this "
+                         "folder (<El>-K-aligned), as predict does with those of xanesdb/data/models/short; 'none': never.")
     args = ap.parse_args(argv)
     records = load_records(args.data)
     if args.end_after is not None:
@@ -288,8 +312,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{v['O6'][0]}/{v['O6'][1]}, T4 {v['T4'][0]}/{v['T4'][1]}", flush=True)  # fmt: skip
     for name in [c for c in args.configs.split(",") if c]:
         t0 = time.time()
+        short = None
         if name == "shipped":
             models, align = shipped_models(elements, args.models_dir), "auto"
+            if str(args.short_models_dir) != "none":
+                short = shipped_models(elements, args.short_models_dir, short=True)
         else:
             models = train_models(name, elements, args.n_models, args.min_steps, args.pooled,
                                   held_out=not args.calibration_all, min_class_materials=args.min_class_materials)  # fmt: skip
@@ -301,13 +328,14 @@ def main(argv: list[str] | None = None) -> int:
                          (f"{name}, threshold 0.6", models, 0.6),
                          (f"{name}, networks alone, threshold 0.6", bare, 0.6)]  # fmt: skip
         for label, ms, threshold in variants:
-            res = score(records, ms, align, threshold)
+            res = score(records, ms, align, threshold, short_models=short)
             res["seconds"] = round(time.time() - t0, 1)
             res["models"] = {el: doc.run_id for el, (doc, _) in ms.items()}
             results[label] = res
             print(f"{label}: O6 recall {res['recall']['O6']:.2f}, T4 {res['recall']['T4']:.2f}, unsure "
                   f"{res['unsure']}/{res['n_core']}, other {res['recall_other'][0]}/{res['recall_other'][1]}, "
-                  f"wrong p>0.9 {res['wrong_over_0.9']} ({res['seconds']} s)", flush=True)  # fmt: skip
+                  f"wrong p>0.9 {res['wrong_over_0.9']}, not read {res['not_read']}, by the short-scan model "
+                  f"{res['read_short']} ({res['seconds']} s)", flush=True)  # fmt: skip
     print()
     print("| configuration | O6 recall | T4 recall | unsure | other right | wrong with p > 0.9 (O6, T4, other) | answered right | best class O6 / T4 | ECE |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -305,11 +305,21 @@ def test_align_takes_computed_spectra_that_start_just_below_the_model_window():
 
 
 def test_align_measured_refuses_short_spectra():
-    from xanesdb.ml.aligned import align_measured
+    """A scan must reach the end of what the model reads, to within 3 eV: the whole grid (+44.5 eV)
+    by default, the end of a shorter input window (``upto``) for a model that reads less, with the
+    grid above the scan's end held at its last value."""
+    from xanesdb.ml.aligned import ALIGNED_GRID, align_measured
+    from xanesdb.xas.align import reach_above_half_step
 
-    e = np.arange(7080.0, 7140.0, 0.5)  # ends 28 eV above the edge: the grid needs +44.5
-    with pytest.raises(ValueError, match="models need"):
+    e = np.arange(7080.0, 7145.0, 0.5)  # ends about 33 eV above the half step: the grid needs +41.5
+    with pytest.raises(ValueError, match=r"models need -1\.\.\+41\.5 eV"):
         align_measured(e, _edge(e))
+    reach = reach_above_half_step(e, _edge(e))
+    assert 30.0 < reach < 36.0
+    a = align_measured(e, _edge(e), upto=30.0)
+    assert np.all(a["y"][ALIGNED_GRID > reach + 0.5] == a["y"][-1])  # held past the scan's end
+    with pytest.raises(ValueError, match=r"models need -1\.\.\+27\.0 eV"):
+        align_measured(e[e < 7130.0], _edge(e[e < 7130.0]), upto=30.0)
 
 
 # ----------------------------------------------------------------------------- portable models, predict

@@ -220,6 +220,32 @@ def test_a_normalised_xanes_export_reads_as_the_whole_scan(tmp_path, shared_data
     assert export["probabilities"]["O6"] == pytest.approx(whole["probabilities"]["O6"], abs=0.03)
 
 
+def test_a_short_xanes_scan_is_read_by_the_short_scan_model(tmp_path, shared_data, capsys):
+    """A raw scan that stops 35 eV above its half step (a XANES-only scan) is too short for the full
+    model (+41.5 eV) and is answered by the absorber's short-scan model, which the row names and its
+    note explains; one that stops at +22 eV is an error row naming what the models need."""
+    from xanesdb.ml.portable import SHORT_DIR
+    from xanesdb.xas.normalize import half_step_energy, pre_edge
+    from xanesdb.xas.readers import read_spectra
+
+    prj = shared_data / "experimental_dev" / "athena" / "NiO.prj"
+    (s,) = read_spectra(prj, groups=["NiO"])
+    n = pre_edge(s.energy, s.mu)
+    e_half = half_step_energy(s.energy, n.norm, e0=n.e0)
+    files = []
+    for end in (35.0, 22.0):
+        keep = s.energy < e_half + end
+        f = tmp_path / f"nio_to_{end:g}.csv"
+        f.write_text("energy,mu\n" + "\n".join(f"{a:.4f},{b:.6f}" for a, b in zip(s.energy[keep], s.mu[keep])))
+        files.append(str(f))
+    code, out, _ = _run(["predict", *files, "-f", "json"], capsys)
+    short, too_short = [json.loads(line) for line in out.splitlines()]
+    card = json.loads((SHORT_DIR / "Ni-K-aligned" / "card.json").read_text())
+    assert short["model"] == card["run_id"] and card["hyperparameters"]["window"][1] == 30.0
+    assert short["predicted"] == "O6" and "answered by the short-scan model" in short["note"]
+    assert code == 2 and "models need -1..+27.0 eV" in too_short["error"]
+
+
 def test_the_shipped_model_by_symbol_or_printed_id_and_align_edge(tmp_path, shared_data, capsys):
     """A user copies the model id a prediction printed into --model, or names the absorber, and
     gives --align edge as for grid models: the same answer as the default, on any database."""

@@ -59,7 +59,7 @@ def prepare(doc: TrainingRunDoc, spectrum: MeasuredSpectrum, align: str = "auto"
             raise XanesdbUserError(f"model {doc.run_id} reads spectra aligned on the edge's half step; use --align auto "
                                    f"or edge (not {align!r})")
         try:
-            a = align_measured(e, mu)
+            a = align_measured(e, mu, upto=window_end(doc))
         except ValueError as err:
             raise XanesdbUserError(f"{name}: {err}") from None
         out = {"x": a["y"], "e0": a["e0"], "e_half": a["e_half"], "edge_step": a["edge_step"],
@@ -87,6 +87,13 @@ def prepare(doc: TrainingRunDoc, spectrum: MeasuredSpectrum, align: str = "auto"
     if y.max() <= 0:
         raise XanesdbUserError(f"{name} has no positive absorption on the model's grid")
     return {"x": (y / y.max()).astype(np.float32), "e0": e0, "shift_ev": shift}
+
+
+def window_end(doc: TrainingRunDoc) -> float | None:
+    """The highest energy (eV from the half step) an aligned model reads: the end of its input window
+    (``--window``), or None (the whole grid)."""
+    window = doc.hyperparameters.get("window")
+    return float(window[1]) if window else None
 
 
 def where(spectrum: MeasuredSpectrum) -> str:

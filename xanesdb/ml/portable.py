@@ -9,7 +9,10 @@ stays readable). It loads with Keras and xanesdb alone, no database.
 
 The per-absorber models that ``xanesdb predict`` uses when no ``--model`` is given ship in this
 format under ``xanesdb/data/models/<element>-K-<representation>/`` (made by
-``scripts/train_shipped_models.py`` from the bundled database).
+``scripts/train_shipped_models.py`` from the bundled database). Beside them, under
+``xanesdb/data/models/short/``, each absorber's model of the same recipe reading only up to
++30 eV above the half step: ``xanesdb predict`` answers with it a scan that ends too early for
+the full model (a XANES-only scan to +30..+40 eV), and says so.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from xanesdb.platform.errors import XanesdbUserError
 if TYPE_CHECKING:
     from xanesdb.schemas import TrainingRunDoc
 
-__all__ = ["POOLED", "SHIPPED_DIR", "export_portable", "load_portable", "shipped_model_dir", "shipped_models",
-           "shipped_model_named"]
+__all__ = ["POOLED", "SHIPPED_DIR", "SHORT_DIR", "export_portable", "load_portable", "shipped_model_dir", "shipped_models",
+           "shipped_model_named", "window_end_of"]
 
 #: where the shipped models live
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "models"
+#: where the shipped models for short scans live (input window ending at +30 eV)
+SHORT_DIR = SHIPPED_DIR / "short"
 
 
 def _card_markdown(doc: TrainingRunDoc) -> str:
@@ -145,14 +150,26 @@ def load_portable(path: Path) -> tuple[TrainingRunDoc, Any]:
 POOLED = "all"
 
 
-def shipped_models() -> dict[str, Path]:
-    """Absorber symbol (or ``"all"`` for a pooled model) -> folder of the shipped model for its K edge."""
+def shipped_models(short: bool = False) -> dict[str, Path]:
+    """Absorber symbol (or ``"all"`` for a pooled model) -> folder of the shipped model for its K edge
+    (``short``: the model for scans that end early, :data:`SHORT_DIR`)."""
     out = {}
-    if SHIPPED_DIR.is_dir():
-        for d in sorted(SHIPPED_DIR.iterdir()):
+    root = SHORT_DIR if short else SHIPPED_DIR
+    if root.is_dir():
+        for d in sorted(root.iterdir()):
             if (d / "card.json").is_file():
                 out[d.name.split("-")[0]] = d
     return out
+
+
+def window_end_of(folder: Path) -> float | None:
+    """The end of a portable model's input window (eV above the half step; None: the whole grid),
+    read from its card without loading the networks."""
+    try:
+        window = json.loads((Path(folder) / "card.json").read_text()).get("hyperparameters", {}).get("window")
+    except (OSError, ValueError):
+        return None
+    return float(window[1]) if window else None
 
 
 def shipped_model_named(key: str) -> Path | None:
@@ -170,7 +187,7 @@ def shipped_model_named(key: str) -> Path | None:
     if key in by_name:
         return by_name[key]
     ids = {}
-    for d in models.values():
+    for d in [*models.values(), *shipped_models(short=True).values()]:  # a short-scan model answers with its id too
         try:
             run_id = json.loads((d / "card.json").read_text()).get("run_id")
         except (OSError, ValueError):
@@ -183,13 +200,14 @@ def shipped_model_named(key: str) -> Path | None:
     return hits[0] if len(hits) == 1 else None
 
 
-def shipped_model_dir(element: str) -> Path | None:
-    """Folder of the shipped model of an absorber (its own, else the pooled one), or None.
+def shipped_model_dir(element: str, short: bool = False) -> Path | None:
+    """Folder of the shipped model of an absorber (its own, else the pooled one), or None
+    (``short``: of the models for scans that end early).
 
     The pooled model serves 3d-metal K edges only (Sc to Zn): its relative energy scale assumes
     a first shell of oxygen at 1.9-2.2 A, which heavier absorbers do not have.
     """
-    models = shipped_models()
+    models = shipped_models(short)
     if element in models:
         return models[element]
     if element in _THREE_D:

@@ -428,6 +428,28 @@ def load_any_model(key: str, settings=None) -> tuple[TrainingRunDoc, Any]:
     return doc, load_model(doc, settings)
 
 
+def _short_scan_model(spectrum: MeasuredSpectrum, absorber: str, full) -> tuple[Any, str] | None:
+    """The shipped short-scan model of the absorber and the note that says why, for a scan that ends
+    too early for the full model ``full`` (if too early for the short one as well, its error row
+    names the least a scan must reach); else None."""
+    from xanesdb.ml.portable import shipped_model_dir, window_end_of
+    from xanesdb.xas.align import ALIGNED_GRID, MAX_EXTRAPOLATE_EV, reach_above_half_step
+
+    short = shipped_model_dir(absorber, short=True)
+    if short is None:
+        return None
+    need = (window_end_of(full) or float(ALIGNED_GRID[-1])) - MAX_EXTRAPOLATE_EV
+    short_need = (window_end_of(short) or float(ALIGNED_GRID[-1])) - MAX_EXTRAPOLATE_EV
+    try:
+        reach = reach_above_half_step(spectrum.energy, spectrum.mu)
+    except ValueError:
+        return None  # the full model's preparation says what is wrong
+    if reach >= need:
+        return None  # shorter than even the short model's need: its error row says what the scan lacks
+    return short, (f"the scan ends {reach:+.1f} eV from its half step, short of the {need:+.1f} eV the full model reads: "
+                   f"answered by the short-scan model (to {short_need + MAX_EXTRAPOLATE_EV:+.0f} eV)")  # fmt: skip
+
+
 def predict_measured(
     spectra: list[MeasuredSpectrum],
     model: str | None = None,
@@ -460,6 +482,7 @@ def predict_measured(
     from xanesdb.ml.portable import shipped_model_dir, shipped_models
 
     loaded: dict[str, tuple] = {}
+    notes: dict[int, str] = {}  # id(spectrum) -> why the short-scan model answers it
     rows: list[dict[str, Any] | None] = []
     batches: dict[str, list[tuple[int, MeasuredSpectrum, str, str]]] = {}
     for s in spectra:
@@ -477,6 +500,9 @@ def predict_measured(
                              "absorber_from": how, "error": f"{where(s)}: no shipped model for absorber {absorber or 'unknown'} "
                              f"({how}); models ship for {have}, or give --model"})  # fmt: skip
                 continue
+            short = _short_scan_model(s, absorber, d)
+            if short is not None:
+                d, notes[id(s)] = short
             key = str(d)
         if key not in loaded:
             loaded[key] = load_any_model(key, settings)
@@ -497,6 +523,8 @@ def predict_measured(
                               absorbers=[a or None for _, _, a, _ in items])  # fmt: skip
         for (i, s, absorber, how), r in zip(items, out):
             r.update(absorber=absorber, absorber_from=how)
+            if id(s) in notes and "error" not in r:
+                r["note"] = "; ".join(w for w in (notes[id(s)], r.get("note")) if w)
             if png_dir is not None and "error" not in r:
                 from xanesdb.ml.plots import plot_measured_prediction
 

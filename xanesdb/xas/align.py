@@ -22,7 +22,7 @@ import numpy as np
 from xanesdb.xas.normalize import half_step_energy, normalize_computed, normalize_measured
 
 __all__ = ["ALIGNED_GRID", "ALIGNED_GRID_NAME", "MAX_EXTRAPOLATE_BELOW_EV", "MAX_EXTRAPOLATE_EV", "AlignedSpectrum", "align_computed",
-           "align_measured"]  # fmt: skip
+           "align_measured", "reach_above_half_step"]  # fmt: skip
 
 #: energies relative to the half-step point (eV): 100 points, 0.5 eV apart
 ALIGNED_GRID = np.round(np.arange(100) * 0.5 - 5.0, 6)
@@ -42,16 +42,19 @@ class AlignedSpectrum(dict):
     """``{"y", "e_half", "e0", "edge_step", "extrapolated_ev"}`` of one spectrum on the grid."""
 
 
-def _on_grid(e: np.ndarray, norm: np.ndarray, e_half: float) -> tuple[np.ndarray, float]:
+def _on_grid(e: np.ndarray, norm: np.ndarray, e_half: float, upto: float | None = None) -> tuple[np.ndarray, float]:
     """The curve on the grid and how far the grid reaches past it; ValueError when it misses by more than
-    :data:`MAX_EXTRAPOLATE_BELOW_EV` below or :data:`MAX_EXTRAPOLATE_EV` above (a message without the
-    spectrum's name: callers say which spectrum)."""
+    :data:`MAX_EXTRAPOLATE_BELOW_EV` below or :data:`MAX_EXTRAPOLATE_EV` above ``upto`` (eV from the
+    half step; default the grid's end: a model whose input window ends earlier reads a shorter scan,
+    the grid above its end held at the last value) (a message without the spectrum's name: callers
+    say which spectrum)."""
     target = ALIGNED_GRID + e_half
+    top = float(ALIGNED_GRID[-1] if upto is None else min(upto, ALIGNED_GRID[-1]))
     miss = max(0.0, e[0] - target[0]) + max(0.0, target[-1] - e[-1])
-    if e[0] - target[0] > MAX_EXTRAPOLATE_BELOW_EV or target[-1] - e[-1] > MAX_EXTRAPOLATE_EV:
+    if e[0] - target[0] > MAX_EXTRAPOLATE_BELOW_EV or e_half + top - e[-1] > MAX_EXTRAPOLATE_EV:
         raise ValueError(
             f"covers {e[0] - e_half:+.1f}..{e[-1] - e_half:+.1f} eV around its half step, the models need "
-            f"{ALIGNED_GRID[0] + MAX_EXTRAPOLATE_BELOW_EV:+.0f}..{ALIGNED_GRID[-1] - MAX_EXTRAPOLATE_EV:+.1f} eV"
+            f"{ALIGNED_GRID[0] + MAX_EXTRAPOLATE_BELOW_EV:+.0f}..{top - MAX_EXTRAPOLATE_EV:+.1f} eV"
         )
     return np.interp(target, e, norm).astype(np.float32), float(miss)
 
@@ -71,20 +74,30 @@ def align_computed(energies, mu, mu0=None, *, off_grid_ok: bool = False) -> Alig
     return AlignedSpectrum(y=y, e_half=e_half, e0=n.e0, edge_step=n.edge_step, extrapolated_ev=miss)
 
 
-def align_measured(energies, mu, e0: float | None = None) -> AlignedSpectrum:
+def align_measured(energies, mu, e0: float | None = None, *, upto: float | None = None) -> AlignedSpectrum:
     """A measured spectrum on the aligned grid (Athena-style normalisation first, or none when it is
     already normalised: :func:`xanesdb.xas.normalize.normalize_measured`; ``normalised_as_given``), with its
     pre-edge peak (:func:`xanesdb.xas.preedge.find_preedge_peak`: ``preedge_height``, ``preedge_ev``) and
-    largest pre-edge absorption (:func:`xanesdb.xas.preedge.preedge_maximum`: ``preedge_max``)."""
+    largest pre-edge absorption (:func:`xanesdb.xas.preedge.preedge_maximum`: ``preedge_max``);
+    ``upto``: the highest energy above the half step a model reads (its window's end; default the
+    grid's end), which the scan must reach to within :data:`MAX_EXTRAPOLATE_EV`."""
     e = np.asarray(energies, dtype=float)
     from xanesdb.xas.preedge import find_preedge_peak, preedge_maximum
 
     n = normalize_measured(e, mu, e0)
     e_half = half_step_energy(e, n.norm, e0=n.e0)
-    y, miss = _on_grid(e, n.norm, e_half)
+    y, miss = _on_grid(e, n.norm, e_half, upto)
     peak = find_preedge_peak(e, n.norm, e_half)
     return AlignedSpectrum(y=y, e_half=e_half, e0=n.e0, edge_step=n.edge_step, extrapolated_ev=miss,
                            pre_range=n.pre_range, norm_range=n.norm_range, nnorm=n.nnorm,
                            normalised_as_given=n.as_given, other_edges=n.other_edges,
                            preedge_height=peak.height, preedge_ev=peak.energy_rel,
                            preedge_max=preedge_maximum(e, n.norm, e_half))  # fmt: skip
+
+
+def reach_above_half_step(energies, mu) -> float:
+    """How far a measured scan reaches above its half step (eV), normalised as :func:`align_measured`
+    does; ValueError when it cannot be normalised."""
+    e = np.asarray(energies, dtype=float)
+    n = normalize_measured(e, mu)
+    return float(e[-1] - half_step_energy(e, n.norm, e0=n.e0))
