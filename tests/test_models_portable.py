@@ -216,3 +216,21 @@ def test_shipped_cards_say_which_classes_were_left_out():
         assert "- classes left out: S5 (" in _card_markdown(TrainingRunDoc(**card))
     for el in ("Ti", "V", "Fe"):  # S5 sites of 9 materials or more
         assert "S5" in json.loads((shipped_model_dir(el) / "card.json").read_text())["classes"]
+
+
+def test_every_shipped_model_has_a_short_scan_twin():
+    """Each absorber's shipped model has a short-scan model of the same recipe and classes that reads
+    -1..+30 eV (xanesdb/data/models/short), which predict uses for scans that stop too early."""
+    import json
+
+    from xanesdb.ml.portable import POOLED, shipped_model_dir, shipped_models
+
+    full = {el: d for el, d in shipped_models().items() if el != POOLED}
+    assert sorted(full) == sorted(shipped_models(short=True))
+    for el, folder in full.items():
+        card = json.loads((folder / "card.json").read_text())
+        short = json.loads((shipped_model_dir(el, short=True) / "card.json").read_text())
+        assert short["classes"] == card["classes"] and short["label_field"] == card["label_field"], el
+        assert short["hyperparameters"]["window"] == [-1.0, 30.0] and card["hyperparameters"]["window"] == [-1.0, 44.5]
+        assert {k: v for k, v in short["hyperparameters"].items() if k not in ("window", "feature_indices")} == {
+            k: v for k, v in card["hyperparameters"].items() if k not in ("window", "feature_indices")}, el
