@@ -428,18 +428,30 @@ def load_any_model(key: str, settings=None) -> tuple[TrainingRunDoc, Any]:
     return doc, load_model(doc, settings)
 
 
+#: a scan that ends this far past the full model's need above the absorber's tabulated K edge
+#: reaches it whatever its half step: an oxide's half step lies 0-20 eV above the metal's edge
+#: (Cr(VI), Mn(VII) the most)
+SURE_REACH_EV = 30.0
+
+
 def _short_scan_model(spectrum: MeasuredSpectrum, absorber: str, full) -> tuple[Any, str] | None:
     """The shipped short-scan model of the absorber and the note that says why, for a scan that ends
     too early for the full model ``full`` (if too early for the short one as well, its error row
     names the least a scan must reach); else None."""
     from xanesdb.ml.portable import shipped_model_dir, window_end_of
     from xanesdb.xas.align import ALIGNED_GRID, MAX_EXTRAPOLATE_EV, reach_above_half_step
+    from xanesdb.xas.edges import edge_energy_of
 
     short = shipped_model_dir(absorber, short=True)
     if short is None:
         return None
     need = (window_end_of(full) or float(ALIGNED_GRID[-1])) - MAX_EXTRAPOLATE_EV
     short_need = (window_end_of(short) or float(ALIGNED_GRID[-1])) - MAX_EXTRAPOLATE_EV
+    try:  # most scans run far past the edge: no need to normalise them again to know
+        if float(np.max(spectrum.energy)) - edge_energy_of(absorber) > need + SURE_REACH_EV:
+            return None
+    except (ValueError, KeyError, TypeError):
+        pass
     try:
         reach = reach_above_half_step(spectrum.energy, spectrum.mu)
     except ValueError:
