@@ -167,18 +167,13 @@ def knn_votes(records, elements, calibrated: bool, k: int = 7, window=(-1.0, 44.
     return {c: (right[c], total[c]) for c in ("O6", "T4")}
 
 
-def _reads_short(doc, short_doc, s) -> bool:
-    """Whether ``xanesdb predict`` would answer ``s`` with the short-scan model (as ``_short_scan_model``
-    in xanesdb/ml/predict.py decides: the scan ends too early for ``doc``; ``short_doc`` then answers, or
-    says what the scan lacks)."""
+def _reads_short(doc, s, absorber: str) -> bool:
+    """Whether ``xanesdb predict`` would answer ``s`` with the short-scan model: the scan ends too
+    early for ``doc`` (:func:`xanesdb.ml.predict.ends_early`, as predict decides)."""
     from xanesdb.ml.inputs import window_end
-    from xanesdb.xas.align import ALIGNED_GRID, MAX_EXTRAPOLATE_EV, reach_above_half_step
+    from xanesdb.ml.predict import ends_early
 
-    try:
-        reach = reach_above_half_step(s.energy, s.mu)
-    except ValueError:
-        return False
-    return reach < (window_end(doc) or float(ALIGNED_GRID[-1])) - MAX_EXTRAPOLATE_EV
+    return ends_early(s, absorber, window_end(doc.hyperparameters)) is not None
 
 
 def score(records, models, align: str, min_confidence: float, short_models: dict | None = None) -> dict:
@@ -192,7 +187,7 @@ def score(records, models, align: str, min_confidence: float, short_models: dict
                          "best": None, "confidence": 0.0, "reason": "no model"})  # fmt: skip
             continue
         doc, model = models[r["absorber"]]
-        short = bool(short_models and r["absorber"] in short_models and _reads_short(doc, short_models[r["absorber"]][0], s))
+        short = bool(short_models and r["absorber"] in short_models and _reads_short(doc, s, r["absorber"]))
         if short:
             doc, model = short_models[r["absorber"]]
         (p,) = predict_spectra(doc, model, [s], align=align, min_confidence=min_confidence)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from xanesdb.schemas import TrainingRunDoc
     from xanesdb.xas.readers import MeasuredSpectrum
 
-__all__ = ["prepare", "representation_of", "to_grid", "where"]
+__all__ = ["prepare", "representation_of", "to_grid", "where", "window_end"]
 
 
 #: --align values an aligned model takes: its rule is the edge at half step, which "edge" also names
@@ -59,7 +59,7 @@ def prepare(doc: TrainingRunDoc, spectrum: MeasuredSpectrum, align: str = "auto"
             raise XanesdbUserError(f"model {doc.run_id} reads spectra aligned on the edge's half step; use --align auto "
                                    f"or edge (not {align!r})")
         try:
-            a = align_measured(e, mu, upto=window_end(doc))
+            a = align_measured(e, mu, upto=window_end(doc.hyperparameters))
         except ValueError as err:
             raise XanesdbUserError(f"{name}: {err}") from None
         out = {"x": a["y"], "e0": a["e0"], "e_half": a["e_half"], "edge_step": a["edge_step"],
@@ -89,10 +89,10 @@ def prepare(doc: TrainingRunDoc, spectrum: MeasuredSpectrum, align: str = "auto"
     return {"x": (y / y.max()).astype(np.float32), "e0": e0, "shift_ev": shift}
 
 
-def window_end(doc: TrainingRunDoc) -> float | None:
+def window_end(hyperparameters: dict[str, Any]) -> float | None:
     """The highest energy (eV from the half step) an aligned model reads: the end of its input window
-    (``--window``), or None (the whole grid)."""
-    window = doc.hyperparameters.get("window")
+    (``--window``, in the run's hyper-parameters), or None (the whole grid)."""
+    window = hyperparameters.get("window")
     return float(window[1]) if window else None
 
 

@@ -165,11 +165,12 @@ def shipped_models(short: bool = False) -> dict[str, Path]:
 def window_end_of(folder: Path) -> float | None:
     """The end of a portable model's input window (eV above the half step; None: the whole grid),
     read from its card without loading the networks."""
+    from xanesdb.ml.inputs import window_end
+
     try:
-        window = json.loads((Path(folder) / "card.json").read_text()).get("hyperparameters", {}).get("window")
+        return window_end(json.loads((Path(folder) / "card.json").read_text()).get("hyperparameters", {}))
     except (OSError, ValueError):
         return None
-    return float(window[1]) if window else None
 
 
 def shipped_model_named(key: str) -> Path | None:

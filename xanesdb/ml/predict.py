@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MIN_CONFIDENCE", "absorber_of", "where", "edge_energy", "load_any_model", "prepare", "predict_measured",
+__all__ = ["MIN_CONFIDENCE", "absorber_of", "where", "edge_energy", "ends_early", "load_any_model", "prepare", "predict_measured",
            "predict_spectra", "to_grid", "vote_text"]  # fmt: skip
 
 #: below this calibrated probability of the most probable class the answer is ``unsure``: an
@@ -434,32 +434,43 @@ def load_any_model(key: str, settings=None) -> tuple[TrainingRunDoc, Any]:
 SURE_REACH_EV = 30.0
 
 
-def _short_scan_model(spectrum: MeasuredSpectrum, absorber: str, full) -> tuple[Any, str] | None:
-    """The shipped short-scan model of the absorber and the note that says why, for a scan that ends
-    too early for the full model ``full`` (if too early for the short one as well, its error row
-    names the least a scan must reach); else None."""
-    from xanesdb.ml.portable import shipped_model_dir, window_end_of
+def ends_early(spectrum: MeasuredSpectrum, absorber: str | None, window_end_ev: float | None) -> float | None:
+    """How far the scan reaches above its half step (eV) when that falls short of what an aligned
+    model whose input window ends at ``window_end_ev`` (None: the grid's end) needs; None when it
+    reaches far enough, or cannot be normalised (the model's preparation then says what is wrong)."""
     from xanesdb.xas.align import ALIGNED_GRID, MAX_EXTRAPOLATE_EV, reach_above_half_step
     from xanesdb.xas.edges import edge_energy_of
 
-    short = shipped_model_dir(absorber, short=True)
-    if short is None:
-        return None
-    need = (window_end_of(full) or float(ALIGNED_GRID[-1])) - MAX_EXTRAPOLATE_EV
-    short_need = (window_end_of(short) or float(ALIGNED_GRID[-1])) - MAX_EXTRAPOLATE_EV
+    need = (float(ALIGNED_GRID[-1]) if window_end_ev is None else window_end_ev) - MAX_EXTRAPOLATE_EV
     try:  # most scans run far past the edge: no need to normalise them again to know
-        if float(np.max(spectrum.energy)) - edge_energy_of(absorber) > need + SURE_REACH_EV:
+        if absorber and float(np.max(spectrum.energy)) - edge_energy_of(absorber) > need + SURE_REACH_EV:
             return None
     except (ValueError, KeyError, TypeError):
         pass
     try:
         reach = reach_above_half_step(spectrum.energy, spectrum.mu)
     except ValueError:
-        return None  # the full model's preparation says what is wrong
-    if reach >= need:
-        return None  # shorter than even the short model's need: its error row says what the scan lacks
+        return None
+    return reach if reach < need else None
+
+
+def _short_scan_model(spectrum: MeasuredSpectrum, absorber: str, full) -> tuple[Any, str] | None:
+    """The shipped short-scan model of the absorber and the note that says why, for a scan that ends
+    too early for the full model ``full`` (if too early for the short one as well, its error row
+    names the least a scan must reach); else None."""
+    from xanesdb.ml.portable import shipped_model_dir, window_end_of
+    from xanesdb.xas.align import ALIGNED_GRID, MAX_EXTRAPOLATE_EV
+
+    short = shipped_model_dir(absorber, short=True)
+    if short is None:
+        return None
+    full_end = window_end_of(full)
+    reach = ends_early(spectrum, absorber, full_end)
+    if reach is None:
+        return None
+    need = (float(ALIGNED_GRID[-1]) if full_end is None else full_end) - MAX_EXTRAPOLATE_EV
     return short, (f"the scan ends {reach:+.1f} eV from its half step, short of the {need:+.1f} eV the full model reads: "
-                   f"answered by the short-scan model (to {short_need + MAX_EXTRAPOLATE_EV:+.0f} eV)")  # fmt: skip
+                   f"answered by the short-scan model (to {window_end_of(short) or float(ALIGNED_GRID[-1]):+.0f} eV)")  # fmt: skip
 
 
 def predict_measured(
