@@ -438,10 +438,10 @@ def ends_early(spectrum: MeasuredSpectrum, absorber: str | None, window_end_ev: 
     """How far the scan reaches above its half step (eV) when that falls short of what an aligned
     model whose input window ends at ``window_end_ev`` (None: the grid's end) needs; None when it
     reaches far enough, or cannot be normalised (the model's preparation then says what is wrong)."""
-    from xanesdb.xas.align import ALIGNED_GRID, MAX_EXTRAPOLATE_EV, reach_above_half_step
+    from xanesdb.xas.align import needed_reach, reach_above_half_step
     from xanesdb.xas.edges import edge_energy_of
 
-    need = (float(ALIGNED_GRID[-1]) if window_end_ev is None else window_end_ev) - MAX_EXTRAPOLATE_EV
+    need = needed_reach(window_end_ev)
     try:  # most scans run far past the edge: no need to normalise them again to know
         if absorber and float(np.max(spectrum.energy)) - edge_energy_of(absorber) > need + SURE_REACH_EV:
             return None
@@ -459,7 +459,7 @@ def _short_scan_model(spectrum: MeasuredSpectrum, absorber: str, full) -> tuple[
     too early for the full model ``full`` (if too early for the short one as well, its error row
     names the least a scan must reach); else None."""
     from xanesdb.ml.portable import shipped_model_dir, window_end_of
-    from xanesdb.xas.align import ALIGNED_GRID, MAX_EXTRAPOLATE_EV
+    from xanesdb.xas.align import MAX_EXTRAPOLATE_EV, needed_reach
 
     short = shipped_model_dir(absorber, short=True)
     if short is None:
@@ -468,9 +468,9 @@ def _short_scan_model(spectrum: MeasuredSpectrum, absorber: str, full) -> tuple[
     reach = ends_early(spectrum, absorber, full_end)
     if reach is None:
         return None
-    need = (float(ALIGNED_GRID[-1]) if full_end is None else full_end) - MAX_EXTRAPOLATE_EV
-    return short, (f"the scan ends {reach:+.1f} eV from its half step, short of the {need:+.1f} eV the full model reads: "
-                   f"answered by the short-scan model (to {window_end_of(short) or float(ALIGNED_GRID[-1]):+.0f} eV)")  # fmt: skip
+    return short, (f"the scan ends {reach:+.1f} eV from its half step, short of the {needed_reach(full_end):+.1f} eV the full "
+                   f"model reads: answered by the short-scan model (to "
+                   f"{needed_reach(window_end_of(short)) + MAX_EXTRAPOLATE_EV:+.0f} eV)")  # fmt: skip
 
 
 def predict_measured(

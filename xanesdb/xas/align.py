@@ -22,7 +22,7 @@ import numpy as np
 from xanesdb.xas.normalize import half_step_energy, normalize_computed, normalize_measured
 
 __all__ = ["ALIGNED_GRID", "ALIGNED_GRID_NAME", "MAX_EXTRAPOLATE_BELOW_EV", "MAX_EXTRAPOLATE_EV", "AlignedSpectrum", "align_computed",
-           "align_measured", "reach_above_half_step"]  # fmt: skip
+           "align_measured", "needed_reach", "reach_above_half_step"]  # fmt: skip
 
 #: energies relative to the half-step point (eV): 100 points, 0.5 eV apart
 ALIGNED_GRID = np.round(np.arange(100) * 0.5 - 5.0, 6)
@@ -42,6 +42,13 @@ class AlignedSpectrum(dict):
     """``{"y", "e_half", "e0", "edge_step", "extrapolated_ev"}`` of one spectrum on the grid."""
 
 
+def needed_reach(upto: float | None = None) -> float:
+    """How far above its half step (eV) a scan must reach for a model that reads up to ``upto``
+    (its input window's end; None: the grid's end): that end less :data:`MAX_EXTRAPOLATE_EV`."""
+    top = float(ALIGNED_GRID[-1]) if upto is None else min(float(upto), float(ALIGNED_GRID[-1]))
+    return top - MAX_EXTRAPOLATE_EV
+
+
 def _on_grid(e: np.ndarray, norm: np.ndarray, e_half: float, upto: float | None = None) -> tuple[np.ndarray, float]:
     """The curve on the grid and how far the grid reaches past it; ValueError when it misses by more than
     :data:`MAX_EXTRAPOLATE_BELOW_EV` below or :data:`MAX_EXTRAPOLATE_EV` above ``upto`` (eV from the
@@ -49,12 +56,12 @@ def _on_grid(e: np.ndarray, norm: np.ndarray, e_half: float, upto: float | None 
     the grid above its end held at the last value) (a message without the spectrum's name: callers
     say which spectrum)."""
     target = ALIGNED_GRID + e_half
-    top = float(ALIGNED_GRID[-1] if upto is None else min(upto, ALIGNED_GRID[-1]))
+    need = needed_reach(upto)
     miss = max(0.0, e[0] - target[0]) + max(0.0, target[-1] - e[-1])
-    if e[0] - target[0] > MAX_EXTRAPOLATE_BELOW_EV or e_half + top - e[-1] > MAX_EXTRAPOLATE_EV:
+    if e[0] - target[0] > MAX_EXTRAPOLATE_BELOW_EV or e[-1] - e_half < need:
         raise ValueError(
             f"covers {e[0] - e_half:+.1f}..{e[-1] - e_half:+.1f} eV around its half step, the models need "
-            f"{ALIGNED_GRID[0] + MAX_EXTRAPOLATE_BELOW_EV:+.0f}..{top - MAX_EXTRAPOLATE_EV:+.1f} eV"
+            f"{ALIGNED_GRID[0] + MAX_EXTRAPOLATE_BELOW_EV:+.0f}..{need:+.1f} eV"
         )
     return np.interp(target, e, norm).astype(np.float32), float(miss)
 

@@ -120,12 +120,8 @@ def hdf5_tables(path, min_points: int = 10) -> list[Hdf5Table]:
         for g in groups:
             one_d = {}
             for name, obj in g.items():
-                try:
-                    if (isinstance(obj, h5py.Dataset) and obj.ndim == 1 and obj.dtype.kind in "fiu"
-                            and obj.shape[0] >= min_points):  # fmt: skip
-                        one_d[name] = obj
-                except (KeyError, OSError):  # a dangling external or soft link
-                    continue
+                if _is_counter(obj, min_points):
+                    one_d[name] = obj
             if len(one_d) < 2:
                 continue
             length = Counter(d.shape[0] for d in one_d.values()).most_common(1)[0][0]
@@ -157,17 +153,23 @@ def hdf5_tables(path, min_points: int = 10) -> list[Hdf5Table]:
 _MODE_FIELDS = ("mode", "type", "description", "local_name", "name", "detector_type")
 
 
-def _dataset_1d(group, path: str, min_points: int):
-    """The 1-D numeric dataset at ``path`` under ``group``, or None."""
+def _is_counter(obj, min_points: int) -> bool:
+    """Whether ``obj`` is a 1-D numeric dataset of at least ``min_points`` values (a scan's counter)."""
     import h5py
 
+    try:
+        return isinstance(obj, h5py.Dataset) and obj.ndim == 1 and obj.dtype.kind in "fiu" and obj.shape[0] >= min_points
+    except (KeyError, OSError):  # a dangling external or soft link
+        return False
+
+
+def _dataset_1d(group, path: str, min_points: int):
+    """The 1-D numeric dataset at ``path`` under ``group``, or None."""
     try:
         obj = group.get(path)
     except (KeyError, OSError, ValueError):
         return None
-    if isinstance(obj, h5py.Dataset) and obj.ndim == 1 and obj.dtype.kind in "fiu" and obj.shape[0] >= min_points:
-        return obj
-    return None
+    return obj if _is_counter(obj, min_points) else None
 
 
 def _text_field(group, name: str) -> str:
