@@ -235,7 +235,7 @@ def test_serve_auth_reader_refused_on_write(tmp_path):
                 assert s not in text
         assert "***" in outputs[1]  # the URI shown by --apply is redacted
     finally:
-        server.send_signal(signal.SIGINT)
+        server.send_signal(signal.SIGTERM)  # stops `db serve` as Ctrl-C does; SIGINT is ignored in pytest-xdist workers
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:

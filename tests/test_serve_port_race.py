@@ -5,6 +5,7 @@ announced only then (issue 17's known gap)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -32,8 +33,16 @@ def test_port_taken_after_the_check_is_one_line(tmp_path):
     assert not (home / "db" / "server.json").exists()
 
 
-def test_serving_is_announced_once_listening(tmp_path):
-    from xanesdb.platform.server import LocalServer, _port_in_use
+def _sigint_as_a_terminal_gives_it():
+    """Children of a pytest-xdist worker inherit SIGINT ignored; a terminal's Ctrl-C is not."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl-c", "kill", "hangup"])
+def test_serving_is_announced_once_listening_and_any_stop_signal_stops_the_server(tmp_path, sig):
+    """Ctrl-C, `kill` (systemd, docker stop) and a closed terminal each stop the server child and
+    remove the server record, instead of leaving a database server running with nobody to stop it."""
+    from xanesdb.platform.server import LocalServer, _pid_alive, _port_in_use
 
     home = tmp_path / "home"
     env = {**os.environ, "XANESDB_HOME": str(home)}
@@ -42,23 +51,31 @@ def test_serving_is_announced_once_listening(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "xanesdb.cli", "db", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_as_a_terminal_gives_it)  # fmt: skip
+    server_pid = None
     try:
         line = proc.stdout.readline()  # written only once the server accepts connections
         assert line.startswith("serving ") and f":{port}/" in line, (line, proc.stderr.read() if proc.poll() else "")
         assert _port_in_use("127.0.0.1", port)
+        server_pid = LocalServer(home).read_info(password=False).pid
+        assert server_pid != proc.pid and _pid_alive(server_pid)
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        deadline = time.time() + 10
+        while time.time() < deadline and (_pid_alive(server_pid) or _port_in_use("127.0.0.1", port)):
+            time.sleep(0.2)
+        assert not _pid_alive(server_pid), f"the server outlived `db serve` stopped by signal {sig}"
+        assert not _port_in_use("127.0.0.1", port)
+        assert not (home / "db" / "server.json").exists()
+        assert "Traceback" not in proc.stderr.read()
     finally:
-        proc.send_signal(2)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:
             proc.kill()
             proc.wait()
         LocalServer(home).stop()
-    deadline = time.time() + 10
-    while time.time() < deadline and _port_in_use("127.0.0.1", port):
-        time.sleep(0.2)
-    assert not _port_in_use("127.0.0.1", port)
+        if server_pid is not None and _pid_alive(server_pid):
+            os.kill(server_pid, signal.SIGKILL)
 
 
 def test_another_process_zombie_counts_as_dead():

@@ -41,6 +41,7 @@ import stat
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -143,6 +144,31 @@ def _wait_port_free(host: str, port: int, timeout: float) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+def _stop_on_termination_signals():
+    """Make SIGTERM and SIGHUP stop a foreground server as Ctrl-C does; returns what undoes it.
+
+    Python dies of SIGTERM (``kill``, systemd, ``docker stop``) and SIGHUP (a closed terminal)
+    without running ``finally`` blocks, which would leave the server child running with nobody to
+    stop it. Signals that were ignored when the command started (``nohup``) stay ignored.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, _interrupt)
+
+    def restore():
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
 
 
 def _relay_stderr_once_listening(proc: subprocess.Popen, host: str, port: int, timeout: float = 60.0) -> list[str] | None:
@@ -596,6 +622,7 @@ class LocalServer:
                 ServerInfo(pid=proc.pid, host=host, port=port, started=time.time(), foreground=True,
                            auth=self.auth)
             )
+        restore = _stop_on_termination_signals()
         try:
             early = _relay_stderr_once_listening(proc, host, port)
             if early is not None:  # the server ended before it listened
@@ -614,6 +641,7 @@ class LocalServer:
             proc.send_signal(signal.SIGINT)
             return proc.wait()
         finally:
+            restore()
             with contextlib.suppress(OSError):
                 info = self.read_info(password=False)
                 if info and info.pid == proc.pid:
