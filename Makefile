@@ -27,8 +27,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/xanesdb demo
 
+# the suite on pytest-xdist workers, one a core up to 4 (each file on one worker: its module
+# fixtures start once); TEST_WORKERS=0 runs it in this process
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
 test: $(TEST_STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(TEST_STAMP)
 	$(PY) -m pytest -q -m "not slow and not integration"
