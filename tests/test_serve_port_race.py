@@ -33,9 +33,11 @@ def test_port_taken_after_the_check_is_one_line(tmp_path):
     assert not (home / "db" / "server.json").exists()
 
 
-def _sigint_as_a_terminal_gives_it():
-    """Children of a pytest-xdist worker inherit SIGINT ignored; a terminal's Ctrl-C is not."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def _signals_as_a_terminal_gives_them():
+    """Children of a pytest-xdist worker inherit SIGINT ignored, and of a suite started under
+    ``nohup`` SIGHUP; a command typed in a terminal has neither ignored."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl-c", "kill", "hangup"])
@@ -52,7 +54,7 @@ def test_serving_is_announced_once_listening_and_any_stop_signal_stops_the_serve
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "xanesdb.cli", "db", "serve", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_sigint_as_a_terminal_gives_it)  # fmt: skip
+                            preexec_fn=_signals_as_a_terminal_gives_them)  # fmt: skip
     server_pid = None
     try:
         line = proc.stdout.readline()  # written only once the server accepts connections
