@@ -116,3 +116,45 @@ def test_training_copies_with_self_absorption_keep_the_half_step():
     assert np.allclose(Z[0], y, atol=1e-5)
     assert Z[2].max() < Z[1].max() < y.max()
     assert [half_step_energy(e, z, e0=0.0) for z in Z] == pytest.approx([half_step_energy(e, y, e0=0.0) for y in Y], abs=0.05)
+
+
+def _xdi(path, energy, columns: dict, formula: str):
+    names = ["energy", *columns]
+    head = ["XDI/1.0", *(f"Column.{k}: {n}{' eV' if n == 'energy' else ''}" for k, n in enumerate(names, 1)),
+            "Element.symbol: Fe", "Element.edge: K", f"Sample.formula: {formula}", "///", "-" * 20, " ".join(names)]
+    np.savetxt(path, np.column_stack([energy, *columns.values()]), header="\n".join(head), comments="# ")
+    return path
+
+
+def test_a_named_sample_in_fluorescence_says_what_the_correction_would_answer(tmp_path, shared_data, capsys):
+    """An XDI fluorescence file that names its sample gets, in its note, the answer corrected as a
+    thick sample of that pure compound, and keeps its own answer (dilution is not in the spectrum)."""
+    import json
+
+    from tests.test_predict_cli import _run
+    from xanesdb.xas.readers import read_spectra
+
+    energy, i0, ifl = np.loadtxt(_fluorescence_file(tmp_path / "thick.dat", shared_data), unpack=True)
+    thick = _xdi(tmp_path / "hematite_thick.xdi", energy, {"i0": i0, "ifluor": ifl}, "Fe2O3")
+    (s,) = read_spectra(shared_data / "experimental_dev" / "athena" / "Fe.prj", groups=["Hematite"])
+    trans = _xdi(tmp_path / "hematite_trans.xdi", s.energy, {"i0": np.full(len(s.mu), 1e5), "itrans": 1e5 * np.exp(-s.mu)}, "Fe2O3")
+    code, out, _ = _run(["predict", str(thick), str(trans), "-f", "json"], capsys)
+    fluo, tr = (json.loads(line) for line in out.splitlines())
+    assert code == 0
+    assert fluo["predicted"] != "O6" and fluo["if_undiluted"]["predicted"] == "O6"  # flattened, and as corrected
+    assert "corrected as a thick sample of Fe2O3 (the file's Sample.formula) it reads O6" in fluo["note"]
+    assert "give --self-absorption Fe2O3" in fluo["note"]
+    assert tr["predicted"] == "O6" and "if_undiluted" not in tr and "thick sample" not in (tr["note"] or "")
+    # the measured hematite sent as fluorescence: higher than pure thick Fe2O3 can record, so said, answer kept
+    flat = _xdi(tmp_path / "hematite_as_fluo.xdi", s.energy, {"i0": np.full(len(s.mu), 1e5), "ifluor": 1e3 * s.mu},
+                "Fe2O3")  # fmt: skip
+    code, out, _ = _run(["predict", str(flat), "-f", "json"], capsys)
+    (h,) = (json.loads(line) for line in out.splitlines())
+    assert h["predicted"] == "O6" and "higher than a thick sample of Fe2O3 can record" in h["note"]
+    # a diluted sample, named as such: hardly any self-absorption, the same answer either way
+    dilute = _xdi(tmp_path / "hematite_bn.xdi", energy, {"i0": i0, "ifluor": i0 * (0.02 + np.interp(
+        energy, s.energy, (s.mu - s.mu[:20].mean()) / np.ptp(s.mu)))}, "Fe0.02O0.03B0.99N0.99")  # fmt: skip
+    code, out, _ = _run(["predict", str(dilute), "-f", "json"], capsys)
+    (d,) = (json.loads(line) for line in out.splitlines())
+    assert d["predicted"] == "O6" and d["if_undiluted"]["best_class"] == "O6"  # little to correct
+    assert "corrected as a thick sample of Fe0.02O0.03B0.99N0.99" in d["note"]

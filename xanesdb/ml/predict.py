@@ -559,4 +559,52 @@ def predict_measured(
         from xanesdb.ml.plots import plot_prediction_overview
 
         plot_prediction_overview([item for _, item in sorted(drawn, key=lambda t: t[0])], png_dir, align)
+    _what_self_absorption_changes(spectra, rows, model, align, min_confidence, settings)
     return rows
+
+
+def _what_self_absorption_changes(spectra, rows, model, align, min_confidence, settings) -> None:
+    """Add to the note of each uncorrected fluorescence spectrum whose file names its sample
+    (XDI ``Sample.formula``, with oxygen) what it reads once corrected as a thick sample of that
+    formula: the answer a user gets from ``--self-absorption FORMULA`` (``if_undiluted``), or that
+    its white line is too high for such a sample.
+
+    Whether the sample was diluted or thin cannot be told from the spectrum alone, so the answer
+    itself stays the one of the spectrum as measured; the note says whether it depends on that.
+    """
+    import xraydb
+
+    from xanesdb.xas.selfabs import correct_spectra
+
+    by_row = {}
+    for i, (s, r) in enumerate(zip(spectra, rows)):
+        if r is None or "error" in r or (r.get("reason") or "").startswith("the sample") or fluorescence_note(s) is None:
+            continue
+        formula = str(((s.meta or {}).get("xdi") or {}).get("sample.formula") or "").strip()
+        try:
+            if not formula or xraydb.chemparse(formula).get("O", 0) <= 0:
+                continue
+            corrected, failed = correct_spectra([s], formula)
+        except (ValueError, KeyError, TypeError):  # a field that is no formula
+            continue
+        if corrected:
+            by_row[i] = (formula, corrected[0])
+        elif failed and "cannot give" in failed[0][1]:  # a white line no thick sample of it records
+            r["note"] = "; ".join(w for w in (r.get("note"), (
+                f"its white line is higher than a thick sample of {formula} can record: self-absorption did not "
+                "flatten it much (a diluted or thin sample)")) if w)  # fmt: skip
+    if not by_row:
+        return
+    again = predict_measured([c for _, c in by_row.values()], model=model, align=align,
+                             min_confidence=min_confidence, settings=settings)  # fmt: skip
+    for (i, (formula, _)), r in zip(by_row.items(), again):
+        if "error" in r:
+            continue
+        read = r["predicted"] if r["predicted"] != "unsure" else f"unsure ({r['best_class']}"
+        read = f"{read} {r['confidence']:.2f}" + (")" if r["predicted"] == "unsure" else "")
+        then = ("the answer does not hang on self-absorption" if r["predicted"] == rows[i]["predicted"]
+                else f"if the sample was a thick one of that composition, give --self-absorption {formula}")
+        rows[i]["note"] = "; ".join(w for w in (rows[i].get("note"), (
+            f"corrected as a thick sample of {formula} (the file's Sample.formula) it reads {read}: {then}")) if w)  # fmt: skip
+        rows[i]["if_undiluted"] = {"formula": formula, "predicted": r["predicted"], "best_class": r["best_class"],
+                                   "confidence": r["confidence"]}  # fmt: skip
