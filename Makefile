@@ -34,7 +34,7 @@ test: $(TEST_STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(TEST_STAMP)
-	$(PY) -m pytest -q -m "not slow and not integration"
+	$(PY) -m pytest -q -m "not slow and not integration" -n $(TEST_WORKERS) --dist loadfile
 
 # self-contained benchmarks (each starts what it needs; FEFF ones run FEFF10 on real Cu sites;
 # bench_engines needs FireWorks, from the test extra)
