@@ -270,6 +270,23 @@ _LIGANDS = frozenset({"S", "Se", "Te", "F", "Cl", "Br", "I", "N", "P", "As", "Sb
 _FORMULA_WORD = re.compile(r"[A-Z][A-Za-z0-9().]*")
 
 
+def sample_formula(spectrum: MeasuredSpectrum) -> tuple[str, set[str]]:
+    """The XDI ``Sample.formula`` of a spectrum and its elements; ``("", set())`` when the file
+    gives none, or a field that is no formula ("Hematite", "Fe2O3 powder")."""
+    import xraydb
+
+    formula = str(((spectrum.meta or {}).get("xdi") or {}).get("sample.formula") or "").strip()
+    try:
+        elements = {el for el, n in xraydb.chemparse(formula).items() if n > 0} if formula else set()
+    except ValueError:
+        elements = set()
+    return (formula, elements) if elements else ("", set())
+
+
+def _append_note(row: dict[str, Any], text: str) -> None:
+    row["note"] = "; ".join(w for w in (row.get("note"), text) if w)
+
+
 def outside_models_reason(spectrum: MeasuredSpectrum) -> str | None:
     """Why no geometry class is given when the file says the sample is no oxide, else None.
 
@@ -279,14 +296,8 @@ def outside_models_reason(spectrum: MeasuredSpectrum) -> str | None:
     words are taken: an Athena group label, file name or XDI ``Sample.name`` with "foil" or "metal",
     or an XDI ``Sample.formula`` that is the absorbing element alone or has no oxygen.
     """
-    import xraydb
-
     xdi = spectrum.meta.get("xdi") or {}
-    formula = str(xdi.get("sample.formula") or "").strip()
-    try:  # a field that is no formula ("Hematite", "Fe2O3 powder") says nothing here
-        elements = {el for el, n in xraydb.chemparse(formula).items() if n > 0} if formula else set()
-    except ValueError:
-        elements = set()
+    formula, elements = sample_formula(spectrum)
     if elements and spectrum.absorber and elements == {spectrum.absorber}:
         return f"the sample is metallic {spectrum.absorber} (XDI Sample.formula): the models know oxide sites, not metals"
     if elements and "O" not in elements:
@@ -572,27 +583,22 @@ def _what_self_absorption_changes(spectra, rows, model, align, min_confidence, s
     Whether the sample was diluted or thin cannot be told from the spectrum alone, so the answer
     itself stays the one of the spectrum as measured; the note says whether it depends on that.
     """
-    import xraydb
-
     from xanesdb.xas.selfabs import correct_spectra
 
     by_row = {}
     for i, (s, r) in enumerate(zip(spectra, rows)):
-        if r is None or "error" in r or (r.get("reason") or "").startswith("the sample") or fluorescence_note(s) is None:
+        formula, elements = sample_formula(s)
+        if r is None or "error" in r or "O" not in elements or fluorescence_note(s) is None or outside_models_reason(s):
             continue
-        formula = str(((s.meta or {}).get("xdi") or {}).get("sample.formula") or "").strip()
         try:
-            if not formula or xraydb.chemparse(formula).get("O", 0) <= 0:
-                continue
             corrected, failed = correct_spectra([s], formula)
-        except (ValueError, KeyError, TypeError):  # a field that is no formula
+        except ValueError:  # a formula xraydb reads and the correction does not
             continue
         if corrected:
             by_row[i] = (formula, corrected[0])
-        elif failed and "cannot give" in failed[0][1]:  # a white line no thick sample of it records
-            r["note"] = "; ".join(w for w in (r.get("note"), (
-                f"its white line is higher than a thick sample of {formula} can record: self-absorption did not "
-                "flatten it much (a diluted or thin sample)")) if w)  # fmt: skip
+        elif failed and "cannot give" in failed[0][1]:  # correct_self_absorption: more than a thick sample records
+            _append_note(r, f"its white line is higher than a thick sample of {formula} can record: self-absorption "
+                            "did not flatten it much (a diluted or thin sample)")  # fmt: skip
     if not by_row:
         return
     again = predict_measured([c for _, c in by_row.values()], model=model, align=align,
@@ -604,7 +610,6 @@ def _what_self_absorption_changes(spectra, rows, model, align, min_confidence, s
         read = f"{read} {r['confidence']:.2f}" + (")" if r["predicted"] == "unsure" else "")
         then = ("the answer does not hang on self-absorption" if r["predicted"] == rows[i]["predicted"]
                 else f"if the sample was a thick one of that composition, give --self-absorption {formula}")
-        rows[i]["note"] = "; ".join(w for w in (rows[i].get("note"), (
-            f"corrected as a thick sample of {formula} (the file's Sample.formula) it reads {read}: {then}")) if w)  # fmt: skip
+        _append_note(rows[i], f"corrected as a thick sample of {formula} (the file's Sample.formula) it reads {read}: {then}")
         rows[i]["if_undiluted"] = {"formula": formula, "predicted": r["predicted"], "best_class": r["best_class"],
                                    "confidence": r["confidence"]}  # fmt: skip
