@@ -509,7 +509,9 @@ def predict_measured(
     -------
     list of dict
         One row per spectrum (see :func:`predict_spectra`) plus ``absorber`` and
-        ``absorber_from``; a spectrum without a model gets an ``error`` row.
+        ``absorber_from`` (and ``if_undiluted`` for an uncorrected fluorescence spectrum whose XDI
+        file names its sample: the answer corrected as a thick sample of that formula); a spectrum
+        without a model gets an ``error`` row.
     """
     from pathlib import Path
 
