@@ -101,3 +101,39 @@ def test_another_process_zombie_counts_as_dead():
         assert _pid_alive(os.getpid())
     finally:
         os.waitpid(child, 0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
+def test_server_ends_when_db_serve_is_killed_outright(tmp_path):
+    """SIGKILL leaves `db serve` no handler to run; the server child still ends (Linux sends it
+    SIGTERM when its parent dies), and the next command finds the record stale, not a live stranger."""
+    from xanesdb.platform.server import LocalServer, _pid_alive, _port_in_use
+
+    home = tmp_path / "home"
+    env = {**os.environ, "XANESDB_HOME": str(home)}
+    env.pop("XANESDB_DB_URI", None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "xanesdb.cli", "db", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_signals_as_a_terminal_gives_them)  # fmt: skip
+    server_pid = None
+    try:
+        assert proc.stdout.readline().startswith("serving ")
+        server_pid = LocalServer(home).read_info(password=False).pid
+        proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.time() + 20
+        while time.time() < deadline and (_pid_alive(server_pid) or _port_in_use("127.0.0.1", port)):
+            time.sleep(0.2)
+        assert not _pid_alive(server_pid), "the server outlived a SIGKILLed `db serve`"
+        assert not _port_in_use("127.0.0.1", port)
+        assert LocalServer(home).status()[0] == "stale"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        LocalServer(home).stop()
+        if server_pid is not None and _pid_alive(server_pid):
+            os.kill(server_pid, signal.SIGKILL)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -144,6 +145,23 @@ def _wait_port_free(host: str, port: int, timeout: float) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+def _end_with_parent(parent: int) -> None:
+    """In a foreground server's child, before it runs: ask Linux to send it SIGTERM when the
+    ``xanesdb db serve`` that started it (pid ``parent``) dies, even of SIGKILL
+    (``prctl(PR_SET_PDEATHSIG)``); a parent gone already ends the child at once. Elsewhere nothing:
+    the signal handlers of :func:`_stop_on_termination_signals` still apply."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _stop_on_termination_signals():
@@ -617,7 +635,8 @@ class LocalServer:
                 "--log-level", "WARNING",
                 "--sync-on-commit",
             ] + (["--auth"] if self.auth else [])  # fmt: skip
-            proc = subprocess.Popen(cmd, cwd=self.dir, umask=0o077, stderr=subprocess.PIPE, text=True, bufsize=1)
+            proc = subprocess.Popen(cmd, cwd=self.dir, umask=0o077, stderr=subprocess.PIPE, text=True, bufsize=1,
+                                    preexec_fn=functools.partial(_end_with_parent, os.getpid()))  # fmt: skip
             self._write_info(
                 ServerInfo(pid=proc.pid, host=host, port=port, started=time.time(), foreground=True,
                            auth=self.auth)
