@@ -4,6 +4,7 @@ announced only then (issue 17's known gap)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -40,10 +41,10 @@ def _signals_as_a_terminal_gives_them():
         signal.signal(sig, signal.SIG_DFL)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl-c", "kill", "hangup"])
-def test_serving_is_announced_once_listening_and_any_stop_signal_stops_the_server(tmp_path, sig):
-    """Ctrl-C, `kill` (systemd, docker stop) and a closed terminal each stop the server child and
-    remove the server record, instead of leaving a database server running with nobody to stop it."""
+@contextlib.contextmanager
+def _db_serve(tmp_path):
+    """`xanesdb db serve` on a free port, as from a terminal: yields (process, home, port, server
+    pid) once it announced serving; whatever is still running afterwards is stopped."""
     from xanesdb.platform.server import LocalServer, _pid_alive, _port_in_use
 
     home = tmp_path / "home"
@@ -62,15 +63,7 @@ def test_serving_is_announced_once_listening_and_any_stop_signal_stops_the_serve
         assert _port_in_use("127.0.0.1", port)
         server_pid = LocalServer(home).read_info(password=False).pid
         assert server_pid != proc.pid and _pid_alive(server_pid)
-        proc.send_signal(sig)
-        proc.wait(timeout=60)
-        deadline = time.time() + 10
-        while time.time() < deadline and (_pid_alive(server_pid) or _port_in_use("127.0.0.1", port)):
-            time.sleep(0.2)
-        assert not _pid_alive(server_pid), f"the server outlived `db serve` stopped by signal {sig}"
-        assert not _port_in_use("127.0.0.1", port)
-        assert not (home / "db" / "server.json").exists()
-        assert "Traceback" not in proc.stderr.read()
+        yield proc, home, port, server_pid
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -78,6 +71,41 @@ def test_serving_is_announced_once_listening_and_any_stop_signal_stops_the_serve
         LocalServer(home).stop()
         if server_pid is not None and _pid_alive(server_pid):
             os.kill(server_pid, signal.SIGKILL)
+
+
+def _gone(server_pid: int, port: int, timeout: float) -> bool:
+    """Whether the server process ended and its port is free within ``timeout`` seconds."""
+    from xanesdb.platform.server import _pid_alive, _port_in_use
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and (_pid_alive(server_pid) or _port_in_use("127.0.0.1", port)):
+        time.sleep(0.2)
+    return not _pid_alive(server_pid) and not _port_in_use("127.0.0.1", port)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl-c", "kill", "hangup"])
+def test_serving_is_announced_once_listening_and_any_stop_signal_stops_the_server(tmp_path, sig):
+    """Ctrl-C, `kill` (systemd, docker stop) and a closed terminal each stop the server child and
+    remove the server record, instead of leaving a database server running with nobody to stop it."""
+    with _db_serve(tmp_path) as (proc, home, port, server_pid):
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        assert _gone(server_pid, port, timeout=10), f"the server outlived `db serve` stopped by signal {sig}"
+        assert not (home / "db" / "server.json").exists()
+        assert "Traceback" not in proc.stderr.read()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
+def test_server_ends_when_db_serve_is_killed_outright(tmp_path):
+    """SIGKILL leaves `db serve` no handler to run; the server child still ends (Linux sends it
+    SIGTERM when its parent dies), and the next command finds the record stale, not a live stranger."""
+    from xanesdb.platform.server import LocalServer
+
+    with _db_serve(tmp_path) as (proc, home, port, server_pid):
+        proc.kill()
+        proc.wait(timeout=30)
+        assert _gone(server_pid, port, timeout=20), "the server outlived a SIGKILLed `db serve`"
+        assert LocalServer(home).status()[0] == "stale"
 
 
 def test_another_process_zombie_counts_as_dead():
@@ -101,39 +129,3 @@ def test_another_process_zombie_counts_as_dead():
         assert _pid_alive(os.getpid())
     finally:
         os.waitpid(child, 0)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
-def test_server_ends_when_db_serve_is_killed_outright(tmp_path):
-    """SIGKILL leaves `db serve` no handler to run; the server child still ends (Linux sends it
-    SIGTERM when its parent dies), and the next command finds the record stale, not a live stranger."""
-    from xanesdb.platform.server import LocalServer, _pid_alive, _port_in_use
-
-    home = tmp_path / "home"
-    env = {**os.environ, "XANESDB_HOME": str(home)}
-    env.pop("XANESDB_DB_URI", None)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "xanesdb.cli", "db", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_signals_as_a_terminal_gives_them)  # fmt: skip
-    server_pid = None
-    try:
-        assert proc.stdout.readline().startswith("serving ")
-        server_pid = LocalServer(home).read_info(password=False).pid
-        proc.kill()
-        proc.wait(timeout=30)
-        deadline = time.time() + 20
-        while time.time() < deadline and (_pid_alive(server_pid) or _port_in_use("127.0.0.1", port)):
-            time.sleep(0.2)
-        assert not _pid_alive(server_pid), "the server outlived a SIGKILLed `db serve`"
-        assert not _port_in_use("127.0.0.1", port)
-        assert LocalServer(home).status()[0] == "stale"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        LocalServer(home).stop()
-        if server_pid is not None and _pid_alive(server_pid):
-            os.kill(server_pid, signal.SIGKILL)
