@@ -132,6 +132,18 @@ def test_predict_png(tmp_path, tiny_model, shared_data, capsys):
     assert all((tmp_path / "png" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
 
 
+def test_progress_counts_every_answered_spectrum(tmp_path, tiny_model, shared_data):
+    """predict_measured reports (done, total) as spectra are answered and drawn: the CLI's progress bar."""
+    from xanesdb.ml.predict import predict_measured
+    from xanesdb.xas.readers import read_spectra
+
+    spectra = read_spectra(shared_data / "experimental_dev" / "athena" / "Fe.prj")
+    seen: list[tuple[int, int]] = []
+    rows = predict_measured(spectra, model=str(tiny_model), png_dir=tmp_path / "png", progress=lambda d, t: seen.append((d, t)))
+    answered = sum("error" not in r for r in rows)
+    assert answered == 5 and seen == [(k, answered) for k in range(1, answered + 1)]
+
+
 def test_overview_pages_hold_24_panels(tmp_path):
     from tests.test_measured import _tiny_doc_and_model
     from xanesdb.ml.plots import plot_prediction_overview

@@ -96,7 +96,13 @@ def predict(
 
     if png is not None:
         png.mkdir(parents=True, exist_ok=True)
-    rows.extend(predict_measured(spectra, model=model, align=align, min_confidence=min_confidence, png_dir=png))
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("drawing" if png is not None else "predicting"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err_console, transient=True) as bar:  # fmt: skip
+        task = bar.add_task("spectra", total=None)
+        rows.extend(predict_measured(spectra, model=model, align=align, min_confidence=min_confidence, png_dir=png,
+                                     progress=lambda done, total: bar.update(task, completed=done, total=total)))  # fmt: skip
     _emit(rows, fmt, out)
     if png is not None:
         err_console.print(f"PNGs in {png}")

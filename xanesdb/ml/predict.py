@@ -42,6 +42,8 @@ from xanesdb.xas.normalize import find_e0
 from xanesdb.xas.preedge import ruled_out_by_preedge
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from xanesdb.schemas import TrainingRunDoc
     from xanesdb.xas.readers import MeasuredSpectrum
 
@@ -491,6 +493,7 @@ def predict_measured(
     min_confidence: float = MIN_CONFIDENCE,
     png_dir=None,
     settings=None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`predict_spectra` for spectra of any absorbers, each with its own model.
 
@@ -504,6 +507,8 @@ def predict_measured(
     png_dir
         When given, one PNG per predicted spectrum (:func:`xanesdb.ml.plots.plot_measured_prediction`)
         and ``overview.png`` with all of them (24 a page: ``overview-2.png``, ...).
+    progress
+        Called as ``progress(done, total)`` as spectra are answered (and drawn): for a progress bar.
 
     Returns
     -------
@@ -553,6 +558,7 @@ def predict_measured(
         rows.append(None)  # filled below, in input order
         batches.setdefault(key, []).append((len(rows) - 1, s, absorber or "", how))
     drawn: list[tuple[int, tuple]] = []  # (row index, (model card, spectrum, row)) of each PNG
+    total, done = sum(len(items) for items in batches.values()), 0
     for key, items in batches.items():  # one pass per model: its inference graph is built once
         doc, keras_model = loaded[key]
         out = predict_spectra(doc, keras_model, [s for _, s, _, _ in items], align=align, min_confidence=min_confidence,
@@ -568,6 +574,9 @@ def predict_measured(
                 r["png"] = str(plot_measured_prediction(doc, s, r, Path(png_dir) / f"{safe}.png", align))
                 drawn.append((i, (doc, s, r)))
             rows[i] = r
+            done += 1
+            if progress is not None:
+                progress(done, total)
     if drawn:  # the whole batch at a glance, in input order
         from xanesdb.ml.plots import plot_prediction_overview
 
