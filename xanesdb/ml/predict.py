@@ -617,8 +617,8 @@ def _what_self_absorption_changes(spectra, rows, model, align, min_confidence, s
     for (i, (formula, _)), r in zip(by_row.items(), again):
         if "error" in r:
             continue
-        read = r["predicted"] if r["predicted"] != "unsure" else f"unsure ({r['best_class']}"
-        read = f"{read} {r['confidence']:.2f}" + (")" if r["predicted"] == "unsure" else "")
+        conf = f"{r['confidence']:.2f}"
+        read = f"{r['predicted']} {conf}" if r["predicted"] != "unsure" else f"unsure ({r['best_class']} {conf})"
         then = ("the answer does not hang on self-absorption" if r["predicted"] == rows[i]["predicted"]
                 else f"if the sample was a thick one of that composition, give --self-absorption {formula}")
         _append_note(rows[i], f"corrected as a thick sample of {formula} (the file's Sample.formula) it reads {read}: {then}")
