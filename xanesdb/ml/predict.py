@@ -594,7 +594,7 @@ def _what_self_absorption_changes(spectra, rows, model, align, min_confidence, s
     Whether the sample was diluted or thin cannot be told from the spectrum alone, so the answer
     itself stays the one of the spectrum as measured; the note says whether it depends on that.
     """
-    from xanesdb.xas.selfabs import correct_spectra
+    from xanesdb.xas.selfabs import BeyondThickSample, correct_spectrum
 
     by_row = {}
     for i, (s, r) in enumerate(zip(spectra, rows)):
@@ -602,14 +602,12 @@ def _what_self_absorption_changes(spectra, rows, model, align, min_confidence, s
         if r is None or "error" in r or "O" not in elements or fluorescence_note(s) is None or outside_models_reason(s):
             continue
         try:
-            corrected, failed = correct_spectra([s], formula)
-        except ValueError:  # a formula xraydb reads and the correction does not
-            continue
-        if corrected:
-            by_row[i] = (formula, corrected[0])
-        elif failed and "cannot give" in failed[0][1]:  # correct_self_absorption: more than a thick sample records
+            by_row[i] = (formula, correct_spectrum(s, formula))
+        except BeyondThickSample:
             _append_note(r, f"its white line is higher than a thick sample of {formula} can record: self-absorption "
                             "did not flatten it much (a diluted or thin sample)")  # fmt: skip
+        except ValueError:  # a formula xraydb reads and the correction does not
+            continue
     if not by_row:
         return
     again = predict_measured([c for _, c in by_row.values()], model=model, align=align,

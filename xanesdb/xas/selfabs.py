@@ -34,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["fluo_alpha", "self_absorbed", "corrected", "correct_self_absorption", "correct_spectra"]
+__all__ = ["BeyondThickSample", "fluo_alpha", "self_absorbed", "corrected", "correct_self_absorption",
+           "correct_spectrum", "correct_spectra"]
 
 
 def _formula(formula: str) -> dict[str, float]:
@@ -83,6 +84,11 @@ def fluo_alpha(formula: str, absorber: str, edge: str = "K", line: str = "Ka", a
     return float((mu_line * geometry + below) / (above - below))
 
 
+class BeyondThickSample(ValueError):
+    """A spectrum higher than a thick sample of the given formula can record: the formula or the
+    angles are not the sample's, or the sample was diluted or thin."""
+
+
 def self_absorbed(norm, alpha: float) -> np.ndarray:
     """A normalised spectrum as thick-sample fluorescence records it: ``n (1 + alpha) / (n + alpha)``."""
     n = np.asarray(norm, dtype=float)
@@ -94,14 +100,14 @@ def corrected(norm_f, alpha: float) -> np.ndarray:
 
     Raises
     ------
-    ValueError
+    BeyondThickSample
         Where ``n_f`` reaches ``1 + alpha``, which no absorption gives (``alpha`` is too small for
         these data: the formula is not the sample's, or the sample is not thick).
     """
     n = np.asarray(norm_f, dtype=float)
     room = 1.0 + alpha - n
     if np.any(room <= 0.05 * alpha):
-        raise ValueError(f"the normalised spectrum reaches {n.max():.2f}, which a thick sample of this formula "
+        raise BeyondThickSample(f"the normalised spectrum reaches {n.max():.2f}, which a thick sample of this formula "
                          f"cannot give (at most {1 + alpha:.2f}); the formula or the angles are not the sample's")  # fmt: skip
     return n * alpha / room
 
@@ -116,28 +122,43 @@ def correct_self_absorption(energy, mu, alpha: float) -> np.ndarray:
     return line + n.edge_step * corrected(n.norm, alpha)
 
 
-def correct_spectra(spectra, formula: str, angle_in: float = 45.0, angle_out: float = 45.0):
-    """Each spectrum with its self-absorption corrected for a sample of ``formula``.
+def correct_spectrum(spectrum, formula: str, angle_in: float = 45.0, angle_out: float = 45.0):
+    """One spectrum with its self-absorption corrected for a sample of ``formula``.
 
     The absorber is the one of the spectrum's edge energy (:func:`xanesdb.xas.edges.identify_edge`);
-    ``mu_source`` records the correction. Returns ``(corrected spectra, [(path, why), ...])``: a
-    spectrum that cannot be corrected (no edge, absorber not in the formula) is a failure, the
-    others go on.
+    ``mu_source`` and ``meta["self_absorption"]`` record the correction.
+
+    Raises
+    ------
+    BeyondThickSample
+        When the spectrum is higher than a thick sample of ``formula`` can record.
+    ValueError
+        For no edge, or an absorber that is not in the formula.
     """
     from xanesdb.xas.normalize import absorber_edge
 
+    absorber, edge = absorber_edge(spectrum)
+    alpha = fluo_alpha(formula, absorber, edge, "Ka" if edge == "K" else "La", angle_in, angle_out)
+    mu = correct_self_absorption(spectrum.energy, spectrum.mu, alpha)
+    return dataclasses.replace(spectrum, mu=mu, mu_source=f"{spectrum.mu_source}, self-absorption corrected for "
+                               f"{formula} (alpha {alpha:.3g})",
+                               meta={**spectrum.meta, "self_absorption": {"formula": formula, "alpha": alpha,
+                                                                          "angles": [angle_in, angle_out]}})  # fmt: skip
+
+
+def correct_spectra(spectra, formula: str, angle_in: float = 45.0, angle_out: float = 45.0):
+    """Each spectrum with its self-absorption corrected for a sample of ``formula``
+    (:func:`correct_spectrum`).
+
+    Returns ``(corrected spectra, [(path, why), ...])``: a spectrum that cannot be corrected (no
+    edge, absorber not in the formula, higher than a thick sample records) is a failure, the others
+    go on.
+    """
     _formula(formula)  # a formula that cannot be read stops the whole batch
     out, failures = [], []
     for s in spectra:
         try:
-            absorber, edge = absorber_edge(s)
-            alpha = fluo_alpha(formula, absorber, edge, "Ka" if edge == "K" else "La", angle_in, angle_out)
-            mu = correct_self_absorption(s.energy, s.mu, alpha)
+            out.append(correct_spectrum(s, formula, angle_in, angle_out))
         except ValueError as err:
             failures.append((Path(s.path), f"{s.name}: no self-absorption correction: {err}"))
-            continue
-        out.append(dataclasses.replace(s, mu=mu, mu_source=f"{s.mu_source}, self-absorption corrected for "
-                                       f"{formula} (alpha {alpha:.3g})",
-                                       meta={**s.meta, "self_absorption": {"formula": formula, "alpha": alpha,
-                                                                           "angles": [angle_in, angle_out]}}))  # fmt: skip
     return out, failures
