@@ -679,6 +679,27 @@ def test_read_files_applies_columns_to_column_files_and_groups_to_athena_project
     assert [(p.name, "empty" in why) for p, why in failures] == [("bad.csv", True)]
 
 
+def test_each_group_label_of_a_batch_comes_from_the_files_that_have_it(dev):
+    """``predict a.prj b.prj -g X -g Y``: each label is read from the projects that have it, a
+    project with none of them gives nothing, and only a label no file has is one failure."""
+    from xanesdb.xas.readers import read_files
+
+    ath = dev / "athena"
+    files = [ath / "Fe.prj", ath / "Mn.prj", ath / "NiO.prj"]
+    spectra, failures = read_files(files, groups=["Hematite", "mno", "Goerthite"])
+    assert [s.name for s in spectra] == ["Fe.prj:Hematite", "Fe.prj:Goerthite", "Mn.prj:MnO"]
+    assert failures == []
+    spectra, failures = read_files(files, groups=["Hematite", "no such group"])
+    assert [s.name for s in spectra] == ["Fe.prj:Hematite"]
+    ((where, why),) = failures
+    assert "'no such group'" in why and "Fe.prj, Mn.prj, NiO.prj" in why and "Hematite" not in why
+    # a label none of them has, alone: one failure, not one a project
+    assert len(read_files(files, groups=["nosuch"])[1]) == 1
+    # one project: its own message, with the labels it has
+    (((_, why),)) = read_files([ath / "Fe.prj"], groups=["nosuch"])[1]
+    assert "no group labelled 'nosuch'" in why and "'Hematite'" in why
+
+
 def test_read_files_tells_same_named_files_apart_by_their_folders(tmp_path):
     """FEFF run folders each hold an xmu.dat: a batch names them by as many folders as it takes."""
     from xanesdb.xas.readers import read_files

@@ -115,8 +115,12 @@ class MeasuredSpectrum:
     meta: dict = field(default_factory=dict)
 
 
-def _fail(where, what: str):
-    raise XanesdbUserError(re.sub(r"[\r\n]+", " ", f"{where}: {what}"))
+def _fail(where, what: str, error: type[XanesdbUserError] = XanesdbUserError):
+    raise error(re.sub(r"[\r\n]+", " ", f"{where}: {what}"))
+
+
+class GroupNotFound(XanesdbUserError):
+    """A group, scan or column chosen with ``groups`` (``-g``) that the file does not have."""
 
 
 def _read_text(path) -> str:
@@ -250,7 +254,7 @@ def _columns_named(spectra: list[MeasuredSpectrum], groups: Sequence[str], path)
     chosen = [s for s in spectra if s.group.strip().lower() in wanted]
     if not chosen:
         _fail(path, f"has no spectrum column {', '.join(map(repr, groups))}; its spectrum columns are "
-                    f"{', '.join(repr(s.group) for s in spectra)}")  # fmt: skip
+                    f"{', '.join(repr(s.group) for s in spectra)}", GroupNotFound)  # fmt: skip
     return chosen
 
 
@@ -259,7 +263,8 @@ def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | 
                mu_col: str | int | None = None) -> tuple[list[MeasuredSpectrum], list[tuple[Path, str]]]:
     """Read many files, as a batch command does: ``groups`` selects groups of the Athena projects,
     scans of the SPEC files, groups of the HDF5 files and columns of the tables of spectra among them
-    (other files are read whole),
+    (other files are read whole; of several such files each gives the ones it has, and a name none
+    of them has is one failure),
     ``energy_col``/``mu_col`` apply to the files that are not Athena projects (an Athena group's
     arrays are what they are); a file that cannot be read is kept as ``(path, one-line reason)`` so
     the others are still read; a folder stands for the spectrum files in it
@@ -272,24 +277,71 @@ def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | 
             files += spectrum_files_in(f) if Path(f).is_dir() else [Path(f)]
         except XanesdbUserError as err:
             failures.append((Path(f), str(err)))
-    from xanesdb.xas.hdf5 import is_hdf5
-
+    groups = [groups] if isinstance(groups, str) else list(groups or [])
+    each = len(groups) > 0 and len(files) > 1  # several files: each -g from the files that have it
+    found: dict[str, int] = {g: 0 for g in groups}  # -g name -> files that have it
+    choosable: list[tuple[Path, str | None, bool]] = []  # files where -g applies: (file, why one is lacking, has any)
     for f in files:
         try:
-            if is_hdf5(f):  # -g: the groups of its scans, as for a SPEC file's scans
-                spectra.extend(_read_hdf5(f, energy_col, mu_col, list(groups) if groups else None))
+            if not each:
+                spectra.extend(_read_file(f, groups or None, energy_col, mu_col))
                 continue
-            text = _read_text(f)  # read once: its format decides which options apply
-            fmt = _detect(text)
-            athena, grouped = fmt == "athena", fmt in ("athena", "spec")  # -g: Athena groups, SPEC scans
-            got = _read_spectra_of(text, fmt, f, None if athena else energy_col, None if athena else mu_col,
-                                   groups if grouped else None)  # fmt: skip
-            if groups and not grouped and got[0].group is not None:  # a table of spectra: -g names its columns
-                got = _columns_named(got, groups, f)
+            got, have, why = _read_file_each(f, groups, energy_col, mu_col)
             spectra.extend(got)
+            for g in have:
+                found[g] += 1
+            if have or why is not None:
+                choosable.append((f, why, bool(have)))
         except XanesdbUserError as err:
             failures.append((Path(f), str(err).splitlines()[0]))
+    nowhere = [g for g, n in found.items() if n == 0]
+    if each and nowhere:
+        if len(choosable) == 1 and not choosable[0][2]:  # one file could have had them: its message lists what it has
+            failures.append(choosable[0][:2])
+        else:
+            names = [p.name for p, *_ in choosable] or [p.name for p in files]
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            failures.append((choosable[0][0] if choosable else files[0],
+                             f"-g {', '.join(map(repr, nowhere))}: no file of the batch ({shown}) has a group, scan or "
+                             "column of that name; check the label (a file given without -g is read whole)"))  # fmt: skip
     return _distinct_names(spectra), failures
+
+
+def _read_file(f: Path, groups: Sequence[str] | None, energy_col, mu_col, text: str | None = None) -> list[MeasuredSpectrum]:
+    """The spectra of one file of a batch (:func:`read_files`); ``groups`` apply to the formats that
+    have them (``text``: the file's text, when already read)."""
+    from xanesdb.xas.hdf5 import is_hdf5
+
+    if text is None and is_hdf5(f):  # -g: the groups of its scans, as for a SPEC file's scans
+        return _read_hdf5(f, energy_col, mu_col, list(groups) if groups else None)
+    text = _read_text(f) if text is None else text  # read once: its format decides which options apply
+    fmt = _detect(text)
+    athena, grouped = fmt == "athena", fmt in ("athena", "spec")  # -g: Athena groups, SPEC scans
+    got = _read_spectra_of(text, fmt, f, None if athena else energy_col, None if athena else mu_col,
+                           groups if grouped else None)  # fmt: skip
+    if groups and not grouped and got[0].group is not None:  # a table of spectra: -g names its columns
+        got = _columns_named(got, groups, f)
+    return got
+
+
+def _read_file_each(f: Path, groups: Sequence[str], energy_col, mu_col):
+    """One file of a batch read for each of ``groups`` alone: ``(spectra, the names it has, why it
+    lacks one or None)``. A file without groups, scans or columns to choose is read whole (no names)."""
+    from xanesdb.xas.hdf5 import is_hdf5
+
+    text = None if is_hdf5(f) else _read_text(f)
+    have, why = [], None
+    for g in groups:
+        try:
+            part = _read_file(f, [g], energy_col, mu_col, text)
+        except GroupNotFound as err:
+            why = str(err).splitlines()[0]
+            continue
+        if part and part[0].group is None:  # a file of one spectrum: -g does not apply
+            return part, [], None
+        have.append(g)
+    # the names it has, read together: in the order the format gives them, each spectrum once
+    return (_read_file(f, have, energy_col, mu_col, text) if have else []), have, why
 
 
 #: what a folder given to a batch contributes: files with these suffixes (case ignored), hidden ones left out
@@ -702,7 +754,8 @@ def _read_spec(text: str, path, energy_col, mu_col, groups: Sequence[str] | None
         keys = {g.strip().lower().removeprefix("#s").removeprefix("scan").strip() for g in groups}
         missing = keys - {lab.removeprefix("scan ").lower() for lab, *_ in scans} - {n for _, n, *_ in scans}
         if missing:
-            _fail(path, f"has no scan {', '.join(sorted(missing))}; {_group_list([lab for lab, *_ in scans], what='scan', where='file')}")
+            _fail(path, f"has no scan {', '.join(sorted(missing))}; {_group_list([lab for lab, *_ in scans], what='scan', where='file')}",
+                  GroupNotFound)
         scans = [s for s in scans if s[0].removeprefix("scan ").lower() in keys or s[1] in keys]
     out, skipped = [], {}
     for label, _, title, block in scans:
@@ -747,7 +800,7 @@ def _read_hdf5(path, energy_col, mu_col, groups: list[str] | None) -> list[Measu
         chosen = [t for t in tables if t.group in keys or t.group.split("/")[0] in keys]
         if not chosen:
             _fail(path, f"has no group {', '.join(map(repr, groups))} with 1-D datasets; "
-                        f"{_group_list([t.group for t in tables], what='group', where='file')}")  # fmt: skip
+                        f"{_group_list([t.group for t in tables], what='group', where='file')}", GroupNotFound)  # fmt: skip
         tables = chosen
     import dataclasses
 
@@ -913,7 +966,7 @@ def _read_athena(text: str, path, groups: Sequence[str] | None) -> list[Measured
             hits = [i for i, lab in enumerate(labels) if lab == want] or \
                    [i for i, lab in enumerate(labels) if lab.strip().lower() == str(want).strip().lower()]
             if not hits:
-                _fail(path, f"no group labelled {want!r}; {_group_list(labels)}")
+                _fail(path, f"no group labelled {want!r}; {_group_list(labels)}", GroupNotFound)
             chosen += [i for i in hits if i not in chosen]
     else:
         chosen = list(range(len(records)))
