@@ -100,6 +100,32 @@ def test_stored_markup_and_escape_sequences_print_as_text(some_data, capsys):
     assert "\\x1b]0;pwned" in out  # shown as a visible escape
 
 
+def test_a_table_written_to_a_file_or_pipe_is_not_folded_to_80_columns(monkeypatch):
+    """Redirected (``xanesdb predict *.prj > answers.txt``), a ten-column table keeps each cell on
+    one line; Rich's 80 columns folded them into strips of five characters. COLUMNS still rules."""
+    import io
+
+    from rich.table import Table
+
+    from xanesdb.commands._console import SafeConsole
+
+    def table_lines(**kwargs) -> list[str]:
+        buf = io.StringIO()
+        t = Table()
+        for c in ("#", "spectrum", "abs.", "answer", "O6", "S5", "T4", "other", "nearest refs", "outlier", "E half"):
+            t.add_column(c, overflow="fold")
+        t.add_row("1", "Fe-K-ALS-10.3.2.prj:Olivine (Fo40)", "Fe", "unsure", "0.99", "0.01", "0.00", "", "O6 7", "0.51", "7119.2")
+        SafeConsole(file=buf, **kwargs).print(t)
+        return buf.getvalue().splitlines()
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    lines = table_lines()
+    assert any("Fe-K-ALS-10.3.2.prj:Olivine (Fo40)" in ln and "unsure" in ln and "7119.2" in ln for ln in lines)
+    assert len(lines) == 5  # top rule, header, rule, the row, bottom rule
+    monkeypatch.setenv("COLUMNS", "60")
+    assert max(len(ln) for ln in table_lines()) <= 60
+
+
 def test_export_limit_zero_means_all_and_dump_is_all_or_nothing(some_data, db_settings, tmp_path, capsys):
     from xanesdb.cli import main
 

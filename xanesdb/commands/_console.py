@@ -10,6 +10,7 @@ insert) and shows every control character except newline and tab as a visible es
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -25,13 +26,21 @@ def visible(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+#: the width of tables written to a file or a pipe (no terminal to fit; ``COLUMNS`` still rules)
+PIPE_WIDTH = 240
+
+
 class SafeConsole(Console):
-    """A Rich console with markup off by default and control characters made visible."""
+    """A Rich console with markup off by default and control characters made visible; written to
+    a file or a pipe, it lays tables out :data:`PIPE_WIDTH` wide instead of Rich's 80 columns, which
+    folded every cell of a ten-column table into strips of five characters."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("markup", False)
         kwargs.setdefault("emoji", False)  # ":x:" in a stored string or a file line is text, not an emoji
         super().__init__(*args, **kwargs)
+        if "width" not in kwargs and not self.is_terminal and not self.is_jupyter and not os.environ.get("COLUMNS"):
+            self.width = PIPE_WIDTH
 
     def render_str(self, text: str, *args: Any, **kwargs: Any):  # noqa: D102 - Console's
         return super().render_str(visible(text), *args, **kwargs)
