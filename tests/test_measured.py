@@ -461,6 +461,32 @@ def test_kmno4_pre_edge_rules_out_o6_in_prediction(dev):
     assert h["note"] is None and h["preedge_height"] < 0.5
 
 
+def test_a_scan_that_starts_on_its_pre_edge_peak_is_unsure(dev):
+    """KMnO4 started 12 eV below its half step begins on its pre-edge peak: its pre-edge level is
+    taken there, the normalised spectrum falls 0.8 of the step below its start, and the shipped Mn
+    model read it O6 0.99. Now ``unsure`` with the reason; the same scan from 22 eV below, and
+    hematite, are answered as before."""
+    import dataclasses
+
+    from xanesdb.ml.predict import predict_spectra
+
+    doc, model = _tiny_doc_and_model()
+    (kmno4,) = read_spectra(dev / "athena" / "Mn_all.prj", groups=["KMnO4"])
+    (hematite,) = read_spectra(dev / "athena" / "Fe.prj", groups=["Hematite"])
+    full = pre_edge(kmno4.energy, kmno4.mu)
+    e_half = half_step_energy(kmno4.energy, full.norm, e0=full.e0)
+
+    def started(before: float):
+        keep = kmno4.energy >= e_half - before
+        return dataclasses.replace(kmno4, energy=kmno4.energy[keep], mu=kmno4.mu[keep])
+
+    on_peak, before_peak, h = predict_spectra(doc, model, [started(12.0), started(22.0), hematite])
+    assert on_peak["predicted"] == "unsure" and on_peak["start_fall"] > 0.5
+    assert on_peak["reason"].startswith("the scan starts on a pre-edge peak")
+    assert "start_fall" not in before_peak and not (before_peak["reason"] or "").startswith("the scan starts")
+    assert before_peak["preedge_height"] >= 0.5 and "start_fall" not in h
+
+
 def test_a_falling_edge_is_refused_with_what_to_give(dev):
     """Transmitted intensity (It/I0) or -mu read as mu: the one-line error says so and what to give."""
     (s,) = read_spectra(dev / "athena" / "Fe.prj", groups=["Hematite"])
@@ -484,6 +510,26 @@ def test_short_and_sparse_pre_edges_keep_the_edge_step(dev, start_ev, within):
     keep = s.energy >= e_half + start_ev
     short = pre_edge(s.energy[keep], s.mu[keep])
     assert short.edge_step == pytest.approx(full.edge_step, rel=within)
+
+
+@pytest.mark.parametrize("start_ev", [-26.0, -24.0, -22.0, -21.0, -20.0])
+def test_a_short_pre_edge_stops_before_a_permanganate_pre_edge_peak(dev, start_ev):
+    """KMnO4 started 20-26 eV below its half step: its pre-edge peak (0.65 of the step, 13 eV
+    below the half step and 16 eV below e0 on the main edge) lies inside the first half of what the
+    scan has below the edge, where a short pre-edge line is fitted. Ending that range 2 eV before
+    the peak's rise keeps the edge step within 16 % of the whole scan's (the level cannot follow the
+    background's slope) and the peak where it was; a line through the peak's flank gave steps of
+    0.06-0.8 of it, and the spectrum read as an outlier or not at all."""
+    from xanesdb.xas.align import align_measured
+
+    (s,) = read_spectra(dev / "athena" / "Mn_all.prj", groups=["KMnO4"])
+    full = pre_edge(s.energy, s.mu)
+    e_half = half_step_energy(s.energy, full.norm, e0=full.e0)
+    keep = s.energy >= e_half + start_ev
+    short = pre_edge(s.energy[keep], s.mu[keep])
+    assert short.edge_step == pytest.approx(full.edge_step, rel=0.16)
+    a = align_measured(s.energy[keep], s.mu[keep])
+    assert a["preedge_height"] == pytest.approx(0.65, abs=0.1) and -15.0 < a["preedge_ev"] < -12.0
 
 
 def test_a_xanes_only_raw_scan_takes_its_step_as_a_level_over_the_pre_edge_line(dev):

@@ -71,6 +71,8 @@ def prepare(doc: TrainingRunDoc, spectrum: MeasuredSpectrum, align: str = "auto"
             out["preedge_ev"] = a["preedge_ev"]
         if a.get("preedge_max") is not None:  # None: the pre-edge was not measured
             out["preedge_max"] = a["preedge_max"]
+        if a.get("start_fall", 0.0) > 0:  # a scan that starts on a pre-edge peak falls from its start
+            out["start_fall"] = a["start_fall"]
         return out
     grid = np.asarray(doc.energies, dtype=float)
     shift = 0.0

@@ -39,7 +39,7 @@ import numpy as np
 from xanesdb.ml.inputs import prepare, representation_of, to_grid, where  # noqa: F401 - their home is ml.inputs
 from xanesdb.platform.errors import XanesdbUserError
 from xanesdb.xas.normalize import find_e0
-from xanesdb.xas.preedge import ruled_out_by_preedge
+from xanesdb.xas.preedge import STARTS_ON_PEAK_FALL, ruled_out_by_preedge
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -210,8 +210,13 @@ def predict_spectra(
             p = p * ok / (p * ok).sum()
         best = int(np.argmax(p))
         reason = None
+        fall = float(prep.get("start_fall", 0.0))
         if not_oxide:
             reason = not_oxide
+        elif fall >= STARTS_ON_PEAK_FALL:
+            reason = (f"the scan starts on a pre-edge peak (it falls {fall:.2f} of the edge step below its first point "
+                      "before the edge): its pre-edge line, edge step and pre-edge peak cannot be measured; start the "
+                      "scan at least 30 eV below the edge")  # fmt: skip
         elif sc > 1.0:
             reason = outlier.explain(x)
         elif ruled >= RULED_OUT_MAX:

@@ -85,11 +85,13 @@ def align_measured(energies, mu, e0: float | None = None, *, upto: float | None 
     """A measured spectrum on the aligned grid (Athena-style normalisation first, or none when it is
     already normalised: :func:`xanesdb.xas.normalize.normalize_measured`; ``normalised_as_given``), with its
     pre-edge peak (:func:`xanesdb.xas.preedge.find_preedge_peak`: ``preedge_height``, ``preedge_ev``) and
-    largest pre-edge absorption (:func:`xanesdb.xas.preedge.preedge_maximum`: ``preedge_max``);
+    largest pre-edge absorption (:func:`xanesdb.xas.preedge.preedge_maximum`: ``preedge_max``) and
+    how far a scan that starts on a pre-edge peak falls below its start (:func:`xanesdb.xas.preedge.start_fall`:
+    ``start_fall``; 0 for a normalised spectrum taken as given);
     ``upto``: the highest energy above the half step a model reads (its window's end; default the
     grid's end), which the scan must reach to within :data:`MAX_EXTRAPOLATE_EV`."""
     e = np.asarray(energies, dtype=float)
-    from xanesdb.xas.preedge import find_preedge_peak, preedge_maximum
+    from xanesdb.xas.preedge import find_preedge_peak, preedge_maximum, start_fall
 
     n = normalize_measured(e, mu, e0)
     e_half = half_step_energy(e, n.norm, e0=n.e0)
@@ -99,7 +101,8 @@ def align_measured(energies, mu, e0: float | None = None, *, upto: float | None 
                            pre_range=n.pre_range, norm_range=n.norm_range, nnorm=n.nnorm,
                            normalised_as_given=n.as_given, other_edges=n.other_edges,
                            preedge_height=peak.height, preedge_ev=peak.energy_rel,
-                           preedge_max=preedge_maximum(e, n.norm, e_half))  # fmt: skip
+                           preedge_max=preedge_maximum(e, n.norm, e_half),
+                           start_fall=0.0 if n.as_given else start_fall(e, n.norm, e_half))  # fmt: skip
 
 
 def reach_above_half_step(energies, mu) -> float:

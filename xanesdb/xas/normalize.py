@@ -54,6 +54,7 @@ __all__ = [
     "looks_normalised",
     "normalize_computed",
     "normalize_measured",
+    "first_rise",
     "pre_edge",
     "smooth",
 ]
@@ -64,6 +65,10 @@ PRE1, PRE2, NORM1 = -200.0, -30.0, 150.0
 MIN_PRE_LINE_EV = 8.0
 #: where the pre-edge range ends (eV from e0) when the default one holds fewer than 2 points
 SPARSE_PRE2 = -15.0
+#: a short pre-edge range ends this many eV before the first rise (:func:`first_rise`) ...
+RISE_MARGIN_EV = 2.0
+#: ... where the smoothed slope first reaches this fraction of the edge's steepest
+RISE_FRACTION = 0.1
 #: a scan ending this close above e0 (eV) takes its edge step as the level of mu over the pre-edge line ...
 LEVEL_POST_MAX_EV = 100.0
 #: ... as does a shorter scan (ending before NORM1 + 5) whose pre-edge line spans this many eV or more
@@ -201,6 +206,32 @@ def find_e0(energy, mu, *, smooth_ev: float | None = None, other_edges_considere
     return e_best
 
 
+def first_rise(energy, mu, lo: float, hi: float, e0: float) -> float | None:
+    """The first energy in ``[lo, hi]`` where ``mu`` starts to rise: its derivative (smoothed over
+    0.5 eV or the energy step) reaches :data:`RISE_FRACTION` of the steepest within 5 eV of ``e0``;
+    None where it does not.
+
+    A scan that starts less than 35 eV below e0 has its pre-edge line fitted over the first half of
+    what lies below the edge; in a chromate or a permanganate that stretch holds the rising side of
+    the pre-edge peak (15 eV below e0, 0.6-1.2 edge steps high). A line through it tilts the whole
+    spectrum (KMnO4 started 22 eV below its half step: an edge step of 0.06 instead of 0.29).
+    Background slopes (a few thousandths of the edge's) and noise do not reach it.
+    """
+    e = np.asarray(energy, dtype=float)
+    m = np.asarray(mu, dtype=float)
+    if len(e) < 5:
+        return None
+    d = smooth(e, np.gradient(m, e), max(0.5, float(np.median(np.diff(e)))))
+    near = np.abs(e - e0) <= 5.0
+    if not near.any():
+        return None
+    steepest = float(np.max(d[near]))
+    if steepest <= 0:
+        return None
+    hits = np.nonzero((e >= lo) & (e <= hi) & (d >= RISE_FRACTION * steepest))[0]
+    return float(e[hits[0]]) if len(hits) else None
+
+
 #: how far (eV) the pre- and post-edge fits keep from another edge found in the scan
 OTHER_EDGE_MARGIN_EV = 15.0
 
@@ -274,7 +305,8 @@ def pre_edge(
         Pre-edge fit range relative to e0 (default -200 and -30 eV, clipped to the data and to
         15 eV above another edge below e0, :func:`other_edges`; a spectrum that starts less than
         35 eV below e0 uses the first half of the stretch to -5 eV, ending 15 eV below e0 at the
-        latest, clear of the pre-edge peaks; a range that holds under 2 points runs up to 15 eV
+        latest, clear of the pre-edge peaks, and 2 eV before the first rise in it
+        (:func:`first_rise`: a chromate's or permanganate's pre-edge peak sits 15 eV below e0); a range that holds under 2 points runs up to 15 eV
         below e0, for scans that step 10-20 eV far below the edge). A line is fitted over 8 eV or
         more (:data:`MIN_PRE_LINE_EV`), a level over less: a slope from a few eV is noise and the
         pre-edge's foot, extrapolated 100 eV and more it tilts the whole spectrum.
@@ -317,6 +349,9 @@ def pre_edge(
         p2 = p1 + max(3.0, (-5.0 - p1) / 2.0)
         if pre2 is None and p1 < SPARSE_PRE2 - 1.0:
             p2 = min(p2, SPARSE_PRE2)
+        rise = first_rise(e, m, e0 + p1, e0 + p2, e0) if pre2 is None and not zero_pre_edge else None
+        if rise is not None:  # a pre-edge peak inside it (Mn(VII), Cr(VI): 15 eV below e0): stop before its rise
+            p2 = min(p2, rise - e0 - RISE_MARGIN_EV)
     if pre2 is None and np.count_nonzero((e >= e0 + p1) & (e <= e0 + p2)) < 2 <= np.count_nonzero(
             (e >= e0 + p1) & (e <= e0 + SPARSE_PRE2)):  # fmt: skip
         p2 = SPARSE_PRE2  # a scan stepping 10-20 eV far below the edge: up to 15 eV below it

@@ -41,7 +41,7 @@ import numpy as np
 from xanesdb.xas.normalize import smooth
 
 __all__ = ["PREEDGE_WINDOW_EV", "STRONG_PREEDGE_HEIGHT", "WEAK_PREEDGE_HEIGHT", "WEAK_PREEDGE_RULES_OUT", "PreedgePeak",
-           "find_preedge_peak", "preedge_maximum", "ruled_out_by_preedge"]  # fmt: skip
+           "find_preedge_peak", "preedge_maximum", "ruled_out_by_preedge", "start_fall", "STARTS_ON_PEAK_FALL"]  # fmt: skip
 
 #: where a pre-edge peak is looked for, eV relative to the half-step energy
 PREEDGE_WINDOW_EV: tuple[float, float] = (-22.0, -3.0)
@@ -56,6 +56,9 @@ WEAK_PREEDGE_RULES_OUT: dict[str, tuple[str, ...]] = {"Ti": ("T4", "S5"), "V": (
 WEAK_WINDOW_EV: tuple[float, float] = (-22.0, -7.0)
 #: a peak counts as isolated when the spectrum dips at least this much between it and the edge
 MIN_DIP = 0.03
+#: a scan whose normalised absorption falls this much (fraction of the edge step) below its first
+#: points before the edge begins on a pre-edge peak (:func:`start_fall`)
+STARTS_ON_PEAK_FALL = 0.2
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,28 @@ def preedge_maximum(energy, norm, e_half: float, smooth_ev: float = 0.4) -> floa
         return None
     ys = smooth(e[sel], y[sel], smooth_ev) if smooth_ev > 0 else y[sel]
     return float(np.max(ys))
+
+
+def start_fall(energy, norm, e_half: float, smooth_ev: float = 0.4) -> float:
+    """How far a scan that starts inside the pre-edge window (less than 22 eV below its half step)
+    falls below its first eV before the edge: 0 for a scan that starts earlier or only rises.
+
+    A scan that begins on a pre-edge peak (a permanganate or chromate started 12 eV below its half
+    step) has no pre-edge below the peak: its pre-edge level is taken on the peak, so the edge step,
+    the normalised spectrum and the peak's height are all wrong (KMnO4: a fall of 0.9 of the edge
+    step, read O6 0.99). :data:`STARTS_ON_PEAK_FALL` and more makes ``predict`` answer ``unsure``.
+    """
+    e = np.asarray(energy, dtype=float)
+    y = np.asarray(norm, dtype=float)
+    if e[0] <= e_half + PREEDGE_WINDOW_EV[0]:
+        return 0.0
+    sel = e <= e_half - 2.0
+    if sel.sum() < 3:
+        return 0.0
+    es = e[sel]
+    ys = smooth(es, y[sel], smooth_ev) if smooth_ev > 0 else y[sel]
+    first = float(np.mean(ys[es <= es[0] + 1.0]))
+    return max(0.0, first - float(np.min(ys)))
 
 
 def ruled_out_by_preedge(absorber: str | None, peak_height: float, peak_ev: float | None,
