@@ -487,6 +487,20 @@ def test_a_scan_that_starts_on_its_pre_edge_peak_is_unsure(dev):
     assert before_peak["preedge_height"] >= 0.5 and "start_fall" not in h
 
 
+def test_a_scan_that_starts_on_its_edge_is_refused_as_such(dev):
+    """Raw Mn oxide scans started 10 eV below their half step rise from their first points; the
+    post-edge fit then lands on a falling background and the error said 'transmitted intensity'.
+    It now says the scan starts on the edge and what to give; the whole scans normalise as before."""
+    (s,) = read_spectra(dev / "athena" / "Mn.prj", groups=["Psilomelane"])
+    full = pre_edge(s.energy, s.mu)
+    e_half = half_step_energy(s.energy, full.norm, e0=full.e0)
+    keep = s.energy >= e_half - 10.0
+    with pytest.raises(ValueError, match=r"starts on the absorption edge.*give it normalised"):
+        pre_edge(s.energy[keep], s.mu[keep])
+    assert pre_edge(s.energy[s.energy >= e_half - 40.0], s.mu[s.energy >= e_half - 40.0]).edge_step == pytest.approx(
+        full.edge_step, rel=0.05)
+
+
 def test_a_falling_edge_is_refused_with_what_to_give(dev):
     """Transmitted intensity (It/I0) or -mu read as mu: the one-line error says so and what to give."""
     (s,) = read_spectra(dev / "athena" / "Fe.prj", groups=["Hematite"])
