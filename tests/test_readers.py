@@ -698,6 +698,9 @@ def test_each_group_label_of_a_batch_comes_from_the_files_that_have_it(dev):
     # one project: its own message, with the labels it has
     (((_, why),)) = read_files([ath / "Fe.prj"], groups=["nosuch"])[1]
     assert "no group labelled 'nosuch'" in why and "'Hematite'" in why
+    # every label it lacks is named at once
+    (((_, why),)) = read_files([ath / "Fe.prj"], groups=["Hematite", "nosuch", "other"])[1]
+    assert "no group labelled 'nosuch', 'other';" in why
 
 
 def test_read_files_tells_same_named_files_apart_by_their_folders(tmp_path):
@@ -758,6 +761,8 @@ def test_a_table_of_spectra_reads_one_spectrum_a_column(dev, tmp_path):
     (goethite,) = read_spectra(path, groups=["goerthite"])
     assert goethite.group == "Goerthite"
     _refused(path, "has no spectrum column 'magnetite'", groups=["magnetite"])
+    msg = _refused(path, "has no spectrum column 'magnetite'", groups=["Hematite", "magnetite"])  # as a project does
+    assert "'Hematite';" not in msg
     # --mu-col still takes one column
     (one,) = read_spectra(path, mu_col="Lepidocrocite")
     assert one.name == "marked.nor" and one.mu_source == "Lepidocrocite"

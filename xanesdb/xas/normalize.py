@@ -400,9 +400,10 @@ def pre_edge(
     post_curve = np.polyval(post_coef, e)
     step = float(np.polyval(post_coef, e0) - np.polyval(pre_coef, e0))
     span = float(np.ptp(m))  # the signal's range
-    if not step > 0.02 * span and _starts_on_edge(e, m, e0):
-        raise ValueError(f"the scan starts on the absorption edge (it rises most steeply {e[int(np.argmax(smooth(e, np.gradient(m, e), 1.0)))] - e[0]:.0f} "
-                         f"eV after its first point, at {e[0]:.1f} eV): there is no pre-edge to normalise it by; give it "
+    steepest = _steepest_rise_at_start(e, m, e0) if not step > 0.02 * span else None
+    if steepest is not None:
+        raise ValueError(f"the scan starts on the absorption edge (it rises most steeply {steepest - e[0]:.0f} eV after "
+                         f"its first point, at {e[0]:.1f} eV): there is no pre-edge to normalise it by; give it "
                          "normalised (0 below the edge, edge step 1), or start the scan at least 30 eV below the edge")  # fmt: skip
     if span > 0 and step < -0.2 * span:  # a real edge, upside down (not a flat line)
         raise ValueError(f"the signal falls at the edge at {e0:.1f} eV (step {step:.3g}) instead of rising: it is a "
@@ -418,17 +419,18 @@ def pre_edge(
     )  # fmt: skip
 
 
-def _starts_on_edge(e: np.ndarray, m: np.ndarray, e0: float) -> bool:
-    """True when a scan begins on its own rising edge: its steepest rise (1 eV smoothing) lies in
-    its first 15 eV, more than 5 eV below the ``e0`` found, and takes mu up by at least half the
-    signal's range within 15 eV. Such a scan has no pre-edge, and its normalisation fails in ways
-    that would otherwise be read as a transmitted intensity or no edge at all."""
+def _steepest_rise_at_start(e: np.ndarray, m: np.ndarray, e0: float) -> float | None:
+    """Where a scan that begins on its own rising edge rises most steeply (1 eV smoothing), else
+    None: that rise lies in its first 15 eV, more than 5 eV below the ``e0`` found, and takes mu up
+    by at least half the signal's range within 15 eV. Such a scan has no pre-edge, and its
+    normalisation fails in ways that would otherwise be read as a transmitted intensity or no edge."""
     d = smooth(e, np.gradient(m, e), 1.0)
     x = float(e[int(np.argmax(d))])
     after = (e >= x + 5.0) & (e <= x + 15.0)
     if not (x - e[0] < 15.0 and x < e0 - 5.0) or not after.any():
-        return False
-    return float(np.mean(m[after])) - float(np.mean(m[e <= e[0] + 2.0])) >= 0.5 * float(np.ptp(m))
+        return None
+    rises = float(np.mean(m[after])) - float(np.mean(m[e <= e[0] + 2.0])) >= 0.5 * float(np.ptp(m))
+    return x if rises else None
 
 
 def normalize_computed(energy, mu, mu0=None) -> Normalized:

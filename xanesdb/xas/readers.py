@@ -115,12 +115,21 @@ class MeasuredSpectrum:
     meta: dict = field(default_factory=dict)
 
 
-def _fail(where, what: str, error: type[XanesdbUserError] = XanesdbUserError):
-    raise error(re.sub(r"[\r\n]+", " ", f"{where}: {what}"))
+def _fail(where, what: str):
+    raise XanesdbUserError(re.sub(r"[\r\n]+", " ", f"{where}: {what}"))
 
 
 class GroupNotFound(XanesdbUserError):
-    """A group, scan or column chosen with ``groups`` (``-g``) that the file does not have."""
+    """Groups, scans or columns chosen with ``groups`` (``-g``) that the file does not have
+    (``missing``: those names, as given)."""
+
+    def __init__(self, message: str, missing: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.missing = list(missing)
+
+
+def _not_found(where, what: str, missing: Sequence[str]):
+    raise GroupNotFound(re.sub(r"[\r\n]+", " ", f"{where}: {what}"), missing)
 
 
 def _read_text(path) -> str:
@@ -249,13 +258,15 @@ def _read_spectra_of(text: str, fmt: str, path, energy_col, mu_col, groups) -> l
 
 
 def _columns_named(spectra: list[MeasuredSpectrum], groups: Sequence[str], path) -> list[MeasuredSpectrum]:
-    """The spectra of a table whose column names are among ``groups`` (case ignored); none is an error."""
+    """The spectra of a table whose column names are among ``groups`` (case ignored); a name that
+    is none of them is an error."""
+    have = {s.group.strip().lower() for s in spectra}
+    missing = [g for g in groups if g.strip().lower() not in have]
+    if missing:
+        _not_found(path, f"has no spectrum column {', '.join(map(repr, missing))}; its spectrum columns are "
+                         f"{', '.join(repr(s.group) for s in spectra)}", missing)  # fmt: skip
     wanted = {g.strip().lower() for g in groups}
-    chosen = [s for s in spectra if s.group.strip().lower() in wanted]
-    if not chosen:
-        _fail(path, f"has no spectrum column {', '.join(map(repr, groups))}; its spectrum columns are "
-                    f"{', '.join(repr(s.group) for s in spectra)}", GroupNotFound)  # fmt: skip
-    return chosen
+    return [s for s in spectra if s.group.strip().lower() in wanted]
 
 
 
@@ -330,18 +341,14 @@ def _read_file_each(f: Path, groups: Sequence[str], energy_col, mu_col):
     from xanesdb.xas.hdf5 import is_hdf5
 
     text = None if is_hdf5(f) else _read_text(f)
-    have, why = [], None
-    for g in groups:
-        try:
-            part = _read_file(f, [g], energy_col, mu_col, text)
-        except GroupNotFound as err:
-            why = str(err).splitlines()[0]
-            continue
-        if part and part[0].group is None:  # a file of one spectrum: -g does not apply
-            return part, [], None
-        have.append(g)
-    # the names it has, read together: in the order the format gives them, each spectrum once
-    return (_read_file(f, have, energy_col, mu_col, text) if have else []), have, why
+    try:
+        got = _read_file(f, groups, energy_col, mu_col, text)
+    except GroupNotFound as err:  # read again with the names it has (in the format's order, each once)
+        have = [g for g in groups if g not in err.missing]
+        return (_read_file(f, have, energy_col, mu_col, text) if have else []), have, str(err).splitlines()[0]
+    if got and got[0].group is None:  # a file of one spectrum: -g does not apply
+        return got, [], None
+    return got, list(groups), None
 
 
 #: what a folder given to a batch contributes: files with these suffixes (case ignored), hidden ones left out
@@ -751,11 +758,14 @@ def _read_spec(text: str, path, energy_col, mu_col, groups: Sequence[str] | None
             block.append(ln)
         scans.append((label, m.group(1), m.group(2).strip(), "\n".join(block)))
     if groups is not None:
-        keys = {g.strip().lower().removeprefix("#s").removeprefix("scan").strip() for g in groups}
+        def key(g: str) -> str:
+            return g.strip().lower().removeprefix("#s").removeprefix("scan").strip()
+
+        keys = {key(g) for g in groups}
         missing = keys - {lab.removeprefix("scan ").lower() for lab, *_ in scans} - {n for _, n, *_ in scans}
         if missing:
-            _fail(path, f"has no scan {', '.join(sorted(missing))}; {_group_list([lab for lab, *_ in scans], what='scan', where='file')}",
-                  GroupNotFound)
+            _not_found(path, f"has no scan {', '.join(sorted(missing))}; {_group_list([lab for lab, *_ in scans], what='scan', where='file')}",
+                       [g for g in groups if key(g) in missing])
         scans = [s for s in scans if s[0].removeprefix("scan ").lower() in keys or s[1] in keys]
     out, skipped = [], {}
     for label, _, title, block in scans:
@@ -796,12 +806,13 @@ def _read_hdf5(path, energy_col, mu_col, groups: list[str] | None) -> list[Measu
         _fail(path, f"is an HDF5 file without a group of 1-D datasets of at least {MIN_POINTS} points (a scan's counters); "
                     "save the spectrum as XDI or CSV")  # fmt: skip
     if groups is not None:
+        paths = {t.group for t in tables} | {t.group.split("/")[0] for t in tables}
+        missing = [g for g in groups if g.strip().strip("/") not in paths]
+        if missing:
+            _not_found(path, f"has no group {', '.join(map(repr, missing))} with 1-D datasets; "
+                             f"{_group_list([t.group for t in tables], what='group', where='file')}", missing)  # fmt: skip
         keys = {g.strip().strip("/") for g in groups}
-        chosen = [t for t in tables if t.group in keys or t.group.split("/")[0] in keys]
-        if not chosen:
-            _fail(path, f"has no group {', '.join(map(repr, groups))} with 1-D datasets; "
-                        f"{_group_list([t.group for t in tables], what='group', where='file')}", GroupNotFound)  # fmt: skip
-        tables = chosen
+        tables = [t for t in tables if t.group in keys or t.group.split("/")[0] in keys]
     import dataclasses
 
     out, skipped = [], {}
@@ -961,13 +972,15 @@ def _read_athena(text: str, path, groups: Sequence[str] | None) -> list[Measured
         _fail(path, "is an Athena project without any groups")
     labels = [str(r.get("args", {}).get("label") or r.get("old_group") or f"group {i + 1}") for i, r in enumerate(records)]
     if groups is not None:
-        chosen = []
+        chosen, missing = [], []
         for want in groups:
             hits = [i for i, lab in enumerate(labels) if lab == want] or \
                    [i for i, lab in enumerate(labels) if lab.strip().lower() == str(want).strip().lower()]
             if not hits:
-                _fail(path, f"no group labelled {want!r}; {_group_list(labels)}", GroupNotFound)
+                missing.append(want)
             chosen += [i for i in hits if i not in chosen]
+        if missing:
+            _not_found(path, f"no group labelled {', '.join(map(repr, missing))}; {_group_list(labels)}", missing)
     else:
         chosen = list(range(len(records)))
     out, skipped, seen = [], {}, {}
