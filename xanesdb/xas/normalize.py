@@ -429,8 +429,8 @@ def _steepest_rise_at_start(e: np.ndarray, m: np.ndarray, e0: float) -> float | 
     after = (e >= x + 5.0) & (e <= x + 15.0)
     if not (x - e[0] < 15.0 and x < e0 - 5.0) or not after.any():
         return None
-    rises = float(np.mean(m[after])) - float(np.mean(m[e <= e[0] + 2.0])) >= 0.5 * float(np.ptp(m))
-    return x if rises else None
+    rise, span = float(np.mean(m[after])) - float(np.mean(m[e <= e[0] + 2.0])), float(np.ptp(m))
+    return x if span > 0 and rise >= 0.5 * span else None
 
 
 def normalize_computed(energy, mu, mu0=None) -> Normalized:
