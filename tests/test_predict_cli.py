@@ -232,6 +232,31 @@ def test_a_normalised_xanes_export_reads_as_the_whole_scan(tmp_path, shared_data
     assert export["probabilities"]["O6"] == pytest.approx(whole["probabilities"]["O6"], abs=0.03)
 
 
+def test_energies_relative_to_the_edge_are_read_with_absorber(tmp_path, shared_data, capsys):
+    """NiO as (E - E0, normalised mu), as FDMNES and papers give spectra: refused without --absorber
+    (the error says to add the edge energy, or --absorber); with --absorber Ni its tabulated K edge
+    is added, the row's note says so, and the answer is the absolute file's. A file with absolute
+    energies beside it is read as it is; --absorber that is no element is a one-line error."""
+    from xanesdb.xas.normalize import pre_edge
+    from xanesdb.xas.readers import read_spectra
+
+    prj = shared_data / "experimental_dev" / "athena" / "NiO.prj"
+    (s,) = read_spectra(prj, groups=["NiO"])
+    n = pre_edge(s.energy, s.mu)
+    rel = tmp_path / "nio_rel.csv"
+    rel.write_text("E-E0,norm\n" + "\n".join(f"{a - n.e0:.4f},{b:.6f}" for a, b in zip(s.energy, n.norm)))
+    code, out, _ = _run(["predict", str(rel), "-f", "json"], capsys)
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert code == 2 and "relative to the edge" in row["error"] and "--absorber Ni" in row["error"]
+    code, out, _ = _run(["predict", str(rel), str(prj), "-g", "NiO", "--absorber", "ni", "-f", "json"], capsys)
+    relative, absolute = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and relative["absorber"] == "Ni" and "8333 eV (Ni K) added" in relative["note"]
+    assert relative["predicted"] == absolute["predicted"] == "O6"
+    assert relative["probabilities"]["O6"] == pytest.approx(absolute["probabilities"]["O6"], abs=0.05)
+    code, stdout, err = _run(["predict", str(rel), "--absorber", "Nx"], capsys)
+    assert code == 2 and stdout == "" and "is not an element with a K edge" in err
+
+
 def test_a_short_xanes_scan_is_read_by_the_short_scan_model(tmp_path, shared_data, capsys):
     """A raw scan that stops 35 eV above its half step (a XANES-only scan) is too short for the full
     model (+41.5 eV) and is answered by the absorber's short-scan model, which the row names and its

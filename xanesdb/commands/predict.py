@@ -41,6 +41,7 @@ def predict(
     png: Optional[Path] = typer.Option(None, "--png", help="Folder for one PNG per spectrum: it over the model's class means."),
     self_absorption: Optional[str] = typer.Option(None, "--self-absorption", help="Correct fluorescence spectra for self-absorption in a thick sample of this formula, diluent included (e.g. 'Fe2O3', 'Fe0.05B0.95N0.95'), as Athena's Fluo does."),
     fluo_angles: str = typer.Option("45,45", "--fluo-angles", help="With --self-absorption: incident and exit angles to the sample surface, degrees."),
+    absorber: Optional[str] = typer.Option(None, "--absorber", help="K-edge absorber (e.g. Fe) of files whose energies are relative to the edge (E - E0, from below 0 eV, as FDMNES and many papers give them): its tabulated edge energy is added. Files with absolute energies are read as they are."),
     herfd: str = typer.Option("auto", "--herfd", help="HERFD spectra broadened as conventional ones (the core-hole lifetime and monochromator width HERFD removes): auto (files whose name, Athena label or XDI header says HERFD), yes (every spectrum) or no."),
 ) -> None:
     """Local geometry (T4/S5/O6) of measured spectra, or `unsure` with the reason; one row per spectrum."""
@@ -63,9 +64,13 @@ def predict(
     if png is not None and png.exists() and not png.is_dir():
         raise XanesdbUserError(f"--png {png} is a file; give a folder")
     angles = _angles(fluo_angles) if self_absorption is not None else None
+    if absorber is not None:
+        from xanesdb.xas.edges import k_edge_element
+
+        absorber = k_edge_element(absorber)
     cols = {k: (int(v) if v is not None and v.isdigit() else v) for k, v in (("energy_col", energy_col), ("mu_col", mu_col))}
     # every file is read before Keras loads; a bad one becomes an error row
-    spectra, failures = read_files(files, groups=group, **cols)
+    spectra, failures = read_files(files, groups=group, relative_to=absorber, **cols)
     if self_absorption is not None:
         from xanesdb.xas.selfabs import correct_spectra
 

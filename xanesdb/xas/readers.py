@@ -55,7 +55,7 @@ MIN_RANGE_EV = 20.0
 """Narrowest energy range accepted, in eV."""
 
 _COL_HINT = "give --energy-col and --mu-col (column names or 1-based numbers; mu also as 'ln(I0/It)' or 'If/I0')"
-_ENERGY_NAMES = ("omega", "energy", "e", "ev", "energy_ev", "en")  # omega first: FEFF's "e" is E - E_fermi
+_ENERGY_NAMES = ("omega", "energy", "e", "ev", "energy_ev", "en", "e_e0")  # omega first: FEFF's "e" is E - E_fermi; "E-E0": relative (--absorber)
 #: ``lnI0It``, ``FF/I0`` (``FFI0``): what Diamond's GDA writes for transmission and total fluorescence
 _MU_NAMES = ("mutrans", "mu_trans", "lni0it", "mufluor", "mu_fluo", "mu_fluor", "ff/i0", "ffi0", "mu", "xmu", "absorption", "mu_e")
 _NORM_NAMES = ("normtrans", "normfluor", "norm", "normmu", "norm_mu", "normalized", "flat")
@@ -203,7 +203,7 @@ def detect_format(path) -> str:
 
 
 def read_spectra(path, *, energy_col: str | int | None = None, mu_col: str | int | None = None,
-                 groups: Sequence[str] | None = None) -> list[MeasuredSpectrum]:
+                 groups: Sequence[str] | None = None, relative_to: str | None = None) -> list[MeasuredSpectrum]:
     """Read every measured spectrum in a file.
 
     Parameters
@@ -212,6 +212,10 @@ def read_spectra(path, *, energy_col: str | int | None = None, mu_col: str | int
         An XDI file, Athena project, FEFF ``xmu.dat`` or CSV / whitespace-column file.
     energy_col, mu_col : str or int, optional
         Column name (case-insensitive) or 1-based column number; not for Athena projects.
+    relative_to : str, optional
+        Element symbol: a spectrum whose energies are relative to its edge (E - E0, from below
+        0 eV) gets that element's tabulated K-edge energy added (``meta["energy_converted"]``) and
+        that absorber; absolute energies are read as they are. Without it such a file is refused.
     groups : sequence of str, optional
         Athena group labels to read (exact, else case- and space-insensitive); default (None or
         empty): every mu(E) group. For a SPEC file, scan numbers; for an HDF5 file, group paths
@@ -234,12 +238,14 @@ def read_spectra(path, *, energy_col: str | int | None = None, mu_col: str | int
     from xanesdb.xas.hdf5 import is_hdf5
 
     if is_hdf5(path):
-        return _read_hdf5(path, energy_col, mu_col, [groups] if isinstance(groups, str) else (list(groups) if groups else None))
+        return _read_hdf5(path, energy_col, mu_col, [groups] if isinstance(groups, str) else (list(groups) if groups else None),
+                          relative_to=relative_to)
     text = _read_text(path)
-    return _read_spectra_of(text, _detect(text), path, energy_col, mu_col, groups)
+    return _read_spectra_of(text, _detect(text), path, energy_col, mu_col, groups, relative_to=relative_to)
 
 
-def _read_spectra_of(text: str, fmt: str, path, energy_col, mu_col, groups) -> list[MeasuredSpectrum]:
+def _read_spectra_of(text: str, fmt: str, path, energy_col, mu_col, groups, *,
+                     relative_to: str | None = None) -> list[MeasuredSpectrum]:
     """:func:`read_spectra` on a file's text already read and its format already detected."""
     groups = [groups] if isinstance(groups, str) else (list(groups) if groups else None)
     if fmt == "athena":
@@ -247,8 +253,8 @@ def _read_spectra_of(text: str, fmt: str, path, energy_col, mu_col, groups) -> l
             _fail(path, "is an Athena project: columns cannot be chosen there; select groups by label instead")
         return _read_athena(text, path, groups)
     if fmt == "spec":
-        return _read_spec(text, path, energy_col, mu_col, groups)
-    spectra = _read_table(text, path, fmt, energy_col, mu_col)
+        return _read_spec(text, path, energy_col, mu_col, groups, relative_to=relative_to)
+    spectra = _read_table(text, path, fmt, energy_col, mu_col, relative_to=relative_to)
     if groups is None:
         return spectra
     if spectra[0].group is None:
@@ -271,7 +277,8 @@ def _columns_named(spectra: list[MeasuredSpectrum], groups: Sequence[str], path)
 
 
 def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | int | None = None,
-               mu_col: str | int | None = None) -> tuple[list[MeasuredSpectrum], list[tuple[Path, str]]]:
+               mu_col: str | int | None = None, relative_to: str | None = None,
+               ) -> tuple[list[MeasuredSpectrum], list[tuple[Path, str]]]:
     """Read many files, as a batch command does: ``groups`` selects groups of the Athena projects,
     scans of the SPEC files, groups of the HDF5 files and columns of the tables of spectra among them
     (other files are read whole; of several such files each gives the ones it has, and a name none
@@ -279,7 +286,7 @@ def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | 
     ``energy_col``/``mu_col`` apply to the files that are not Athena projects (an Athena group's
     arrays are what they are); a file that cannot be read is kept as ``(path, one-line reason)`` so
     the others are still read; a folder stands for the spectrum files in it
-    (:func:`spectrum_files_in`). Returns ``(spectra, failures)``."""
+    (:func:`spectrum_files_in`); ``relative_to`` as in :func:`read_spectra`. Returns ``(spectra, failures)``."""
     spectra: list[MeasuredSpectrum] = []
     failures: list[tuple[Path, str]] = []
     files: list[Path] = []
@@ -295,9 +302,9 @@ def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | 
     for f in files:
         try:
             if not each:
-                spectra.extend(_read_file(f, groups or None, energy_col, mu_col))
+                spectra.extend(_read_file(f, groups or None, energy_col, mu_col, relative_to=relative_to))
                 continue
-            got, have, why = _read_file_each(f, groups, energy_col, mu_col)
+            got, have, why = _read_file_each(f, groups, energy_col, mu_col, relative_to)
             spectra.extend(got)
             for g in have:
                 found[g] += 1
@@ -318,34 +325,36 @@ def read_files(paths, *, groups: Sequence[str] | None = None, energy_col: str | 
     return _distinct_names(spectra), failures
 
 
-def _read_file(f: Path, groups: Sequence[str] | None, energy_col, mu_col, text: str | None = None) -> list[MeasuredSpectrum]:
+def _read_file(f: Path, groups: Sequence[str] | None, energy_col, mu_col, text: str | None = None, *,
+               relative_to: str | None = None) -> list[MeasuredSpectrum]:
     """The spectra of one file of a batch (:func:`read_files`); ``groups`` apply to the formats that
     have them (``text``: the file's text, when already read)."""
     from xanesdb.xas.hdf5 import is_hdf5
 
     if text is None and is_hdf5(f):  # -g: the groups of its scans, as for a SPEC file's scans
-        return _read_hdf5(f, energy_col, mu_col, list(groups) if groups else None)
+        return _read_hdf5(f, energy_col, mu_col, list(groups) if groups else None, relative_to=relative_to)
     text = _read_text(f) if text is None else text  # read once: its format decides which options apply
     fmt = _detect(text)
     athena, grouped = fmt == "athena", fmt in ("athena", "spec")  # -g: Athena groups, SPEC scans
     got = _read_spectra_of(text, fmt, f, None if athena else energy_col, None if athena else mu_col,
-                           groups if grouped else None)  # fmt: skip
+                           groups if grouped else None, relative_to=relative_to)  # fmt: skip
     if groups and not grouped and got[0].group is not None:  # a table of spectra: -g names its columns
         got = _columns_named(got, groups, f)
     return got
 
 
-def _read_file_each(f: Path, groups: Sequence[str], energy_col, mu_col):
+def _read_file_each(f: Path, groups: Sequence[str], energy_col, mu_col, relative_to: str | None = None):
     """One file of a batch read for each of ``groups`` alone: ``(spectra, the names it has, why it
     lacks one or None)``. A file without groups, scans or columns to choose is read whole (no names)."""
     from xanesdb.xas.hdf5 import is_hdf5
 
     text = None if is_hdf5(f) else _read_text(f)
     try:
-        got = _read_file(f, groups, energy_col, mu_col, text)
+        got = _read_file(f, groups, energy_col, mu_col, text, relative_to=relative_to)
     except GroupNotFound as err:  # read again with the names it has (in the format's order, each once)
         have = [g for g in groups if g not in err.missing]
-        return (_read_file(f, have, energy_col, mu_col, text) if have else []), have, str(err).splitlines()[0]
+        return (_read_file(f, have, energy_col, mu_col, text, relative_to=relative_to) if have else []), have, \
+            str(err).splitlines()[0]
     if got and got[0].group is None:  # a file of one spectrum: -g does not apply
         return got, [], None
     return got, list(groups), None
@@ -686,7 +695,7 @@ def _sample_columns(data: np.ndarray, names, ie: int) -> list[int]:
     return rest
 
 
-def _read_table(text: str, path, fmt: str, energy_col, mu_col) -> list[MeasuredSpectrum]:
+def _read_table(text: str, path, fmt: str, energy_col, mu_col, *, relative_to: str | None = None) -> list[MeasuredSpectrum]:
     comments, header, data, comma = _parse_rows(text, path, fmt)
     names, units, absorber, edge, meta = _header(fmt, comments, header, data.shape[1], path)
     meta["columns"] = list(names) if names else None
@@ -706,14 +715,16 @@ def _read_table(text: str, path, fmt: str, energy_col, mu_col) -> list[MeasuredS
         energy_col = len(names)
         meta["energy_converted"] = f"Bragg angle {names[i]} -> eV with d = {d:g} A"
     return _table_spectra(data, names, units, energy_col, mu_col, path, kind="csv" if fmt == "columns" and comma else fmt,
-                          meta=meta, absorber=absorber, edge=edge, feff=fmt == "feff-xmu")  # fmt: skip
+                          meta=meta, absorber=absorber, edge=edge, feff=fmt == "feff-xmu", relative_to=relative_to)  # fmt: skip
 
 
 def _table_spectra(data: np.ndarray, names, units: list[str], energy_col, mu_col, path, *, kind: str, meta: dict,
-                   absorber: str | None = None, edge: str | None = None, feff: bool = False) -> list[MeasuredSpectrum]:  # fmt: skip
+                   absorber: str | None = None, edge: str | None = None, feff: bool = False,
+                   relative_to: str | None = None) -> list[MeasuredSpectrum]:  # fmt: skip
     """The spectra of a table whose columns are named (or not): energy and mu chosen by :func:`_choose`
-    (or one spectrum a column of a table of spectra), keV made eV, each checked; ``path`` names them
-    and their errors (callers of a part of a file, a SPEC scan or an HDF5 group, rename them)."""
+    (or one spectrum a column of a table of spectra), keV made eV, energies relative to the edge
+    given the K edge of ``relative_to``, each checked; ``path`` names them and their errors (callers
+    of a part of a file, a SPEC scan or an HDF5 group, rename them)."""
     try:
         ie, mu, mu_source = _choose(data, names, energy_col, mu_col, path)
         columns = [(None, mu, "xmu.dat mu" if feff and mu_source == "mu" else mu_source)]
@@ -724,6 +735,13 @@ def _table_spectra(data: np.ndarray, names, units: list[str], energy_col, mu_col
     if units[ie].startswith("kev") or (units[ie] != "ev" and finite.size and 0 < finite.min() and finite.max() < 100):
         energy *= 1000.0
         meta["energy_converted"] = "keV -> eV"
+    if relative_to and finite.size and finite.min() < 0:  # E - E0: the absorber's tabulated K edge added
+        from xanesdb.xas.edges import edge_energy_of
+
+        e_edge = edge_energy_of(relative_to)
+        energy += e_edge
+        meta["energy_converted"] = f"relative to the edge: {e_edge:g} eV ({relative_to} K) added"
+        absorber, edge = relative_to, "K"
     out = []
     for group, mu, source in columns:
         where = path if group is None else f"{path} column {group!r}"
@@ -734,7 +752,8 @@ def _table_spectra(data: np.ndarray, names, units: list[str], energy_col, mu_col
     return out
 
 
-def _read_spec(text: str, path, energy_col, mu_col, groups: Sequence[str] | None) -> list[MeasuredSpectrum]:
+def _read_spec(text: str, path, energy_col, mu_col, groups: Sequence[str] | None, *,
+               relative_to: str | None = None) -> list[MeasuredSpectrum]:
     """The energy scans of a SPEC data file of several scans (``#S`` lines), one spectrum each, named
     ``file:scan N`` (``group`` ``scan N``; a scan number used twice, after a restart: ``scan N#2``).
     Each scan is read as a column file of its own (its ``#L`` line names the columns). Without
@@ -771,7 +790,7 @@ def _read_spec(text: str, path, energy_col, mu_col, groups: Sequence[str] | None
     for label, _, title, block in scans:
         where = f"{path} ({label})"
         try:
-            got = _read_table(block, where, "columns", energy_col, mu_col)
+            got = _read_table(block, where, "columns", energy_col, mu_col, relative_to=relative_to)
         except XanesdbUserError as exc:
             if groups is not None:
                 raise
@@ -788,7 +807,7 @@ def _read_spec(text: str, path, energy_col, mu_col, groups: Sequence[str] | None
     return out
 
 
-def _read_hdf5(path, energy_col, mu_col, groups: list[str] | None) -> list[MeasuredSpectrum]:
+def _read_hdf5(path, energy_col, mu_col, groups: list[str] | None, *, relative_to: str | None = None) -> list[MeasuredSpectrum]:
     """The spectra of an HDF5 file (NeXus, ESRF BLISS, ...): one per group of 1-D datasets of one
     length (:func:`xanesdb.xas.hdf5.hdf5_tables`) in which energy and mu are found by name as in a
     column file, named ``file:group`` (``group``: its path, ``1.1/measurement``). Without ``groups``
@@ -823,7 +842,7 @@ def _read_hdf5(path, energy_col, mu_col, groups: list[str] | None) -> list[Measu
         meta.update({k: t.meta[k] for k in ("nexus_definition", "nxxas") if k in t.meta})
         try:
             got = _table_spectra(t.data, t.names, t.units, energy_col, mu_col, where, kind="hdf5", meta=meta,
-                                 absorber=t.meta.get("absorber"), edge=t.meta.get("edge"))  # fmt: skip
+                                 absorber=t.meta.get("absorber"), edge=t.meta.get("edge"), relative_to=relative_to)  # fmt: skip
         except XanesdbUserError as exc:
             if groups is not None:
                 raise
@@ -862,7 +881,8 @@ def _check(where, energy: np.ndarray, mu: np.ndarray, what: str = "mu") -> None:
         _fail(where, f"covers only {energy[-1] - energy[0]:.1f} eV; at least {MIN_RANGE_EV:g} eV around the edge is needed")
     if energy[0] < 0:
         _fail(where, f"energies run from {energy[0]:g} to {energy[-1]:g} eV, relative to the edge (E - E0) it seems; give "
-                     "absolute energies in eV (add the edge energy, e.g. 8333 eV at the Ni K edge)")
+                     "absolute energies in eV (add the edge energy, e.g. 8333 eV at the Ni K edge; xanesdb predict "
+                     "--absorber Ni adds it)")
 
 
 
