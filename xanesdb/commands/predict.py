@@ -41,7 +41,7 @@ def predict(
     png: Optional[Path] = typer.Option(None, "--png", help="Folder for one PNG per spectrum: it over the model's class means."),
     self_absorption: Optional[str] = typer.Option(None, "--self-absorption", help="Correct fluorescence spectra for self-absorption in a thick sample of this formula, diluent included (e.g. 'Fe2O3', 'Fe0.05B0.95N0.95'), as Athena's Fluo does."),
     fluo_angles: str = typer.Option("45,45", "--fluo-angles", help="With --self-absorption: incident and exit angles to the sample surface, degrees."),
-    absorber: Optional[str] = typer.Option(None, "--absorber", help="K-edge absorber (e.g. Fe) of files whose energies are relative to the edge (E - E0, from below 0 eV, as FDMNES and many papers give them): its tabulated edge energy is added. Files with absolute energies are read as they are."),
+    absorber: Optional[str] = typer.Option(None, "--absorber", help="K-edge absorber (e.g. Fe) of files whose energies are relative to the edge (E - E0, from below 0 eV, as many papers and some codes give them): its tabulated edge energy is added. Files with absolute energies are read as they are."),
     herfd: str = typer.Option("auto", "--herfd", help="HERFD spectra broadened as conventional ones (the core-hole lifetime and monochromator width HERFD removes): auto (files whose name, Athena label or XDI header says HERFD), yes (every spectrum) or no."),
 ) -> None:
     """Local geometry (T4/S5/O6) of measured spectra, or `unsure` with the reason; one row per spectrum."""
