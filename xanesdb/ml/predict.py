@@ -163,8 +163,8 @@ def predict_spectra(
         measured = s.kind in ("xdi", "athena", "csv", "columns")  # not FEFF output, arrays or pymatgen XAS
         paper = GRID_MODEL_NOTE if representation_of(doc) == "grid" and measured else None
         herfd = HERFD_NOTE if (s.meta or {}).get("herfd") else None
-        converted = str((s.meta or {}).get("energy_converted") or "")
-        relative = f"energies {converted}" if converted.startswith("relative") else None
+        rel = (s.meta or {}).get("energy_relative_to")
+        relative = f"energies relative to the edge: {rel['edge_ev']:g} eV ({rel['absorber']} K) added" if rel else None
         rules.append(why)
         notes.append("; ".join(w for w in (why, fluo, edges, herfd, relative, paper) if w) or None)
     calib = doc.metrics.get("calibration") or {}

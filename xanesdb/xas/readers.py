@@ -741,6 +741,7 @@ def _table_spectra(data: np.ndarray, names, units: list[str], energy_col, mu_col
         e_edge = edge_energy_of(relative_to)
         energy += e_edge
         meta["energy_converted"] = f"relative to the edge: {e_edge:g} eV ({relative_to} K) added"
+        meta["energy_relative_to"] = {"absorber": relative_to, "edge": "K", "edge_ev": e_edge}
         absorber, edge = relative_to, "K"
     out = []
     for group, mu, source in columns:
