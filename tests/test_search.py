@@ -188,6 +188,17 @@ def test_cli_measured_spectrum_and_a_bad_file_beside_it(search_settings, tmp_pat
     assert "1 of 2 spectra could not be searched" in err
     rows = out.read_text().strip().splitlines()  # ... but the good one was
     assert len(rows) == 1 + 1 + 4 and "binary file" in rows[1] and sum("Chromite" in r for r in rows) == 4
+    # the same spectrum with energies relative to its edge: --element says whose K edge to add
+    from xanesdb.xas.normalize import pre_edge
+    from xanesdb.xas.readers import read_spectra
+
+    (s,) = read_spectra(DEV / "athena" / "Fe-K-ALS-10.3.2.prj", groups=["Chromite"])
+    e0 = pre_edge(s.energy, s.mu).e0
+    rel = tmp_path / "chromite_rel.csv"
+    rel.write_text("E-E0,mu\n" + "\n".join(f"{a - e0:.4f},{b:.6f}" for a, b in zip(s.energy, s.mu)))
+    main(["search", str(rel), "--element", "Fe", "-f", "csv", "--top", "4"])
+    hits = capsys.readouterr().out.strip().splitlines()[1:]
+    assert [h.split(",")[6] for h in hits] == [r.split(",")[6] for r in rows[2:]]  # the same materials
 
 
 @pytest.mark.integration

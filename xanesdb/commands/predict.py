@@ -65,9 +65,9 @@ def predict(
         raise XanesdbUserError(f"--png {png} is a file; give a folder")
     angles = _angles(fluo_angles) if self_absorption is not None else None
     if absorber is not None:
-        from xanesdb.xas.edges import k_edge_element
+        from xanesdb.search import check_element
 
-        absorber = k_edge_element(absorber)
+        absorber = check_element(absorber)
     cols = {k: (int(v) if v is not None and v.isdigit() else v) for k, v in (("energy_col", energy_col), ("mu_col", mu_col))}
     # every file is read before Keras loads; a bad one becomes an error row
     spectra, failures = read_files(files, groups=group, relative_to=absorber, **cols)

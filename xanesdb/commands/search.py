@@ -28,7 +28,7 @@ CSV_FIELDS = ("input", "file", "group", "absorber", "method", "rank", "material_
 
 def search(
     files: list[Path] = typer.Argument(..., help="Spectrum files: XDI, Athena .prj (every group), CSV/whitespace columns, FEFF xmu.dat."),
-    element: Optional[str] = typer.Option(None, "--element", "-e", help="Search this absorber's computed spectra; default: each spectrum's absorber (from its edge energy)."),
+    element: Optional[str] = typer.Option(None, "--element", "-e", help="Search this absorber's computed spectra; default: each spectrum's absorber (from its edge energy). Files whose energies are relative to the edge (E - E0) get its tabulated K edge added."),
     top: int = typer.Option(10, "--top", "-n", help="Matches per spectrum."),
     method: str = typer.Option("cosine", "--method", help="cosine (plain, on the aligned normalised grid) or elsie (ensemble of preprocessings x similarities, Borda vote)."),
     max_shift: float = typer.Option(3.0, "--max-shift", help="Fit the energy shift within +-this many eV (0.5 eV steps) after half-step alignment."),
@@ -75,7 +75,7 @@ def search(
         check_output_file(out)
     cols = {k: (int(v) if v is not None and v.isdigit() else v) for k, v in (("energy_col", energy_col), ("mu_col", mu_col))}
     # every file is read before the database is asked; a bad one becomes an error row
-    spectra, failures = read_files(files, groups=group, **cols)
+    spectra, failures = read_files(files, groups=group, relative_to=element, **cols)
     bad = [{"name": f.name, "file": str(f), "method": method, "error": why} for f, why in failures]
     if not spectra:  # nothing to search: the first reason, in one line
         raise XanesdbUserError(bad[0]["error"])

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-__all__ = ["edge_energy_of", "identify_edge", "k_edge_element"]
+__all__ = ["edge_energy_of", "identify_edge"]
 
 #: the window (eV) around a spectrum's e0 in which its tabulated edge must lie
 BELOW_EV, ABOVE_EV = 30.0, 10.0
@@ -45,28 +45,6 @@ def edge_energy_of(element: str, edge: str = "K") -> float:
     import xraydb
 
     return float(xraydb.xray_edge(element, edge).energy)
-
-
-def k_edge_element(symbol: str) -> str:
-    """``symbol`` as an element with a tabulated K edge (``"fe"`` -> ``"Fe"``).
-
-    Raises
-    ------
-    XanesdbUserError
-        For a symbol that is no element, with what to give.
-    """
-    import xraydb
-
-    from xanesdb.platform.errors import XanesdbUserError
-
-    el = symbol.strip().capitalize()
-    try:
-        xraydb.xray_edge(el, "K")
-        if xraydb.atomic_number(el) < 3:
-            raise ValueError(el)
-    except (ValueError, KeyError, TypeError):
-        raise XanesdbUserError(f"--absorber {symbol!r} is not an element with a K edge; give a symbol such as Fe") from None
-    return el
 
 
 def identify_edge(e0: float) -> tuple[str, str, float] | None:
