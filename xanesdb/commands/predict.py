@@ -31,7 +31,7 @@ CSV_FIELDS = ("name", "file", "group", "absorber", "mu_from", "model", "predicte
 def predict(
     files: list[Path] = typer.Argument(..., help="Spectrum files: XDI, Athena .prj (every group), SPEC (every energy scan), HDF5/NeXus (every group of counters), CSV/whitespace columns (DESY FIO too; a table of spectra: every column), FEFF xmu.dat; a folder stands for the spectrum files in it."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered run id, a portable model folder, or a shipped model (absorber symbol such as Fe, or the id predict printed); default: the shipped model of each spectrum's absorber (its short-scan model for a scan that ends 27-41.5 eV above its half step)."),
-    group: Optional[list[str]] = typer.Option(None, "--group", "-g", help="Athena group label to read from the .prj files, scan number of a SPEC file, group of an HDF5 file, or column of a table of spectra (repeat); default all."),
+    group: Optional[list[str]] = typer.Option(None, "--group", "-g", help="Athena group label to read from the .prj files, scan number of a SPEC file, group of an HDF5 file, or column of a table of spectra (repeat; of several files, each gives the ones it has); default all."),
     energy_col: Optional[str] = typer.Option(None, "--energy-col", help="Energy column (name or 1-based number) of column files."),
     mu_col: Optional[str] = typer.Option(None, "--mu-col", help="mu column (name or 1-based number) of column files, or a ratio of two: 'ln(I0/It)', 'If/I0'."),
     align: str = typer.Option("auto", help="auto (the model's rule: aligned models put the edge's half step at 0, and take edge as the same), or for grid models none / edge."),
