@@ -71,20 +71,14 @@ def load_records(data: Path):
     return out
 
 
-def end_scan(s, after_ev: float | None = None, before_ev: float | None = None):
-    """The spectrum ``s`` cut ``after_ev`` above its half step and/or started ``before_ev`` below
-    it (a shorter scan of the same sample)."""
+def end_scan(s, after_ev: float):
+    """The spectrum ``s`` cut ``after_ev`` above its half step (a shorter scan of the same sample)."""
     import dataclasses
 
     from xanesdb.xas.normalize import half_step_energy, pre_edge
 
     n = pre_edge(s.energy, s.mu)
-    e_half = half_step_energy(s.energy, n.norm, e0=n.e0)
-    keep = np.ones(len(s.energy), bool)
-    if after_ev is not None:
-        keep &= s.energy <= e_half + after_ev
-    if before_ev is not None:
-        keep &= s.energy >= e_half - before_ev
+    keep = s.energy <= half_step_energy(s.energy, n.norm, e0=n.e0) + after_ev
     return dataclasses.replace(s, energy=s.energy[keep], mu=s.mu[keep])
 
 
@@ -292,9 +286,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--end-after", type=float, default=None,
                     help="Cut every scan this many eV above its half step (as if the beamline had stopped there), to "
                          "measure what scan length does.")  # fmt: skip
-    ap.add_argument("--start-before", type=float, default=None,
-                    help="Start every scan this many eV below its half step (a XANES scan with little pre-edge), to "
-                         "measure what the pre-edge range does to normalisation and answers.")  # fmt: skip
     ap.add_argument("--detail", default="shipped", help="Configurations that get the confusion table and PNG.")
     ap.add_argument("--out", type=Path, default=None, help="Folder for results.json and the PNGs.")
     ap.add_argument("--models-dir", type=Path, default=None,
@@ -304,8 +295,8 @@ def main(argv: list[str] | None = None) -> int:
                          "folder (<El>-K-aligned), as predict does with those of xanesdb/data/models/short; 'none': never.")
     args = ap.parse_args(argv)
     records = load_records(args.data)
-    if args.end_after is not None or args.start_before is not None:
-        records = [(r, end_scan(s, args.end_after, args.start_before)) for r, s in records]
+    if args.end_after is not None:
+        records = [(r, end_scan(s, args.end_after)) for r, s in records]
     elements = [e for e in args.elements.split(",") if e]
     results = {}
     if args.knn:
