@@ -100,6 +100,14 @@ def test_disorder_model_trains_registers_and_reads_a_series_against_its_referenc
     values = [x["value"] for x in rows]
     assert abs(values[0]) < 0.002 and values[2] > values[0]  # wider than the reference reads as more disordered
     assert all(x["relative_to"] == "T0.csv" and x["sigma"] > 0 for x in rows)
+    # the widest one written as E - E0 (as papers give spectra) reads the same: the model's absorber's
+    # tabulated K edge (Cu, 8979 eV) is added, and the absolute reference is read as it is
+    rel = tmp_path / "T2_relative.csv"
+    mu = series_weights(s.distortions, 0.0, 0.10) @ s.mu
+    rel.write_text("E-E0,mu\n" + "\n".join(f"{e - 8979.0:.3f},{m:.6f}" for e, m in zip(s.energies, mu)))
+    r = cli_here(["disorder", "predict", "-m", doc.run_id, str(rel), "-r", files[0], "-f", "json"])
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["value"] == pytest.approx(values[2], abs=1e-4)
     # one-line refusals: no reference for a relative model; a classifier's id is no disorder model
     r = cli_here(["disorder", "predict", "-m", doc.run_id, *files])
     assert r.returncode == 2 and "--reference" in r.stderr

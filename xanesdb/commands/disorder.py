@@ -155,6 +155,7 @@ def predict(
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json (JSON lines)."),
     energy_col: Optional[str] = typer.Option(None, "--energy-col", help="Energy column (name or 1-based number) of column files."),
     mu_col: Optional[str] = typer.Option(None, "--mu-col", help="mu column (name or 1-based number) of column files, or a ratio of two: 'ln(I0/It)', 'If/I0'."),
+    absorber: Optional[str] = typer.Option(None, "--absorber", help="K-edge absorber of files whose energies are relative to the edge (E - E0, from below 0 eV): its tabulated edge energy is added. Default: the model's absorber, when it was trained on one. Files with absolute energies are read as they are."),
 ) -> None:
     """Disorder (variance or MSD of the bond lengths, A^2) of measured spectra, from a disorder model."""
     import csv
@@ -174,7 +175,14 @@ def predict(
     doc = get_run(model, settings)
     if not is_disorder_run(doc):
         raise XanesdbUserError(f"{model} is not a disorder model; train one with `xanesdb disorder train`")
-    cols = {"energy_col": energy_col, "mu_col": mu_col}
+    if absorber is not None:
+        from xanesdb.search import check_element
+
+        absorber = check_element(absorber)
+    else:
+        trained_on = doc.hyperparameters.get("disorder", {}).get("elements") or []
+        absorber = trained_on[0] if len(trained_on) == 1 else None
+    cols = {"energy_col": energy_col, "mu_col": mu_col, "relative_to": absorber}
     spectra, failures = read_files(files, groups=group, **cols)
     rows = [{"name": f.name, "error": why} for f, why in failures]
     ref = None
