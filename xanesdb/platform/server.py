@@ -432,7 +432,7 @@ class LocalServer:
                     )
                 # an open server started before authentication was on by default: restarted secured
                 logger.info("restarting the local database server pid %s with authentication", info.pid)
-                self._kill(info.pid)
+                self._kill(info.pid, listening=(info.host, info.port))
                 self.info_file.unlink(missing_ok=True)
                 state = "stale-open"
             if state == "stale":
@@ -493,7 +493,7 @@ class LocalServer:
                 f"see {self.log_file}"
             ) from None
         finally:
-            self._kill(proc.pid)
+            self._kill(proc.pid, listening=("127.0.0.1", port))
         _write_admin_credential(self.home, password)
         if existing:
             logger.warning(
@@ -577,15 +577,33 @@ class LocalServer:
             return "no log output"
 
     @staticmethod
-    def _kill(pid: int, grace_s: float = 10.0) -> None:
+    def _kill(pid: int, grace_s: float = 10.0, listening: tuple[str, int] | None = None,
+              sig: int = signal.SIGTERM) -> None:
+        """Stop server ``pid`` with ``sig`` (SecantusDB stops alike on SIGTERM and SIGINT), and
+        SIGKILL it if it still runs after ``grace_s`` seconds.
+
+        SecantusDB stops in a Python signal handler of its main thread, and CPython runs such a
+        handler only once that thread wakes. A signal that lands just before the thread blocks in
+        its final wait (a server stopped right after it started) is taken and never acted on. So
+        while the server still listens on ``listening`` (host, port) -- it closes that socket
+        first thing when it stops -- the signal is sent again every 2 s.
+        """
         if not _pid_alive(pid):
             return
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
+            os.kill(pid, sig)
+        now = time.monotonic()
+        deadline, resend = now + grace_s, now + 2.0
         while time.monotonic() < deadline and _pid_alive(pid):
             time.sleep(0.05)
+            if listening is not None and time.monotonic() > resend:
+                resend = time.monotonic() + 2.0
+                if _port_in_use(*listening):
+                    logger.debug("server pid %s still listens on port %s; sending signal %s again", pid, listening[1], sig)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, sig)
         if _pid_alive(pid):
+            logger.warning("the database server pid %s did not stop within %.0f s; killed", pid, grace_s)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
@@ -596,7 +614,7 @@ class LocalServer:
             if info is None:
                 return False
             was_alive = _pid_alive(info.pid)
-            self._kill(info.pid)
+            self._kill(info.pid, listening=(info.host, info.port))
             self.info_file.unlink(missing_ok=True)
             return was_alive
 
@@ -616,7 +634,7 @@ class LocalServer:
                 )
             if state == "running":
                 logger.info("stopping the background server pid %s: the foreground one replaces it", info.pid)
-                self._kill(info.pid)
+                self._kill(info.pid, listening=(info.host, info.port))
                 if info.port == port:  # its listening socket can outlive its pid by a moment
                     _wait_port_free(host, port, timeout=10.0)
             if state in ("running", "stale"):
@@ -657,7 +675,7 @@ class LocalServer:
                 on_listening()
             return proc.wait()
         except KeyboardInterrupt:
-            proc.send_signal(signal.SIGINT)
+            self._kill(proc.pid, grace_s=30.0, listening=(host, port), sig=signal.SIGINT)
             return proc.wait()
         finally:
             restore()
