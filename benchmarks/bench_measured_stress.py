@@ -21,7 +21,10 @@ The changes act on the raw mu(E) as read (before xanesdb normalises, aligns and 
 * ``end+80``: the scan ends 80 eV above the edge;
 * ``normcut-30+80`` / ``normcut-20+60``: the spectrum as a file of (energy, normalised mu) holds
   it: normalised on the whole scan (Athena-style), then cut to -30..+80 / -20..+60 eV around the
-  half step (a XANES export).
+  half step (a XANES export);
+* ``flat``: the spectrum as Athena's "flattened" export holds it: above e0 the post-edge curve's
+  rise over the pre-edge line is taken out, so the spectrum levels off at 1 (the other common
+  export of normalised data).
 
 Reported per change: O6 and T4 recall of the non-ambiguous records, unsure answers, wrong answers
 with probability > 0.9 (O6, T4, S5 and other records), and how many answers changed against the
@@ -105,11 +108,16 @@ def change(s, name: str, rng: np.random.Generator):
         lo, hi = (float(v) for v in name[7:].replace("+", " ").split())
         keep = (e >= e_half + lo) & (e <= e_half + hi)
         return dataclasses.replace(s, energy=e[keep], mu=n.norm[keep])
+    if name == "flat":
+        above = e >= n.e0
+        flat = n.norm.copy()
+        flat[above] += 1.0 - (n.post_curve[above] - n.pre_line[above]) / n.edge_step
+        return dataclasses.replace(s, mu=flat)
     raise ValueError(f"unknown change {name!r}")
 
 
 CHANGES = ("shift+3", "shift-3", "broad1.5", "selfabs2", "selfabs0.7", "noise0.01", "glitch0.1", "glitch0.3", "coarse1",
-           "pre-15", "pre-30", "pre-50", "end+80", "normcut-30+80", "normcut-20+60")
+           "pre-15", "pre-30", "pre-50", "end+80", "normcut-30+80", "normcut-20+60", "flat")
 
 
 def main(argv: list[str] | None = None) -> int:
