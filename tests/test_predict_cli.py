@@ -232,6 +232,27 @@ def test_a_normalised_xanes_export_reads_as_the_whole_scan(tmp_path, shared_data
     assert export["probabilities"]["O6"] == pytest.approx(whole["probabilities"]["O6"], abs=0.03)
 
 
+def test_athenas_flattened_export_reads_as_the_project_group(tmp_path, shared_data, capsys):
+    """Athena's other export of normalised data, "flattened" (the post-edge curve's rise over the
+    pre-edge line taken out above e0, so the spectrum levels off at 1), reads as the group itself:
+    same class, probability within 0.05 (a whole scan, normalised again like a raw one)."""
+    from xanesdb.xas.normalize import pre_edge
+    from xanesdb.xas.readers import read_spectra
+
+    prj = shared_data / "experimental_dev" / "athena" / "Fe.prj"
+    (s,) = read_spectra(prj, groups=["Hematite"])
+    n = pre_edge(s.energy, s.mu)
+    flat = n.norm.copy()
+    above = s.energy >= n.e0
+    flat[above] += 1.0 - (n.post_curve[above] - n.pre_line[above]) / n.edge_step
+    f = tmp_path / "hematite_flat.csv"
+    f.write_text("energy,flat\n" + "\n".join(f"{a:.4f},{b:.6f}" for a, b in zip(s.energy, flat)))
+    code, out, _ = _run(["predict", str(prj), "-g", "Hematite", str(f), "-f", "json"], capsys)
+    group, export = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and export["predicted"] == group["predicted"] == "O6"
+    assert export["probabilities"]["O6"] == pytest.approx(group["probabilities"]["O6"], abs=0.05)
+
+
 def test_energies_relative_to_the_edge_are_read_with_absorber(tmp_path, shared_data, capsys):
     """NiO as (E - E0, normalised mu), as FDMNES and papers give spectra: refused without --absorber
     (the error says to add the edge energy, or --absorber); with --absorber Ni its tabulated K edge
