@@ -66,15 +66,21 @@ def main(argv: list[str] | None = None) -> int:
                     help="balanced: each class weighs as much in the loss whatever its number of spectra; none: each spectrum alike.")
     ap.add_argument("--min-class-materials", type=int, default=MIN_CLASS_MATERIALS,
                     help="Leave out of an absorber's model the classes whose unique spectra come from fewer materials (0: none).")
+    ap.add_argument("--exclude-materials", type=Path, default=None,
+                    help="A JSON list of material ids whose spectra are left out of training (e.g. the structures far "
+                         "above the convex hull, benchmarks/bench_training_stability.py); the model card's query says so.")
     ap.add_argument("--pooled", action="store_true",
                     help="One model on the spectra of all --elements together (folder all-K-aligned).")
     args = ap.parse_args(argv)
     presets = [p for p in args.preset.split(",") if p]
     elements = [e for e in args.elements.split(",") if e]
     groups = [(POOLED, {"$in": elements})] if args.pooled else [(el, el) for el in elements]
+    excluded = json.loads(args.exclude_materials.read_text()) if args.exclude_materials else []
     for el, element_filter in groups:
         query = {"element": element_filter, "edge": "K", "source": "xanesdb", "preset": {"$in": presets},
                  args.label: {"$in": list(SITE_CLASSES if args.label == "site_class" else LCE_CLASSES.values())}}
+        if excluded:
+            query["material_id"] = {"$nin": sorted(excluded)}
         label = args.label
         # the pooled model keeps the three classes: its 'other' spectra would be one absorber's (Cu) alone
         if label == "site_class" and (args.pooled or _n_other(query) < MIN_OTHER):  # too few 'other' spectra to learn the class from
