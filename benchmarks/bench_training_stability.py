@@ -28,11 +28,11 @@ from collections import Counter
 from pathlib import Path
 
 from _report import finish  # benchmarks run as scripts: their folder is on sys.path
+from bench_measured import SHARED as DEV
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 STRUCTURES = ROOT.parent / "shared" / "data" / "structures"
-DEV = ROOT.parent / "shared" / "data" / "experimental_dev"
 CARD = ROOT / "xanesdb" / "data" / "models" / "Fe-K-aligned" / "card.json"
 PRESETS = ",".join(json.loads(CARD.read_text())["query"]["preset"]["$in"])  # those the shipped Fe model was trained on
 RECORD = re.compile(r"^\s+(lx_\S+)\s+(\S+)\s+\*?\s*->\s+(\S+)\s+\((\S+) ([\d.]+), outlier ([\d.]+)\)")
