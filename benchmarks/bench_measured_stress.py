@@ -18,7 +18,9 @@ The changes act on the raw mu(E) as read (before xanesdb normalises, aligns and 
 * ``coarse1``: 1 eV steps everywhere (a quick XANES scan);
 * ``pre-15`` / ``pre-30`` / ``pre-50``: the scan starts 15 / 30 / 50 eV below the edge (a XANES-only
   scan: a short pre-edge line);
-* ``end+80``: the scan ends 80 eV above the edge;
+* ``end+40`` / ``end+50`` / ``end+80``: the scan ends 40 / 50 / 80 eV above the edge (a XANES-only
+  scan; one that ends before the full model's input window is answered by the short-scan model of
+  its absorber, as ``xanesdb predict`` does);
 * ``normcut-30+80`` / ``normcut-20+60``: the spectrum as a file of (energy, normalised mu) holds
   it: normalised on the whole scan (Athena-style), then cut to -30..+80 / -20..+60 eV around the
   half step (a XANES export);
@@ -117,7 +119,7 @@ def change(s, name: str, rng: np.random.Generator):
 
 
 CHANGES = ("shift+3", "shift-3", "broad1.5", "selfabs2", "selfabs0.7", "noise0.01", "glitch0.1", "glitch0.3", "coarse1",
-           "pre-15", "pre-30", "pre-50", "end+80", "normcut-30+80", "normcut-20+60", "flat")
+           "pre-15", "pre-30", "pre-50", "end+40", "end+50", "end+80", "normcut-30+80", "normcut-20+60", "flat")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,12 +130,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-confidence", type=float, default=0.5)
     ap.add_argument("--models-dir", type=Path, default=None,
                     help="Take each absorber's model from this folder (<El>-K-aligned) where it has one.")
+    ap.add_argument("--short-models-dir", type=Path, default=None,
+                    help="Answer a scan that ends too early for the full model with the short-scan model of this folder "
+                         "(<El>-K-aligned); default: those that ship (xanesdb/data/models/short), as predict does.")
     ap.add_argument("--json", type=Path, default=None, help="Write every answer here.")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     records = load_records(args.data)
-    models = shipped_models([e for e in args.elements.split(",") if e], args.models_dir)
-    base = score(records, models, "auto", args.min_confidence)
+    elements = [e for e in args.elements.split(",") if e]
+    models = shipped_models(elements, args.models_dir)
+    short = shipped_models(elements, args.short_models_dir, short=True)
+    base = score(records, models, "auto", args.min_confidence, short_models=short)
     answers = {x["id"]: x["predicted"] for x in base["rows"]}
     results = {"none": base}
     print("| change | O6 recall | T4 recall | unsure | other right | wrong with p > 0.9 | answers changed | seconds |")
@@ -150,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         rng = np.random.default_rng(args.seed)
         changed = [(r, change(s, name, rng)) for r, s in records]
-        res = score(changed, models, "auto", args.min_confidence)
+        res = score(changed, models, "auto", args.min_confidence, short_models=short)
         results[name] = res
         line(name, res, time.time() - t0)
     print("\nanswers that changed (record: unchanged -> changed, best class and probability)")

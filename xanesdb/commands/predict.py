@@ -24,7 +24,7 @@ FORMATS = ("table", "csv", "json")
 #: the class columns of the table and CSV (a model without ``other`` leaves that one empty)
 CLASS_COLUMNS = ("O6", "S5", "T4", "other")
 CSV_FIELDS = ("name", "file", "group", "absorber", "mu_from", "model", "predicted", "best_class", "confidence", "P_O6", "P_S5",
-              "P_T4", "P_other", "reference_vote", "nearest_reference", "outlier_score", "shift_ev", "e0", "e_half", "edge_step", "preedge_height", "preedge_ev", "preedge_max", "start_fall", "normalised_as_given", "reason",
+              "P_T4", "P_other", "reference_vote", "nearest_reference", "outlier_score", "shift_ev", "e0", "e_half", "edge_step", "preedge_height", "preedge_ev", "preedge_max", "start_fall", "normalised_as_given", "level_step", "reason",
               "note", "error")  # fmt: skip
 
 

@@ -59,7 +59,7 @@ def prepare(doc: TrainingRunDoc, spectrum: MeasuredSpectrum, align: str = "auto"
             raise XanesdbUserError(f"model {doc.run_id} reads spectra aligned on the edge's half step; use --align auto "
                                    f"or edge (not {align!r})")
         try:
-            a = align_measured(e, mu, upto=window_end(doc.hyperparameters))
+            a = align_measured(e, mu, upto=window_end(doc.hyperparameters), expected=expected_spectrum(doc))
         except ValueError as err:
             raise XanesdbUserError(f"{name}: {err}") from None
         out = {"x": a["y"], "e0": a["e0"], "e_half": a["e_half"], "edge_step": a["edge_step"],
@@ -71,6 +71,8 @@ def prepare(doc: TrainingRunDoc, spectrum: MeasuredSpectrum, align: str = "auto"
             out["preedge_ev"] = a["preedge_ev"]
         if a.get("preedge_max") is not None:  # None: the pre-edge was not measured
             out["preedge_max"] = a["preedge_max"]
+        if a.get("level_step"):  # a XANES-only scan's edge step, matched to the training mean
+            out["level_step"] = True
         if a.get("start_fall", 0.0) > 0:  # a scan that starts on a pre-edge peak falls from its start
             out["start_fall"] = a["start_fall"]
         return out
@@ -89,6 +91,18 @@ def prepare(doc: TrainingRunDoc, spectrum: MeasuredSpectrum, align: str = "auto"
     if y.max() <= 0:
         raise XanesdbUserError(f"{name} has no positive absorption on the model's grid")
     return {"x": (y / y.max()).astype(np.float32), "e0": e0, "shift_ev": shift}
+
+
+def expected_spectrum(doc: TrainingRunDoc) -> tuple[np.ndarray, np.ndarray] | None:
+    """The mean of an aligned model's training class means on its grid (eV from the half step): what a
+    normalised spectrum of its absorber looks like above the edge, whatever its class, against which
+    a XANES-only scan's edge step is matched (:func:`xanesdb.xas.normalize.refine_level_step`); None
+    for a model that stored no class means."""
+    means = [np.asarray(m, dtype=float) for m in (doc.metrics.get("class_means") or {}).values()]
+    x = np.asarray(doc.energies, dtype=float)
+    if not means or any(m.shape != x.shape for m in means):
+        return None
+    return x, np.mean(means, axis=0)
 
 
 def window_end(hyperparameters: dict[str, Any]) -> float | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xanesdb.xas.normalize import half_step_energy, normalize_computed, normalize_measured
+from xanesdb.xas.normalize import half_step_energy, normalize_computed, normalize_measured, refine_level_step
 
 __all__ = ["ALIGNED_GRID", "ALIGNED_GRID_NAME", "MAX_EXTRAPOLATE_BELOW_EV", "MAX_EXTRAPOLATE_EV", "AlignedSpectrum", "align_computed",
            "align_measured", "needed_reach", "reach_above_half_step"]  # fmt: skip
@@ -81,7 +81,8 @@ def align_computed(energies, mu, mu0=None, *, off_grid_ok: bool = False) -> Alig
     return AlignedSpectrum(y=y, e_half=e_half, e0=n.e0, edge_step=n.edge_step, extrapolated_ev=miss)
 
 
-def align_measured(energies, mu, e0: float | None = None, *, upto: float | None = None) -> AlignedSpectrum:
+def align_measured(energies, mu, e0: float | None = None, *, upto: float | None = None,
+                   expected=None) -> AlignedSpectrum:
     """A measured spectrum on the aligned grid (Athena-style normalisation first, or none when it is
     already normalised: :func:`xanesdb.xas.normalize.normalize_measured`; ``normalised_as_given``), with its
     pre-edge peak (:func:`xanesdb.xas.preedge.find_preedge_peak`: ``preedge_height``, ``preedge_ev``) and
@@ -89,18 +90,23 @@ def align_measured(energies, mu, e0: float | None = None, *, upto: float | None 
     how far a scan that starts on a pre-edge peak falls below its start (:func:`xanesdb.xas.preedge.start_fall`:
     ``start_fall``; 0 for a normalised spectrum taken as given);
     ``upto``: the highest energy above the half step a model reads (its window's end; default the
-    grid's end), which the scan must reach to within :data:`MAX_EXTRAPOLATE_EV`."""
+    grid's end), which the scan must reach to within :data:`MAX_EXTRAPOLATE_EV`; ``expected``: ``(x, y)``,
+    the normalised spectrum expected above the half step (a model's mean training spectrum), to which
+    the edge step of a XANES-only scan is matched (:func:`xanesdb.xas.normalize.refine_level_step`;
+    ``level_step`` says it was)."""
     e = np.asarray(energies, dtype=float)
     from xanesdb.xas.preedge import find_preedge_peak, preedge_maximum, start_fall
 
     n = normalize_measured(e, mu, e0)
+    if expected is not None and n.level:
+        n = refine_level_step(e, n, *expected)
     e_half = half_step_energy(e, n.norm, e0=n.e0)
     y, miss = _on_grid(e, n.norm, e_half, upto)
     peak = find_preedge_peak(e, n.norm, e_half)
     return AlignedSpectrum(y=y, e_half=e_half, e0=n.e0, edge_step=n.edge_step, extrapolated_ev=miss,
                            pre_range=n.pre_range, norm_range=n.norm_range, nnorm=n.nnorm,
                            normalised_as_given=n.as_given, other_edges=n.other_edges,
-                           preedge_height=peak.height, preedge_ev=peak.energy_rel,
+                           level_step=bool(expected is not None and n.level), preedge_height=peak.height, preedge_ev=peak.energy_rel,
                            preedge_max=preedge_maximum(e, n.norm, e_half),
                            start_fall=0.0 if n.as_given else start_fall(e, n.norm, e_half))  # fmt: skip
 
