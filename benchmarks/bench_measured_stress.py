@@ -21,9 +21,10 @@ The changes act on the raw mu(E) as read (before xanesdb normalises, aligns and 
 * ``end+40`` / ``end+50`` / ``end+80``: the scan ends 40 / 50 / 80 eV above the edge (a XANES-only
   scan; one that ends before the full model's input window is answered by the short-scan model of
   its absorber, as ``xanesdb predict`` does);
-* ``normcut-30+80`` / ``normcut-20+60``: the spectrum as a file of (energy, normalised mu) holds
-  it: normalised on the whole scan (Athena-style), then cut to -30..+80 / -20..+60 eV around the
-  half step (a XANES export);
+* ``normcut-30+80`` / ``normcut-20+60`` / ``normcut-20+40`` / ``normcut-10+50``: the spectrum as a
+  file of (energy, normalised mu) holds it: normalised on the whole scan (Athena-style), then cut
+  to -30..+80 / -20..+60 / -20..+40 / -10..+50 eV around the half step (a XANES export; the crops
+  of machine-learning datasets start as close as 10 eV below the edge);
 * ``flat``: the spectrum as Athena's "flattened" export holds it: above e0 the post-edge curve's
   rise over the pre-edge line is taken out, so the spectrum levels off at 1 (the other common
   export of normalised data).
@@ -119,7 +120,7 @@ def change(s, name: str, rng: np.random.Generator):
 
 
 CHANGES = ("shift+3", "shift-3", "broad1.5", "selfabs2", "selfabs0.7", "noise0.01", "glitch0.1", "glitch0.3", "coarse1",
-           "pre-15", "pre-30", "pre-50", "end+40", "end+50", "end+80", "normcut-30+80", "normcut-20+60", "flat")
+           "pre-15", "pre-30", "pre-50", "end+40", "end+50", "end+80", "normcut-30+80", "normcut-20+60", "normcut-20+40", "normcut-10+50", "flat")
 
 
 def main(argv: list[str] | None = None) -> int:
