@@ -98,15 +98,16 @@ def align_measured(energies, mu, e0: float | None = None, *, upto: float | None 
     from xanesdb.xas.preedge import find_preedge_peak, preedge_maximum, start_fall
 
     n = normalize_measured(e, mu, e0)
-    if expected is not None and n.level:
-        n = refine_level_step(e, n, *expected)
+    first = n
+    if expected is not None:
+        n = refine_level_step(e, n, *expected)  # the same n where it does not apply
     e_half = half_step_energy(e, n.norm, e0=n.e0)
     y, miss = _on_grid(e, n.norm, e_half, upto)
     peak = find_preedge_peak(e, n.norm, e_half)
     return AlignedSpectrum(y=y, e_half=e_half, e0=n.e0, edge_step=n.edge_step, extrapolated_ev=miss,
                            pre_range=n.pre_range, norm_range=n.norm_range, nnorm=n.nnorm,
                            normalised_as_given=n.as_given, other_edges=n.other_edges,
-                           level_step=bool(expected is not None and n.level), preedge_height=peak.height, preedge_ev=peak.energy_rel,
+                           level_step=n is not first, preedge_height=peak.height, preedge_ev=peak.energy_rel,
                            preedge_max=preedge_maximum(e, n.norm, e_half),
                            start_fall=0.0 if n.as_given else start_fall(e, n.norm, e_half))  # fmt: skip
 
