@@ -27,7 +27,7 @@ def test_preedge_maximum_sees_a_peak_and_needs_the_pre_edge_measured():
 @pytest.mark.parametrize(("absorber", "peak", "maximum", "out"), [
     ("Fe", 0.7, 0.72, ("O6",)),          # strong isolated peak: never O6, any absorber
     ("Ti", 0.1, 0.15, ("T4", "S5")),     # Ti(IV) with no strong pre-edge: octahedral (Farges 1997)
-    ("V", 0.0, 0.12, ("T4",)),
+    ("V", 0.0, 0.12, ("T4", "S5")),      # V(III/IV) octahedra; V S5 is the vanadyl pyramid, 0.4-0.7
     ("Cr", 0.0, 0.05, ("T4",)),
     ("Ti", 0.35, 0.36, ()),              # between the thresholds: nothing ruled out
     ("Mn", 0.0, 0.05, ()),               # tetrahedral Mn(II) has a weak pre-edge too

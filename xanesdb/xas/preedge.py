@@ -18,9 +18,15 @@ reliable (FEFF's pre-edge is dipole-only and sits at the start of its energy ran
   0.7-1.0 and [5]Ti 0.5-0.8 of the step, Farges et al. 1997; V(V) and Cr(VI) in tetrahedra
   0.6-1.0), a spectrum whose normalised absorption stays below :data:`WEAK_PREEDGE_HEIGHT`
   everywhere from 22 to 7 eV below the half step rules out the classes of
-  :data:`WEAK_PREEDGE_RULES_OUT` (Ti: T4 and S5; V and Cr: T4). Mn, Fe, Co, Ni and Cu get no
-  such rule: a tetrahedral Mn(II) or Fe(II/III) site has a weak pre-edge too. The rule needs the
-  measured spectrum to start at least 20 eV below its half step (:func:`preedge_maximum`).
+  :data:`WEAK_PREEDGE_RULES_OUT` (Ti: T4 and S5; V: T4 and S5; Cr: T4). Five-coordinated
+  vanadium in oxides is the vanadyl square pyramid of V(IV) and V(V), whose short V=O bond
+  (1.58-1.60 A) gives a pre-edge of 0.4-0.7 of the step (V2O5, vanadyl compounds; Chaurand et al.
+  2007), while V(III) and V(IV) octahedra stay at 0.1-0.3 (V2O3, VO2). The computed S5 class
+  holds oxygen-deficient perovskite pyramids too, whose pre-edge nothing here measures; a
+  V(III) square pyramid of that kind would be ruled out wrongly. The shipped Cr model has no S5
+  class. Mn, Fe, Co, Ni and Cu get no such rule: a tetrahedral Mn(II) or Fe(II/III) site has a
+  weak pre-edge too. The rule needs the measured spectrum to start at least 20 eV below its half
+  step (:func:`preedge_maximum`).
 
 Examples
 --------
@@ -51,7 +57,7 @@ STRONG_PREEDGE_HEIGHT = 0.5
 #: below this everywhere in :data:`WEAK_WINDOW_EV`, the classes of :data:`WEAK_PREEDGE_RULES_OUT` are ruled out
 WEAK_PREEDGE_HEIGHT = 0.3
 #: absorbers (d0 ions) whose low-coordinated sites always show a strong pre-edge, and the classes a weak one rules out
-WEAK_PREEDGE_RULES_OUT: dict[str, tuple[str, ...]] = {"Ti": ("T4", "S5"), "V": ("T4",), "Cr": ("T4",)}
+WEAK_PREEDGE_RULES_OUT: dict[str, tuple[str, ...]] = {"Ti": ("T4", "S5"), "V": ("T4", "S5"), "Cr": ("T4",)}
 #: where the weak-pre-edge rule looks (eV relative to the half step): below the rising edge
 WEAK_WINDOW_EV: tuple[float, float] = (-22.0, -7.0)
 #: a peak counts as isolated when the spectrum dips at least this much between it and the edge
