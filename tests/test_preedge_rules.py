@@ -3,6 +3,8 @@ for the d0 ions Ti, V, Cr their low-coordinated classes when there is no strong 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -57,20 +59,16 @@ def test_predict_applies_the_weak_rule_to_a_measured_ti_spectrum(shared_data):
     assert row["best_class"] == "O6" and "T4 and S5 ruled out" in row["note"]
 
 
-def test_a_chromate_like_spectrum_is_aligned_on_its_edge_and_answered_t4(tmp_path):
-    """A Cr(VI) tetrahedron measured looks like its computed spectrum (CuCrO4's, shipped) broadened
-    as measurements are, under a pre-edge peak of 0.6-1.0 of the edge step some 13 eV below the
-    edge (chromates). The half step must come from the edge, not the pre-edge peak, the peak must
-    rule out O6, and the shipped Cr model must answer T4 through the CLI's reader and path."""
+def _chromate_like_csv(tmp_path, peak: float = 0.9):
+    """CuCrO4's computed Cr(VI) spectrum (shipped) made measured-like by the k-edge calibration, on a
+    raw transmission background from 150 eV below to 300 eV above its half step (6005 eV), under a
+    pre-edge peak of ``peak`` edge steps 13 eV below the edge; written as a CSV file."""
     import gzip
     import json
 
-    from xanesdb.ml.portable import load_portable, shipped_model_dir
-    from xanesdb.ml.predict import predict_spectra
     from xanesdb.ml.train import resolve_calibration
     from xanesdb.platform.snapshot import BUNDLED_DB_DIR
     from xanesdb.xas.align import ALIGNED_GRID, align_computed
-    from xanesdb.xas.readers import read_spectra
 
     with gzip.open(BUNDLED_DB_DIR / "feff_tasks.jsonl.gz", "rt") as fh:
         task = next(d for d in map(json.loads, fh) if d["site_id"] == "mp-504927:Cr:0" and not d.get("distortion"))
@@ -81,12 +79,25 @@ def test_a_chromate_like_spectrum_is_aligned_on_its_edge_and_answered_t4(tmp_pat
     lo, hi = rel < ALIGNED_GRID[0], rel > ALIGNED_GRID[-1]
     m[lo] = y[0] * np.exp((rel[lo] - ALIGNED_GRID[0]) / 2.5)
     m[hi] = 1 + (y[-1] - 1) * np.exp(-(rel[hi] - ALIGNED_GRID[-1]) / 60) + 0.02 * np.sin(rel[hi] / 9)
-    m += 0.9 * np.exp(-0.5 * ((rel + 13.0) / 0.8) ** 2)  # the 1s -> 3d pre-edge peak
+    m += peak * np.exp(-0.5 * ((rel + 13.0) / 0.8) ** 2)  # the 1s -> 3d pre-edge peak
     e = 6005.0 + rel
     mu = 0.3 + 2e-4 * (e - 6005.0) + 0.8 * m * (1 - 3e-4 * np.clip(rel, 0, None))
     mu += np.random.default_rng(0).normal(0, 0.002, e.size)
-    path = tmp_path / "chromate_like.csv"
+    path = tmp_path / f"chromate_like_{peak:g}.csv"
     np.savetxt(path, np.column_stack([e, mu]), delimiter=",", header="energy,mu", comments="")
+    return path
+
+
+def test_a_chromate_like_spectrum_is_aligned_on_its_edge_and_answered_t4(tmp_path):
+    """A Cr(VI) tetrahedron measured looks like its computed spectrum (CuCrO4's, shipped) broadened
+    as measurements are, under a pre-edge peak of 0.6-1.0 of the edge step some 13 eV below the
+    edge (chromates). The half step must come from the edge, not the pre-edge peak, the peak must
+    rule out O6, and the shipped Cr model must answer T4 through the CLI's reader and path."""
+    from xanesdb.ml.portable import load_portable, shipped_model_dir
+    from xanesdb.ml.predict import predict_spectra
+    from xanesdb.xas.readers import read_spectra
+
+    path = _chromate_like_csv(tmp_path)
 
     doc, model = load_portable(shipped_model_dir("Cr"))
     (row,) = predict_spectra(doc, model, read_spectra(path))
@@ -94,3 +105,44 @@ def test_a_chromate_like_spectrum_is_aligned_on_its_edge_and_answered_t4(tmp_pat
     assert row["preedge_height"] >= 0.5 and -15 < row["preedge_ev"] < -11
     assert row["probabilities"]["O6"] == 0.0 and "O6 ruled out" in row["note"]
     assert row["best_class"] == "T4"
+
+
+def test_where_no_strong_pre_edge_rules_out_what_the_networks_hedged_on_the_pre_edge_decides(shared_data):
+    """Measured VO2 (V(IV) octahedra) at a resolution 1.5 eV FWHM coarser: its pre-edge stays under
+    0.3 of the step, which rules out the vanadyl pyramid (S5) and the V(V) tetrahedron, while the V
+    networks, which do not read the pre-edge, put S5 0.65 and T4 0.21 on it. What they left to O6 is
+    more than RULED_LEFT_MIN, so the pre-edge decides (O6) and the note says what the networks read."""
+    import dataclasses
+
+    from xanesdb.ml.portable import load_portable, shipped_model_dir
+    from xanesdb.ml.predict import RULED_LEFT_MIN, RULED_OUT_MAX, predict_spectra
+    from xanesdb.xas.normalize import smooth
+    from xanesdb.xas.readers import read_spectra
+
+    (s,) = read_spectra(shared_data / "experimental_dev" / "athena" / "Vathena.prj", groups=["V_XANES_VO2_standard.001"])
+    coarse = dataclasses.replace(s, mu=smooth(s.energy, s.mu, 1.5 / 2.3548))
+    doc, model = load_portable(shipped_model_dir("V"))
+    whole, blurred = predict_spectra(doc, model, [s, coarse])
+    assert whole["preedge_max"] >= WEAK_PREEDGE_HEIGHT and whole["predicted"] == "S5"  # the rule does not fire
+    assert blurred["preedge_max"] < WEAK_PREEDGE_HEIGHT
+    read = [float(v) for v in re.findall(r"(?:S5|T4) ([0-9.]+)", blurred["note"].split(";")[0])]
+    assert sum(read) >= RULED_OUT_MAX and 1.0 - sum(read) >= RULED_LEFT_MIN
+    assert blurred["predicted"] == "O6" and blurred["reason"] is None
+    assert blurred["probabilities"]["S5"] == blurred["probabilities"]["T4"] == 0.0
+    assert "answered by the pre-edge" in blurred["note"] and "T4 and S5 ruled out" in blurred["note"]
+
+
+def test_where_no_pre_edge_contradicts_what_the_networks_are_sure_of_the_answer_is_unsure(tmp_path):
+    """The chromate-like spectrum without its pre-edge peak (as FEFF computes one, never measured): no
+    strong pre-edge rules out T4 for Cr, which the networks read with near certainty, so they left
+    the classes still allowed under RULED_LEFT_MIN and the answer is unsure, not O6 by elimination."""
+    from xanesdb.ml.portable import load_portable, shipped_model_dir
+    from xanesdb.ml.predict import RULED_LEFT_MIN, predict_spectra
+    from xanesdb.xas.readers import read_spectra
+
+    doc, model = load_portable(shipped_model_dir("Cr"))
+    (row,) = predict_spectra(doc, model, read_spectra(_chromate_like_csv(tmp_path, peak=0.0)))
+    assert row["preedge_max"] < WEAK_PREEDGE_HEIGHT
+    assert row["predicted"] == "unsure" and "which its pre-edge rules out" in row["reason"]
+    read = float(re.search(r"reads the spectrum as T4 ([0-9.]+)", row["reason"]).group(1))
+    assert 1.0 - read < RULED_LEFT_MIN
