@@ -218,7 +218,7 @@ def predict_spectra(
         zip(ready, Pc, mean, P, scores, X, flips, allowed, notes, rules, outside)
     ):
         # probability the model gave the classes the pre-edge rules out: most of it there, and the
-        # spectrum and its pre-edge disagree; the renormalised rest would be an answer of leftovers
+        # spectrum and its pre-edge disagree (RULED_OUT_MAX, RULED_LEFT_MIN say when that is unsure)
         ruled = float(p[~ok].sum())
         # O6 ruled out: a strong pre-edge peak, which a glitch or another edge can fake; the absence of
         # a peak (the weak-pre-edge rule) nothing in a measurement fakes so easily
