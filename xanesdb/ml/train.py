@@ -50,7 +50,7 @@ __all__ = ["MEASURED_RECIPE", "MIN_CLASS_MATERIALS", "TrainConfig", "TrainResult
 #: --recipe measured``, ``scripts/train_shipped_models.py``): aligned spectra, ``fast`` ones
 #: corrected towards ``scf``, the k-edge calibration to measurement, measured-like copies with
 #: edge-step errors of 15 % and post-edge slopes of 0.2 per 100 eV, inputs from -1 to +44.5 eV,
-#: 15 networks of at least 1500 updates, classes balanced (README, "Measured spectra")
+#: 15 networks of at least 1500 updates, classes balanced (docs/measured.md, "The models that ship")
 MEASURED_RECIPE: dict[str, Any] = {
     "representation": "aligned", "augment": ("measured",), "fidelity": "scf", "calibration": "k-edge",
     "window": (-1.0, 44.5), "measurement": {"scale": 0.15, "slope_per_100ev": 0.2}, "n_models": 15,
@@ -62,7 +62,7 @@ MEASURED_RECIPE: dict[str, Any] = {
 #: materials each, four of them one substituted YBaCo2O5-type cell: with balanced class weights the
 #: networks learned "unlike the usual octahedron" as S5, and measured Mn(III)/Mn(IV) oxides
 #: (pyrolusite, ramsdellite, Mn2O3, manganite, Li2MnO3) read S5 0.5-0.7 before calibration and O6
-#: only 0.52-0.66 after; held out, those S5 sites were never read S5 (README, "Measured spectra").
+#: only 0.52-0.66 after; held out, those S5 sites were never read S5 (docs/measured.md, "The development set, record by record").
 #: The Co (8 materials) and Cr (7) S5 classes go too: held out by material, computed spectra made
 #: measured-like read T4 and O6 as well or better without them and more firmly, with fewer
 #: ``unsure``, the S5 sites (prototype cells) then read O6 or T4
