@@ -137,6 +137,35 @@ def _port_in_use(host: str, port: int) -> bool:
         return s.connect_ex((host if host != "0.0.0.0" else "127.0.0.1", port)) == 0
 
 
+#: when ``LocalServer._kill`` first asks whether a server missed its stop signal (s after it)
+FIRST_RESEND_S = 5.0
+#: how long ``LocalServer._kill`` lets the server accept its watch connection before the signal (s)
+WATCH_ACCEPT_S = 0.3
+
+
+def _open_connection(host: str, port: int) -> socket.socket | None:
+    """A TCP connection to ``port`` (None when nothing accepts one there)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(0.2)
+    if s.connect_ex((host if host != "0.0.0.0" else "127.0.0.1", port)) != 0:
+        s.close()
+        return None
+    return s
+
+
+def _closed_by_peer(s: socket.socket) -> bool:
+    """Whether the other end closed (or reset) connection ``s``: it reads as end of file at once."""
+    import select
+
+    readable, _, _ = select.select([s], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return s.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
 def _wait_port_free(host: str, port: int, timeout: float) -> bool:
     """Wait until nothing accepts connections on ``port`` (True), or ``timeout`` s pass (False)."""
     deadline = time.monotonic() + timeout
@@ -584,24 +613,40 @@ class LocalServer:
 
         SecantusDB stops in a Python signal handler of its main thread, and CPython runs such a
         handler only once that thread wakes. A signal that lands just before the thread blocks in
-        its final wait (a server stopped right after it started) is taken and never acted on. So
-        while the server still listens on ``listening`` (host, port) -- it closes that socket
-        first thing when it stops -- the signal is sent again every 2 s.
+        its final wait (a server stopped right after it started) is taken and never acted on. So a
+        connection to ``listening`` (host, port) is opened before the signal: a server that stops
+        closes every client connection (2 s after the signal: it first waits that long for its
+        accept thread), one that missed the signal keeps it open; only when it still holds that
+        connection 5 s after the signal, and still listens, is the signal sent again, then every
+        2 s. The port alone does not tell: a stopping server's listening socket outlives its close
+        while its accept thread is blocked, and a second signal landing in its interpreter's
+        shutdown prints a traceback.
         """
         if not _pid_alive(pid):
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        now = time.monotonic()
-        deadline, resend = now + grace_s, now + 2.0
-        while time.monotonic() < deadline and _pid_alive(pid):
-            time.sleep(0.05)
-            if listening is not None and time.monotonic() > resend:
-                resend = time.monotonic() + 2.0
-                if _port_in_use(*listening):
-                    logger.debug("server pid %s still listens on port %s; sending signal %s again", pid, listening[1], sig)
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, sig)
+        watch = _open_connection(*listening) if listening is not None else None
+        if watch is not None:
+            time.sleep(WATCH_ACCEPT_S)  # the server's accept thread takes it in before the signal
+        try:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            now = time.monotonic()
+            deadline, resend = now + grace_s, now + FIRST_RESEND_S
+            while time.monotonic() < deadline and _pid_alive(pid):
+                time.sleep(0.05)
+                if watch is not None and time.monotonic() > resend:
+                    resend = time.monotonic() + 2.0
+                    if _closed_by_peer(watch):
+                        watch.close()
+                        watch = None  # the server is stopping: it closed our connection
+                    elif _port_in_use(*listening):
+                        logger.debug("server pid %s kept its connections and still listens on port %s; "
+                                     "sending signal %s again", pid, listening[1], sig)  # fmt: skip
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, sig)
+        finally:
+            if watch is not None:
+                watch.close()
         if _pid_alive(pid):
             logger.warning("the database server pid %s did not stop within %.0f s; killed", pid, grace_s)
             with contextlib.suppress(ProcessLookupError):
