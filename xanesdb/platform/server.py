@@ -132,9 +132,11 @@ def find_free_port(host: str = "127.0.0.1") -> int:
 
 
 def _port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.2)
-        return s.connect_ex((host if host != "0.0.0.0" else "127.0.0.1", port)) == 0
+    s = _open_connection(host, port)
+    if s is None:
+        return False
+    s.close()
+    return True
 
 
 #: when ``LocalServer._kill`` first asks whether a server missed its stop signal (s after it)
