@@ -135,3 +135,28 @@ def test_shipped_model_frame_has_the_reference_vote(shared_data):
     assert row["predicted"] == "O6" and row["p_O6"] > 0.5
     assert row["reference_vote"].startswith("O6 ") and isinstance(row["nearest_reference"], str)
     assert not any(isinstance(v, dict) for v in row.values)
+
+
+def test_predict_of_a_list_of_files_gives_a_bad_file_an_error_row(shared_data, tmp_path):
+    """As ``xanesdb predict`` does for a batch: a file of the list that cannot be read is one row with
+    its ``error`` naming it, and the other files are still predicted; one bad file given alone raises."""
+    import xanesdb
+    from xanesdb.api import load_model
+    from xanesdb.ml.portable import shipped_model_dir
+    from xanesdb.xas.readers import read_spectra
+
+    hematite = next(s for s in read_spectra(shared_data / "experimental_dev" / "athena" / "Fe.prj")
+                    if s.name.endswith(":Hematite"))  # fmt: skip
+    good, backwards, empty = tmp_path / "hematite.csv", tmp_path / "backwards.csv", tmp_path / "empty.csv"
+    np.savetxt(good, np.c_[hematite.energy, hematite.mu], delimiter=",", header="energy,mu", comments="")
+    np.savetxt(backwards, np.c_[hematite.energy[::-1], hematite.mu[::-1]], delimiter=",", header="energy,mu", comments="")
+    empty.write_text("")
+    batch = [backwards, str(good), empty]
+    for rows in (xanesdb.predict(batch, as_frame=False), load_model(shipped_model_dir("Fe")).predict(batch, as_frame=False)):
+        errors = {r["name"]: r["error"] for r in rows if r.get("error")}
+        assert set(errors) == {"backwards.csv", "empty.csv"}, errors
+        assert "energies decrease" in errors["backwards.csv"]
+        (answered,) = [r for r in rows if not r.get("error")]
+        assert answered["name"] == "hematite.csv" and answered["predicted"] == "O6"
+    with pytest.raises(XanesdbUserError, match="backwards.csv: energies decrease"):
+        xanesdb.predict(backwards)

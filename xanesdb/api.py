@@ -546,7 +546,8 @@ class Model:
         grid = self.energies if energies is None else energies
         from xanesdb.xas.herfd import herfd_spectra
 
-        spectra, not_broadened = herfd_spectra(as_spectra(data, energies=grid, names=names), herfd)
+        read, unread = _read_batch(data, energies=grid, names=names)
+        spectra, not_broadened = herfd_spectra(read, herfd)
         rows = predict_spectra(self.doc, self.keras_model, spectra, align=align,
                                min_confidence=MIN_CONFIDENCE if min_confidence is None else min_confidence)  # fmt: skip
         last = getattr(self, "_last", {})
@@ -554,7 +555,7 @@ class Model:
             last = {}
         last.update(zip((r["name"] for r in rows), zip(spectra, rows)))
         self._last = last
-        rows = _herfd_error_rows(not_broadened) + rows
+        rows = _unread_rows(unread) + _herfd_error_rows(not_broadened) + rows
         return _rows_frame(rows, self.classes) if as_frame else rows
 
     def export(self, folder: str | Path) -> Path:
@@ -792,12 +793,38 @@ def predict(
 
     from xanesdb.xas.herfd import herfd_spectra
 
-    spectra, not_broadened = herfd_spectra(as_spectra(data, energies=energies), herfd)
+    read, unread = _read_batch(data, energies=energies)
+    spectra, not_broadened = herfd_spectra(read, herfd)
     key = None if model is None else str(model)
     settings = connection.settings if connection is not None else None
-    rows = _herfd_error_rows(not_broadened) + predict_measured(spectra, model=key, align=align, settings=settings)
+    rows = _unread_rows(unread) + _herfd_error_rows(not_broadened) + predict_measured(spectra, model=key, align=align, settings=settings)
     classes = sorted({c for r in rows for c in (r.get("probabilities") or {})})
     return _rows_frame(rows, tuple(classes)) if as_frame else rows
+
+
+def _read_batch(data: Any, energies: np.ndarray | None = None, names: Sequence[str] | None = None):
+    """``(spectra, failures)`` of :func:`as_spectra`'s input, where a list's files are read as
+    ``xanesdb predict`` reads a batch (:func:`xanesdb.xas.readers.read_files`): a file that cannot be
+    read is a ``(path, one-line reason)`` failure, and the other items are still read. One file given
+    alone, or any other input that cannot be read, raises :class:`XanesdbUserError` as before."""
+    if isinstance(data, (str, Path)) or _is_array_input(data) or not isinstance(data, (list, tuple)):
+        return as_spectra(data, energies=energies, names=names), []
+    from xanesdb.xas.readers import read_files
+
+    spectra, failures = [], []
+    for item in data:
+        if isinstance(item, (str, Path)):
+            got, failed = read_files([item])
+            spectra += got
+            failures += failed
+        else:
+            spectra += as_spectra(item, energies=energies)
+    return spectra, failures
+
+
+def _unread_rows(failures: list[tuple[Path, str]]) -> list[dict[str, Any]]:
+    """Error rows of the files :func:`_read_batch` could not read, as ``xanesdb predict`` writes them."""
+    return [{"name": Path(f).name, "file": str(f), "error": why} for f, why in failures]
 
 
 def _herfd_error_rows(failures: list[tuple[Path, str]]) -> list[dict[str, Any]]:
