@@ -18,6 +18,10 @@ background falling 0.0015 a eV, noise of 0.002, from each start (eV below the ha
 300 eV above it; so the Athena-style normalisation of predict runs too, on scans that start as
 close to the edge as XANES scans do.
 
+With ``--maps SIGMAS:DAMPINGS``, every pair of Gaussian (eV) and damping replaces the
+calibration's own, so a scan sharper than the calibration (a low-temperature one, a better
+resolution) or broader is read too.
+
 With ``--models DIR``, the model of ``DIR/<El>-K-aligned`` answers instead of the shipped one: the
 shipped recipe retrained without the compound, so a compound the shipped model was trained on can
 still test generalisation (``scripts/train_shipped_models.py --elements Cr --preset
@@ -46,8 +50,11 @@ PRE_REGION_EV = (-40.0, -5.0)
 HALF_STEP_ABOVE_EDGE_EV = 12.0  # where a measured half step lies above the tabulated K edge (default --e0)
 
 
-def measured_like(query: dict, card: dict) -> list[tuple[str, str, str, np.ndarray]]:
-    """(spectrum id, preset, label, aligned measured-like spectrum) of every spectrum ``query`` selects."""
+def measured_like(query: dict, card: dict, maps: list[tuple[float, float]] | None = None,
+                  ) -> list[tuple[str, str, str, str, np.ndarray]]:  # fmt: skip
+    """(spectrum id, preset, label, map, aligned measured-like spectrum) of every spectrum ``query``
+    selects, once for each (Gaussian sigma eV, damping) of ``maps`` in place of the calibration's own
+    (None: the card's calibration as it is)."""
     from xanesdb.ml.aligned import load_aligned_dataset
     from xanesdb.platform.stores import get_database
     from xanesdb.xas.align import ALIGNED_GRID
@@ -59,12 +66,16 @@ def measured_like(query: dict, card: dict) -> list[tuple[str, str, str, np.ndarr
     fidelity = FidelityWarp(delta=fid["delta"], e1=fid["e1"], sigma=fid["sigma"]) if fid else None
     ds = load_aligned_dataset(query, fidelity=fidelity, use_cache=False)
     cal = metrics.get("measured_calibration")
-    Y = ds.X
+    versions = [("none", ds.X)]
     if cal:
-        Y = MeasurementCalibration(**{k: cal[k] for k in ("shift", "stretch", "sigma", "damping")}).apply(Y, ALIGNED_GRID)
+        own = {k: cal[k] for k in ("shift", "stretch", "sigma", "damping")}
+        versions = [(f"{sigma:g} eV, {damping:g}" + ("" if maps else " (card)"),
+                     MeasurementCalibration(**{**own, "sigma": sigma, "damping": damping}).apply(ds.X, ALIGNED_GRID))
+                    for sigma, damping in (maps or [(own["sigma"], own["damping"])])]  # fmt: skip
     presets = {d["spectrum_id"]: d.get("preset") for d in get_database()["spectra"].find(
         {"spectrum_id": {"$in": list(ds.spectrum_ids)}}, {"_id": 0, "spectrum_id": 1, "preset": 1})}  # fmt: skip
-    return [(sid, presets.get(sid, "?"), str(lab), y) for sid, lab, y in zip(ds.spectrum_ids, ds.labels, Y)]
+    return [(sid, presets.get(sid, "?"), str(lab), how, y) for how, Y in versions
+            for sid, lab, y in zip(ds.spectrum_ids, ds.labels, Y)]  # fmt: skip
 
 
 def with_pre_edge(y: np.ndarray, height: float) -> tuple[np.ndarray, np.ndarray]:
@@ -117,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="a folder of portable models laid out as the shipped ones (<El>-K-aligned), e.g. written by "
                          "scripts/train_shipped_models.py --exclude-materials ... --out DIR: a model trained without "
                          "the compound; default: the shipped models")
+    ap.add_argument("--maps", default="", help="Gaussians (eV) and dampings put in place of the calibration's own, "
+                    "every pair: 'SIGMAS:DAMPINGS', e.g. '0.3,1,2,3:0.8,1,1.3' (sharper or broader than the calibration, "
+                    "as a low-temperature scan or another beamline's resolution)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     query = json.loads(args.query)
@@ -130,21 +144,30 @@ def main(argv: list[str] | None = None) -> int:
 
         args.e0 = round(edge_energy_of(absorber) + HALF_STEP_ABOVE_EDGE_EV, 1)
     heights = [float(h) for h in args.pre_edge.split(",")]
-    copies = measured_like(query, card)
+    maps = None
+    if args.maps:
+        try:
+            sigmas, dampings = ([float(v) for v in part.split(",")] for part in args.maps.split(":"))
+        except ValueError:
+            ap.error(f"--maps {args.maps!r}: give Gaussians and dampings as 'SIGMAS:DAMPINGS', e.g. '0.3,1,2:0.8,1'")
+        maps = [(g, d) for g in sigmas for d in dampings]
+    copies = measured_like(query, card, maps)
     starts = [float(x) for x in args.raw_starts.split(",") if x.strip()] or [None]
-    raw = (" --raw-starts " + args.raw_starts if args.raw_starts else "") + (f" --models {args.models}   (a model of the shipped recipe trained without the materials named below: "
-                 "scripts/train_shipped_models.py --exclude-materials)" if args.models else "")
+    raw = (" --raw-starts " + args.raw_starts if args.raw_starts else "") + (f" --maps {args.maps}" if args.maps else "")
+    if args.models:
+        raw += (f" --models {args.models}   (a model of the shipped recipe trained without the materials named below: "
+                "scripts/train_shipped_models.py --exclude-materials)")
     lines = [f"# XANESDB_HOME=<database holding the compound> python benchmarks/bench_unseen_compound.py --query '{args.query}' "
              f"--pre-edge {args.pre_edge}{raw}",
              f"# {'model' if args.models else 'shipped model'} {card.get('run_id')} ({absorber}); "
              + _seen_note(model_dir, [sid for sid, *_ in copies]),
-             "| spectrum | preset | label | pre-edge put in | scan start | pre-edge measured | answer | best class | probability | "
-             "probabilities | reference vote | outlier score | rule |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "| spectrum | preset | label | map (Gaussian, damping) | pre-edge put in | scan start | pre-edge measured | answer | "
+             "best class | probability | probabilities | reference vote | outlier score | rule |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         files, meta = [], []
-        for k, (sid, preset, label, y) in enumerate(copies):
+        for k, (sid, preset, label, how, y) in enumerate(copies):
             for h in heights:
                 e, m = with_pre_edge(y, h)
                 for start in starts:
@@ -152,18 +175,21 @@ def main(argv: list[str] | None = None) -> int:
                     ee, mm = (e, m) if start is None else raw_scan(e, m, start, rng)
                     np.savetxt(f, np.c_[ee + args.e0, mm], delimiter=",", header="energy,mu", comments="")
                     files.append(str(f))
-                    meta.append((sid, preset, label, h, "normalised" if start is None else f"-{start:g} eV raw"))
+                    meta.append((sid, preset, label, how, h, "normalised" if start is None else f"-{start:g} eV raw"))
         rows = xanesdb.predict(files, model=model_dir if args.models else None).to_dict("records")
+    for r in rows:  # the frame's error column is NaN on the rows that have none
+        if not isinstance(r.get("error"), str):
+            r.pop("error", None)
     used = sorted({str(r.get("model")) for r in rows if not r.get("error")})
     if used and used != [str(card.get("run_id"))]:
         lines.insert(2, f"# WARNING: predict answered with {', '.join(used)}, not the {absorber} model: check --e0")
-    for (sid, preset, label, h, start), r in zip(meta, rows):
+    for (sid, preset, label, how, h, start), r in zip(meta, rows):
         if r.get("error"):
-            lines.append(f"| {sid} | {preset} | {label} | {h:g} | {start} | | error: {r['error']} | | | | | | |")
+            lines.append(f"| {sid} | {preset} | {label} | {how} | {h:g} | {start} | | error: {r['error']} | | | | | | |")
             continue
         probs = " ".join(f"{k[2:]} {v:.2f}" for k, v in r.items() if k.startswith("p_") and v == v)
         rule = r["note"].split(": ")[-1] if isinstance(r.get("note"), str) else ""
-        lines.append(f"| {sid.split(':K:')[0]} | {preset} | {label} | {h:g} | {start} | {r.get('preedge_height', 0):.2f} | "
+        lines.append(f"| {sid.split(':K:')[0]} | {preset} | {label} | {how} | {h:g} | {start} | {r.get('preedge_height', 0):.2f} | "
                      f"{r['predicted']} | {r['best_class']} | {r['confidence']:.2f} | "
                      f"{probs} | {r.get('reference_vote', '')} | "
                      f"{r.get('outlier_score', float('nan')):.2f} | {rule} |")  # fmt: skip
