@@ -100,21 +100,28 @@ def _seen_note(model_dir: Path, spectrum_ids: list[str]) -> str:
     return "the compound is not in its training data" + (f" (left out: {', '.join(left_out)})" if left_out else "")
 
 
-def raw_scan(e: np.ndarray, m: np.ndarray, start: float, rng) -> tuple[np.ndarray, np.ndarray]:
+def raw_scan(e: np.ndarray, m: np.ndarray, start: float, rng, overlap: float = 0.0,
+             overlap_ev: float = 0.0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """A raw transmission scan of the normalised ``(e, m)`` (eV from the half step, from
-    :func:`with_pre_edge`) from ``start`` eV below the half step to 300 eV above it (see the module notes)."""
+    :func:`with_pre_edge`) from ``start`` eV below the half step to 300 eV above it (see the module
+    notes). ``overlap``: the share of the edge step that another element's edge at ``overlap_ev``
+    (eV from the half step) carries, a step as wide as a core hole (2 eV half width) with no
+    structure of its own, the absorber's spectrum the rest."""
     lo = np.arange(-start, e[0], 1.0)
     hi = np.arange(e[-1] + 0.5, 300.0, 2.0)
     ee = np.concatenate([lo, e, hi])
     mm = np.concatenate([np.zeros(len(lo)), m, 1.0 + (m[-1] - 1.0) * np.exp(-(hi - e[-1]) / 30.0)])
     keep = ee >= -start
     ee, mm = ee[keep], mm[keep]
+    if overlap:
+        mm = (1.0 - overlap) * mm + overlap * (0.5 + np.arctan((ee - overlap_ev) / 2.0) / np.pi)
     return ee, 1.5 - 0.0015 * (ee + start) + 0.8 * mm + rng.normal(0.0, 0.002, len(ee))
 
 
 def main(argv: list[str] | None = None) -> int:
     import xanesdb
     from xanesdb.ml.portable import shipped_model_dir
+    from xanesdb.xas.edges import edge_energy_of
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--query", required=True, help="JSON filter of the spectra (one absorber)")
@@ -131,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--maps", default="", help="Gaussians (eV) and dampings put in place of the calibration's own, "
                     "every pair: 'SIGMAS:DAMPINGS', e.g. '0.3,1,2,3:0.8,1,1.3' (sharper or broader than the calibration, "
                     "as a low-temperature scan or another beamline's resolution)")
+    ap.add_argument("--overlap", default="", help="with --raw-starts: shares of the edge step (comma-separated) "
+                    "that another element's edge at the absorber's tabulated K-edge energy carries, e.g. 0.34 for Ba's "
+                    "L1 edge (5989 eV, Cr's K edge) in BaCrO4 by xraydb's cross-sections")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     query = json.loads(args.query)
@@ -140,8 +150,6 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = args.models / f"{absorber}-K-aligned" if args.models else shipped_model_dir(absorber)
     card = json.loads((model_dir / "card.json").read_text())
     if args.e0 is None:
-        from xanesdb.xas.edges import edge_energy_of
-
         args.e0 = round(edge_energy_of(absorber) + HALF_STEP_ABOVE_EDGE_EV, 1)
     heights = [float(h) for h in args.pre_edge.split(",")]
     maps = None
@@ -153,7 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         maps = [(g, d) for g in sigmas for d in dampings]
     copies = measured_like(query, card, maps)
     starts = [float(x) for x in args.raw_starts.split(",") if x.strip()] or [None]
+    overlaps = [float(x) for x in args.overlap.split(",") if x.strip()] or [0.0]
+    if args.overlap and starts == [None]:
+        ap.error("--overlap needs --raw-starts: the other edge is put into raw scans")
+    overlap_ev = edge_energy_of(absorber) - args.e0  # the tabulated edge, from the half step
     raw = (" --raw-starts " + args.raw_starts if args.raw_starts else "") + (f" --maps {args.maps}" if args.maps else "")
+    raw += f" --overlap {args.overlap}" if args.overlap else ""
     if args.models:
         raw += (f" --models {args.models}   (a model of the shipped recipe trained without the materials named below: "
                 "scripts/train_shipped_models.py --exclude-materials)")
@@ -170,12 +183,13 @@ def main(argv: list[str] | None = None) -> int:
         for k, (sid, preset, label, how, y) in enumerate(copies):
             for h in heights:
                 e, m = with_pre_edge(y, h)
-                for start in starts:
-                    f = Path(tmp) / f"s{k}_pre{h:g}_from{start}.csv"
-                    ee, mm = (e, m) if start is None else raw_scan(e, m, start, rng)
+                for start, share in ((st, sh) for st in starts for sh in overlaps):
+                    f = Path(tmp) / f"s{k}_pre{h:g}_from{start}_other{share:g}.csv"
+                    ee, mm = (e, m) if start is None else raw_scan(e, m, start, rng, share, overlap_ev)
                     np.savetxt(f, np.c_[ee + args.e0, mm], delimiter=",", header="energy,mu", comments="")
                     files.append(str(f))
-                    meta.append((sid, preset, label, how, h, "normalised" if start is None else f"-{start:g} eV raw"))
+                    scan = "normalised" if start is None else f"-{start:g} eV raw" + (f", other edge {share:g}" if share else "")
+                    meta.append((sid, preset, label, how, h, scan))
         rows = xanesdb.predict(files, model=model_dir if args.models else None).to_dict("records")
     for r in rows:  # the frame's error column is NaN on the rows that have none
         if not isinstance(r.get("error"), str):
