@@ -236,6 +236,9 @@ def plot_measured_prediction(doc, spectrum, row: dict, path, align: str = "auto"
 
 #: panels of one overview page (4 columns)
 OVERVIEW_PANELS = 24
+#: how to read an overview page, under its title
+OVERVIEW_KEY = ("black: each spectrum as its model reads it (normalised; x: eV from the half edge step); colour: the "
+                "training mean of the answered class (dashed: of the most probable class of an unsure answer)")
 
 
 def figure_prediction_overview(items: list[tuple[Any, Any, dict]], align: str = "auto", title: str = "") -> Figure:
@@ -251,10 +254,13 @@ def figure_prediction_overview(items: list[tuple[Any, Any, dict]], align: str = 
         ``(doc, spectrum, row)`` for each predicted spectrum (rows without an error), at most
         :data:`OVERVIEW_PANELS` of them.
     """
+    import textwrap
+
     n = len(items)
     ncol = min(4, max(n, 1))
     nrow = max(1, -(-n // ncol))
-    fig = _figure((3.2 * ncol, 2.3 * nrow + (0.4 if title else 0)))
+    title = "\n".join(textwrap.fill(line, width=38 * ncol) for line in title.splitlines())  # fits a narrow page
+    fig = _figure((3.2 * ncol, 2.3 * nrow + 0.2 * (title.count("\n") + 1) + (0.2 if title else 0)))
     for k, (doc, spectrum, row) in enumerate(items):
         ax = fig.add_subplot(nrow, ncol, k + 1)
         best = row.get("best_class") or row.get("predicted")
@@ -284,7 +290,8 @@ def plot_prediction_overview(items: list[tuple[Any, Any, dict]], folder, align: 
     paths = []
     for k, page in enumerate(pages, 1):
         name = "overview.png" if k == 1 else f"overview-{k}.png"
-        title = f"xanesdb predict: spectra {(k - 1) * OVERVIEW_PANELS + 1}-{(k - 1) * OVERVIEW_PANELS + len(page)} of {len(items)}"
+        title = (f"xanesdb predict: spectra {(k - 1) * OVERVIEW_PANELS + 1}-{(k - 1) * OVERVIEW_PANELS + len(page)} of "
+                 f"{len(items)}\n{OVERVIEW_KEY}")
         paths.append(save_figure(figure_prediction_overview(page, align, title), Path(folder) / name, dpi=90))
     return paths
 
