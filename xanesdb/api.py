@@ -811,6 +811,8 @@ def _read_batch(data: Any, energies: np.ndarray | None = None, names: Sequence[s
         return as_spectra(data, energies=energies, names=names), []
     from xanesdb.xas.readers import read_files
 
+    if all(isinstance(item, (str, Path)) for item in data):  # files and folders only: as the command reads them
+        return read_files(list(data))
     spectra, failures = [], []
     for item in data:
         if isinstance(item, (str, Path)):

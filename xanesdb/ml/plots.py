@@ -260,7 +260,7 @@ def figure_prediction_overview(items: list[tuple[Any, Any, dict]], align: str = 
     ncol = min(4, max(n, 1))
     nrow = max(1, -(-n // ncol))
     title = "\n".join(textwrap.fill(line, width=38 * ncol) for line in title.splitlines())  # fits a narrow page
-    fig = _figure((3.2 * ncol, 2.3 * nrow + 0.2 * (title.count("\n") + 1) + (0.2 if title else 0)))
+    fig = _figure((3.2 * ncol, 2.3 * nrow + (0.2 * (title.count("\n") + 2) if title else 0)))
     for k, (doc, spectrum, row) in enumerate(items):
         ax = fig.add_subplot(nrow, ncol, k + 1)
         best = row.get("best_class") or row.get("predicted")
