@@ -25,6 +25,8 @@ The changes act on the raw mu(E) as read (before xanesdb normalises, aligns and 
   file of (energy, normalised mu) holds it: normalised on the whole scan (Athena-style), then cut
   to -30..+80 / -20..+60 / -20..+40 / -10..+50 eV around the half step (a XANES export; the crops
   of machine-learning datasets start as close as 10 eV below the edge);
+* ``maxcut-30+80`` / ``maxcut-10+50``: the same crops of the normalised spectrum divided by their
+  maximum (datasets and papers that scale each spectrum to a maximum of 1, the white line's top);
 * ``flat``: the spectrum as Athena's "flattened" export holds it: above e0 the post-edge curve's
   rise over the pre-edge line is taken out, so the spectrum levels off at 1 (the other common
   export of normalised data).
@@ -111,6 +113,10 @@ def change(s, name: str, rng: np.random.Generator):
         lo, hi = (float(v) for v in name[7:].replace("+", " ").split())
         keep = (e >= e_half + lo) & (e <= e_half + hi)
         return dataclasses.replace(s, energy=e[keep], mu=n.norm[keep])
+    if name.startswith("maxcut"):
+        lo, hi = (float(v) for v in name[6:].replace("+", " ").split())
+        keep = (e >= e_half + lo) & (e <= e_half + hi)
+        return dataclasses.replace(s, energy=e[keep], mu=n.norm[keep] / n.norm[keep].max())
     if name == "flat":
         above = e >= n.e0
         flat = n.norm.copy()
@@ -120,7 +126,7 @@ def change(s, name: str, rng: np.random.Generator):
 
 
 CHANGES = ("shift+3", "shift-3", "broad1.5", "selfabs2", "selfabs0.7", "noise0.01", "glitch0.1", "glitch0.3", "coarse1",
-           "pre-15", "pre-30", "pre-50", "end+40", "end+50", "end+80", "normcut-30+80", "normcut-20+60", "normcut-20+40", "normcut-10+50", "flat")
+           "pre-15", "pre-30", "pre-50", "end+40", "end+50", "end+80", "normcut-30+80", "normcut-20+60", "normcut-20+40", "normcut-10+50", "maxcut-30+80", "maxcut-10+50", "flat")
 
 
 def main(argv: list[str] | None = None) -> int:
