@@ -88,12 +88,12 @@ def with_pre_edge(y: np.ndarray, height: float) -> tuple[np.ndarray, np.ndarray]
     return np.concatenate([e_pre, ALIGNED_GRID]), np.concatenate([y_pre, y])
 
 
-def _seen_note(model_dir: Path, spectrum_ids: list[str]) -> str:
+def _seen_note(model_dir: Path, card: dict, spectrum_ids: list[str]) -> str:
     """Whether the model's training spectra (its reference set) hold the compound."""
     from xanesdb.platform.stores import get_database
 
     names = set(map(str, np.load(model_dir / "references.npz")["names"]))
-    left_out = json.loads((model_dir / "card.json").read_text()).get("query", {}).get("material_id", {}).get("$nin")
+    left_out = card.get("query", {}).get("material_id", {}).get("$nin")
     seen = sorted(set(get_database()["spectra"].distinct("material_id", {"spectrum_id": {"$in": spectrum_ids}})) & names)
     if seen:
         return f"the compound is in its training data ({', '.join(seen)}): this checks the reading path, not generalisation"
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"# XANESDB_HOME=<database holding the compound> python benchmarks/bench_unseen_compound.py --query '{args.query}' "
              f"--pre-edge {args.pre_edge}{raw}",
              f"# {'model' if args.models else 'shipped model'} {card.get('run_id')} ({absorber}); "
-             + _seen_note(model_dir, [sid for sid, *_ in copies]),
+             + _seen_note(model_dir, card, [sid for sid, *_ in copies]),
              "| spectrum | preset | label | map (Gaussian, damping) | pre-edge put in | scan start | pre-edge measured | answer | "
              "best class | probability | probabilities | reference vote | outlier score | rule |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -194,10 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:  # the frame's error column is NaN on the rows that have none
         if not isinstance(r.get("error"), str):
             r.pop("error", None)
+    by_file = {r["file"]: r for r in rows}  # rows of files that could not be read come first
     used = sorted({str(r.get("model")) for r in rows if not r.get("error")})
     if used and used != [str(card.get("run_id"))]:
         lines.insert(2, f"# WARNING: predict answered with {', '.join(used)}, not the {absorber} model: check --e0")
-    for (sid, preset, label, how, h, start), r in zip(meta, rows):
+    for (sid, preset, label, how, h, start), r in zip(meta, (by_file[f] for f in files)):
         if r.get("error"):
             lines.append(f"| {sid} | {preset} | {label} | {how} | {h:g} | {start} | | error: {r['error']} | | | | | | |")
             continue
