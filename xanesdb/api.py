@@ -532,7 +532,9 @@ class Model:
         -------
         pandas.DataFrame or list of dict
             ``name``, ``predicted`` (a class or ``unsure``), ``best_class``, ``confidence``,
-            probabilities, ``reason``; ``error`` for a spectrum that could not be prepared.
+            probabilities, ``reason``; ``error`` for a spectrum that could not be prepared, or a file
+            of a list that could not be read (the other files are still predicted; one file given
+            alone that cannot be read raises :class:`XanesdbUserError`).
 
         Examples
         --------
@@ -781,7 +783,9 @@ def predict(
     -------
     pandas.DataFrame or list of dict
         One row per spectrum, with ``absorber`` and ``absorber_from`` when the model was chosen
-        per absorber; a spectrum that could not be broadened as HERFD is a row with ``error``.
+        per absorber; a spectrum that could not be broadened as HERFD, or a file of a list that
+        could not be read (the others are still predicted, as ``xanesdb predict`` does a batch), is
+        a row with ``error``.
 
     Examples
     --------
