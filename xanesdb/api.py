@@ -557,7 +557,9 @@ class Model:
             last = {}
         last.update(zip((r["name"] for r in rows), zip(spectra, rows)))
         self._last = last
-        rows = _unread_rows(unread) + _herfd_error_rows(not_broadened) + rows
+        from xanesdb.ml.predict import error_rows
+
+        rows = error_rows(unread) + _herfd_error_rows(not_broadened) + rows
         return _rows_frame(rows, self.classes) if as_frame else rows
 
     def export(self, folder: str | Path) -> Path:
@@ -793,7 +795,7 @@ def predict(
     """
     if isinstance(model, Model):
         return model.predict(data, energies, align=align, as_frame=as_frame)
-    from xanesdb.ml.predict import predict_measured
+    from xanesdb.ml.predict import error_rows, predict_measured
 
     from xanesdb.xas.herfd import herfd_spectra
 
@@ -801,7 +803,7 @@ def predict(
     spectra, not_broadened = herfd_spectra(read, herfd)
     key = None if model is None else str(model)
     settings = connection.settings if connection is not None else None
-    rows = _unread_rows(unread) + _herfd_error_rows(not_broadened) + predict_measured(spectra, model=key, align=align, settings=settings)
+    rows = error_rows(unread) + _herfd_error_rows(not_broadened) + predict_measured(spectra, model=key, align=align, settings=settings)
     classes = sorted({c for r in rows for c in (r.get("probabilities") or {})})
     return _rows_frame(rows, tuple(classes)) if as_frame else rows
 
@@ -826,11 +828,6 @@ def _read_batch(data: Any, energies: np.ndarray | None = None, names: Sequence[s
         else:
             spectra += as_spectra(item, energies=energies)
     return spectra, failures
-
-
-def _unread_rows(failures: list[tuple[Path, str]]) -> list[dict[str, Any]]:
-    """Error rows of the files :func:`_read_batch` could not read, as ``xanesdb predict`` writes them."""
-    return [{"name": Path(f).name, "file": str(f), "error": why} for f, why in failures]
 
 
 def _herfd_error_rows(failures: list[tuple[Path, str]]) -> list[dict[str, Any]]:

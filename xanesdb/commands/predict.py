@@ -81,7 +81,9 @@ def predict(
         failures = [*failures, *not_corrected]
     spectra, not_broadened = herfd_spectra(spectra, herfd)
     failures = [*failures, *not_broadened]
-    rows: list[dict] = [{"name": f.name, "file": str(f), "error": why} for f, why in failures]
+    from xanesdb.ml.predict import error_rows
+
+    rows: list[dict] = error_rows(failures)
     if model is not None and not Path(model).is_dir():
         from xanesdb.ml.portable import shipped_model_named
 

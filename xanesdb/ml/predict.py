@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,8 +52,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MIN_CONFIDENCE", "absorber_of", "where", "edge_energy", "ends_early", "load_any_model", "prepare", "predict_measured",
-           "predict_spectra", "to_grid", "vote_text"]  # fmt: skip
+__all__ = ["MIN_CONFIDENCE", "absorber_of", "where", "edge_energy", "ends_early", "error_rows", "load_any_model", "prepare",
+           "predict_measured", "predict_spectra", "to_grid", "vote_text"]  # fmt: skip
 
 #: below this calibrated probability of the most probable class the answer is ``unsure``: an
 #: answer is given when its class is more probable than all the others together
@@ -386,6 +387,12 @@ def other_edges_note(energies) -> str | None:
             "fits")  # fmt: skip
 
 
+def error_rows(failures: list[tuple[Path, str]]) -> list[dict[str, Any]]:
+    """Prediction rows of the files that could not be read or prepared (``(path, one-line reason)``,
+    :func:`xanesdb.xas.readers.read_files`): named by the file, with its ``error``."""
+    return [{"name": Path(f).name, "file": str(f), "error": why} for f, why in failures]
+
+
 def vote_text(row: dict[str, Any], sep: str = ", ", colon: str = " ") -> str:
     """A row's reference vote as ``O6 5, S5 2``, most votes first ("" for a model without references)."""
     v = row.get("reference_vote") or {}
@@ -450,8 +457,6 @@ def absorber_of(spectrum: MeasuredSpectrum) -> tuple[str | None, str]:
 
 def load_any_model(key: str, settings=None) -> tuple[TrainingRunDoc, Any]:
     """A portable model folder, a shipped model (absorber symbol or its run id), or a registered run id."""
-    from pathlib import Path
-
     from xanesdb.ml.portable import load_portable, shipped_model_named
 
     if Path(key).is_dir():
@@ -544,8 +549,6 @@ def predict_measured(
         file names its sample: the answer corrected as a thick sample of that formula); a spectrum
         without a model gets an ``error`` row.
     """
-    from pathlib import Path
-
     from xanesdb.ml.portable import shipped_model_dir, shipped_models
 
     loaded: dict[str, tuple] = {}
