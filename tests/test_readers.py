@@ -290,6 +290,10 @@ def test_semicolons_decimal_commas_tabs_and_energy_by_its_unit(tmp_path):
     np.testing.assert_allclose(s.mu, [r[2] for r in rows])
     (t,) = read_spectra(_write(tmp_path, "tabs.txt", _csv(rows, ["energy", "i0", "mutrans"], sep="\t")))
     np.testing.assert_allclose(t.mu, [r[2] for r in rows])
+    # a tab-separated export whose names hold spaces: the tabs, not the spaces, part the names
+    (u,) = read_spectra(_write(tmp_path, "tab_units.txt", _csv(rows, ["Energy (eV)", "I0 (counts)", "mu(E)"], sep="\t")))
+    assert u.mu_source == "mu(E)"
+    np.testing.assert_allclose(u.energy, [r[0] for r in rows])
     (k,) = read_spectra(_write(tmp_path, "k.csv", _csv([[r[0] / 1000, r[1]] for r in rows], ["E [keV]", "xmu"])))
     assert k.energy[0] == pytest.approx(7100.0)
     # two columns in eV: still ambiguous, and said so
