@@ -454,6 +454,13 @@ def test_plot_measured_prediction_writes_png(dev, tmp_path):
     (row,) = predict_spectra(doc, model, [s])
     out = plot_measured_prediction(doc, s, row, tmp_path / "h.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    # a long reason is wrapped into the title so that it stays on the page
+    from xanesdb.ml.plots import figure_measured_prediction
+
+    reason = "unlike the training spectra: " + "shape outside their components " * 8
+    fig = figure_measured_prediction(doc, s, {**row, "predicted": "unsure", "reason": reason})
+    lines = fig.axes[0].get_title().splitlines()
+    assert len(lines) >= 3 and max(map(len, lines[1:])) <= 110 and " ".join(lines[1:]) == reason.strip()
 
 
 # ----------------------------------------------------------------------------- pre-edge peak

@@ -221,7 +221,9 @@ def figure_measured_prediction(doc, spectrum, row: dict, align: str = "auto") ->
     ax.set_xlabel("E - E(half edge step) / eV" if rel else "E / eV")
     ax.set_ylabel("normalised mu" if rel else "mu / max")
     answer = row.get("predicted", "?")
-    why = f"\n{row['reason']}" if row.get("reason") else ""
+    import textwrap
+
+    why = "".join(f"\n{line}" for line in textwrap.wrap(row.get("reason") or "", width=110))  # within the page
     ax.set_title(f"{spectrum.name}: {answer} (model {doc.run_id}){why}", fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
