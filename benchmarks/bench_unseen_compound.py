@@ -22,6 +22,11 @@ With ``--maps SIGMAS:DAMPINGS``, every pair of Gaussian (eV) and damping replace
 calibration's own, so a scan sharper than the calibration (a low-temperature one, a better
 resolution) or broader is read too.
 
+With ``--pooled``, the pooled model that ships (``all``, trained on Ti-Cu together) answers, for an
+absorber it was never trained on as well (Zn: ``xanesdb sites label -e Zn``, ``xanesdb feff run -e Zn
+--preset scflite``, ``xanesdb spectra build -e Zn`` first); ``xanesdb predict`` refuses such
+absorbers, and this measures why.
+
 With ``--models DIR``, the model of ``DIR/<El>-K-aligned`` answers instead of the shipped one: the
 shipped recipe retrained without the compound, so a compound the shipped model was trained on can
 still test generalisation (``scripts/train_shipped_models.py --elements Cr --preset
@@ -92,6 +97,12 @@ def _seen_note(model_dir: Path, card: dict, spectrum_ids: list[str]) -> str:
     """Whether the model's training spectra (its reference set) hold the compound."""
     from xanesdb.platform.stores import get_database
 
+    trained = card.get("query", {}).get("element")
+    trained = [trained] if isinstance(trained, str) else list((trained or {}).get("$in", []))
+    absorbers = sorted(set(get_database()["spectra"].distinct("element", {"spectrum_id": {"$in": spectrum_ids}})))
+    if trained and not set(absorbers) & set(trained):
+        return (f"it was never trained on {', '.join(absorbers)} spectra (trained on {', '.join(trained)}; some of these "
+                "materials' other absorbers were among them)")
     names = set(map(str, np.load(model_dir / "references.npz")["names"]))
     left_out = card.get("query", {}).get("material_id", {}).get("$nin")
     seen = sorted(set(get_database()["spectra"].distinct("material_id", {"spectrum_id": {"$in": spectrum_ids}})) & names)
@@ -120,7 +131,7 @@ def raw_scan(e: np.ndarray, m: np.ndarray, start: float, rng, overlap: float = 0
 
 def main(argv: list[str] | None = None) -> int:
     import xanesdb
-    from xanesdb.ml.portable import shipped_model_dir
+    from xanesdb.ml.portable import POOLED, shipped_model_dir, shipped_models
     from xanesdb.xas.edges import edge_energy_of
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -141,13 +152,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overlap", default="", help="with --raw-starts: shares of the edge step (comma-separated) "
                     "that another element's edge at the absorber's tabulated K-edge energy carries, e.g. 0.34 for Ba's "
                     "L1 edge (5989 eV, Cr's K edge) in BaCrO4 by xraydb's cross-sections")
+    ap.add_argument("--pooled", action="store_true",
+                    help="the shipped pooled model (trained on Ti-Cu together) answers, also for an absorber it was not "
+                         "trained on (predict refuses those: this measures why)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     query = json.loads(args.query)
     absorber = query.get("element")
     if absorber is None:
         ap.error("--query must name the absorber: {\"element\": ...}")
-    model_dir = args.models / f"{absorber}-K-aligned" if args.models else shipped_model_dir(absorber)
+    if args.pooled and args.models:
+        ap.error("--pooled and --models choose the model both: give one")
+    model_dir = (args.models / f"{absorber}-K-aligned" if args.models else shipped_models()[POOLED] if args.pooled
+                 else shipped_model_dir(absorber))  # fmt: skip
+    if model_dir is None:
+        ap.error(f"no shipped model for {absorber}: give --models DIR or --pooled")
     card = json.loads((model_dir / "card.json").read_text())
     if args.e0 is None:
         args.e0 = round(edge_energy_of(absorber) + HALF_STEP_ABOVE_EDGE_EV, 1)
@@ -167,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     overlap_ev = edge_energy_of(absorber) - args.e0  # the tabulated edge, from the half step
     raw = (" --raw-starts " + args.raw_starts if args.raw_starts else "") + (f" --maps {args.maps}" if args.maps else "")
     raw += f" --overlap {args.overlap}" if args.overlap else ""
+    raw += " --pooled   (the pooled model answers every copy; predict refuses an absorber it was not trained on)" if args.pooled else ""
     if args.models:
         raw += (f" --models {args.models}   (a model of the shipped recipe trained without the materials named below: "
                 "scripts/train_shipped_models.py --exclude-materials)")
@@ -190,7 +210,10 @@ def main(argv: list[str] | None = None) -> int:
                     files.append(str(f))
                     scan = "normalised" if start is None else f"-{start:g} eV raw" + (f", other edge {share:g}" if share else "")
                     meta.append((sid, preset, label, how, h, scan))
-        rows = xanesdb.predict(files, model=model_dir if args.models else None).to_dict("records")
+        if args.pooled:
+            rows = _pooled_rows(files, model_dir, absorber)
+        else:
+            rows = xanesdb.predict(files, model=model_dir if args.models else None).to_dict("records")
     for r in rows:  # the frame's error column is NaN on the rows that have none
         if not isinstance(r.get("error"), str):
             r.pop("error", None)
@@ -208,8 +231,36 @@ def main(argv: list[str] | None = None) -> int:
                      f"{r['predicted']} | {r['best_class']} | {r['confidence']:.2f} | "
                      f"{probs} | {r.get('reference_vote', '')} | "
                      f"{r.get('outlier_score', float('nan')):.2f} | {rule} |")  # fmt: skip
+    lines += ["", "answers by label (wrong: another class; sure and wrong: another class at probability > 0.9)",
+              "| label | copies | right | unsure | wrong | sure and wrong | error |", "|---|---|---|---|---|---|---|"]
+    for label in sorted({m[2] for m in meta}):
+        got = [by_file[f] for f, m in zip(files, meta) if m[2] == label]
+        answered = [r for r in got if not r.get("error")]
+        wrong = [r for r in answered if r["predicted"] not in (label, "unsure")]
+        lines.append(f"| {label} | {len(got)} | {sum(r['predicted'] == label for r in answered)} | "
+                     f"{sum(r['predicted'] == 'unsure' for r in answered)} | {len(wrong)} | "
+                     f"{sum(r['confidence'] > 0.9 for r in wrong)} | {len(got) - len(answered)} |")  # fmt: skip
     text = "\n".join(lines) + "\n"
     return finish(text, args.out)
+
+
+def _pooled_rows(files: list[str], model_dir: Path, absorber: str) -> list[dict]:
+    """Rows of the pooled model for every file, read as predict reads them, without predict's check
+    that the model was trained on the absorber."""
+    from xanesdb.ml.portable import load_portable
+    from xanesdb.ml.predict import predict_spectra
+    from xanesdb.xas.readers import read_files
+
+    spectra, unread = read_files(files)
+    if unread:
+        raise SystemExit(f"could not read {len(unread)} of the measured-like files: {unread[0]}")
+    doc, model = load_portable(model_dir)
+    from xanesdb.api import _rows_frame  # the rows as xanesdb.predict gives them
+
+    rows = predict_spectra(doc, model, spectra, absorbers=[absorber] * len(spectra))
+    for s, r in zip(spectra, rows):
+        r.update(file=str(s.path), model=doc.run_id)
+    return _rows_frame(rows, doc.classes).to_dict("records")
 
 
 if __name__ == "__main__":

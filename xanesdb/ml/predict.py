@@ -549,7 +549,7 @@ def predict_measured(
         file names its sample: the answer corrected as a thick sample of that formula); a spectrum
         without a model gets an ``error`` row.
     """
-    from xanesdb.ml.portable import shipped_model_dir, shipped_models
+    from xanesdb.ml.portable import POOLED, shipped_model_dir, shipped_models
 
     loaded: dict[str, tuple] = {}
     notes: dict[int, str] = {}  # id(spectrum) -> why the short-scan model answers it
@@ -565,10 +565,11 @@ def predict_measured(
         if key is None:
             d = shipped_model_dir(absorber) if absorber else None
             if d is None:
-                have = ", ".join(sorted(shipped_models())) or "none"
+                have = ", ".join(sorted(el for el in shipped_models() if el != POOLED)) or "none"
                 rows.append({"name": s.name, "file": s.path, "group": s.group, "absorber": absorber or "",
                              "absorber_from": how, "error": f"{where(s)}: no shipped model for absorber {absorber or 'unknown'} "
-                             f"({how}); models ship for {have}, or give --model"})  # fmt: skip
+                             f"({how}); models ship for {have}: train one on {absorber or 'its'} spectra "
+                             "(xanesdb train --recipe measured) and give --model"})  # fmt: skip
                 continue
             short = _short_scan_model(s, absorber, d)
             if short is not None:
