@@ -247,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
 def _pooled_rows(files: list[str], model_dir: Path, absorber: str) -> list[dict]:
     """Rows of the pooled model for every file, read as predict reads them, without predict's check
     that the model was trained on the absorber."""
+    from xanesdb.api import _rows_frame  # the rows as xanesdb.predict gives them
     from xanesdb.ml.portable import load_portable
     from xanesdb.ml.predict import predict_spectra
     from xanesdb.xas.readers import read_files
@@ -255,8 +256,6 @@ def _pooled_rows(files: list[str], model_dir: Path, absorber: str) -> list[dict]
     if unread:
         raise SystemExit(f"could not read {len(unread)} of the measured-like files: {unread[0]}")
     doc, model = load_portable(model_dir)
-    from xanesdb.api import _rows_frame  # the rows as xanesdb.predict gives them
-
     rows = predict_spectra(doc, model, spectra, absorbers=[absorber] * len(spectra))
     for s, r in zip(spectra, rows):
         r.update(file=str(s.path), model=doc.run_id)

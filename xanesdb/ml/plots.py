@@ -15,6 +15,7 @@ Examples
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -221,8 +222,6 @@ def figure_measured_prediction(doc, spectrum, row: dict, align: str = "auto") ->
     ax.set_xlabel("E - E(half edge step) / eV" if rel else "E / eV")
     ax.set_ylabel("normalised mu" if rel else "mu / max")
     answer = row.get("predicted", "?")
-    import textwrap
-
     why = "".join(f"\n{line}" for line in textwrap.wrap(row.get("reason") or "", width=110))  # within the page
     ax.set_title(f"{spectrum.name}: {answer} (model {doc.run_id}){why}", fontsize=8)
     ax.grid(alpha=0.3)
@@ -256,8 +255,6 @@ def figure_prediction_overview(items: list[tuple[Any, Any, dict]], align: str = 
         ``(doc, spectrum, row)`` for each predicted spectrum (rows without an error), at most
         :data:`OVERVIEW_PANELS` of them.
     """
-    import textwrap
-
     n = len(items)
     ncol = min(4, max(n, 1))
     nrow = max(1, -(-n // ncol))
