@@ -294,6 +294,9 @@ def test_semicolons_decimal_commas_tabs_and_energy_by_its_unit(tmp_path):
     (u,) = read_spectra(_write(tmp_path, "tab_units.txt", _csv(rows, ["Energy (eV)", "I0 (counts)", "mu(E)"], sep="\t")))
     assert u.mu_source == "mu(E)"
     np.testing.assert_allclose(u.energy, [r[0] for r in rows])
+    titled = "Sample: olivine, ALS export\n" + _csv(rows, ["Energy (eV)", "I0 (counts)", "mu(E)"], sep="\t")
+    (v,) = read_spectra(_write(tmp_path, "tab_titled.txt", titled))  # a title line above the names too
+    assert v.mu_source == "mu(E)"
     (k,) = read_spectra(_write(tmp_path, "k.csv", _csv([[r[0] / 1000, r[1]] for r in rows], ["E [keV]", "xmu"])))
     assert k.energy[0] == pytest.approx(7100.0)
     # two columns in eV: still ambiguous, and said so

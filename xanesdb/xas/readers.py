@@ -431,7 +431,8 @@ def _norm_name(name: str) -> tuple[str, str]:
 
 def _parse_rows(text: str, path, fmt: str):
     """Comment lines, the header line's names (plain column files only), numeric rows, comma-separated?"""
-    comments, preamble, rows, comma, raw_header = [], [], [], False, None
+    comments, preamble, rows, comma = [], [], [], False
+    spaced = {}  # preamble index -> the text line's fields parted by tabs or 2+ spaces ("Energy (eV)<tab>mu(E)")
     broken = None  # (line, text, rows before it) of a text line that may have broken the data in two
     for n, line in enumerate(text.lstrip("\ufeff").splitlines(), 1):
         s = line.strip()
@@ -445,7 +446,7 @@ def _parse_rows(text: str, path, fmt: str):
             if len(rows) < MIN_POINTS and fmt == "columns":  # header text above the data, commented or not,
                 broken = (n, s, rows) if rows else None  # with any short numeric table in it
                 preamble += [[f"{v:g}" for v in r] for r in rows] + [toks]
-                raw_header = s
+                spaced[len(preamble) - 1] = [t.strip() for t in re.split(r"\s{2,}|\t", s) if t.strip()]
                 rows, comma = [], False
                 continue
             _fail(path, f"line {n} is not numeric data ({s[:40]!r}); remove it or comment it out with '#'")
@@ -463,11 +464,9 @@ def _parse_rows(text: str, path, fmt: str):
         rows.append(vals)
     if not rows:
         _fail(path, "has no numeric data rows; give a file with energy and mu columns")
-    names = _preamble_names(preamble, len(rows[0]))
-    if names is not None and len(names) != len(rows[0]) and raw_header is not None and len(preamble) == 1:
-        spaced = [t.strip() for t in re.split(r"\s{2,}|\t", raw_header) if t.strip()]
-        names = spaced if len(spaced) == len(rows[0]) else names  # "Energy (eV)<tab>mu(E)": names with spaces
-    return comments, names, np.asarray(rows, dtype=float), comma
+    ncol = len(rows[0])  # a text line naming too many columns by its spaces may name them by its tabs
+    preamble = [spaced[i] if len(t) != ncol and len(spaced.get(i, ())) == ncol else t for i, t in enumerate(preamble)]
+    return comments, _preamble_names(preamble, ncol), np.asarray(rows, dtype=float), comma
 
 
 def _numeric(tok: str) -> bool:
