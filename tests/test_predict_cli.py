@@ -183,8 +183,13 @@ def test_an_absorber_without_its_own_model_is_an_error_row_not_the_pooled_models
     code, out, _ = _run(["predict", str(zn), str(prj), "-g", "NiO", "-f", "json"], capsys)
     zn_row, nio = [json.loads(line) for line in out.splitlines()]
     assert code == 2 and zn_row["absorber"] == "Zn" and "no shipped model for absorber Zn" in zn_row["error"]
-    assert "models ship for Co, Cr, Cu, Fe, Mn, Ni, Ti, V:" in zn_row["error"] and "give --model" in zn_row["error"]
+    assert "models ship for the K edges of Co, Cr, Cu, Fe, Mn, Ni, Ti, V: train one on Zn K-edge spectra" in zn_row["error"]
+    assert "give --model" in zn_row["error"]
     assert nio["predicted"] == "O6"
+    ceo2 = shared_data / "experimental_dev" / "xdi" / "CeO2.xdi"  # an L3 edge: no K-edge recipe to advise
+    code, out, _ = _run(["predict", str(ceo2), "-f", "json"], capsys)
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert code == 2 and row["error"].endswith("give --model with one trained on Ce L3 spectra")
 
 
 @pytest.mark.parametrize("args, words", [

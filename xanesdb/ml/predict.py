@@ -440,6 +440,13 @@ def absorber_of(spectrum: MeasuredSpectrum) -> tuple[str | None, str]:
     XanesdbUserError
         When the spectrum has no absorption edge (the normalisation finds no positive step).
     """
+    absorber, _, how = absorber_and_edge(spectrum)
+    return absorber, how
+
+
+def absorber_and_edge(spectrum: MeasuredSpectrum) -> tuple[str | None, str | None, str]:
+    """:func:`absorber_of` with the edge (``"K"``, ``"L3"``, ...; None when no tabulated edge is near
+    and the file does not say) between the absorber and how they were decided."""
     from xanesdb.xas.edges import identify_edge
     from xanesdb.xas.normalize import pre_edge
 
@@ -449,10 +456,10 @@ def absorber_of(spectrum: MeasuredSpectrum) -> tuple[str | None, str]:
         raise XanesdbUserError(f"{where(spectrum)}: {err}") from None
     said = spectrum.absorber
     if found is None:
-        return said, "file" if said else "unknown"
+        return said, spectrum.edge if said else None, "file" if said else "unknown"
     if said and said != found[0]:
-        return found[0], f"edge energy ({found[1]} of {found[0]}; the file says {said})"
-    return found[0], "file and edge energy" if said else f"edge energy ({found[1]})"
+        return found[0], found[1], f"edge energy ({found[1]} of {found[0]}; the file says {said})"
+    return found[0], found[1], f"file and edge energy ({found[1]})" if said else f"edge energy ({found[1]})"
 
 
 def load_any_model(key: str, settings=None) -> tuple[TrainingRunDoc, Any]:
@@ -557,7 +564,7 @@ def predict_measured(
     batches: dict[str, list[tuple[int, MeasuredSpectrum, str, str]]] = {}
     for s in spectra:
         try:
-            absorber, how = absorber_of(s)
+            absorber, edge, how = absorber_and_edge(s)
         except XanesdbUserError as err:
             rows.append({"name": s.name, "file": s.path, "group": s.group, "error": str(err)})
             continue
@@ -568,8 +575,10 @@ def predict_measured(
                 have = ", ".join(sorted(el for el in shipped_models() if el != POOLED)) or "none"
                 rows.append({"name": s.name, "file": s.path, "group": s.group, "absorber": absorber or "",
                              "absorber_from": how, "error": f"{where(s)}: no shipped model for absorber {absorber or 'unknown'} "
-                             f"({how}); models ship for {have}: train one on {absorber or 'its'} spectra "
-                             "(xanesdb train --recipe measured) and give --model"})  # fmt: skip
+                             f"({how}); models ship for the K edges of {have}: "
+                             + (f"train one on {absorber} K-edge spectra (xanesdb train --recipe measured) and give --model"
+                                if edge == "K" and absorber else
+                                f"give --model with one trained on {' '.join(filter(None, (absorber, edge)))} spectra")})  # fmt: skip
                 continue
             short = _short_scan_model(s, absorber, d)
             if short is not None:
