@@ -462,6 +462,14 @@ def absorber_and_edge(spectrum: MeasuredSpectrum) -> tuple[str | None, str | Non
     return found[0], found[1], f"file and edge energy ({found[1]})" if said else f"edge energy ({found[1]})"
 
 
+def _without_model(absorber: str | None, edge: str | None) -> str:
+    """What to do for a spectrum no shipped model reads: the K-edge recipe applies to K edges only."""
+    if edge == "K" and absorber:
+        return f"train one on {absorber} K-edge spectra (xanesdb train --recipe measured) and give --model"
+    what = " ".join(filter(None, (absorber, edge)))
+    return f"give --model with one trained on {what} spectra" if what else "give --model with one trained on spectra like it"
+
+
 def load_any_model(key: str, settings=None) -> tuple[TrainingRunDoc, Any]:
     """A portable model folder, a shipped model (absorber symbol or its run id), or a registered run id."""
     from xanesdb.ml.portable import load_portable, shipped_model_named
@@ -575,10 +583,7 @@ def predict_measured(
                 have = ", ".join(sorted(el for el in shipped_models() if el != POOLED)) or "none"
                 rows.append({"name": s.name, "file": s.path, "group": s.group, "absorber": absorber or "",
                              "absorber_from": how, "error": f"{where(s)}: no shipped model for absorber {absorber or 'unknown'} "
-                             f"({how}); models ship for the K edges of {have}: "
-                             + (f"train one on {absorber} K-edge spectra (xanesdb train --recipe measured) and give --model"
-                                if edge == "K" and absorber else
-                                f"give --model with one trained on {' '.join(filter(None, (absorber, edge)))} spectra")})  # fmt: skip
+                             f"({how}); models ship for the K edges of {have}: {_without_model(absorber, edge)}"})  # fmt: skip
                 continue
             short = _short_scan_model(s, absorber, d)
             if short is not None:
