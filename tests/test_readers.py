@@ -633,6 +633,12 @@ def test_file_level_refusals(tmp_path, monkeypatch):
     binary = tmp_path / "x.bin"
     binary.write_bytes(bytes(range(256)) * 10)
     _refused(binary, "binary")
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "book.xlsx", "w") as z:  # an Excel workbook is a zip of xl/ parts
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("xl/worksheets/sheet1.xml", "<worksheet/>")
+    _refused(tmp_path / "book.xlsx", "spreadsheet workbook; save the sheet with energy and mu as CSV")
     bad_gz = tmp_path / "bad.prj"
     bad_gz.write_bytes(b"\x1f\x8b\x08\x00garbage")
     _refused(bad_gz, "gzip")

@@ -159,6 +159,9 @@ def _read_text(path) -> str:
     head = raw[:65536]
     control = sum(head.count(bytes([b])) for b in range(32) if b not in (9, 10, 12, 13))
     if b"\x00" in head or control > 0.01 * len(head):
+        if head[:4] == b"PK\x03\x04" and any(k in head for k in (b"xl/", b"content.xml", b"opendocument")) or \
+                head[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":  # Excel/LibreOffice (zip), or old .xls
+            _fail(path, "is a spreadsheet workbook; save the sheet with energy and mu as CSV and give that file")
         _fail(path, "is a binary file, not text; export the spectrum as XDI, CSV or an Athena project")
     try:
         return raw.decode("utf-8")
