@@ -425,6 +425,11 @@ def _split(line: str) -> list[str]:
     return toks
 
 
+def _fields_apart(line: str) -> list[str]:
+    """The fields of a line parted by tabs or two or more spaces: names that hold single spaces."""
+    return [t.strip() for t in re.split(r"\s{2,}|\t", line) if t.strip()]
+
+
 def _norm_name(name: str) -> tuple[str, str]:
     """``'Energy (keV)'`` -> ``('energy', 'kev')``: lower-case name without units, and the units."""
     m = re.search(r"[(\[]\s*([^)\]]*)\s*[)\]]", name)
@@ -449,7 +454,7 @@ def _parse_rows(text: str, path, fmt: str):
             if len(rows) < MIN_POINTS and fmt == "columns":  # header text above the data, commented or not,
                 broken = (n, s, rows) if rows else None  # with any short numeric table in it
                 preamble += [[f"{v:g}" for v in r] for r in rows] + [toks]
-                spaced[len(preamble) - 1] = [t.strip() for t in re.split(r"\s{2,}|\t", s) if t.strip()]
+                spaced[len(preamble) - 1] = _fields_apart(s)
                 rows, comma = [], False
                 continue
             _fail(path, f"line {n} is not numeric data ({s[:40]!r}); remove it or comment it out with '#'")
@@ -529,7 +534,7 @@ def _header(fmt: str, comments: list[str], header, ncol: int, path):
     else:
         label = re.sub(r"^#L\s", "", comments[-1]).lstrip(_COMMENT + " ").strip() if comments else ""  # SPEC's #L too
         last = _split(label) if label else []
-        spaced = [t.rstrip("*").strip() for t in re.split(r"\s{2,}|\t", label)] if label else []  # '*': a positioner
+        spaced = [t.rstrip("*").strip() for t in _fields_apart(label)]  # '*': a positioner
         if header is None and len(last) != ncol and len(spaced) == ncol:
             last = spaced  # "#Mono Energy  I0-32  It-32": names with spaces, two apart
         if header is None and len(last) == ncol and not all(map(_numeric, last)):
