@@ -83,9 +83,10 @@ def end_scan(s, after_ev: float):
 
 
 def train_models(config: str, elements, n_models: int, min_steps: int, pooled: bool = False,
-                 held_out: bool = True, min_class_materials: int = 0) -> dict[str, tuple]:  # fmt: skip
+                 held_out: bool = True, min_class_materials: int = 0, kind: str = "mlp") -> dict[str, tuple]:  # fmt: skip
     """One model per absorber, or with ``pooled`` one on all absorbers together (used for each); with
-    ``min_class_materials``, each absorber's classes of fewer materials left out (as the shipped models)."""
+    ``min_class_materials``, each absorber's classes of fewer materials left out (as the shipped models);
+    ``kind``: the networks, the paper's MLP or CNN."""
     from xanesdb.ml.train import TrainConfig, train_from_query, without_rare_classes
 
     rep, presets, aug, _, fidelity, *extra = CONFIGS[config]
@@ -108,7 +109,7 @@ def train_models(config: str, elements, n_models: int, min_steps: int, pooled: b
                  "preset": {"$in": list(presets)}, "lce_class": {"$in": ["T4", "S5", "O6"]}}  # fmt: skip
         if min_class_materials and not pooled:
             query, _ = without_rare_classes(query, "lce_class", min_class_materials)
-        cfg = TrainConfig(kind="mlp", representation=rep, augment=aug, n_models=n_models, min_steps=min_steps,
+        cfg = TrainConfig(kind=kind, representation=rep, augment=aug, n_models=n_models, min_steps=min_steps,
                           class_weight="balanced", curves=False, n_bootstrap=3, fidelity=fidelity,
                           measurement=mm, window=window, calibration=cal)  # fmt: skip
         try:
@@ -271,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pooled", action="store_true", help="One model per configuration on all --elements together.")
     ap.add_argument("--n-models", type=int, default=5)
     ap.add_argument("--min-steps", type=int, default=1500)
+    ap.add_argument("--kind", choices=("mlp", "cnn"), default="mlp",
+                    help="The trained configurations' networks: the paper's MLP (as shipped) or its CNN.")
     ap.add_argument("--min-confidence", type=float, default=0.5)
     ap.add_argument("--calibration-all", action="store_true",
                     help="Use the calibration fitted on every reference pair for every absorber (default: each "
@@ -314,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
                 short = shipped_models(elements, args.short_models_dir, short=True)
         else:
             models = train_models(name, elements, args.n_models, args.min_steps, args.pooled,
-                                  held_out=not args.calibration_all, min_class_materials=args.min_class_materials)  # fmt: skip
+                                  held_out=not args.calibration_all, min_class_materials=args.min_class_materials,
+                                  kind=args.kind)  # fmt: skip
             align = CONFIGS[name][3]
         variants = [(name, models, args.min_confidence)]
         if args.ablate_vote:
