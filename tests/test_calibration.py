@@ -106,6 +106,14 @@ def test_save_load_round_trip_and_unknown_name(tmp_path):
         load_calibration("nope")
     with pytest.raises(ValueError, match="matching, non-empty"):
         fit_calibration(_spectra(2), _spectra(3), ALIGNED_GRID)
+    # a file that is not a calibration: one line that names it, never a TypeError from the constructor
+    for text, words in (('{"a": 1}', "unknown keys a; missing shift"), ("[1, 2]", "holds a list"),
+                        ("{bad", "not a readable JSON calibration"),
+                        ('{"shift": 0, "stretch": -1, "sigma": 1, "damping": 1}', "out of range")):
+        (tmp_path / "bad.json").write_text(text)
+        with pytest.raises(ValueError, match=words) as err:
+            load_calibration(str(tmp_path / "bad.json"))
+        assert "bad.json" in str(err.value) and "xanesdb calibrate" in str(err.value)
 
 
 def test_shipped_k_edge_calibration_carries_to_absorbers_it_did_not_see():

@@ -58,6 +58,11 @@ BAD_CLI_INPUTS = [
      "leave out --task, --from and --pretrain"),
     (["feff", "export-inputs", "{tmp}/batch", "--class", "Q9"], "unknown --class 'Q9'"),
     (["populate", "config", "{tmp}/afile"], "is a file, not a folder"),
+    (["populate", "config", "{tmp}/pc", "--slurm-cores", "4", "--walltime", "banana"], "--walltime 'banana'"),
+    (["populate", "worker", "--dir", "{tmp}/afile"], "is a file; give a folder"),
+    (["feff", "status", "--top", "-1"], "--top must be 0 or more"),
+    (["sites", "descriptors", "-e", "Xx"], "'Xx' is not an element symbol"),
+    (["demo", "--epochs", "0"], "--epochs must be at least 1"),
 ]
 
 
@@ -326,3 +331,26 @@ def test_tensorflow_startup_chatter_is_dropped_other_stderr_kept(tmp_path):
     assert out.stdout.strip() == "imported True"
     assert "oneDNN" not in out.stderr and "absl::InitializeLog" not in out.stderr, out.stderr
     assert "kept line" in out.stderr
+
+
+def test_damaged_snapshot_and_batch_files_are_one_line_and_load_nothing(some_data, refused, tmp_path):
+    import gzip
+
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    (dump / "sites.jsonl.gz").write_bytes(b"no gzip here")
+    assert "sites.jsonl.gz: not a complete gzip file" in refused(["db", "load", dump])
+    whole = gzip.compress(b"".join(b'{"site_id": "s%d"}\n' % i for i in range(5000)))
+    (dump / "sites.jsonl.gz").write_bytes(whole[: len(whole) // 2])  # cut short, as by a full disk
+    assert "nothing was loaded" in refused(["db", "load", dump])
+    site = tmp_path / "batch" / "mp-1_Cu_0_K_x"
+    site.mkdir(parents=True)
+    (site / "feff.inp").write_text("TITLE x\n")
+    (site / "task.json").write_text("{not json")
+    line = refused(["feff", "import-batch", site.parent])
+    assert "task.json: not readable JSON" in line and "export-inputs" in line
+    (site / "task.json").write_text('{"task_id": "t"}')
+    (site.parent / "manifest.json").write_text("[1, 2")
+    assert "manifest.json: not readable JSON" in refused(["feff", "run-batch", site.parent])
+    assert "--timeout must be positive" in refused(["feff", "run-batch", site.parent, "--timeout", "-1"])
+    assert not (site / "result.json").exists()

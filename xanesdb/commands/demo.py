@@ -18,6 +18,7 @@ from rich.markup import escape
 from xanesdb.commands._console import SafeConsole
 from rich.rule import Rule
 
+from xanesdb.platform.errors import XanesdbUserError
 from xanesdb.platform.settings import get_settings
 
 console = SafeConsole(soft_wrap=True)
@@ -104,6 +105,8 @@ def demo(
     # each step runs through the command tree this command belongs to (no import of xanesdb.cli,
     # which imports this module)
     root = ctx.find_root().command
+    if cu_structures < 1 or epochs < 1 or live_sites < 0:
+        raise XanesdbUserError("--cu-structures and --epochs must be at least 1, --live-sites 0 or more")
 
     settings = get_settings()
     t0 = time.perf_counter()

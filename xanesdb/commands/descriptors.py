@@ -29,7 +29,9 @@ def descriptors(
 
     criteria = parse_filter(query) if query else {}
     if element:
-        bad = [e for e in element if not e.isalpha() or len(e) > 2]
+        from pymatgen.core.periodic_table import Element
+
+        bad = [e for e in element if not Element.is_valid_symbol(e.strip().capitalize())]
         if bad:
             raise XanesdbUserError(f"--element {bad[0]!r} is not an element symbol, e.g. Fe")
         criteria = {"$and": [criteria, {"element": {"$in": [e.capitalize() for e in element]}}]} if criteria else {

@@ -172,6 +172,8 @@ def status(
     from xanesdb.platform.stats import feff_failure_reasons, feff_task_counts
     from xanesdb.platform.stores import get_database
 
+    if top < 0:
+        raise XanesdbUserError("--top must be 0 or more")
     settings = get_settings()
     db = get_database(settings, ensure=False)
     elements = _check_elements(element)
@@ -296,6 +298,12 @@ def run_batch_cmd(
         raise XanesdbUserError(f"{directory} holds no FEFF batch; write one with `xanesdb feff export-inputs {directory}`")
     if workers is not None and workers < 1:
         raise XanesdbUserError("--workers must be at least 1")
+    if timeout is not None and timeout <= 0:
+        raise XanesdbUserError("--timeout must be positive (seconds a site may run)")
+    if deadline is not None and deadline <= 0:
+        raise XanesdbUserError("--deadline must be positive (seconds after which no run starts)")
+    if limit is not None and limit < 0:
+        raise XanesdbUserError("--limit must be 0 or more")
     settings = get_settings()
     out = run_batch(directory, workers or settings.n_workers, timeout or settings.FEFF_TIMEOUT_S, deadline, limit,
                     feff_cmd=settings.FEFF_CMD)

@@ -9,6 +9,7 @@ in the xanesdb database; ``worker`` drains the LaunchPad, ``status`` and ``recov
 from __future__ import annotations
 
 import logging
+import re
 import socket
 from pathlib import Path
 from typing import List, Optional
@@ -108,6 +109,10 @@ def populate(
     plan = plan_campaign(settings, elements=elements, preset=preset_name, limit=limit, material_ids=material,
                          queued_task_keys=queued, active_keys=active, retry_failed=retry_failed, build_spectra=spectra)
     _print_plan(plan, engine)
+    if plan.n_materials == 0 and material:
+        raise XanesdbUserError(f"no structure in the database has the material id(s) {', '.join(material)} with "
+                               f"{', '.join(elements) if elements else 'a Ti-Cu absorber'}; list them with `xanesdb db "
+                               "query -c structures`, or fetch them (xanesdb structures fetch)")
     if plan.n_materials == 0:
         console.print("no structures with these elements; fetch some first (xanesdb structures fetch, or --source bundled)")
         return
@@ -171,6 +176,10 @@ def worker(
 
     if nlaunches < 0:
         raise XanesdbUserError("--nlaunches must be 0 or more")
+    if sleep < 0 or (timeout is not None and timeout <= 0):
+        raise XanesdbUserError("--sleep must be 0 or more and --timeout positive (seconds)")
+    if directory.exists() and not directory.is_dir():
+        raise XanesdbUserError(f"--dir {directory} is a file; give a folder for the launch folders")
     directory.mkdir(parents=True, exist_ok=True)
     lp = get_launchpad(get_settings(), strm_lvl="INFO")
     fworker = FWorker(name=name or socket.gethostname(), category=category or "")
@@ -188,6 +197,8 @@ def status(
     from xanesdb.platform.stores import get_database
 
     require_fireworks()
+    if expiration < 0:
+        raise XanesdbUserError("--expiration must be 0 or more seconds")
     settings = get_settings()
     lp = get_launchpad(settings)
     summary = launchpad_summary(lp)
@@ -269,6 +280,8 @@ def config(
         raise XanesdbUserError("--ping must be at least 1 second")
     if slurm_cores is not None and slurm_cores < 1:
         raise XanesdbUserError("--slurm-cores must be at least 1")
+    if not re.fullmatch(r"(\d+-)?\d{1,3}(:\d{2}){0,2}", walltime.strip()):
+        raise XanesdbUserError(f"--walltime {walltime!r}: give SLURM's form, e.g. 24:00:00, 90:00 or 2-00:00:00")
     _check_writable_folder(folder)  # before the LaunchPad's collections are created
     get_launchpad(settings).connection.close()  # counters and indexes exist before any worker starts
     written = write_worker_config(folder, settings, worker_name=name, category=category, ping_seconds=ping,

@@ -58,6 +58,9 @@ def web(
     if insecure and loopback:
         raise XanesdbUserError("--insecure is for non-loopback addresses; on a loopback address no login is asked anyway")
     require_login = login or (not loopback and not insecure)
+    # before any warning and before the database starts: werkzeug would print its own lines and exit 1
+    ssl_context = _tls_context(certfile, keyfile) if certfile is not None else None
+    _check_listen(host, port)
     settings = get_settings()
     if insecure:
         err_console.print(f"WARNING: serving {host}:{port} WITHOUT logins (--insecure): anyone who can reach this port "
@@ -81,13 +84,11 @@ def web(
     app = create_app(settings, require_login=require_login, loopback_only=loopback)
     from werkzeug.serving import make_server
 
-    ssl_context = (str(certfile), str(keyfile)) if certfile is not None else None
     try:
         server = make_server(host, port, app, threaded=True, ssl_context=ssl_context)
-    except OSError as err:
-        raise XanesdbUserError(f"cannot listen on {host}:{port} ({err.strerror or err}); give another --port or --host") from None
-    except Exception as err:  # ssl errors of a bad certificate or key
-        raise XanesdbUserError(f"cannot serve with --certfile/--keyfile ({type(err).__name__}: {err})") from None
+    except (OSError, SystemExit) as err:
+        why = getattr(err, "strerror", None) or str(err) or "the address cannot be bound"
+        raise XanesdbUserError(f"cannot listen on {host}:{port} ({why}); give another --port or --host") from None
     if warm:
         threading.Thread(target=_warm, args=(app,), name="xanesdb-web-warm", daemon=True).start()
     scheme = "https" if ssl_context else "http"
@@ -110,3 +111,36 @@ def _warm(app) -> None:
         warm_up(app)
     except Exception:  # noqa: BLE001 - the first page that needs it reports any real problem
         pass
+
+
+def _tls_context(certfile: Path, keyfile: Path):
+    """The server's TLS context, or a one-line error that says the certificate or key is the problem."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(str(certfile), str(keyfile))
+    except (ssl.SSLError, OSError, ValueError) as err:
+        raise XanesdbUserError(f"--certfile {certfile} / --keyfile {keyfile} are not a PEM certificate and its key "
+                               f"({getattr(err, 'reason', None) or err}); give the PEM files of one TLS certificate") from None
+    return ctx
+
+
+def _check_listen(host: str, port: int) -> None:
+    """A one-line error when ``host`` does not resolve or ``host:port`` cannot be bound."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as err:
+        raise XanesdbUserError(f"--host {host!r} is not an address of this machine nor a name that resolves "
+                               f"({getattr(err, 'strerror', None) or err}); give e.g. 127.0.0.1 or 0.0.0.0") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug binds
+        try:
+            sock.bind(addr)
+        except OSError as err:
+            hint = "give another --port" if err.errno == errno.EADDRINUSE else "give an address of this machine as --host, e.g. 0.0.0.0"
+            raise XanesdbUserError(f"cannot listen on {host}:{port} ({err.strerror or err}); {hint}") from None

@@ -50,7 +50,7 @@ class XanesdbSettings(BaseSettings):
         0, description="Port of the local server; 0 picks a free port on first start."
     )
     DB_TIMEOUT_S: float = Field(
-        10.0, description="Seconds to wait for the database before giving up with an error."
+        10.0, gt=0, description="Seconds to wait for the database before giving up with an error."
     )
     DB_RETRIES: int = Field(
         3,

@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -107,14 +108,30 @@ def _schema_for(collection: str):
 
 def iter_snapshot(path: Path) -> Iterator[dict[str, Any]]:
     """Documents of one ``<collection>.jsonl.gz`` file."""
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield json_util.loads(line, json_options=_JSON_OPTIONS)
-            except (ValueError, json.JSONDecodeError) as err:
-                raise XanesdbUserError(f"{path}: line {n} is not valid JSON ({err}); the snapshot is damaged") from None
+    n = 0
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield json_util.loads(line, json_options=_JSON_OPTIONS)
+                except (ValueError, json.JSONDecodeError) as err:
+                    raise XanesdbUserError(f"{path}: line {n} is not valid JSON ({err}); the snapshot is damaged") from None
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as err:  # not gzip, cut short, not UTF-8
+        raise XanesdbUserError(f"{path}: not a complete gzip file of JSON lines (after line {n}: "
+                               f"{str(err) or type(err).__name__}); the snapshot is damaged, dump it again") from None
+
+
+def _check_gzip(path: Path) -> None:
+    """Raise :class:`XanesdbUserError` unless ``path`` decompresses whole (a cheap pass before any write)."""
+    try:
+        with gzip.open(path, "rb") as fh:
+            while fh.read(1 << 22):
+                pass
+    except (OSError, EOFError, zlib.error) as err:
+        raise XanesdbUserError(f"{path}: not a complete gzip file ({str(err) or type(err).__name__}); the snapshot "
+                               "is damaged, dump it again; nothing was loaded") from None
 
 
 def dump_collections(
@@ -200,6 +217,8 @@ def load_snapshot(
         files.extend(sorted(snapshot_dir.glob(f"{c}.*.jsonl.gz")))
     if not files:
         raise XanesdbUserError(f"no snapshot files (<collection>.jsonl.gz) in {snapshot_dir}")
+    for path in files:  # a cut-short or foreign file stops the load before its first write
+        _check_gzip(path)
     db = get_database(settings)
     counts: dict[str, int] = {}
     for path in files:
@@ -207,12 +226,13 @@ def load_snapshot(
         key = COLLECTIONS[name][0]
         schema = _schema_for(name)
         docs = []
-        for d in iter_snapshot(path):
+        for i, d in enumerate(iter_snapshot(path), 1):
             try:
                 docs.append(schema.from_mongo(d).to_mongo())
             except ValueError as err:
+                which = f"document {d.get(key)!r}" if d.get(key) is not None else f"document {i} (no {key})"
                 raise XanesdbUserError(
-                    f"{path}: document {d.get(key)!r} does not match the {name} schema: "
+                    f"{path}: {which} does not match the {name} schema: "
                     f"{str(err).splitlines()[0]}"
                 ) from None
         # into an empty collection plain inserts are much faster than upserts on the local server;

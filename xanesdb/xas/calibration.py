@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -245,4 +245,24 @@ def load_calibration(name: str) -> MeasurementCalibration:
     if not path.is_file():
         known = sorted(p.stem for p in CALIBRATION_DIR.glob("*.json"))
         raise ValueError(f"no calibration {name!r}; use one of {', '.join(known) or '(none shipped)'} or a .json file")
-    return MeasurementCalibration.from_dict(json.loads(path.read_text()))
+    hint = "give a file written by `xanesdb calibrate REFS -o FILE.json`"
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable JSON calibration ({str(err).splitlines()[0]}); {hint}") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: a calibration is a JSON object, this file holds a {type(d).__name__}; {hint}")
+    known = {f.name for f in fields(MeasurementCalibration)}
+    unknown, missing = sorted(set(d) - known), [k for k in ("shift", "stretch", "sigma", "damping") if k not in d]
+    if unknown or missing:
+        what = "; ".join(x for x in (f"unknown keys {', '.join(unknown)}" if unknown else "",
+                                     f"missing {', '.join(missing)}" if missing else "") if x)
+        raise ValueError(f"{path}: not a calibration ({what}); {hint}")
+    try:
+        cal = MeasurementCalibration.from_dict(d)
+        bad = [k for k in ("shift", "stretch", "sigma", "damping") if not np.isfinite(float(getattr(cal, k)))]
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: not a calibration ({err}); {hint}") from None
+    if bad or cal.stretch <= 0 or cal.sigma < 0:
+        raise ValueError(f"{path}: calibration values out of range (stretch > 0, sigma >= 0, all finite); {hint}")
+    return cal

@@ -44,6 +44,7 @@ from typing import Any, Sequence
 
 from xanesdb.jobs.feff import run as feff_run
 from xanesdb.jobs.feff.workdir import KEEP_FILES, clean_folder, safe_name
+from xanesdb.platform.errors import XanesdbUserError
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def export_inputs(
     preset_obj = get_preset(preset)
     ordered = _ordered_pending(db, elements, preset_obj.name, edge, classes, retry_failed, order, symbols)
     manifest_path = out / MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"folders": []}
+    manifest = _read_json(manifest_path) if manifest_path.is_file() else {"folders": []}
     in_batch = set(manifest["folders"])
     todo = [s for s in ordered if safe_name(s["task_id"]) not in in_batch]
     already = len(ordered) - len(todo)
@@ -242,16 +243,16 @@ def order_batch(batch_dir: str | Path, db: Any = None) -> dict[str, Any]:
     batch = Path(batch_dir)
     folders = _folders(batch)
     manifest_path = batch / MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    manifest = _read_json(manifest_path) if manifest_path.is_file() else {}
     finished, todo, done = [], [], []
     hashes = set()
     for folder in folders:
-        task = json.loads((folder / TASK_FILE).read_text())
+        task = _read_json(folder / TASK_FILE)
         hashes.add(task.get("preset_hash"))
         result = folder / RESULT_FILE
         if result.is_file():
             finished.append(folder.name)
-            if json.loads(result.read_text()).get("ok"):
+            if _read_json(result).get("ok"):
                 done.append((task["task_id"], task["element"], environment_fingerprint(_input_text(folder, task))))
         else:
             todo.append((folder.name, task["task_id"], task["element"], environment_fingerprint(_input_text(folder, task))))
@@ -282,10 +283,25 @@ def order_batch(batch_dir: str | Path, db: Any = None) -> dict[str, Any]:
             "by_element": {el: tuple(v) for el, v in sorted(by_element.items())}}
 
 
+def _read_json(path: Path, key: str | None = None) -> dict:
+    """The JSON object of a batch file, or a one-line :class:`XanesdbUserError` naming the file and the fix."""
+    path = Path(path)
+    fix = ("remove it: the folders are then found by their task.json"
+           if path.name == MANIFEST else "write the batch again (xanesdb feff export-inputs) or remove that site's folder")
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise XanesdbUserError(f"{path}: not readable JSON ({why}); {fix}") from None
+    if not isinstance(d, dict) or (key is not None and key not in d):
+        raise XanesdbUserError(f"{path}: not a batch file of xanesdb{f' (no {key!r})' if key else ''}; {fix}")
+    return d
+
+
 def _folders(batch: Path) -> list[Path]:
     manifest = batch / MANIFEST
     if manifest.is_file():
-        names = json.loads(manifest.read_text())["folders"]
+        names = _read_json(manifest, key="folders")["folders"]
         return [batch / n for n in names if (batch / n / "feff.inp").is_file()]
     return sorted(p.parent for p in batch.glob(f"*/{TASK_FILE}"))
 
@@ -377,7 +393,7 @@ class _FolderRunner:
         now = time.monotonic()
         if self.t_end is not None and now >= self.t_end - 1:
             return self._cut()
-        task = json.loads((folder / TASK_FILE).read_text())
+        task = _read_json(folder / TASK_FILE)
         limit_s = self.timeout
         if self.t_end is not None:
             limit_s = min(limit_s or float("inf"), self.t_end - now)
@@ -448,7 +464,7 @@ def import_batch(batch_dir: str | Path, db: Any, replace_successful: bool = Fals
     batch = Path(batch_dir)
     summary = BatchImportSummary()
     folders = sorted(p.parent for p in batch.glob(f"*/{TASK_FILE}"))
-    tasks = [json.loads((f / TASK_FILE).read_text()) for f in folders]
+    tasks = [_read_json(f / TASK_FILE, key="task_id") for f in folders]
     good = set() if replace_successful else existing_task_ids(db, [t["task_id"] for t in tasks], retry_failed=True)
     docs = []
     for folder, task in zip(folders, tasks):
@@ -458,7 +474,7 @@ def import_batch(batch_dir: str | Path, db: Any, replace_successful: bool = Fals
         if task["task_id"] in good:
             summary.kept_existing += 1
             continue
-        result = json.loads((folder / RESULT_FILE).read_text())
+        result = _read_json(folder / RESULT_FILE)
         doc = task_doc_from_folder(folder, task, result, _original_input(folder, task, db))
         if doc.task_id != task["task_id"]:
             raise ValueError(f"{folder}: task.json names {task['task_id']} but its fields give {doc.task_id}")
@@ -511,8 +527,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not Path(a.batch_dir).is_dir():
         print(f"error: no batch folder {a.batch_dir}; write one with `xanesdb feff export-inputs DIR`", file=sys.stderr)
         return 2
+    bad = [f"{o} must be positive" for o, v in (("--timeout", a.timeout), ("--deadline", a.deadline), ("--workers", a.workers))
+           if v is not None and v <= 0] + (["--limit must be 0 or more"] if a.limit is not None and a.limit < 0 else [])
+    if bad:
+        print(f"error: {bad[0]}", file=sys.stderr)
+        return 2
     names = Path(a.names).read_text().split() if a.names else None
-    out = run_batch(a.batch_dir, a.workers, a.timeout, a.deadline, a.limit, names, feff_cmd=a.feff_cmd)
+    try:
+        out = run_batch(a.batch_dir, a.workers, a.timeout, a.deadline, a.limit, names, feff_cmd=a.feff_cmd)
+    except XanesdbUserError as err:  # a damaged batch file: one line, as the xanesdb command says it
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(json.dumps(out), flush=True)
     if a.pack:
         n = pack_results(a.batch_dir, a.pack, names)
