@@ -63,6 +63,9 @@ BAD_CLI_INPUTS = [
     (["feff", "status", "--top", "-1"], "--top must be 0 or more"),
     (["sites", "descriptors", "-e", "Xx"], "'Xx' is not an element symbol"),
     (["demo", "--epochs", "0"], "--epochs must be at least 1"),
+    (["export", "--out", "{tmp}/x.json", "-f", "json", "--fields", "nosuchfield"], "'nosuchfield' is not a field of spectra"),
+    (["db", "query", "{}", "-c", "structures", "--fields", "formula,frmula"], "'frmula' is not a field of structures"),
+    (["predict", "{tmp}/afile", "--align", "sideways"], "unknown --align 'sideways'"),
 ]
 
 

@@ -55,6 +55,8 @@ def predict(
 
     if herfd not in HERFD_MODES:
         raise XanesdbUserError(f"unknown --herfd {herfd!r}; use {', '.join(HERFD_MODES)}")
+    if align not in ("auto", "edge", "none"):
+        raise XanesdbUserError(f"unknown --align {align!r}; use auto, edge or none")
     if out is not None:
         from xanesdb.platform.export import check_output_file
 

@@ -28,7 +28,7 @@ from xanesdb.platform.errors import XanesdbUserError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EXPORT_FORMATS", "export_query", "check_export_args", "check_output_file", "write_text_output"]
+__all__ = ["EXPORT_FORMATS", "export_query", "check_export_args", "check_fields", "check_output_file", "write_text_output"]
 
 EXPORT_FORMATS = ("parquet", "json")
 _BATCH = 2000
@@ -79,6 +79,21 @@ def write_text_output(out: Path, text: str, option: str = "--out") -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def check_fields(collection: str, fields: list[str] | None) -> None:
+    """Refuse a field the collection's documents cannot have (its schema forbids extra fields), so that
+    a typo is an error instead of rows without that column; dotted paths are checked by their first part."""
+    from xanesdb.schemas import ALL_DOCUMENTS
+
+    schema = {d.collection: d for d in ALL_DOCUMENTS}.get(collection)
+    if schema is None or not fields:
+        return
+    known = set(schema.model_fields)
+    unknown = [f for f in fields if f.strip().split(".")[0] not in known]
+    if unknown:
+        raise XanesdbUserError(f"{unknown[0]!r} is not a field of {collection}; give some of "
+                               f"{', '.join(sorted(known))}")
 
 
 def check_export_args(collection: str, fmt: str, out: Path) -> None:
@@ -180,6 +195,7 @@ def export_query(
 
     out = Path(out)
     check_export_args(collection, fmt, out)
+    check_fields(collection, fields)
     check_filter(criteria)
     key = COLLECTIONS[collection][0]
     db = get_database(settings, ensure=False)

@@ -184,6 +184,9 @@ def run_query(
             f"unknown collection {collection!r}; choose one of {', '.join(COLLECTIONS)}"
         )
     db = get_database(settings, ensure=False)
+    from xanesdb.platform.export import check_fields
+
+    check_fields(collection, fields)
     projection = {f: 1 for f in fields} if fields else None
     if projection is None and fmt == "table":
         # the bulky fields stay out of a table
