@@ -84,9 +84,9 @@ def write_text_output(out: Path, text: str, option: str = "--out") -> None:
 def check_fields(collection: str, fields: list[str] | None) -> None:
     """Refuse a field the collection's documents cannot have (its schema forbids extra fields), so that
     a typo is an error instead of rows without that column; dotted paths are checked by their first part."""
-    from xanesdb.schemas import ALL_DOCUMENTS
+    from xanesdb.schemas import DOCUMENT_FOR_COLLECTION
 
-    schema = {d.collection: d for d in ALL_DOCUMENTS}.get(collection)
+    schema = DOCUMENT_FOR_COLLECTION.get(collection)
     if schema is None or not fields:
         return
     known = set(schema.model_fields)

@@ -101,9 +101,9 @@ def _load_weights(db, docs: list[dict[str, Any]], folder: Path) -> int:
 
 
 def _schema_for(collection: str):
-    from xanesdb.schemas import ALL_DOCUMENTS
+    from xanesdb.schemas import DOCUMENT_FOR_COLLECTION
 
-    return {d.collection: d for d in ALL_DOCUMENTS}[collection]
+    return DOCUMENT_FOR_COLLECTION[collection]
 
 
 def iter_snapshot(path: Path) -> Iterator[dict[str, Any]]:

@@ -177,9 +177,8 @@ def mongo_json_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _model_for(collection: str) -> type[BaseModel]:
-    from xanesdb.schemas import ALL_DOCUMENTS
+    from xanesdb.schemas import DOCUMENT_FOR_COLLECTION as models
 
-    models = {d.collection: d for d in ALL_DOCUMENTS}
     if collection not in models:
         raise ValueError(f"no schema for collection {collection!r}; one of {sorted(models)}")
     return models[collection]

@@ -8,9 +8,12 @@ from xanesdb.schemas.spectrum import SpectrumDoc
 from xanesdb.schemas.structure import Provenance, StructureDoc
 
 ALL_DOCUMENTS = (StructureDoc, SiteDoc, FeffTaskDoc, SpectrumDoc, TrainingRunDoc)
+#: each stored collection's document class
+DOCUMENT_FOR_COLLECTION = {d.collection: d for d in ALL_DOCUMENTS}
 
 __all__ = [
     "ALL_DOCUMENTS",
+    "DOCUMENT_FOR_COLLECTION",
     "SCHEMA_VERSIONS",
     "XanesdbDoc",
     "FeffTaskDoc",
