@@ -253,14 +253,15 @@ def load_calibration(name: str) -> MeasurementCalibration:
     if not isinstance(d, dict):
         raise ValueError(f"{path}: a calibration is a JSON object, this file holds a {type(d).__name__}; {hint}")
     known = {f.name for f in fields(MeasurementCalibration)}
-    unknown, missing = sorted(set(d) - known), [k for k in ("shift", "stretch", "sigma", "damping") if k not in d]
+    params = ("shift", "stretch", "sigma", "damping")
+    unknown, missing = sorted(set(d) - known), [k for k in params if k not in d]
     if unknown or missing:
         what = "; ".join(x for x in (f"unknown keys {', '.join(unknown)}" if unknown else "",
                                      f"missing {', '.join(missing)}" if missing else "") if x)
         raise ValueError(f"{path}: not a calibration ({what}); {hint}")
     try:
         cal = MeasurementCalibration.from_dict(d)
-        bad = [k for k in ("shift", "stretch", "sigma", "damping") if not np.isfinite(float(getattr(cal, k)))]
+        bad = [k for k in params if not np.isfinite(float(getattr(cal, k)))]
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: not a calibration ({err}); {hint}") from None
     if bad or cal.stretch <= 0 or cal.sigma < 0:
