@@ -296,17 +296,10 @@ def run_batch_cmd(
 
     if not directory.is_dir() or not ((directory / MANIFEST).is_file() or any(directory.glob(f"*/{TASK_FILE}"))):
         raise XanesdbUserError(f"{directory} holds no FEFF batch; write one with `xanesdb feff export-inputs {directory}`")
-    if workers is not None and workers < 1:
-        raise XanesdbUserError("--workers must be at least 1")
-    if timeout is not None and timeout <= 0:
-        raise XanesdbUserError("--timeout must be positive (seconds a site may run)")
-    if deadline is not None and deadline <= 0:
-        raise XanesdbUserError("--deadline must be positive (seconds after which no run starts)")
-    if limit is not None and limit < 0:
-        raise XanesdbUserError("--limit must be 0 or more")
     settings = get_settings()
-    out = run_batch(directory, workers or settings.n_workers, timeout or settings.FEFF_TIMEOUT_S, deadline, limit,
-                    feff_cmd=settings.FEFF_CMD)
+    # run_batch refuses a --workers, --timeout, --deadline or --limit out of range before it reads a folder
+    out = run_batch(directory, settings.n_workers if workers is None else workers,
+                    settings.FEFF_TIMEOUT_S if timeout is None else timeout, deadline, limit, feff_cmd=settings.FEFF_CMD)
     console.print(f"done {out['done']}, failed {out['failed']}, cut by the deadline {out['cut']}, already finished "
                   f"{out['skipped']}; {out['sites_per_hour']} sites/h on {out['workers']} workers")
 

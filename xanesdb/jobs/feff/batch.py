@@ -344,6 +344,12 @@ def run_batch(
         Counts and timing: ``done``, ``failed``, ``cut`` (stopped by the deadline), ``wall_s``,
         ``sites_per_hour``, ``workers``.
     """
+    for bad, message in ((workers is not None and workers < 1, "--workers must be at least 1"),
+                         (timeout is not None and timeout <= 0, "--timeout must be positive (seconds a site may run)"),
+                         (deadline is not None and deadline <= 0, "--deadline must be positive (seconds after which no run starts)"),
+                         (limit is not None and limit < 0, "--limit must be 0 or more")):
+        if bad:  # before any folder is read or result written
+            raise XanesdbUserError(message)
     batch = Path(batch_dir)
     workers = workers or os.cpu_count() or 1
     log = log or sys.stdout
@@ -527,15 +533,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not Path(a.batch_dir).is_dir():
         print(f"error: no batch folder {a.batch_dir}; write one with `xanesdb feff export-inputs DIR`", file=sys.stderr)
         return 2
-    bad = [f"{o} must be positive" for o, v in (("--timeout", a.timeout), ("--deadline", a.deadline), ("--workers", a.workers))
-           if v is not None and v <= 0] + (["--limit must be 0 or more"] if a.limit is not None and a.limit < 0 else [])
-    if bad:
-        print(f"error: {bad[0]}", file=sys.stderr)
-        return 2
     names = Path(a.names).read_text().split() if a.names else None
     try:
         out = run_batch(a.batch_dir, a.workers, a.timeout, a.deadline, a.limit, names, feff_cmd=a.feff_cmd)
-    except XanesdbUserError as err:  # a damaged batch file: one line, as the xanesdb command says it
+    except XanesdbUserError as err:  # a bad option or damaged batch file: one line, as the xanesdb command says it
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(out), flush=True)
